@@ -1,0 +1,245 @@
+"""The Interpreter: prepare every operator once, then run inputs through the graph."""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import InputError, MicrorefError, ModelError, UnsupportedOpError, where
+from .graph import analyse
+from .model import Model, Tensor, load_model
+
+
+class Interpreter:
+    """Runs an int8 TFLite model with TFLM's reference-kernel arithmetic, bit for bit.
+
+        it = Interpreter.from_file("model.tflite")
+        outputs = it.run([x])            # or it.run({"input_name": x})
+        batch_outputs = it.run_batch([X])  # X has a leading axis of samples
+    """
+
+    def __init__(self, model: Model, *, numerics=None):
+        from ops import registry as reg
+        import ops  # noqa: F401  (registers every kernel)
+
+        self.model = model
+        self.numerics = numerics or reg.DEFAULT_NUMERICS
+        sg = model.main
+        if len(model.subgraphs) > 1:
+            # Only control-flow ops reference other subgraphs; their kernels say so if present.
+            pass
+        self.subgraph = sg
+        self.tensors = sg.tensors
+        self.graph = analyse(sg)
+        self.kernels = self._prepare_all(reg)
+        self._plan = None
+        self._kept: dict[int, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **kwargs) -> "Interpreter":
+        return cls(load_model(path), **kwargs)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, **kwargs) -> "Interpreter":
+        return cls(load_model(data), **kwargs)
+
+    def _prepare_all(self, reg):
+        kernels = []
+        unsupported: dict[tuple[str, int], dict] = {}
+        for op in self.subgraph.operators:
+            cls = reg.REGISTRY.get(op.op_name)
+            if cls is None:
+                key = (op.display_name, op.version)
+                unsupported.setdefault(key, {"ops": [], "why": "operator is not implemented"})["ops"].append(op.index)
+                kernels.append(None)
+                continue
+            try:
+                kernels.append(cls(reg.PrepareContext(op, self.tensors, self.numerics)))
+            except UnsupportedOpError as e:
+                for name, version, idx, why in e.unsupported:
+                    unsupported.setdefault((name, version), {"ops": [], "why": why})["ops"].extend(idx)
+                kernels.append(None)
+            except MicrorefError:
+                raise
+            except (ValueError, ZeroDivisionError, OverflowError, IndexError, KeyError, TypeError) as e:
+                # A kernel's prepare tripped on inconsistent parameters the model should not have.
+                raise ModelError(f"{where(op.index, op.display_name)}: invalid operator parameters "
+                                 f"({type(e).__name__}: {e})") from None
+        if unsupported:
+            lines = [f"{name} (version {ver}) at operator{'s' if len(v['ops']) > 1 else ''} "
+                     f"{', '.join(map(str, v['ops']))}: {v['why']}"
+                     for (name, ver), v in unsupported.items()]
+            raise UnsupportedOpError("the model uses unsupported operators:\n  " + "\n  ".join(lines),
+                                     [(name, ver, v["ops"], v["why"]) for (name, ver), v in unsupported.items()])
+        return kernels
+
+    # ------------------------------------------------------------------ details
+    def _details(self, index: int) -> dict[str, Any]:
+        t = self.tensors[index]
+        q = t.quantization
+        return {
+            "name": t.name,
+            "index": index,
+            "shape": np.array(t.shape, dtype=np.int32),
+            "dtype": t.dtype.type if t.dtype is not None else None,
+            "quantization": (q.scale, q.zero_point) if q is not None else (0.0, 0),
+            "quantization_parameters": {
+                "scales": q.scales.copy() if q is not None else np.zeros(0, np.float32),
+                "zero_points": q.zero_points.astype(np.int32) if q is not None else np.zeros(0, np.int32),
+                "quantized_dimension": q.quantized_dimension if q is not None else 0,
+            },
+        }
+
+    @property
+    def input_details(self) -> list[dict[str, Any]]:
+        return [self._details(i) for i in self.subgraph.inputs]
+
+    @property
+    def output_details(self) -> list[dict[str, Any]]:
+        return [self._details(i) for i in self.subgraph.outputs]
+
+    @property
+    def plan(self):
+        """The arena plan TFLM would make for this model (see interp.planner)."""
+        if self._plan is None:
+            from .planner import plan_arena
+            self._plan = plan_arena(self)
+        return self._plan
+
+    # ------------------------------------------------------------------ running
+    def _gather_inputs(self, inputs, batched: bool) -> tuple[list[np.ndarray], int]:
+        sg = self.subgraph
+        names = [self.tensors[i].name for i in sg.inputs]
+        if isinstance(inputs, Mapping):
+            unknown = [k for k in inputs if k not in names]
+            if unknown:
+                raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {names}")
+            missing = [n for n in names if n not in inputs]
+            if missing:
+                raise InputError(f"missing input(s) {missing}; the model's inputs are {names}")
+            values = [inputs[n] for n in names]
+        elif isinstance(inputs, np.ndarray) and len(sg.inputs) == 1:
+            values = [inputs]
+        else:
+            if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+                raise InputError(f"inputs must be a list of arrays or a dict by input name, "
+                                 f"not {type(inputs).__name__}")
+            values = list(inputs)
+        if len(values) != len(sg.inputs):
+            raise InputError(f"the model takes {len(sg.inputs)} input(s) {names}, {len(values)} given")
+        arrays, n = [], None
+        for k, (ti, v) in enumerate(zip(sg.inputs, values)):
+            t = self.tensors[ti]
+            a = np.asarray(v)
+            want = tuple(t.shape)
+            label = f'input {k} "{t.name}"'
+            if a.dtype != t.dtype:
+                raise InputError(f"{label} must be {t.dtype} ({t.type_name}), got {a.dtype}")
+            if batched:
+                if a.ndim != len(want) + 1 or tuple(a.shape[1:]) != want:
+                    raise InputError(f"{label} must have shape (N, {', '.join(map(str, want))}) for "
+                                     f"run_batch, got {tuple(a.shape)}")
+                if n is None:
+                    n = a.shape[0]
+                elif a.shape[0] != n:
+                    raise InputError(f"{label} has {a.shape[0]} samples, input 0 has {n}")
+            else:
+                if tuple(a.shape) != want:
+                    raise InputError(f"{label} must have shape {want}, got {tuple(a.shape)}")
+                a = a[None]
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise InputError(f"{label} contains NaN or infinity")
+            arrays.append(a)
+        return arrays, (n if batched else 1)
+
+    def _execute(self, arrays: list[np.ndarray], n: int, keep: bool) -> dict[int, np.ndarray]:
+        sg = self.subgraph
+        env: dict[int, np.ndarray] = {}
+        for ti, a in zip(sg.inputs, arrays):
+            env[ti] = a
+        keep_alive = set(sg.outputs)
+        last_use = self.graph.last_use
+        for op, kernel in zip(sg.operators, self.kernels):
+            ins = []
+            for ti in op.inputs:
+                if ti < 0:
+                    ins.append(None)
+                elif ti in env:
+                    ins.append(env[ti])
+                else:
+                    t = self.tensors[ti]
+                    ins.append(t.data[None] if t.data is not None else None)
+            outs = kernel.eval(ins)
+            for ti, value in zip(op.outputs, outs):
+                t = self.tensors[ti]
+                expected = (n,) + tuple(t.shape)
+                if value.shape != expected or value.dtype != t.dtype:
+                    raise ModelError(f"{where(op.index, op.display_name, t)}: kernel produced "
+                                     f"{value.dtype}{value.shape}, tensor is {t.dtype}{expected}")
+                env[ti] = value
+            if not keep:
+                for ti in op.inputs:
+                    if ti >= 0 and last_use.get(ti) == op.index and ti not in keep_alive:
+                        env.pop(ti, None)
+        return env
+
+    def run(self, inputs, *, keep: bool = False) -> list[np.ndarray]:
+        """Run one sample. Returns the outputs (model order) as arrays of the output shapes.
+
+        With keep=True every intermediate tensor is kept for ``tensor()`` and ``dequantized()``.
+        """
+        arrays, n = self._gather_inputs(inputs, batched=False)
+        env = self._execute(arrays, n, keep)
+        self._kept = {k: v[0] for k, v in env.items()} if keep else None
+        return [env[ti][0] for ti in self.subgraph.outputs]
+
+    def run_batch(self, inputs, *, keep: bool = False) -> list[np.ndarray]:
+        """Run N samples at once: each input has a leading axis of N samples; so do the outputs."""
+        arrays, n = self._gather_inputs(inputs, batched=True)
+        env = self._execute(arrays, n, keep)
+        self._kept = dict(env) if keep else None
+        return [env[ti] for ti in self.subgraph.outputs]
+
+    # ------------------------------------------------------------------ intermediates
+    def tensor_index(self, name_or_index: int | str) -> int:
+        if isinstance(name_or_index, (int, np.integer)):
+            i = int(name_or_index)
+            if not 0 <= i < len(self.tensors):
+                raise KeyError(f"no tensor {i}; the model has {len(self.tensors)}")
+            return i
+        for t in self.tensors:
+            if t.name == name_or_index:
+                return t.index
+        raise KeyError(f"no tensor named {name_or_index!r}")
+
+    def tensor(self, name_or_index: int | str) -> np.ndarray:
+        """A tensor's raw (integer) value from the last run(keep=True); constants always."""
+        i = self.tensor_index(name_or_index)
+        t = self.tensors[i]
+        if t.data is not None:
+            return t.data
+        if self._kept is None:
+            raise KeyError("intermediate tensors are kept only after run(..., keep=True)")
+        if i not in self._kept:
+            raise KeyError(f'tensor {i} "{t.name}" was not computed')
+        return self._kept[i]
+
+    def dequantized(self, name_or_index: int | str) -> np.ndarray:
+        """A tensor's real values: scale * (q - zero_point), per channel where quantized so."""
+        i = self.tensor_index(name_or_index)
+        return dequantize_tensor(self.tensors[i], self.tensor(i))
+
+
+def dequantize_tensor(t: Tensor, q: np.ndarray) -> np.ndarray:
+    if t.quantization is None or t.dtype is None or t.dtype.kind == "f":
+        return np.asarray(q, dtype=np.float64)
+    qz = t.quantization
+    q64 = np.asarray(q, dtype=np.float64)
+    if qz.per_channel:
+        shape = [1] * q64.ndim
+        axis = qz.quantized_dimension + (q64.ndim - len(t.shape))
+        shape[axis] = -1
+        return qz.scales.astype(np.float64).reshape(shape) * (q64 - qz.zero_points.reshape(shape))
+    return qz.scale * (q64 - qz.zero_point)

@@ -1,0 +1,115 @@
+"""FULLY_CONNECTED: TFLM's reference kernel (fully_connected.cc, integer_ops/fully_connected.h)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import fixedpoint as fp
+from .common import (activation_range_quantized, apply_float_activation, exact_integer_matmul,
+                     float_sequential_sum_of_products, quantize_channel_multipliers, real_multiplier,
+                     requantize)
+from .registry import OpKernel, PrepareContext, register
+
+
+@register("FULLY_CONNECTED")
+class FullyConnected(OpKernel):
+    def prepare(self, ctx: PrepareContext):
+        x = ctx.require_input(0, "input")
+        w = ctx.require_input(1, "weights")
+        bias = ctx.input(2)
+        out = ctx.output(0)
+        self.activation = ctx.options.get("fused_activation_function", 0)
+        ctx.check(x.type_name == out.type_name,
+                  f"input type {x.type_name} differs from output type {out.type_name}")
+        ok = {("FLOAT32", "FLOAT32"), ("INT8", "INT8"), ("INT8", "INT4"), ("INT16", "INT8")}
+        if (x.type_name, w.type_name) not in ok:
+            ctx.unsupported(f"input {x.type_name} with weights {w.type_name} is not supported by TFLM")
+        if w.data is None:
+            ctx.unsupported("non-constant weights are not supported", w)
+        ctx.check(len(w.shape) >= 2, f"weights must have rank >= 2, have shape {list(w.shape)}", w)
+        self.accum_depth = w.shape[-1]
+        self.output_depth = out.shape[-1] if out.shape else 1
+        ctx.check(self.output_depth <= w.shape[-2],
+                  f"output depth {self.output_depth} exceeds the {w.shape[-2]} weight rows", w)
+        ctx.check(self.accum_depth > 0 and x.size % self.accum_depth == 0,
+                  f"input of {x.size} elements is not a whole number of rows of {self.accum_depth}", x)
+        ctx.check(out.size * self.accum_depth == x.size * self.output_depth,
+                  f"output shape {list(out.shape)} does not match input {list(x.shape)} and "
+                  f"weights {list(w.shape)}", out)
+        self.out_tensor = out
+        self.kind = x.type_name
+        weights = np.asarray(w.data).reshape(-1, self.accum_depth)[: self.output_depth]
+        if w.type_name == "INT4":
+            # TFLM unpacks the int4 weights into an arena scratch buffer at every Eval.
+            self.scratch_bytes.append(w.size)
+
+        if self.kind == "FLOAT32":
+            self.weights_f32 = weights.astype(np.float32)
+            self.bias_f32 = None if bias is None else np.asarray(bias.data, np.float32)
+            return
+
+        if bias is not None and bias.data is None:
+            ctx.unsupported("non-constant bias is not supported", bias)
+        wq, xq, oq = w.quantization, x.quantization, out.quantization
+        ctx.check(wq is not None and xq is not None and oq is not None,
+                  "quantized FULLY_CONNECTED needs quantization on input, weights and output")
+        self.per_channel = wq.per_channel
+        if self.per_channel:
+            ctx.check(w.type_name != "INT4", "per-channel quantization is not supported with int4 weights", w)
+            ctx.check(wq.scales.size == w.shape[wq.quantized_dimension],
+                      f"{wq.scales.size} weight scales for {w.shape[wq.quantized_dimension]} channels", w)
+            real = [real_multiplier(None, xq.scale, s, divisor=oq.scale) for s in wq.scales]
+            self.multiplier, self.shift = quantize_channel_multipliers(np.array(real)[: self.output_depth])
+            weight_offset = 0  # TFLM ignores the filter zero point on the per-channel path
+        else:
+            if bias is not None:
+                bq = bias.quantization
+                bias_scale = bq.scale if bq is not None else 0.0
+                product = float(xq.scale) * float(wq.scale)
+                ctx.check(abs(product - bias_scale) / float(oq.scale) <= 0.02,
+                          f"bias scale {bias_scale:.6g} is inconsistent with input*weight scale "
+                          f"{product:.6g} (TFLM requires |difference|/output_scale <= 0.02)", bias)
+            m = real_multiplier(self.numerics, xq.scale, wq.scale, divisor=oq.scale)
+            ctx.check(m >= 0, "input*weight scale is negative", w)
+            mult, shift = fp.quantize_multiplier(m)
+            self.multiplier, self.shift = np.int64(mult), np.int64(shift)
+            weight_offset = -wq.zero_point
+        self.input_offset = -xq.zero_point
+        self.output_offset = oq.zero_point
+        self.act_min, self.act_max = activation_range_quantized(self.activation, out)
+        w_eff = weights.astype(np.int64) + weight_offset
+        self.weights_t = w_eff.T.copy()  # (D, O) for x @ W
+        self.bias = None if bias is None else np.asarray(bias.data, np.int64)[: self.output_depth]
+        # int16 activations with an int64 (or absent, non-int32-typed) bias use TFLM's int64 path.
+        self.int64_accumulator = self.kind == "INT16" and not (
+            (bias is not None and bias.type_name == "INT32")
+            or (bias is None and ctx.options.get("quantized_bias_type", 0) == 2))
+        x_max = 32768 if self.kind == "INT16" else 255
+        self.bound = int(np.abs(w_eff).sum(axis=1).max(initial=0)) * x_max
+
+    def eval(self, inputs):
+        x = inputs[0]
+        n = x.shape[0]
+        rows = x.reshape(-1, self.accum_depth)
+        if self.kind == "FLOAT32":
+            acc = float_sequential_sum_of_products(rows.astype(np.float32), self.weights_f32)
+            if self.bias_f32 is not None:
+                acc = acc + self.bias_f32[None, : self.output_depth]
+            y = apply_float_activation(acc, self.activation)
+            return [y.reshape((n,) + self.out_tensor.shape)]
+        acc = exact_integer_matmul(rows.astype(np.int64) + self.input_offset, self.weights_t, self.bound)
+        if self.bias is not None:
+            acc = acc + self.bias
+        if self.int64_accumulator:
+            scaled = fp.multiply_by_quantized_multiplier_int64(acc, self.multiplier, self.shift)
+            y = np.clip(scaled + self.output_offset, self.act_min, self.act_max)
+        else:
+            y = requantize(fp.wrap_int32(acc), self.multiplier, self.shift, self.output_offset,
+                           self.act_min, self.act_max, self.numerics)
+        return [y.astype(self.out_tensor.dtype).reshape((n,) + self.out_tensor.shape)]
+
+    def describe(self):
+        if self.kind == "FLOAT32":
+            return {"activation": self.activation}
+        return {"input_offset": self.input_offset, "output_offset": self.output_offset,
+                "multiplier": np.atleast_1d(self.multiplier).tolist(), "shift": np.atleast_1d(self.shift).tolist(),
+                "act_min": self.act_min, "act_max": self.act_max, "per_channel": self.per_channel}

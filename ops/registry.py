@@ -1,0 +1,134 @@
+"""The op registry: one kernel class per TFLite builtin operator, registered by name.
+
+A kernel's constructor is TFLM's Prepare: it validates the operator the way TFLM does and does
+every piece of parameter work once (multipliers and shifts, padding, activation clamps,
+re-arranged weights). ``eval`` is then pure numpy on arrays.
+
+Eval convention: every input array carries a leading *sample* axis in front of the tensor's own
+shape: size N for activations (N samples evaluated together), size 1 for constant tensors.
+Optional inputs the model omits arrive as None. ``eval`` returns one array per output, each of
+shape ``(N,) + output.shape`` and of the output tensor's dtype.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from interp.errors import ModelError, UnsupportedOpError, where
+from interp.model import Operator, Tensor
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """Arithmetic variants, for explaining other runtimes. The defaults are the pinned TFLM wheel.
+
+    rounding: "double" (SRDHM then RDBPOT, TFLM's build) or "single" (TFLITE_SINGLE_ROUNDING).
+    scale_precision: "double" (the wheel) or "float32" (older TFLM source computes the FC per-tensor
+        product and the SUB/RELU/LEAKY_RELU/HARD_SWISH ratios in float32).
+    """
+
+    rounding: str = "double"
+    scale_precision: str = "double"
+
+
+DEFAULT_NUMERICS = Numerics()
+
+
+class PrepareContext:
+    """What a kernel's prepare step may look at: the operator, its tensors, and error helpers."""
+
+    def __init__(self, op: Operator, tensors: list[Tensor], numerics: Numerics = DEFAULT_NUMERICS):
+        self.op = op
+        self.tensors = tensors
+        self.numerics = numerics
+
+    @property
+    def options(self) -> dict:
+        return self.op.options
+
+    def input(self, i: int) -> Tensor | None:
+        """The i-th input tensor, or None when the model omits it (index -1 or past the end)."""
+        if i >= len(self.op.inputs) or self.op.inputs[i] < 0:
+            return None
+        return self.tensors[self.op.inputs[i]]
+
+    def inputs(self) -> list[Tensor | None]:
+        return [self.input(i) for i in range(len(self.op.inputs))]
+
+    def output(self, i: int = 0) -> Tensor:
+        if i >= len(self.op.outputs):
+            self.fail(f"needs at least {i + 1} output(s), has {len(self.op.outputs)}")
+        return self.tensors[self.op.outputs[i]]
+
+    def require_input(self, i: int, what: str = "") -> Tensor:
+        t = self.input(i)
+        if t is None:
+            self.fail(f"input {i}{' (' + what + ')' if what else ''} is missing")
+        return t
+
+    def location(self, tensor: Tensor | None = None) -> str:
+        return where(self.op.index, self.op.display_name, tensor)
+
+    def fail(self, message: str, tensor: Tensor | None = None):
+        """Reject the model as TFLM's Prepare would (a ModelError naming the operator)."""
+        raise ModelError(f"{self.location(tensor)}: {message}")
+
+    def check(self, condition: bool, message: str, tensor: Tensor | None = None):
+        if not condition:
+            self.fail(message, tensor)
+
+    def unsupported(self, message: str, tensor: Tensor | None = None):
+        """A valid operator in a variant microref does not implement (reported with all others)."""
+        raise UnsupportedOpError(f"{self.location(tensor)}: {message}",
+                                 [(self.op.display_name, self.op.version, [self.op.index], message)])
+
+
+class OpKernel:
+    """Base class of every kernel. Subclasses implement ``prepare`` and ``eval``."""
+
+    # Set by @register.
+    op_name: str = ""
+
+    def __init__(self, ctx: PrepareContext):
+        self.op = ctx.op
+        self.numerics = ctx.numerics
+        # Bytes of each RequestScratchBufferInArena call TFLM's kernel makes, in call order.
+        self.scratch_bytes: list[int] = []
+        self.prepare(ctx)
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        raise NotImplementedError
+
+    def eval(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Parameters worth showing a user debugging this op (multipliers, shifts, clamps…)."""
+        return {}
+
+
+REGISTRY: dict[str, type[OpKernel]] = {}
+
+
+def register(*op_names: str) -> Callable[[type[OpKernel]], type[OpKernel]]:
+    def decorate(cls):
+        for name in op_names:
+            if name in REGISTRY:
+                raise RuntimeError(f"op {name} registered twice")
+            REGISTRY[name] = cls
+        cls.op_name = op_names[0]
+        return cls
+    return decorate
+
+
+def expect_types(ctx: PrepareContext, tensor: Tensor, allowed: tuple[str, ...], role: str):
+    if tensor.type_name not in allowed:
+        ctx.unsupported(f"{role} of type {tensor.type_name} is not supported (supported: {', '.join(allowed)})",
+                        tensor)
+
+
+def output_like(inputs_shape_n: int, tensor: Tensor, values: np.ndarray) -> np.ndarray:
+    """Give ``values`` the eval-convention shape (N,) + tensor.shape and the tensor's dtype."""
+    return values.reshape((inputs_shape_n,) + tuple(tensor.shape)).astype(tensor.dtype, copy=False)

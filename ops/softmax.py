@@ -1,0 +1,154 @@
+"""SOFTMAX: TFLM's reference kernel (softmax.cc, softmax_common.cc, reference/softmax.h).
+
+int8 input: gemmlowp fixed-point exp and reciprocal (no float at run time).
+int16 input: the two interpolated 513-entry lookup tables TFLM builds in float32 at Prepare.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import fixedpoint as fp
+from .registry import OpKernel, PrepareContext, register
+
+SCALED_DIFF_INTEGER_BITS = 5
+ACCUMULATION_INTEGER_BITS = 12
+
+
+def lut_populate_int16(transform, input_scale, input_zero_point, output_scale, output_zero_point):
+    """TFLM LUTPopulateInt16<float>: a 513-entry int16 table of ``transform`` with each entry biased
+    so that linear interpolation between entries best matches the midpoint (float32 arithmetic)."""
+    f32 = np.float32
+    input_scale, output_scale = f32(input_scale), f32(output_scale)
+    input_min = f32(input_scale * f32(-32768 - input_zero_point))
+    input_max = f32(input_scale * f32(32767 - input_zero_point))
+    output_min = f32(output_scale * f32(-32768 - output_zero_point))
+    output_max = f32(output_scale * f32(32767 - output_zero_point))
+    steps = 512
+    step = f32((input_max - input_min) / f32(steps))
+    half_step = f32(step / f32(2))
+    inv = f32(f32(65536) / f32(output_max - output_min))
+    i = np.arange(steps, dtype=np.float32)
+    x = (input_min + i * step).astype(np.float32)
+    val = transform(x).astype(np.float32)
+    val_mid = transform((input_min + i * step + half_step).astype(np.float32)).astype(np.float32)
+    val_next = transform((input_min + (i + f32(1)) * step).astype(np.float32)).astype(np.float32)
+    sample = fp.tflite_round((val * inv).astype(np.float32))
+    mid_interp = fp.tflite_round(((val_next * inv + fp.tflite_round((val * inv).astype(np.float32)))
+                                  / f32(2)).astype(np.float32))
+    mid_val = fp.tflite_round((val_mid * inv).astype(np.float32))
+    bias = fp.tflite_round(((mid_interp - mid_val) / f32(2)).astype(np.float32))
+    lut = np.empty(steps + 1, np.int64)
+    lut[:steps] = np.clip(sample - bias, -32768, 32767).astype(np.int64)
+    last = fp.tflite_round((transform(np.array([input_max], np.float32)).astype(np.float32) * inv).astype(np.float32))
+    lut[steps] = int(np.clip(last, -32768, 32767)[0])
+    return lut
+
+
+def lut_lookup_int16(values, lut):
+    """TFLM LUTLookup(int16): linear interpolation between 512 base entries, Q0.7 offsets."""
+    v = np.asarray(values, np.int64)
+    index = 256 + (v >> 7)
+    offset = v & 0x7F
+    base = lut[index]
+    slope = lut[index + 1] - base
+    return ((base + ((slope * offset + 64) >> 7)) + 32768) % 65536 - 32768
+
+
+@register("SOFTMAX")
+class Softmax(OpKernel):
+    def prepare(self, ctx: PrepareContext):
+        ctx.check(len(ctx.op.inputs) == 1 and len(ctx.op.outputs) == 1, "takes exactly one input and one output")
+        x, out = ctx.require_input(0), ctx.output(0)
+        ctx.check(len(x.shape) >= 1, "input must have rank >= 1", x)
+        self.out_tensor = out
+        self.beta = float(np.float32(ctx.options.get("beta", 1.0)))
+        pair = (x.type_name, out.type_name)
+        if pair not in {("FLOAT32", "FLOAT32"), ("INT8", "INT8"), ("INT8", "INT16"), ("INT16", "INT16")}:
+            if x.type_name in ("INT8", "INT16") and out.type_name != "INT16":
+                ctx.fail(f"input type {x.type_name} needs output type {x.type_name} or INT16, got {out.type_name}")
+            ctx.unsupported(f"{x.type_name} -> {out.type_name} softmax is not supported by TFLM")
+        self.kind = pair
+        if x.type_name == "FLOAT32":
+            return
+        xq, oq = x.quantization, out.quantization
+        ctx.check(xq is not None and oq is not None, "quantized softmax needs input and output quantization")
+        if x.type_name == "INT16":
+            ctx.check(xq.zero_point == 0, f"int16 input zero point must be 0, is {xq.zero_point}", x)
+            ctx.check(oq.zero_point == 0, f"int16 output zero point must be 0, is {oq.zero_point}", out)
+            ctx.check(abs(np.float32(oq.scale) - np.float32(1 / 32768)) <= np.float32(0.001 / 32768),
+                      f"int16 output scale must be 1/32768 (within 0.1%), is {oq.scale!r}", out)
+            self.multiplier, self.shift = fp.quantize_multiplier(xq.scale * self.beta / (10.0 / 65535.0))
+            r = np.float32(65535)
+            self.exp_lut = lut_populate_int16(lambda v: np.exp(v), np.float32(10.0) / r, 32767,
+                                              np.float32(2.0) / r, 0)
+            self.recip_lut = lut_populate_int16(lambda v: np.float32(1) / (np.float32(1) + v),
+                                                np.float32(1.0) / r, -32768, np.float32(2.0) / r, 0)
+            return
+        if out.type_name == "INT16":
+            ctx.check(oq.zero_point == -32768, f"int16 output zero point must be -32768, is {oq.zero_point}", out)
+            ctx.check(abs(np.float32(oq.scale) - np.float32(1 / 65536)) <= np.float32(0.001 / 65536),
+                      f"int16 output scale must be 1/65536 (within 0.1%), is {oq.scale!r}", out)
+        else:
+            ctx.check(oq.zero_point == -128, f"int8 output zero point must be -128, is {oq.zero_point}", out)
+            ctx.check(np.float32(oq.scale) == np.float32(1.0 / 256),
+                      f"int8 output scale must be exactly 1/256, is {oq.scale!r}", out)
+        real = min(self.beta * xq.scale * float(1 << (31 - SCALED_DIFF_INTEGER_BITS)), float((1 << 31) - 1))
+        ctx.check(real > 1.0, f"input_scale * beta * 2^26 = {real!r} must exceed 1 "
+                              "(TFLM's QuantizeMultiplierGreaterThanOne check)", x)
+        self.multiplier, self.left_shift = fp.quantize_multiplier_greater_than_one(real)
+        self.diff_min = -fp.calculate_input_radius(SCALED_DIFF_INTEGER_BITS, self.left_shift)
+        self.output_bits = 16 if out.type_name == "INT16" else 8
+
+    def eval(self, inputs):
+        x = inputs[0]
+        if self.kind == ("FLOAT32", "FLOAT32"):
+            return [self._eval_float(x)]
+        if self.kind[0] == "INT16":
+            return [self._eval_int16(x)]
+        return [self._eval_int8(x)]
+
+    def _eval_int8(self, x):
+        x64 = x.astype(np.int64)
+        diff = x64 - x64.max(axis=-1, keepdims=True)
+        active = diff >= self.diff_min
+        rescaled = fp.saturating_rounding_doubling_high_mul(
+            fp.wrap_int32(np.where(active, diff, 0) << self.left_shift), self.multiplier)
+        exps = fp.exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS)
+        terms = np.where(active, fp.rounding_divide_by_pot(exps, ACCUMULATION_INTEGER_BITS), 0)
+        sum_of_exps = fp.wrap_int32(terms.sum(axis=-1, keepdims=True))
+        scale, bits_over_unit = fp.get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
+        exponent = bits_over_unit + 31 - self.output_bits
+        lo, hi = (-32768, 32767) if self.output_bits == 16 else (-128, 127)
+        unsat = fp.rounding_divide_by_pot(fp.saturating_rounding_doubling_high_mul(scale, exps),
+                                          np.clip(exponent, 0, 31))
+        y = np.where(active, np.clip(unsat + lo, lo, hi), lo)
+        return y.astype(self.out_tensor.dtype)
+
+    def _eval_int16(self, x):
+        x64 = x.astype(np.int64)
+        diff = x64 - x64.max(axis=-1, keepdims=True)
+        scaled = fp.multiply_by_quantized_multiplier(diff, self.multiplier, self.shift)
+        exps = lut_lookup_int16(np.clip(scaled + 32767, -32768, 32767), self.exp_lut)
+        sums = exps.sum(axis=-1, keepdims=True)
+        headroom_plus_one = fp.count_leading_zeros32(sums)
+        shifted = ((sums << (headroom_plus_one - 1)) + (1 << 13)) >> 14
+        recip = lut_lookup_int16(np.clip(shifted - ((1 << 15) + (1 << 16)), -32768, 32767), self.recip_lut)
+        right = 31 - headroom_plus_one
+        y = (exps * recip + (np.int64(1) << (right - 1))) >> right
+        return np.clip(y, 0, 32767).astype(np.int16)
+
+    def _eval_float(self, x):
+        f = np.float32
+        mx = x.max(axis=-1, keepdims=True)
+        e = np.exp(((x - mx) * f(self.beta)).astype(np.float32))
+        # The C loop sums exps left to right in float32.
+        total = np.zeros(e.shape[:-1] + (1,), np.float32)
+        for c in range(e.shape[-1]):
+            total += e[..., c:c + 1]
+        return (e / total).astype(np.float32)
+
+    def describe(self):
+        if self.kind[0] == "INT8":
+            return {"beta": self.beta, "input_multiplier": self.multiplier, "input_left_shift": self.left_shift,
+                    "diff_min": self.diff_min}
+        return {"beta": self.beta}
