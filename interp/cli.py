@@ -1,0 +1,264 @@
+"""The `microref` command line.
+
+Exit codes: 0 success; 1 an unexpected internal error (a bug: please report it, --debug shows
+the traceback); 2 bad command-line usage; 3 the model does not fit the memory budget (plan);
+4 the model is malformed or rejected (ModelError); 5 unsupported operators (UnsupportedOpError);
+6 bad inputs (InputError); 7 a comparison found differences (compare); 8 an optional package is
+missing.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import traceback
+
+import numpy as np
+
+from .errors import InputError, MicrorefError, ModelError, UnsupportedOpError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_OVER_BUDGET = 0, 1, 2, 3
+EXIT_MODEL, EXIT_UNSUPPORTED, EXIT_INPUT, EXIT_DIFFERS, EXIT_MISSING_PACKAGE = 4, 5, 6, 7, 8
+
+
+class MissingPackageError(MicrorefError):
+    """An optional dependency needed by this command is not installed."""
+
+
+def parse_size(text: str) -> int:
+    """'256KiB', '256K', '1MiB', '1MB', '262144' -> bytes (K/M = 1024-based, as MCU datasheets use)."""
+    t = text.strip().lower().replace(",", "").replace("_", "")
+    for suffix, mult in (("kib", 1024), ("mib", 1 << 20), ("kb", 1024), ("mb", 1 << 20),
+                         ("k", 1024), ("m", 1 << 20), ("b", 1)):
+        if t.endswith(suffix):
+            return int(float(t[: -len(suffix)]) * mult)
+    return int(t)
+
+
+def random_inputs(it, rng) -> list[np.ndarray]:
+    """Seeded inputs over each input's whole range (float inputs: standard normal)."""
+    xs = []
+    for d in it.input_details:
+        dt = np.dtype(d["dtype"])
+        shape = tuple(int(s) for s in d["shape"])
+        if dt.kind == "f":
+            xs.append(rng.standard_normal(shape).astype(dt))
+        elif dt.kind == "b":
+            xs.append(rng.integers(0, 2, shape).astype(dt))
+        else:
+            info = np.iinfo(dt)
+            xs.append(rng.integers(info.min, info.max, shape, endpoint=True, dtype=np.int64).astype(dt))
+    return xs
+
+
+def load_inputs(it, paths: list[str] | None, seed: int) -> list[np.ndarray]:
+    if not paths:
+        return random_inputs(it, np.random.default_rng(seed))
+    if len(paths) == 1 and paths[0].endswith(".npz"):
+        with np.load(paths[0]) as z:
+            names = [d["name"] for d in it.input_details]
+            if all(n in z for n in names):
+                return [z[n] for n in names]
+            keys = sorted(z.files)
+            return [z[k] for k in keys]
+    out = []
+    for p in paths:
+        try:
+            out.append(np.load(p, allow_pickle=False))
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read input file {p!r}: {e}") from None
+    return out
+
+
+def _fmt_array(a: np.ndarray, limit: int = 16) -> str:
+    flat = np.asarray(a).ravel()
+    body = np.array2string(flat[:limit], separator=", ", max_line_width=100000, precision=6)
+    return body[:-1] + (", …]" if flat.size > limit else "]")
+
+
+def cmd_run(args) -> int:
+    from .executor import Interpreter, dequantize_tensor
+    it = Interpreter.from_file(args.model)
+    xs = load_inputs(it, args.input, args.seed)
+    outs = it.run(xs)
+    for d, y in zip(it.output_details, outs):
+        t = it.tensors[d["index"]]
+        print(f'output "{d["name"]}" {t.type_name}{list(t.shape)}:')
+        print(f"  raw:         {_fmt_array(y)}")
+        if t.quantization is not None and t.dtype.kind != "f":
+            print(f"  dequantized: {_fmt_array(dequantize_tensor(t, y))}")
+    if args.output:
+        payload = {f"input_{i}": x for i, x in enumerate(xs)}
+        payload.update({d["name"] or f"output_{j}": y for j, (d, y) in enumerate(zip(it.output_details, outs))})
+        np.savez(args.output, **payload)
+        print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    from ops.registry import REGISTRY
+    import ops  # noqa: F401
+    from .model import load_model
+    m = load_model(args.model)
+    sg = m.main
+    print(f"model: {args.model}  ({m.file_bytes:,} bytes, weights {m.weight_bytes:,} bytes, "
+          f"{len(m.subgraphs)} subgraph{'s' if len(m.subgraphs) > 1 else ''}, schema v{m.version})")
+    if m.description:
+        print(f"description: {m.description}")
+    counts = collections.Counter((op.display_name, op.version, op.op_name in REGISTRY) for op in sg.operators)
+    print(f"\noperators ({len(sg.operators)}):")
+    unsupported = 0
+    for (name, ver, ok), n in sorted(counts.items()):
+        mark = "" if ok else "   <- UNSUPPORTED"
+        unsupported += 0 if ok else n
+        print(f"  {n:4d} x {name} (v{ver}){mark}")
+    # Variant-level support (types, options) is decided by each kernel's prepare step.
+    try:
+        from .executor import Interpreter
+        Interpreter(m)
+        verdict = "every operator is supported"
+    except UnsupportedOpError as e:
+        verdict = str(e)
+    except ModelError as e:
+        verdict = f"the model is rejected: {e}"
+    print(f"\nsupport: {verdict}")
+
+    def qdesc(t):
+        q = t.quantization
+        if q is None:
+            return ""
+        if q.per_channel:
+            return f"per-channel ({q.scales.size} scales, dim {q.quantized_dimension})"
+        return f"scale {q.scale:.6g} zp {q.zero_point}"
+
+    for label, idx in (("inputs", sg.inputs), ("outputs", sg.outputs)):
+        print(f"\n{label}:")
+        for i in idx:
+            t = sg.tensors[i]
+            print(f'  [{i}] "{t.name}" {t.type_name}{list(t.shape)} {qdesc(t)}')
+    if args.tensors:
+        print("\ntensors:")
+        for t in sg.tensors:
+            kind = "const" if t.is_constant else ("var" if t.is_variable else "act")
+            print(f'  [{t.index:3d}] {kind:5s} {t.type_name:7s} {str(list(t.shape)):20s} {qdesc(t):40s} "{t.name}"')
+    if args.ops:
+        print("\noperator list:")
+        for op in sg.operators:
+            print(f"  [{op.index:3d}] {op.display_name:22s} in {list(op.inputs)} out {list(op.outputs)} {op.options}")
+    return EXIT_OK
+
+
+def cmd_plan(args) -> int:
+    from .executor import Interpreter
+    from . import planner
+    it = Interpreter.from_file(args.model)
+    plan = planner.plan_arena(it, budget_bytes=parse_size(args.budget), flash_budget_bytes=parse_size(args.flash_budget))
+    if args.json:
+        import json
+        print(json.dumps(planner.plan_to_json(plan), indent=2))
+    else:
+        print(planner.format_plan(plan))
+    if args.plot:
+        _plot_plan(plan, args.plot)
+    if args.optimize:
+        if not args.output:
+            raise InputError("--optimize needs -o/--output for the rewritten model")
+        with open(args.model, "rb") as f:
+            data = f.read()
+        improved = plan.improved
+        new = planner.write_offline_plan(data, improved.offsets_by_tensor if hasattr(improved, "offsets_by_tensor")
+                                         else improved.offsets)
+        with open(args.output, "wb") as f:
+            f.write(new)
+        print(f"wrote {args.output}: offline-planned arena of {improved.arena_bytes:,} bytes "
+              f"(TFLM's greedy plan: {plan.arena_bytes:,})")
+    return EXIT_OK if plan.fits else EXIT_OVER_BUDGET
+
+
+def _plot_plan(plan, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingPackageError("--plot needs matplotlib: pip install 'microref[plot]' (or pip install matplotlib)")
+    xs = list(range(len(plan.timeline)))
+    ys = [step["live_bytes"] if isinstance(step, dict) else step.live_bytes for step in plan.timeline]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.bar(xs, ys, color="#4a7ab5")
+    ax.axhline(plan.budget_bytes, color="#c0392b", linestyle="--", label=f"budget {plan.budget_bytes:,} B")
+    ax.axhline(plan.arena_bytes, color="#333333", linestyle=":", label=f"TFLM arena {plan.arena_bytes:,} B")
+    ax.set_xlabel("operator")
+    ax.set_ylabel("live activation bytes")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"wrote {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="microref", description="Bit-exact TFLM reference interpreter and arena planner "
+                                "for int8 TFLite models.", epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a model on given or seeded random inputs")
+    r.add_argument("model")
+    r.add_argument("--input", nargs="+", metavar="X.npy", help="one .npy per model input, or one .npz")
+    r.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
+    r.add_argument("--output", metavar="OUT.npz", help="save inputs and outputs")
+    r.set_defaults(func=cmd_run)
+
+    i = sub.add_parser("info", help="operators, support, inputs and outputs of a model")
+    i.add_argument("model")
+    i.add_argument("--tensors", action="store_true", help="list every tensor")
+    i.add_argument("--ops", action="store_true", help="list every operator with its options")
+    i.set_defaults(func=cmd_info)
+
+    pl = sub.add_parser("plan", help="TFLM's tensor arena plan, peak RAM and a verdict against a budget")
+    pl.add_argument("model")
+    pl.add_argument("--budget", default="256KiB", help="RAM budget for the arena (default 256KiB)")
+    pl.add_argument("--flash-budget", default="1MiB", help="flash budget for the model (default 1MiB)")
+    pl.add_argument("--json", action="store_true", help="machine-readable output")
+    pl.add_argument("--plot", metavar="OUT.png", help="memory-over-time chart (needs matplotlib)")
+    pl.add_argument("--optimize", action="store_true", help="write the improved plan into a copy of the model")
+    pl.add_argument("-o", "--output", metavar="OUT.tflite", help="where --optimize writes the model")
+    pl.set_defaults(func=cmd_plan)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except MicrorefError as e:
+        if args.debug:
+            traceback.print_exc()
+        kind = type(e).__name__
+        print(f"microref: {kind}: {e}", file=sys.stderr)
+        if isinstance(e, UnsupportedOpError):
+            return EXIT_UNSUPPORTED
+        if isinstance(e, ModelError):
+            return EXIT_MODEL
+        if isinstance(e, InputError):
+            return EXIT_INPUT
+        if isinstance(e, MissingPackageError):
+            return EXIT_MISSING_PACKAGE
+        return EXIT_INTERNAL
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # a bug in microref: one line by default, the traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"microref: internal error ({type(e).__name__}: {e}); rerun with --debug and please report it",
+                  file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
