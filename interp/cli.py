@@ -196,6 +196,149 @@ def _plot_plan(plan, path):
     print(f"wrote {path}")
 
 
+def _tensor_key(t) -> str:
+    return f"{t.index:04d}_" + "".join(c if c.isalnum() or c in "._-" else "_" for c in t.name)[:80]
+
+
+def cmd_trace(args) -> int:
+    from .executor import Interpreter, dequantize_tensor
+    it = Interpreter.from_file(args.model)
+    xs = load_inputs(it, args.input, args.seed)
+    it.run(xs, keep=True)
+    print(f"{'op':>4}  {'operator':22s} {'output tensor':44s} {'type/shape':22s} {'raw min..max':>14s}  real range")
+    payload = {}
+    for i, ti in enumerate(it.subgraph.inputs):
+        payload[_tensor_key(it.tensors[ti])] = it.tensor(ti)
+    for op in it.subgraph.operators:
+        for ti in op.outputs:
+            t = it.tensors[ti]
+            v = it.tensor(ti)
+            payload[_tensor_key(t)] = v
+            real = dequantize_tensor(t, v)
+            print(f"{op.index:>4}  {op.display_name:22s} {t.name[:44]:44s} {t.type_name + str(list(t.shape)):22s} "
+                  f"{str(v.min()) + '..' + str(v.max()):>14s}  {real.min():.4g}..{real.max():.4g}")
+    if args.dump:
+        np.savez(args.dump, **payload)
+        print(f"wrote {len(payload)} tensors to {args.dump} (keys: 4-digit tensor index + name)")
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    import json
+    from . import compare as cmp
+    from .executor import Interpreter
+    it = Interpreter.from_file(args.model)
+    if args.float_model:
+        float_it = Interpreter.from_file(args.float_model)
+        if args.data:
+            with np.load(args.data) as z:
+                keys = [d["name"] for d in float_it.input_details]
+                real = [z[k] for k in keys] if all(k in z for k in keys) else [z[k] for k in sorted(z.files)]
+        else:
+            rng = np.random.default_rng(args.seed)
+            real = [rng.standard_normal(tuple(d["shape"])).astype(np.float32) for d in float_it.input_details]
+        rows = cmp.compare_float(it, float_it, real)
+        if args.json:
+            print(json.dumps([vars(r) for r in rows], indent=2, default=float))
+        else:
+            print(cmp.format_float_comparison(rows))
+        if args.plot:
+            _plot_layers(rows, args.plot)
+        return EXIT_OK
+    with open(args.model, "rb") as f:
+        data = f.read()
+    xs = load_inputs(it, args.input, args.seed)
+    runtimes = cmp.RUNTIMES if args.against == "all" else (args.against,)
+    results = [cmp.compare_runtime(it, data, xs, rt) for rt in runtimes]
+    if args.json:
+        print(json.dumps([cmp.runtime_comparison_to_json(r) for r in results], indent=2))
+    else:
+        print("\n\n".join(cmp.format_runtime_comparison(r) for r in results))
+    return EXIT_OK if all(r.first_divergent is None for r in results) else EXIT_DIFFERS
+
+
+def _plot_layers(rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingPackageError("--plot needs matplotlib: pip install 'microref[plot]' (or pip install matplotlib)")
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot([r.op_index for r in rows], [r.snr_db for r in rows], marker="o")
+    ax.set_xlabel("operator")
+    ax.set_ylabel("SNR of int8 vs float (dB)")
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"wrote {path}")
+
+
+def cmd_explain(args) -> int:
+    from .executor import Interpreter
+    from .explain import explain
+    it = Interpreter.from_file(args.model)
+    xs = load_inputs(it, args.input, args.seed)
+    try:
+        coords = tuple(int(c) for c in args.at.replace(" ", "").split(","))
+    except ValueError:
+        raise InputError(f"--at takes comma-separated integers, e.g. 0,3,4,7; got {args.at!r}") from None
+    print(explain(it, args.op, coords, xs).text)
+    return EXIT_OK
+
+
+def _c_array(name: str, a: np.ndarray) -> str:
+    ctype = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
+             "float32": "float", "int64": "int64_t", "bool": "bool"}[a.dtype.name]
+    flat = a.ravel()
+    if a.dtype.kind == "f":
+        body = ", ".join(f"{float(v)!r}f" for v in flat)
+    else:
+        body = ", ".join(str(int(v)) for v in flat)
+    dims = "".join(f"[{d}]" for d in a.shape) or "[1]"
+    return f"static const {ctype} {name}{dims} = {{{body}}};\n"
+
+
+def cmd_vectors(args) -> int:
+    import os
+    from .executor import Interpreter
+    it = Interpreter.from_file(args.model)
+    os.makedirs(args.output, exist_ok=True)
+    base = os.path.splitext(os.path.basename(args.model))[0]
+    ident = "".join(c if c.isalnum() else "_" for c in base)
+    rng = np.random.default_rng(args.seed)
+    samples = [load_inputs(it, args.input, args.seed)] if args.input else [random_inputs(it, rng)
+                                                                           for _ in range(args.count)]
+    batched_in = [np.stack([s[i] for s in samples]) for i in range(len(samples[0]))]
+    outs = it.run_batch(batched_in, keep=args.per_op)
+    payload = {f"input_{i}": x for i, x in enumerate(batched_in)}
+    payload.update({f"output_{j}": y for j, y in enumerate(outs)})
+    npz = os.path.join(args.output, f"{base}_vectors.npz")
+    np.savez(npz, **payload)
+    header = os.path.join(args.output, f"{base}_vectors.h")
+    with open(header, "w") as f:
+        f.write(f"// Test vectors for {base}: {len(samples)} sample(s); expected outputs are TFLM reference-kernel\n"
+                f"// results as computed by microref (bit-exact with tflite-micro==0.dev20261023182759).\n")
+        f.write(f"#pragma once\n#include <stdint.h>\n#include <stdbool.h>\n#define {ident.upper()}_NUM_VECTORS "
+                f"{len(samples)}\n")
+        for k, v in payload.items():
+            f.write(_c_array(f"{ident}_{k}", v))
+    written = [npz, header]
+    if args.per_op:
+        opdir = os.path.join(args.output, f"{base}_ops")
+        os.makedirs(opdir, exist_ok=True)
+        for op in it.subgraph.operators:
+            vec = {}
+            for i, ti in enumerate(op.inputs):
+                if ti >= 0 and it.tensors[ti].data is None:
+                    vec[f"input_{i}"] = it.tensor(ti)
+            for j, ti in enumerate(op.outputs):
+                vec[f"output_{j}"] = it.tensor(ti)
+            np.savez(os.path.join(opdir, f"op{op.index:03d}_{op.display_name}.npz"), **vec)
+        written.append(opdir + "/")
+    print("wrote " + ", ".join(written))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="microref", description="Bit-exact TFLM reference interpreter and arena planner "
                                 "for int8 TFLite models.", epilog=__doc__.split("\n\n", 1)[1],
@@ -225,6 +368,44 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--optimize", action="store_true", help="write the improved plan into a copy of the model")
     pl.add_argument("-o", "--output", metavar="OUT.tflite", help="where --optimize writes the model")
     pl.set_defaults(func=cmd_plan)
+
+    t = sub.add_parser("trace", help="run once and show (and dump) every intermediate tensor")
+    t.add_argument("model")
+    t.add_argument("--input", nargs="+", metavar="X.npy")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--dump", metavar="TRACE.npz", help="write every tensor to an .npz")
+    t.set_defaults(func=cmd_trace)
+
+    c = sub.add_parser("compare", help="compare with TFLM/LiteRT tensor by tensor, or int8 against a float model")
+    c.add_argument("model")
+    c.add_argument("--against", choices=("tflm", "litert", "litert-ref", "all"), default="tflm",
+                   help="runtime to compare with (litert = LiteRT's default kernels, litert-ref = its reference "
+                        "kernels)")
+    c.add_argument("--float", dest="float_model", metavar="FLOAT.tflite",
+                   help="compare the int8 MODEL with this float model layer by layer instead")
+    c.add_argument("--data", metavar="INPUTS.npz", help="real-valued inputs for --float (default: seeded normal)")
+    c.add_argument("--input", nargs="+", metavar="X.npy")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--plot", metavar="OUT.png", help="with --float: SNR per layer chart (needs matplotlib)")
+    c.set_defaults(func=cmd_compare)
+
+    e = sub.add_parser("explain", help="the integer arithmetic behind one output element of one operator")
+    e.add_argument("model")
+    e.add_argument("--op", type=int, required=True, help="operator index")
+    e.add_argument("--at", required=True, help="output coordinates, comma-separated, e.g. 0,3,4,7")
+    e.add_argument("--input", nargs="+", metavar="X.npy")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=cmd_explain)
+
+    v = sub.add_parser("vectors", help="export inputs and expected outputs (npz and C header) for conformance suites")
+    v.add_argument("model")
+    v.add_argument("-o", "--output", required=True, metavar="DIR")
+    v.add_argument("--count", type=int, default=4, help="number of seeded random samples (default 4)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--input", nargs="+", metavar="X.npy", help="use these inputs instead of random ones")
+    v.add_argument("--per-op", action="store_true", help="also write each operator's inputs and outputs")
+    v.set_defaults(func=cmd_vectors)
     return p
 
 
@@ -244,7 +425,7 @@ def main(argv=None) -> int:
             return EXIT_MODEL
         if isinstance(e, InputError):
             return EXIT_INPUT
-        if isinstance(e, MissingPackageError):
+        if isinstance(e, MissingPackageError) or type(e).__name__ == "MissingPackage":
             return EXIT_MISSING_PACKAGE
         return EXIT_INTERNAL
     except KeyboardInterrupt:
