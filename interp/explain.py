@@ -77,7 +77,7 @@ def _explain_fully_connected(e, it, op, k, coords):
     e.lines.append(f"input row {row} ({k.accum_depth} values), weights row {o}; input zero point "
                    f"{-k.input_offset} (weights include their zero point offset, if any)")
     _taps_table(e, taps)
-    _finish_linear(e, k, sum(t[4] for t in taps), o)
+    return _finish_linear(e, k, sum(t[4] for t in taps), o)
 
 
 def _finish_linear(e, k, acc, channel):
@@ -123,7 +123,7 @@ def _explain_conv(e, it, op, k, coords, depthwise: bool):
     if skipped:
         e.lines.append(f"({skipped} filter positions fall outside the image and contribute nothing)")
     _taps_table(e, taps)
-    _finish_linear(e, k, sum(t[4] for t in taps), oc)
+    return _finish_linear(e, k, sum(t[4] for t in taps), oc)
 
 
 def explain(it, op_index: int, coords, inputs=None) -> Explanation:
