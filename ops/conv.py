@@ -35,7 +35,7 @@ class _ConvBase(OpKernel):
         self.out_tensor = out
         self.activation = opts.get("fused_activation_function", 0)
         self.stride = (opts.get("stride_h", 1), opts.get("stride_w", 1))
-        self.dilation = (opts.get("dilation_h_factor", 1), opts.get("dilation_w_factor", 1))
+        self.dilation = (opts.get("dilation_hfactor", 1), opts.get("dilation_wfactor", 1))
         ctx.check(min(self.stride) >= 1 and min(self.dilation) >= 1,
                   f"strides {self.stride} and dilations {self.dilation} must be positive")
         self.kernel_hw = (w.shape[1], w.shape[2])
