@@ -166,12 +166,16 @@ def cmd_plan(args) -> int:
         with open(args.model, "rb") as f:
             data = f.read()
         improved = plan.improved
-        new = planner.write_offline_plan(data, improved.offsets_by_tensor if hasattr(improved, "offsets_by_tensor")
-                                         else improved.offsets)
+        if not improved.tensor_offsets:
+            print(f"TFLM's greedy plan ({plan.arena_bytes:,} bytes) could not be improved; "
+                  f"{args.output} is an unchanged copy")
+        new = planner.write_improved_model(data, plan)
         with open(args.output, "wb") as f:
             f.write(new)
         print(f"wrote {args.output}: offline-planned arena of {improved.arena_bytes:,} bytes "
-              f"(TFLM's greedy plan: {plan.arena_bytes:,})")
+              f"(TFLM's greedy plan: {plan.arena_bytes:,} bytes)")
+        reloaded = Interpreter.from_bytes(new).plan
+        print(f"microref re-planning the rewritten model: {reloaded.arena_bytes:,} bytes")
     return EXIT_OK if plan.fits else EXIT_OVER_BUDGET
 
 

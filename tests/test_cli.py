@@ -117,3 +117,24 @@ def test_parse_size_understands_binary_units():
     assert cli.parse_size("1MiB") == 1 << 20
     assert cli.parse_size("256k") == 262144
     assert cli.parse_size("1,000") == 1000
+
+
+def test_plan_verdict_exit_code_and_json(capsys):
+    import json
+    code, out, _ = run(capsys, "plan", INT8)
+    assert code == 0 and "fits" in out
+    code, out, _ = run(capsys, "plan", INT8, "--budget", "1KiB", "--json")
+    assert code == cli.EXIT_OVER_BUDGET
+    assert json.loads(out)["arena_bytes"] > 1024
+
+
+def test_plan_optimize_writes_a_model_that_runs_identically(capsys, tmp_path):
+    model = str(ROOT / "golden" / "models" / "net_mobile_block.tflite")
+    out_path = tmp_path / "opt.tflite"
+    code, out, _ = run(capsys, "plan", model, "--optimize", "-o", str(out_path))
+    assert code == 0 and out_path.exists()
+    from interp import Interpreter
+    a, b = Interpreter.from_file(model), Interpreter.from_file(out_path)
+    xs = cli.random_inputs(a, np.random.default_rng(0))
+    assert all(np.array_equal(x, y) for x, y in zip(a.run(xs), b.run(xs)))
+    assert b.plan.arena_bytes <= a.plan.arena_bytes
