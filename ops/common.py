@@ -90,7 +90,8 @@ def requantize(acc, multiplier, shift, zero_point: int, act_min: int, act_max: i
         scaled = fp.multiply_by_quantized_multiplier_single_rounding(acc, multiplier, shift)
     else:
         scaled = fp.multiply_by_quantized_multiplier(acc, multiplier, shift)
-    return np.clip(scaled + zero_point, act_min, act_max)
+    # np.minimum/np.maximum: np.clip costs several times more on small arrays.
+    return np.minimum(np.maximum(scaled + zero_point, act_min), act_max)
 
 
 def real_multiplier(numerics, *factors: float, divisor: float) -> float:
@@ -112,16 +113,38 @@ def quantize_channel_multipliers(real: np.ndarray):
     return (np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64))
 
 
-def exact_integer_matmul(a: np.ndarray, b: np.ndarray, bound: int | None = None) -> np.ndarray:
-    """a @ b for integer-valued arrays, exact, as int64.
+class ExactIntegerMatmul:
+    """x @ W for integer x and W, exact, through the fastest BLAS type that is provably exact.
 
-    float64 BLAS is exact while every partial sum stays below 2^53; ``bound`` is a proven upper
-    bound of sum_k |a[i,k]|·|b[k,j]| (computed at prepare time). Without one, or beyond 2^53,
-    numpy's int64 matmul is used.
+    A float dot product of integers is exact while every partial sum stays below 2^24 (float32)
+    or 2^53 (float64) in magnitude; the bound max_o Σ_k |W[k,o]| · max|x| is computed once here
+    (prepare time). Beyond 2^53 numpy's int64 matmul is used.
     """
-    if bound is not None and bound < (1 << 53):
-        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
-    return a.astype(np.int64) @ b.astype(np.int64)
+
+    def __init__(self, weights: np.ndarray, max_abs_input: int):
+        w = np.asarray(weights, dtype=np.int64)
+        self.bound = int(np.abs(w).sum(axis=0).max(initial=0)) * int(max_abs_input)
+        if self.bound < (1 << 24):
+            self.dtype = np.float32
+        elif self.bound < (1 << 53):
+            self.dtype = np.float64
+        else:
+            self.dtype = np.int64
+        self.weights = np.ascontiguousarray(w.astype(self.dtype))
+
+    def use_dtype(self, dtype):
+        """Compute in a wider type than needed (e.g. to share one type across conv groups)."""
+        self.dtype = dtype
+        self.weights = np.ascontiguousarray(self.weights.astype(dtype))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The exact product as int64."""
+        y = self.raw(x)
+        return y if self.dtype is np.int64 else y.astype(np.int64)
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """The exact product in the arithmetic type (integer-valued floats, or int64)."""
+        return x.astype(self.dtype, copy=False) @ self.weights
 
 
 def float_sequential_sum_of_products(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -159,3 +182,77 @@ def sliding_windows(x: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int
     return np.lib.stride_tricks.as_strided(
         padded, shape=(n, oh, ow, kh, kw, c),
         strides=(s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
+
+
+# Elements per block when a kernel processes a large tensor piecewise: small enough that every
+# temporary stays in cache and is recycled by the allocator instead of page-faulted in fresh.
+BLOCK_ELEMENTS = 1 << 16
+
+
+def blocks(count: int, elements_per_item: int, target: int = BLOCK_ELEMENTS):
+    """Slices that split ``count`` items into runs of about ``target`` elements each."""
+    step = max(1, target // max(1, elements_per_item))
+    for start in range(0, count, step):
+        yield slice(start, min(count, start + step))
+
+
+class Requantizer:
+    """clamp(MultiplyByQuantizedMultiplier(acc, M_c, shift_c) + zero_point, act_min, act_max) -> dtype.
+
+    Prepared once per op. When the accumulator bound proves |acc·M| + 2^30 < 2^53 and no channel
+    shifts left, the double rounding is computed in float64, exactly: acc·M is then an exactly
+    representable integer, scaling by 2^-31 and 2^-e is exact, and floor() is the arithmetic shift.
+    This is TFLM's arithmetic, just evaluated with native float64 SIMD instead of emulated int64
+    multiplies. Otherwise (or for numerics variants) the int64 primitives are used.
+    """
+
+    def __init__(self, multiplier, shift, zero_point: int, act_min: int, act_max: int, out_dtype,
+                 acc_bound: int | None, numerics=None, bias=None):
+        self.bias = None if bias is None else np.asarray(bias, np.int64)
+        if acc_bound is not None and self.bias is not None:
+            acc_bound += int(np.abs(self.bias).max(initial=0))
+        # C accumulates in int32 and wraps; only an accumulator that may leave int32 needs it.
+        self.may_wrap = acc_bound is None or acc_bound >= (1 << 31)
+        self.multiplier = np.asarray(multiplier, np.int64)
+        self.shift = np.asarray(shift, np.int64)
+        self.zero_point, self.act_min, self.act_max = int(zero_point), int(act_min), int(act_max)
+        self.out_dtype = out_dtype
+        self.numerics = numerics
+        double_rounding = numerics is None or numerics.rounding == "double"
+        self.use_float = (double_rounding and acc_bound is not None and bool(np.all(self.shift <= 0))
+                          and acc_bound * int(self.multiplier.max(initial=0)) + (1 << 30) < (1 << 53))
+        if self.use_float:
+            e = -self.shift
+            self.m_f = self.multiplier.astype(np.float64)
+            self.half = np.where(e > 0, np.ldexp(1.0, np.maximum(e - 1, 0)), 0.0)
+            self.neg_fix = (e > 0).astype(np.float64)
+            self.inv = np.ldexp(1.0, -e)
+            self.any_right_shift = bool(np.any(e > 0))
+            self.bias_f = None if self.bias is None else self.bias.astype(np.float64)
+
+    def __call__(self, acc: np.ndarray) -> np.ndarray:
+        """Requantize an accumulator (integer-valued, any numeric dtype); the bias is added here."""
+        if not self.use_float:
+            a = acc.astype(np.int64)
+            if self.bias is not None:
+                a += self.bias
+            if self.may_wrap:
+                a = fp.wrap_int32(a)
+            return requantize(a, self.multiplier, self.shift, self.zero_point, self.act_min, self.act_max,
+                              self.numerics).astype(self.out_dtype)
+        h = acc.astype(np.float64)  # a copy we may overwrite
+        if self.bias_f is not None:
+            h += self.bias_f
+        h *= self.m_f
+        h += 2.0 ** 30
+        h *= 2.0 ** -31
+        np.floor(h, out=h)  # SaturatingRoundingDoublingHighMul (no saturation possible: M > 0)
+        if self.any_right_shift:
+            h -= (h < 0) * self.neg_fix
+            h += self.half
+            h *= self.inv
+            np.floor(h, out=h)  # RoundingDivideByPOT
+        h += self.zero_point
+        np.maximum(h, self.act_min, out=h)
+        np.minimum(h, self.act_max, out=h)
+        return h.astype(self.out_dtype)

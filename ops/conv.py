@@ -1,12 +1,19 @@
 """CONV_2D and DEPTHWISE_CONV_2D: TFLM's reference kernels (conv.cc, depthwise_conv.cc,
-integer_ops/conv.h, integer_ops/depthwise_conv.h, reference/conv.h)."""
+integer_ops/conv.h, integer_ops/depthwise_conv.h, reference/conv.h).
+
+TFLM skips filter taps that fall outside the image. Padding the *raw* input with the input zero
+point is the same thing, because every tap contributes w·(x - zp) and a padded tap then adds 0;
+that lets the patches stay int8 until the matrix product, and lets the zero-point term
+-zp·Σw fold into the bias at prepare time.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from . import fixedpoint as fp
-from .common import (activation_range_float, activation_range_quantized, padding_and_output_size,
-                     quantize_channel_multipliers, real_multiplier, requantize, sliding_windows)
+from .common import (BLOCK_ELEMENTS, ExactIntegerMatmul, Requantizer, activation_range_float,
+                     activation_range_quantized, blocks, padding_and_output_size, quantize_channel_multipliers,
+                     real_multiplier, sliding_windows)
 from .registry import OpKernel, PrepareContext, register
 
 
@@ -33,6 +40,7 @@ class _ConvBase(OpKernel):
             ctx.check(len(t.shape) == 4, f"{role} must be 4-D, has shape {list(t.shape)}", t)
         self.kind = x.type_name
         self.out_tensor = out
+        self.in_hwc = tuple(x.shape[1:])
         self.activation = opts.get("fused_activation_function", 0)
         self.stride = (opts.get("stride_h", 1), opts.get("stride_w", 1))
         self.dilation = (opts.get("dilation_hfactor", 1), opts.get("dilation_wfactor", 1))
@@ -49,11 +57,13 @@ class _ConvBase(OpKernel):
         channels = w.shape[quantized_dim]
         ctx.check(channels == out.shape[3], f"filter has {channels} output channels, output has {out.shape[3]}", w)
         self.bias = None if bias is None else np.asarray(bias.data).reshape(-1).astype(
-            np.float64 if self.kind == "FLOAT32" else np.int64)
+            np.float32 if self.kind == "FLOAT32" else np.int64)
         if self.bias is not None:
             ctx.check(self.bias.size == channels, f"bias has {self.bias.size} values for {channels} channels", bias)
         if self.kind == "FLOAT32":
             self.act_min, self.act_max = activation_range_float(self.activation)
+            self.pad_value = 0.0
+            self.compute_dtype = np.float32
             return
         wq, xq, oq = w.quantization, x.quantization, out.quantization
         ctx.check(wq is not None and xq is not None and oq is not None,
@@ -72,30 +82,51 @@ class _ConvBase(OpKernel):
             self.input_offset, self.output_offset = 0, 0
         else:
             self.input_offset, self.output_offset = -xq.zero_point, oq.zero_point
+        self.pad_value = -self.input_offset
+        self.max_abs_input = 32768 if self.kind == "INT16" else 128
 
     def windows(self, x: np.ndarray) -> np.ndarray:
+        """(N·B, OH, OW, KH, KW, C) view of raw input patches, padded with the input zero point.
+
+        The input is converted to the arithmetic type once, before the KH·KW-fold expansion.
+        """
         # Samples and the model's own batch dim are both batches to the kernel.
-        x = x.reshape((-1,) + x.shape[-3:])
-        if self.kind == "FLOAT32":
-            xs = x.astype(np.float32)
-        else:
-            xs = x.astype(np.int64) + self.input_offset
-        return sliding_windows(xs, self.out_hw, self.kernel_hw, self.stride, self.dilation,
-                               (self.pad_top, self.pad_left))
+        x = x.reshape((-1,) + self.in_hwc).astype(self.compute_dtype, copy=False)
+        return sliding_windows(x, self.out_hw, self.kernel_hw, self.stride, self.dilation,
+                               (self.pad_top, self.pad_left), fill=self.pad_value)
+
+    def folded_bias(self, weight_sums: np.ndarray) -> np.ndarray:
+        """bias + input_offset·Σw per output channel: the zero-point term of Σ w·(x - zp)."""
+        b = self.bias if self.bias is not None else np.zeros(weight_sums.shape, np.int64)
+        return b + self.input_offset * weight_sums
 
     def finish(self, acc: np.ndarray) -> np.ndarray:
-        """Bias, requantization, zero point and clamp on an (N, OH, OW, OC) accumulator."""
+        """Bias, requantization, zero point and clamp of a (…, OC) raw accumulator."""
         if self.kind == "FLOAT32":
             if self.bias is not None:
-                acc = acc + self.bias.astype(np.float32)
-            return np.clip(acc, np.float32(self.act_min), np.float32(self.act_max)).astype(np.float32)
-        if self.bias is not None:
-            acc = acc + self.bias
+                acc = acc + self.bias
+            return np.minimum(np.maximum(acc, np.float32(self.act_min)), np.float32(self.act_max)).astype(np.float32)
         if self.int64_accumulator:
-            scaled = fp.multiply_by_quantized_multiplier_int64(acc, self.multiplier, self.shift)
-            return np.clip(scaled + self.output_offset, self.act_min, self.act_max).astype(self.out_tensor.dtype)
-        return requantize(fp.wrap_int32(acc), self.multiplier, self.shift, self.output_offset,
-                          self.act_min, self.act_max, self.numerics).astype(self.out_tensor.dtype)
+            scaled = fp.multiply_by_quantized_multiplier_int64(acc.astype(np.int64) + self.bias_folded,
+                                                               self.multiplier, self.shift)
+            y = np.minimum(np.maximum(scaled + self.output_offset, self.act_min), self.act_max)
+            return y.astype(self.out_tensor.dtype)
+        return self.requantizer(acc)
+
+    def make_requantizer(self, acc_bound: int):
+        self.requantizer = Requantizer(self.multiplier, self.shift, self.output_offset, self.act_min, self.act_max,
+                                       self.out_tensor.dtype, acc_bound, self.numerics, bias=self.bias_folded)
+
+    def output_blocks(self, samples: int, row_elements: int):
+        """(sample slice, output-row slice) pairs covering the output in cache-sized pieces."""
+        oh = self.out_hw[0]
+        if oh * row_elements >= BLOCK_ELEMENTS:
+            for b in range(samples):
+                for rows in blocks(oh, row_elements):
+                    yield slice(b, b + 1), rows
+        else:
+            for bs in blocks(samples, oh * row_elements):
+                yield bs, slice(0, oh)
 
     def describe(self):
         d = {"stride": self.stride, "dilation": self.dilation, "padding_top_left": (self.pad_top, self.pad_left),
@@ -120,7 +151,6 @@ class Conv2D(_ConvBase):
         ctx.check(oc % self.groups == 0, f"{oc} filters do not divide into {self.groups} groups", w)
         self.filter_depth = filter_depth
         self.filters_per_group = oc // self.groups
-        kh, kw = self.kernel_hw
         if self.kind == "FLOAT32":
             # (KH*KW*Cg, OC) in TFLM's accumulation order: filter_y, filter_x, in_channel.
             self.weights = np.asarray(w.data, np.float32).reshape(oc, -1).T.copy()
@@ -128,30 +158,55 @@ class Conv2D(_ConvBase):
         bias_type = ctx.input(2).type_name if ctx.input(2) is not None else None
         self.int64_accumulator = self.kind == "INT16" and not (
             bias_type == "INT32" or (bias_type is None and ctx.options.get("quantized_bias_type", 0) == 2))
-        self.weights = np.asarray(w.data, np.int64).reshape(oc, -1).T.copy()
-        x_max = 32768 if self.kind == "INT16" else 255
-        self.exact_in_float64 = int(np.abs(self.weights).sum(axis=0).max(initial=0)) * x_max < (1 << 53)
-        self.weights_f64 = self.weights.astype(np.float64)
+        weights = np.asarray(w.data, np.int64).reshape(oc, -1).T  # (KH*KW*Cg, OC)
+        self.weights = weights
+        self.matmuls = [ExactIntegerMatmul(weights[:, g * self.filters_per_group:(g + 1) * self.filters_per_group],
+                                           self.max_abs_input) for g in range(self.groups)]
+        self.bias_folded = self.folded_bias(weights.sum(axis=0))
+        self.make_requantizer(max(m.bound for m in self.matmuls))
+        # All groups share one arithmetic type: the widest any of them needs.
+        widening = [np.float32, np.float64, np.int64]
+        self.compute_dtype = max((m.dtype for m in self.matmuls), key=widening.index)
+        for m in self.matmuls:
+            m.use_dtype(self.compute_dtype)
+        self.pointwise = self.kernel_hw == (1, 1) and self.stride == (1, 1) and self.groups == 1
 
     def eval(self, inputs):
         x = inputs[0]
+        if self.kind == "FLOAT32":
+            return [self._eval_float(x)]
         oh, ow = self.out_hw
-        win = self.windows(x)  # (N*B, OH, OW, KH, KW, C)
-        n = win.shape[0]
-        outs = []
-        for g in range(self.groups):
-            c0 = g * self.filter_depth
-            patches = win[..., c0:c0 + self.filter_depth].reshape(n * oh * ow, -1)
-            f0 = g * self.filters_per_group
-            cols = slice(f0, f0 + self.filters_per_group)
-            if self.kind == "FLOAT32":
-                outs.append(_float_dot_in_order(patches, self.weights[:, cols]))
-            elif self.exact_in_float64:
-                outs.append((patches.astype(np.float64) @ self.weights_f64[:, cols]).astype(np.int64))
+        oc = self.out_tensor.shape[3]
+        out = np.empty((x.size // int(np.prod(self.in_hwc)), oh, ow, oc), self.out_tensor.dtype)
+        if self.pointwise:
+            # A 1x1 stride-1 convolution is a plain matrix product over pixels.
+            flat = x.reshape(-1, self.in_hwc[2])
+            flat_out = out.reshape(-1, oc)
+            for rows in blocks(flat.shape[0], self.in_hwc[2] + oc):
+                flat_out[rows] = self.finish(self.matmuls[0].raw(flat[rows]))
+            return [out.reshape((x.shape[0],) + self.out_tensor.shape)]
+        win = self.windows(x)  # (N·B, OH, OW, KH, KW, C)
+        depth = self.filter_depth
+        for bs, rs in self.output_blocks(win.shape[0], ow * int(np.prod(win.shape[3:]))):
+            part = win[bs, rs]
+            rows = part.shape[0] * part.shape[1] * ow
+            if self.groups == 1:
+                acc = self.matmuls[0].raw(part.reshape(rows, -1))
             else:
-                outs.append(patches @ self.weights[:, cols])
+                acc = np.concatenate([m.raw(part[..., g * depth:(g + 1) * depth].reshape(rows, -1))
+                                      for g, m in enumerate(self.matmuls)], axis=1)
+            out[bs, rs] = self.finish(acc).reshape(part.shape[:3] + (oc,))
+        return [out.reshape((x.shape[0],) + self.out_tensor.shape)]
+
+    def _eval_float(self, x):
+        oh, ow = self.out_hw
+        win = self.windows(x)
+        rows = win.shape[0] * oh * ow
+        outs = [_float_dot_in_order(win[..., g * self.filter_depth:(g + 1) * self.filter_depth].reshape(rows, -1),
+                                    self.weights[:, g * self.filters_per_group:(g + 1) * self.filters_per_group])
+                for g in range(self.groups)]
         acc = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=1)
-        return [self.finish(acc).reshape((x.shape[0],) + self.out_tensor.shape)]
+        return self.finish(acc).reshape((x.shape[0],) + self.out_tensor.shape)
 
 
 def _float_dot_in_order(patches: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -176,21 +231,59 @@ class DepthwiseConv2D(_ConvBase):
         kh, kw = self.kernel_hw
         if self.kind == "FLOAT32":
             self.weights = np.asarray(w.data, np.float32).reshape(kh, kw, -1)
-        else:
-            self.weights = np.asarray(w.data, np.int64).reshape(kh, kw, -1)
-            # 16x8 depthwise always reads an int64 bias and uses the int64 requantization.
-            self.int64_accumulator = self.kind == "INT16"
-        self.in_channel_of_output = np.arange(out.shape[3]) // self.depth_multiplier
+            self.weights_split = self.weights.reshape(kh, kw, -1, self.depth_multiplier) \
+                if self.depth_multiplier > 1 else self.weights
+            self.use_matmul = False
+            return
+        weights = np.asarray(w.data, np.int64).reshape(kh, kw, -1)
+        # 16x8 depthwise always reads an int64 bias and uses the int64 requantization.
+        self.int64_accumulator = self.kind == "INT16"
+        self.bias_folded = self.folded_bias(weights.sum(axis=(0, 1)))
+        tap_bound = int(np.abs(weights).sum(axis=(0, 1)).max(initial=0)) * self.max_abs_input
+        # float32 sums of integers are exact below 2^24; int64 otherwise.
+        self.compute_dtype = np.float32 if tap_bound < (1 << 24) else np.int64
+        self.weights = weights.astype(self.compute_dtype)
+        self.make_requantizer(tap_bound)
+        # Many taps over few channels: one batched matrix product per channel beats a loop over taps.
+        self.use_matmul = kh * kw > 16 and self.compute_dtype is np.float32
+        dm = self.depth_multiplier
+        # Output channel ic·dm + m reads input channel ic: keep (C_in, dm) apart instead of gathering.
+        self.weights_split = self.weights.reshape(kh, kw, -1, dm) if dm > 1 else self.weights
+        if self.use_matmul:
+            self.weights_by_channel = np.ascontiguousarray(
+                weights.reshape(kh * kw, -1, dm).transpose(1, 0, 2).astype(np.float32))  # (C_in, K, dm)
 
     def eval(self, inputs):
         x = inputs[0]
-        win = self.windows(x)  # (N, OH, OW, KH, KW, C)
-        if self.depth_multiplier != 1:
-            win = win[..., self.in_channel_of_output]
+        win = self.windows(x)  # (N·B, OH, OW, KH, KW, C_in)
+        oh, ow = self.out_hw
+        oc = self.out_tensor.shape[3]
+        out = np.empty((win.shape[0], oh, ow, oc), self.out_tensor.dtype)
+        for bs, rs in self.output_blocks(win.shape[0], ow * int(np.prod(win.shape[3:])) * self.depth_multiplier):
+            part = win[bs, rs]
+            out[bs, rs] = self.finish(self._taps(part))
+        return [out.reshape((x.shape[0],) + self.out_tensor.shape)]
+
+    def _taps(self, win: np.ndarray) -> np.ndarray:
+        """Σ over filter taps of window · weight, per output channel: (P…, OW, C_in·dm)."""
         kh, kw = self.kernel_hw
+        dm = self.depth_multiplier
+        if self.use_matmul:
+            p = win.shape[0] * win.shape[1] * win.shape[2]
+            by_channel = np.ascontiguousarray(win.reshape(p, kh * kw, -1).transpose(2, 0, 1))  # (C_in, P, K)
+            acc = np.matmul(by_channel, self.weights_by_channel)  # (C_in, P, dm)
+            return acc.transpose(1, 0, 2).reshape(win.shape[:3] + (-1,))
         acc = None
+        term = None
         for ky in range(kh):
             for kx in range(kw):
-                term = win[:, :, :, ky, kx, :] * self.weights[ky, kx]
-                acc = term if acc is None else acc + term
-        return [self.finish(acc).reshape((x.shape[0],) + self.out_tensor.shape)]
+                tap = win[:, :, :, ky, kx, :]
+                if dm > 1:
+                    tap = tap[..., None]  # (…, C_in, 1) against weights (C_in, dm)
+                if acc is None:
+                    acc = tap * self.weights_split[ky, kx]
+                    term = np.empty_like(acc)
+                else:
+                    np.multiply(tap, self.weights_split[ky, kx], out=term)
+                    acc += term
+        return acc.reshape(acc.shape[:3] + (-1,))

@@ -55,30 +55,45 @@ def round_half_away_scalar(x: float) -> int:
 
 # ---------------------------------------------------------------------------- gemmlowp core
 
+def _may_be_int32_min(v) -> bool:
+    if isinstance(v, (int, np.integer)):
+        return int(v) == INT32_MIN
+    v = np.asarray(v)
+    return v.size > 0 and int(v.min()) == INT32_MIN
+
+
 def saturating_rounding_doubling_high_mul(a, b):
     """gemmlowp SaturatingRoundingDoublingHighMul (int32): a*b / 2^31 rounded to nearest.
 
     The C code adds a nudge of 2^30 (or 1 - 2^30 for a negative product) and then divides by
     2^31 with truncation toward zero, so exact ties round toward +infinity (-0.5 -> 0, 0.5 -> 1).
-    The one overflowing case, INT32_MIN * INT32_MIN, saturates to INT32_MAX.
+    Truncating (v + 1 - 2^30) / 2^31 for negative v equals flooring (v + 2^30) / 2^31, so one
+    arithmetic shift does it for both signs. The one overflowing case, INT32_MIN * INT32_MIN,
+    saturates to INT32_MAX.
     """
-    a = as_int64(a)
-    b = as_int64(b)
-    ab = a * b
-    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    high = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))
-    overflow = (a == INT32_MIN) & (b == INT32_MIN)
-    return np.where(overflow, INT32_MAX, high)
+    high = (as_int64(a) * as_int64(b) + (1 << 30)) >> 31
+    # Multipliers are scalars or short per-channel arrays: test them first, it is cheaper.
+    if _may_be_int32_min(b) and _may_be_int32_min(a):
+        return np.where((as_int64(a) == INT32_MIN) & (as_int64(b) == INT32_MIN), INT32_MAX, high)
+    return high
 
 
 def rounding_divide_by_pot(x, exponent):
-    """gemmlowp RoundingDivideByPOT: x / 2^exponent rounded half away from zero (0 <= exp <= 31)."""
+    """gemmlowp RoundingDivideByPOT: x / 2^exponent rounded half away from zero (0 <= exp <= 31).
+
+    gemmlowp adds one when the remainder exceeds half (half minus one for negative x); that is
+    ``(x + 2^(e-1) - [x < 0]) >> e`` with an arithmetic (flooring) shift, for e >= 1.
+    """
     x = as_int64(x)
-    exponent = as_int64(exponent)
-    mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
+    if isinstance(exponent, (int, np.integer)):
+        e = int(exponent)
+        if e == 0:
+            return x
+        return (x + ((1 << (e - 1)) - (x < 0))) >> e
+    e = as_int64(exponent)
+    positive = e > 0
+    half = np.where(positive, np.int64(1) << np.maximum(e - 1, 0), 0)
+    return (x + half - ((x < 0) & positive)) >> e
 
 
 def multiply_by_quantized_multiplier(x, quantized_multiplier, shift):
@@ -88,10 +103,14 @@ def multiply_by_quantized_multiplier(x, quantized_multiplier, shift):
     multiply that wraps. ``quantized_multiplier`` and ``shift`` may be per-channel arrays that
     broadcast against ``x``.
     """
-    shift = as_int64(shift)
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    shifted = wrap_int32(as_int64(x) << left)
+    if isinstance(shift, (int, np.integer)):
+        left, right = max(int(shift), 0), max(-int(shift), 0)
+        shifted = wrap_int32(as_int64(x) << left) if left else x
+    else:
+        shift = as_int64(shift)
+        left = np.maximum(shift, 0)
+        right = np.maximum(-shift, 0)
+        shifted = wrap_int32(as_int64(x) << left) if np.any(left) else x
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, quantized_multiplier), right)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import fixedpoint as fp
-from .common import (activation_range_quantized, apply_float_activation, exact_integer_matmul,
-                     float_sequential_sum_of_products, quantize_channel_multipliers, real_multiplier,
-                     requantize)
+from .common import (BLOCK_ELEMENTS, ExactIntegerMatmul, Requantizer, activation_range_quantized,
+                     apply_float_activation, blocks, float_sequential_sum_of_products,
+                     quantize_channel_multipliers, real_multiplier)
 from .registry import OpKernel, PrepareContext, register
 
 
@@ -79,12 +79,16 @@ class FullyConnected(OpKernel):
         w_eff = weights.astype(np.int64) + weight_offset
         self.weights_t = w_eff.T.copy()  # (D, O) for x @ W
         self.bias = None if bias is None else np.asarray(bias.data, np.int64)[: self.output_depth]
+        # Σ w·(x - zp) = Σ w·x - zp·Σw: the zero-point term joins the bias, once.
+        bias0 = self.bias if self.bias is not None else np.zeros(self.output_depth, np.int64)
+        self.bias_folded = bias0 + self.input_offset * w_eff.sum(axis=1)
         # int16 activations with an int64 (or absent, non-int32-typed) bias use TFLM's int64 path.
         self.int64_accumulator = self.kind == "INT16" and not (
             (bias is not None and bias.type_name == "INT32")
             or (bias is None and ctx.options.get("quantized_bias_type", 0) == 2))
-        x_max = 32768 if self.kind == "INT16" else 255
-        self.bound = int(np.abs(w_eff).sum(axis=1).max(initial=0)) * x_max
+        self.matmul = ExactIntegerMatmul(self.weights_t, 32768 if self.kind == "INT16" else 128)
+        self.requantizer = Requantizer(self.multiplier, self.shift, self.output_offset, self.act_min, self.act_max,
+                                       out.dtype, self.matmul.bound, self.numerics, bias=self.bias_folded)
 
     def eval(self, inputs):
         x = inputs[0]
@@ -96,16 +100,18 @@ class FullyConnected(OpKernel):
                 acc = acc + self.bias_f32[None, : self.output_depth]
             y = apply_float_activation(acc, self.activation)
             return [y.reshape((n,) + self.out_tensor.shape)]
-        acc = exact_integer_matmul(rows.astype(np.int64) + self.input_offset, self.weights_t, self.bound)
-        if self.bias is not None:
-            acc = acc + self.bias
         if self.int64_accumulator:
+            acc = self.matmul(rows) + self.bias_folded
             scaled = fp.multiply_by_quantized_multiplier_int64(acc, self.multiplier, self.shift)
-            y = np.clip(scaled + self.output_offset, self.act_min, self.act_max)
+            y = np.minimum(np.maximum(scaled + self.output_offset, self.act_min), self.act_max)
+            return [y.astype(self.out_tensor.dtype).reshape((n,) + self.out_tensor.shape)]
+        if rows.shape[0] * (self.accum_depth + self.output_depth) <= BLOCK_ELEMENTS:
+            y = self.requantizer(self.matmul.raw(rows))
         else:
-            y = requantize(fp.wrap_int32(acc), self.multiplier, self.shift, self.output_offset,
-                           self.act_min, self.act_max, self.numerics)
-        return [y.astype(self.out_tensor.dtype).reshape((n,) + self.out_tensor.shape)]
+            y = np.empty((rows.shape[0], self.output_depth), self.out_tensor.dtype)
+            for part in blocks(rows.shape[0], self.accum_depth + self.output_depth):
+                y[part] = self.requantizer(self.matmul.raw(rows[part]))
+        return [y.reshape((n,) + self.out_tensor.shape)]
 
     def describe(self):
         if self.kind == "FLOAT32":

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Speed of microref against TFLM's own interpreter (tflite-micro), in one process.
+
+For each model: median latency of TFLM invoke() and microref run() at batch 1 and their ratio,
+microref's per-sample time at batch 64 and its ratio to TFLM batch-1, load+prepare time, and
+MACs. Prints a table and the geometric means over the models with more than 1M MACs (the targets
+of issue 7: batch-1 ratio <= 1.0, batch-64 ratio <= 0.1), and microref's fixed cost per op on
+the small models.
+
+    python benchmarks/bench.py [MODELS_DIR ...] [--repeat N] [--batch 64] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from interp import Interpreter  # noqa: E402
+from interp.cli import random_inputs  # noqa: E402
+
+
+def count_macs(it) -> int:
+    macs = 0
+    for op in it.subgraph.operators:
+        out = it.tensors[op.outputs[0]]
+        if op.op_name in ("CONV_2D", "FULLY_CONNECTED"):
+            w = it.tensors[op.inputs[1]]
+            macs += out.size * int(np.prod(w.shape[1:]))
+        elif op.op_name == "DEPTHWISE_CONV_2D":
+            w = it.tensors[op.inputs[1]]
+            macs += out.size * w.shape[1] * w.shape[2]
+    return macs
+
+
+def timed(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_model(path: str, repeat: int, batch: int) -> dict:
+    from tflite_micro.python.tflite_micro import runtime
+    t0 = time.perf_counter()
+    it = Interpreter.from_file(path)
+    load = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    xs = random_inputs(it, rng)
+    ref = runtime.Interpreter.from_file(path, arena_size=64 << 20)
+    for i, x in enumerate(xs):
+        ref.set_input(x, i)
+    tflm = timed(ref.invoke, repeat)
+    ours = timed(lambda: it.run(xs), repeat)
+    batch_in = [np.stack([random_inputs(it, rng)[i] for _ in range(batch)]) for i in range(len(xs))]
+    ours_batch = timed(lambda: it.run_batch(batch_in), max(3, repeat // 5)) / batch
+    return {"model": os.path.basename(path), "macs": count_macs(it), "ops": len(it.subgraph.operators),
+            "tflm_ms": tflm * 1e3, "microref_ms": ours * 1e3, "ratio": ours / tflm,
+            "batch_ms_per_sample": ours_batch * 1e3, "batch_ratio": ours_batch / tflm, "load_ms": load * 1e3,
+            "us_per_op": ours * 1e6 / max(1, len(it.subgraph.operators))}
+
+
+def geomean(xs):
+    xs = [x for x in xs if x > 0]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dirs", nargs="*")
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    here = os.path.dirname(os.path.abspath(__file__))
+    dirs = args.dirs or [os.path.join(here, "..", "..", "shared", "models")]
+    paths = sorted(p for d in dirs for p in glob.glob(os.path.join(d, "*.tflite")))
+    if not paths:
+        sys.exit(f"no .tflite models under {dirs}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, numpy {np.__version__}")
+    hdr = (f"{'model':42s} {'MACs':>11s} {'TFLM ms':>9s} {'ours ms':>9s} {'ratio':>6s} "
+           f"{'b{0} ms/s'.format(args.batch):>9s} {'ratio':>6s} {'load ms':>8s} {'us/op':>7s}")
+    print(hdr)
+    rows = []
+    for p in paths:
+        r = bench_model(p, args.repeat, args.batch)
+        rows.append(r)
+        print(f"{r['model']:42s} {r['macs']:11,d} {r['tflm_ms']:9.2f} {r['microref_ms']:9.2f} {r['ratio']:6.2f} "
+              f"{r['batch_ms_per_sample']:9.3f} {r['batch_ratio']:6.3f} {r['load_ms']:8.1f} {r['us_per_op']:7.1f}",
+              flush=True)
+    big = [r for r in rows if r["macs"] > 1_000_000]
+    small = [r for r in rows if r["macs"] <= 1_000_000]
+    summary = {
+        "geomean_ratio_batch1_big": geomean([r["ratio"] for r in big]),
+        "geomean_ratio_batch_big": geomean([r["batch_ratio"] for r in big]),
+        "max_us_per_op_small": max((r["us_per_op"] for r in small), default=float("nan")),
+    }
+    print(f"\nmodels with > 1M MACs ({len(big)}): geometric mean batch-1 ratio {summary['geomean_ratio_batch1_big']:.3f} "
+          f"(target <= 1.0); batch-{args.batch} per-sample ratio {summary['geomean_ratio_batch_big']:.3f} "
+          f"(target <= 0.1)")
+    if small:
+        print(f"small models: microref per-op cost up to {summary['max_us_per_op_small']:.1f} us (target < 15 us)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "summary": summary}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
