@@ -113,6 +113,9 @@ class Interpreter:
         sg = self.subgraph
         names = [self.tensors[i].name for i in sg.inputs]
         if isinstance(inputs, Mapping):
+            if len(set(names)) != len(names):
+                dupes = sorted({n for n in names if names.count(n) > 1})
+                raise InputError(f"the model has several inputs named {dupes}; pass the inputs as a list")
             unknown = [k for k in inputs if k not in names]
             if unknown:
                 raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {names}")
@@ -132,15 +135,22 @@ class Interpreter:
         arrays, n = [], None
         for k, (ti, v) in enumerate(zip(sg.inputs, values)):
             t = self.tensors[ti]
-            a = np.asarray(v)
             want = tuple(t.shape)
             label = f'input {k} "{t.name}"'
+            if t.dtype is None:
+                raise InputError(f"{label} is a {t.type_name} tensor, which microref cannot feed")
+            try:
+                a = np.asarray(v)
+            except (ValueError, TypeError) as e:
+                raise InputError(f"{label} is not an array ({e})") from None
             if a.dtype != t.dtype:
                 raise InputError(f"{label} must be {t.dtype} ({t.type_name}), got {a.dtype}")
             if batched:
                 if a.ndim != len(want) + 1 or tuple(a.shape[1:]) != want:
                     raise InputError(f"{label} must have shape (N, {', '.join(map(str, want))}) for "
                                      f"run_batch, got {tuple(a.shape)}")
+                if a.shape[0] == 0:
+                    raise InputError(f"{label} has no samples (run_batch needs N >= 1)")
                 if n is None:
                     n = a.shape[0]
                 elif a.shape[0] != n:
@@ -149,10 +159,11 @@ class Interpreter:
                 if tuple(a.shape) != want:
                     raise InputError(f"{label} must have shape {want}, got {tuple(a.shape)}")
                 a = a[None]
-            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
                 raise InputError(f"{label} contains NaN or infinity")
             arrays.append(a)
-        return arrays, (n if batched else 1)
+        # A model without inputs runs once per call, batched or not.
+        return arrays, (n if batched and n is not None else 1)
 
     def _execute(self, arrays: list[np.ndarray], n: int, keep: bool) -> dict[int, np.ndarray]:
         sg = self.subgraph
@@ -175,6 +186,9 @@ class Interpreter:
             for ti, value in zip(op.outputs, outs):
                 t = self.tensors[ti]
                 expected = (n,) + tuple(t.shape)
+                if value.shape[0] == 1 and n > 1 and value.shape[1:] == expected[1:]:
+                    # An op whose inputs are all constants computes one sample; every sample has it.
+                    value = np.broadcast_to(value, expected).copy()
                 if value.shape != expected or value.dtype != t.dtype:
                     raise ModelError(f"{where(op.index, op.display_name, t)}: kernel produced "
                                      f"{value.dtype}{value.shape}, tensor is {t.dtype}{expected}")

@@ -39,6 +39,12 @@ def analyse(sg: Subgraph) -> GraphInfo:
             consumers.setdefault(t, []).append(op.index)
             last_use[t] = op.index
         for t in op.outputs:
+            shape = tensors[t].shape
+            # TFLM's CheckDynamicTensors: an output dim <= 0 is a dynamic tensor, except the legacy
+            # scalar shape [0].
+            if any(d <= 0 for d in shape) and shape != (0,):
+                raise ModelError(f"{where(op.index, op.display_name, tensors[t])}: output shape {list(shape)} "
+                                 "has a zero dimension; TFLM rejects it as a dynamic tensor")
             if t in producer:
                 raise ModelError(f"{where(op.index, op.display_name, tensors[t])}: tensor is already "
                                  f"written by operator {producer[t]}")

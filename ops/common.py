@@ -63,11 +63,21 @@ def activation_range_float(activation: int) -> tuple[float, float]:
     return float(-np.finfo(np.float32).max), float(np.finfo(np.float32).max)
 
 
+def clamp_float(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """TFLM ActivationFunctionWithMinMax: std::min(std::max(x, lo), hi) in float32.
+
+    std::max(x, lo) is ``x < lo ? lo : x``: NaN passes through and -0.0 stays -0.0, which
+    np.maximum does not guarantee.
+    """
+    lo, hi = np.float32(lo), np.float32(hi)
+    x = np.where(x < lo, lo, x)
+    return np.where(hi < x, hi, x).astype(np.float32, copy=False)
+
+
 def apply_float_activation(x: np.ndarray, activation: int) -> np.ndarray:
-    if activation in (1, 2, 3):
-        lo, hi = activation_range_float(activation)
-        return np.minimum(np.maximum(x, np.float32(lo)), np.float32(hi))
-    return x
+    """The float fused activation; NONE still clamps to ±FLT_MAX as TFLM's range does (±inf)."""
+    lo, hi = activation_range_float(activation)
+    return clamp_float(x, lo, hi)
 
 
 def padding_and_output_size(padding: int, in_size: int, filter_size: int, stride: int, dilation: int):

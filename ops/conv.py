@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import fixedpoint as fp
-from .common import (BLOCK_ELEMENTS, ExactIntegerMatmul, Requantizer, activation_range_float,
+from .common import (BLOCK_ELEMENTS, ExactIntegerMatmul, Requantizer, activation_range_float, clamp_float,
                      activation_range_quantized, blocks, padding_and_output_size, quantize_channel_multipliers,
                      real_multiplier, sliding_windows)
 from .registry import OpKernel, PrepareContext, register
@@ -105,7 +105,7 @@ class _ConvBase(OpKernel):
         if self.kind == "FLOAT32":
             if self.bias is not None:
                 acc = acc + self.bias
-            return np.minimum(np.maximum(acc, np.float32(self.act_min)), np.float32(self.act_max)).astype(np.float32)
+            return clamp_float(acc, self.act_min, self.act_max)
         if self.int64_accumulator:
             scaled = fp.multiply_by_quantized_multiplier_int64(acc.astype(np.int64) + self.bias_folded,
                                                                self.multiplier, self.shift)

@@ -41,16 +41,21 @@ def truncating_divide(a, b):
 def tflite_round(x):
     """TfLiteRound / std::round / roundf: round half away from zero (numpy's rint rounds to even).
 
-    The result keeps the input's float type, so float32 inputs round float32 quotients.
+    The result keeps the input's float type, so float32 inputs round float32 quotients. Computed
+    from the fractional part, which is exact; floor(|x| + 0.5) is not (0.49999997f + 0.5f rounds
+    up to 1, and large odd float32 integers gain one).
     """
     x = np.asarray(x)
-    return np.copysign(np.floor(np.abs(x) + x.dtype.type(0.5)), x) if x.dtype.kind == "f" \
-        else x
+    if x.dtype.kind != "f":
+        return x
+    t = np.trunc(x)
+    return np.where(np.abs(x - t) >= x.dtype.type(0.5), t + np.sign(x), t).astype(x.dtype, copy=False)
 
 
 def round_half_away_scalar(x: float) -> int:
     """TfLiteRound on one double, as a Python int."""
-    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+    t = math.trunc(x)
+    return t + (int(math.copysign(1, x)) if abs(x - t) >= 0.5 else 0)
 
 
 # ---------------------------------------------------------------------------- gemmlowp core
@@ -102,13 +107,17 @@ def multiply_by_quantized_multiplier(x, quantized_multiplier, shift):
     ``RDBPOT(SRDHM(x * 2^max(shift, 0), M), max(-shift, 0))``; the left shift is an int32
     multiply that wraps. ``quantized_multiplier`` and ``shift`` may be per-channel arrays that
     broadcast against ``x``.
+
+    A shift above 31 (a real multiplier beyond 2^31, e.g. tiny output scales) makes C's
+    ``1 << shift`` undefined; x86-64, where the oracle runs, masks the count to 5 bits, and so
+    does this function.
     """
     if isinstance(shift, (int, np.integer)):
-        left, right = max(int(shift), 0), max(-int(shift), 0)
+        left, right = max(int(shift), 0) & 31, max(-int(shift), 0)
         shifted = wrap_int32(as_int64(x) << left) if left else x
     else:
         shift = as_int64(shift)
-        left = np.maximum(shift, 0)
+        left = np.maximum(shift, 0) & 31
         right = np.maximum(-shift, 0)
         shifted = wrap_int32(as_int64(x) << left) if np.any(left) else x
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, quantized_multiplier), right)
@@ -125,13 +134,17 @@ def multiply_by_quantized_multiplier_single_rounding(x, quantized_multiplier, sh
 
 def multiply_by_quantized_multiplier_int64(x, quantized_multiplier, shift):
     """TFLM MultiplyByQuantizedMultiplier(int64 x, int32 M, int shift), used by 16x8 kernels
-    with an int64 accumulator: the multiplier is cut to about 15 bits and ties round up."""
+    with an int64 accumulator: the multiplier is cut to about 15 bits and ties round up.
+
+    TFLM assumes shift < 8; beyond 15 the shift counts go negative, which x86-64 masks to
+    6 bits, and so does this function (int64 arithmetic wraps like the C code's).
+    """
     m = as_int64(quantized_multiplier)
     reduced = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF)
     total = 15 - as_int64(shift)
     x = as_int64(x)
-    # x * reduced can exceed int64 only for accumulators beyond 2^48, which no int16 layer reaches.
-    result = (x * reduced + (np.int64(1) << (total - 1))) >> total
+    with np.errstate(over="ignore"):
+        result = (x * reduced + (np.int64(1) << ((total - 1) & 63))) >> (total & 63)
     return wrap_int32(result)
 
 

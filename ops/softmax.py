@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import fixedpoint as fp
+from .libm import expf
 from .registry import OpKernel, PrepareContext, register
 
 SCALED_DIFF_INTEGER_BITS = 5
@@ -79,7 +80,7 @@ class Softmax(OpKernel):
                       f"int16 output scale must be 1/32768 (within 0.1%), is {oq.scale!r}", out)
             self.multiplier, self.shift = fp.quantize_multiplier(xq.scale * self.beta / (10.0 / 65535.0))
             r = np.float32(65535)
-            self.exp_lut = lut_populate_int16(lambda v: np.exp(v), np.float32(10.0) / r, 32767,
+            self.exp_lut = lut_populate_int16(expf, np.float32(10.0) / r, 32767,
                                               np.float32(2.0) / r, 0)
             self.recip_lut = lut_populate_int16(lambda v: np.float32(1) / (np.float32(1) + v),
                                                 np.float32(1.0) / r, -32768, np.float32(2.0) / r, 0)
@@ -140,7 +141,7 @@ class Softmax(OpKernel):
     def _eval_float(self, x):
         f = np.float32
         mx = x.max(axis=-1, keepdims=True)
-        e = np.exp(((x - mx) * f(self.beta)).astype(np.float32))
+        e = expf(((x - mx) * f(self.beta)).astype(np.float32))
         # The C loop sums exps left to right in float32.
         total = np.zeros(e.shape[:-1] + (1,), np.float32)
         for c in range(e.shape[-1]):

@@ -189,3 +189,11 @@ def test_truncating_divide_matches_c():
     a = np.array([7, -7, 7, -7])
     b = np.array([2, 2, -2, -2])
     assert fp.truncating_divide(a, b).tolist() == [3, -3, -3, 3]
+
+
+def test_tflite_round_is_exact_where_adding_one_half_is_not():
+    # 0.49999997f + 0.5f rounds to 1.0f in float32, but roundf(0.49999997f) is 0.
+    x = np.array([np.nextafter(np.float32(0.5), np.float32(0)), 8388609.0, -8388609.0, 0.5, -0.5], np.float32)
+    assert fp.tflite_round(x).tolist() == [0.0, 8388609.0, -8388609.0, 1.0, -1.0]
+    assert fp.round_half_away_scalar(0.49999999999999994) == 0
+    assert fp.round_half_away_scalar(-2.5) == -3 and fp.round_half_away_scalar(2.5) == 3
