@@ -34,6 +34,7 @@ class Interpreter:
         self.graph = analyse(sg)
         self.kernels = self._prepare_all(reg)
         self._plan = None
+        self._schedule = None
         self._kept: dict[int, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ construction
@@ -165,39 +166,51 @@ class Interpreter:
         # A model without inputs runs once per call, batched or not.
         return arrays, (n if batched and n is not None else 1)
 
-    def _execute(self, arrays: list[np.ndarray], n: int, keep: bool) -> dict[int, np.ndarray]:
+    def _build_schedule(self):
+        """Per operator, once: where each input comes from, what each output must look like,
+        and which tensors die after it — so the run loop does no lookups it can avoid."""
         sg = self.subgraph
-        env: dict[int, np.ndarray] = {}
-        for ti, a in zip(sg.inputs, arrays):
-            env[ti] = a
         keep_alive = set(sg.outputs)
         last_use = self.graph.last_use
+        schedule = []
         for op, kernel in zip(sg.operators, self.kernels):
-            ins = []
+            sources = []  # (tensor index or None, constant array with a sample axis or None)
             for ti in op.inputs:
                 if ti < 0:
-                    ins.append(None)
-                elif ti in env:
-                    ins.append(env[ti])
+                    sources.append((None, None))
+                elif self.tensors[ti].data is not None and ti not in sg.inputs:
+                    sources.append((None, self.tensors[ti].data[None]))
                 else:
-                    t = self.tensors[ti]
-                    ins.append(t.data[None] if t.data is not None else None)
-            outs = kernel.eval(ins)
-            for ti, value in zip(op.outputs, outs):
-                t = self.tensors[ti]
-                expected = (n,) + tuple(t.shape)
-                if value.shape[0] == 1 and n > 1 and value.shape[1:] == expected[1:]:
-                    # An op whose inputs are all constants computes one sample; every sample has it.
-                    value = np.broadcast_to(value, expected).copy()
-                if value.shape != expected or value.dtype != t.dtype:
-                    raise ModelError(f"{where(op.index, op.display_name, t)}: kernel produced "
-                                     f"{value.dtype}{value.shape}, tensor is {t.dtype}{expected}")
+                    sources.append((ti, None))
+            outputs = [(ti, tuple(self.tensors[ti].shape), self.tensors[ti].dtype) for ti in op.outputs]
+            dying = [ti for ti in set(op.inputs) if ti >= 0 and last_use.get(ti) == op.index
+                     and ti not in keep_alive]
+            schedule.append((op, kernel, sources, outputs, dying))
+        return schedule
+
+    def _execute(self, arrays: list[np.ndarray], n: int, keep: bool) -> dict[int, np.ndarray]:
+        if self._schedule is None:
+            self._schedule = self._build_schedule()
+        env: dict[int, np.ndarray] = dict(zip(self.subgraph.inputs, arrays))
+        for op, kernel, sources, outputs, dying in self._schedule:
+            outs = kernel.eval([env[ti] if ti is not None else const for ti, const in sources])
+            for (ti, shape, dtype), value in zip(outputs, outs):
+                if value.shape[1:] != shape or value.shape[0] != n or value.dtype != dtype:
+                    value = self._fix_output(op, ti, value, n)
                 env[ti] = value
             if not keep:
-                for ti in op.inputs:
-                    if ti >= 0 and last_use.get(ti) == op.index and ti not in keep_alive:
-                        env.pop(ti, None)
+                for ti in dying:
+                    env.pop(ti, None)
         return env
+
+    def _fix_output(self, op, ti: int, value: np.ndarray, n: int) -> np.ndarray:
+        t = self.tensors[ti]
+        expected = (n,) + tuple(t.shape)
+        if value.shape[0] == 1 and n > 1 and value.shape[1:] == expected[1:] and value.dtype == t.dtype:
+            # An op whose inputs are all constants computes one sample; every sample has it.
+            return np.broadcast_to(value, expected).copy()
+        raise ModelError(f"{where(op.index, op.display_name, t)}: kernel produced "
+                         f"{value.dtype}{value.shape}, tensor is {t.dtype}{expected}")
 
     def run(self, inputs, *, keep: bool = False) -> list[np.ndarray]:
         """Run one sample. Returns the outputs (model order) as arrays of the output shapes.

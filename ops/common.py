@@ -207,13 +207,16 @@ def blocks(count: int, elements_per_item: int, target: int = BLOCK_ELEMENTS):
 
 
 class Requantizer:
-    """clamp(MultiplyByQuantizedMultiplier(acc, M_c, shift_c) + zero_point, act_min, act_max) -> dtype.
+    """clamp(MultiplyByQuantizedMultiplier(acc + bias, M_c, shift_c) + zero_point, act_min, act_max).
 
-    Prepared once per op. When the accumulator bound proves |acc·M| + 2^30 < 2^53 and no channel
-    shifts left, the double rounding is computed in float64, exactly: acc·M is then an exactly
-    representable integer, scaling by 2^-31 and 2^-e is exact, and floor() is the arithmetic shift.
-    This is TFLM's arithmetic, just evaluated with native float64 SIMD instead of emulated int64
-    multiplies. Otherwise (or for numerics variants) the int64 primitives are used.
+    Prepared once per op. When the accumulator bound proves |(acc + bias)·M| + 2^30 < 2^53 and
+    no channel shifts left, TFLM's double rounding is evaluated exactly in float64:
+      SRDHM:  floor((acc + bias)·M·2^-31 + 1/2)  — the products are exact integers scaled by powers
+              of two, and floor is the C code's (v + 2^30) >> 31;
+      RDBPOT: trunc(y·2^-e + copysign(1/2, y))   — round half away from zero, exact for the same
+              reason (and the identity for e = 0).
+    This is the same arithmetic with native float64 SIMD instead of emulated int64 multiplies, and
+    fewer numpy calls. Otherwise (or for numerics variants) the int64 primitives are used.
     """
 
     def __init__(self, multiplier, shift, zero_point: int, act_min: int, act_max: int, out_dtype,
@@ -232,13 +235,15 @@ class Requantizer:
         self.use_float = (double_rounding and acc_bound is not None and bool(np.all(self.shift <= 0))
                           and acc_bound * int(self.multiplier.max(initial=0)) + (1 << 30) < (1 << 53))
         if self.use_float:
-            e = -self.shift
-            self.m_f = self.multiplier.astype(np.float64)
-            self.half = np.where(e > 0, np.ldexp(1.0, np.maximum(e - 1, 0)), 0.0)
-            self.neg_fix = (e > 0).astype(np.float64)
-            self.inv = np.ldexp(1.0, -e)
-            self.any_right_shift = bool(np.any(e > 0))
-            self.bias_f = None if self.bias is None else self.bias.astype(np.float64)
+            self.scale = np.ldexp(self.multiplier.astype(np.float64), -31)  # M·2^-31, exact
+            bias = self.bias if self.bias is not None else np.zeros(1, np.int64)
+            self.offset = bias.astype(np.float64) * self.scale + 0.5  # exact: bias·M fits 53 bits
+            self.inv = np.ldexp(1.0, -(-self.shift))  # 2^-e
+            self.any_right_shift = bool(np.any(self.shift < 0))
+            if self.multiplier.size == 1:  # per-tensor: scalars broadcast with less overhead
+                self.scale, self.inv = float(self.scale.reshape(-1)[0]), float(self.inv.reshape(-1)[0])
+            if self.offset.size == 1:
+                self.offset = float(self.offset.reshape(-1)[0])
 
     def __call__(self, acc: np.ndarray) -> np.ndarray:
         """Requantize an accumulator (integer-valued, any numeric dtype); the bias is added here."""
@@ -250,19 +255,14 @@ class Requantizer:
                 a = fp.wrap_int32(a)
             return requantize(a, self.multiplier, self.shift, self.zero_point, self.act_min, self.act_max,
                               self.numerics).astype(self.out_dtype)
-        h = acc.astype(np.float64)  # a copy we may overwrite
-        if self.bias_f is not None:
-            h += self.bias_f
-        h *= self.m_f
-        h += 2.0 ** 30
-        h *= 2.0 ** -31
-        np.floor(h, out=h)  # SaturatingRoundingDoublingHighMul (no saturation possible: M > 0)
+        y = np.multiply(acc, self.scale, dtype=np.float64)
+        y += self.offset
+        np.floor(y, out=y)  # SaturatingRoundingDoublingHighMul (no saturation: M > 0)
         if self.any_right_shift:
-            h -= (h < 0) * self.neg_fix
-            h += self.half
-            h *= self.inv
-            np.floor(h, out=h)  # RoundingDivideByPOT
-        h += self.zero_point
-        np.maximum(h, self.act_min, out=h)
-        np.minimum(h, self.act_max, out=h)
-        return h.astype(self.out_dtype)
+            y *= self.inv
+            y += np.copysign(0.5, y)
+            np.trunc(y, out=y)  # RoundingDivideByPOT
+        y += self.zero_point
+        np.maximum(y, self.act_min, out=y)
+        np.minimum(y, self.act_max, out=y)
+        return y.astype(self.out_dtype)
