@@ -92,7 +92,10 @@ def litert_all_tensors(model_bytes: bytes, inputs: list[np.ndarray], tensors,
                 it.set_tensor(d["index"], x)
             it.invoke()
     except (RuntimeError, ValueError) as e:
-        raise MicrorefError(f"LiteRT could not run the model: {str(e).strip().splitlines()[0]}") from None
+        first = (str(e).strip().splitlines() or ["(no message)"])[0]
+        if len(first) > 240:
+            first = first[:240] + "…"
+        raise MicrorefError(f"LiteRT could not run the model: {first}") from None
     out = {}
     for t in tensors:
         if t.is_constant or t.dtype is None:
