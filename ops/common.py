@@ -196,7 +196,7 @@ def sliding_windows(x: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int
 
 # Elements per block when a kernel processes a large tensor piecewise: small enough that every
 # temporary stays in cache and is recycled by the allocator instead of page-faulted in fresh.
-BLOCK_ELEMENTS = 1 << 16
+BLOCK_ELEMENTS = 1 << 17
 
 
 def blocks(count: int, elements_per_item: int, target: int = BLOCK_ELEMENTS):
@@ -209,14 +209,14 @@ def blocks(count: int, elements_per_item: int, target: int = BLOCK_ELEMENTS):
 class Requantizer:
     """clamp(MultiplyByQuantizedMultiplier(acc + bias, M_c, shift_c) + zero_point, act_min, act_max).
 
-    Prepared once per op. When the accumulator bound proves |(acc + bias)·M| + 2^30 < 2^53 and
-    no channel shifts left, TFLM's double rounding is evaluated exactly in float64:
-      SRDHM:  floor((acc + bias)·M·2^-31 + 1/2)  — the products are exact integers scaled by powers
-              of two, and floor is the C code's (v + 2^30) >> 31;
-      RDBPOT: trunc(y·2^-e + copysign(1/2, y))   — round half away from zero, exact for the same
-              reason (and the identity for e = 0).
-    This is the same arithmetic with native float64 SIMD instead of emulated int64 multiplies, and
-    fewer numpy calls. Otherwise (or for numerics variants) the int64 primitives are used.
+    Prepared once per op. TFLM rounds twice: h = floor(q / 2^31) with q = (acc + bias)·M + 2^30
+    (SaturatingRoundingDoublingHighMul), then r = floor((h + 2^(e-1) - [h < 0]) / 2^e)
+    (RoundingDivideByPOT, e = -shift > 0). Since floor(floor(X / a) / b) = floor(X / ab) for
+    integers, and h < 0 exactly when q < 0, both roundings are one:
+        r = floor(q·2^-(31+e) + 1/2 - [q < 0]·2^-e)            (r = floor(q·2^-31) when e = 0).
+    When the prepared accumulator bound proves |q| + 2^(31+e) < 2^53, every term is exact in
+    float64, so this is TFLM's arithmetic evaluated with native float64 SIMD in a few passes.
+    Otherwise (left shifts, huge accumulators, numerics variants) the int64 primitives are used.
     """
 
     def __init__(self, multiplier, shift, zero_point: int, act_min: int, act_max: int, out_dtype,
@@ -232,18 +232,28 @@ class Requantizer:
         self.out_dtype = out_dtype
         self.numerics = numerics
         double_rounding = numerics is None or numerics.rounding == "double"
-        self.use_float = (double_rounding and acc_bound is not None and bool(np.all(self.shift <= 0))
-                          and acc_bound * int(self.multiplier.max(initial=0)) + (1 << 30) < (1 << 53))
+        right = -self.shift
+        self.use_float = (double_rounding and acc_bound is not None and not self.may_wrap
+                          and bool(np.all(right >= 0))
+                          and acc_bound * int(self.multiplier.max(initial=0)) + (1 << 30)
+                          + (1 << (31 + int(right.max(initial=0)))) < (1 << 53))
         if self.use_float:
-            self.scale = np.ldexp(self.multiplier.astype(np.float64), -31)  # M·2^-31, exact
+            total = -(31 + right)
+            self.scale = np.ldexp(self.multiplier.astype(np.float64), total)  # M·2^-(31+e), exact
             bias = self.bias if self.bias is not None else np.zeros(1, np.int64)
-            self.offset = bias.astype(np.float64) * self.scale + 0.5  # exact: bias·M fits 53 bits
-            self.inv = np.ldexp(1.0, -(-self.shift))  # 2^-e
-            self.any_right_shift = bool(np.any(self.shift < 0))
+            half = np.where(right > 0, 0.5, 0.0)
+            # (bias·M + 2^30)·2^-(31+e) + 1/2: the rest of q, scaled, plus the rounding half.
+            self.offset = np.ldexp(bias.astype(np.float64) * self.multiplier + (1 << 30), total) + half
+            self.half = half
+            self.negative_fix = np.where(right > 0, np.ldexp(1.0, -right), 0.0)
             if self.multiplier.size == 1:  # per-tensor: scalars broadcast with less overhead
-                self.scale, self.inv = float(self.scale.reshape(-1)[0]), float(self.inv.reshape(-1)[0])
-            if self.offset.size == 1:
-                self.offset = float(self.offset.reshape(-1)[0])
+                self.scale = float(self.scale.reshape(-1)[0])
+                self.half = float(self.half.reshape(-1)[0])
+                self.negative_fix = float(self.negative_fix.reshape(-1)[0])
+            if np.size(self.offset) == 1:
+                self.offset = float(np.reshape(self.offset, -1)[0])
+            self.low = float(self.act_min - self.zero_point)
+            self.high = float(self.act_max - self.zero_point)
 
     def __call__(self, acc: np.ndarray) -> np.ndarray:
         """Requantize an accumulator (integer-valued, any numeric dtype); the bias is added here."""
@@ -255,14 +265,11 @@ class Requantizer:
                 a = fp.wrap_int32(a)
             return requantize(a, self.multiplier, self.shift, self.zero_point, self.act_min, self.act_max,
                               self.numerics).astype(self.out_dtype)
-        y = np.multiply(acc, self.scale, dtype=np.float64)
-        y += self.offset
-        np.floor(y, out=y)  # SaturatingRoundingDoublingHighMul (no saturation: M > 0)
-        if self.any_right_shift:
-            y *= self.inv
-            y += np.copysign(0.5, y)
-            np.trunc(y, out=y)  # RoundingDivideByPOT
-        y += self.zero_point
-        np.maximum(y, self.act_min, out=y)
-        np.minimum(y, self.act_max, out=y)
-        return y.astype(self.out_dtype)
+        t = np.multiply(acc, self.scale, dtype=np.float64)
+        t += self.offset
+        # q < 0  <=>  t < the added half; there RoundingDivideByPOT rounds down by 2^-e more.
+        np.subtract(t, self.negative_fix, out=t, where=t < self.half)
+        np.floor(t, out=t)
+        np.clip(t, self.low, self.high, out=t)
+        t += self.zero_point
+        return t.astype(self.out_dtype)

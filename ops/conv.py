@@ -234,6 +234,7 @@ class DepthwiseConv2D(_ConvBase):
             self.weights_split = self.weights.reshape(kh, kw, -1, self.depth_multiplier) \
                 if self.depth_multiplier > 1 else self.weights
             self.use_matmul = False
+            self._prepare_layout()
             return
         weights = np.asarray(w.data, np.int64).reshape(kh, kw, -1)
         # 16x8 depthwise always reads an int64 bias and uses the int64 requantization.
@@ -252,14 +253,29 @@ class DepthwiseConv2D(_ConvBase):
         if self.use_matmul:
             self.weights_by_channel = np.ascontiguousarray(
                 weights.reshape(kh * kw, -1, dm).transpose(1, 0, 2).astype(np.float32))  # (C_in, K, dm)
+        self._prepare_layout()
+
+    def _prepare_layout(self):
+        """numpy runs fastest along long contiguous rows: with few channels and wide images the taps
+        are summed in channel-major (NCHW) layout, whose innermost axis is the image row."""
+        kh, kw = self.kernel_hw
+        dm = self.depth_multiplier
+        c_in = self.in_hwc[2]
+        self.channel_major = not self.use_matmul and c_in * dm < self.out_hw[1]
+        if self.channel_major:
+            shape = (kh, kw, c_in, dm, 1, 1) if dm > 1 else (kh, kw, c_in, 1, 1)
+            self.weights_channel_major = np.ascontiguousarray(self.weights.reshape(shape))
 
     def eval(self, inputs):
         x = inputs[0]
+        if self.channel_major:
+            return [self._eval_channel_major(x)]
         win = self.windows(x)  # (N·B, OH, OW, KH, KW, C_in)
         oh, ow = self.out_hw
         oc = self.out_tensor.shape[3]
         out = np.empty((win.shape[0], oh, ow, oc), self.out_tensor.dtype)
-        for bs, rs in self.output_blocks(win.shape[0], ow * int(np.prod(win.shape[3:])) * self.depth_multiplier):
+        # Only the accumulator is materialised (the windows are views): size blocks by output row.
+        for bs, rs in self.output_blocks(win.shape[0], ow * oc):
             part = win[bs, rs]
             out[bs, rs] = self.finish(self._taps(part))
         return [out.reshape((x.shape[0],) + self.out_tensor.shape)]
@@ -287,3 +303,35 @@ class DepthwiseConv2D(_ConvBase):
                     np.multiply(tap, self.weights_split[ky, kx], out=term)
                     acc += term
         return acc.reshape(acc.shape[:3] + (-1,))
+
+    def _eval_channel_major(self, x: np.ndarray) -> np.ndarray:
+        h, w, c = self.in_hwc
+        (oh, ow), (kh, kw) = self.out_hw, self.kernel_hw
+        (sh, sw), (dh, dw), dm = self.stride, self.dilation, self.depth_multiplier
+        pt, pl = self.pad_top, self.pad_left
+        xb = x.reshape((-1, h, w, c))
+        nb = xb.shape[0]
+        hp = max(h + pt, (oh - 1) * sh + (kh - 1) * dh + 1)
+        wp = max(w + pl, (ow - 1) * sw + (kw - 1) * dw + 1)
+        padded = np.full((nb, c, hp, wp), self.pad_value, dtype=self.compute_dtype)
+        padded[:, :, pt:pt + h, pl:pl + w] = xb.transpose(0, 3, 1, 2)
+        oc = c * dm
+        out = np.empty((nb, oh, ow, oc), self.out_tensor.dtype)
+        for bs, rs in self.output_blocks(nb, ow * oc):
+            rows = rs.stop - rs.start
+            acc = None
+            for ky in range(kh):
+                y0 = rs.start * sh + ky * dh
+                for kx in range(kw):
+                    x0 = kx * dw
+                    tap = padded[bs, :, y0:y0 + (rows - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw]
+                    if dm > 1:
+                        tap = tap[:, :, None]  # (n, C_in, 1, rows, OW) against weights (C_in, dm, 1, 1)
+                    term = tap * self.weights_channel_major[ky, kx]
+                    if acc is None:
+                        acc = term
+                    else:
+                        acc += term
+            acc = acc.reshape(acc.shape[0], oc, rows, ow).transpose(0, 2, 3, 1)
+            out[bs, rs] = self.finish(acc)
+        return out.reshape((x.shape[0],) + self.out_tensor.shape)

@@ -1,0 +1,60 @@
+"""The prepared Requantizer must equal TFLM's MultiplyByQuantizedMultiplier pipeline exactly,
+on the float64 fast path as on the int64 path, including exact ties and negative values."""
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from ops import fixedpoint as fp
+from ops.common import Requantizer
+
+
+def reference(acc, bias, m, shift, zp, lo, hi):
+    total = fp.wrap_int32(np.asarray(acc, np.int64) + bias)
+    return np.clip(fp.multiply_by_quantized_multiplier(total, m, shift) + zp, lo, hi)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1 << 30, (1 << 31) - 1), st.integers(-31, 0), st.integers(-128, 127),
+       st.integers(-(1 << 20), 1 << 20), st.integers(0, 2 ** 32 - 1), st.integers(1, 1 << 22))
+def test_float_path_equals_integer_reference(m, shift, zp, bias, seed, bound):
+    rng = np.random.default_rng(seed)
+    acc = rng.integers(-bound, bound + 1, 400)
+    # Exact ties of both roundings: accumulators whose products land on .5 boundaries.
+    e = -shift
+    acc[:8] = [0, -1, 1, bound, -bound, (1 << 30) // max(m >> 20, 1), -(1 << e), (1 << e) - 1][:8]
+    acc = np.clip(acc, -bound, bound)
+    r = Requantizer(m, shift, zp, -128, 127, np.int8, bound, bias=np.array([bias]))
+    got = r(acc.astype(np.float32 if bound < (1 << 24) else np.float64))
+    want = reference(acc, bias, m, shift, zp, -128, 127)
+    assert r.use_float or bound * m + (1 << 30) + (1 << (31 + e)) >= (1 << 53)
+    assert np.array_equal(got, want.astype(np.int8))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1))
+def test_per_channel_with_ties_and_zero_shift_channels(seed):
+    rng = np.random.default_rng(seed)
+    channels = 7
+    m = rng.integers(1 << 30, 1 << 31, channels)
+    shift = rng.integers(-12, 1, channels)
+    shift[0] = 0
+    bias = rng.integers(-5000, 5000, channels)
+    acc = rng.integers(-(1 << 18), 1 << 18, (50, channels))
+    # Values that make q = acc*M + 2^30 an exact multiple of 2^31 (SRDHM ties) for channel 1.
+    r = Requantizer(m, shift, -3, -100, 90, np.int8, 1 << 18, bias=bias)
+    assert r.use_float
+    assert np.array_equal(r(acc.astype(np.float32)), reference(acc, bias, m, shift, -3, -100, 90).astype(np.int8))
+
+
+def test_exact_double_rounding_ties():
+    # M = 2^30 (0.5): acc = 3 -> SRDHM gives 2 (1.5 rounds up), RDBPOT(2, 2) = 1 (0.5 away from 0).
+    r = Requantizer(1 << 30, -2, 0, -128, 127, np.int8, 1000)
+    acc = np.array([3, -3, 5, -5, 1, -1, 0, 2, -2, 6, -6])
+    assert r.use_float
+    assert r(acc.astype(np.float32)).tolist() == reference(acc, 0, 1 << 30, -2, 0, -128, 127).tolist()
+
+
+def test_large_accumulators_fall_back_to_int64_and_wrap():
+    r = Requantizer(1 << 30, -1, 0, -(1 << 31), (1 << 31) - 1, np.int64, 1 << 40)
+    assert not r.use_float and r.may_wrap
+    acc = np.array([(1 << 31) + 5, -(1 << 33) - 7])
+    assert np.array_equal(r(acc), reference(acc, 0, 1 << 30, -1, 0, -(1 << 31), (1 << 31) - 1))
