@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import verify
 from .errors import ModelError, MicrorefError
 
 # Refuse absurd models before allocating anything for them.
@@ -212,6 +213,10 @@ class _Parser:
         from tflite.Model import Model as FbModel
 
         buf = self.buf
+        # Nothing below reads a byte the verifier has not bounds-checked.
+        verify.verify_flatbuffer(buf, self.name)
+        self.buffer_cache: dict[int, bytes] = {}
+        self.constant_cache: dict[tuple, np.ndarray] = {}
         if len(buf) < 8:
             self.fail(f"only {len(buf)} bytes: not a TFLite flatbuffer")
         if buf[4:8] != b"TFL3":
@@ -251,18 +256,27 @@ class _Parser:
             key = (md.Name() or b"").decode("utf-8", "replace")
             metadata[key] = self.buffer_bytes(md.Buffer(), f'metadata "{key}"')
         desc = fb.Description()
-        return Model(version=fb.Version(), description=(desc or b"").decode("utf-8", "replace"),
-                     subgraphs=subgraphs, metadata=metadata, file_bytes=len(buf), source=self.name)
+        model = Model(version=fb.Version(), description=(desc or b"").decode("utf-8", "replace"),
+                      subgraphs=subgraphs, metadata=metadata, file_bytes=len(buf), source=self.name)
+        verify.check_model(model)
+        return model
 
     def buffer_bytes(self, index: int, what: str) -> bytes:
         if index < 0 or index >= self.n_buffers:
             self.fail(f"{what} refers to buffer {index}, but the model has {self.n_buffers}")
+        # Tensors may share a buffer; read (and hold) its bytes once.
+        if index not in self.buffer_cache:
+            self.buffer_cache[index] = self._read_buffer(index, what)
+        return self.buffer_cache[index]
+
+    def _read_buffer(self, index: int, what: str) -> bytes:
         b = self.fb.Buffers(index)
         offset, size = int(b.Offset()), int(b.Size())
         if offset > 1:
             # Models over 2 GB keep buffer data after the flatbuffer, addressed from file start.
             if offset + size > len(self.buf):
-                self.fail(f"{what}: buffer {index} points past the end of the file")
+                self.fail(f"{what}: buffer {index} (bytes {offset}..{offset + size}) lies past the end "
+                          f"of the {len(self.buf)}-byte file")
             return self.buf[offset:offset + size]
         n = b.DataLength()
         if n == 0:
@@ -297,7 +311,7 @@ class _Parser:
         raw_name = t.Name()
         name = (raw_name or b"").decode("utf-8", "replace")
         shape = self.int_vector(t.ShapeAsNumpy(), t.ShapeLength())
-        where = f'subgraph {s} tensor {i} "{name}"'
+        where = f'subgraph {s}, tensor {i} "{name}"'
         if len(shape) > MAX_RANK:
             self.fail(f"{where} has rank {len(shape)}; at most {MAX_RANK} is supported")
         if any(d < 0 for d in shape):
@@ -310,24 +324,41 @@ class _Parser:
         if t.ShapeSignatureLength():
             sig = self.int_vector(t.ShapeSignatureAsNumpy(), t.ShapeSignatureLength())
 
-        quant = None
-        q = t.Quantization()
-        if q is not None and q.ScaleLength() > 0:
-            scales = np.asarray(q.ScaleAsNumpy(), dtype=np.float32).copy()
-            zps = (np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64).copy()
-                   if q.ZeroPointLength() else np.zeros(scales.size, np.int64))
-            scales.flags.writeable = False
-            zps.flags.writeable = False
-            quant = Quantization(scales, zps, int(q.QuantizedDimension()))
+        quant = self.quantization(t.Quantization(), where)
 
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = verify.check_shape(shape, where, self.name)
         raw = self.buffer_bytes(t.Buffer(), where)
         data = None
         if raw:
-            data = self.constant(raw, count, shape, type_name, dtype, elem_bytes, where)
+            key = (int(t.Buffer()), type_name, shape)
+            if key not in self.constant_cache:
+                self.constant_cache[key] = self.constant(raw, count, shape, type_name, dtype, elem_bytes, where)
+            data = self.constant_cache[key]
         return Tensor(index=i, name=name, shape=shape, type_name=type_name, dtype=dtype,
                       element_bytes=elem_bytes, quantization=quant, data=data, data_bytes=len(raw),
                       is_variable=bool(t.IsVariable()), buffer_index=int(t.Buffer()), shape_signature=sig)
+
+    def quantization(self, q, where: str) -> Quantization | None:
+        """The tensor's affine quantization as TFLM reads it (InitializeTfLiteTensorFromFlatbuffer).
+
+        TFLM treats a tensor as quantized only when both scale and zero_point are non-empty, and
+        takes zero_point[0] for every channel when the counts differ (a single zero point for
+        per-channel weights is a documented space saving). Any other count mismatch is rejected
+        here, as are zero points that TFLM's int32 field would truncate.
+        """
+        if q is None or q.ScaleLength() == 0 or q.ZeroPointLength() == 0:
+            return None
+        scales = np.asarray(q.ScaleAsNumpy(), dtype=np.float32).copy()
+        zps = np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64)
+        if zps.size not in (1, scales.size):
+            self.fail(f"{where}: {zps.size} zero points for {scales.size} scales (must be equal, or one)")
+        if zps.min() < -(1 << 31) or zps.max() >= 1 << 31:
+            self.fail(f"{where}: zero point {int(zps[np.argmax(np.abs(zps))])} does not fit in int32")
+        zps = np.broadcast_to(zps, scales.shape).copy()
+        qdim = int(q.QuantizedDimension())
+        scales.flags.writeable = False
+        zps.flags.writeable = False
+        return Quantization(scales, zps, qdim)
 
     def constant(self, raw: bytes, count: int, shape, type_name, dtype, elem_bytes, where):
         if dtype is None:
@@ -347,7 +378,8 @@ class _Parser:
             if len(raw) != need:
                 self.fail(f"{where}: buffer holds {len(raw)} bytes, but shape {list(shape)} of "
                           f"{type_name} needs {need}")
-            values = np.frombuffer(raw, dtype.newbyteorder("<"), count=count).astype(dtype)
+            # A read-only view of the file's bytes (no copy on a little-endian host).
+            values = np.frombuffer(raw, dtype.newbyteorder("<"), count=count).astype(dtype, copy=False)
         values = values.reshape(shape)
         values.flags.writeable = False
         return values

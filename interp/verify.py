@@ -1,0 +1,455 @@
+"""Check a .tflite file before microref reads it, and the parsed model before anything is allocated.
+
+A conformance oracle is fed whatever a converter produced, broken files included, so every
+defect must become a one-line ``ModelError`` saying what is wrong and where, never a traceback,
+a hang or a huge allocation. Two stages:
+
+``verify_flatbuffer(buf, name)`` (before the parser touches the bytes)
+    Walks the flatbuffer against the TFLite schema the way ``flatbuffers::Verifier`` walks it
+    for the C++ runtime (``VerifyModelBuffer``), and a little more strictly: the file identifier
+    and root offset; every table's vtable (in the file, 2-byte aligned, even size >= 4) and
+    every field (offset inside the table's own inline size, scalars aligned to their size);
+    every offset (non-zero, positive, landing inside the file, aligned); every vector's and
+    string's length against the bytes left (before anything iterates over it) and each
+    string's NUL terminator; the nesting depth; and the total number of bytes the parser will
+    read, counting an object once per reference, so that shared or cyclic offsets cannot
+    turn a small file into unbounded work.
+
+``check_model(model)`` (after parsing, before any kernel or arena exists)
+    Per-tensor element counts and per-subgraph activation bytes against the limits below;
+    quantization arrays (finite, positive scales on integer tensors; per-channel scale counts
+    matching the quantized dimension); and the bytes every operator reads and writes.
+
+The parser itself (``interp.model``) checks tensor, buffer and opcode indices, shapes against
+buffer sizes and zero-point counts; ``interp.graph`` checks the data flow (nothing read before
+it is written, nothing written twice).
+
+The limits are module attributes so a caller can change them (``verify.MAX_TENSOR_ELEMENTS =
+...``, or temporarily with ``with verify.limits(max_tensor_elements=...)``).
+
+The field layout of every table comes from the flatc-generated ``tflite`` package that the
+parser reads the file with, so the verifier and the parser cannot disagree about a slot; the
+few fields newer than that package are declared below from the schema (schema_generated.h).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import math
+import re
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ModelError
+
+# Refuse a tensor with more elements than this before anything allocates it.
+MAX_TENSOR_ELEMENTS = 1 << 28
+# Refuse a subgraph whose non-constant tensors together take more bytes than this (an upper
+# bound on the arena: TFLM's planner can only do better by overlapping them).
+MAX_ACTIVATION_BYTES = 2 << 30
+# Refuse a subgraph whose operators together read and write more bytes than this (counting a
+# tensor once per operator using it): bounds the memory and time that preparing and running
+# can need even when many operators share one large constant.
+MAX_OPERAND_BYTES = 16 << 30
+# flatbuffers::Verifier's default nesting limit.
+MAX_DEPTH = 64
+# The walk may read at most WORK_FACTOR * file size + WORK_SLACK bytes in all. A file whose
+# objects are each referenced once needs at most its own size.
+WORK_FACTOR = 2
+WORK_SLACK = 1 << 16
+
+FILE_IDENTIFIER = b"TFL3"
+_FLATBUFFERS_MAX_SIZE = (1 << 31) - 1
+
+# Integer tensor types whose quantization scale takes part in the arithmetic.
+_QUANTIZED_TYPES = {"INT4", "INT8", "UINT8", "INT16", "INT32", "INT64", "UINT16", "UINT32"}
+
+
+@contextlib.contextmanager
+def limits(*, max_tensor_elements=None, max_activation_bytes=None, max_operand_bytes=None):
+    """Temporarily change the size limits (for fuzzers and tests)."""
+    g = globals()
+    new = {"MAX_TENSOR_ELEMENTS": max_tensor_elements, "MAX_ACTIVATION_BYTES": max_activation_bytes,
+           "MAX_OPERAND_BYTES": max_operand_bytes}
+    old = {k: g[k] for k in new}
+    g.update({k: v for k, v in new.items() if v is not None})
+    try:
+        yield
+    finally:
+        g.update(old)
+
+
+# ---------------------------------------------------------------------------------- the schema
+_SCALAR_BYTES = {"Bool": 1, "Uint8": 1, "Int8": 1, "Uint16": 2, "Int16": 2, "Uint32": 4,
+                 "Int32": 4, "Float32": 4, "Uint64": 8, "Int64": 8, "Float64": 8}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a schema table, as the verifier needs it."""
+
+    name: str  # the generated accessor's name, e.g. "OperatorCodes"
+    voffset: int  # its slot in the vtable (4, 6, 8, ...)
+    kind: str  # "scalar", "string", "table", "union", "vector" (of scalars), "tables" (vector of)
+    size: int = 4  # inline bytes of a scalar; element bytes of a vector
+    target: str = ""  # table name (table, tables) or union enum name (union)
+    scalar: str = ""  # element type of a scalar or a vector: "Int32", "Float32", ...
+
+    @property
+    def label(self) -> str:
+        return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", self.name).lower()
+
+
+# Which enum names the members of each union (the generated accessor does not say).
+_UNION_ENUMS = {
+    ("Operator", "BuiltinOptions"): "BuiltinOptions",
+    ("Operator", "BuiltinOptions2"): "BuiltinOptions2",
+    ("QuantizationParameters", "Details"): "QuantizationDetails",
+    ("DimensionMetadata", "ArraySegments"): "SparseIndexVector",
+    ("DimensionMetadata", "ArrayIndices"): "SparseIndexVector",
+}
+
+# Fields of the current schema (schema_generated.h) that the installed tflite package may
+# predate. A field the package knows wins.
+_NEWER_FIELDS = {
+    "Model": (Field("ExternalBufferGroups", 20, "tables", 4, "ExternalBufferGroup"),
+              Field("ExternalBuffers", 22, "tables", 4, "ExternalBuffer")),
+    "Tensor": (Field("ExternalBuffer", 24, "scalar", 4, scalar="Uint32"),),
+    "SubGraph": (Field("DebugMetadataIndex", 14, "scalar", 4, scalar="Int32"),),
+    "Operator": (Field("DebugMetadataIndex", 30, "scalar", 4, scalar="Int32"),),
+    "ExternalBufferGroup": (Field("Name", 4, "string"),),
+    "ExternalBuffer": (Field("Id", 4, "scalar", 4, scalar="Uint32"),
+                       Field("Group", 6, "scalar", 4, scalar="Uint32"),
+                       Field("Offset", 8, "scalar", 8, scalar="Uint64"),
+                       Field("Length", 10, "scalar", 8, scalar="Uint64"),
+                       Field("Packing", 12, "string")),
+}
+
+_ACCESSOR = re.compile(
+    r"^    def (\w+)\(self(?:, j)?\):\n"
+    r"        o = flatbuffers\.number_types\.UOffsetTFlags\.py_type\(self\._tab\.Offset\((\d+)\)\)\n"
+    r"(.*?)(?=^    \S|^\S|\Z)", re.M | re.S)
+_IMPORTED = re.compile(r"from tflite\.(\w+) import")
+_FLAGS = re.compile(r"number_types\.(\w+)Flags, (?:a|o) \+")
+
+
+def _module_source(name: str) -> str | None:
+    spec = importlib.util.find_spec(f"tflite.{name}")
+    if spec is None or spec.origin is None:
+        return None
+    with open(spec.origin, encoding="utf-8") as f:
+        return f.read()
+
+
+@functools.lru_cache(maxsize=None)
+def table_fields(table: str) -> dict[int, Field] | None:
+    """The fields of a schema table by vtable slot, or None for a table this schema lacks."""
+    fields: dict[int, Field] = {}
+    source = _module_source(table)
+    if source is not None:
+        body_start = source.find(f"class {table}(object):")
+        if body_start < 0:
+            raise RuntimeError(f"tflite.{table} does not define class {table}")
+        end = source.find("\ndef ", body_start)
+        source = source[body_start:end if end >= 0 else len(source)]
+        for m in _ACCESSOR.finditer(source):
+            name, voffset, body = m.group(1), int(m.group(2)), m.group(3)
+            if name.endswith(("Length", "AsNumpy", "IsNone")):
+                continue
+            fields[voffset] = _classify(table, name, voffset, body)
+    for f in _NEWER_FIELDS.get(table, ()):
+        fields.setdefault(f.voffset, f)
+    if source is None and table not in _NEWER_FIELDS:
+        return None
+    return fields
+
+
+def _classify(table: str, name: str, voffset: int, body: str) -> Field:
+    imported = _IMPORTED.search(body)
+    flags = _FLAGS.search(body)
+    if "self._tab.Union(" in body:
+        enum = _UNION_ENUMS.get((table, name))
+        if enum is None:
+            raise RuntimeError(f"union {table}.{name}: add its enum to _UNION_ENUMS")
+        return Field(name, voffset, "union", 4, enum)
+    if "x = self._tab.Indirect(x)" in body and imported:
+        return Field(name, voffset, "tables", 4, imported.group(1))
+    if "self._tab.Indirect(o + self._tab.Pos)" in body and imported:
+        return Field(name, voffset, "table", 4, imported.group(1))
+    if "self._tab.String(o + self._tab.Pos)" in body:
+        return Field(name, voffset, "string")
+    if "a = self._tab.Vector(o)" in body and flags:
+        return Field(name, voffset, "vector", _SCALAR_BYTES[flags.group(1)], scalar=flags.group(1))
+    if flags:
+        return Field(name, voffset, "scalar", _SCALAR_BYTES[flags.group(1)], scalar=flags.group(1))
+    raise RuntimeError(f"cannot tell what kind of field {table}.{name} is")
+
+
+@functools.lru_cache(maxsize=None)
+def union_members(enum: str) -> dict[int, str]:
+    """Union type value -> table name, from the generated enum class."""
+    module = importlib.import_module(f"tflite.{enum}")
+    cls = getattr(module, enum)
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int) and v != 0}
+
+
+# ---------------------------------------------------------------------- the structural walk
+@dataclass(frozen=True)
+class Location:
+    """Where something sits in the file (recorded for the mutation fuzzer)."""
+
+    kind: str  # "root", "soffset", "vtable", "offset", "length", "scalar", "element"
+    pos: int
+    size: int  # bytes of the value at pos
+    path: str  # e.g. "subgraphs[0].tensors[3].shape"
+    scalar: str = ""  # "Int32", "Float32", ... for scalars and vector elements
+
+
+class _Walk:
+    def __init__(self, buf: bytes, name: str, record: list[Location] | None):
+        self.buf = buf
+        self.n = len(buf)
+        self.name = name
+        self.record = record
+        self.work = 0
+        self.budget = WORK_FACTOR * self.n + WORK_SLACK
+
+    def fail(self, path: str, message: str):
+        raise ModelError(f"{self.name}: malformed flatbuffer at {path or 'the root'}: {message}")
+
+    def u16(self, pos: int) -> int:
+        return self.buf[pos] | (self.buf[pos + 1] << 8)
+
+    def u32(self, pos: int) -> int:
+        return struct.unpack_from("<I", self.buf, pos)[0]
+
+    def span(self, pos: int, size: int, path: str, what: str):
+        if pos < 0:
+            self.fail(path, f"{what} at byte {pos} lies before the start of the file")
+        if pos + size > self.n:
+            self.fail(path, f"{what} (bytes {pos}..{pos + size}) runs past the end of the "
+                            f"{self.n}-byte file (truncated?)")
+
+    def aligned(self, pos: int, align: int, path: str, what: str):
+        if pos % align:
+            self.fail(path, f"{what} at byte {pos} is not {align}-byte aligned")
+
+    def charge(self, nbytes: int, path: str):
+        self.work += nbytes
+        if self.work > self.budget:
+            self.fail(path, f"objects are referenced so often that reading them means more than "
+                            f"{self.budget:,} bytes for a {self.n:,}-byte file (shared or cyclic offsets)")
+
+    def note(self, kind: str, pos: int, size: int, path: str, scalar: str = ""):
+        if self.record is not None:
+            self.record.append(Location(kind, pos, size, path, scalar))
+
+    def follow(self, pos: int, path: str) -> int:
+        """The position an unsigned 32-bit offset stored at ``pos`` refers to."""
+        self.span(pos, 4, path, "offset")
+        self.aligned(pos, 4, path, "offset")
+        self.note("offset", pos, 4, path)
+        off = self.u32(pos)
+        if off == 0:
+            self.fail(path, "offset is 0")
+        if off >= 1 << 31:
+            self.fail(path, f"offset {off} is negative as a signed offset")
+        if pos + off >= self.n:
+            self.fail(path, f"offset {off} at byte {pos} points past the end of the {self.n}-byte file")
+        return pos + off
+
+    def vector(self, pos: int, elem: int, path: str, what: str = "vector") -> tuple[int, int]:
+        """(position of the first element, element count) of a vector or string at ``pos``."""
+        self.span(pos, 4, path, f"{what} length")
+        self.aligned(pos, 4, path, f"{what} length")
+        self.note("length", pos, 4, path)
+        count = self.u32(pos)
+        if count >= _FLATBUFFERS_MAX_SIZE // elem:
+            self.fail(path, f"{what} claims {count:,} elements")
+        self.span(pos + 4, count * elem, path, f"{what} of {count:,} elements")
+        self.charge(4 + count * elem, path)
+        return pos + 4, count
+
+    def string(self, pos: int, path: str):
+        start, count = self.vector(pos, 1, path, "string")
+        self.span(start + count, 1, path, "string terminator")
+        if self.buf[start + count] != 0:
+            self.fail(path, f"string of {count} bytes is not NUL-terminated")
+
+    def table(self, pos: int, table: str, path: str, depth: int):
+        if depth > MAX_DEPTH:
+            self.fail(path, f"tables nest deeper than {MAX_DEPTH} levels")
+        self.span(pos, 4, path, f"{table} table")
+        self.aligned(pos, 4, path, f"{table} table")
+        self.note("soffset", pos, 4, path)
+        vtable = pos - struct.unpack_from("<i", self.buf, pos)[0]
+        self.span(vtable, 4, path, f"{table} vtable")
+        self.aligned(vtable, 2, path, f"{table} vtable")
+        vsize, tsize = self.u16(vtable), self.u16(vtable + 2)
+        self.note("vtable", vtable, 2, path)
+        self.note("vtable", vtable + 2, 2, path)
+        if vsize < 4 or vsize % 2:
+            self.fail(path, f"{table} vtable size {vsize} is not an even number >= 4")
+        self.span(vtable, vsize, path, f"{table} vtable of {vsize} bytes")
+        if tsize < 4:
+            self.fail(path, f"{table} table size {tsize} is smaller than its 4-byte vtable offset")
+        self.span(pos, tsize, path, f"{table} table of {tsize} bytes")
+        self.charge(tsize, path)
+        fields = table_fields(table) or {}
+        known_end = max(fields, default=2) + 2
+        if vsize > known_end:
+            # Slots past the schema's fields (a newer writer) are only range-checked; they are
+            # charged so that a huge vtable shared by many tables cannot mean unbounded work.
+            self.charge(vsize - known_end, path)
+        for slot in range(4, vsize, 2):
+            self.note("vtable", vtable + slot, 2, path)
+            at = self.u16(vtable + slot)
+            if at == 0:
+                continue
+            field = fields.get(slot)
+            label = f"{path}.{field.label}" if field else f"{path}.<field {slot // 2 - 2}>"
+            if at < 4 or at >= tsize:
+                self.fail(label, f"field offset {at} lies outside the {tsize}-byte {table} table")
+            if field is None:
+                continue  # a field newer than this schema: flatbuffers skips it too
+            inline = field.size if field.kind == "scalar" else 4
+            if at + inline > tsize:
+                self.fail(label, f"{inline}-byte field at offset {at} runs past the end of the "
+                                 f"{tsize}-byte {table} table")
+            self.field(pos + at, field, fields, pos, vtable, vsize, label, depth)
+
+    def field(self, at: int, field: Field, fields, table_pos, vtable, vsize, path, depth):
+        kind = field.kind
+        if kind == "scalar":
+            self.aligned(at, field.size, path, "field")
+            self.note("scalar", at, field.size, path, field.scalar)
+        elif kind == "string":
+            self.string(self.follow(at, path), path)
+        elif kind == "table":
+            self.table(self.follow(at, path), field.target, path, depth + 1)
+        elif kind == "vector":
+            start, count = self.vector(self.follow(at, path), field.size, path)
+            if self.record is not None and count <= 64:
+                for i in range(count):
+                    self.note("element", start + i * field.size, field.size, f"{path}[{i}]", field.scalar)
+        elif kind == "tables":
+            start, count = self.vector(self.follow(at, path), 4, path)
+            for i in range(count):
+                self.table(self.follow(start + 4 * i, f"{path}[{i}]"), field.target, f"{path}[{i}]", depth + 1)
+        elif kind == "union":
+            type_slot = field.voffset - 2
+            type_at = self.u16(vtable + type_slot) if type_slot < vsize else 0
+            utype = self.buf[table_pos + type_at] if type_at else 0
+            member = union_members(field.target).get(utype)
+            # Like flatbuffers, NONE and types this schema does not know are not walked; the
+            # parser rejects an unknown builtin-options type itself.
+            if member is not None and table_fields(member) is not None:
+                self.table(self.follow(at, path), member, path, depth + 1)
+
+
+def verify_flatbuffer(buf: bytes, name: str = "<bytes>", record: list[Location] | None = None) -> None:
+    """Raise ModelError unless ``buf`` is a structurally sound TFLite flatbuffer.
+
+    With ``record`` given, the location of every offset, length, vtable entry and scalar walked
+    is appended to it (the mutation fuzzer uses this to aim its mutations).
+    """
+    n = len(buf)
+    if n < 8:
+        raise ModelError(f"{name}: only {n} bytes: not a TFLite flatbuffer")
+    if buf[4:8] != FILE_IDENTIFIER:
+        raise ModelError(f"{name}: not a TFLite flatbuffer (file identifier is {bytes(buf[4:8])!r}, "
+                         f"not {FILE_IDENTIFIER!r})")
+    walk = _Walk(buf, name, record)
+    walk.note("root", 0, 4, "")
+    root = walk.follow(0, "")
+    walk.table(root, "Model", "model", 0)
+
+
+# ------------------------------------------------------------------------- semantic checks
+def tensor_elements(shape) -> int:
+    """Element count of a shape in exact integer arithmetic (no int64 wrap-around)."""
+    return math.prod(int(d) for d in shape)
+
+
+def check_shape(shape, where: str, name: str = "<bytes>") -> int:
+    """Refuse negative dimensions and element counts over MAX_TENSOR_ELEMENTS; return the count."""
+    if any(int(d) < 0 for d in shape):
+        raise ModelError(f"{name}: {where} has a negative dimension in shape {list(shape)}")
+    count = tensor_elements(shape)
+    if count > MAX_TENSOR_ELEMENTS:
+        raise ModelError(f"{name}: {where} has shape {list(shape)} = {count:,} elements, more than the "
+                         f"limit of {MAX_TENSOR_ELEMENTS:,} (interp.verify.MAX_TENSOR_ELEMENTS)")
+    return count
+
+
+def _tensor_where(s: int, t) -> str:
+    return f'subgraph {s}, tensor {t.index} "{t.name}"'
+
+
+def check_quantization(t, s: int, name: str = "<bytes>") -> None:
+    """Scales finite and positive on integer tensors; per-channel counts matching their dimension."""
+    q = t.quantization
+    if q is None or t.type_name not in _QUANTIZED_TYPES:
+        return
+    where = _tensor_where(s, t)
+    scales = q.scales
+    bad = ~np.isfinite(scales) | (scales <= 0)
+    # An all-zero scale on an int32/int64 tensor (indices, shapes, some biases) means "not
+    # quantized": TFLM's kernels never read it. On narrower types every kernel uses the scale.
+    if bad.any() and not (t.type_name in ("INT32", "INT64") and not scales.any()):
+        i = int(np.argmax(bad))
+        raise ModelError(f"{name}: {where}: quantization scale {float(scales[i])!r} (entry {i} of {scales.size}) "
+                         f"must be finite and positive")
+    if scales.size > 1:
+        qd, rank = q.quantized_dimension, len(t.shape)
+        if qd < 0:
+            raise ModelError(f"{name}: {where}: quantized_dimension {qd} is negative")
+        if qd < rank:
+            if t.shape[qd] != scales.size:
+                raise ModelError(f"{name}: {where}: {scales.size} per-channel scales, but dimension {qd} "
+                                 f"of shape {list(t.shape)} has {t.shape[qd]} channels")
+        elif not (rank == 1 and t.shape[0] == scales.size):
+            # Converters write a 1-D bias with its filter's quantized_dimension (3 for depthwise).
+            raise ModelError(f"{name}: {where}: quantized_dimension {qd} is not a dimension of "
+                             f"shape {list(t.shape)}")
+
+
+def check_model(model) -> None:
+    """The semantic checks that need the parsed model (see the module docstring)."""
+    name = model.source
+    for sg in model.subgraphs:
+        s = sg.index
+        activation_bytes = 0
+        for t in sg.tensors:
+            check_shape(t.shape, _tensor_where(s, t), name)
+            check_quantization(t, s, name)
+            if t.data is None:
+                activation_bytes += t.nbytes
+        if activation_bytes > MAX_ACTIVATION_BYTES:
+            raise ModelError(f"{name}: subgraph {s}: its non-constant tensors take {activation_bytes:,} "
+                             f"bytes, more than the limit of {MAX_ACTIVATION_BYTES:,} "
+                             f"(interp.verify.MAX_ACTIVATION_BYTES)")
+        operand_bytes = 0
+        for op in sg.operators:
+            for i in op.inputs + op.outputs:
+                if i >= 0:
+                    operand_bytes += sg.tensors[i].nbytes
+        if operand_bytes > MAX_OPERAND_BYTES:
+            raise ModelError(f"{name}: subgraph {s}: its operators read and write {operand_bytes:,} "
+                             f"bytes in all, more than the limit of {MAX_OPERAND_BYTES:,} "
+                             f"(interp.verify.MAX_OPERAND_BYTES)")
+
+
+def unsupported_version(op, kernel_cls) -> str | None:
+    """Why ``kernel_cls`` cannot run ``op``'s version, or None when it can.
+
+    A kernel declares the newest operator version it implements as ``max_version``; a kernel
+    that declares none accepts every version.
+    """
+    newest = getattr(kernel_cls, "max_version", None)
+    if newest is not None and op.version > newest:
+        return f"version {op.version} is newer than the version {newest} microref implements"
+    return None

@@ -1,0 +1,553 @@
+"""Malformed models and bad inputs get one-line typed errors: never a traceback, hang or huge allocation.
+
+Targeted cases patch a small valid model at locations found by walking it with the verifier
+(``verify_flatbuffer(..., record=...)``); a bounded mutation-fuzzing run (tests/mutants.py) then
+throws a few hundred random mutants of the golden models at the whole load-and-run path.
+"""
+from __future__ import annotations
+
+import math
+import re
+import struct
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from interp import InputError, Interpreter, ModelError, load_model, verify
+from interp.builder import ModelBuilder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mutants  # noqa: E402
+
+
+# ------------------------------------------------------------------------------ helpers
+def base_builder() -> ModelBuilder:
+    """DEPTHWISE_CONV_2D -> FULLY_CONNECTED -> SOFTMAX, int8, with per-channel filter and bias."""
+    b = ModelBuilder()
+    x = b.input("x", [1, 4, 4, 2], "INT8", scale=0.05, zero_point=-3)
+    f = b.constant("dw_filter", (np.arange(18) - 9).astype(np.int8).reshape(1, 3, 3, 2),
+                   scale=[0.01, 0.02], zero_point=0, quantized_dimension=3)
+    fb = b.constant("dw_bias", np.array([100, -50], np.int32), scale=[0.0005, 0.001], zero_point=0)
+    y = b.tensor("y", [1, 4, 4, 2], "INT8", scale=0.1, zero_point=2)
+    b.op("DEPTHWISE_CONV_2D", [x, f, fb], [y], padding="SAME", stride_w=1, stride_h=1, depth_multiplier=1)
+    w = b.constant("fc_weights", (np.arange(96) % 7 - 3).astype(np.int8).reshape(3, 32), scale=0.02, zero_point=0)
+    wb = b.constant("fc_bias", np.array([10, 20, -30], np.int32), scale=0.001, zero_point=0)
+    z = b.tensor("z", [1, 3], "INT8", scale=0.2, zero_point=-1)
+    b.op("FULLY_CONNECTED", [y, w, wb], [z])
+    o = b.tensor("probs", [1, 3], "INT8", scale=1 / 256, zero_point=-128)
+    b.op("SOFTMAX", [z], [o], beta=1.0)
+    b.output(o)
+    return b
+
+
+# Tensor indices in the base model.
+X, DW_FILTER, DW_BIAS, Y, FC_WEIGHTS, FC_BIAS, Z, PROBS = range(8)
+SG = "model.subgraphs[0]"
+
+
+@pytest.fixture(scope="module")
+def base() -> bytes:
+    return base_builder().build()
+
+
+def locations(data: bytes) -> list:
+    found: list = []
+    verify.verify_flatbuffer(data, "base", record=found)
+    return found
+
+
+def locate(data: bytes, path: str, kind: str | None = None):
+    hits = [loc for loc in locations(data) if loc.path == path and (kind is None or loc.kind == kind)]
+    assert hits, f"no {kind or 'location'} at {path}"
+    return hits[0]
+
+
+def patched(data: bytes, path: str, value, kind: str | None = None) -> bytes:
+    """``data`` with the value at ``path`` (a scalar, vector element, length or offset) replaced."""
+    loc = locate(data, path, kind)
+    buf = bytearray(data)
+    if loc.scalar.startswith("Float"):
+        buf[loc.pos:loc.pos + loc.size] = struct.pack("<f" if loc.size == 4 else "<d", value)
+    else:
+        buf[loc.pos:loc.pos + loc.size] = (int(value) % (1 << (8 * loc.size))).to_bytes(loc.size, "little")
+    return bytes(buf)
+
+
+def model_error(data: bytes, *fragments: str) -> str:
+    """Load and prepare ``data``; assert a one-line ModelError containing every fragment."""
+    with pytest.raises(ModelError) as info:
+        Interpreter.from_bytes(data)
+    message = str(info.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+# ------------------------------------------------------------------------------ sanity
+def test_base_model_loads_and_runs(base):
+    it = Interpreter.from_bytes(base)
+    (probs,) = it.run([np.zeros((1, 4, 4, 2), np.int8)])
+    assert probs.shape == (1, 3) and probs.dtype == np.int8
+
+
+# ------------------------------------------------------------------------------ file structure
+@pytest.mark.parametrize("data, fragment", [(b"", "only 0 bytes"), (b"TFL3", "only 4 bytes"),
+                                            (b"\x10\0\0\0TFL2" + bytes(32), "file identifier")])
+def test_not_a_tflite_file(data, fragment):
+    model_error(data, fragment)
+
+
+def test_wrong_file_identifier(base):
+    model_error(base[:4] + b"TFL2" + base[8:], "file identifier", "TFL2")
+
+
+def test_every_truncation_is_a_model_error(base):
+    for cut in range(0, len(base) - 1, 3):
+        with pytest.raises(ModelError):
+            load_model(base[:cut])
+
+
+@pytest.mark.parametrize("value, fragment", [(0, "offset is 0"), (1 << 31, "negative"),
+                                             (1 << 20, "points past the end"), (2, "not 4-byte aligned")])
+def test_bad_root_offset(base, value, fragment):
+    model_error(patched(base, "", value, "root"), fragment)
+
+
+def test_table_offset_past_the_end(base):
+    model_error(patched(base, f"{SG}.tensors", 1 << 24, "offset"), f"{SG}.tensors", "points past the end")
+
+
+def test_vector_element_offset_past_the_end(base):
+    model_error(patched(base, f"{SG}.tensors[3]", 1 << 24, "offset"), f"{SG}.tensors[3]", "points past the end")
+
+
+@pytest.mark.parametrize("length", [(1 << 31) - 1, 1 << 30, 1 << 20])
+def test_huge_vector_length_is_refused_before_anything_is_allocated(base, length):
+    data = patched(base, f"{SG}.tensors", length, "length")
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        model_error(data, f"{SG}.tensors")
+        elapsed = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 1.0 and peak < 8 << 20
+
+
+def test_huge_string_length(base):
+    model_error(patched(base, f"{SG}.tensors[0].name", 1 << 30, "length"), f"{SG}.tensors[0].name", "string")
+
+
+def test_string_without_terminator(base):
+    loc = locate(base, f"{SG}.tensors[0].name", "length")
+    n = int.from_bytes(base[loc.pos:loc.pos + 4], "little")
+    buf = bytearray(base)
+    buf[loc.pos + 4 + n] = ord("x")
+    model_error(bytes(buf), f"{SG}.tensors[0].name", "not NUL-terminated")
+
+
+def _vtable_of(data: bytes, path: str) -> int:
+    table = locate(data, path, "soffset").pos
+    return table - struct.unpack_from("<i", data, table)[0]
+
+
+@pytest.mark.parametrize("size, fragment", [(3, "not an even number >= 4"), (2, "not an even number >= 4"),
+                                            (0xFFFE, "runs past the end")])
+def test_bad_vtable_size(base, size, fragment):
+    buf = bytearray(base)
+    vt = _vtable_of(base, f"{SG}.operators[1]")
+    buf[vt:vt + 2] = size.to_bytes(2, "little")
+    model_error(bytes(buf), fragment)
+
+
+def test_field_offset_outside_its_table(base):
+    buf = bytearray(base)
+    vt = _vtable_of(base, f"{SG}.operators[1]")
+    table_size = int.from_bytes(base[vt + 2:vt + 4], "little")
+    buf[vt + 4:vt + 6] = table_size.to_bytes(2, "little")  # the first field (opcode_index)
+    model_error(bytes(buf), f"{SG}.operators[1]", "outside the")
+
+
+def test_vtable_offset_outside_the_file(base):
+    loc = locate(base, f"{SG}.operators[1]", "soffset")
+    buf = bytearray(base)
+    buf[loc.pos:loc.pos + 4] = struct.pack("<i", -(1 << 30))
+    model_error(bytes(buf), f"{SG}.operators[1]", "vtable")
+
+
+def test_objects_referenced_over_and_over_are_refused_quickly():
+    """Every buffers[] entry aimed at one large buffer: small file, unbounded reading."""
+    b = ModelBuilder()
+    x = b.input("x", [1, 4], "INT8", scale=0.1, zero_point=0)
+    w = b.constant("big", np.ones((64, 4096), np.int8), scale=0.1, zero_point=0)
+    for i in range(300):
+        b.constant(f"c{i}", np.array([i], np.int32))
+    y = b.tensor("y", [1, 4], "INT8", scale=0.1, zero_point=0)
+    b.op("ADD", [x, x], [y])
+    b.output(y)
+    data = b.build()
+    found = locations(data)
+    n_buffers = sum(1 for loc in found if loc.kind == "offset" and loc.path.startswith("model.buffers[")
+                    and loc.path.endswith("]"))
+    big = [loc for loc in found if loc.kind == "length" and loc.path.startswith("model.buffers[")
+           and int.from_bytes(data[loc.pos:loc.pos + 4], "little") == 64 * 4096]
+    assert n_buffers > 300 and big
+    big_table = locate(data, big[0].path.rsplit(".", 1)[0], "soffset").pos
+    buf = bytearray(data)
+    for loc in found:
+        if loc.kind == "offset" and loc.path.startswith("model.buffers[") and loc.path.endswith("]") \
+                and loc.pos < big_table:
+            buf[loc.pos:loc.pos + 4] = (big_table - loc.pos).to_bytes(4, "little")
+    start = time.perf_counter()
+    model_error(bytes(buf), "referenced so often")
+    assert time.perf_counter() - start < 1.0
+
+
+# ------------------------------------------------------------------------------ tensors
+@pytest.mark.parametrize("dim", [(1 << 31) - 1, 1 << 28])
+def test_huge_dimension_is_refused_before_allocating(base, dim):
+    data = patched(base, f"{SG}.tensors[{Y}].shape[2]", dim)
+    tracemalloc.start()
+    try:
+        model_error(data, f'tensor {Y} "y"', "MAX_TENSOR_ELEMENTS")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_negative_dimension(base):
+    model_error(patched(base, f"{SG}.tensors[{Y}].shape[1]", -4), f'tensor {Y} "y"', "negative dimension")
+
+
+def test_rank_above_eight():
+    b = base_builder()
+    b.tensor("rank9", [1] * 9, "INT8")
+    model_error(b.build(), '"rank9"', "rank 9")
+
+
+def test_activation_bytes_limit(base):
+    with verify.limits(max_activation_bytes=40):
+        model_error(base, "subgraph 0", "MAX_ACTIVATION_BYTES")
+
+
+def test_operand_bytes_limit(base):
+    with verify.limits(max_operand_bytes=100):
+        model_error(base, "subgraph 0", "MAX_OPERAND_BYTES")
+
+
+def test_limits_are_restored_after_the_context(base):
+    with verify.limits(max_tensor_elements=1):
+        pass
+    assert verify.MAX_TENSOR_ELEMENTS == 1 << 28
+    Interpreter.from_bytes(base)
+
+
+def test_buffer_size_mismatch(base):
+    # Point the FC weights (3x32 int8 = 96 bytes) at the FC bias buffer (3 x int32 = 12 bytes).
+    bias_buffer = load_model(base).main.tensors[FC_BIAS].buffer_index
+    model_error(patched(base, f"{SG}.tensors[{FC_WEIGHTS}].buffer", bias_buffer),
+                f'tensor {FC_WEIGHTS} "fc_weights"', "buffer holds 12 bytes", "needs 96")
+
+
+def test_buffer_index_out_of_range(base):
+    model_error(patched(base, f"{SG}.tensors[{FC_WEIGHTS}].buffer", 1000),
+                f'tensor {FC_WEIGHTS} "fc_weights"', "buffer 1000")
+
+
+@pytest.mark.parametrize("code", [100, 127])
+def test_unknown_tensor_type(base, code):
+    model_error(patched(base, f"{SG}.tensors[{Y}].type", code), f'tensor {Y} "y"', f"unknown tensor type {code}")
+
+
+def test_constant_data_is_a_read_only_view_of_the_file():
+    b = ModelBuilder()
+    x = b.input("x", [1, 4], "INT8", scale=0.1, zero_point=0)
+    c = b.constant("c", np.arange(4, dtype=np.int8).reshape(1, 4), scale=0.1, zero_point=0)
+    y = b.tensor("y", [1, 4], "INT8", scale=0.1, zero_point=0)
+    b.op("ADD", [x, c], [y])
+    b.output(y)
+    model = load_model(b.build())
+    data = model.main.tensors[c].data
+    assert not data.flags.writeable and data.base is not None  # a view of the file, not a copy
+
+
+# ------------------------------------------------------------------------------ operators and graph
+def test_opcode_index_out_of_range(base):
+    model_error(patched(base, f"{SG}.operators[2].opcode_index", 7), "operator 2", "opcode 7")
+
+
+@pytest.mark.parametrize("value", [8, 1000, -2])
+def test_operator_input_out_of_range(base, value):
+    model_error(patched(base, f"{SG}.operators[1].inputs[1]", value), "operator 1 (FULLY_CONNECTED)",
+                f"tensor {value}")
+
+
+def test_operator_output_may_not_be_omitted(base):
+    model_error(patched(base, f"{SG}.operators[1].outputs[0]", -1), "operator 1", "output refers to tensor -1")
+
+
+@pytest.mark.parametrize("field", ["inputs[0]", "outputs[0]"])
+def test_subgraph_io_out_of_range(base, field):
+    model_error(patched(base, f"{SG}.{field}", 99), "refers to tensor 99")
+
+
+def test_operator_reading_its_own_output(base):
+    # FULLY_CONNECTED reads z, which it writes itself: a cycle.
+    model_error(patched(base, f"{SG}.operators[1].inputs[0]", Z), "operator 1 (FULLY_CONNECTED)",
+                "before it has a value")
+
+
+def test_operator_reading_a_later_output(base):
+    model_error(patched(base, f"{SG}.operators[1].inputs[0]", PROBS), "operator 1", "produced later, by operator 2")
+
+
+def test_tensor_written_twice(base):
+    model_error(patched(base, f"{SG}.operators[2].outputs[0]", Z), "operator 2 (SOFTMAX)", "already written by operator 1")
+
+
+def test_output_never_produced(base):
+    b = base_builder()
+    orphan = b.tensor("orphan", [1, 3], "INT8", scale=0.1, zero_point=0)
+    b.output(orphan)
+    model_error(b.build(), f'graph output tensor {orphan} "orphan" is never produced')
+
+
+def test_unknown_builtin_options_type(base):
+    model_error(patched(base, f"{SG}.operators[1].builtin_options_type", 250), "operator 1", "options type 250")
+
+
+# ------------------------------------------------------------------------------ quantization
+SCALES = f"{SG}.tensors[{DW_FILTER}].quantization.scale"
+
+
+@pytest.mark.parametrize("value", [0.0, -0.01, math.nan, math.inf])
+def test_non_positive_or_non_finite_scale(base, value):
+    model_error(patched(base, f"{SCALES}[1]", value), f'tensor {DW_FILTER} "dw_filter"', "must be finite and positive")
+
+
+def test_zero_point_count_must_match_scales_or_be_one(base):
+    # Two zero points for one scale.
+    model_error(patched(base, SCALES, 1, "length"), f'tensor {DW_FILTER} "dw_filter"', "2 zero points for 1 scales")
+
+
+def test_single_zero_point_applies_to_every_channel(base):
+    model = load_model(patched(base, f"{SCALES[:-len('scale')]}zero_point", 1, "length"))
+    q = model.main.tensors[DW_FILTER].quantization
+    assert q.zero_points.tolist() == [0, 0] and q.scales.size == 2
+
+
+def test_scales_without_zero_points_mean_not_quantized(base):
+    # TFLM reads a tensor as quantized only when both arrays are non-empty.
+    model = load_model(patched(base, f"{SG}.tensors[{X}].quantization.zero_point", 0, "length"))
+    assert model.main.tensors[X].quantization is None
+
+
+def test_zero_point_beyond_int32(base):
+    model_error(patched(base, f"{SG}.tensors[{Y}].quantization.zero_point[0]", 1 << 40),
+                f'tensor {Y} "y"', "does not fit in int32")
+
+
+@pytest.mark.parametrize("qdim, fragment", [(1, "dimension 1 of shape [1, 3, 3, 2] has 3 channels"),
+                                            (-1, "is negative"), (4, "not a dimension")])
+def test_per_channel_dimension(base, qdim, fragment):
+    data = patched(base, f"{SG}.tensors[{DW_FILTER}].quantization.quantized_dimension", qdim)
+    model_error(data, f'tensor {DW_FILTER} "dw_filter"', fragment)
+
+
+def test_one_d_bias_may_carry_its_filters_dimension(base):
+    """Converters write a depthwise bias with its filter's quantized_dimension, 3 (as in person_detect)."""
+    filter_quantization = locate(base, f"{SG}.tensors[{DW_FILTER}].quantization", "soffset").pos
+    field = locate(base, f"{SG}.tensors[{DW_BIAS}].quantization", "offset").pos
+    # Aim the bias at the filter's quantization table: 2 scales on dimension 3 of a 1-D [2] tensor.
+    data = patched(base, f"{SG}.tensors[{DW_BIAS}].quantization", filter_quantization - field, "offset")
+    q = load_model(data).main.tensors[DW_BIAS].quantization
+    assert q.quantized_dimension == 3 and q.scales.size == 2
+
+
+def test_all_zero_scale_on_an_int32_tensor_means_unused(base):
+    data = patched(base, f"{SG}.tensors[{FC_BIAS}].quantization.scale[0]", 0.0)
+    assert load_model(data).main.tensors[FC_BIAS].quantization.scale == 0.0
+    model_error(patched(base, f"{SG}.tensors[{Y}].quantization.scale[0]", 0.0), f'tensor {Y} "y"')
+
+
+def test_operator_version_newer_than_the_kernel_declares(base):
+    op = load_model(base).main.operators[0]
+
+    class Declares:
+        max_version = op.version - 1
+
+    class DeclaresNothing:
+        pass
+
+    assert f"version {op.version} is newer than the version {op.version - 1}" in verify.unsupported_version(op, Declares)
+    assert verify.unsupported_version(op, DeclaresNothing) is None
+
+
+def test_shared_models_pass_the_verifier():
+    models = sorted((mutants.REPO.parent / "shared" / "models").glob("*.tflite"))
+    if not models:
+        pytest.skip("../shared/models is not present")
+    for path in models:
+        load_model(path)
+
+
+# ------------------------------------------------------------------------------ the schema
+def test_every_generated_table_has_a_derivable_layout():
+    import tflite
+    package = Path(tflite.__file__).parent
+    tables = [p.stem for p in package.glob("*.py")
+              if "self._tab = flatbuffers.table.Table" in p.read_text(encoding="utf-8")]
+    assert len(tables) > 100
+    for name in tables:
+        assert verify.table_fields(name) is not None, name
+    for enum in ("BuiltinOptions", "BuiltinOptions2", "QuantizationDetails", "SparseIndexVector"):
+        for member in verify.union_members(enum).values():
+            assert verify.table_fields(member) is not None, (enum, member)
+
+
+def test_core_table_layout_matches_the_schema():
+    fields = {f.name: (slot, f.kind, f.size) for slot, f in verify.table_fields("Tensor").items()}
+    assert fields["Shape"] == (4, "vector", 4) and fields["Type"] == (6, "scalar", 1)
+    assert fields["Buffer"] == (8, "scalar", 4) and fields["Quantization"][:2] == (12, "table")
+    zero_point = verify.table_fields("QuantizationParameters")[10]
+    assert (zero_point.name, zero_point.kind, zero_point.size) == ("ZeroPoint", "vector", 8)
+    header = Path("/work/tflm-src/tensorflow/lite/schema/schema_generated.h")
+    if header.exists():
+        text = header.read_text()
+        for table, extra in verify._NEWER_FIELDS.items():
+            block = text[text.index(f"struct {table} FLATBUFFERS_FINAL_CLASS"):]
+            block = block[:block.index("};")]
+            for f in extra:
+                snake = "VT_" + f.label.upper()
+                assert f"{snake} = {f.voffset}" in block, (table, f.name)
+
+
+# ------------------------------------------------------------------------------ inputs
+@pytest.fixture(scope="module")
+def it(base):
+    return Interpreter.from_bytes(base)
+
+
+GOOD = np.zeros((1, 4, 4, 2), np.int8)
+
+
+@pytest.mark.parametrize("inputs, fragments", [
+    ([], ["takes 1 input", "0 given"]),
+    ([GOOD, GOOD], ["takes 1 input", "2 given"]),
+    ([GOOD.astype(np.int16)], ['input 0 "x"', "must be int8", "got int16"]),
+    ([GOOD.astype(np.float32)], ["must be int8", "got float32"]),
+    ([GOOD[0]], ['input 0 "x"', "must have shape (1, 4, 4, 2)", "got (4, 4, 2)"]),
+    ([np.zeros((1, 4, 4, 3), np.int8)], ["must have shape (1, 4, 4, 2)"]),
+    ({"nope": GOOD}, ["unknown input name", "nope"]),
+    ({}, ["missing input", "'x'"]),
+    ("x", ["must be a list of arrays or a dict"]),
+    (42, ["must be a list of arrays or a dict"]),
+    ([[[1, 2], [3]]], ['input 0 "x"', "is not an array"]),
+    ([None], ["must be int8", "got object"]),
+])
+def test_bad_inputs(it, inputs, fragments):
+    with pytest.raises(InputError) as info:
+        it.run(inputs)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("batch, fragments", [
+    (np.zeros((0, 1, 4, 4, 2), np.int8), ["no samples"]),
+    (np.zeros((1, 4, 4, 2), np.int8), ["must have shape (N, 1, 4, 4, 2)"]),
+])
+def test_bad_batches(it, batch, fragments):
+    with pytest.raises(InputError) as info:
+        it.run_batch([batch])
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_batch_sizes_must_agree():
+    b = ModelBuilder()
+    x1 = b.input("a", [2], "FLOAT32")
+    x2 = b.input("b", [2], "FLOAT32")
+    y = b.tensor("y", [2], "FLOAT32")
+    b.op("ADD", [x1, x2], [y])
+    b.output(y)
+    it = Interpreter.from_bytes(b.build())
+    with pytest.raises(InputError, match="has 2 samples, input 0 has 3"):
+        it.run_batch([np.zeros((3, 2), np.float32), np.zeros((2, 2), np.float32)])
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(InputError, match='input 1 "b" contains NaN or infinity'):
+            it.run([np.zeros(2, np.float32), np.array([0, bad], np.float32)])
+    with pytest.raises(InputError, match="several inputs named"):
+        b2 = ModelBuilder()
+        p = b2.input("same", [2], "FLOAT32")
+        q = b2.input("same", [2], "FLOAT32")
+        r = b2.tensor("r", [2], "FLOAT32")
+        b2.op("ADD", [p, q], [r])
+        b2.output(r)
+        Interpreter.from_bytes(b2.build()).run({"same": np.zeros(2, np.float32)})
+
+
+# ------------------------------------------------------------------------------ fuzzing
+def fuzz_seeds() -> list:
+    seeds = [mutants.make_seed("builder/base", base_builder().build())]
+    golden = sorted((mutants.REPO / "golden" / "models").glob("*.tflite"))
+    # A spread of the golden models (every op family), small enough to run in a few ms each.
+    for path in golden[::4]:
+        if path.stat().st_size < 64 << 10:
+            seeds.append(mutants.make_seed(f"golden/{path.name}", path.read_bytes()))
+    return seeds
+
+
+# Escapes found by the fuzzer in code outside the parser and verifier, reported to their owners.
+# A mutant that hits only these makes the fuzzing test xfail (visibly) instead of pass; any
+# other violation fails it. Delete an entry once its fix lands.
+KNOWN_ESCAPES = [
+    # sliding_windows pads the input to (out-1)*stride + (k-1)*dilation + 1 per axis, so a huge
+    # stride or dilation from the file asks for terabytes (CONV_2D, DEPTHWISE_CONV_2D, pooling).
+    ("escape:MemoryError", r"ops/common\.py:\d+: Unable to allocate"),
+    # CONV_2D / DEPTHWISE_CONV_2D prepare accepts an output whose batch or spatial size does not
+    # match the input and the strides (or a zero-size input); eval then fails to reshape.
+    ("escape:ValueError", r"ops/conv\.py:\d+: (cannot reshape|could not broadcast)"),
+    # A graph output that is a constant tensor is never put in the executor's environment.
+    ("escape:KeyError", r"interp/executor\.py:\d+: \d+$"),
+    # MUL prepare reads the output's quantization without checking it exists.
+    ("escape:AttributeError", r"ops/common\.py:\d+: 'NoneType' object has no attribute 'scale'"),
+    # RESIZE_* eval indexes an input with a zero-size dimension.
+    ("escape:IndexError", r"ops/resize\.py:\d+: index \d+ is out of bounds"),
+]
+
+
+def _known(violation) -> bool:
+    kind, _, detail, _ = violation
+    return any(kind == k and re.match(pattern, detail) for k, pattern in KNOWN_ESCAPES)
+
+
+def test_mutants_load_and_run_or_raise_typed_errors_within_limits():
+    seeds = fuzz_seeds()
+    start = time.perf_counter()
+    report = mutants.campaign(seeds, count=500, seed=20240611, workers=2, timeout=2.0, kill_after=10.0,
+                              memory_mb=1024)
+    assert report.count == 500
+    unknown = [v for v in report.violations if not _known(v)]
+    assert not unknown, report.summary()
+    assert report.max_seconds < 2.0 and report.max_rss_kib < 1 << 20, report.summary()
+    assert time.perf_counter() - start < 60, report.summary()
+    # The mutants reach both outcomes; a fuzzer that only ever broke the header would prove little.
+    assert report.outcomes["ModelError"] > 50 and report.outcomes["ran"] > 20, report.summary()
+    if report.violations:
+        pytest.xfail("only known escapes, reported to their owners:\n" + report.summary())
+
+
+def test_worker_pool_survives_a_hang_and_a_crash():
+    """The pool measures a mutant that hangs or kills its worker instead of dying with it."""
+    pool_results = []
+    with mutants.Pool(workers=1, memory_mb=0, kill_after=1.0, runner=mutants.misbehaving_runner) as pool:
+        pool_results = list(pool.run([(1, b"hang", 0), (2, b"crash", 0), (3, b"", 0)]))
+    outcomes = {r.task_id: r.outcome for r in pool_results}
+    assert outcomes == {1: "timeout", 2: "crash", 3: "ModelError"}
