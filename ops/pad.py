@@ -1,0 +1,114 @@
+"""PAD and PADV2: TFLM's pad_common.cc (PadPrepare), pad.cc (PadEval) and reference/pad.h.
+
+No arithmetic: the output is the input surrounded by a fill value. TFLM's int8 fill without a
+constant_values input is the *output* zero point; int16/int32/float fill with 0; PADV2's
+constant_values element is copied raw (for int8 Prepare requires its scale and zero point to
+equal the output's, so no rescaling is ever needed).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import OpKernel, expect_types, register
+from .shape import int32_view, require_constant
+
+PAD_TYPES = ("FLOAT32", "INT8", "INT16", "INT32")
+PAD_MAX_RANK = 5  # reference_ops::PadKernelMaxDimensionCount()
+
+
+@register("PAD", "PADV2")
+class Pad(OpKernel):
+    def prepare(self, ctx):
+        n_inputs = len(ctx.op.inputs)
+        ctx.check(n_inputs in (2, 3), f"takes 2 or 3 inputs, has {n_inputs}")
+        ctx.check(len(ctx.op.outputs) == 1, f"takes 1 output, has {len(ctx.op.outputs)}")
+        x = ctx.require_input(0, "input")
+        paddings = ctx.require_input(1, "paddings")
+        constant = ctx.input(2) if n_inputs == 3 else None
+        out = ctx.output(0)
+        self.out_tensor = out
+        ctx.check(x.type_name == out.type_name, f"input type {x.type_name} differs from output type {out.type_name}")
+        rank = len(x.shape)
+        ctx.check(rank <= PAD_MAX_RANK, f"input rank {rank} exceeds the {PAD_MAX_RANK} TFLM's Pad supports")
+        if constant is not None:
+            ctx.check(constant.type_name == x.type_name,
+                      f"constant_values type {constant.type_name} differs from input type {x.type_name}", constant)
+            ctx.check(constant.size == 1,
+                      f"constant_values has {constant.size} elements; it must be a scalar", constant)
+        out_rank = len(out.shape)
+        ctx.check(paddings.size == 2 * out_rank,
+                  f"paddings has {paddings.size} values; the rank-{out_rank} output needs {2 * out_rank}", paddings)
+        require_constant(ctx, paddings, "paddings")
+        pads = int32_view(paddings)[: 2 * out_rank].astype(np.int64).reshape(out_rank, 2)
+        ctx.check(out_rank <= rank, f"output rank {out_rank} exceeds input rank {rank}", out)
+        for i in range(out_rank):
+            expected = x.shape[i] + pads[i, 0] + pads[i, 1]
+            ctx.check(out.shape[i] == expected,
+                      f"output dim {i} is {out.shape[i]}, input dim + paddings is {expected}", out)
+        ctx.check(out_rank == rank, f"output rank {out_rank} differs from input rank {rank}", out)
+
+        expect_types(ctx, x, PAD_TYPES, "input")
+        self.kind = x.type_name
+        if self.kind == "INT8":
+            oq = out.quantization
+            out_zp = oq.zero_point if oq is not None else 0
+            out_scale = oq.scale if oq is not None else 0.0
+            if constant is None:
+                ctx.check(-128 <= out_zp <= 127, f"output zero point {out_zp} is outside the int8 range", out)
+            else:
+                cq = constant.quantization
+                c_zp = cq.zero_point if cq is not None else 0
+                c_scale = cq.scale if cq is not None else 0.0
+                ctx.check(c_zp == out_zp,
+                          f"constant_values zero point {c_zp} differs from output zero point {out_zp}", constant)
+                ctx.check(c_scale == out_scale,
+                          f"constant_values scale {c_scale!r} differs from output scale {out_scale!r}", constant)
+        # A constant_values tensor computed by an earlier op is read at every Eval.
+        self.fill_from_input = constant is not None and constant.data is None
+        if constant is not None and constant.data is not None:
+            fill = np.asarray(constant.data).reshape(-1)[0]
+        elif constant is not None:
+            fill = 0
+        elif self.kind == "INT8":
+            fill = out.quantization.zero_point if out.quantization is not None else 0
+        else:
+            fill = 0
+        self.fill = np.asarray(fill).astype(out.dtype)
+        self.paddings = pads
+        # Negative paddings are legal for TFLM: its loop then copies the input's leading elements
+        # in order into the interior, rather than cropping.
+        self.has_negative = bool((pads < 0).any())
+        if self.has_negative:
+            grids = np.ix_(*[np.arange(d) for d in out.shape]) if out_rank else ()
+            interior = np.ones(tuple(out.shape), dtype=bool)
+            for d, g in enumerate(grids):
+                interior &= (g >= pads[d, 0]) & (g < out.shape[d] - pads[d, 1])
+            self.interior = interior.reshape(-1)
+            # Per dim the interior is in + min(left, 0) + min(right, 0) <= in cells, so TFLM never
+            # reads past the input.
+            self.interior_count = int(self.interior.sum())
+
+    def eval(self, inputs):
+        x = inputs[0]
+        n = x.shape[0]
+        out_shape = (n,) + tuple(self.out_tensor.shape)
+        if self.fill_from_input:
+            fill = inputs[2].reshape(inputs[2].shape[0], -1)[:, 0]
+            n = max(n, fill.shape[0])
+            out_shape = (n,) + tuple(self.out_tensor.shape)
+            x = np.broadcast_to(x, (n,) + x.shape[1:])
+            y = np.empty(out_shape, dtype=self.out_tensor.dtype)
+            y[...] = fill.reshape((-1,) + (1,) * (y.ndim - 1))
+        else:
+            y = np.full(out_shape, self.fill, dtype=self.out_tensor.dtype)
+        if self.has_negative:
+            flat = y.reshape(n, -1)
+            flat[:, self.interior] = x.reshape(n, -1)[:, : self.interior_count]
+            return [y]
+        interior = tuple(slice(int(lo), int(lo) + size) for (lo, _), size in zip(self.paddings, x.shape[1:]))
+        y[(slice(None),) + interior] = x
+        return [y]
+
+    def describe(self):
+        return {"paddings": self.paddings.tolist(),
+                "fill": "constant_values input" if self.fill_from_input else self.fill.item()}

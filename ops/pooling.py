@@ -1,0 +1,156 @@
+"""AVERAGE_POOL_2D and MAX_POOL_2D: TFLM's pooling.cc, pooling_common.cc (PoolingPrepare),
+reference/integer_ops/pooling.h (int8, int16) and reference/pooling.h (float32).
+
+Quantized pooling never rescales: Prepare demands equal input/output scale (within 1e-6) and zero
+point. The average sums the *raw* values of the window cells that lie inside the image, divides
+by the number of those cells with C's truncating division after adding or subtracting half the
+count (round half away from zero), then clamps to the fused activation range.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import fixedpoint as fp
+from .common import (activation_range_float, activation_range_quantized, clamp_float,
+                     compute_padding_height_width, sliding_windows)
+from .registry import OpKernel, expect_types, register
+
+POOL_TYPES = ("FLOAT32", "INT8", "INT16")
+SCALE_TOLERANCE = 1.0e-6
+TYPE_LOWEST = {"INT8": -128, "INT16": -32768}
+
+
+def window_cells_inside(out_size: int, stride: int, pad_before: int, filter_size: int, in_size: int):
+    """For each output position, which of the filter taps fall inside the input: (out, filter) bool."""
+    origin = np.arange(out_size, dtype=np.int64)[:, None] * stride - pad_before
+    pos = origin + np.arange(filter_size, dtype=np.int64)[None, :]
+    return (pos >= 0) & (pos < in_size)
+
+
+class _Pool2D(OpKernel):
+    """PoolingPrepare (pooling_common.cc): geometry, the same-quantization check, clamps."""
+
+    def prepare(self, ctx):
+        x = ctx.require_input(0, "input")
+        out = ctx.output(0)
+        self.out_tensor = out
+        opts = ctx.options
+        ctx.check(len(x.shape) == 4, f"input must be 4-D (NHWC), has shape {list(x.shape)}", x)
+        ctx.check(len(out.shape) == 4, f"output must be 4-D (NHWC), has shape {list(out.shape)}", out)
+        ctx.check(x.type_name == out.type_name, f"input type {x.type_name} differs from output type {out.type_name}")
+        self.stride = (opts.get("stride_h", 0), opts.get("stride_w", 0))
+        self.filter = (opts.get("filter_height", 0), opts.get("filter_width", 0))
+        self.padding = opts.get("padding", 0)
+        self.activation = opts.get("fused_activation_function", 0)
+        ctx.check(min(self.filter) >= 1, f"filter size {self.filter} must be positive")
+        ctx.check(self.padding in (0, 1), f"unknown padding {self.padding}")
+        _, in_h, in_w, channels = x.shape
+        ctx.check(out.shape[0] == x.shape[0] and out.shape[3] == channels,
+                  f"output shape {list(out.shape)} does not keep the batch and channels of input {list(x.shape)}")
+        # TFLM accepts any stride here: with a stride <= 0 its padding helper fails silently (padding 0)
+        # and the kernel loops with that stride.
+        pad_top, pad_left = compute_padding_height_width(self.padding, (in_h, in_w), self.filter, self.stride)
+        self.pad = (pad_top, pad_left)
+        # TFLM loops over the output tensor's own dims, not the ones it recomputes.
+        self.out_hw = (out.shape[1], out.shape[2])
+        self.inside_y = window_cells_inside(self.out_hw[0], self.stride[0], pad_top, self.filter[0], in_h)
+        self.inside_x = window_cells_inside(self.out_hw[1], self.stride[1], pad_left, self.filter[1], in_w)
+
+        expect_types(ctx, x, POOL_TYPES, "input")
+        self.kind = x.type_name
+        if self.kind == "FLOAT32":
+            self.act_min, self.act_max = activation_range_float(self.activation)
+            return
+        xq, oq = x.quantization, out.quantization
+        in_scale, in_zp = (xq.scale, xq.zero_point) if xq is not None else (0.0, 0)
+        out_scale, out_zp = (oq.scale, oq.zero_point) if oq is not None else (0.0, 0)
+        # std::abs of a float32 difference, then widened to double.
+        scale_diff = float(abs(np.float32(in_scale) - np.float32(out_scale)))
+        ctx.check(scale_diff <= SCALE_TOLERANCE,
+                  f"input scale {in_scale!r} and output scale {out_scale!r} differ by {scale_diff:.3g} "
+                  f"(TFLM pooling does not rescale: scale_diff <= 1.0e-6)")
+        ctx.check(in_zp == out_zp,
+                  f"input zero point {in_zp} differs from output zero point {out_zp} "
+                  "(input->params.zero_point == output->params.zero_point)")
+        ctx.check(oq is not None, "quantized pooling needs quantization on its output", out)
+        self.act_min, self.act_max = activation_range_quantized(self.activation, out)
+
+    def windows(self, x: np.ndarray, fill) -> np.ndarray:
+        """(N*B, OH, OW, KH, KW, C) strided view; taps outside the image read ``fill``."""
+        images = x.reshape((-1,) + x.shape[-3:])
+        return sliding_windows(images, self.out_hw, self.filter, self.stride, (1, 1), self.pad, fill=fill)
+
+    def inside_mask(self) -> np.ndarray:
+        """(OH, OW, KH, KW) taps inside the image."""
+        return self.inside_y[:, None, :, None] & self.inside_x[None, :, None, :]
+
+    def finish(self, y: np.ndarray, n: int) -> list[np.ndarray]:
+        return [y.astype(self.out_tensor.dtype, copy=False).reshape((n,) + tuple(self.out_tensor.shape))]
+
+    def describe(self):
+        return {"filter": self.filter, "stride": self.stride, "padding": "SAME" if self.padding == 0 else "VALID",
+                "pad_top_left": self.pad, "act_min": self.act_min, "act_max": self.act_max}
+
+
+@register("AVERAGE_POOL_2D")
+class AveragePool2D(_Pool2D):
+    def prepare(self, ctx):
+        super().prepare(ctx)
+        counts = self.inside_y.sum(axis=1)[:, None] * self.inside_x.sum(axis=1)[None, :]
+        if (counts == 0).any():
+            ctx.unsupported("a pooling window lies entirely outside the input; TFLM's kernel then returns "
+                            "early and leaves the remaining outputs unwritten")
+        self.counts = counts.astype(np.int64)  # (OH, OW)
+
+    def eval(self, inputs):
+        x = inputs[0]
+        n = x.shape[0]
+        if self.kind == "FLOAT32":
+            with np.errstate(all="ignore"):  # inf/NaN arithmetic is C's, not an error
+                return self.finish(self.eval_float(x), n)
+        win = self.windows(x, fill=0)
+        acc = fp.wrap_int32(win.sum(axis=(3, 4), dtype=np.int64))  # (NB, OH, OW, C), int32 accumulator
+        count = self.counts[None, :, :, None]
+        half = count // 2
+        acc = fp.wrap_int32(np.where(acc > 0, acc + half, acc - half))
+        avg = fp.truncating_divide(acc, count)
+        return self.finish(np.clip(avg, self.act_min, self.act_max), n)
+
+    def eval_float(self, x):
+        """reference_ops::AveragePool (float): a float32 running sum over the in-image taps, row by row."""
+        win = self.windows(x.astype(np.float32, copy=False), fill=np.float32(0))
+        inside = self.inside_mask()
+        total = np.zeros(win.shape[:3] + win.shape[5:], dtype=np.float32)
+        for fy in range(self.filter[0]):
+            for fx in range(self.filter[1]):
+                tap_inside = inside[:, :, fy, fx][None, :, :, None]
+                total = np.where(tap_inside, total + win[:, :, :, fy, fx, :], total)
+        average = total / self.counts.astype(np.float32)[None, :, :, None]
+        return clamp_float(average, self.act_min, self.act_max)
+
+
+@register("MAX_POOL_2D")
+class MaxPool2D(_Pool2D):
+    def eval(self, inputs):
+        x = inputs[0]
+        n = x.shape[0]
+        if self.kind == "FLOAT32":
+            with np.errstate(all="ignore"):  # inf/NaN arithmetic is C's, not an error
+                return self.finish(self.eval_float(x), n)
+        # The running max starts at the type's lowest value, so filling outside taps with it is exact
+        # (and a window with no in-image cell yields that lowest value, clamped, as in TFLM).
+        win = self.windows(x, fill=TYPE_LOWEST[self.kind])
+        y = win.max(axis=(3, 4))
+        return self.finish(np.clip(y.astype(np.int64), self.act_min, self.act_max), n)
+
+    def eval_float(self, x):
+        """reference_ops::MaxPool (float): running std::max from the lowest float, in tap order."""
+        win = self.windows(x.astype(np.float32, copy=False), fill=np.float32(0))
+        inside = self.inside_mask()
+        best = np.full(win.shape[:3] + win.shape[5:], np.finfo(np.float32).min, dtype=np.float32)
+        for fy in range(self.filter[0]):
+            for fx in range(self.filter[1]):
+                tap = win[:, :, :, fy, fx, :]
+                tap_inside = inside[:, :, fy, fx][None, :, :, None]
+                best = np.where(tap_inside & (best < tap), tap, best)
+        return clamp_float(best, self.act_min, self.act_max)

@@ -1,0 +1,559 @@
+"""Data-movement operators: TFLM's reshape.cc/reshape_common.cc, squeeze.cc, expand_dims.cc,
+transpose.cc/transpose_common.cc, concatenation.cc, strided_slice.cc/strided_slice_common.cc
+(with reference/strided_slice.h and strided_slice_logic.h), split.cc, split_v.cc, pack.cc and
+unpack.cc.
+
+None of them does arithmetic: the values are copied bit for bit, so each is exact for every
+element type TFLM's kernel accepts. What matters is mirroring TFLM's validation and its index
+logic (STRIDED_SLICE especially).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import OpKernel, PrepareContext, expect_types, register
+
+# Element types each kernel's Eval switch handles (anything else makes TFLM's Invoke fail).
+ANY_COPYABLE = ("FLOAT32", "FLOAT16", "INT32", "UINT8", "INT64", "BOOL", "INT16", "INT8", "UINT16",
+                "UINT32", "UINT64", "FLOAT64", "COMPLEX64", "COMPLEX128", "INT4")
+EXPAND_DIMS_TYPES = ("FLOAT32", "INT16", "INT8")
+TRANSPOSE_TYPES = ("FLOAT32", "INT8", "INT16")
+CONCATENATION_TYPES = ("FLOAT32", "INT8", "INT16", "INT32", "INT64", "BOOL")
+STRIDED_SLICE_TYPES = ("FLOAT32", "INT8", "INT16", "INT32", "BOOL")
+SPLIT_TYPES = ("FLOAT32", "INT8", "INT16", "INT32")
+PACK_TYPES = ("FLOAT32", "INT8", "INT16", "INT32", "INT64")
+UNPACK_TYPES = ("FLOAT32", "INT32", "INT16", "INT8")
+
+CONCATENATION_MAX_INPUTS = 10  # kMaxInputNum in concatenation.cc
+STRIDED_SLICE_MAX_RANK = 4  # kMaxDim in strided_slice_common.cc
+TRANSPOSE_MAX_RANK = 5
+SQUEEZE_MAX_RANK = 8
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+# ---------------------------------------------------------------------------- shared helpers
+
+def int32_view(tensor) -> np.ndarray:
+    """A constant tensor's bytes read as int32, as TFLM's GetTensorData<int32_t> does.
+
+    TFLM does not check the type of paddings/begin/end/strides/perm tensors; an int64 tensor is
+    reinterpreted word by word, and so it is here.
+    """
+    data = np.ascontiguousarray(tensor.data)
+    if data.dtype == np.int32:
+        return data.reshape(-1)
+    raw = data.astype(data.dtype.newbyteorder("<"), copy=False).tobytes()
+    return np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<i4").astype(np.int32)
+
+
+def require_constant(ctx: PrepareContext, tensor, role: str):
+    if tensor.data is None:
+        ctx.fail(f"Non-constant >{role}< tensor is not supported (TFLM needs it in the flatbuffer)", tensor)
+
+
+def common_sample_count(arrays) -> int:
+    """N for a list of eval inputs: constants carry a sample axis of 1, activations of N."""
+    return max(a.shape[0] for a in arrays)
+
+
+def with_samples(a: np.ndarray, n: int) -> np.ndarray:
+    return a if a.shape[0] == n else np.broadcast_to(a, (n,) + a.shape[1:])
+
+
+def check_types_equal(ctx: PrepareContext, a, b, what_a="input", what_b="output"):
+    ctx.check(a.type_name == b.type_name,
+              f"{what_a} type {a.type_name} differs from {what_b} type {b.type_name} "
+              f"(TF_LITE_ENSURE_TYPES_EQ)")
+
+
+def check_io_counts(ctx: PrepareContext, n_inputs, n_outputs: int | None = 1):
+    allowed = n_inputs if isinstance(n_inputs, tuple) else (n_inputs,)
+    have = len(ctx.op.inputs)
+    ctx.check(have in allowed, f"takes {' or '.join(map(str, allowed))} inputs, has {have}")
+    if n_outputs is not None:
+        ctx.check(len(ctx.op.outputs) == n_outputs, f"takes {n_outputs} output(s), has {len(ctx.op.outputs)}")
+
+
+class _CopyKernel(OpKernel):
+    """An op whose single output is its single activation input, reshaped."""
+
+    def eval(self, inputs):
+        x = inputs[0]
+        return [x.reshape((x.shape[0],) + tuple(self.out_tensor.shape))]
+
+
+# ---------------------------------------------------------------------------- RESHAPE
+
+@register("RESHAPE")
+class Reshape(_CopyKernel):
+    """reshape_common.cc PrepareReshapeReference; Eval is a memcpy."""
+
+    def prepare(self, ctx):
+        check_io_counts(ctx, (1, 2))
+        x = ctx.require_input(0, "input")
+        out = ctx.output(0)
+        self.out_tensor = out
+        if len(ctx.op.inputs) == 1 and tuple(out.shape) == (0,):
+            ctx.unsupported("legacy [0]-shaped scalar output (TFLM reinterprets it as a scalar)", out)
+        check_types_equal(ctx, x, out)
+        expect_types(ctx, x, ANY_COPYABLE, "input")
+        ctx.check(x.size == out.size,
+                  f"input has {x.size} elements, output shape {list(out.shape)} has {out.size} "
+                  f"(num_input_elements == num_output_elements)")
+
+    def describe(self):
+        return {"output_shape": list(self.out_tensor.shape)}
+
+
+# ---------------------------------------------------------------------------- SQUEEZE
+
+@register("SQUEEZE")
+class Squeeze(_CopyKernel):
+    """squeeze.cc SqueezePrepare / SqueezeEval (memcpy of equal byte lengths)."""
+
+    def prepare(self, ctx):
+        check_io_counts(ctx, 1)
+        x = ctx.require_input(0, "input")
+        out = ctx.output(0)
+        self.out_tensor = out
+        rank = len(x.shape)
+        ctx.check(rank <= SQUEEZE_MAX_RANK, f"input rank {rank} exceeds {SQUEEZE_MAX_RANK}")
+        dims = list(ctx.options.get("squeeze_dims", []) or [])
+        squeeze = [False] * rank
+        if not dims:
+            squeeze = [d == 1 for d in x.shape]
+        else:
+            for d in dims:
+                axis = d + rank if d < 0 else d
+                ctx.check(0 <= axis < rank and x.shape[axis] == 1,
+                          f"squeeze dim {d} is out of range or not of size 1 for input shape {list(x.shape)}")
+                squeeze[axis] = True
+        kept = [s for s, q in zip(x.shape, squeeze) if not q]
+        ctx.check(len(out.shape) >= len(kept) and all(o >= i for o, i in zip(out.shape, kept)),
+                  f"output shape {list(out.shape)} is smaller than the squeezed input {kept}")
+        expect_types(ctx, x, ANY_COPYABLE, "input")
+        ctx.check(x.size * x.element_bytes == out.size * out.element_bytes,
+                  f"input and output byte lengths differ ({x.size * x.element_bytes} vs "
+                  f"{out.size * out.element_bytes})")
+        ctx.check(x.type_name == out.type_name, f"input type {x.type_name} differs from output {out.type_name}")
+        self.squeeze_dims = [i for i, q in enumerate(squeeze) if q]
+
+    def describe(self):
+        return {"squeezed_dims": self.squeeze_dims}
+
+
+# ---------------------------------------------------------------------------- EXPAND_DIMS
+
+@register("EXPAND_DIMS")
+class ExpandDims(_CopyKernel):
+    """expand_dims.cc ExpandDimsPrepare (VerifyTensorDim) / ExpandDimsEval."""
+
+    def prepare(self, ctx):
+        check_io_counts(ctx, 2)
+        x = ctx.require_input(0, "input")
+        axis_t = ctx.require_input(1, "axis")
+        out = ctx.output(0)
+        self.out_tensor = out
+        require_constant(ctx, axis_t, "axis")
+        ctx.check(len(axis_t.shape) <= 1, "Axis has only one element for Expand_Dims.", axis_t)
+        ctx.check(axis_t.type_name == "INT32",
+                  f"Axis type {axis_t.type_name} not supported by Expand_Dims.", axis_t)
+        axis = int(np.asarray(axis_t.data).reshape(-1)[0])
+        rank = len(x.shape)
+        if axis < 0:
+            axis = rank + 1 + axis
+        ctx.check(axis <= rank, f"axis {axis} exceeds the input rank {rank}")
+        expected = tuple(x.shape[:axis]) + (1,) + tuple(x.shape[axis:])
+        ctx.check(tuple(out.shape) == expected,
+                  f"output shape {list(out.shape)} is not the input shape with a 1 inserted at "
+                  f"axis {axis} ({list(expected)})")
+        self.axis = axis
+        expect_types(ctx, x, EXPAND_DIMS_TYPES, "input")
+        ctx.check(x.type_name == out.type_name, f"input type {x.type_name} differs from output {out.type_name}")
+
+    def describe(self):
+        return {"axis": self.axis}
+
+
+# ---------------------------------------------------------------------------- TRANSPOSE
+
+@register("TRANSPOSE")
+class Transpose(OpKernel):
+    """transpose_common.cc TransposePrepare; reference/transpose.h."""
+
+    def prepare(self, ctx):
+        check_io_counts(ctx, 2)
+        x = ctx.require_input(0, "input")
+        perm_t = ctx.require_input(1, "perm")
+        out = ctx.output(0)
+        self.out_tensor = out
+        rank = len(x.shape)
+        ctx.check(rank <= TRANSPOSE_MAX_RANK, "Transpose op only supports 1D-5D input arrays.")
+        check_types_equal(ctx, x, out)
+        require_constant(ctx, perm_t, "perm")
+        ctx.check(len(perm_t.shape) == 1, f"perm must be 1-D, has shape {list(perm_t.shape)}", perm_t)
+        ctx.check(perm_t.shape[0] == rank, f"perm has {perm_t.shape[0]} entries for a rank-{rank} input", perm_t)
+        perm = [int(p) for p in int32_view(perm_t)[:rank]]
+        ctx.check(all(0 <= p < rank for p in perm), "Transpose op permutations array is out of bounds.", perm_t)
+        expect_types(ctx, x, TRANSPOSE_TYPES, "input")
+        self.perm = perm
+        self.gather = None
+        if sorted(perm) == list(range(rank)) and tuple(out.shape) == tuple(x.shape[p] for p in perm):
+            return
+        # Not a true transpose (a repeated axis, or an output shape that is not the permuted input
+        # shape): TFLM still walks the output dims reading input element sum_k i_k * stride[perm[k]].
+        if len(out.shape) != rank:
+            ctx.unsupported(f"output rank {len(out.shape)} differs from input rank {rank}", out)
+        in_strides = [int(np.prod(x.shape[d + 1:], dtype=np.int64)) for d in range(rank)]
+        offsets = np.zeros(tuple(out.shape), dtype=np.int64)
+        for k, p in enumerate(perm):
+            axis_shape = [1] * rank
+            axis_shape[k] = out.shape[k]
+            offsets = offsets + (np.arange(out.shape[k], dtype=np.int64) * in_strides[p]).reshape(axis_shape)
+        if offsets.size and offsets.max() >= x.size:
+            ctx.unsupported(f"perm {perm} with output shape {list(out.shape)} reads past the input", perm_t)
+        self.gather = offsets.reshape(-1)
+
+    def eval(self, inputs):
+        x = inputs[0]
+        n = x.shape[0]
+        if self.gather is not None:
+            return [x.reshape(n, -1)[:, self.gather].reshape((n,) + tuple(self.out_tensor.shape))]
+        return [np.ascontiguousarray(np.transpose(x, [0] + [p + 1 for p in self.perm]))]
+
+    def describe(self):
+        return {"perm": self.perm}
+
+
+# ---------------------------------------------------------------------------- CONCATENATION
+
+@register("CONCATENATION")
+class Concatenation(OpKernel):
+    """concatenation.cc ConcatenationPrepare; reference/concatenation.h."""
+
+    def prepare(self, ctx):
+        opts = ctx.options
+        x0 = ctx.require_input(0, "input 0")
+        out = ctx.output(0)
+        self.out_tensor = out
+        activation = opts.get("fused_activation_function", 0)
+        ctx.check(activation == 0, f"fused activation {activation} is not NONE (params->activation == kTfLiteActNone)")
+        ctx.check(x0.type_name in CONCATENATION_TYPES,
+                  f"input type {x0.type_name} is not one of {', '.join(CONCATENATION_TYPES)}", x0)
+        check_types_equal(ctx, out, x0, "output", "input")
+        n_inputs = len(ctx.op.inputs)
+        ctx.check(n_inputs <= CONCATENATION_MAX_INPUTS,
+                  f"{n_inputs} inputs is more than the {CONCATENATION_MAX_INPUTS} TFLM supports")
+        out_q = out.quantization
+        out_scale = out_q.scale if out_q is not None else 0.0
+        out_zp = out_q.zero_point if out_q is not None else 0
+        inputs = []
+        for i in range(n_inputs):
+            t = ctx.require_input(i, f"input {i}")
+            ctx.check(t.type_name == x0.type_name,
+                      f"input {i} type {t.type_name} differs from input 0 {x0.type_name}", t)
+            ctx.check(len(t.shape) <= 6, f"input {i} has rank {len(t.shape)}; TFLM supports at most 6", t)
+            q = t.quantization
+            scale = q.scale if q is not None else 0.0
+            zp = q.zero_point if q is not None else 0
+            if t.type_name == "INT8":
+                ctx.check(scale == out_scale,
+                          f"input {i} scale {scale!r} differs from output scale {out_scale!r} "
+                          "(int8 CONCATENATION does not rescale: input->params.scale == output->params.scale)", t)
+                ctx.check(zp == out_zp,
+                          f"input {i} zero point {zp} differs from output zero point {out_zp} "
+                          "(input->params.zero_point == output->params.zero_point)", t)
+            elif t.type_name == "INT16":
+                ctx.check(zp == 0, f"int16 input {i} has zero point {zp} (must be 0)", t)
+            inputs.append(t)
+        if x0.type_name == "INT16":
+            ctx.check(out_zp == 0, f"int16 output has zero point {out_zp} (must be 0)", out)
+        rank = len(out.shape)
+        axis = opts.get("axis", 0)
+        axis = axis + rank if axis < 0 else axis
+        ctx.check(0 <= axis < rank, f"axis {opts.get('axis', 0)} is out of range for output rank {rank}")
+        total = 0
+        for i, t in enumerate(inputs):
+            same = len(t.shape) == rank and all(t.shape[d] == out.shape[d] for d in range(rank) if d != axis)
+            ctx.check(same, f"input {i} shape {list(t.shape)} does not match output {list(out.shape)} "
+                            f"outside axis {axis}", t)
+            total += t.shape[axis]
+        ctx.check(total == out.shape[axis],
+                  f"inputs add up to {total} along axis {axis}, output has {out.shape[axis]}")
+        self.axis = axis
+
+    def eval(self, inputs):
+        n = common_sample_count(inputs)
+        parts = [with_samples(a, n) for a in inputs]
+        return [np.concatenate(parts, axis=self.axis + 1)]
+
+    def describe(self):
+        return {"axis": self.axis}
+
+
+# ---------------------------------------------------------------------------- STRIDED_SLICE
+
+def _clamp(v, lo, hi):
+    return hi if hi < v else (lo if v < lo else v)
+
+
+def _prepare_start(begin, stride, size, begin_masked):
+    """strided_slice_logic.h StartForAxis (used by Prepare's output-size check)."""
+    if size == 0:
+        return 0
+    start = begin
+    if begin_masked:
+        start = INT32_MIN if stride > 0 else INT32_MAX
+    if start < 0:
+        start += size
+    return _clamp(start, 0, size) if stride > 0 else _clamp(start, -1, size - 1)
+
+
+def _prepare_stop(end, stride, size, end_masked, shrink, start):
+    """strided_slice_logic.h StopForAxis."""
+    if size == 0:
+        return 0
+    if shrink:
+        return start + 1
+    stop = end
+    if end_masked:
+        stop = INT32_MAX if stride > 0 else INT32_MIN
+    if stop < 0:
+        stop += size
+    return _clamp(stop, 0, size) if stride > 0 else _clamp(stop, -1, size - 1)
+
+
+def _eval_start(begin, stride, size, begin_masked):
+    """strided_slice_logic.h StridedSliceStartForAxis (used by the reference kernel's Eval)."""
+    start = begin
+    if start < 0:
+        start += size
+    start = _clamp(start, 0, size) if stride > 0 else _clamp(start, -1, size - 1)
+    if begin_masked:
+        start = 0 if stride > 0 else size - 1
+    return start
+
+
+def _eval_stop(end, stride, size, end_masked, shrink, start):
+    """strided_slice_logic.h StridedSliceEndForAxis, with TFLM's offset forced to false."""
+    if shrink:
+        return start if start >= size else start + 1
+    stop = end
+    if stop < 0:
+        stop += size
+    stop = _clamp(stop, 0, size) if stride > 0 else _clamp(stop, -1, size - 1)
+    if end_masked:
+        stop = size if stride > 0 else -1
+    return stop
+
+
+@register("STRIDED_SLICE")
+class StridedSlice(OpKernel):
+    """strided_slice_common.cc StridedSlicePrepare (CheckOutputSize); reference/strided_slice.h.
+
+    TFLM forces ellipsis_mask, new_axis_mask and offset to 0, so they are ignored here too.
+    """
+
+    def prepare(self, ctx):
+        check_io_counts(ctx, 4)
+        x = ctx.require_input(0, "input")
+        tensors = {role: ctx.require_input(i, role) for i, role in ((1, "begin"), (2, "end"), (3, "strides"))}
+        out = ctx.output(0)
+        self.out_tensor = out
+        rank = len(x.shape)
+        ctx.check(rank <= STRIDED_SLICE_MAX_RANK, f"input dim should not exceed 4 (input has rank {rank})")
+        for role, t in tensors.items():
+            require_constant(ctx, t, role)
+        vals = {}
+        for role, t in tensors.items():
+            v = int32_view(t)
+            ctx.check(v.size >= rank, f"{role} has {v.size} values for a rank-{rank} input", t)
+            vals[role] = [int(e) for e in v[:rank]]
+        opts = ctx.options
+        begin_mask, end_mask = opts.get("begin_mask", 0), opts.get("end_mask", 0)
+        shrink_mask = opts.get("shrink_axis_mask", 0)
+        self.ignored = {k: opts.get(k, 0) for k in ("ellipsis_mask", "new_axis_mask", "offset") if opts.get(k, 0)}
+
+        out_dims, eval_counts = [], []
+        self.index = []
+        for axis in range(rank):
+            size = x.shape[axis]
+            stride = vals["strides"][axis]
+            ctx.check(stride != 0, "stride value has to be non-zero")
+            bm, em, sh = (bool(m & (1 << axis)) for m in (begin_mask, end_mask, shrink_mask))
+            # Prepare's output-size check.
+            begin = _prepare_start(vals["begin"][axis], stride, size, bm)
+            end = _prepare_stop(vals["end"][axis], stride, size, em, sh, begin)
+            if sh:
+                end = begin + 1
+            dim = int(np.ceil(np.float32(end - begin) / np.float32(stride)))
+            dim = max(dim, 0)
+            if not sh:
+                out_dims.append(dim)
+            # Eval's loop bounds.
+            start = _eval_start(vals["begin"][axis], stride, size, bm)
+            stop = _eval_stop(vals["end"][axis], stride, size, em, sh, start)
+            idx = np.arange(start, stop, stride, dtype=np.int64)
+            self.index.append(idx)
+            eval_counts.append(idx.size)
+        ctx.check(len(out.shape) == len(out_dims) and all(o == d for o, d in zip(out.shape, out_dims)),
+                  f"output shape {list(out.shape)} differs from the slice shape {out_dims} TFLM computes")
+        expect_types(ctx, out, STRIDED_SLICE_TYPES, "output")
+        ctx.check(x.type_name == out.type_name, f"input type {x.type_name} differs from output {out.type_name}")
+        if int(np.prod(eval_counts, dtype=np.int64)) != out.size:
+            ctx.unsupported("TFLM's Eval writes fewer elements than the output holds (a shrink axis that "
+                            "indexes past the end or has a negative stride), leaving the rest unwritten")
+        for idx, size in zip(self.index, x.shape):
+            if idx.size and (idx.min() < 0 or idx.max() >= size):
+                ctx.unsupported("the slice reads outside the input")
+        self.begin, self.end, self.strides = vals["begin"], vals["end"], vals["strides"]
+        self.masks = (begin_mask, end_mask, shrink_mask)
+
+    def eval(self, inputs):
+        x = inputs[0]
+        grid = np.ix_(*self.index) if self.index else ()
+        y = x[(slice(None),) + tuple(grid)]
+        return [np.ascontiguousarray(y).reshape((x.shape[0],) + tuple(self.out_tensor.shape))]
+
+    def describe(self):
+        d = {"begin": self.begin, "end": self.end, "strides": self.strides, "begin_mask": self.masks[0],
+             "end_mask": self.masks[1], "shrink_axis_mask": self.masks[2],
+             "indices": [i.tolist() for i in self.index]}
+        if self.ignored:
+            d["ignored_by_tflm"] = self.ignored
+        return d
+
+
+# ---------------------------------------------------------------------------- SPLIT / SPLIT_V
+
+class _SplitBase(OpKernel):
+    def prepare_split(self, ctx, x, axis_t):
+        require_constant(ctx, axis_t, "axis")
+        rank = len(x.shape)
+        axis = int(int32_view(axis_t)[0])
+        if axis < 0:
+            axis += rank
+        ctx.check(0 <= axis < rank, f"axis {axis} is out of range for input rank {rank}")
+        outs = [ctx.output(i) for i in range(len(ctx.op.outputs))]
+        ctx.check(len(outs) >= 1, "has no outputs")
+        expect_types(ctx, x, SPLIT_TYPES, "input")
+        sizes = []
+        for i, o in enumerate(outs):
+            ctx.check(o.type_name == x.type_name, f"output {i} type {o.type_name} differs from input {x.type_name}", o)
+            same = len(o.shape) == rank and all(o.shape[d] == x.shape[d] for d in range(rank) if d != axis)
+            ctx.check(same, f"output {i} shape {list(o.shape)} does not match input {list(x.shape)} "
+                            f"outside axis {axis}", o)
+            sizes.append(o.shape[axis])
+        self.axis = axis
+        self.outs = outs
+        self.sizes = sizes
+        return sizes
+
+    def eval(self, inputs):
+        x = inputs[self.data_index]
+        bounds = np.cumsum(self.sizes)[:-1]
+        return [np.ascontiguousarray(p) for p in np.split(x, bounds, axis=self.axis + 1)]
+
+    def describe(self):
+        return {"axis": self.axis, "sizes": self.sizes}
+
+
+@register("SPLIT")
+class Split(_SplitBase):
+    """split.cc SplitPrepare / SplitEval. Output sizes come from the output tensors."""
+
+    data_index = 1
+
+    def prepare(self, ctx):
+        axis_t = ctx.require_input(0, "axis")
+        x = ctx.require_input(1, "input")
+        sizes = self.prepare_split(ctx, x, axis_t)
+        ctx.check(all(s == sizes[0] for s in sizes) and sizes[0] * len(sizes) == x.shape[self.axis],
+                  f"output sizes {sizes} along axis {self.axis} do not split the input's "
+                  f"{x.shape[self.axis]} evenly")
+
+
+@register("SPLIT_V")
+class SplitV(_SplitBase):
+    """split_v.cc SplitVPrepare / SplitVEval. Output sizes come from the output tensors."""
+
+    data_index = 0
+
+    def prepare(self, ctx):
+        check_io_counts(ctx, 3, None)
+        x = ctx.require_input(0, "input")
+        axis_t = ctx.require_input(2, "axis")
+        sizes = self.prepare_split(ctx, x, axis_t)
+        ctx.check(sum(sizes) == x.shape[self.axis],
+                  f"output sizes {sizes} along axis {self.axis} do not add up to the input's {x.shape[self.axis]}")
+
+
+# ---------------------------------------------------------------------------- PACK / UNPACK
+
+@register("PACK")
+class Pack(OpKernel):
+    """pack.cc PackEval (TFLM has no Prepare for PACK)."""
+
+    def prepare(self, ctx):
+        out = ctx.output(0)
+        self.out_tensor = out
+        count = ctx.options.get("values_count", 0)
+        rank = len(out.shape)
+        axis = ctx.options.get("axis", 0)
+        axis = axis + rank if axis < 0 else axis
+        ctx.check(0 <= axis < rank, f"axis {ctx.options.get('axis', 0)} is out of range for output rank {rank}")
+        ctx.check(count == len(ctx.op.inputs) and count == out.shape[axis],
+                  f"values_count {count}, {len(ctx.op.inputs)} inputs and output dim {out.shape[axis]} "
+                  "along the axis must agree")
+        expect_types(ctx, out, PACK_TYPES, "output")
+        # TFLM copies each input as outer_size blocks of copy_size elements (DCHECKed only).
+        self.in_shape = tuple(out.shape[:axis]) + tuple(out.shape[axis + 1:])
+        expected = int(np.prod(self.in_shape, dtype=np.int64))
+        for i in range(count):
+            t = ctx.require_input(i, f"input {i}")
+            ctx.check(t.type_name == out.type_name, f"input {i} type {t.type_name} differs from output", t)
+            ctx.check(t.size == expected,
+                      f"input {i} has {t.size} elements; the output without axis {axis} holds {expected}", t)
+        self.axis = axis
+
+    def eval(self, inputs):
+        n = common_sample_count(inputs)
+        parts = [with_samples(a, n).reshape((n,) + self.in_shape) for a in inputs]
+        return [np.stack(parts, axis=self.axis + 1)]
+
+    def describe(self):
+        return {"axis": self.axis}
+
+
+@register("UNPACK")
+class Unpack(OpKernel):
+    """unpack.cc UnpackEval (TFLM has no Prepare for UNPACK)."""
+
+    def prepare(self, ctx):
+        x = ctx.require_input(0, "input")
+        rank = len(x.shape)
+        axis = ctx.options.get("axis", 0)
+        axis = axis + rank if axis < 0 else axis
+        ctx.check(0 <= axis < rank, f"axis {ctx.options.get('axis', 0)} is out of range for input rank {rank}")
+        num = ctx.options.get("num", 0)
+        outs = [ctx.output(i) for i in range(len(ctx.op.outputs))]
+        ctx.check(num == len(outs) == x.shape[axis],
+                  f"num {num}, {len(outs)} outputs and input dim {x.shape[axis]} along the axis must agree")
+        expect_types(ctx, x, UNPACK_TYPES, "input")
+        expected = int(np.prod(tuple(x.shape[:axis]) + tuple(x.shape[axis + 1:]), dtype=np.int64))
+        for i, o in enumerate(outs):
+            ctx.check(o.type_name == x.type_name, f"output {i} type {o.type_name} differs from input", o)
+            ctx.check(o.size == expected,
+                      f"output {i} has {o.size} elements; the input without axis {axis} holds {expected}", o)
+        self.axis = axis
+        self.num = num
+        self.outs = outs
+
+    def eval(self, inputs):
+        x = inputs[0]
+        n = x.shape[0]
+        return [np.ascontiguousarray(np.take(x, i, axis=self.axis + 1)).reshape((n,) + tuple(o.shape))
+                for i, o in enumerate(self.outs)]
+
+    def describe(self):
+        return {"axis": self.axis, "num": self.num}
