@@ -3,3 +3,12 @@ from . import registry  # noqa: F401
 from . import fully_connected  # noqa: F401
 from . import conv  # noqa: F401
 from . import softmax  # noqa: F401
+from . import elementwise  # noqa: F401
+from . import shape  # noqa: F401
+from . import pad  # noqa: F401
+from . import pooling  # noqa: F401
+from . import reduce  # noqa: F401
+from . import resize  # noqa: F401
+from . import argminmax  # noqa: F401
+from . import activations  # noqa: F401
+from . import quantize  # noqa: F401

@@ -1,0 +1,620 @@
+"""Activation kernels: LOGISTIC, TANH, RELU, RELU6, LEAKY_RELU, HARD_SWISH, PRELU.
+
+TFLM reference kernels: logistic.cc / logistic_common.cc, tanh.cc, activations.cc /
+activations_common.cc, leaky_relu.cc / leaky_relu_common.cc, hard_swish.cc / hard_swish_common.cc,
+prelu.cc / prelu_common.cc; the math in reference/integer_ops/logistic.h and tanh.h,
+reference/logistic.h, tanh.h, leaky_relu.h, hard_swish.h and prelu.h.
+
+An int8 or int16 unary kernel is a function of the input value alone, so prepare evaluates its
+integer formula once over the whole input type (256 or 65536 values) and eval is a table lookup.
+
+The float32 LOGISTIC and TANH call the C library's expf / tanhf. microref calls the same functions
+from the host's libm (ctypes), which is what the TFLM Python wheel uses; another libm (an MCU
+toolchain's) may round differently in the last bit. Without a loadable libm, the float64 numpy
+results rounded to float32 are used instead, which agree in all but rare last-bit cases.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+
+import numpy as np
+
+from . import fixedpoint as fp
+from .common import real_multiplier
+from .elementwise import (BroadcastShapes, ieee_float_arithmetic, integer_domain, multiply_by_quantized_multiplier,
+                          round_half_away_from_zero, scale_and_zero_point, type_range_by_name)
+from .registry import OpKernel, PrepareContext, register
+
+# ------------------------------------------------------------------------------ libm access
+
+
+def _load_libm_float_function(name: str):
+    """A numpy ufunc calling libm's float32 function ``name``, or None when libm cannot be loaded."""
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        fn = getattr(libm, name)
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_float
+    fn.argtypes = [ctypes.c_float]
+    return np.frompyfunc(fn, 1, 1)
+
+
+_LIBM = {}
+
+
+def libm_float(name: str, x: np.ndarray) -> np.ndarray:
+    """float32 ``name``f(x) elementwise, as the C library computes it (see the module docstring)."""
+    if name not in _LIBM:
+        _LIBM[name] = _load_libm_float_function(name + "f")
+    fn = _LIBM[name]
+    x = np.asarray(x, dtype=np.float32)
+    if x.size == 0:
+        return x.copy()
+    if fn is None:
+        return np.asarray(getattr(np, name)(x.astype(np.float64)), dtype=np.float32)
+    return np.asarray(fn(x), dtype=np.float32)
+
+
+def checked_log2(x: float) -> tuple[bool, int]:
+    """TFLM CheckedLog2(float): (is x a power of two within 1e-3 in log2, rounded log2).
+
+    ``std::log(x) * (1.0f / std::log(2.0f))`` entirely in float32 (logf).
+    """
+    if not x > 0:
+        return False, fp.INT32_MIN
+    log_x = libm_float("log", np.float32(x))
+    inv_log2 = np.float32(np.float32(1.0) / libm_float("log", np.float32(2.0)))
+    x_log2 = np.float32(log_x * inv_log2)
+    rounded = np.float32(round_half_away_from_zero(x_log2))
+    frac = np.float32(x_log2 - rounded)
+    return bool(abs(frac) < np.float32(1e-3)), int(rounded)
+
+
+# ------------------------------------------------------------------------------ shared pieces
+
+class UnaryKernel(OpKernel):
+    """One input, one output. For int8/int16/uint8 inputs the integer formula is tabulated."""
+
+    def prepare_operands(self, ctx: PrepareContext, require_same_type: bool):
+        self.inp = ctx.require_input(0, "input")
+        self.out = ctx.output(0)
+        ctx.check(self.inp.size == self.out.size,
+                  f"input shape {list(self.inp.shape)} and output shape {list(self.out.shape)} differ in size")
+        if require_same_type:
+            ctx.check(self.inp.type_name == self.out.type_name,
+                      f"input type {self.inp.type_name} differs from output type {self.out.type_name} "
+                      f"(TF_LITE_ENSURE_TYPES_EQ input->type, output->type)")
+        self.kind = self.inp.type_name
+        self.table = None
+
+    def require_output_type(self, ctx: PrepareContext, why: str):
+        ctx.check(self.out.type_name == self.kind,
+                  f"output is {self.out.type_name} but {why} {self.kind}", self.out)
+
+    def tabulate(self, formula):
+        """Evaluate ``formula`` on every value of the input's integer type, once."""
+        domain = integer_domain(self.kind)
+        self.table_offset = int(domain[0])
+        self.table = np.asarray(formula(domain)).astype(self.out.dtype)
+
+    def lookup(self, x: np.ndarray) -> np.ndarray:
+        return self.table[x.astype(np.intp) - self.table_offset]
+
+    @ieee_float_arithmetic
+    def eval(self, inputs):
+        x = inputs[0]
+        y = self.lookup(x) if self.table is not None else self.compute(x)
+        return [y.reshape((x.shape[0],) + tuple(self.out.shape)).astype(self.out.dtype, copy=False)]
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def frexp_multiplier(real: float) -> tuple[int, int]:
+    """The inline multiplier of int8 LOGISTIC/TANH Prepare: frexp and round, without
+    QuantizeMultiplier's fix-ups (no 2^31 carry, no flush of tiny values)."""
+    q, shift = math.frexp(real)
+    return fp.round_half_away_scalar(q * (1 << 31)), shift
+
+
+# ------------------------------------------------------------------------------ gemmlowp helpers
+
+def gemmlowp_logistic(a):
+    """gemmlowp::logistic(FixedPoint<int32, 4>) -> Q0.31 raw value."""
+    a = fp.as_int64(a)
+    positive = a > 0
+    abs_a = np.where(positive, a, -a)
+    p = fp.one_over_one_plus_x_for_x_in_0_1(fp.exp_on_negative_values(-abs_a, 4))
+    half = 1 << 30  # RoundingDivideByPOT(One = INT32_MAX, 1)
+    return np.where(a == 0, half, np.where(positive, p, fp.wrap_int32(fp.INT32_MAX - p)))
+
+
+def gemmlowp_tanh(a):
+    """gemmlowp::tanh(FixedPoint<int32, 4>) -> Q0.31 raw value.
+
+    neg_tanh_on_negative_values works on ExactMulByPot<1>(-|a|): the same raw value read as Q5.26.
+    """
+    a = fp.as_int64(a)
+    negative = a < 0
+    n = np.where(negative, a, -a)
+    t = fp.one_minus_x_over_one_plus_x_for_x_in_0_1(fp.exp_on_negative_values(n, 5))
+    return np.where(a == 0, 0, np.where(negative, -t, t))
+
+
+SIGMOID_TABLE_UINT16 = np.array([
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498,
+    40149, 40794, 41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255,
+    46817, 47369, 47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409, 51865,
+    52311, 52745, 53169, 53581, 53983, 54374, 54755, 55125, 55485, 55834, 56174,
+    56503, 56823, 57133, 57433, 57724, 58007, 58280, 58544, 58800, 59048, 59288,
+    59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110, 61279, 61441,
+    61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886,
+    62990, 63090, 63186, 63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835,
+    63903, 63968, 64030, 64090, 64148, 64204, 64257, 64308, 64357, 64405, 64450,
+    64494, 64536, 64576, 64614, 64652, 64687, 64721, 64754, 64786, 64816, 64845,
+    64873, 64900, 64926, 64950, 64974, 64997, 65019, 65039, 65060, 65079, 65097,
+    65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234, 65246, 65258,
+    65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360,
+    65367, 65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425,
+    65429, 65433, 65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465,
+    65468, 65471, 65474, 65476, 65479, 65481, 65483, 65485, 65488, 65489, 65491,
+    65493, 65495, 65497, 65498, 65500, 65501, 65503, 65504, 65505, 65507, 65508,
+    65509, 65510, 65511, 65512, 65513, 65514, 65515, 65516, 65517, 65517, 65518,
+    65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524, 65525,
+    65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529,
+    65529, 65529, 65530, 65530, 65530, 65530, 65531, 65531, 65531, 65531, 65531,
+    65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533, 65533, 65533,
+    65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534,
+    65534, 65534, 65535], dtype=np.int64)  # sigmoid_table_uint16 in kernels/internal/common.h
+
+
+def int16_table_input_scaling(ctx: PrepareContext, inp, out, allowed_pot_shifts: tuple[int, ...]):
+    """The int16 LOGISTIC/TANH Prepare: (input_multiplier, input_left_shift) for the LUT input.
+
+    A power-of-two input scale whose shift is in ``allowed_pot_shifts`` uses multiplier 0 (Eval
+    then uses 3 << shift); any other scale is rescaled to 1/(3*4096) with a <=15-bit multiplier.
+    """
+    s_in, z_in = scale_and_zero_point(inp)
+    s_out, z_out = scale_and_zero_point(out)
+    ctx.check(z_in == 0, f"int16 input zero_point must be 0, is {z_in} (TF_LITE_ENSURE_EQ)", inp)
+    ctx.check(z_out == 0, f"int16 output zero_point must be 0, is {z_out} (TF_LITE_ENSURE_EQ)", out)
+    is_pot, log2_in = checked_log2(s_in)
+    left_shift = 15 - 3 + log2_in
+    if is_pot and left_shift in allowed_pot_shifts:
+        multiplier = 0
+    else:
+        m = s_in * 4096.0 * 3.0
+        left_shift = 0
+        while m <= 32767.0 / 2.0 and left_shift <= 30:
+            left_shift += 1
+            m *= 2.0
+        multiplier = int(m)
+    out_pot, log2_out = checked_log2(s_out)
+    ctx.check(out_pot, f"int16 output scale {s_out:g} must be a power of two (TF_LITE_ENSURE CheckedLog2)", out)
+    ctx.check(log2_out == -15, f"int16 output scale must be 2^-15, is 2^{log2_out} "
+                               f"(TF_LITE_ENSURE_EQ output_scale_log2_rounded, -15)", out)
+    return multiplier, left_shift
+
+
+def int16_lut_input(x, multiplier: int, left_shift: int):
+    """``(x * input_multiplier + round) >> input_left_shift`` of the int16 LOGISTIC/TANH Eval."""
+    if multiplier == 0:
+        multiplier, left_shift = 3 << left_shift, 0
+    rounding = (1 << (left_shift - 1)) if left_shift > 0 else 0
+    return fp.wrap_int32(fp.as_int64(x) * multiplier + rounding) >> left_shift
+
+
+# ------------------------------------------------------------------------------ LOGISTIC / TANH
+
+class _SigmoidLike(UnaryKernel):
+    """Shared Prepare of LOGISTIC and TANH (int8: Q4.27 input rescale; int16: LUT scaling)."""
+
+    pot_shifts: tuple[int, ...] = ()
+
+    def prepare(self, ctx: PrepareContext):
+        self.prepare_operands(ctx, require_same_type=True)
+        if self.kind not in ("FLOAT32", "INT8", "INT16"):
+            ctx.unsupported(f"type {self.kind} is not supported by TFLM's {self.op_name}", self.inp)
+        if self.kind == "INT8":
+            self.prepare_int8(ctx)
+            s_in, self.input_zero_point = scale_and_zero_point(self.inp)
+            self.input_multiplier, self.input_left_shift = frexp_multiplier(s_in * float(1 << 27))
+            if self.input_left_shift < 0:
+                ctx.unsupported(f"input scale {s_in:g} is too small (input_left_shift "
+                                f"{self.input_left_shift} < 0 makes CalculateInputRadius undefined)", self.inp)
+            self.input_range_radius = fp.calculate_input_radius(4, self.input_left_shift, 31)
+            self.tabulate(self.int8_formula)
+        elif self.kind == "INT16":
+            self.input_multiplier, self.input_left_shift = int16_table_input_scaling(
+                ctx, self.inp, self.out, self.pot_shifts)
+            self.tabulate(self.int16_formula)
+
+    def prepare_int8(self, ctx):
+        pass
+
+    def int8_formula(self, x):
+        diff = fp.as_int64(x) - self.input_zero_point
+        in_q4 = multiply_by_quantized_multiplier(self.numerics, diff, self.input_multiplier, self.input_left_shift)
+        y = self.int8_from_q4(in_q4)
+        # The C if / else-if order matters when the radius is 0: a zero difference gives -128.
+        y = np.where(diff >= self.input_range_radius, 127, y)
+        return np.where(diff <= -self.input_range_radius, -128, y)
+
+    def describe(self):
+        if self.kind == "FLOAT32":
+            return {"type": "FLOAT32"}
+        d = {"input_multiplier": self.input_multiplier, "input_left_shift": self.input_left_shift}
+        if self.kind == "INT8":
+            d.update(input_zero_point=self.input_zero_point, input_range_radius=self.input_range_radius)
+        return d
+
+
+@register("LOGISTIC")
+class Logistic(_SigmoidLike):
+    """LOGISTIC. int8 output is fixed at scale 1/256, zero point -128: only the zero point is checked."""
+
+    pot_shifts = (0,)
+
+    def prepare_int8(self, ctx):
+        _, z_out = scale_and_zero_point(self.out)
+        ctx.check(z_out == -128, f"int8 output zero_point must be -128, is {z_out} "
+                                 f"(TF_LITE_ENSURE_EQ output->params.zero_point, INT8_MIN)", self.out)
+
+    def int8_from_q4(self, in_q4):
+        out_q23 = fp.rounding_divide_by_pot(gemmlowp_logistic(in_q4), 31 - 8)
+        return np.clip(out_q23 - 128, -128, 127)
+
+    def int16_formula(self, x):
+        v = int16_lut_input(x, self.input_multiplier, self.input_left_shift)
+        abs_v = np.abs(v)
+        uh = abs_v >> 9
+        idx = np.minimum(uh, 254)
+        ua, ub = SIGMOID_TABLE_UINT16[idx], SIGMOID_TABLE_UINT16[idx + 1]
+        result = np.where(uh >= 255, 0x7FFF << 10, (ua << 9) + (abs_v & 0x1FF) * (ub - ua))
+        result = np.where(v >= 0, result + (1 << 9), (1 << (16 + 9)) - result + (1 << 9) - 1)
+        return wrap_int16(result >> 10)
+
+    def compute(self, x):
+        v = x.astype(np.float32, copy=False)
+        result = np.empty(v.shape, np.float32)
+        upper = v > np.float32(16.619047164916992188)
+        lower = v < np.float32(-9.0)
+        middle = ~(upper | lower)
+        result[upper] = np.float32(1.0)
+        result[lower] = libm_float("exp", v[lower])
+        result[middle] = np.float32(1.0) / (np.float32(1.0) + libm_float("exp", -v[middle]))
+        return result
+
+
+@register("TANH")
+class Tanh(_SigmoidLike):
+    """TANH. int8 output is fixed at scale 1/128, zero point 0; nothing about it is checked."""
+
+    pot_shifts = (0, 1)
+
+    def int8_from_q4(self, in_q4):
+        out_q24 = fp.rounding_divide_by_pot(gemmlowp_tanh(in_q4), 31 - 7)
+        return np.clip(out_q24, -128, 127)
+
+    def int16_formula(self, x):
+        v = int16_lut_input(x, self.input_multiplier, self.input_left_shift)
+        abs_v = np.abs(v)
+        uh = abs_v >> 8
+        idx = np.minimum(uh, 254)
+        ua, ub = SIGMOID_TABLE_UINT16[idx], SIGMOID_TABLE_UINT16[idx + 1]
+        result = np.where(uh >= 255, 0xFFFF << 8, (ua << 8) + (abs_v & 0xFF) * (ub - ua))
+        result = np.where(v >= 0, result - (1 << (14 + 9)) + (1 << (9 - 2)),
+                          -result + (1 << (14 + 9)) + (1 << (9 - 2)) - 1)
+        return result >> (9 - 1)
+
+    def compute(self, x):
+        return libm_float("tanh", x)
+
+
+# ------------------------------------------------------------------------------ RELU / RELU6
+
+@register("RELU")
+class Relu(UnaryKernel):
+    """RELU requantizes: clamp(zp_out + MBQM(x - zp_in, s_in/s_out), max(qmin, zp_out), qmax)."""
+
+    def prepare(self, ctx: PrepareContext):
+        self.prepare_operands(ctx, require_same_type=False)
+        if self.kind not in ("FLOAT32", "INT8", "INT16"):
+            ctx.unsupported(f"type {self.kind} is not supported by TFLM's RELU", self.inp)
+        self.require_output_type(ctx, "TFLM's RELU writes the input type")
+        if self.kind == "FLOAT32":
+            return
+        s_in, z_in = scale_and_zero_point(self.inp)
+        s_out, z_out = scale_and_zero_point(self.out)
+        if self.kind == "INT16":
+            ctx.check(z_in == 0, f"int16 input zero_point must be 0, is {z_in} (TF_LITE_ENSURE_EQ)", self.inp)
+            ctx.check(z_out == 0, f"int16 output zero_point must be 0, is {z_out} (TF_LITE_ENSURE_EQ)", self.out)
+        # The wheel divides in double; older TFLM in float32 (numerics.scale_precision).
+        real = real_multiplier(self.numerics, s_in, divisor=s_out)
+        self.multiplier, self.shift = fp.quantize_multiplier(real)
+        qmin, qmax = type_range_by_name(self.kind)
+        # zero_point + (int32)roundf(0.0f / scale) is the zero point itself.
+        self.act_min, self.act_max = max(qmin, z_out), qmax
+        self.input_offset, self.output_offset = z_in, z_out
+        self.tabulate(self.quantized)
+
+    def quantized(self, x):
+        scaled = multiply_by_quantized_multiplier(self.numerics, fp.as_int64(x) - self.input_offset,
+                                                  self.multiplier, self.shift)
+        return np.clip(fp.wrap_int32(scaled + self.output_offset), self.act_min, self.act_max)
+
+    def compute(self, x):
+        return np.where(x < np.float32(0), np.float32(0), x).astype(np.float32)
+
+    def describe(self):
+        if self.kind == "FLOAT32":
+            return {"type": "FLOAT32"}
+        return {"input_offset": self.input_offset, "output_offset": self.output_offset,
+                "multiplier": self.multiplier, "shift": self.shift,
+                "act_min": self.act_min, "act_max": self.act_max}
+
+
+def float_to_quantized(value: float, scale: float, zero_point: int, type_name: str) -> int:
+    """FloatToQuantizedType<T> (micro_utils.h): clamp(int32(round(value / scale) + zero_point)).
+
+    The quotient is float32; an out-of-range conversion gives INT32_MIN as on x86.
+    """
+    lo, hi = type_range_by_name(type_name)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = float(round_half_away_from_zero(np.float32(np.float32(value) / np.float32(scale)))) + zero_point
+    if not math.isfinite(q) or not -(2.0 ** 31) <= q < 2.0 ** 31:
+        as_int = fp.INT32_MIN
+    else:
+        as_int = int(q)
+    return min(max(as_int, lo), hi)
+
+
+@register("RELU6")
+class Relu6(UnaryKernel):
+    """RELU6 clamps in the input's quantized domain and never looks at the output quantization
+    (notes §2.20): out = min(max(x, zp_in), q(6.0)) with q(6.0) on the input scale."""
+
+    def prepare(self, ctx: PrepareContext):
+        self.prepare_operands(ctx, require_same_type=False)
+        if self.kind not in ("FLOAT32", "INT8", "INT16"):
+            ctx.unsupported(f"type {self.kind} is not supported by TFLM's RELU6", self.inp)
+        self.require_output_type(ctx, "TFLM's RELU6 writes the input type")
+        if self.kind == "FLOAT32":
+            return
+        s_in, z_in = scale_and_zero_point(self.inp)
+        lo, hi = type_range_by_name(self.kind)
+        self.zero = int(np.clip(z_in, lo, hi))  # stored into the type T by Relu6Quantized's signature
+        self.six = float_to_quantized(6.0, s_in, z_in, self.kind)
+        self.tabulate(self.quantized)
+
+    def quantized(self, x):
+        x = fp.as_int64(x)
+        return np.where(x > self.six, self.six, np.where(x < self.zero, self.zero, x))
+
+    def compute(self, x):
+        six, zero = np.float32(6.0), np.float32(0.0)
+        return np.where(x > six, six, np.where(x < zero, zero, x)).astype(np.float32)
+
+    def describe(self):
+        return {"type": "FLOAT32"} if self.kind == "FLOAT32" else {"zero": self.zero, "six": self.six}
+
+
+# ------------------------------------------------------------------------------ LEAKY_RELU
+
+@register("LEAKY_RELU")
+class LeakyRelu(UnaryKernel):
+    """LEAKY_RELU: identity multiplier for x >= zp_in, |alpha| multiplier (negated for alpha < 0)
+    below it (reference/leaky_relu.h)."""
+
+    def prepare(self, ctx: PrepareContext):
+        self.prepare_operands(ctx, require_same_type=True)
+        if self.kind not in ("FLOAT32", "INT8", "INT16"):
+            ctx.unsupported(f"type {self.kind} is not supported by TFLM's LEAKY_RELU", self.inp)
+        self.alpha = np.float32(ctx.options.get("alpha", 0.0))
+        if self.kind == "FLOAT32":
+            return
+        s_in, z_in = scale_and_zero_point(self.inp)
+        s_out, z_out = scale_and_zero_point(self.out)
+        self.input_offset, self.output_offset = z_in, z_out
+        self.multiplier_alpha, self.shift_alpha = fp.quantize_multiplier(
+            real_multiplier(self.numerics, s_in, float(self.alpha), divisor=s_out))
+        self.multiplier_identity, self.shift_identity = fp.quantize_multiplier(
+            real_multiplier(self.numerics, s_in, divisor=s_out))
+        self.tabulate(self.quantized)
+
+    def quantized(self, x):
+        value = fp.as_int64(x) - self.input_offset
+        identity = multiply_by_quantized_multiplier(self.numerics, value, self.multiplier_identity,
+                                                    self.shift_identity)
+        alpha_negative = self.multiplier_alpha < 0
+        scaled_alpha = multiply_by_quantized_multiplier(self.numerics, value, abs(self.multiplier_alpha),
+                                                        self.shift_alpha)
+        if alpha_negative:
+            scaled_alpha = -scaled_alpha
+        out = fp.wrap_int32(self.output_offset + np.where(value >= 0, identity, scaled_alpha))
+        lo, hi = type_range_by_name(self.kind)
+        return np.clip(out, lo, hi)
+
+    def compute(self, x):
+        return np.where(x > np.float32(0), x, x * self.alpha).astype(np.float32)
+
+    def describe(self):
+        if self.kind == "FLOAT32":
+            return {"alpha": float(self.alpha)}
+        return {"alpha": float(self.alpha), "input_offset": self.input_offset, "output_offset": self.output_offset,
+                "multiplier_identity": self.multiplier_identity, "shift_identity": self.shift_identity,
+                "multiplier_alpha": self.multiplier_alpha, "shift_alpha": self.shift_alpha}
+
+
+# ------------------------------------------------------------------------------ HARD_SWISH
+
+def downscale_multiplier_to_int16(multiplier_int32: int) -> int:
+    """DownScaleInt32ToInt16Multiplier (kernels/internal/common.h)."""
+    if multiplier_int32 >= fp.INT32_MAX - (1 << 15):
+        return fp.INT16_MAX
+    return (multiplier_int32 + (1 << 15)) >> 16
+
+
+def wrap_int16(x):
+    x = fp.as_int64(x)
+    return ((x + (1 << 15)) & 0xFFFF) - (1 << 15)
+
+
+def saturating_rounding_doubling_high_mul_int16(a, b):
+    """gemmlowp SaturatingRoundingDoublingHighMul for int16 operands."""
+    a, b = fp.as_int64(a), fp.as_int64(b)
+    ab = a * b
+    nudged = ab + np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    high = wrap_int16(fp.truncating_divide(nudged, 1 << 15))
+    return np.where((a == b) & (a == fp.INT16_MIN), fp.INT16_MAX, high)
+
+
+def saturating_doubling_high_mul_int16(a, b):
+    """reference_ops::SaturatingDoublingHighMul in hard_swish.h: a*b / 2^15 truncated, no rounding."""
+    a, b = fp.as_int64(a), fp.as_int64(b)
+    high = wrap_int16(fp.truncating_divide(a * b, 1 << 15))
+    return np.where((a == b) & (a == fp.INT16_MIN), fp.INT16_MAX, high)
+
+
+def rounding_divide_by_pot_int16(x, exponent: int):
+    """gemmlowp RoundingDivideByPOT on int16 values; for exponents >= 16 the int16 mask wraps to -1,
+    as in C."""
+    x = fp.as_int64(x)
+    mask = int(wrap_int16((1 << exponent) - 1))
+    remainder = wrap_int16(x & mask)
+    threshold = (mask >> 1) + (x < 0)
+    return wrap_int16((x >> exponent) + (remainder > threshold))
+
+
+def saturating_left_shift_int16(x, amount: int):
+    return np.clip(fp.as_int64(x) * (1 << amount), fp.INT16_MIN, fp.INT16_MAX)
+
+
+@register("HARD_SWISH")
+class HardSwish(UnaryKernel):
+    """HARD_SWISH int8: x·relu6(x+3)/6 in int16 fixed point (reference/hard_swish.h)."""
+
+    def prepare(self, ctx: PrepareContext):
+        self.prepare_operands(ctx, require_same_type=False)
+        if self.kind not in ("FLOAT32", "INT8"):
+            ctx.unsupported(f"type {self.kind} is not supported by TFLM's HARD_SWISH", self.inp)
+        self.require_output_type(ctx, "TFLM's HARD_SWISH writes the input type")
+        if self.kind == "FLOAT32":
+            return
+        s_in, z_in = scale_and_zero_point(self.inp)
+        s_out, z_out = scale_and_zero_point(self.out)
+        self.input_zero_point, self.output_zero_point = z_in, z_out
+        hires_input_scale = np.float32(np.float32(1.0 / 128.0) * np.float32(s_in))
+        reluish_scale = np.float32(3.0 / 32768.0)
+        m_out, self.output_exponent = fp.quantize_multiplier(
+            real_multiplier(self.numerics, hires_input_scale, divisor=s_out))
+        self.output_multiplier = downscale_multiplier_to_int16(m_out)
+        ctx.check(self.output_exponent <= 0,
+                  f"output multiplier exponent {self.output_exponent} must be <= 0, i.e. input scale / 128 "
+                  f"must be below the output scale (TF_LITE_ENSURE output_multiplier_exponent <= 0)")
+        m_reluish, self.reluish_exponent = fp.quantize_multiplier(
+            real_multiplier(self.numerics, hires_input_scale, divisor=float(reluish_scale)))
+        self.reluish_multiplier = downscale_multiplier_to_int16(m_reluish)
+        self.tabulate(self.quantized)
+
+    def quantized(self, x):
+        value = wrap_int16(fp.as_int64(x) - self.input_zero_point)
+        hires = wrap_int16(value * (1 << 7))
+        preshift_output = saturating_rounding_doubling_high_mul_int16(hires, self.output_multiplier)
+        reluish = hires
+        if self.reluish_exponent > 0:
+            reluish = saturating_left_shift_int16(reluish, self.reluish_exponent - 1)
+        reluish = saturating_rounding_doubling_high_mul_int16(reluish, self.reluish_multiplier)
+        if self.reluish_exponent > 0:
+            reluish = saturating_left_shift_int16(reluish, 1)
+        if self.reluish_exponent < 0:
+            reluish = rounding_divide_by_pot_int16(reluish, -self.reluish_exponent)
+        reluish = (reluish + (1 << 15)) >> 1
+        preshift_value = saturating_doubling_high_mul_int16(reluish, preshift_output)
+        out = rounding_divide_by_pot_int16(preshift_value, -self.output_exponent)
+        out = wrap_int16(out + self.output_zero_point)
+        return np.clip(out, -128, 127)
+
+    def compute(self, x):
+        three, six, zero = np.float32(3), np.float32(6), np.float32(0)
+        shifted = x + three
+        relu6 = np.where(zero < shifted, shifted, zero)  # std::max(0, in + 3)
+        relu6 = np.where(relu6 < six, relu6, six)  # std::min(6, ...)
+        return ((x * relu6) / six).astype(np.float32)
+
+    def describe(self):
+        if self.kind == "FLOAT32":
+            return {"type": "FLOAT32"}
+        return {"input_zero_point": self.input_zero_point, "output_zero_point": self.output_zero_point,
+                "output_multiplier_int16": self.output_multiplier, "output_exponent": self.output_exponent,
+                "reluish_multiplier_int16": self.reluish_multiplier, "reluish_exponent": self.reluish_exponent}
+
+
+# ------------------------------------------------------------------------------ PRELU
+
+@register("PRELU")
+class Prelu(OpKernel):
+    """PRELU: x >= zp_in rescaled by s_in/s_out; below, (x - zp_in)·(alpha - zp_alpha) rescaled by
+    s_in·s_alpha/s_out. alpha broadcasts against the input (reference/prelu.h)."""
+
+    def prepare(self, ctx: PrepareContext):
+        self.inp = ctx.require_input(0, "input")
+        self.alpha = ctx.require_input(1, "alpha")
+        self.out = ctx.output(0)
+        self.kind = self.inp.type_name
+        self.shapes = BroadcastShapes(ctx, self.inp, self.alpha, self.out)
+        self.table = None
+        if self.kind not in ("FLOAT32", "INT8", "INT16"):
+            ctx.unsupported(f"input of type {self.kind} is not supported by TFLM's PRELU", self.inp)
+        ctx.check(self.out.type_name == self.kind,
+                  f"output is {self.out.type_name} but TFLM's PRELU writes the input type {self.kind}", self.out)
+        if self.kind == "INT16":
+            ctx.check(self.alpha.type_name == "INT8", f"int16 PRELU needs int8 alpha, has {self.alpha.type_name} "
+                                                      f"(TF_LITE_ENSURE alpha->type == kTfLiteInt8)", self.alpha)
+        else:
+            ctx.check(self.alpha.type_name == self.kind,
+                      f"alpha is {self.alpha.type_name} but TFLM's PRELU reads it as {self.kind}", self.alpha)
+        if self.kind == "FLOAT32":
+            if max(len(self.inp.shape), len(self.alpha.shape), len(self.out.shape)) > 4:
+                ctx.fail("float32 PRELU of rank above 4: TFLM's BroadcastPrelu4DSlowFloat is 4-D only and "
+                         "its TFLITE_CHECK_GE(new_shape_size, DimensionsCount()) aborts")
+            return
+        s_in, z_in = scale_and_zero_point(self.inp)
+        s_alpha, z_alpha = scale_and_zero_point(self.alpha)
+        s_out, z_out = scale_and_zero_point(self.out)
+        self.multiplier_1, self.shift_1 = fp.quantize_multiplier(s_in / s_out if s_out else float("inf"))
+        self.multiplier_2, self.shift_2 = fp.quantize_multiplier(s_in * s_alpha / s_out if s_out else float("inf"))
+        self.input_offset, self.alpha_offset, self.output_offset = -z_in, -z_alpha, z_out
+        if self.kind == "INT8":
+            domain = integer_domain("INT8")
+            self.table = self.quantized(domain[:, None], domain[None, :])
+
+    def quantized(self, x, alpha):
+        value = fp.as_int64(x) + self.input_offset
+        positive = multiply_by_quantized_multiplier(self.numerics, value, self.multiplier_1, self.shift_1)
+        product = fp.wrap_int32(value * (fp.as_int64(alpha) + self.alpha_offset))
+        negative = multiply_by_quantized_multiplier(self.numerics, product, self.multiplier_2, self.shift_2)
+        out = fp.wrap_int32(np.where(value >= 0, positive, negative) + self.output_offset)
+        lo, hi = type_range_by_name(self.kind)
+        return np.clip(out, lo, hi)
+
+    @ieee_float_arithmetic
+    def eval(self, inputs):
+        x, alpha = self.shapes.operands(inputs[0], inputs[1])
+        if self.kind == "FLOAT32":
+            y = np.where(x >= np.float32(0), x, x * alpha)
+        elif self.table is not None:
+            y = self.table[x.astype(np.intp) + 128, alpha.astype(np.intp) + 128]
+        else:
+            y = self.quantized(x, alpha)
+        return [self.shapes.result(y, self.out.dtype)]
+
+    def describe(self):
+        if self.kind == "FLOAT32":
+            return {"type": "FLOAT32", "broadcast": not self.shapes.flat}
+        return {"input_offset": self.input_offset, "alpha_offset": self.alpha_offset,
+                "output_offset": self.output_offset, "multiplier_1": self.multiplier_1, "shift_1": self.shift_1,
+                "multiplier_2": self.multiplier_2, "shift_2": self.shift_2, "broadcast": not self.shapes.flat}

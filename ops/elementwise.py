@@ -1,0 +1,475 @@
+"""Elementwise binary ops with broadcasting: ADD, SUB, MUL, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE.
+
+TFLM reference kernels: add.cc / add_common.cc, sub.cc / sub_common.cc, mul.cc / mul_common.cc,
+maximum_minimum.cc, squared_difference.cc; the math in reference/add.h, reference/sub.h,
+reference/integer_ops/mul.h, reference/mul.h and reference/broadcast_loop.h.
+
+Every kernel here computes one formula per output element from the two (broadcast) input
+elements, so the broadcast and the non-broadcast loops of TFLM give the same values and
+numpy broadcasting reproduces both. For int8 operands the formula is a function of just 256x256
+input pairs: prepare evaluates it once for all of them and eval is a table gather.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import fixedpoint as fp
+from .common import TYPE_RANGES, activation_range_quantized, type_range
+from .registry import OpKernel, PrepareContext, register
+
+FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
+ACTIVATION_NONE, ACTIVATION_RELU, ACTIVATION_RELU_N1_TO_1, ACTIVATION_RELU6 = 0, 1, 2, 3
+
+
+# ------------------------------------------------------------------------------ shared helpers
+
+def ieee_float_arithmetic(method):
+    """Let float32 arithmetic overflow to inf / NaN silently, as C does (no numpy warnings)."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return method(*args, **kwargs)
+    return wrapper
+
+
+def multiply_by_quantized_multiplier(numerics, x, multiplier, shift):
+    """MultiplyByQuantizedMultiplier in the build's rounding (double: the wheel; single: the flag)."""
+    if numerics is not None and numerics.rounding == "single":
+        return fp.wrap_int32(fp.multiply_by_quantized_multiplier_single_rounding(x, multiplier, shift))
+    return fp.multiply_by_quantized_multiplier(x, multiplier, shift)
+
+
+def quantize_multiplier_smaller_than_one(ctx: PrepareContext, real: float, what: str) -> tuple[int, int]:
+    """QuantizeMultiplierSmallerThanOneExp, whose TFLITE_CHECKs abort TFLM: 0 < m < 1 and shift <= 0."""
+    ctx.check(0.0 < real < 1.0, f"{what} multiplier {real!r} must satisfy 0 < m < 1 "
+                                f"(TFLITE_CHECK in QuantizeMultiplierSmallerThanOneExp)")
+    multiplier, shift = fp.quantize_multiplier(real)
+    ctx.check(shift <= 0, f"{what} multiplier {real!r} rounds up to 1.0 (TFLITE_CHECK_LE(shift, 0) in "
+                          f"QuantizeMultiplierSmallerThanOneExp)")
+    return multiplier, shift
+
+
+def round_half_away_from_zero(x: np.ndarray) -> np.ndarray:
+    """roundf / std::round, exactly: trunc(x) plus one away from zero when the dropped fraction is
+    at least one half. (floor(|x| + 0.5) is wrong when |x| + 0.5 is inexact, e.g. for the float
+    just below 0.5, which roundf takes to 0.)"""
+    x = np.asarray(x)
+    whole = np.trunc(x)
+    fraction = x - whole  # exact for binary floating point
+    return whole + np.where(np.abs(fraction) >= x.dtype.type(0.5), np.sign(x), x.dtype.type(0))
+
+
+def activation_range(ctx: PrepareContext, activation: int, out) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized, including the Prepare failure of its Quantize helper when
+    roundf(f / scale) for a clamp bound f does not fit an int32 (e.g. RELU6 on a tiny output scale)."""
+    scale, _ = scale_and_zero_point(out)
+    bounds = {ACTIVATION_RELU: (0.0,), ACTIVATION_RELU6: (0.0, 6.0), ACTIVATION_RELU_N1_TO_1: (-1.0, 1.0)}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for f in bounds.get(activation, ()):
+            q = round_half_away_from_zero(np.float32(np.float32(f) / np.float32(scale)))
+            ctx.check(bool(-(2.0 ** 31) <= q <= 2.0 ** 31),
+                      f"fused activation bound {f} / output scale {scale:g} does not fit an int32 "
+                      f"(TF_LITE_ENSURE no_integer_overflow_from_quantization)", out)
+    return activation_range_quantized(activation, out)
+
+
+def scale_and_zero_point(tensor) -> tuple[float, int]:
+    """TfLiteTensor.params: the first scale and zero point, or (0, 0) for an unquantized tensor."""
+    q = tensor.quantization
+    if q is None:
+        return 0.0, 0
+    return q.scale, q.zero_point
+
+
+def clamp_like_c(x: np.ndarray, lo, hi) -> np.ndarray:
+    """ActivationFunctionWithMinMax: std::min(std::max(x, lo), hi), including its NaN and -0.0
+    behaviour (std::max(a, b) is ``a < b ? b : a``)."""
+    y = np.where(x < lo, lo, x)
+    return np.where(hi < y, hi, y).astype(x.dtype, copy=False)
+
+
+def float_activation_range(activation: int) -> tuple[np.float32, np.float32]:
+    """CalculateActivationRange<float>: NONE still clamps to +-FLT_MAX (so +-inf becomes +-FLT_MAX)."""
+    if activation == ACTIVATION_RELU:
+        return np.float32(0.0), FLOAT32_MAX
+    if activation == ACTIVATION_RELU6:
+        return np.float32(0.0), np.float32(6.0)
+    if activation == ACTIVATION_RELU_N1_TO_1:
+        return np.float32(-1.0), np.float32(1.0)
+    return -FLOAT32_MAX, FLOAT32_MAX
+
+
+def int32_activation_range(activation: int) -> tuple[int, int]:
+    """CalculateActivationRange<int32_t>, used by the unquantized int32 SUB and MUL."""
+    if activation == ACTIVATION_RELU:
+        return 0, fp.INT32_MAX
+    if activation == ACTIVATION_RELU6:
+        return 0, 6
+    if activation == ACTIVATION_RELU_N1_TO_1:
+        return -1, 1
+    return fp.INT32_MIN, fp.INT32_MAX
+
+
+def integer_domain(type_name: str) -> np.ndarray | None:
+    """Every value of a narrow integer type (int8/uint8/int16), for tabulating a kernel's formula."""
+    if type_name in ("INT8", "UINT8", "INT16"):
+        lo, hi = type_range_by_name(type_name)
+        return np.arange(lo, hi + 1, dtype=np.int64)
+    return None
+
+
+def type_range_by_name(type_name: str) -> tuple[int, int]:
+    return TYPE_RANGES[type_name]
+
+
+class BroadcastShapes:
+    """How TFLM lines two inputs up with the output (ProcessBroadcastShapes / BroadcastBinaryOpSimple).
+
+    Equal shapes (after right-aligning ranks) run the flat elementwise loop; anything else runs the
+    numpy-style broadcast loop over the output tensor's shape. Both compute the same per-element
+    values, so eval only reshapes the operands so that numpy broadcasting lines them up the same way.
+    """
+
+    def __init__(self, ctx: PrepareContext, a, b, out):
+        rank = max(len(a.shape), len(b.shape), len(out.shape))
+        ext = lambda s: (1,) * (rank - len(s)) + tuple(s)  # noqa: E731
+        self.a_shape, self.b_shape, out_ext = ext(a.shape), ext(b.shape), ext(out.shape)
+        self.out_shape = tuple(out.shape)
+        # Shapes equal after right-aligning: TFLM runs the flat loop (also for (8,) against (1, 8)).
+        self.flat = self.a_shape == self.b_shape
+        if self.flat:
+            ctx.check(a.size == out.size,
+                      f"input shapes {list(a.shape)} and output shape {list(out.shape)} differ in size")
+            return
+        try:
+            broadcast = np.broadcast_shapes(self.a_shape, self.b_shape)
+        except ValueError:
+            ctx.fail(f"input shapes {list(a.shape)} and {list(b.shape)} do not broadcast")
+        ctx.check(tuple(broadcast) == out_ext,
+                  f"input shapes {list(a.shape)} and {list(b.shape)} broadcast to {list(broadcast)}, "
+                  f"but the output shape is {list(out.shape)}")
+
+    def operands(self, x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The two eval arrays (leading sample axis) reshaped so that numpy broadcasting is TFLM's."""
+        if self.flat:
+            return x1.reshape(x1.shape[0], -1), x2.reshape(x2.shape[0], -1)
+        return x1.reshape((x1.shape[0],) + self.a_shape), x2.reshape((x2.shape[0],) + self.b_shape)
+
+    def result(self, y: np.ndarray, dtype) -> np.ndarray:
+        return y.reshape((y.shape[0],) + self.out_shape).astype(dtype, copy=False)
+
+
+class BinaryKernel(OpKernel):
+    """Common prepare for two-input, one-output elementwise kernels."""
+
+    def prepare_operands(self, ctx: PrepareContext):
+        self.in1 = ctx.require_input(0, "input1")
+        self.in2 = ctx.require_input(1, "input2")
+        self.out = ctx.output(0)
+        self.shapes = BroadcastShapes(ctx, self.in1, self.in2, self.out)
+        self.activation = ctx.options.get("fused_activation_function", ACTIVATION_NONE)
+
+    def require_same_types(self, ctx: PrepareContext, reference_type: str, why: str):
+        for t, role in ((self.in1, "input1"), (self.in2, "input2"), (self.out, "output")):
+            ctx.check(t.type_name == reference_type,
+                      f"{role} is {t.type_name} but {why} {reference_type}", t)
+
+    def gather_table(self, table: np.ndarray, x1: np.ndarray, x2: np.ndarray, lo: int) -> np.ndarray:
+        """table[x1 - lo, x2 - lo] with numpy broadcasting of the two index arrays."""
+        return table[x1.astype(np.intp) - lo, x2.astype(np.intp) - lo]
+
+
+# ------------------------------------------------------------------------------ ADD and SUB
+
+class _AddSub(BinaryKernel):
+    """ADD and SUB: both inputs rescaled to a common 2^-L-finer scale, summed, rescaled to the output.
+
+    The sign of the second operand is the only difference between them (reference/add.h,
+    reference/sub.h). SUB's float32-scale variant (older TFLM, notes §0.2) is selected by
+    ``numerics.scale_precision``; ADD always computes its ratios in double.
+    """
+
+    sign = +1
+    float32_scales_variant = False
+
+    def prepare(self, ctx: PrepareContext):
+        self.prepare_operands(ctx)
+        self.kind = self.out.type_name
+        if self.kind not in ("FLOAT32", "INT32", "INT8", "INT16"):
+            ctx.unsupported(f"output of type {self.kind} is not supported by TFLM's {self.op_name}", self.out)
+        self.require_same_types(ctx, self.kind, f"TFLM's {self.op_name} reads every operand as the output type")
+        if self.kind == "FLOAT32":
+            self.float_min, self.float_max = float_activation_range(self.activation)
+            return
+        if self.kind == "INT32":
+            unquantized = "(TF_LITE_ENSURE_EQ quantization.type, kTfLiteNoQuantization)"
+            for t, role in ((self.in1, "input1"), (self.in2, "input2")):
+                ctx.check(t.quantization is None,
+                          f"int32 {self.op_name} requires an unquantized {role} {unquantized}", t)
+            if self.op_name == "SUB":
+                ctx.check(self.out.quantization is None, f"int32 SUB requires an unquantized output {unquantized}",
+                          self.out)
+                self.int_min, self.int_max = int32_activation_range(self.activation)
+            else:
+                # ADD's int32 path ignores the fused activation entirely.
+                self.int_min, self.int_max = fp.INT32_MIN, fp.INT32_MAX
+            return
+        self.prepare_quantized(ctx)
+
+    def prepare_quantized(self, ctx: PrepareContext):
+        ctx.check(self.out.quantization is not None,
+                  f"quantized {self.op_name} needs a quantized output (TFLITE_CHECK_NE quantization.type)",
+                  self.out)
+        s1, z1 = scale_and_zero_point(self.in1)
+        s2, z2 = scale_and_zero_point(self.in2)
+        so, zo = scale_and_zero_point(self.out)
+        self.left_shift = 15 if self.kind == "INT16" else 20
+        if self.float32_scales_variant and self.numerics.scale_precision == "float32":
+            twice_max = np.float32(2) * np.float32(max(np.float32(s1), np.float32(s2)))
+            real1 = float(np.float32(np.float32(s1) / twice_max))
+            real2 = float(np.float32(np.float32(s2) / twice_max))
+            shifted_output_scale = np.float32(np.float32(1 << self.left_shift) * np.float32(so))
+            real_out = float(np.float32(twice_max / shifted_output_scale))
+        else:
+            twice_max = 2.0 * max(s1, s2)
+            real1 = s1 / twice_max if twice_max else 0.0
+            real2 = s2 / twice_max if twice_max else 0.0
+            real_out = twice_max / ((1 << self.left_shift) * so) if so else float("inf")
+        self.input1_offset, self.input2_offset, self.output_offset = -z1, -z2, zo
+        self.m1, self.shift1 = quantize_multiplier_smaller_than_one(ctx, real1, "input1")
+        self.m2, self.shift2 = quantize_multiplier_smaller_than_one(ctx, real2, "input2")
+        self.m_out, self.shift_out = quantize_multiplier_smaller_than_one(ctx, real_out, "output")
+        self.act_min, self.act_max = activation_range(ctx, self.activation, self.out)
+        domain = integer_domain(self.kind) if self.kind == "INT8" else None
+        self.table = None if domain is None else self.quantized(domain[:, None], domain[None, :])
+
+    def quantized(self, x1, x2):
+        """AddElementwise / SubElementwise for one pair of (broadcast) integer arrays."""
+        nm = self.numerics
+        shifted1 = fp.wrap_int32((np.asarray(x1, np.int64) + self.input1_offset) << self.left_shift)
+        shifted2 = fp.wrap_int32((np.asarray(x2, np.int64) + self.input2_offset) << self.left_shift)
+        scaled1 = multiply_by_quantized_multiplier(nm, shifted1, self.m1, self.shift1)
+        scaled2 = multiply_by_quantized_multiplier(nm, shifted2, self.m2, self.shift2)
+        raw = fp.wrap_int32(scaled1 + self.sign * scaled2)
+        out = multiply_by_quantized_multiplier(nm, raw, self.m_out, self.shift_out) + self.output_offset
+        return np.clip(fp.wrap_int32(out), self.act_min, self.act_max)
+
+    @ieee_float_arithmetic
+    def eval(self, inputs):
+        x1, x2 = self.shapes.operands(inputs[0], inputs[1])
+        if self.kind == "FLOAT32":
+            y = x1 + x2 if self.sign > 0 else x1 - x2
+            y = clamp_like_c(y.astype(np.float32, copy=False), self.float_min, self.float_max)
+        elif self.kind == "INT32":
+            y = fp.wrap_int32(x1.astype(np.int64) + self.sign * x2.astype(np.int64))
+            y = np.clip(y, self.int_min, self.int_max)
+        elif self.table is not None:
+            y = self.gather_table(self.table, x1, x2, -128)
+        else:
+            y = self.quantized(x1, x2)
+        return [self.shapes.result(y, self.out.dtype)]
+
+    def describe(self):
+        if self.kind in ("FLOAT32", "INT32"):
+            return {"type": self.kind, "activation": self.activation, "broadcast": not self.shapes.flat}
+        return {"left_shift": self.left_shift,
+                "input1_offset": self.input1_offset, "input1_multiplier": self.m1, "input1_shift": self.shift1,
+                "input2_offset": self.input2_offset, "input2_multiplier": self.m2, "input2_shift": self.shift2,
+                "output_offset": self.output_offset, "output_multiplier": self.m_out,
+                "output_shift": self.shift_out, "act_min": self.act_min, "act_max": self.act_max,
+                "broadcast": not self.shapes.flat}
+
+
+@register("ADD")
+class Add(_AddSub):
+    sign = +1
+
+
+@register("SUB")
+class Sub(_AddSub):
+    sign = -1
+    float32_scales_variant = True
+
+
+# ------------------------------------------------------------------------------ MUL
+
+@register("MUL")
+class Mul(BinaryKernel):
+    """MUL: (x1 - z1)·(x2 - z2) requantized with one multiplier s1·s2/s_out (integer_ops/mul.h)."""
+
+    def prepare(self, ctx: PrepareContext):
+        self.prepare_operands(ctx)
+        ctx.check(self.in1.type_name == self.in2.type_name,
+                  f"input types differ: {self.in1.type_name} and {self.in2.type_name} "
+                  f"(TF_LITE_ENSURE_TYPES_EQ input1->type, input2->type)")
+        self.kind = self.in1.type_name
+        if self.kind not in ("FLOAT32", "INT32", "INT8", "INT16"):
+            ctx.unsupported(f"input of type {self.kind} is not supported by TFLM's MUL", self.in1)
+        self.require_same_types(ctx, self.kind, "TFLM's MUL writes the output as the input type")
+        if self.kind == "FLOAT32":
+            self.float_min, self.float_max = float_activation_range(self.activation)
+            return
+        if self.kind == "INT32":
+            self.int_min, self.int_max = int32_activation_range(self.activation)
+            return
+        s1, z1 = scale_and_zero_point(self.in1)
+        s2, z2 = scale_and_zero_point(self.in2)
+        so, zo = scale_and_zero_point(self.out)
+        self.act_min, self.act_max = activation_range(ctx, self.activation, self.out)
+        real = s1 * s2 / so if so else float("inf")
+        self.multiplier, self.shift = fp.quantize_multiplier(real)
+        if self.kind == "INT16":
+            ctx.check(z1 == 0, f"int16 MUL requires input1 zero_point == 0, has {z1} "
+                               f"(TF_LITE_ENSURE_EQ input1_zero_point, 0)", self.in1)
+            ctx.check(z2 == 0, f"int16 MUL requires input2 zero_point == 0, has {z2} "
+                               f"(TF_LITE_ENSURE_EQ input2_zero_point, 0)", self.in2)
+            ctx.check(zo == 0, f"int16 MUL requires output zero_point == 0, has {zo} "
+                               f"(TF_LITE_ENSURE_EQ output_zero_point, 0)", self.out)
+        self.input1_offset, self.input2_offset, self.output_offset = -z1, -z2, zo
+        domain = integer_domain(self.kind) if self.kind == "INT8" else None
+        self.table = None if domain is None else self.quantized(domain[:, None], domain[None, :])
+
+    def quantized(self, x1, x2):
+        product = fp.wrap_int32((np.asarray(x1, np.int64) + self.input1_offset)
+                                * (np.asarray(x2, np.int64) + self.input2_offset))
+        scaled = multiply_by_quantized_multiplier(self.numerics, product, self.multiplier, self.shift)
+        return np.clip(fp.wrap_int32(scaled + self.output_offset), self.act_min, self.act_max)
+
+    @ieee_float_arithmetic
+    def eval(self, inputs):
+        x1, x2 = self.shapes.operands(inputs[0], inputs[1])
+        if self.kind == "FLOAT32":
+            y = clamp_like_c((x1 * x2).astype(np.float32, copy=False), self.float_min, self.float_max)
+        elif self.kind == "INT32":
+            y = np.clip(fp.wrap_int32(x1.astype(np.int64) * x2.astype(np.int64)), self.int_min, self.int_max)
+        elif self.table is not None:
+            y = self.gather_table(self.table, x1, x2, -128)
+        else:
+            y = self.quantized(x1, x2)
+        return [self.shapes.result(y, self.out.dtype)]
+
+    def describe(self):
+        if self.kind in ("FLOAT32", "INT32"):
+            return {"type": self.kind, "activation": self.activation, "broadcast": not self.shapes.flat}
+        return {"input1_offset": self.input1_offset, "input2_offset": self.input2_offset,
+                "output_offset": self.output_offset, "multiplier": self.multiplier, "shift": self.shift,
+                "act_min": self.act_min, "act_max": self.act_max, "broadcast": not self.shapes.flat}
+
+
+# ------------------------------------------------------------------------------ MAXIMUM / MINIMUM
+
+class _MaximumMinimum(BinaryKernel):
+    """MAXIMUM / MINIMUM compare the raw stored values: TFLM has no Prepare and never looks at the
+    quantization, so inputs with different scales are compared as plain integers."""
+
+    take_first_if_greater = True
+
+    def prepare(self, ctx: PrepareContext):
+        self.prepare_operands(ctx)
+        kind = self.out.type_name
+        if kind not in ("FLOAT32", "INT8", "INT16", "INT32", "INT64"):
+            ctx.unsupported(f"output of type {kind} is not supported by TFLM's {self.op_name}", self.out)
+        self.require_same_types(ctx, kind, f"TFLM's {self.op_name} reads every operand as the output type")
+
+    @ieee_float_arithmetic
+    def eval(self, inputs):
+        x1, x2 = self.shapes.operands(inputs[0], inputs[1])
+        # MaximumOp is `a > b ? a : b`, MinimumOp `a < b ? a : b` (which input wins a NaN tie matters).
+        pick_first = x1 > x2 if self.take_first_if_greater else x1 < x2
+        return [self.shapes.result(np.where(pick_first, x1, x2), self.out.dtype)]
+
+
+@register("MAXIMUM")
+class Maximum(_MaximumMinimum):
+    take_first_if_greater = True
+
+
+@register("MINIMUM")
+class Minimum(_MaximumMinimum):
+    take_first_if_greater = False
+
+
+# ------------------------------------------------------------------------------ SQUARED_DIFFERENCE
+
+@register("SQUARED_DIFFERENCE")
+class SquaredDifference(BinaryKernel):
+    """SQUARED_DIFFERENCE (squared_difference.cc): ADD-style input rescaling with L = 7 (int8) or
+    0 (int16), the difference squared in int32, then one QuantizeMultiplier rescale to the output."""
+
+    def prepare(self, ctx: PrepareContext):
+        self.prepare_operands(ctx)
+        ctx.check(self.in1.type_name == self.in2.type_name,
+                  f"input types differ: {self.in1.type_name} and {self.in2.type_name} "
+                  f"(TF_LITE_ENSURE_TYPES_EQ input1->type, input2->type)")
+        self.kind = self.in1.type_name
+        if self.kind not in ("FLOAT32", "INT32", "INT8", "INT16"):
+            ctx.unsupported(f"type {self.kind} is not supported by TFLM's SQUARED_DIFFERENCE", self.in1)
+        # Prepare sets output->type = input2->type; a model disagreeing would be read in the wrong type.
+        self.require_same_types(ctx, self.kind, "TFLM's SQUARED_DIFFERENCE gives the output the input type")
+        self.table = None
+        if self.kind in ("FLOAT32", "INT32"):
+            return
+        s1, z1 = scale_and_zero_point(self.in1)
+        s2, z2 = scale_and_zero_point(self.in2)
+        so, zo = scale_and_zero_point(self.out)
+        if self.kind == "INT8":
+            for z, role in ((z1, "input1"), (z2, "input2"), (zo, "output")):
+                ctx.check(-128 <= z <= 127, f"{role} zero_point {z} is outside int8 (TF_LITE_ENSURE)")
+            self.left_shift = 7
+        else:
+            for z, role in ((z1, "input1"), (z2, "input2"), (zo, "output")):
+                ctx.check(z == 0, f"int16 SQUARED_DIFFERENCE requires {role} zero_point == 0, has {z} "
+                                  f"(TF_LITE_ENSURE)")
+            self.left_shift = 0
+        twice_max = 2.0 * max(s1, s2)
+        self.m1, self.shift1 = quantize_multiplier_smaller_than_one(ctx, s1 / twice_max if twice_max else 0.0,
+                                                                    "input1")
+        self.m2, self.shift2 = quantize_multiplier_smaller_than_one(ctx, s2 / twice_max if twice_max else 0.0,
+                                                                    "input2")
+        # (1 << 2L) * output_scale is a float32 product in C; a power of two times a float is exact.
+        denominator = float(np.float32(np.float32(1 << (2 * self.left_shift)) * np.float32(so)))
+        real_out = twice_max * twice_max / denominator if denominator else float("inf")
+        self.m_out, self.shift_out = fp.quantize_multiplier(real_out)
+        self.input1_offset, self.input2_offset, self.output_offset = -z1, -z2, zo
+        self.act_min, self.act_max = type_range(self.out)
+        if self.kind == "INT8":
+            domain = integer_domain("INT8")
+            self.table = self.quantized(domain[:, None], domain[None, :])
+
+    def quantized(self, x1, x2):
+        nm = self.numerics
+        shifted1 = fp.wrap_int32((np.asarray(x1, np.int64) + self.input1_offset) << self.left_shift)
+        shifted2 = fp.wrap_int32((np.asarray(x2, np.int64) + self.input2_offset) << self.left_shift)
+        scaled1 = multiply_by_quantized_multiplier(nm, shifted1, self.m1, self.shift1)
+        scaled2 = multiply_by_quantized_multiplier(nm, shifted2, self.m2, self.shift2)
+        diff = fp.wrap_int32(scaled1 - scaled2)
+        squared = fp.wrap_int32(diff * diff)
+        out = fp.wrap_int32(multiply_by_quantized_multiplier(nm, squared, self.m_out, self.shift_out)
+                            + self.output_offset)
+        return np.clip(out, self.act_min, self.act_max)
+
+    @ieee_float_arithmetic
+    def eval(self, inputs):
+        x1, x2 = self.shapes.operands(inputs[0], inputs[1])
+        if self.kind == "FLOAT32":
+            d = (x1 - x2).astype(np.float32, copy=False)
+            y = d * d
+        elif self.kind == "INT32":
+            d = fp.wrap_int32(x1.astype(np.int64) - x2.astype(np.int64))
+            y = fp.wrap_int32(d * d)
+        elif self.table is not None:
+            y = self.gather_table(self.table, x1, x2, -128)
+        else:
+            y = self.quantized(x1, x2)
+        return [self.shapes.result(y, self.out.dtype)]
+
+    def describe(self):
+        if self.kind in ("FLOAT32", "INT32"):
+            return {"type": self.kind, "broadcast": not self.shapes.flat}
+        return {"left_shift": self.left_shift,
+                "input1_offset": self.input1_offset, "input1_multiplier": self.m1, "input1_shift": self.shift1,
+                "input2_offset": self.input2_offset, "input2_multiplier": self.m2, "input2_shift": self.shift2,
+                "output_offset": self.output_offset, "output_multiplier": self.m_out,
+                "output_shift": self.shift_out, "broadcast": not self.shapes.flat}
