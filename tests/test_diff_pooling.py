@@ -1,0 +1,77 @@
+"""AVERAGE_POOL_2D and MAX_POOL_2D against TFLM: windows from 1x1 to larger than the input,
+strides, both paddings, int8 / int16 / float32, every fused activation, and (rarely) input and
+output quantization that differ, which TFLM's Prepare refuses."""
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+
+from diff_support import (SAMPLES, activations, check_model, dims, input_styles, note_case, random_inputs,
+                          record, run_examples, scales, seeds, window_output_size, zero_points)
+from interp.builder import ModelBuilder
+
+OPS_AND_KINDS = [(op, kind) for op in ("AVERAGE_POOL_2D", "MAX_POOL_2D") for kind in ("INT8", "INT16", "FLOAT32")]
+DIFF_OPS = {op for op, _ in OPS_AND_KINDS}  # the ops this module tests (see test_diff_regressions.py)
+
+
+# Windows up to larger than the input; rarely a stride of 0 (TFLM accepts it: every output
+# reads the same window) and, for MAX_POOL_2D, an empty window (TFLM outputs the type's lowest
+# value, clamped). An empty AVERAGE_POOL_2D window leaves TFLM's output unwritten, so it is not drawn.
+strides = st.sampled_from([1] * 6 + [2] * 3 + [3, 4, 0])
+
+
+@st.composite
+def pool_cases(draw, op: str, kind: str):
+    filter_sizes = st.one_of(dims(1, 7), st.just(0)) if op == "MAX_POOL_2D" and draw(st.integers(0, 11)) == 0 \
+        else dims(1, 7)
+    case = dict(op=op, kind=kind, batch=draw(st.integers(1, 2)), height=draw(dims(1, 11)),
+                width=draw(dims(1, 11)), channels=draw(dims(1, 6)),
+                filter_h=draw(filter_sizes), filter_w=draw(filter_sizes),
+                stride_h=draw(strides), stride_w=draw(strides),
+                padding=draw(st.sampled_from(["SAME", "VALID"])), activation=draw(activations),
+                seed=draw(seeds), style=draw(input_styles))
+    if case["padding"] == "VALID" and (case["filter_h"] > case["height"] or case["filter_w"] > case["width"]):
+        # A VALID window larger than the input has no output position; the model would be shapeless.
+        case["padding"] = "SAME"
+    if kind != "FLOAT32":
+        case["scale"] = draw(scales())
+        case["zero_point"] = draw(zero_points("INT8")) if kind == "INT8" else draw(st.sampled_from([0] * 8 + [5]))
+        # Rarely, an output quantization differing from the input's (TFLM refuses it).
+        case["output_scale_factor"] = draw(st.sampled_from([1.0] * 12 + [1.5]))
+        case["output_zp_offset"] = draw(st.sampled_from([0] * 12 + [1]))
+    return case
+
+
+def build_pool(case: dict):
+    rng = np.random.default_rng(case["seed"])
+    kind = case["kind"]
+    oh = window_output_size(case["padding"], case["height"], case["filter_h"], case["stride_h"])
+    ow = window_output_size(case["padding"], case["width"], case["filter_w"], case["stride_w"])
+    in_shape = [case["batch"], case["height"], case["width"], case["channels"]]
+    out_shape = [case["batch"], oh, ow, case["channels"]]
+    q_in = q_out = {}
+    if kind != "FLOAT32":
+        q_in = dict(scale=case["scale"], zero_point=case["zero_point"])
+        q_out = dict(scale=case["scale"] * case["output_scale_factor"],
+                     zero_point=case["zero_point"] + case["output_zp_offset"])
+    b = ModelBuilder()
+    x = b.input("x", in_shape, kind, **q_in)
+    y = b.tensor("y", out_shape, kind, **q_out)
+    b.op(case["op"], [x], [y], padding=case["padding"], stride_h=case["stride_h"], stride_w=case["stride_w"],
+         filter_height=case["filter_h"], filter_width=case["filter_w"],
+         fused_activation_function=case["activation"])
+    b.output(y)
+    xs = random_inputs(rng, in_shape, np.dtype(kind.lower()), SAMPLES, zero_point=case.get("zero_point", 0),
+                       style=case["style"])
+    return b.build(), [xs]
+
+
+def run_case(op: str, case: dict):
+    note_case(**case)
+    data, inputs = build_pool(case)
+    label = f"{op} {case['kind']}"
+    record(check_model(data, inputs, label=label), label)
+
+
+@pytest.mark.parametrize("op, kind", OPS_AND_KINDS, ids=[f"{o}-{k}" for o, k in OPS_AND_KINDS])
+def test_pooling_matches_tflm(op, kind):
+    run_examples(pool_cases(op, kind), lambda case: run_case(op, case))
