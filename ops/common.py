@@ -80,18 +80,61 @@ def apply_float_activation(x: np.ndarray, activation: int) -> np.ndarray:
     return clamp_float(x, lo, hi)
 
 
-def padding_and_output_size(padding: int, in_size: int, filter_size: int, stride: int, dilation: int):
-    """TFLM ComputePaddingHeightWidth for one spatial dim: (output size, padding before).
+def _c_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
 
-    padding: 0 = SAME, 1 = VALID. The odd extra padding pixel (SAME) goes at the end implicitly.
-    """
+
+def _out_size_checked(padding: int, image: int, filter_size: int, stride: int, dilation: int):
+    """TFLM ComputeOutSizeChecked: the output size, or None where TFLM reports an error."""
+    if padding not in (0, 1) or image < 0 or filter_size <= 0 or stride <= 0 or dilation <= 0:
+        return None
     effective = (filter_size - 1) * dilation + 1
-    if padding == 0:
-        out = (in_size + stride - 1) // stride
-    else:
-        out = (in_size - effective + stride) // stride
-    total = max((out - 1) * stride + effective - in_size, 0)
-    return out, total // 2
+    value = _c_div(image + stride - 1, stride) if padding == 0 else _c_div(image + stride - effective, stride)
+    if value < 0 or value >= (1 << 31):
+        return None
+    return value
+
+
+def _padding_checked(stride: int, dilation: int, image: int, filter_size: int, out_size: int):
+    """TFLM ComputePaddingWithOffsetChecked: the padding before (the odd pixel goes after), or None."""
+    if image < 0 or filter_size <= 0 or out_size < 0 or stride <= 0 or dilation <= 0:
+        return None
+    effective = (filter_size - 1) * dilation + 1
+    total = max((out_size - 1) * stride + effective - image, 0)
+    half = total // 2
+    return half if half < (1 << 31) else None
+
+
+def padding_and_output_size(padding: int, in_size: int, filter_size: int, stride: int, dilation: int):
+    """One spatial dim of TFLM's padding computation: (output size or 0, padding before)."""
+    out = _out_size_checked(padding, in_size, filter_size, stride, dilation)
+    if out is None:
+        return 0, 0
+    pad = _padding_checked(stride, dilation, in_size, filter_size, out)
+    return out, (pad if pad is not None else 0)
+
+
+def compute_padding_height_width(padding: int, in_hw, filter_hw, stride_hw, dilation_hw=(1, 1)) -> tuple[int, int]:
+    """TFLM ComputePaddingHeightWidth: (pad_top, pad_left) as the kernels get them.
+
+    padding: 0 = SAME, 1 = VALID. TFLM ignores the status of the checked helpers: on invalid
+    arguments (e.g. a stride of 0) the values computed so far stay and the rest are 0 — the
+    kernel then runs with those. The output sizes computed here are not used by the kernels,
+    which loop over the output tensor's own dims.
+    """
+    (ih, iw), (fh, fw), (sh, sw), (dh, dw) = in_hw, filter_hw, stride_hw, dilation_hw
+    out_w = _out_size_checked(padding, iw, fw, sw, dw)
+    if out_w is None:
+        return 0, 0
+    out_h = _out_size_checked(padding, ih, fh, sh, dh)
+    if out_h is None:
+        return 0, 0
+    pad_h = _padding_checked(sh, dh, ih, fh, out_h)
+    if pad_h is None:
+        return 0, 0
+    pad_w = _padding_checked(sw, dw, iw, fw, out_w)
+    return pad_h, (pad_w if pad_w is not None else 0)
 
 
 def requantize(acc, multiplier, shift, zero_point: int, act_min: int, act_max: int, numerics=None):
@@ -172,10 +215,12 @@ def float_sequential_sum_of_products(x: np.ndarray, w: np.ndarray) -> np.ndarray
 def sliding_windows(x: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],
                     stride_hw: tuple[int, int], dilation_hw: tuple[int, int], pad_tl: tuple[int, int],
                     fill=0) -> np.ndarray:
-    """Every (KH, KW) receptive field of an NHWC batch, as a strided view (N, OH, OW, KH, KW, C).
+    """Every (KH, KW) receptive field of an NHWC batch, as an array (N, OH, OW, KH, KW, C).
 
-    Taps outside the image read ``fill``; for convolutions that is 0 on the zero-point-corrected
-    input, which is what skipping out-of-image taps (as TFLM does) amounts to.
+    Taps outside the image read ``fill``; for convolutions that is the input zero point, so the tap
+    adds w·(zp - zp) = 0, which is what skipping out-of-image taps (as TFLM does) amounts to.
+    Normally a strided view of the padded input; when the strides or dilations reach far beyond the
+    image (padding would be huge), the taps are gathered with clipped indices instead.
     """
     n, h, w, c = x.shape
     (oh, ow), (kh, kw), (sh, sw), (dh, dw), (pt, pl) = out_hw, kernel_hw, stride_hw, dilation_hw, pad_tl
@@ -183,6 +228,9 @@ def sliding_windows(x: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int
     need_w = (ow - 1) * sw + (kw - 1) * dw + 1
     pb = max(0, need_h - h - pt)
     pr = max(0, need_w - w - pl)
+    padded_elements = n * (h + pt + pb) * (w + pl + pr) * c
+    if min(sh, sw, dh, dw) <= 0 or min(pt, pl) < 0 or padded_elements > 4 * (x.size + n * oh * ow * kh * kw * c) + 4096:
+        return _gathered_windows(x, out_hw, kernel_hw, stride_hw, dilation_hw, pad_tl, fill)
     if pt or pl or pb or pr:
         padded = np.full((n, h + pt + pb, w + pl + pr, c), fill, dtype=x.dtype)
         padded[:, pt:pt + h, pl:pl + w, :] = x
@@ -192,6 +240,19 @@ def sliding_windows(x: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int
     return np.lib.stride_tricks.as_strided(
         padded, shape=(n, oh, ow, kh, kw, c),
         strides=(s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
+
+
+def _gathered_windows(x, out_hw, kernel_hw, stride_hw, dilation_hw, pad_tl, fill):
+    n, h, w, c = x.shape
+    (oh, ow), (kh, kw), (sh, sw), (dh, dw), (pt, pl) = out_hw, kernel_hw, stride_hw, dilation_hw, pad_tl
+    rows = np.arange(oh, dtype=np.int64)[:, None] * sh - pt + np.arange(kh, dtype=np.int64)[None, :] * dh
+    cols = np.arange(ow, dtype=np.int64)[:, None] * sw - pl + np.arange(kw, dtype=np.int64)[None, :] * dw
+    # Index h (resp. w) is one extra row (column) of fill; every out-of-image tap reads it.
+    rows = np.where((rows >= 0) & (rows < h), rows, h)
+    cols = np.where((cols >= 0) & (cols < w), cols, w)
+    padded = np.full((n, h + 1, w + 1, c), fill, dtype=x.dtype)
+    padded[:, :h, :w, :] = x
+    return padded[:, rows[:, None, :, None], cols[None, :, None, :], :]
 
 
 # Elements per block when a kernel processes a large tensor piecewise: small enough that every

@@ -12,9 +12,14 @@ import numpy as np
 
 from . import fixedpoint as fp
 from .common import (BLOCK_ELEMENTS, ExactIntegerMatmul, Requantizer, activation_range_float, clamp_float,
-                     activation_range_quantized, blocks, padding_and_output_size, quantize_channel_multipliers,
+                     activation_range_quantized, blocks, compute_padding_height_width, quantize_channel_multipliers,
                      real_multiplier, sliding_windows)
 from .registry import OpKernel, PrepareContext, register
+
+
+def _int16(v: int) -> int:
+    """A C int stored into an int16_t (two's-complement wrap)."""
+    return (int(v) + (1 << 15)) % (1 << 16) - (1 << 15)
 
 
 class _ConvBase(OpKernel):
@@ -38,20 +43,34 @@ class _ConvBase(OpKernel):
             ctx.unsupported("non-constant bias is not supported", bias)
         for t, role in ((x, "input"), (w, "filter"), (out, "output")):
             ctx.check(len(t.shape) == 4, f"{role} must be 4-D, has shape {list(t.shape)}", t)
+        # TFLM's kernels take the batch from MatchingDim(input, 0, output, 0); a mismatch would
+        # read or write past a tensor.
+        ctx.check(x.shape[0] == out.shape[0], f"input batch {x.shape[0]} differs from output batch {out.shape[0]}",
+                  out)
         self.kind = x.type_name
         self.out_tensor = out
         self.in_hwc = tuple(x.shape[1:])
         self.activation = opts.get("fused_activation_function", 0)
         self.stride = (opts.get("stride_h", 1), opts.get("stride_w", 1))
         self.dilation = (opts.get("dilation_hfactor", 1), opts.get("dilation_wfactor", 1))
-        ctx.check(min(self.stride) >= 1 and min(self.dilation) >= 1,
-                  f"strides {self.stride} and dilations {self.dilation} must be positive")
         self.kernel_hw = (w.shape[1], w.shape[2])
         padding = opts.get("padding", 0)
-        (_, self.pad_top) = padding_and_output_size(padding, x.shape[1], w.shape[1], self.stride[0], self.dilation[0])
-        (_, self.pad_left) = padding_and_output_size(padding, x.shape[2], w.shape[2], self.stride[1], self.dilation[1])
+        pad_top, pad_left = compute_padding_height_width(padding, x.shape[1:3], w.shape[1:3], self.stride,
+                                                         self.dilation)
+        # TFLM computes the padding with int arithmetic, then hands the kernel ConvParams /
+        # DepthwiseParams whose strides, dilations and paddings are int16_t: a value beyond
+        # 32767 wraps there, and the kernel loops with the wrapped value.
+        self.pad_top, self.pad_left = _int16(pad_top), _int16(pad_left)
+        self.stride = tuple(_int16(v) for v in self.stride)
+        self.dilation = tuple(_int16(v) for v in self.dilation)
         # TFLM loops over the output tensor's own dims, not the ones it recomputes.
         self.out_hw = (out.shape[1], out.shape[2])
+        for axis, name in ((0, "height"), (1, "width")):
+            reach = (abs(self.out_hw[axis] - 1) * abs(self.stride[axis])
+                     + (self.kernel_hw[axis] - 1) * abs(self.dilation[axis]) + abs((self.pad_top, self.pad_left)[axis]))
+            if reach + x.shape[1 + axis] >= (1 << 31):
+                ctx.unsupported(f"the {name} stride/dilation overflow TFLM's int32 index arithmetic "
+                                "(its result is then undefined behaviour)")
         if w.type_name == "INT4":
             self.scratch_bytes.append(w.size)
         channels = w.shape[quantized_dim]
@@ -220,6 +239,11 @@ def _float_dot_in_order(patches: np.ndarray, weights: np.ndarray) -> np.ndarray:
 @register("DEPTHWISE_CONV_2D")
 class DepthwiseConv2D(_ConvBase):
     def prepare(self, ctx: PrepareContext):
+        if len(ctx.op.inputs) == 3 and ctx.op.inputs[2] < 0:
+            # CalculateOpDataDepthwiseConv takes has_bias from the input count and then releases the
+            # missing bias tensor: TFLM crashes on such a model, so it cannot be a valid one.
+            ctx.fail("three inputs with the bias omitted (-1): TFLM's depthwise Prepare assumes a bias "
+                     "whenever there are three inputs and crashes")
         self.prepare_common(ctx, quantized_dim=3)
         x, w, out = ctx.input(0), ctx.input(1), ctx.output(0)
         # TFLM uses the stored depth_multiplier as is; output channel oc reads input channel oc // dm.
@@ -261,7 +285,8 @@ class DepthwiseConv2D(_ConvBase):
         kh, kw = self.kernel_hw
         dm = self.depth_multiplier
         c_in = self.in_hwc[2]
-        self.channel_major = not self.use_matmul and c_in * dm < self.out_hw[1]
+        regular = min(self.stride + self.dilation) > 0 and min(self.pad_top, self.pad_left) >= 0
+        self.channel_major = regular and not self.use_matmul and c_in * dm < self.out_hw[1]
         if self.channel_major:
             shape = (kh, kw, c_in, dm, 1, 1) if dm > 1 else (kh, kw, c_in, 1, 1)
             self.weights_channel_major = np.ascontiguousarray(self.weights.reshape(shape))
