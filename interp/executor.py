@@ -64,7 +64,8 @@ class Interpreter:
                 kernels.append(None)
             except MicrorefError:
                 raise
-            except (ValueError, ZeroDivisionError, OverflowError, IndexError, KeyError, TypeError) as e:
+            except (ValueError, ZeroDivisionError, OverflowError, IndexError, KeyError, TypeError,
+                    AttributeError) as e:
                 # A kernel's prepare tripped on inconsistent parameters the model should not have.
                 raise ModelError(f"{where(op.index, op.display_name)}: invalid operator parameters "
                                  f"({type(e).__name__}: {e})") from None
@@ -220,14 +221,21 @@ class Interpreter:
         arrays, n = self._gather_inputs(inputs, batched=False)
         env = self._execute(arrays, n, keep)
         self._kept = {k: v[0] for k, v in env.items()} if keep else None
-        return [env[ti][0] for ti in self.subgraph.outputs]
+        return [self._output_value(env, ti, n)[0] for ti in self.subgraph.outputs]
 
     def run_batch(self, inputs, *, keep: bool = False) -> list[np.ndarray]:
         """Run N samples at once: each input has a leading axis of N samples; so do the outputs."""
         arrays, n = self._gather_inputs(inputs, batched=True)
         env = self._execute(arrays, n, keep)
         self._kept = dict(env) if keep else None
-        return [env[ti] for ti in self.subgraph.outputs]
+        return [self._output_value(env, ti, n) for ti in self.subgraph.outputs]
+
+    def _output_value(self, env, ti: int, n: int) -> np.ndarray:
+        if ti in env:
+            return env[ti]
+        # A graph output that is a constant (or an input passed straight through) has its data.
+        t = self.tensors[ti]
+        return np.broadcast_to(t.data, (n,) + tuple(t.shape)).copy()
 
     # ------------------------------------------------------------------ intermediates
     def tensor_index(self, name_or_index: int | str) -> int:
@@ -266,7 +274,11 @@ def dequantize_tensor(t: Tensor, q: np.ndarray) -> np.ndarray:
     q64 = np.asarray(q, dtype=np.float64)
     if qz.per_channel:
         shape = [1] * q64.ndim
-        axis = qz.quantized_dimension + (q64.ndim - len(t.shape))
+        dim = qz.quantized_dimension
+        if dim >= len(t.shape):
+            # A 1-D bias keeps its filter's quantized dimension; its only axis is the channel axis.
+            dim = len(t.shape) - 1
+        axis = dim + (q64.ndim - len(t.shape))
         shape[axis] = -1
         return qz.scales.astype(np.float64).reshape(shape) * (q64 - qz.zero_points.reshape(shape))
     return qz.scale * (q64 - qz.zero_point)

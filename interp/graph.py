@@ -32,8 +32,12 @@ def analyse(sg: Subgraph) -> GraphInfo:
                 continue
             if t not in available:
                 later = next((o.index for o in sg.operators[op.index + 1:] if t in o.outputs), None)
-                why = (f"it is produced later, by operator {later}" if later is not None
-                       else "no operator produces it and it is neither a graph input nor a constant")
+                if t in op.outputs:
+                    why = "it is this operator's own output"
+                elif later is not None:
+                    why = f"it is produced later, by operator {later}"
+                else:
+                    why = "no operator produces it and it is neither a graph input nor a constant"
                 raise ModelError(f"{where(op.index, op.display_name, tensors[t])}: reads a tensor "
                                  f"before it has a value ({why})")
             consumers.setdefault(t, []).append(op.index)
@@ -54,6 +58,10 @@ def analyse(sg: Subgraph) -> GraphInfo:
                 raise ModelError(f"{where(op.index, op.display_name, tensors[t])}: writes a graph input")
             producer[t] = op.index
             available.add(t)
+    for t in sg.inputs:
+        if any(d <= 0 for d in tensors[t].shape) and tensors[t].shape != (0,) and t in consumers:
+            raise ModelError(f'graph input tensor {t} "{tensors[t].name}" has shape {list(tensors[t].shape)} with '
+                             "a zero dimension; the operators reading it would read outside it")
     for t in sg.outputs:
         if t not in available:
             raise ModelError(f'graph output tensor {t} "{tensors[t].name}" is never produced')
