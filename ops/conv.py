@@ -188,7 +188,9 @@ class Conv2D(_ConvBase):
         self.compute_dtype = max((m.dtype for m in self.matmuls), key=widening.index)
         for m in self.matmuls:
             m.use_dtype(self.compute_dtype)
-        self.pointwise = self.kernel_hw == (1, 1) and self.stride == (1, 1) and self.groups == 1
+        # A 1x1 stride-1 convolution over the same-sized output is a plain product over pixels.
+        self.pointwise = (self.kernel_hw == (1, 1) and self.stride == (1, 1) and self.groups == 1
+                          and self.out_hw == self.in_hwc[:2] and (self.pad_top, self.pad_left) == (0, 0))
 
     def eval(self, inputs):
         x = inputs[0]
@@ -286,7 +288,12 @@ class DepthwiseConv2D(_ConvBase):
         dm = self.depth_multiplier
         c_in = self.in_hwc[2]
         regular = min(self.stride + self.dilation) > 0 and min(self.pad_top, self.pad_left) >= 0
-        self.channel_major = regular and not self.use_matmul and c_in * dm < self.out_hw[1]
+        (oh, ow), (h, w) = self.out_hw, self.in_hwc[:2]
+        padded = (max(h + self.pad_top, (oh - 1) * self.stride[0] + (kh - 1) * self.dilation[0] + 1)
+                  * max(w + self.pad_left, (ow - 1) * self.stride[1] + (kw - 1) * self.dilation[1] + 1))
+        # Strides or dilations reaching far past the image would need a huge padded copy here.
+        compact = padded <= 4 * (h * w + oh * ow * kh * kw) + 4096
+        self.channel_major = regular and compact and not self.use_matmul and c_in * dm < self.out_hw[1]
         if self.channel_major:
             shape = (kh, kw, c_in, dm, 1, 1) if dm > 1 else (kh, kw, c_in, 1, 1)
             self.weights_channel_major = np.ascontiguousarray(self.weights.reshape(shape))
