@@ -15,8 +15,6 @@ results rounded to float32 are used instead, which agree in all but rare last-bi
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 
 import numpy as np
@@ -24,39 +22,9 @@ import numpy as np
 from . import fixedpoint as fp
 from .common import real_multiplier
 from .elementwise import (BroadcastShapes, ieee_float_arithmetic, integer_domain, multiply_by_quantized_multiplier,
-                          round_half_away_from_zero, scale_and_zero_point, type_range_by_name)
+                          scale_and_zero_point, type_range_by_name)
+from .libm import float_function
 from .registry import OpKernel, PrepareContext, register
-
-# ------------------------------------------------------------------------------ libm access
-
-
-def _load_libm_float_function(name: str):
-    """A numpy ufunc calling libm's float32 function ``name``, or None when libm cannot be loaded."""
-    try:
-        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-        fn = getattr(libm, name)
-    except (OSError, AttributeError):
-        return None
-    fn.restype = ctypes.c_float
-    fn.argtypes = [ctypes.c_float]
-    return np.frompyfunc(fn, 1, 1)
-
-
-_LIBM = {}
-
-
-def libm_float(name: str, x: np.ndarray) -> np.ndarray:
-    """float32 ``name``f(x) elementwise, as the C library computes it (see the module docstring)."""
-    if name not in _LIBM:
-        _LIBM[name] = _load_libm_float_function(name + "f")
-    fn = _LIBM[name]
-    x = np.asarray(x, dtype=np.float32)
-    if x.size == 0:
-        return x.copy()
-    if fn is None:
-        return np.asarray(getattr(np, name)(x.astype(np.float64)), dtype=np.float32)
-    return np.asarray(fn(x), dtype=np.float32)
-
 
 def checked_log2(x: float) -> tuple[bool, int]:
     """TFLM CheckedLog2(float): (is x a power of two within 1e-3 in log2, rounded log2).
@@ -65,10 +33,10 @@ def checked_log2(x: float) -> tuple[bool, int]:
     """
     if not x > 0:
         return False, fp.INT32_MIN
-    log_x = libm_float("log", np.float32(x))
-    inv_log2 = np.float32(np.float32(1.0) / libm_float("log", np.float32(2.0)))
+    log_x = float_function("log")(np.float32(x))
+    inv_log2 = np.float32(np.float32(1.0) / float_function("log")(np.float32(2.0)))
     x_log2 = np.float32(log_x * inv_log2)
-    rounded = np.float32(round_half_away_from_zero(x_log2))
+    rounded = np.float32(fp.tflite_round(x_log2))
     frac = np.float32(x_log2 - rounded)
     return bool(abs(frac) < np.float32(1e-3)), int(rounded)
 
@@ -284,8 +252,8 @@ class Logistic(_SigmoidLike):
         lower = v < np.float32(-9.0)
         middle = ~(upper | lower)
         result[upper] = np.float32(1.0)
-        result[lower] = libm_float("exp", v[lower])
-        result[middle] = np.float32(1.0) / (np.float32(1.0) + libm_float("exp", -v[middle]))
+        result[lower] = float_function("exp")(v[lower])
+        result[middle] = np.float32(1.0) / (np.float32(1.0) + float_function("exp")(-v[middle]))
         return result
 
 
@@ -311,7 +279,7 @@ class Tanh(_SigmoidLike):
         return result >> (9 - 1)
 
     def compute(self, x):
-        return libm_float("tanh", x)
+        return float_function("tanh")(x)
 
 
 # ------------------------------------------------------------------------------ RELU / RELU6
@@ -364,7 +332,7 @@ def float_to_quantized(value: float, scale: float, zero_point: int, type_name: s
     """
     lo, hi = type_range_by_name(type_name)
     with np.errstate(divide="ignore", invalid="ignore"):
-        q = float(round_half_away_from_zero(np.float32(np.float32(value) / np.float32(scale)))) + zero_point
+        q = float(fp.tflite_round(np.float32(np.float32(value) / np.float32(scale)))) + zero_point
     if not math.isfinite(q) or not -(2.0 ** 31) <= q < 2.0 ** 31:
         as_int = fp.INT32_MIN
     else:

@@ -34,21 +34,34 @@ def quantize_float_for_activation(f: float, scale: float, zero_point: int) -> in
     return int(fp.wrap_int32(zero_point + _float_to_int32_like_x86(rounded)))
 
 
-def activation_range_quantized(activation: int, output: Tensor) -> tuple[int, int]:
+def activation_range_quantized(activation: int, output: Tensor, ctx=None) -> tuple[int, int]:
     """TFLM CalculateActivationRangeQuantized: the integer clamp for a fused activation.
 
     The clamp is applied after the output zero point is added. TANH, SIGN_BIT and unknown codes
-    clamp to the type range only, as in TFLM.
+    clamp to the type range only, as in TFLM. TFLM's Quantize helper fails Prepare when
+    roundf(bound / scale) does not fit an int32 (no_integer_overflow_from_quantization); with a
+    ``ctx`` that becomes a ModelError naming the operator.
     """
     qmin, qmax = type_range(output)
-    scale, zp = output.quantization.scale, output.quantization.zero_point
-    q = lambda f: quantize_float_for_activation(f, scale, zp)  # noqa: E731
-    if activation == 1:
-        return max(qmin, q(0.0)), qmax
-    if activation == 3:
-        return max(qmin, q(0.0)), min(qmax, q(6.0))
-    if activation == 2:
-        return max(qmin, q(-1.0)), min(qmax, q(1.0))
+    q = output.quantization
+    scale, zp = (q.scale, q.zero_point) if q is not None else (0.0, 0)
+    bounds = {1: (0.0,), 3: (0.0, 6.0), 2: (-1.0, 1.0)}.get(activation, ())
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for f in bounds:
+            r = fp.tflite_round(np.float32(np.float32(f) / np.float32(scale)))
+            if not -(2.0 ** 31) <= float(r) <= 2.0 ** 31:
+                message = (f"fused activation bound {f} / output scale {scale:g} does not fit an int32 "
+                           "(TF_LITE_ENSURE no_integer_overflow_from_quantization)")
+                if ctx is not None:
+                    ctx.fail(message, output)
+                raise ValueError(message)
+        quantize = lambda f: quantize_float_for_activation(f, scale, zp)  # noqa: E731
+        if activation == 1:
+            return max(qmin, quantize(0.0)), qmax
+        if activation == 3:
+            return max(qmin, quantize(0.0)), min(qmax, quantize(6.0))
+        if activation == 2:
+            return max(qmin, quantize(-1.0)), min(qmax, quantize(1.0))
     return qmin, qmax
 
 
@@ -64,14 +77,16 @@ def activation_range_float(activation: int) -> tuple[float, float]:
 
 
 def clamp_float(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """TFLM ActivationFunctionWithMinMax: std::min(std::max(x, lo), hi) in float32.
+    """TFLM ActivationFunctionWithMinMax: std::min(std::max(x, lo), hi), in x's float type.
 
     std::max(x, lo) is ``x < lo ? lo : x``: NaN passes through and -0.0 stays -0.0, which
     np.maximum does not guarantee.
     """
-    lo, hi = np.float32(lo), np.float32(hi)
+    x = np.asarray(x)
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+    lo, hi = dtype.type(lo), dtype.type(hi)
     x = np.where(x < lo, lo, x)
-    return np.where(hi < x, hi, x).astype(np.float32, copy=False)
+    return np.where(hi < x, hi, x).astype(dtype, copy=False)
 
 
 def apply_float_activation(x: np.ndarray, activation: int) -> np.ndarray:

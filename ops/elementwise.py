@@ -16,7 +16,7 @@ import functools
 import numpy as np
 
 from . import fixedpoint as fp
-from .common import TYPE_RANGES, activation_range_quantized, type_range
+from .common import TYPE_RANGES, activation_range_float, activation_range_quantized, clamp_float, type_range
 from .registry import OpKernel, PrepareContext, register
 
 FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
@@ -51,54 +51,12 @@ def quantize_multiplier_smaller_than_one(ctx: PrepareContext, real: float, what:
     return multiplier, shift
 
 
-def round_half_away_from_zero(x: np.ndarray) -> np.ndarray:
-    """roundf / std::round, exactly: trunc(x) plus one away from zero when the dropped fraction is
-    at least one half. (floor(|x| + 0.5) is wrong when |x| + 0.5 is inexact, e.g. for the float
-    just below 0.5, which roundf takes to 0.)"""
-    x = np.asarray(x)
-    whole = np.trunc(x)
-    fraction = x - whole  # exact for binary floating point
-    return whole + np.where(np.abs(fraction) >= x.dtype.type(0.5), np.sign(x), x.dtype.type(0))
-
-
-def activation_range(ctx: PrepareContext, activation: int, out) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized, including the Prepare failure of its Quantize helper when
-    roundf(f / scale) for a clamp bound f does not fit an int32 (e.g. RELU6 on a tiny output scale)."""
-    scale, _ = scale_and_zero_point(out)
-    bounds = {ACTIVATION_RELU: (0.0,), ACTIVATION_RELU6: (0.0, 6.0), ACTIVATION_RELU_N1_TO_1: (-1.0, 1.0)}
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for f in bounds.get(activation, ()):
-            q = round_half_away_from_zero(np.float32(np.float32(f) / np.float32(scale)))
-            ctx.check(bool(-(2.0 ** 31) <= q <= 2.0 ** 31),
-                      f"fused activation bound {f} / output scale {scale:g} does not fit an int32 "
-                      f"(TF_LITE_ENSURE no_integer_overflow_from_quantization)", out)
-    return activation_range_quantized(activation, out)
-
-
 def scale_and_zero_point(tensor) -> tuple[float, int]:
     """TfLiteTensor.params: the first scale and zero point, or (0, 0) for an unquantized tensor."""
     q = tensor.quantization
     if q is None:
         return 0.0, 0
     return q.scale, q.zero_point
-
-
-def clamp_like_c(x: np.ndarray, lo, hi) -> np.ndarray:
-    """ActivationFunctionWithMinMax: std::min(std::max(x, lo), hi), including its NaN and -0.0
-    behaviour (std::max(a, b) is ``a < b ? b : a``)."""
-    y = np.where(x < lo, lo, x)
-    return np.where(hi < y, hi, y).astype(x.dtype, copy=False)
-
-
-def float_activation_range(activation: int) -> tuple[np.float32, np.float32]:
-    """CalculateActivationRange<float>: NONE still clamps to +-FLT_MAX (so +-inf becomes +-FLT_MAX)."""
-    if activation == ACTIVATION_RELU:
-        return np.float32(0.0), FLOAT32_MAX
-    if activation == ACTIVATION_RELU6:
-        return np.float32(0.0), np.float32(6.0)
-    if activation == ACTIVATION_RELU_N1_TO_1:
-        return np.float32(-1.0), np.float32(1.0)
-    return -FLOAT32_MAX, FLOAT32_MAX
 
 
 def int32_activation_range(activation: int) -> tuple[int, int]:
@@ -201,7 +159,7 @@ class _AddSub(BinaryKernel):
             ctx.unsupported(f"output of type {self.kind} is not supported by TFLM's {self.op_name}", self.out)
         self.require_same_types(ctx, self.kind, f"TFLM's {self.op_name} reads every operand as the output type")
         if self.kind == "FLOAT32":
-            self.float_min, self.float_max = float_activation_range(self.activation)
+            self.float_min, self.float_max = activation_range_float(self.activation)
             return
         if self.kind == "INT32":
             unquantized = "(TF_LITE_ENSURE_EQ quantization.type, kTfLiteNoQuantization)"
@@ -241,7 +199,7 @@ class _AddSub(BinaryKernel):
         self.m1, self.shift1 = quantize_multiplier_smaller_than_one(ctx, real1, "input1")
         self.m2, self.shift2 = quantize_multiplier_smaller_than_one(ctx, real2, "input2")
         self.m_out, self.shift_out = quantize_multiplier_smaller_than_one(ctx, real_out, "output")
-        self.act_min, self.act_max = activation_range(ctx, self.activation, self.out)
+        self.act_min, self.act_max = activation_range_quantized(self.activation, self.out, ctx)
         domain = integer_domain(self.kind) if self.kind == "INT8" else None
         self.table = None if domain is None else self.quantized(domain[:, None], domain[None, :])
 
@@ -261,7 +219,7 @@ class _AddSub(BinaryKernel):
         x1, x2 = self.shapes.operands(inputs[0], inputs[1])
         if self.kind == "FLOAT32":
             y = x1 + x2 if self.sign > 0 else x1 - x2
-            y = clamp_like_c(y.astype(np.float32, copy=False), self.float_min, self.float_max)
+            y = clamp_float(y.astype(np.float32, copy=False), self.float_min, self.float_max)
         elif self.kind == "INT32":
             y = fp.wrap_int32(x1.astype(np.int64) + self.sign * x2.astype(np.int64))
             y = np.clip(y, self.int_min, self.int_max)
@@ -309,7 +267,7 @@ class Mul(BinaryKernel):
             ctx.unsupported(f"input of type {self.kind} is not supported by TFLM's MUL", self.in1)
         self.require_same_types(ctx, self.kind, "TFLM's MUL writes the output as the input type")
         if self.kind == "FLOAT32":
-            self.float_min, self.float_max = float_activation_range(self.activation)
+            self.float_min, self.float_max = activation_range_float(self.activation)
             return
         if self.kind == "INT32":
             self.int_min, self.int_max = int32_activation_range(self.activation)
@@ -317,7 +275,7 @@ class Mul(BinaryKernel):
         s1, z1 = scale_and_zero_point(self.in1)
         s2, z2 = scale_and_zero_point(self.in2)
         so, zo = scale_and_zero_point(self.out)
-        self.act_min, self.act_max = activation_range(ctx, self.activation, self.out)
+        self.act_min, self.act_max = activation_range_quantized(self.activation, self.out, ctx)
         real = s1 * s2 / so if so else float("inf")
         self.multiplier, self.shift = fp.quantize_multiplier(real)
         if self.kind == "INT16":
@@ -341,7 +299,7 @@ class Mul(BinaryKernel):
     def eval(self, inputs):
         x1, x2 = self.shapes.operands(inputs[0], inputs[1])
         if self.kind == "FLOAT32":
-            y = clamp_like_c((x1 * x2).astype(np.float32, copy=False), self.float_min, self.float_max)
+            y = clamp_float((x1 * x2).astype(np.float32, copy=False), self.float_min, self.float_max)
         elif self.kind == "INT32":
             y = np.clip(fp.wrap_int32(x1.astype(np.int64) * x2.astype(np.int64)), self.int_min, self.int_max)
         elif self.table is not None:

@@ -37,6 +37,8 @@ def _unary(name: str, fallback):
 
     def apply(x):
         x = np.asarray(x, np.float32)
+        if x.size == 0:
+            return x.copy()
         return np.asarray(vectorized(x), dtype=np.float32).reshape(x.shape)
     apply.__doc__ = f"C {name} on every element (float32 in, float32 out)."
     return apply
@@ -45,3 +47,12 @@ def _unary(name: str, fallback):
 expf = _unary("expf", np.exp)
 tanhf = _unary("tanhf", np.tanh)
 logf = _unary("logf", np.log)
+
+_BY_NAME = {"exp": expf, "tanh": tanhf, "log": logf}
+
+
+def float_function(name: str):
+    """The C library's single-precision ``name``f as a numpy function (e.g. "exp" -> expf)."""
+    if name not in _BY_NAME:
+        _BY_NAME[name] = _unary(name + "f", getattr(np, name))
+    return _BY_NAME[name]

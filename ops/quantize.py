@@ -6,7 +6,7 @@ import numpy as np
 
 from . import fixedpoint as fp
 from .activations import UnaryKernel
-from .elementwise import (multiply_by_quantized_multiplier, round_half_away_from_zero, scale_and_zero_point,
+from .elementwise import (multiply_by_quantized_multiplier, scale_and_zero_point,
                           type_range_by_name)
 from .registry import PrepareContext, register
 
@@ -70,7 +70,7 @@ class Quantize(UnaryKernel):
         """reference_ops::AffineQuantize."""
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             quotient = np.asarray(x, np.float32) / np.float32(self.output_scale)
-            rounded = round_half_away_from_zero(quotient)
+            rounded = fp.tflite_round(quotient)
         unclamped = fp.wrap_int32(float32_to_int32_like_x86(rounded) + self.output_zero_point)
         return np.clip(unclamped, self.output_min, self.output_max)
 

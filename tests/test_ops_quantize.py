@@ -7,7 +7,7 @@ import pytest
 
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
-from ops.elementwise import round_half_away_from_zero
+from ops.fixedpoint import tflite_round as round_half_away_from_zero
 
 
 def q(scale, zero_point=0):
