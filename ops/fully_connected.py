@@ -37,6 +37,14 @@ class FullyConnected(OpKernel):
                   f"weights {list(w.shape)}", out)
         self.out_tensor = out
         self.kind = x.type_name
+        if bias is not None:
+            allowed_bias = {"FLOAT32": ("FLOAT32",), "INT8": ("INT32",), "INT16": ("INT32", "INT64")}[x.type_name]
+            if bias.type_name not in allowed_bias:
+                ctx.unsupported(f"a {bias.type_name} bias with {x.type_name} input (TFLM reads it as "
+                                f"{' or '.join(allowed_bias)})", bias)
+            # The kernel reads bias[out_c] for every output channel.
+            ctx.check(bias.size >= self.output_depth,
+                      f"bias has {bias.size} values for {self.output_depth} output channels", bias)
         weights = np.asarray(w.data).reshape(-1, self.accum_depth)[: self.output_depth]
         if w.type_name == "INT4":
             # TFLM unpacks the int4 weights into an arena scratch buffer at every Eval.
