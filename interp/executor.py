@@ -114,7 +114,9 @@ class Interpreter:
     def _gather_inputs(self, inputs, batched: bool) -> tuple[list[np.ndarray], int]:
         sg = self.subgraph
         names = [self.tensors[i].name for i in sg.inputs]
-        if isinstance(inputs, Mapping):
+        if type(inputs) in (list, tuple):
+            values = list(inputs)  # the common case; skips the slower ABC checks below
+        elif isinstance(inputs, Mapping):
             if len(set(names)) != len(names):
                 dupes = sorted({n for n in names if names.count(n) > 1})
                 raise InputError(f"the model has several inputs named {dupes}; pass the inputs as a list")

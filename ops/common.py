@@ -346,6 +346,8 @@ class Requantizer:
         # q < 0  <=>  t < the added half; there RoundingDivideByPOT rounds down by 2^-e more.
         np.subtract(t, self.negative_fix, out=t, where=t < self.half)
         np.floor(t, out=t)
-        np.clip(t, self.low, self.high, out=t)
+        # Two ufuncs: np.clip's Python-level dispatch costs more than both on small tensors.
+        np.maximum(t, self.low, out=t)
+        np.minimum(t, self.high, out=t)
         t += self.zero_point
         return t.astype(self.out_dtype)
