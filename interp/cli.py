@@ -186,17 +186,33 @@ def _plot_plan(plan, path):
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingPackageError("--plot needs matplotlib: pip install 'microref[plot]' (or pip install matplotlib)")
-    xs = list(range(len(plan.timeline)))
-    ys = [step["live_bytes"] if isinstance(step, dict) else step.live_bytes for step in plan.timeline]
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.bar(xs, ys, color="#4a7ab5")
-    ax.axhline(plan.budget_bytes, color="#c0392b", linestyle="--", label=f"budget {plan.budget_bytes:,} B")
-    ax.axhline(plan.arena_bytes, color="#333333", linestyle=":", label=f"TFLM arena {plan.arena_bytes:,} B")
-    ax.set_xlabel("operator")
+    steps = plan.timeline
+    xs = list(range(len(steps)))
+    ys = [step.live_bytes for step in steps]
+    labels = ["inputs" if step.op is None else f"{step.op} {step.op_name}" for step in steps]
+    fig, ax = plt.subplots(figsize=(max(8, 0.28 * len(steps) + 3), 4.5))
+    colors = ["#c0392b" if step.op == plan.peak_op else "#4a7ab5" for step in steps]
+    ax.bar(xs, ys, color=colors)
+    ax.axhline(plan.arena_bytes, color="#333333", linestyle=":", label=f"TFLM greedy arena {plan.arena_bytes:,} B")
+    improved = plan.improved.arena_bytes
+    if improved < plan.arena_bytes:
+        ax.axhline(improved, color="#27ae60", linestyle="-.", label=f"improved plan {improved:,} B")
+    top = max(ys + [plan.arena_bytes]) * 1.15
+    if plan.budget_bytes <= 4 * top:
+        ax.axhline(plan.budget_bytes, color="#c0392b", linestyle="--", label=f"budget {plan.budget_bytes:,} B")
+        top = max(top, plan.budget_bytes * 1.05)
+    else:
+        ax.text(0.99, 0.97, f"budget {plan.budget_bytes:,} B (off scale)", transform=ax.transAxes,
+                ha="right", va="top", fontsize=9, color="#c0392b")
+    ax.set_ylim(0, top)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels, rotation=75, fontsize=7)
     ax.set_ylabel("live activation bytes")
-    ax.legend()
+    ax.set_title(f"arena over time (peak at operator {plan.peak_op}, red)")
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     print(f"wrote {path}")
 
 
