@@ -1,7 +1,9 @@
 """The Interpreter: prepare every operator once, then run inputs through the graph."""
 from __future__ import annotations
 
+import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -9,6 +11,42 @@ import numpy as np
 from .errors import InputError, MicrorefError, ModelError, UnsupportedOpError, where
 from .graph import analyse
 from .model import Model, Tensor, load_model
+
+
+# Samples per worker thread below which splitting a batch costs more than it saves.
+MIN_SAMPLES_PER_THREAD = 4
+
+_blas_configured = False
+_batch_pool: ThreadPoolExecutor | None = None
+
+
+def _configure_blas_once() -> None:
+    """Set BLAS to one thread for this process, once, before microref's first run.
+
+    microref's matrix products are cache-sized blocks, for which OpenBLAS's own threads only add
+    synchronisation — and on a busy machine their spin-waiting has cost 100x here; batches are
+    spread over cores by microref itself instead. Changing the thread count per call is not an
+    option (OpenBLAS re-creates its threads each time), so it is set once, process-wide, with
+    threadpoolctl. Set MICROREF_KEEP_BLAS_THREADS=1 to leave BLAS alone.
+    """
+    global _blas_configured
+    if _blas_configured:
+        return
+    _blas_configured = True
+    if os.environ.get("MICROREF_KEEP_BLAS_THREADS"):
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=1, user_api="blas")
+    except Exception:  # threadpoolctl missing or unable to inspect this process: keep going
+        pass
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    global _batch_pool
+    if _batch_pool is None or _batch_pool._max_workers < workers:
+        _batch_pool = ThreadPoolExecutor(workers, thread_name_prefix="microref")
+    return _batch_pool
 
 
 class Interpreter:
@@ -221,13 +259,29 @@ class Interpreter:
         With keep=True every intermediate tensor is kept for ``tensor()`` and ``dequantized()``.
         """
         arrays, n = self._gather_inputs(inputs, batched=False)
+        _configure_blas_once()
         env = self._execute(arrays, n, keep)
         self._kept = {k: v[0] for k, v in env.items()} if keep else None
         return [self._output_value(env, ti, n)[0] for ti in self.subgraph.outputs]
 
-    def run_batch(self, inputs, *, keep: bool = False) -> list[np.ndarray]:
-        """Run N samples at once: each input has a leading axis of N samples; so do the outputs."""
+    def run_batch(self, inputs, *, keep: bool = False, threads: int | None = None) -> list[np.ndarray]:
+        """Run N samples at once: each input has a leading axis of N samples; so do the outputs.
+
+        The batch is split over ``threads`` worker threads (default: one per core when there are
+        enough samples); numpy releases the GIL in the kernels, and every sample is independent,
+        so the result is the same as one ``run`` per sample.
+        """
         arrays, n = self._gather_inputs(inputs, batched=True)
+        workers = threads if threads is not None else min(os.cpu_count() or 1, n // MIN_SAMPLES_PER_THREAD)
+        workers = max(1, min(workers, n))
+        _configure_blas_once()
+        if workers > 1 and not keep:
+            bounds = np.linspace(0, n, workers + 1).astype(int)
+            parts = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
+            envs = list(_pool(workers).map(lambda part: self._execute(part, len(part[0]), False), parts))
+            self._kept = None
+            return [np.concatenate([self._output_value(env, ti, len(part[0])) for env, part in zip(envs, parts)])
+                    for ti in self.subgraph.outputs]
         env = self._execute(arrays, n, keep)
         self._kept = dict(env) if keep else None
         return [self._output_value(env, ti, n) for ti in self.subgraph.outputs]
