@@ -42,7 +42,6 @@ class _Pool2D(OpKernel):
         self.filter = (opts.get("filter_height", 0), opts.get("filter_width", 0))
         self.padding = opts.get("padding", 0)
         self.activation = opts.get("fused_activation_function", 0)
-        ctx.check(min(self.filter) >= 1, f"filter size {self.filter} must be positive")
         ctx.check(self.padding in (0, 1), f"unknown padding {self.padding}")
         _, in_h, in_w, channels = x.shape
         ctx.check(out.shape[0] == x.shape[0] and out.shape[3] == channels,
@@ -51,6 +50,8 @@ class _Pool2D(OpKernel):
         # and the kernel loops with that stride.
         pad_top, pad_left = compute_padding_height_width(self.padding, (in_h, in_w), self.filter, self.stride)
         self.pad = (pad_top, pad_left)
+        # A filter size <= 0 (TFLM accepts it) is a window with no taps: the kernel's loops do nothing.
+        self.filter = tuple(max(f, 0) for f in self.filter)
         # TFLM loops over the output tensor's own dims, not the ones it recomputes.
         self.out_hw = (out.shape[1], out.shape[2])
         self.inside_y = window_cells_inside(self.out_hw[0], self.stride[0], pad_top, self.filter[0], in_h)
@@ -140,7 +141,7 @@ class MaxPool2D(_Pool2D):
         # The running max starts at the type's lowest value, so filling outside taps with it is exact
         # (and a window with no in-image cell yields that lowest value, clamped, as in TFLM).
         win = self.windows(x, fill=TYPE_LOWEST[self.kind])
-        y = win.max(axis=(3, 4))
+        y = win.max(axis=(3, 4), initial=TYPE_LOWEST[self.kind])
         return self.finish(np.clip(y.astype(np.int64), self.act_min, self.act_max), n)
 
     def eval_float(self, x):
