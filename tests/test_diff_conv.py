@@ -1,8 +1,9 @@
 """CONV_2D and DEPTHWISE_CONV_2D against TFLM, over their whole parameter space.
 
-Shapes with 1s and primes, strides, dilations, both paddings, grouped convolution, depth
-multipliers, per-tensor and per-channel filters, int4 filters, 16x8 with int32 and int64 bias,
-float32, every fused activation, scales from 1e-6 to 1e3 and zero points at the type limits.
+Shapes with 1s and primes, strides and dilations (0 included: TFLM accepts it), both paddings,
+grouped convolution, depth multipliers, a bias slot written as -1, per-tensor and per-channel
+filters, int4 filters, 16x8 with int32 and int64 bias, float32, every fused activation, scales
+from 1e-6 to 1e3 and zero points at the type limits.
 """
 import numpy as np
 import pytest

@@ -1,6 +1,7 @@
 """FULLY_CONNECTED against TFLM: input ranks 1-4 flattened to rows, per-tensor (with the weight
 zero point and the bias-scale check) and per-channel weights, int4 weights, 16x8 with int32 and
-int64 bias, float32, keep_num_dims, every fused activation, extreme scales and zero points."""
+int64 bias, an omitted bias written as -1, float32, keep_num_dims, every fused activation,
+extreme scales and zero points."""
 import numpy as np
 import pytest
 from hypothesis import strategies as st
@@ -25,7 +26,9 @@ def fc_cases(draw, kind: str):
         lead = [2, rows // 2] + [1] * (rank - 3)
     case = dict(kind=kind, input_shape=lead + [depth], units=units, rows=rows,
                 keep_num_dims=draw(st.booleans()), activation=draw(activations),
-                seed=draw(seeds), style=draw(input_styles))
+                seed=draw(seeds), style=draw(input_styles),
+                # Without a bias, the omitted input is sometimes listed as -1.
+                omitted_bias_slot=draw(st.booleans()))
     if kind == "FLOAT32":
         case["bias"] = draw(st.sampled_from([None, "FLOAT32"]))
         case["bias_bits"] = draw(st.integers(0, 16))
@@ -78,6 +81,8 @@ def build_fc(case: dict):
             q_b = dict(scale=bias_scales if len(bias_scales) > 1 else bias_scales[0], zero_point=0)
         inputs.append(b.constant("bias", bias_values(rng, units, case["bias"], case["bias_bits"]),
                                  case["bias"], **q_b))
+    elif case.get("omitted_bias_slot"):
+        inputs.append(None)
     y = b.tensor("y", out_shape, io_type,
                  **(dict(scale=case["output_scale"], zero_point=case["output_zp"]) if quantized else {}))
     b.op("FULLY_CONNECTED", inputs, [y], fused_activation_function=case["activation"],

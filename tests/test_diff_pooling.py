@@ -1,6 +1,6 @@
-"""AVERAGE_POOL_2D and MAX_POOL_2D against TFLM: windows from 1x1 to larger than the input,
-strides, both paddings, int8 / int16 / float32, every fused activation, and (rarely) input and
-output quantization that differ, which TFLM's Prepare refuses."""
+"""AVERAGE_POOL_2D and MAX_POOL_2D against TFLM: windows from 1x1 (0x0 for MAX_POOL_2D) to larger
+than the input, strides from 0 to 4, both paddings, int8 / int16 / float32, every fused
+activation, and (rarely) input and output quantization that differ, which TFLM's Prepare refuses."""
 import numpy as np
 import pytest
 from hypothesis import strategies as st
