@@ -15,6 +15,7 @@ from .model import Model, Tensor, load_model
 
 # Samples per worker thread below which splitting a batch costs more than it saves.
 MIN_SAMPLES_PER_THREAD = 4
+MIN_THREAD_ELEMENTS = 1 << 16  # activation elements a worker thread should have at least
 
 _blas_configured = False
 _batch_pool: ThreadPoolExecutor | None = None
@@ -272,7 +273,11 @@ class Interpreter:
         so the result is the same as one ``run`` per sample.
         """
         arrays, n = self._gather_inputs(inputs, batched=True)
-        workers = threads if threads is not None else min(os.cpu_count() or 1, n // MIN_SAMPLES_PER_THREAD)
+        if threads is None:
+            # Threads pay off only when each one gets real work (tiny models: not at all).
+            per_sample = sum(t.size for t in self.tensors if t.data is None)
+            threads = min(os.cpu_count() or 1, n // MIN_SAMPLES_PER_THREAD, n * per_sample // MIN_THREAD_ELEMENTS)
+        workers = threads
         workers = max(1, min(workers, n))
         _configure_blas_once()
         if workers > 1 and not keep:

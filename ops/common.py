@@ -1,6 +1,8 @@
 """Parameter work shared by many kernels: activation clamps, padding, requantization."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from interp.model import Tensor
@@ -210,6 +212,10 @@ class ExactIntegerMatmul:
         y = self.raw(x)
         return y if self.dtype is np.int64 else y.astype(np.int64)
 
+    def into(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The exact product written into ``out`` (of the arithmetic type)."""
+        return np.matmul(x.astype(self.dtype, copy=False), self.weights, out=out)
+
     def raw(self, x: np.ndarray) -> np.ndarray:
         """The exact product in the arithmetic type (integer-valued floats, or int64)."""
         return x.astype(self.dtype, copy=False) @ self.weights
@@ -268,6 +274,28 @@ def _gathered_windows(x, out_hw, kernel_hw, stride_hw, dilation_hw, pad_tl, fill
     padded = np.full((n, h + 1, w + 1, c), fill, dtype=x.dtype)
     padded[:, :h, :w, :] = x
     return padded[:, rows[:, None, :, None], cols[None, :, None, :], :]
+
+
+_workspace = threading.local()
+
+
+def workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A reusable per-thread scratch array for kernel temporaries.
+
+    Blocked kernels create same-sized temporaries over and over; for arrays of a megabyte or so
+    glibc hands out fresh mmap'd pages each time, and the page faults cost more than the
+    arithmetic (measured: 11 ns vs 4 ns per requantized element). Contents are undefined; never
+    return a workspace array from eval.
+    """
+    buffers = getattr(_workspace, "buffers", None)
+    if buffers is None:
+        buffers = _workspace.buffers = {}
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64))
+    buf = buffers.get((name, dtype))
+    if buf is None or buf.size < size:
+        buf = buffers[(name, dtype)] = np.empty(max(size, 1), dtype)
+    return buf[:size].reshape(shape)
 
 
 # Elements per block when a kernel processes a large tensor piecewise: small enough that every
@@ -341,13 +369,27 @@ class Requantizer:
                 a = fp.wrap_int32(a)
             return requantize(a, self.multiplier, self.shift, self.zero_point, self.act_min, self.act_max,
                               self.numerics).astype(self.out_dtype)
-        t = np.multiply(acc, self.scale, dtype=np.float64)
+        large = acc.size > 2048  # small tensors: plain temporaries are cheaper than the workspace lookups
+        if large:
+            t = np.multiply(acc, self.scale, out=workspace("requantize", acc.shape, np.float64))
+        else:
+            t = np.multiply(acc, self.scale, dtype=np.float64)
         t += self.offset
         # q < 0  <=>  t < the added half; there RoundingDivideByPOT rounds down by 2^-e more.
-        np.subtract(t, self.negative_fix, out=t, where=t < self.half)
-        np.floor(t, out=t)
-        # Two ufuncs: np.clip's Python-level dispatch costs more than both on small tensors.
-        np.maximum(t, self.low, out=t)
-        np.minimum(t, self.high, out=t)
-        t += self.zero_point
-        return t.astype(self.out_dtype)
+        # (A masked ufunc, where=, is several times slower than this multiply by the mask.)
+        if large:
+            negative = np.less(t, self.half, out=workspace("requantize-mask", acc.shape, np.bool_))
+            t -= np.multiply(negative, self.negative_fix, out=workspace("requantize-fix", acc.shape, np.float64))
+        else:
+            t -= (t < self.half) * self.negative_fix
+        # Clamping before the floor is the same (the bounds are integers); the floor then writes
+        # the narrow output type directly, and the zero point is added there, in a cheap pass.
+        if t.size > 2048:
+            np.clip(t, self.low, self.high, out=t)
+        else:  # np.clip's Python-level dispatch costs more than two ufuncs on small tensors
+            np.maximum(t, self.low, out=t)
+            np.minimum(t, self.high, out=t)
+        out = np.empty(t.shape, self.out_dtype)
+        np.floor(t, out=out, casting="unsafe")
+        out += self.out_dtype.type(self.zero_point) if hasattr(self.out_dtype, "type") else self.zero_point
+        return out

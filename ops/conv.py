@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import fixedpoint as fp
-from .common import (BLOCK_ELEMENTS, ExactIntegerMatmul, Requantizer, activation_range_float, clamp_float,
+from .common import (BLOCK_ELEMENTS, ExactIntegerMatmul, Requantizer, activation_range_float, clamp_float, workspace,
                      activation_range_quantized, blocks, compute_padding_height_width, quantize_channel_multipliers,
                      real_multiplier, sliding_windows)
 from .registry import OpKernel, PrepareContext, register
@@ -212,7 +212,11 @@ class Conv2D(_ConvBase):
             part = win[bs, rs]
             rows = part.shape[0] * part.shape[1] * ow
             if self.groups == 1:
-                acc = self.matmuls[0].raw(part.reshape(rows, -1))
+                # im2col into a reused buffer, then the product into another (no fresh pages per block).
+                patches = workspace("conv-patches", part.shape, self.compute_dtype)
+                np.copyto(patches, part)
+                acc = self.matmuls[0].into(patches.reshape(rows, -1), workspace("conv-acc", (rows, oc),
+                                                                                self.compute_dtype))
             else:
                 acc = np.concatenate([m.raw(part[..., g * depth:(g + 1) * depth].reshape(rows, -1))
                                       for g, m in enumerate(self.matmuls)], axis=1)
@@ -321,16 +325,16 @@ class DepthwiseConv2D(_ConvBase):
             by_channel = np.ascontiguousarray(win.reshape(p, kh * kw, -1).transpose(2, 0, 1))  # (C_in, P, K)
             acc = np.matmul(by_channel, self.weights_by_channel)  # (C_in, P, dm)
             return acc.transpose(1, 0, 2).reshape(win.shape[:3] + (-1,))
-        acc = None
-        term = None
+        shape = win.shape[:3] + ((win.shape[5], dm) if dm > 1 else (win.shape[5],))
+        acc = workspace("depthwise-acc", shape, self.compute_dtype)
+        term = workspace("depthwise-term", shape, self.compute_dtype)
         for ky in range(kh):
             for kx in range(kw):
                 tap = win[:, :, :, ky, kx, :]
                 if dm > 1:
                     tap = tap[..., None]  # (…, C_in, 1) against weights (C_in, dm)
-                if acc is None:
-                    acc = tap * self.weights_split[ky, kx]
-                    term = np.empty_like(acc)
+                if ky == 0 and kx == 0:
+                    np.multiply(tap, self.weights_split[ky, kx], out=acc)
                 else:
                     np.multiply(tap, self.weights_split[ky, kx], out=term)
                     acc += term
@@ -351,7 +355,10 @@ class DepthwiseConv2D(_ConvBase):
         out = np.empty((nb, oh, ow, oc), self.out_tensor.dtype)
         for bs, rs in self.output_blocks(nb, ow * oc):
             rows = rs.stop - rs.start
-            acc = None
+            samples = len(range(*bs.indices(nb)))
+            shape = (samples, c, dm, rows, ow) if dm > 1 else (samples, c, rows, ow)
+            acc = workspace("depthwise-acc", shape, self.compute_dtype)
+            term = workspace("depthwise-term", shape, self.compute_dtype)
             for ky in range(kh):
                 y0 = rs.start * sh + ky * dh
                 for kx in range(kw):
@@ -359,10 +366,10 @@ class DepthwiseConv2D(_ConvBase):
                     tap = padded[bs, :, y0:y0 + (rows - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw]
                     if dm > 1:
                         tap = tap[:, :, None]  # (n, C_in, 1, rows, OW) against weights (C_in, dm, 1, 1)
-                    term = tap * self.weights_channel_major[ky, kx]
-                    if acc is None:
-                        acc = term
+                    if ky == 0 and kx == 0:
+                        np.multiply(tap, self.weights_channel_major[ky, kx], out=acc)
                     else:
+                        np.multiply(tap, self.weights_channel_major[ky, kx], out=term)
                         acc += term
             acc = acc.reshape(acc.shape[0], oc, rows, ow).transpose(0, 2, 3, 1)
             out[bs, rs] = self.finish(acc)
