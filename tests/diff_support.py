@@ -283,6 +283,16 @@ def random_inputs(rng: np.random.Generator, shape, dtype, n: int, *, zero_point:
     return rng.integers(lo, hi, shape, endpoint=True, dtype=np.int64).astype(dtype)
 
 
+def run_on_both(data: bytes, x: np.ndarray) -> np.ndarray:
+    """microref's output for one input, after checking that TFLM gives the same bytes."""
+    from interp import Interpreter
+    got = Interpreter.from_bytes(data).run([x])[0]
+    verdict, payload = tflm_run(data, [[x]])
+    assert verdict == "ok", payload
+    assert got.tobytes() == payload[0][0].tobytes(), (got, payload[0][0])
+    return got
+
+
 if __name__ == "__main__" and "--serve" in sys.argv:
     _serve()
 
@@ -357,3 +367,4 @@ def record(outcome: "Outcome", label: str) -> None:
     from hypothesis.control import currently_in_test_context
     if currently_in_test_context():
         event(f"{label}: {'compared' if outcome.compared else 'rejected by both'}")
+

@@ -7,7 +7,7 @@ the differential tests at the end compare awkward geometries with TFLM (int8, in
 import numpy as np
 import pytest
 
-from diff_support import check_model, random_inputs, tflm_run
+from diff_support import check_model, random_inputs, run_on_both as run, tflm_run
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
 
@@ -22,15 +22,6 @@ def pool_model(op, in_shape, out_shape, dtype="INT8", qi=(0.1, 0), qo=None, **op
     b.op(op, [x], [y], **options)
     b.output(y)
     return b.build()
-
-
-def run(data, x):
-    """microref's output, after checking that TFLM gives the same bytes."""
-    got = Interpreter.from_bytes(data).run([x])[0]
-    verdict, payload = tflm_run(data, [[x]])
-    assert verdict == "ok", payload
-    assert got.tobytes() == payload[0][0].tobytes(), (got, payload[0][0])
-    return got
 
 
 def window(fh, fw, sh, sw, padding="VALID", act="NONE"):

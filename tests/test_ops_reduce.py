@@ -6,7 +6,7 @@ the differential tests compare many axis sets, keep_dims settings and scale rati
 import numpy as np
 import pytest
 
-from diff_support import check_model, random_inputs, tflm_run
+from diff_support import check_model, random_inputs, run_on_both as run, tflm_run
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
 from ops import fixedpoint as fp
@@ -32,15 +32,6 @@ def arg_model(op, in_shape, axis, out_shape, dtype="INT8"):
     b.op(op, [x, a], [y], output_type="INT32")
     b.output(y)
     return b.build()
-
-
-def run(data, x):
-    """microref's output, after checking that TFLM gives the same bytes."""
-    got = Interpreter.from_bytes(data).run([x])[0]
-    verdict, payload = tflm_run(data, [[x]])
-    assert verdict == "ok", payload
-    assert got.tobytes() == payload[0][0].tobytes(), (got, payload[0][0])
-    return got
 
 
 # ---------------------------------------------------------------------------------- MEAN / SUM

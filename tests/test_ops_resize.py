@@ -6,7 +6,7 @@ against TFLM as well); the differential tests compare many sizes and flag combin
 import numpy as np
 import pytest
 
-from diff_support import check_model, random_inputs, tflm_run
+from diff_support import check_model, random_inputs, run_on_both as run, tflm_run
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
 from interp.errors import UnsupportedOpError
@@ -22,15 +22,6 @@ def resize_model(op, in_shape, out_hw, dtype="INT8", align_corners=False, half_p
     b.op(op, [x, size], [y], align_corners=align_corners, half_pixel_centers=half_pixel_centers)
     b.output(y)
     return b.build()
-
-
-def run(data, x):
-    """microref's output, after checking that TFLM gives the same bytes."""
-    got = Interpreter.from_bytes(data).run([x])[0]
-    verdict, payload = tflm_run(data, [[x]])
-    assert verdict == "ok", payload
-    assert got.tobytes() == payload[0][0].tobytes(), (got, payload[0][0])
-    return got
 
 
 def row(values, dtype=np.int8):
