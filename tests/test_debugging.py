@@ -132,3 +132,33 @@ def test_explain_conv_element_matches_hand_computed_arithmetic():
     # And TFLM agrees on that element.
     _, vals = tflm_tensors(str(path), [x])
     assert vals[op.outputs[0]][coords] == out
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "models"
+
+
+@pytest.mark.skipif(not (SHARED / "kws_ref_model.tflite").exists(), reason="../shared/models is absent")
+def test_compare_against_litert_names_first_divergent_op_and_single_rounding_as_why():
+    pytest.importorskip("ai_edge_litert.interpreter", reason="LiteRT (ai-edge-litert) is an optional extra")
+    path = SHARED / "kws_ref_model.tflite"
+    it = Interpreter.from_file(path)
+    x = np.random.default_rng(0).integers(-128, 128, (1, 49, 10, 1)).astype(np.int8)
+    c = cmp.compare_runtime(it, path.read_bytes(), [x], "litert")
+    first = c.first_divergent
+    assert first is not None and first.op_name == "CONV_2D" and first.op_index == 0
+    assert first.differs_in_isolation
+    assert any(w.get("reproduces") and w["variant"].startswith("single rounding") for w in first.why)
+    text = cmp.format_runtime_comparison(c)
+    assert "<- first divergent op" in text and "reproduced by single rounding" in text
+
+
+@pytest.mark.skipif(not (SHARED / "person_detect.tflite").exists(), reason="../shared/models is absent")
+def test_litert_refusing_a_model_is_a_one_line_error():
+    pytest.importorskip("ai_edge_litert.interpreter", reason="LiteRT (ai-edge-litert) is an optional extra")
+    from interp import MicrorefError
+    path = SHARED / "person_detect.tflite"
+    it = Interpreter.from_file(path)
+    x = np.zeros((1, 96, 96, 1), np.int8)
+    with pytest.raises(MicrorefError, match="LiteRT could not run the model") as e:
+        cmp.compare_runtime(it, path.read_bytes(), [x], "litert")
+    assert "\n" not in str(e.value) and len(str(e.value)) < 320
