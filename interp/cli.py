@@ -153,11 +153,19 @@ def cmd_plan(args) -> int:
     from . import planner
     it = Interpreter.from_file(args.model)
     plan = planner.plan_arena(it, budget_bytes=parse_size(args.budget), flash_budget_bytes=parse_size(args.flash_budget))
+    orders = planner.search_operator_orders(plan)
     if args.json:
         import json
-        print(json.dumps(planner.plan_to_json(plan), indent=2))
+        payload = planner.plan_to_json(plan)
+        payload["operator_order_search"] = {
+            "orders_tried": orders.orders_tried, "exhaustive": orders.exhaustive,
+            "best_order": orders.best_order, "best_lower_bound": orders.best_lower_bound,
+            "best_arena_bytes": orders.best_arena_bytes, "original_arena_bytes": orders.original_arena_bytes}
+        print(json.dumps(payload, indent=2))
     else:
         print(planner.format_plan(plan))
+        print()
+        print(_how_to_need_less(plan, orders))
     if args.plot:
         _plot_plan(plan, args.plot)
     if args.optimize:
@@ -177,6 +185,35 @@ def cmd_plan(args) -> int:
         reloaded = Interpreter.from_bytes(new).plan
         print(f"microref re-planning the rewritten model: {reloaded.arena_bytes:,} bytes")
     return EXIT_OK if plan.fits else EXIT_OVER_BUDGET
+
+
+def _short_label(label: str, limit: int = 60) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _how_to_need_less(plan, orders) -> str:
+    """Concrete ways to a smaller arena, largest saving first."""
+    lines = ["How to need less:"]
+    saved = plan.arena_bytes - plan.improved.arena_bytes
+    if saved > 0:
+        lines.append(f"  - store the improved plan in the model (microref plan --optimize -o out.tflite): "
+                     f"{saved:,} bytes less, and TFLM uses it as is")
+    if orders.improves:
+        lines.append(f"  - run the operators in another valid order ({orders.orders_tried} tried"
+                     f"{', all' if orders.exhaustive else ''}): peak {orders.best_lower_bound:,} bytes instead of "
+                     f"{orders.original_lower_bound:,}; order {orders.best_order}")
+    elif orders.exhaustive and orders.orders_tried == 1:
+        lines.append("  - operator order: the graph is a chain; it has no other valid order")
+    else:
+        lines.append(f"  - operator order: none of the {orders.orders_tried} valid orders tried"
+                     f"{' (all there are)' if orders.exhaustive else ''} lowers the peak")
+    live = [b for b in plan.buffers if b.label in set(plan.live_at_peak)]
+    if live:
+        biggest = max(live, key=lambda b: b.size)
+        lines.append(f"  - the peak ({plan.lower_bound:,} bytes at operator {plan.peak_op}) is set by what is live "
+                     f"there; the largest is {_short_label(biggest.label)} ({biggest.size:,} bytes): a smaller input resolution "
+                     f"or fewer channels around operator {plan.peak_op} lowers the floor no planner can beat")
+    return "\n".join(lines)
 
 
 def _plot_plan(plan, path):

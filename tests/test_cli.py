@@ -138,3 +138,9 @@ def test_plan_optimize_writes_a_model_that_runs_identically(capsys, tmp_path):
     xs = cli.random_inputs(a, np.random.default_rng(0))
     assert all(np.array_equal(x, y) for x, y in zip(a.run(xs), b.run(xs)))
     assert b.plan.arena_bytes <= a.plan.arena_bytes
+
+
+def test_plan_says_how_to_need_less(capsys):
+    model = str(ROOT / "golden" / "models" / "net_residual_block.tflite")
+    code, out, _ = run(capsys, "plan", model)
+    assert code == 0 and "How to need less:" in out and "operator order" in out
