@@ -204,7 +204,11 @@ class Conv2D(_ConvBase):
             flat = x.reshape(-1, self.in_hwc[2])
             flat_out = out.reshape(-1, oc)
             for rows in blocks(flat.shape[0], self.in_hwc[2] + oc):
-                flat_out[rows] = self.finish(self.matmuls[0].raw(flat[rows]))
+                part = flat[rows]
+                pixels = workspace("conv-patches", part.shape, self.compute_dtype)
+                np.copyto(pixels, part)
+                acc = self.matmuls[0].into(pixels, workspace("conv-acc", (part.shape[0], oc), self.compute_dtype))
+                flat_out[rows] = self.finish(acc)
             return [out.reshape((x.shape[0],) + self.out_tensor.shape)]
         win = self.windows(x)  # (N·B, OH, OW, KH, KW, C)
         depth = self.filter_depth
