@@ -31,16 +31,8 @@ def run_in_arena(it, inputs, plan=None) -> tuple[list[np.ndarray], np.ndarray]:
     for ti, a in zip(it.subgraph.inputs, arrays):
         view(ti)[...] = a[0]
     for op, kernel in zip(it.subgraph.operators, it.kernels):
-        ins = []
-        for ti in op.inputs:
-            if ti < 0:
-                ins.append(None)
-            elif it.tensors[ti].data is not None:
-                ins.append(it.tensors[ti].data[None])
-            else:
-                # A copy: the kernel must see the bytes as they are in the arena now.
-                ins.append(np.array(view(ti))[None])
-        outs = kernel.eval(ins)
+        # Copies: the kernel must see the bytes as they are in the arena now.
+        outs = kernel.eval(it.op_inputs(op, lambda ti: np.array(view(ti))))
         for ti, value in zip(op.outputs, outs):
             t = it.tensors[ti]
             if value.shape[1:] != tuple(t.shape):

@@ -184,17 +184,11 @@ def _kernel_for(it, op, numerics):
 
 
 def _op_inputs(it, op, values: dict[int, np.ndarray]):
-    ins = []
-    for ti in op.inputs:
-        if ti < 0:
-            ins.append(None)
-        elif it.tensors[ti].data is not None:
-            ins.append(it.tensors[ti].data[None])
-        elif ti in values:
-            ins.append(np.asarray(values[ti])[None])
-        else:
-            return None
-    return ins
+    """The op's inputs from another runtime's tensors, or None if that runtime lacks one."""
+    try:
+        return it.op_inputs(op, values.__getitem__)
+    except KeyError:
+        return None
 
 
 NUMERICS_VARIANTS = (

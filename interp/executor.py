@@ -298,6 +298,20 @@ class Interpreter:
         t = self.tensors[ti]
         return np.broadcast_to(t.data, (n,) + tuple(t.shape)).copy()
 
+    def op_inputs(self, op, value_of) -> list[np.ndarray | None]:
+        """One sample's inputs for ``op`` in the kernels' eval convention (leading sample axis of 1):
+        None for omitted inputs, constants from the model, everything else from ``value_of(index)``
+        (which may raise KeyError for a tensor it does not have)."""
+        ins = []
+        for ti in op.inputs:
+            if ti < 0:
+                ins.append(None)
+            elif self.tensors[ti].data is not None:
+                ins.append(self.tensors[ti].data[None])
+            else:
+                ins.append(np.asarray(value_of(ti))[None])
+        return ins
+
     # ------------------------------------------------------------------ intermediates
     def tensor_index(self, name_or_index: int | str) -> int:
         if isinstance(name_or_index, (int, np.integer)):
