@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from interp import Interpreter, UnsupportedOpError
+from interp.cli import random_inputs
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 MODELS = sorted(p.name for p in SHARED.glob("*.tflite")) if SHARED.is_dir() else []
@@ -19,19 +20,6 @@ runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime",
                               reason="tflite-micro (the oracle) is not installed")
 
 pytestmark = pytest.mark.skipif(not MODELS, reason=f"{SHARED} is absent: the shared real models are not here")
-
-
-def draw_inputs(it, rng):
-    xs = []
-    for d in it.input_details:
-        dt = np.dtype(d["dtype"])
-        shape = tuple(d["shape"])
-        if dt.kind == "f":
-            xs.append(rng.normal(0, 1.5, shape).astype(dt))
-        else:
-            info = np.iinfo(dt)
-            xs.append(rng.integers(info.min, info.max, shape, endpoint=True, dtype=np.int64).astype(dt))
-    return xs
 
 
 def tflm_outputs(ref, xs, n_out):
@@ -50,7 +38,7 @@ def test_real_model_matches_tflm_bit_for_bit(name):
         pytest.fail(f"{name} uses operators microref does not support yet: {e}")
     ref = runtime.Interpreter.from_file(path, arena_size=64 << 20)
     rng = np.random.default_rng(sum(map(ord, name)))
-    samples = [draw_inputs(it, rng) for _ in range(CASES)]
+    samples = [random_inputs(it, rng) for _ in range(CASES)]
     expected = [tflm_outputs(ref, xs, len(it.output_details)) for xs in samples]
     for xs, want in zip(samples, expected):
         got = it.run(xs)
