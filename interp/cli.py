@@ -401,22 +401,26 @@ def build_parser() -> argparse.ArgumentParser:
                                 "for int8 TFLite models.", epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    # --debug is accepted after the command too; SUPPRESS keeps a global --debug from being reset.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run a model on given or seeded random inputs")
+    r = sub.add_parser("run", parents=[common], help="run a model on given or seeded random inputs")
     r.add_argument("model")
     r.add_argument("--input", nargs="+", metavar="X.npy", help="one .npy per model input, or one .npz")
     r.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
     r.add_argument("--output", metavar="OUT.npz", help="save inputs and outputs")
     r.set_defaults(func=cmd_run)
 
-    i = sub.add_parser("info", help="operators, support, inputs and outputs of a model")
+    i = sub.add_parser("info", parents=[common], help="operators, support, inputs and outputs of a model")
     i.add_argument("model")
     i.add_argument("--tensors", action="store_true", help="list every tensor")
     i.add_argument("--ops", action="store_true", help="list every operator with its options")
     i.set_defaults(func=cmd_info)
 
-    pl = sub.add_parser("plan", help="TFLM's tensor arena plan, peak RAM and a verdict against a budget")
+    pl = sub.add_parser("plan", parents=[common], help="TFLM's tensor arena plan, peak RAM and a verdict against a budget")
     pl.add_argument("model")
     pl.add_argument("--budget", default="256KiB", help="RAM budget for the arena (default 256KiB)")
     pl.add_argument("--flash-budget", default="1MiB", help="flash budget for the model (default 1MiB)")
@@ -426,14 +430,14 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-o", "--output", metavar="OUT.tflite", help="where --optimize writes the model")
     pl.set_defaults(func=cmd_plan)
 
-    t = sub.add_parser("trace", help="run once and show (and dump) every intermediate tensor")
+    t = sub.add_parser("trace", parents=[common], help="run once and show (and dump) every intermediate tensor")
     t.add_argument("model")
     t.add_argument("--input", nargs="+", metavar="X.npy")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--dump", metavar="TRACE.npz", help="write every tensor to an .npz")
     t.set_defaults(func=cmd_trace)
 
-    c = sub.add_parser("compare", help="compare with TFLM/LiteRT tensor by tensor, or int8 against a float model")
+    c = sub.add_parser("compare", parents=[common], help="compare with TFLM/LiteRT tensor by tensor, or int8 against a float model")
     c.add_argument("model")
     c.add_argument("--against", choices=("tflm", "litert", "litert-ref", "all"), default="tflm",
                    help="runtime to compare with (litert = LiteRT's default kernels, litert-ref = its reference "
@@ -447,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", metavar="OUT.png", help="with --float: SNR per layer chart (needs matplotlib)")
     c.set_defaults(func=cmd_compare)
 
-    e = sub.add_parser("explain", help="the integer arithmetic behind one output element of one operator")
+    e = sub.add_parser("explain", parents=[common], help="the integer arithmetic behind one output element of one operator")
     e.add_argument("model")
     e.add_argument("--op", type=int, required=True, help="operator index")
     e.add_argument("--at", required=True, help="output coordinates, comma-separated, e.g. 0,3,4,7")
@@ -455,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=cmd_explain)
 
-    v = sub.add_parser("vectors", help="export inputs and expected outputs (npz and C header) for conformance suites")
+    v = sub.add_parser("vectors", parents=[common], help="export inputs and expected outputs (npz and C header) for conformance suites")
     v.add_argument("model")
     v.add_argument("-o", "--output", required=True, metavar="DIR")
     v.add_argument("--count", type=int, default=4, help="number of seeded random samples (default 4)")

@@ -144,3 +144,10 @@ def test_plan_says_how_to_need_less(capsys):
     model = str(ROOT / "golden" / "models" / "net_residual_block.tflite")
     code, out, _ = run(capsys, "plan", model)
     assert code == 0 and "How to need less:" in out and "operator order" in out
+
+
+def test_debug_flag_works_before_or_after_the_command(capsys, tmp_path):
+    bad = str(tmp_path / "missing.tflite")
+    for argv in (["--debug", "run", bad], ["run", bad, "--debug"]):
+        code, _, err = run(capsys, *argv)
+        assert code == cli.EXIT_MODEL and "Traceback" in err
