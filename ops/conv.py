@@ -31,7 +31,7 @@ class _ConvBase(OpKernel):
         bias = ctx.input(2)
         out = ctx.output(0)
         opts = ctx.options
-        ctx.check(len(ctx.op.inputs) in (2, 3), f"takes 2 or 3 inputs, has {len(ctx.op.inputs)}")
+        ctx.check_io_counts((2, 3))
         ctx.check(x.type_name == out.type_name, f"input type {x.type_name} differs from output type {out.type_name}")
         ok = {("FLOAT32", "FLOAT32"), ("INT16", "INT8"), ("INT8", "INT8"), ("INT8", "INT4")}
         if (x.type_name, w.type_name) not in ok:

@@ -19,9 +19,8 @@ PAD_MAX_RANK = 5  # reference_ops::PadKernelMaxDimensionCount()
 @register("PAD", "PADV2")
 class Pad(OpKernel):
     def prepare(self, ctx):
+        ctx.check_io_counts((2, 3))
         n_inputs = len(ctx.op.inputs)
-        ctx.check(n_inputs in (2, 3), f"takes 2 or 3 inputs, has {n_inputs}")
-        ctx.check(len(ctx.op.outputs) == 1, f"takes 1 output, has {len(ctx.op.outputs)}")
         x = ctx.require_input(0, "input")
         paddings = ctx.require_input(1, "paddings")
         constant = ctx.input(2) if n_inputs == 3 else None

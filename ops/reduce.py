@@ -31,8 +31,7 @@ class _Reduce(OpKernel):
     """PrepareSimple + the axis handling of reference_ops::ResolveAxis, shared by every reducer."""
 
     def prepare_axes(self, ctx):
-        ctx.check(len(ctx.op.inputs) == 2, f"takes 2 inputs, has {len(ctx.op.inputs)}")
-        ctx.check(len(ctx.op.outputs) == 1, f"takes 1 output, has {len(ctx.op.outputs)}")
+        ctx.check_io_counts(2)
         x = ctx.require_input(0, "input")
         axis_t = ctx.require_input(1, "axis")
         out = ctx.output(0)

@@ -79,6 +79,16 @@ class PrepareContext:
         if not condition:
             self.fail(message, tensor)
 
+    def check_io_counts(self, n_inputs, n_outputs: int | None = 1):
+        """TF_LITE_ENSURE on NumInputs/NumOutputs: ``n_inputs`` is a count or a tuple of allowed ones;
+        ``n_outputs`` None leaves the outputs unchecked."""
+        allowed = n_inputs if isinstance(n_inputs, tuple) else (n_inputs,)
+        have = len(self.op.inputs)
+        self.check(have in allowed, f"takes {' or '.join(map(str, allowed))} inputs, has {have}")
+        if n_outputs is not None:
+            self.check(len(self.op.outputs) == n_outputs,
+                       f"takes {n_outputs} output(s), has {len(self.op.outputs)}")
+
     def unsupported(self, message: str, tensor: Tensor | None = None):
         """A valid operator in a variant microref does not implement (reported with all others)."""
         raise UnsupportedOpError(f"{self.location(tensor)}: {message}",

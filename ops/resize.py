@@ -39,8 +39,7 @@ def nearest_source_index(output_size: int, input_size: int, align_corners: bool,
 
 class _Resize(OpKernel):
     def prepare_common(self, ctx, allowed_types):
-        ctx.check(len(ctx.op.inputs) == 2, f"takes 2 inputs, has {len(ctx.op.inputs)}")
-        ctx.check(len(ctx.op.outputs) == 1, f"takes 1 output, has {len(ctx.op.outputs)}")
+        ctx.check_io_counts(2)
         x = ctx.require_input(0, "input")
         size = ctx.require_input(1, "size")
         out = ctx.output(0)

@@ -66,14 +66,6 @@ def check_types_equal(ctx: PrepareContext, a, b, what_a="input", what_b="output"
               f"(TF_LITE_ENSURE_TYPES_EQ)")
 
 
-def check_io_counts(ctx: PrepareContext, n_inputs, n_outputs: int | None = 1):
-    allowed = n_inputs if isinstance(n_inputs, tuple) else (n_inputs,)
-    have = len(ctx.op.inputs)
-    ctx.check(have in allowed, f"takes {' or '.join(map(str, allowed))} inputs, has {have}")
-    if n_outputs is not None:
-        ctx.check(len(ctx.op.outputs) == n_outputs, f"takes {n_outputs} output(s), has {len(ctx.op.outputs)}")
-
-
 class _CopyKernel(OpKernel):
     """An op whose single output is its single activation input, reshaped."""
 
@@ -89,7 +81,7 @@ class Reshape(_CopyKernel):
     """reshape_common.cc PrepareReshapeReference; Eval is a memcpy."""
 
     def prepare(self, ctx):
-        check_io_counts(ctx, (1, 2))
+        ctx.check_io_counts((1, 2))
         x = ctx.require_input(0, "input")
         out = ctx.output(0)
         self.out_tensor = out
@@ -112,7 +104,7 @@ class Squeeze(_CopyKernel):
     """squeeze.cc SqueezePrepare / SqueezeEval (memcpy of equal byte lengths)."""
 
     def prepare(self, ctx):
-        check_io_counts(ctx, 1)
+        ctx.check_io_counts(1)
         x = ctx.require_input(0, "input")
         out = ctx.output(0)
         self.out_tensor = out
@@ -149,7 +141,7 @@ class ExpandDims(_CopyKernel):
     """expand_dims.cc ExpandDimsPrepare (VerifyTensorDim) / ExpandDimsEval."""
 
     def prepare(self, ctx):
-        check_io_counts(ctx, 2)
+        ctx.check_io_counts(2)
         x = ctx.require_input(0, "input")
         axis_t = ctx.require_input(1, "axis")
         out = ctx.output(0)
@@ -182,7 +174,7 @@ class Transpose(OpKernel):
     """transpose_common.cc TransposePrepare; reference/transpose.h."""
 
     def prepare(self, ctx):
-        check_io_counts(ctx, 2)
+        ctx.check_io_counts(2)
         x = ctx.require_input(0, "input")
         perm_t = ctx.require_input(1, "perm")
         out = ctx.output(0)
@@ -355,7 +347,7 @@ class StridedSlice(OpKernel):
     """
 
     def prepare(self, ctx):
-        check_io_counts(ctx, 4)
+        ctx.check_io_counts(4)
         x = ctx.require_input(0, "input")
         tensors = {role: ctx.require_input(i, role) for i, role in ((1, "begin"), (2, "end"), (3, "strides"))}
         out = ctx.output(0)
@@ -480,7 +472,7 @@ class SplitV(_SplitBase):
     data_index = 0
 
     def prepare(self, ctx):
-        check_io_counts(ctx, 3, None)
+        ctx.check_io_counts(3, None)
         x = ctx.require_input(0, "input")
         axis_t = ctx.require_input(2, "axis")
         sizes = self.prepare_split(ctx, x, axis_t)
