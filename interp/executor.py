@@ -74,6 +74,7 @@ class Interpreter:
         self.kernels = self._prepare_all(reg)
         self._plan = None
         self._schedule = None
+        self._activation_elements = sum(t.size for t in self.tensors if t.data is None)  # per sample
         self._kept: dict[int, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ construction
@@ -275,8 +276,8 @@ class Interpreter:
         arrays, n = self._gather_inputs(inputs, batched=True)
         if threads is None:
             # Threads pay off only when each one gets real work (tiny models: not at all).
-            per_sample = sum(t.size for t in self.tensors if t.data is None)
-            threads = min(os.cpu_count() or 1, n // MIN_SAMPLES_PER_THREAD, n * per_sample // MIN_THREAD_ELEMENTS)
+            threads = min(os.cpu_count() or 1, n // MIN_SAMPLES_PER_THREAD,
+                          n * self._activation_elements // MIN_THREAD_ELEMENTS)
         workers = threads
         workers = max(1, min(workers, n))
         _configure_blas_once()
