@@ -297,8 +297,10 @@ class DepthwiseConv2D(_ConvBase):
         c_in = self.in_hwc[2]
         regular = min(self.stride + self.dilation) > 0 and min(self.pad_top, self.pad_left) >= 0
         (oh, ow), (h, w) = self.out_hw, self.in_hwc[:2]
-        padded = (max(h + self.pad_top, (oh - 1) * self.stride[0] + (kh - 1) * self.dilation[0] + 1)
-                  * max(w + self.pad_left, (ow - 1) * self.stride[1] + (kw - 1) * self.dilation[1] + 1))
+        # The padded image the channel-major taps read: every row and column any output reaches.
+        self.padded_hw = (max(h + self.pad_top, (oh - 1) * self.stride[0] + (kh - 1) * self.dilation[0] + 1),
+                          max(w + self.pad_left, (ow - 1) * self.stride[1] + (kw - 1) * self.dilation[1] + 1))
+        padded = self.padded_hw[0] * self.padded_hw[1]
         # Strides or dilations reaching far past the image would need a huge padded copy here.
         compact = padded <= 4 * (h * w + oh * ow * kh * kw) + 4096
         self.channel_major = regular and compact and not self.use_matmul and c_in * dm < self.out_hw[1]
@@ -351,8 +353,7 @@ class DepthwiseConv2D(_ConvBase):
         pt, pl = self.pad_top, self.pad_left
         xb = x.reshape((-1, h, w, c))
         nb = xb.shape[0]
-        hp = max(h + pt, (oh - 1) * sh + (kh - 1) * dh + 1)
-        wp = max(w + pl, (ow - 1) * sw + (kw - 1) * dw + 1)
+        hp, wp = self.padded_hw
         padded = np.full((nb, c, hp, wp), self.pad_value, dtype=self.compute_dtype)
         padded[:, :, pt:pt + h, pl:pl + w] = xb.transpose(0, 3, 1, 2)
         oc = c * dm
