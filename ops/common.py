@@ -1,6 +1,7 @@
 """Parameter work shared by many kernels: activation clamps, padding, requantization."""
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -291,7 +292,7 @@ def workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     if buffers is None:
         buffers = _workspace.buffers = {}
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)
     buf = buffers.get((name, dtype))
     if buf is None or buf.size < size:
         buf = buffers[(name, dtype)] = np.empty(max(size, 1), dtype)
@@ -315,17 +316,25 @@ class Requantizer:
 
     Prepared once per op. TFLM rounds twice: h = floor(q / 2^31) with q = (acc + bias)·M + 2^30
     (SaturatingRoundingDoublingHighMul), then r = floor((h + 2^(e-1) - [h < 0]) / 2^e)
-    (RoundingDivideByPOT, e = -shift > 0). Since floor(floor(X / a) / b) = floor(X / ab) for
-    integers, and h < 0 exactly when q < 0, both roundings are one:
-        r = floor(q·2^-(31+e) + 1/2 - [q < 0]·2^-e)            (r = floor(q·2^-31) when e = 0).
-    When the prepared accumulator bound proves |q| + 2^(31+e) < 2^53, every term is exact in
-    float64, so this is TFLM's arithmetic evaluated with native float64 SIMD in a few passes.
-    Otherwise (left shifts, huge accumulators, numerics variants) the int64 primitives are used.
+    (RoundingDivideByPOT, e = -shift > 0; r = h when e = 0). Two float64 evaluations of that are
+    exact, and the prepared accumulator bound picks the first that applies:
+
+    * ``single``: since floor(floor(X / a) / b) = floor(X / ab) for integers, and h < 0 exactly
+      when q < 0, both roundings are one, r = floor(q·2^-(31+e) + 1/2 - [q < 0]·2^-e), exact
+      while |q| + 2^(31+e) < 2^53.
+    * ``split``: for huge biases or shifts (channels whose scale is nearly zero), the constant
+      part C = bias·M + 2^30 of q is split as C_h·2^31 + C_l with 0 <= C_l < 2^31; then
+      h = C_h + floor((acc·M + C_l)·2^-31), exact while |acc·M| + 2^31 < 2^53, and the second
+      rounding is done on h as TFLM does it.
+
+    Otherwise (left shifts, accumulators that may wrap int32, numerics variants) the int64
+    primitives are used.
     """
 
     def __init__(self, multiplier, shift, zero_point: int, act_min: int, act_max: int, out_dtype,
                  acc_bound: int | None, numerics=None, bias=None):
         self.bias = None if bias is None else np.asarray(bias, np.int64)
+        raw_bound = acc_bound
         if acc_bound is not None and self.bias is not None:
             acc_bound += int(np.abs(self.bias).max(initial=0))
         # C accumulates in int32 and wraps; only an accumulator that may leave int32 needs it.
@@ -335,33 +344,57 @@ class Requantizer:
         self.zero_point, self.act_min, self.act_max = int(zero_point), int(act_min), int(act_max)
         self.out_dtype = out_dtype
         self.numerics = numerics
-        double_rounding = numerics is None or numerics.rounding == "double"
+        self.low = float(self.act_min - self.zero_point)
+        self.high = float(self.act_max - self.zero_point)
+        self.mode = None
+        # Per-channel when any of multiplier, shift or bias is (a per-tensor scale with a bias).
+        self.channels = int(np.broadcast(self.multiplier, self.shift,
+                                         self.bias if self.bias is not None else 0).size)
         right = -self.shift
-        self.use_float = (double_rounding and acc_bound is not None and not self.may_wrap
-                          and bool(np.all(right >= 0))
-                          and acc_bound * int(self.multiplier.max(initial=0)) + (1 << 30)
-                          + (1 << (31 + int(right.max(initial=0)))) < (1 << 53))
-        if self.use_float:
-            total = -(31 + right)
-            self.scale = np.ldexp(self.multiplier.astype(np.float64), total)  # M·2^-(31+e), exact
-            bias = self.bias if self.bias is not None else np.zeros(1, np.int64)
-            half = np.where(right > 0, 0.5, 0.0)
-            # (bias·M + 2^30)·2^-(31+e) + 1/2: the rest of q, scaled, plus the rounding half.
-            self.offset = np.ldexp(bias.astype(np.float64) * self.multiplier + (1 << 30), total) + half
-            self.half = half
-            self.negative_fix = np.where(right > 0, np.ldexp(1.0, -right), 0.0)
-            if self.multiplier.size == 1:  # per-tensor: scalars broadcast with less overhead
-                self.scale = float(self.scale.reshape(-1)[0])
-                self.half = float(self.half.reshape(-1)[0])
-                self.negative_fix = float(self.negative_fix.reshape(-1)[0])
-            if np.size(self.offset) == 1:
-                self.offset = float(np.reshape(self.offset, -1)[0])
-            self.low = float(self.act_min - self.zero_point)
-            self.high = float(self.act_max - self.zero_point)
+        m_max = int(self.multiplier.max(initial=0))
+        if (numerics is not None and numerics.rounding != "double") or acc_bound is None or self.may_wrap \
+                or not bool(np.all((right >= 0) & (right <= 31))):
+            return
+        if acc_bound * m_max + (1 << 30) + (1 << (31 + int(right.max(initial=0)))) < (1 << 53):
+            self._prepare_single(right)
+        elif raw_bound * m_max + (1 << 31) < (1 << 53):
+            self._prepare_split(right)
+
+    @property
+    def use_float(self) -> bool:
+        return self.mode is not None
+
+    def _prepare_single(self, right):
+        self.mode = "single"
+        total = -(31 + right)
+        scale = np.ldexp(self.multiplier.astype(np.float64), total)  # M·2^-(31+e), exact
+        bias = self.bias if self.bias is not None else np.zeros(1, np.int64)
+        half = np.where(right > 0, 0.5, 0.0)
+        # (bias·M + 2^30)·2^-(31+e) + 1/2: the rest of q, scaled, plus the rounding half.
+        offset = np.ldexp(bias.astype(np.float64) * self.multiplier + (1 << 30), total) + half
+        negative_fix = np.where(right > 0, np.ldexp(1.0, -right), 0.0)
+        # Every right shift is positive in practice: then the half is one scalar.
+        self.half = _scalar_if_uniform(half)
+        self.constants = tuple(_scalar_if_uniform(c) for c in (scale, offset, negative_fix))
+
+    def _prepare_split(self, right):
+        self.mode = "split"
+        bias = self.bias if self.bias is not None else np.zeros(1, np.int64)
+        constant = [int(b) * int(m) + (1 << 30) for b, m in
+                    zip(*np.broadcast_arrays(bias, self.multiplier))]
+        high = np.array([c >> 31 for c in constant], np.float64)
+        low = np.array([c - ((c >> 31) << 31) for c in constant], np.float64)
+        scale = np.ldexp(self.multiplier.astype(np.float64), -31)
+        offset = np.ldexp(low, -31)
+        # v = h + 2^(e-1); h < 0 exactly when v < 2^(e-1); a zero shift has no rounding step.
+        rounding = np.where(right > 0, np.ldexp(1.0, right - 1), 0.0)
+        threshold = np.where(right > 0, rounding, -np.inf)
+        self.constants = tuple(_scalar_if_uniform(np.broadcast_to(c, np.broadcast(scale, high).shape))
+                               for c in (scale, offset, high + rounding, threshold, np.ldexp(1.0, -right)))
 
     def __call__(self, acc: np.ndarray) -> np.ndarray:
         """Requantize an accumulator (integer-valued, any numeric dtype); the bias is added here."""
-        if not self.use_float:
+        if self.mode is None:
             a = acc.astype(np.int64)
             if self.bias is not None:
                 a += self.bias
@@ -369,22 +402,90 @@ class Requantizer:
                 a = fp.wrap_int32(a)
             return requantize(a, self.multiplier, self.shift, self.zero_point, self.act_min, self.act_max,
                               self.numerics).astype(self.out_dtype)
-        large = acc.size > 2048  # small tensors: plain temporaries are cheaper than the workspace lookups
-        if large:
-            t = np.multiply(acc, self.scale, out=workspace("requantize", acc.shape, np.float64))
+        shape = acc.shape
+        acc, constants = self._rows(acc)
+        scale, offset = constants[:2]
+        if acc.size > 2048:  # small tensors: plain temporaries are cheaper than the workspace lookups
+            t = np.multiply(acc, scale, out=workspace("requantize", acc.shape, np.float64))
         else:
-            t = np.multiply(acc, self.scale, dtype=np.float64)
-        t += self.offset
-        # q < 0  <=>  t < the added half; there RoundingDivideByPOT rounds down by 2^-e more.
-        # (A masked ufunc, where=, is several times slower than this multiply by the mask.)
-        if large:
-            negative = np.less(t, self.half, out=workspace("requantize-mask", acc.shape, np.bool_))
-            t -= np.multiply(negative, self.negative_fix, out=workspace("requantize-fix", acc.shape, np.float64))
+            t = np.multiply(acc, scale, dtype=np.float64)
+        t += offset
+        return self._finish(t, constants).reshape(shape)
+
+    def scaled_weights(self, weights: np.ndarray) -> np.ndarray | None:
+        """(K+1, C) float64 weights whose product with [x, 1] is the scaled accumulator, or None.
+
+        Column c of the (K, C) integer weights is multiplied by the mode's scale (M_c·2^-(31+e_c)
+        or M_c·2^-31) and the mode's offset is appended as a last row. Every product x·w·M is an
+        integer below 2^45 and every partial sum, in any order, a multiple of the scale's power
+        of two bounded by the same accumulator bound that makes the mode exact: so a float64
+        GEMM with these weights does the accumulation, the bias and the scaling in one exact pass.
+        """
+        if self.mode is None:
+            return None
+        scale, offset = (np.broadcast_to(c, (self.channels,)) for c in self.constants[:2])
+        rows = np.asarray(weights, np.float64) * scale
+        return np.ascontiguousarray(np.vstack([rows, offset[None, :]]))
+
+    def from_scaled(self, t: np.ndarray) -> np.ndarray:
+        """The output from the product of [x, 1] with scaled_weights; ``t`` is clobbered."""
+        shape = t.shape
+        t, constants = self._rows(t)
+        return self._finish(t, constants).reshape(shape)
+
+    def _rows(self, a: np.ndarray):
+        """``a`` with rows of k·C elements and the constants repeated to match.
+
+        numpy broadcasts a length-C constant over a (…, C) array in inner loops of C elements,
+        about twice as slow per element as over rows of hundreds when C is small.
+        """
+        c = self.channels
+        if c > 1 and a.flags.c_contiguous and a.ndim and a.shape[-1] == c \
+                and not isinstance(getattr(self, "half", 0.0), np.ndarray):
+            tiles = self._tiles(a.size // c)
+            if tiles is not None:
+                width, constants = tiles
+                return a.reshape(-1, width), constants
+        return a, self.constants
+
+    def _tiles(self, pixels: int):
+        """The constants repeated k times, for k dividing ``pixels`` with k·C near 512."""
+        cache = self.__dict__.setdefault("_tile_cache", {})
+        got = cache.get(pixels, False)
+        if got is not False:
+            return got
+        c = self.channels
+        k = next(k for k in range(min(max(1, 512 // c), pixels), 0, -1) if pixels % k == 0)
+        got = None if k == 1 else (k * c, tuple(np.tile(np.broadcast_to(v, (c,)), k) if isinstance(v, np.ndarray)
+                                                else v for v in self.constants))
+        if len(cache) < 64:
+            cache[pixels] = got
+        return got
+
+    def _finish(self, t: np.ndarray, constants) -> np.ndarray:
+        """Rounding, clamp, zero point and narrowing of the scaled accumulator t (clobbered)."""
+        large = t.size > 2048
+        if self.mode == "single":
+            # q < 0  <=>  t < the added half; there RoundingDivideByPOT rounds down by 2^-e more.
+            # (A masked ufunc, where=, is several times slower than this multiply by the mask.)
+            negative_fix = constants[2]
+            if large:
+                negative = np.less(t, self.half, out=workspace("requantize-mask", t.shape, np.bool_))
+                t -= np.multiply(negative, negative_fix, out=workspace("requantize-fix", t.shape, np.float64))
+            else:
+                t -= (t < self.half) * negative_fix
         else:
-            t -= (t < self.half) * self.negative_fix
+            _, _, shifted_high, threshold, inverse = constants
+            np.floor(t, out=t)  # the low part of h
+            t += shifted_high  # v = h + 2^(e-1)
+            if large:
+                t -= np.less(t, threshold, out=workspace("requantize-mask", t.shape, np.bool_))
+            else:
+                t -= t < threshold
+            t *= inverse
         # Clamping before the floor is the same (the bounds are integers); the floor then writes
         # the narrow output type directly, and the zero point is added there, in a cheap pass.
-        if t.size > 2048:
+        if large:
             np.clip(t, self.low, self.high, out=t)
         else:  # np.clip's Python-level dispatch costs more than two ufuncs on small tensors
             np.maximum(t, self.low, out=t)
@@ -393,3 +494,9 @@ class Requantizer:
         np.floor(t, out=out, casting="unsafe")
         out += self.out_dtype.type(self.zero_point) if hasattr(self.out_dtype, "type") else self.zero_point
         return out
+
+
+def _scalar_if_uniform(values):
+    """A Python float when every entry is the same (per-tensor constants broadcast fastest)."""
+    flat = np.reshape(values, -1)
+    return float(flat[0]) if flat.size and np.all(flat == flat[0]) else np.asarray(values, np.float64)

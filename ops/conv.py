@@ -8,6 +8,8 @@ that lets the patches stay int8 until the matrix product, and lets the zero-poin
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import fixedpoint as fp
@@ -188,6 +190,12 @@ class Conv2D(_ConvBase):
         self.compute_dtype = max((m.dtype for m in self.matmuls), key=widening.index)
         for m in self.matmuls:
             m.use_dtype(self.compute_dtype)
+        # With the requantization's scale folded into float64 weights the GEMM returns the
+        # scaled accumulator itself (Requantizer.scaled_weights says why that is exact). That
+        # saves two passes over the output but makes the GEMM float64, about three times the
+        # cost of float32 per multiply-accumulate here: it pays off for short dot products only.
+        self.scaled_weights = (self.requantizer.scaled_weights(weights)
+                               if self.groups == 1 and weights.shape[0] <= 16 else None)
         # A 1x1 stride-1 convolution over the same-sized output is a plain product over pixels.
         self.pointwise = (self.kernel_hw == (1, 1) and self.stride == (1, 1) and self.groups == 1
                           and self.out_hw == self.in_hwc[:2] and (self.pad_top, self.pad_left) == (0, 0))
@@ -198,13 +206,16 @@ class Conv2D(_ConvBase):
             return [self._eval_float(x)]
         oh, ow = self.out_hw
         oc = self.out_tensor.shape[3]
-        out = np.empty((x.size // int(np.prod(self.in_hwc)), oh, ow, oc), self.out_tensor.dtype)
+        out = np.empty((x.size // math.prod(self.in_hwc), oh, ow, oc), self.out_tensor.dtype)
         if self.pointwise:
             # A 1x1 stride-1 convolution is a plain matrix product over pixels.
             flat = x.reshape(-1, self.in_hwc[2])
             flat_out = out.reshape(-1, oc)
             for rows in blocks(flat.shape[0], self.in_hwc[2] + oc):
                 part = flat[rows]
+                if self.scaled_weights is not None:
+                    flat_out[rows] = self._scaled_product(part, part.shape)
+                    continue
                 pixels = workspace("conv-patches", part.shape, self.compute_dtype)
                 np.copyto(pixels, part)
                 acc = self.matmuls[0].into(pixels, workspace("conv-acc", (part.shape[0], oc), self.compute_dtype))
@@ -212,9 +223,12 @@ class Conv2D(_ConvBase):
             return [out.reshape((x.shape[0],) + self.out_tensor.shape)]
         win = self.windows(x)  # (N·B, OH, OW, KH, KW, C)
         depth = self.filter_depth
-        for bs, rs in self.output_blocks(win.shape[0], ow * int(np.prod(win.shape[3:]))):
+        for bs, rs in self.output_blocks(win.shape[0], ow * math.prod(win.shape[3:])):
             part = win[bs, rs]
             rows = part.shape[0] * part.shape[1] * ow
+            if self.scaled_weights is not None:
+                out[bs, rs] = self._scaled_product(part, (rows, -1)).reshape(part.shape[:3] + (oc,))
+                continue
             if self.groups == 1:
                 # im2col into a reused buffer, then the product into another (no fresh pages per block).
                 patches = workspace("conv-patches", part.shape, self.compute_dtype)
@@ -226,6 +240,20 @@ class Conv2D(_ConvBase):
                                       for g, m in enumerate(self.matmuls)], axis=1)
             out[bs, rs] = self.finish(acc).reshape(part.shape[:3] + (oc,))
         return [out.reshape((x.shape[0],) + self.out_tensor.shape)]
+
+    def _scaled_product(self, part: np.ndarray, rows_shape) -> np.ndarray:
+        """Requantized output of the patches ``part`` through the scale-folded float64 GEMM."""
+        depth = self.scaled_weights.shape[0] - 1
+        rows = part.size // depth
+        patches = workspace("conv-patches-scaled", (rows, depth + 1), np.float64)
+        patches[:, depth] = 1.0  # the row of the weights that holds the bias and rounding offset
+        body = patches[:, :depth].reshape(part.shape)
+        if not np.may_share_memory(body, patches):
+            raise AssertionError("patch buffer reshaped into a copy")
+        np.copyto(body, part)
+        t = np.matmul(patches, self.scaled_weights, out=workspace("conv-acc-scaled", (rows, self.scaled_weights.shape[1]),
+                                                                  np.float64))
+        return self.requantizer.from_scaled(t)
 
     def _eval_float(self, x):
         oh, ow = self.out_hw

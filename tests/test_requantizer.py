@@ -58,3 +58,66 @@ def test_large_accumulators_fall_back_to_int64_and_wrap():
     assert not r.use_float and r.may_wrap
     acc = np.array([(1 << 31) + 5, -(1 << 33) - 7])
     assert np.array_equal(r(acc), reference(acc, 0, 1 << 30, -1, 0, -(1 << 31), (1 << 31) - 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.integers(1, 40), st.integers(0, 31), st.booleans())
+def test_split_mode_for_huge_biases_and_shifts(seed, channels, max_e, nearly_dead):
+    """Channels whose scale is nearly zero carry biases near 2^30 and shifts near -31; the
+    single-rounding float formula is not exact for them, the split one must be."""
+    rng = np.random.default_rng(seed)
+    m = rng.integers(1 << 30, 1 << 31, channels)
+    shift = -rng.integers(0, max_e + 1, channels)
+    limit = (1 << 30) if nearly_dead else (1 << 24)
+    bias = rng.integers(-limit, limit, channels)
+    bound = 1 << 20
+    acc = rng.integers(-bound, bound + 1, (300, channels))
+    acc[0] = 0
+    acc[1] = -bias.clip(-bound, bound)  # q = 2^30 exactly: h = 0
+    r = Requantizer(m, shift, 5, -128, 127, np.int8, bound, bias=bias)
+    assert r.mode in ("single", "split")
+    want = reference(acc, bias, m, shift, 5, -128, 127).astype(np.int8)
+    assert np.array_equal(r(acc.astype(np.float32)), want)
+    # The same through the large-array (workspace, tiled) path.
+    big = np.tile(acc, (8, 1))
+    assert np.array_equal(r(big.astype(np.float32)), np.tile(want, (8, 1)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.sampled_from([1, 3, 8, 24, 130]), st.integers(1, 16), st.booleans())
+def test_scale_folded_gemm_equals_requantized_product(seed, channels, depth, huge_bias):
+    """[x, 1] @ scaled_weights, then from_scaled, is the requantized exact integer product."""
+    rng = np.random.default_rng(seed)
+    weights = rng.integers(-127, 128, (depth, channels))
+    x = rng.integers(-128, 128, (700, depth))
+    x[:3] = [[-128] * depth, [127] * depth, [0] * depth]
+    m = rng.integers(1 << 30, 1 << 31, channels)
+    shift = -rng.integers(0, 31 if huge_bias else 12, channels)
+    bias = rng.integers(-(1 << 30) if huge_bias else -5000, (1 << 30) if huge_bias else 5000, channels)
+    bound = int(np.abs(weights).sum(axis=0).max()) * 128
+    r = Requantizer(m, shift, -3, -120, 110, np.int8, bound, bias=bias)
+    sw = r.scaled_weights(weights)
+    assert sw is not None and sw.shape == (depth + 1, channels)
+    t = np.hstack([x, np.ones((len(x), 1))]).astype(np.float64) @ sw
+    want = reference(x @ weights, bias, m, shift, -3, -120, 110).astype(np.int8)
+    assert np.array_equal(r.from_scaled(t), want)
+
+
+def test_per_tensor_and_int64_paths_have_no_scaled_weights_when_inexact():
+    r = Requantizer(1 << 30, 2, 0, -128, 127, np.int8, 1000)  # a left shift: int64 path
+    assert r.mode is None and r.scaled_weights(np.ones((2, 1))) is None
+
+
+def test_per_tensor_multiplier_with_per_channel_bias():
+    """A per-tensor scale with a bias per channel still makes per-channel constants."""
+    rng = np.random.default_rng(3)
+    bias = rng.integers(-3000, 3000, 6)
+    r = Requantizer(1 << 30, -7, 2, -128, 127, np.int8, 1 << 16, bias=bias)
+    for rows in (30, 3000):  # the small path and the large, tiled one
+        acc = rng.integers(-(1 << 16), 1 << 16, (rows, 6))
+        want = reference(acc, bias, 1 << 30, -7, 2, -128, 127).astype(np.int8)
+        assert np.array_equal(r(acc.astype(np.float32)), want)
+    weights = rng.integers(-127, 128, (4, 6))
+    x = rng.integers(-128, 128, (50, 4))
+    t = np.hstack([x, np.ones((50, 1))]) @ r.scaled_weights(weights)
+    assert np.array_equal(r.from_scaled(t), reference(x @ weights, bias, 1 << 30, -7, 2, -128, 127).astype(np.int8))
