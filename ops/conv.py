@@ -404,6 +404,9 @@ class DepthwiseConv2D(_ConvBase):
                     else:
                         np.multiply(tap, self.weights_channel_major[ky, kx], out=term)
                         acc += term
-            acc = acc.reshape(acc.shape[0], oc, rows, ow).transpose(0, 2, 3, 1)
-            out[bs, rs] = self.finish(acc)
+            if self.kind == "INT8":
+                y = self.requantizer.channel_major(acc.reshape(acc.shape[0], oc, rows * ow))
+                out[bs, rs] = y.reshape(acc.shape[0], oc, rows, ow).transpose(0, 2, 3, 1)
+            else:
+                out[bs, rs] = self.finish(acc.reshape(acc.shape[0], oc, rows, ow).transpose(0, 2, 3, 1))
         return out.reshape((x.shape[0],) + self.out_tensor.shape)

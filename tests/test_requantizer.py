@@ -121,3 +121,17 @@ def test_per_tensor_multiplier_with_per_channel_bias():
     x = rng.integers(-128, 128, (50, 4))
     t = np.hstack([x, np.ones((50, 1))]) @ r.scaled_weights(weights)
     assert np.array_equal(r.from_scaled(t), reference(x @ weights, bias, 1 << 30, -7, 2, -128, 127).astype(np.int8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.sampled_from([1, 2, 8, 16]), st.booleans(), st.booleans())
+def test_channel_major_layout_equals_channel_last(seed, channels, huge_bias, large):
+    """Requantizing (…, C, L) directly gives the channel-last result, transposed."""
+    rng = np.random.default_rng(seed)
+    m = rng.integers(1 << 30, 1 << 31, channels)
+    shift = -rng.integers(0, 31 if huge_bias else 12, channels)
+    bias = rng.integers(-(1 << 30) if huge_bias else -5000, (1 << 30) if huge_bias else 5000, channels)
+    acc = rng.integers(-(1 << 18), 1 << 18, (3, channels, 900 if large else 20))
+    r = Requantizer(m, shift, 4, -128, 127, np.int8, 1 << 18, bias=bias)
+    want = reference(np.swapaxes(acc, 1, 2), bias, m, shift, 4, -128, 127).astype(np.int8)
+    assert np.array_equal(r.channel_major(acc.astype(np.float32)), np.swapaxes(want, 1, 2))
