@@ -134,6 +134,20 @@ class _ConvBase(OpKernel):
             return y.astype(self.out_tensor.dtype)
         return self.requantizer(acc)
 
+    def _scaled_product(self, part: np.ndarray) -> np.ndarray:
+        """Requantized output of the patches ``part`` through the scale-folded float64 GEMM."""
+        depth = self.scaled_weights.shape[0] - 1
+        rows = part.size // depth
+        patches = workspace("conv-patches-scaled", (rows, depth + 1), np.float64)
+        patches[:, depth] = 1.0  # the row of the weights that holds the bias and rounding offset
+        body = patches[:, :depth].reshape(part.shape)
+        if not np.may_share_memory(body, patches):
+            raise AssertionError("patch buffer reshaped into a copy")
+        np.copyto(body, part)
+        t = np.matmul(patches, self.scaled_weights, out=workspace("conv-acc-scaled", (rows, self.scaled_weights.shape[1]),
+                                                                  np.float64))
+        return self.requantizer.from_scaled(t)
+
     def make_requantizer(self, acc_bound: int):
         self.requantizer = Requantizer(self.multiplier, self.shift, self.output_offset, self.act_min, self.act_max,
                                        self.out_tensor.dtype, acc_bound, self.numerics, bias=self.bias_folded)
@@ -214,7 +228,7 @@ class Conv2D(_ConvBase):
             for rows in blocks(flat.shape[0], self.in_hwc[2] + oc):
                 part = flat[rows]
                 if self.scaled_weights is not None:
-                    flat_out[rows] = self._scaled_product(part, part.shape)
+                    flat_out[rows] = self._scaled_product(part)
                     continue
                 pixels = workspace("conv-patches", part.shape, self.compute_dtype)
                 np.copyto(pixels, part)
@@ -227,7 +241,7 @@ class Conv2D(_ConvBase):
             part = win[bs, rs]
             rows = part.shape[0] * part.shape[1] * ow
             if self.scaled_weights is not None:
-                out[bs, rs] = self._scaled_product(part, (rows, -1)).reshape(part.shape[:3] + (oc,))
+                out[bs, rs] = self._scaled_product(part).reshape(part.shape[:3] + (oc,))
                 continue
             if self.groups == 1:
                 # im2col into a reused buffer, then the product into another (no fresh pages per block).
@@ -240,20 +254,6 @@ class Conv2D(_ConvBase):
                                       for g, m in enumerate(self.matmuls)], axis=1)
             out[bs, rs] = self.finish(acc).reshape(part.shape[:3] + (oc,))
         return [out.reshape((x.shape[0],) + self.out_tensor.shape)]
-
-    def _scaled_product(self, part: np.ndarray, rows_shape) -> np.ndarray:
-        """Requantized output of the patches ``part`` through the scale-folded float64 GEMM."""
-        depth = self.scaled_weights.shape[0] - 1
-        rows = part.size // depth
-        patches = workspace("conv-patches-scaled", (rows, depth + 1), np.float64)
-        patches[:, depth] = 1.0  # the row of the weights that holds the bias and rounding offset
-        body = patches[:, :depth].reshape(part.shape)
-        if not np.may_share_memory(body, patches):
-            raise AssertionError("patch buffer reshaped into a copy")
-        np.copyto(body, part)
-        t = np.matmul(patches, self.scaled_weights, out=workspace("conv-acc-scaled", (rows, self.scaled_weights.shape[1]),
-                                                                  np.float64))
-        return self.requantizer.from_scaled(t)
 
     def _eval_float(self, x):
         oh, ow = self.out_hw
@@ -315,6 +315,11 @@ class DepthwiseConv2D(_ConvBase):
         if self.use_matmul:
             self.weights_by_channel = np.ascontiguousarray(
                 weights.reshape(kh * kw, -1, dm).transpose(1, 0, 2).astype(np.float32))  # (C_in, K, dm)
+        # One input channel (a grayscale image) with a depth multiplier is an ordinary
+        # convolution with dm filters: a short GEMM with the requantization folded in.
+        self.scaled_weights = None
+        if self.kind == "INT8" and self.in_hwc[2] == 1 and dm > 1 and kh * kw <= 16:
+            self.scaled_weights = self.requantizer.scaled_weights(weights.reshape(kh * kw, dm))
         self._prepare_layout()
 
     def _prepare_layout(self):
@@ -332,12 +337,17 @@ class DepthwiseConv2D(_ConvBase):
         # Strides or dilations reaching far past the image would need a huge padded copy here.
         compact = padded <= 4 * (h * w + oh * ow * kh * kw) + 4096
         self.channel_major = regular and compact and not self.use_matmul and c_in * dm < self.out_hw[1]
+        self.weights_by_row = None
+        if not self.channel_major and not self.use_matmul and dm == 1 and self.stride[1] == 1 and regular:
+            self.weights_by_row = np.ascontiguousarray(np.tile(self.weights, (1, 1, self.out_hw[1])))
         if self.channel_major:
             shape = (kh, kw, c_in, dm, 1, 1) if dm > 1 else (kh, kw, c_in, 1, 1)
             self.weights_channel_major = np.ascontiguousarray(self.weights.reshape(shape))
 
     def eval(self, inputs):
         x = inputs[0]
+        if getattr(self, "scaled_weights", None) is not None:
+            return [self._eval_gemm(x)]
         if self.channel_major:
             return [self._eval_channel_major(x)]
         win = self.windows(x)  # (N·B, OH, OW, KH, KW, C_in)
@@ -349,6 +359,16 @@ class DepthwiseConv2D(_ConvBase):
             part = win[bs, rs]
             out[bs, rs] = self.finish(self._taps(part))
         return [out.reshape((x.shape[0],) + self.out_tensor.shape)]
+
+    def _eval_gemm(self, x: np.ndarray) -> np.ndarray:
+        win = self.windows(x)  # (N·B, OH, OW, KH, KW, 1)
+        oh, ow = self.out_hw
+        oc = self.out_tensor.shape[3]
+        out = np.empty((win.shape[0], oh, ow, oc), self.out_tensor.dtype)
+        for bs, rs in self.output_blocks(win.shape[0], ow * (self.scaled_weights.shape[0] + oc)):
+            part = win[bs, rs]
+            out[bs, rs] = self._scaled_product(part).reshape(part.shape[:3] + (oc,))
+        return out.reshape((x.shape[0],) + self.out_tensor.shape)
 
     def _taps(self, win: np.ndarray) -> np.ndarray:
         """Σ over filter taps of window · weight, per output channel: (P…, OW, C_in·dm)."""
@@ -362,6 +382,20 @@ class DepthwiseConv2D(_ConvBase):
         shape = win.shape[:3] + ((win.shape[5], dm) if dm > 1 else (win.shape[5],))
         acc = workspace("depthwise-acc", shape, self.compute_dtype)
         term = workspace("depthwise-term", shape, self.compute_dtype)
+        if self.weights_by_row is not None:
+            # Stride 1: a tap's (OW, C) values are one contiguous run of the padded row, and
+            # weights repeated along it make the products run over whole rows, not C at a time.
+            rows_shape = win.shape[:2] + (-1,)
+            acc_rows, term_rows = acc.reshape(rows_shape), term.reshape(rows_shape)
+            for ky in range(kh):
+                for kx in range(kw):
+                    tap = win[:, :, :, ky, kx, :].reshape(rows_shape)
+                    if ky == 0 and kx == 0:
+                        np.multiply(tap, self.weights_by_row[ky, kx], out=acc_rows)
+                    else:
+                        np.multiply(tap, self.weights_by_row[ky, kx], out=term_rows)
+                        acc_rows += term_rows
+            return acc
         for ky in range(kh):
             for kx in range(kw):
                 tap = win[:, :, :, ky, kx, :]
