@@ -14,11 +14,30 @@ from .model import Model, Tensor, load_model
 
 
 # Samples per worker thread below which splitting a batch costs more than it saves.
+# numpy's ufunc buffer (8192 elements by default) makes it stage operands through the buffer
+# whenever an inner loop is shorter than the buffer and an operand broadcasts, as per-channel
+# constants do over rows of a few hundred to a few thousand values; with a 512-element buffer
+# those loops run in place (measured: 10-20% of a batched MobileNet-style model).
+UFUNC_BUFFER_ELEMENTS = 512
 MIN_SAMPLES_PER_THREAD = 4
 MIN_THREAD_ELEMENTS = 1 << 16  # activation elements a worker thread should have at least
 
 _blas_configured = False
 _batch_pool: ThreadPoolExecutor | None = None
+
+
+@contextlib.contextmanager
+def _ufunc_buffer(elements: int):
+    """numpy's ufunc buffer size for this thread (numpy keeps it per thread), restored after."""
+    previous = np.getbufsize()
+    if previous == elements:
+        yield
+        return
+    np.setbufsize(elements)
+    try:
+        yield
+    finally:
+        np.setbufsize(previous)
 
 
 def _configure_blas_once() -> None:
@@ -232,6 +251,10 @@ class Interpreter:
         return schedule
 
     def _execute(self, arrays: list[np.ndarray], n: int, keep: bool) -> dict[int, np.ndarray]:
+        with _ufunc_buffer(UFUNC_BUFFER_ELEMENTS):
+            return self._execute_ops(arrays, n, keep)
+
+    def _execute_ops(self, arrays: list[np.ndarray], n: int, keep: bool) -> dict[int, np.ndarray]:
         if self._schedule is None:
             self._schedule = self._build_schedule()
         env: dict[int, np.ndarray] = dict(zip(self.subgraph.inputs, arrays))

@@ -341,8 +341,40 @@ class DepthwiseConv2D(_ConvBase):
         if not self.channel_major and not self.use_matmul and dm == 1 and self.stride[1] == 1 and regular:
             self.weights_by_row = np.ascontiguousarray(np.tile(self.weights, (1, 1, self.out_hw[1])))
         if self.channel_major:
-            shape = (kh, kw, c_in, dm, 1, 1) if dm > 1 else (kh, kw, c_in, 1, 1)
+            shape = (kh, kw, c_in, dm, 1) if dm > 1 else (kh, kw, c_in, 1)
             self.weights_channel_major = np.ascontiguousarray(self.weights.reshape(shape))
+            self._prepare_phases()
+
+    def _prepare_phases(self):
+        """Layout of the channel-major input: the padded image split into stride phases.
+
+        Padded row oy·sh + ky·dh lies in row phase (ky·dh) mod sh, at row oy + (ky·dh) // sh of
+        that phase; so every tap is a stride-1 window of one phase image. Computing the output
+        over the phase's full width Wq (the columns past OW are discarded) makes each tap one
+        contiguous run of the flattened phase, rows·Wq long, instead of rows·OW short rows.
+        """
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_hw, self.stride, self.dilation
+        (oh, ow) = self.out_hw
+        self.phase_hw = (oh + (kh - 1) * dh // sh, ow + (kw - 1) * dw // sw)
+        hq, wq = self.phase_hw
+        # Reads past the last phase row for the discarded columns of the last output row.
+        self.phase_tail = (kw - 1) * dw // sw
+        self.tap_phases = [[(((ky * dh) % sh) * sw + (kx * dw) % sw, (ky * dh) // sh * wq + (kx * dw) // sw)
+                            for kx in range(kw)] for ky in range(kh)]
+        h, w, _ = self.in_hwc
+        self.phase_copies = []
+        for py in range(sh):
+            i0 = (py - self.pad_top) % sh
+            r0 = (self.pad_top + i0) // sh
+            n_rows = max(0, min(-(-(h - i0) // sh), hq - r0))
+            for px in range(sw):
+                j0 = (px - self.pad_left) % sw
+                c0 = (self.pad_left + j0) // sw
+                n_cols = max(0, min(-(-(w - j0) // sw), wq - c0))
+                if n_rows and n_cols:
+                    self.phase_copies.append((py * sw + px, slice(r0, r0 + n_rows), slice(c0, c0 + n_cols),
+                                              slice(i0, i0 + (n_rows - 1) * sh + 1, sh),
+                                              slice(j0, j0 + (n_cols - 1) * sw + 1, sw)))
 
     def eval(self, inputs):
         x = inputs[0]
@@ -410,37 +442,41 @@ class DepthwiseConv2D(_ConvBase):
 
     def _eval_channel_major(self, x: np.ndarray) -> np.ndarray:
         h, w, c = self.in_hwc
-        (oh, ow), (kh, kw) = self.out_hw, self.kernel_hw
-        (sh, sw), (dh, dw), dm = self.stride, self.dilation, self.depth_multiplier
-        pt, pl = self.pad_top, self.pad_left
+        (oh, ow), (kh, kw), dm = self.out_hw, self.kernel_hw, self.depth_multiplier
+        sh, sw = self.stride
+        hq, wq = self.phase_hw
+        plane = hq * wq
         xb = x.reshape((-1, h, w, c))
         nb = xb.shape[0]
-        hp, wp = self.padded_hw
-        padded = np.full((nb, c, hp, wp), self.pad_value, dtype=self.compute_dtype)
-        padded[:, :, pt:pt + h, pl:pl + w] = xb.transpose(0, 3, 1, 2)
+        phases = np.full((nb, c, sh * sw, plane + self.phase_tail), self.pad_value, dtype=self.compute_dtype)
+        channel_major = xb.transpose(0, 3, 1, 2)
+        for p, rows, cols, in_rows, in_cols in self.phase_copies:
+            phases[:, :, p, :plane].reshape(nb, c, hq, wq)[:, :, rows, cols] = channel_major[:, :, in_rows, in_cols]
         oc = c * dm
         out = np.empty((nb, oh, ow, oc), self.out_tensor.dtype)
         for bs, rs in self.output_blocks(nb, ow * oc):
             rows = rs.stop - rs.start
             samples = len(range(*bs.indices(nb)))
-            shape = (samples, c, dm, rows, ow) if dm > 1 else (samples, c, rows, ow)
+            length = rows * wq
+            shape = (samples, c, dm, length) if dm > 1 else (samples, c, length)
             acc = workspace("depthwise-acc", shape, self.compute_dtype)
             term = workspace("depthwise-term", shape, self.compute_dtype)
             for ky in range(kh):
-                y0 = rs.start * sh + ky * dh
                 for kx in range(kw):
-                    x0 = kx * dw
-                    tap = padded[bs, :, y0:y0 + (rows - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw]
+                    p, offset = self.tap_phases[ky][kx]
+                    start = offset + rs.start * wq
+                    tap = phases[bs, :, p, start:start + length]
                     if dm > 1:
-                        tap = tap[:, :, None]  # (n, C_in, 1, rows, OW) against weights (C_in, dm, 1, 1)
+                        tap = tap[:, :, None]  # (n, C_in, 1, L) against weights (C_in, dm, 1)
                     if ky == 0 and kx == 0:
                         np.multiply(tap, self.weights_channel_major[ky, kx], out=acc)
                     else:
                         np.multiply(tap, self.weights_channel_major[ky, kx], out=term)
                         acc += term
+            acc = acc.reshape(samples, oc, length)
             if self.kind == "INT8":
-                y = self.requantizer.channel_major(acc.reshape(acc.shape[0], oc, rows * ow))
-                out[bs, rs] = y.reshape(acc.shape[0], oc, rows, ow).transpose(0, 2, 3, 1)
+                y = self.requantizer.channel_major(acc)
+                out[bs, rs] = y.reshape(samples, oc, rows, wq)[..., :ow].transpose(0, 2, 3, 1)
             else:
-                out[bs, rs] = self.finish(acc.reshape(acc.shape[0], oc, rows, ow).transpose(0, 2, 3, 1))
+                out[bs, rs] = self.finish(acc.reshape(samples, oc, rows, wq)[..., :ow].transpose(0, 2, 3, 1))
         return out.reshape((x.shape[0],) + self.out_tensor.shape)

@@ -86,3 +86,17 @@ def test_arena_matches_tflm(name):
     """The planned arena equals TFLM's 'Arena allocation head'."""
     _, _, head = load_case(name)
     assert interpreter(name).plan.arena_bytes == head
+
+
+def test_runs_leave_numpy_ufunc_buffer_size_as_they_found_it():
+    """The executor shrinks numpy's ufunc buffer while kernels run; the caller's setting stays."""
+    name = NAMES[0]
+    inputs, outputs, _ = load_case(name)
+    it = interpreter(name)
+    previous = np.setbufsize(4096)
+    try:
+        check(name, it.run_batch(inputs, threads=2), outputs, "run_batch")
+        check(name, [o[0] for o in it.run_batch([x[:1] for x in inputs])], [o[0] for o in outputs], "run_batch")
+        assert np.getbufsize() == 4096
+    finally:
+        np.setbufsize(previous)
