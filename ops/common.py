@@ -346,6 +346,10 @@ class Requantizer:
         self.numerics = numerics
         self.low = float(self.act_min - self.zero_point)
         self.high = float(self.act_max - self.zero_point)
+        # RoundingDivideByPOT's extra step down for q < 0 only ever moves a result that is <= 0
+        # already; when the clamp's lower bound is >= 0 (a fused ReLU puts act_min at the zero
+        # point) the clamp takes every such result to the bound either way, so it can be skipped.
+        self.negative_step_matters = self.low < 0
         self.mode = None
         # Per-channel when any of multiplier, shift or bias is (a per-tensor scale with a bias).
         self.channels = int(np.broadcast(self.multiplier, self.shift,
@@ -491,23 +495,25 @@ class Requantizer:
         """Rounding, clamp, zero point and narrowing of the scaled accumulator t (clobbered)."""
         large = t.size > 2048
         if self.mode == "single":
-            half = self.half if half is None else half
-            # q < 0  <=>  t < the added half; there RoundingDivideByPOT rounds down by 2^-e more.
-            # (A masked ufunc, where=, is several times slower than this multiply by the mask.)
-            negative_fix = constants[2]
-            if large:
-                negative = np.less(t, half, out=workspace("requantize-mask", t.shape, np.bool_))
-                t -= np.multiply(negative, negative_fix, out=workspace("requantize-fix", t.shape, np.float64))
-            else:
-                t -= (t < half) * negative_fix
+            if self.negative_step_matters:
+                # q < 0  <=>  t < the added half; there RoundingDivideByPOT rounds down by 2^-e
+                # more. (A masked ufunc, where=, is several times slower than this.)
+                half = self.half if half is None else half
+                negative_fix = constants[2]
+                if large:
+                    negative = np.less(t, half, out=workspace("requantize-mask", t.shape, np.bool_))
+                    t -= np.multiply(negative, negative_fix, out=workspace("requantize-fix", t.shape, np.float64))
+                else:
+                    t -= (t < half) * negative_fix
         else:
             _, _, shifted_high, threshold, inverse = constants
             np.floor(t, out=t)  # the low part of h
             t += shifted_high  # v = h + 2^(e-1)
-            if large:
-                t -= np.less(t, threshold, out=workspace("requantize-mask", t.shape, np.bool_))
-            else:
-                t -= t < threshold
+            if self.negative_step_matters:
+                if large:
+                    t -= np.less(t, threshold, out=workspace("requantize-mask", t.shape, np.bool_))
+                else:
+                    t -= t < threshold
             t *= inverse
         # Clamping before the floor is the same (the bounds are integers); the floor then writes
         # the narrow output type directly, and the zero point is added there, in a cheap pass.

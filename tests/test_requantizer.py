@@ -135,3 +135,25 @@ def test_channel_major_layout_equals_channel_last(seed, channels, huge_bias, lar
     r = Requantizer(m, shift, 4, -128, 127, np.int8, 1 << 18, bias=bias)
     want = reference(np.swapaxes(acc, 1, 2), bias, m, shift, 4, -128, 127).astype(np.int8)
     assert np.array_equal(r.channel_major(acc.astype(np.float32)), np.swapaxes(want, 1, 2))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.integers(-128, 127), st.booleans(), st.booleans())
+def test_relu_clamp_makes_the_negative_rounding_step_irrelevant(seed, zp, huge_bias, large):
+    """With act_min >= zero point the q < 0 step is skipped; results must not change, including
+    the exact negative ties that step exists for."""
+    rng = np.random.default_rng(seed)
+    channels = 5
+    m = rng.integers(1 << 30, 1 << 31, channels)
+    shift = -rng.integers(1, 31 if huge_bias else 8, channels)
+    bias = rng.integers(-(1 << 30) if huge_bias else -3000, (1 << 30) if huge_bias else 3000, channels)
+    acc = rng.integers(-(1 << 16), 1 << 16, (800 if large else 30, channels))
+    # Channel 0 (M = 2^30, e = 3: h = floor((acc + 1) / 2)) gets accumulators whose h is an
+    # exact negative RoundingDivideByPOT tie: h = -4, -12, -20 (-0.5, -1.5, -2.5 times 2^3).
+    m[0], shift[0], bias[0] = 1 << 30, -3, 0
+    acc[:4, 0] = [-8, -9, -24, -40]
+    r = Requantizer(m, shift, zp, zp, 127, np.int8, 1 << 16, bias=bias)
+    assert not r.negative_step_matters
+    want = reference(acc, bias, m, shift, zp, zp, 127).astype(np.int8)
+    assert np.array_equal(r(acc.astype(np.float32)), want)
+    assert np.array_equal(r.channel_major(np.ascontiguousarray(acc.T).astype(np.float32)), want.T)
