@@ -19,6 +19,7 @@ from .model import Model, Tensor, load_model
 # constants do over rows of a few hundred to a few thousand values; with a 512-element buffer
 # those loops run in place (measured: 10-20% of a batched MobileNet-style model).
 UFUNC_BUFFER_ELEMENTS = 512
+SMALL_RUN_ELEMENTS = 1 << 14
 MIN_SAMPLES_PER_THREAD = 4
 MIN_THREAD_ELEMENTS = 1 << 16  # activation elements a worker thread should have at least
 
@@ -251,6 +252,9 @@ class Interpreter:
         return schedule
 
     def _execute(self, arrays: list[np.ndarray], n: int, keep: bool) -> dict[int, np.ndarray]:
+        if n * self._activation_elements < SMALL_RUN_ELEMENTS:
+            # Tiny runs have no loops long enough to care, and the switch costs microseconds.
+            return self._execute_ops(arrays, n, keep)
         with _ufunc_buffer(UFUNC_BUFFER_ELEMENTS):
             return self._execute_ops(arrays, n, keep)
 
