@@ -337,13 +337,17 @@ class DepthwiseConv2D(_ConvBase):
         # Strides or dilations reaching far past the image would need a huge padded copy here.
         compact = padded <= 4 * (h * w + oh * ow * kh * kw) + 4096
         self.channel_major = regular and compact and not self.use_matmul and c_in * dm < self.out_hw[1]
-        self.weights_by_row = None
-        if not self.channel_major and not self.use_matmul and dm == 1 and self.stride[1] == 1 and regular:
-            self.weights_by_row = np.ascontiguousarray(np.tile(self.weights, (1, 1, self.out_hw[1])))
+        # Otherwise (many channels) the taps are summed in NHWC over the same stride phases.
+        self.nhwc_phases = regular and compact and not self.use_matmul and not self.channel_major and dm == 1
+        if self.channel_major or self.nhwc_phases:
+            self._prepare_phases()
         if self.channel_major:
             shape = (kh, kw, c_in, dm, 1) if dm > 1 else (kh, kw, c_in, 1)
             self.weights_channel_major = np.ascontiguousarray(self.weights.reshape(shape))
-            self._prepare_phases()
+        if self.nhwc_phases:
+            # A tap's (OW, C) values are contiguous in its phase: weights repeated along the row
+            # let each product run over OW·C values instead of C at a time.
+            self.weights_by_row = np.ascontiguousarray(np.tile(self.weights, (1, 1, self.out_hw[1])))
 
     def _prepare_phases(self):
         """Layout of the channel-major input: the padded image split into stride phases.
@@ -359,8 +363,10 @@ class DepthwiseConv2D(_ConvBase):
         hq, wq = self.phase_hw
         # Reads past the last phase row for the discarded columns of the last output row.
         self.phase_tail = (kw - 1) * dw // sw
-        self.tap_phases = [[(((ky * dh) % sh) * sw + (kx * dw) % sw, (ky * dh) // sh * wq + (kx * dw) // sw)
-                            for kx in range(kw)] for ky in range(kh)]
+        # (phase, row offset, column offset) of each tap, and the flat offset in a phase plane.
+        self.tap_windows = [[(((ky * dh) % sh) * sw + (kx * dw) % sw, (ky * dh) // sh, (kx * dw) // sw)
+                             for kx in range(kw)] for ky in range(kh)]
+        self.tap_phases = [[(p, ry * wq + rx) for p, ry, rx in row] for row in self.tap_windows]
         h, w, _ = self.in_hwc
         self.phase_copies = []
         for py in range(sh):
@@ -382,6 +388,8 @@ class DepthwiseConv2D(_ConvBase):
             return [self._eval_gemm(x)]
         if self.channel_major:
             return [self._eval_channel_major(x)]
+        if self.nhwc_phases:
+            return [self._eval_nhwc_phases(x)]
         win = self.windows(x)  # (N·B, OH, OW, KH, KW, C_in)
         oh, ow = self.out_hw
         oc = self.out_tensor.shape[3]
@@ -414,20 +422,6 @@ class DepthwiseConv2D(_ConvBase):
         shape = win.shape[:3] + ((win.shape[5], dm) if dm > 1 else (win.shape[5],))
         acc = workspace("depthwise-acc", shape, self.compute_dtype)
         term = workspace("depthwise-term", shape, self.compute_dtype)
-        if self.weights_by_row is not None:
-            # Stride 1: a tap's (OW, C) values are one contiguous run of the padded row, and
-            # weights repeated along it make the products run over whole rows, not C at a time.
-            rows_shape = win.shape[:2] + (-1,)
-            acc_rows, term_rows = acc.reshape(rows_shape), term.reshape(rows_shape)
-            for ky in range(kh):
-                for kx in range(kw):
-                    tap = win[:, :, :, ky, kx, :].reshape(rows_shape)
-                    if ky == 0 and kx == 0:
-                        np.multiply(tap, self.weights_by_row[ky, kx], out=acc_rows)
-                    else:
-                        np.multiply(tap, self.weights_by_row[ky, kx], out=term_rows)
-                        acc_rows += term_rows
-            return acc
         for ky in range(kh):
             for kx in range(kw):
                 tap = win[:, :, :, ky, kx, :]
@@ -440,6 +434,38 @@ class DepthwiseConv2D(_ConvBase):
                     acc += term
         return acc.reshape(acc.shape[:3] + (-1,))
 
+    def _eval_nhwc_phases(self, x: np.ndarray) -> np.ndarray:
+        h, w, c = self.in_hwc
+        (oh, ow), (kh, kw) = self.out_hw, self.kernel_hw
+        sh, sw = self.stride
+        hq, wq = self.phase_hw
+        xb = x.reshape((-1, h, w, c))
+        nb = xb.shape[0]
+        # With strides the input is several times the output: the phases stay in the input's own
+        # type and the products convert as they read. At stride 1 converting once is cheaper.
+        phases = np.full((nb, sh * sw, hq, wq, c), self.pad_value,
+                         dtype=xb.dtype if sh * sw > 1 else self.compute_dtype)
+        for p, rows, cols, in_rows, in_cols in self.phase_copies:
+            phases[:, p, rows, cols] = xb[:, in_rows, in_cols]
+        out = np.empty((nb, oh, ow, c), self.out_tensor.dtype)
+        for bs, rs in self.output_blocks(nb, ow * c):
+            rows = rs.stop - rs.start
+            samples = len(range(*bs.indices(nb)))
+            shape = (samples, rows, ow * c)
+            acc = workspace("depthwise-acc", shape, self.compute_dtype)
+            term = workspace("depthwise-term", shape, self.compute_dtype)
+            for ky in range(kh):
+                for kx in range(kw):
+                    p, ry, rx = self.tap_windows[ky][kx]
+                    tap = phases[bs, p, ry + rs.start:ry + rs.stop, rx:rx + ow].reshape(shape)
+                    if ky == 0 and kx == 0:
+                        np.multiply(tap, self.weights_by_row[ky, kx], out=acc)
+                    else:
+                        np.multiply(tap, self.weights_by_row[ky, kx], out=term)
+                        acc += term
+            out[bs, rs] = self.finish(acc.reshape(samples, rows, ow, c))
+        return out.reshape((x.shape[0],) + self.out_tensor.shape)
+
     def _eval_channel_major(self, x: np.ndarray) -> np.ndarray:
         h, w, c = self.in_hwc
         (oh, ow), (kh, kw), dm = self.out_hw, self.kernel_hw, self.depth_multiplier
@@ -448,7 +474,9 @@ class DepthwiseConv2D(_ConvBase):
         plane = hq * wq
         xb = x.reshape((-1, h, w, c))
         nb = xb.shape[0]
-        phases = np.full((nb, c, sh * sw, plane + self.phase_tail), self.pad_value, dtype=self.compute_dtype)
+        # As in _eval_nhwc_phases: strided inputs stay in their own type until the products.
+        phases = np.full((nb, c, sh * sw, plane + self.phase_tail), self.pad_value,
+                         dtype=xb.dtype if sh * sw > 1 else self.compute_dtype)
         channel_major = xb.transpose(0, 3, 1, 2)
         for p, rows, cols, in_rows, in_cols in self.phase_copies:
             phases[:, :, p, :plane].reshape(nb, c, hq, wq)[:, :, rows, cols] = channel_major[:, :, in_rows, in_cols]
