@@ -106,13 +106,17 @@ class _ConvBase(OpKernel):
         self.pad_value = -self.input_offset
         self.max_abs_input = 32768 if self.kind == "INT16" else 128
 
-    def windows(self, x: np.ndarray) -> np.ndarray:
-        """(N·B, OH, OW, KH, KW, C) view of raw input patches, padded with the input zero point.
+    # The type the padded input is held in before the patches are read: the arithmetic type
+    # (converted once, before the KH·KW-fold expansion), or None to keep the input's own type
+    # when the patches are copied into a buffer anyway and convert as they are copied.
+    window_dtype = "compute"
 
-        The input is converted to the arithmetic type once, before the KH·KW-fold expansion.
-        """
+    def windows(self, x: np.ndarray) -> np.ndarray:
+        """(N·B, OH, OW, KH, KW, C) view of raw input patches, padded with the input zero point."""
         # Samples and the model's own batch dim are both batches to the kernel.
-        x = x.reshape((-1,) + self.in_hwc).astype(self.compute_dtype, copy=False)
+        x = x.reshape((-1,) + self.in_hwc)
+        if self.window_dtype == "compute":
+            x = x.astype(self.compute_dtype, copy=False)
         return sliding_windows(x, self.out_hw, self.kernel_hw, self.stride, self.dilation,
                                (self.pad_top, self.pad_left), fill=self.pad_value)
 
@@ -210,6 +214,9 @@ class Conv2D(_ConvBase):
         # cost of float32 per multiply-accumulate here: it pays off for short dot products only.
         self.scaled_weights = (self.requantizer.scaled_weights(weights)
                                if self.groups == 1 and weights.shape[0] <= 16 else None)
+        # int8 patches are copied into the GEMM's buffer, converting on the way: padding a
+        # float copy of the input first would convert (and pad) sh·sw times more values.
+        self.window_dtype = None if self.kind == "INT8" else "compute"
         # A 1x1 stride-1 convolution over the same-sized output is a plain product over pixels.
         self.pointwise = (self.kernel_hw == (1, 1) and self.stride == (1, 1) and self.groups == 1
                           and self.out_hw == self.in_hwc[:2] and (self.pad_top, self.pad_left) == (0, 0))
