@@ -341,8 +341,11 @@ class DepthwiseConv2D(_ConvBase):
         self.padded_hw = (max(h + self.pad_top, (oh - 1) * self.stride[0] + (kh - 1) * self.dilation[0] + 1),
                           max(w + self.pad_left, (ow - 1) * self.stride[1] + (kw - 1) * self.dilation[1] + 1))
         padded = self.padded_hw[0] * self.padded_hw[1]
+        # The stride phases hold sh·sw images of (OH + reach) x (OW + reach).
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        phased = sh * sw * (oh + (kh - 1) * dh // max(sh, 1)) * (ow + (kw - 1) * dw // max(sw, 1))
         # Strides or dilations reaching far past the image would need a huge padded copy here.
-        compact = padded <= 4 * (h * w + oh * ow * kh * kw) + 4096
+        compact = max(padded, phased) <= 4 * (h * w + oh * ow * kh * kw) + 4096
         self.channel_major = regular and compact and not self.use_matmul and c_in * dm < self.out_hw[1]
         # Otherwise (many channels) the taps are summed in NHWC over the same stride phases.
         self.nhwc_phases = regular and compact and not self.use_matmul and not self.channel_major and dm == 1

@@ -167,3 +167,19 @@ def test_depthwise_with_an_omitted_bias_slot_is_refused_where_tflm_crashes(kind)
     assert_tflm_aborts(data, inputs)
     with pytest.raises(ModelError):
         Interpreter.from_bytes(data)
+
+
+@pytest.mark.parametrize("depthwise", [True, False])
+def test_huge_strides_over_a_small_image_stay_small_and_exact(depthwise):
+    """Stride 3000 with a 1x1 kernel: one output pixel. The stride-phase layouts would hold
+    3000² phase images; they must not be chosen (memory), and the value must still be TFLM's."""
+    case = dict(batch=1, height=10, width=10, kernel_h=1, kernel_w=1, stride_h=3000, stride_w=3000, dilation_h=1,
+                dilation_w=1, padding="VALID", in_channels=4, depth_multiplier=1, out_channels=4, groups=1,
+                kind="INT8", activation="NONE", seed=1, style="uniform", per_channel=True, input_scale=0.5,
+                output_scale=0.25, filter_scales=[0.01, 0.02, 0.03, 0.04], input_zp=3, output_zp=-2, bias="INT32",
+                bias_bits=12, omitted_bias_slot=False)
+    data, inputs = build_conv(case, depthwise=depthwise)
+    it = Interpreter.from_bytes(data)
+    kernel = it.kernels[0]
+    assert not getattr(kernel, "channel_major", False) and not getattr(kernel, "nhwc_phases", False)
+    assert check_model(data, inputs, label="DEPTHWISE_CONV_2D huge stride" if depthwise else "CONV_2D huge stride").compared
