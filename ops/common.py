@@ -484,6 +484,8 @@ class Requantizer:
         if got is not False:
             return got
         c = self.channels
+        if pixels <= 1:
+            return None
         k = next(k for k in range(min(max(1, 512 // c), pixels), 0, -1) if pixels % k == 0)
         got = None if k == 1 else (k * c, tuple(np.tile(np.broadcast_to(v, (c,)), k) if isinstance(v, np.ndarray)
                                                 else v for v in self.constants))
