@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Speed of microref against TFLM's own interpreter (tflite-micro), in one process.
 
-For each model: best-of-N latency of TFLM invoke() and microref run() at batch 1 and their ratio,
-microref's per-sample time at batch 64 and its ratio to TFLM batch-1, load+prepare time, and
-MACs. Prints a table and the geometric means over the models with more than 1M MACs (the targets
-of issue 7: batch-1 ratio <= 1.0, batch-64 ratio <= 0.1), and microref's fixed cost per op on
-the small models.
+For each model: the best and the median latency of TFLM invoke() and microref run() at batch 1,
+microref's per-sample time at batch 64, their ratios to TFLM's batch-1 time, load+prepare time,
+and MACs. TFLM and microref are measured in alternating rounds. Prints a table (best times) and
+the geometric means over the models with more than 1M MACs (the targets of issue 7: batch-1
+ratio <= 1.0, batch-64 ratio <= 0.1), from best and from median times, and microref's fixed cost
+per op on the small models.
 
     python benchmarks/bench.py [MODELS_DIR ...] [--repeat N] [--batch 64] [--rounds 3] [--json out.json]
 """
@@ -17,6 +18,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -40,10 +42,9 @@ def count_macs(it) -> int:
     return macs
 
 
-def timed(fn, repeat: int) -> float:
-    """Best of ``repeat`` timings, for TFLM and microref alike: on a shared 2-core machine the
-    minimum is the least disturbed measurement (medians moved by up to 50% between runs). Calls
-    shorter than a millisecond are timed in loops of enough calls to last about 2 ms."""
+def timed(fn, repeat: int) -> list[float]:
+    """``repeat`` timings of ``fn``, seconds per call. Calls shorter than a millisecond are timed in
+    loops of enough calls to last about 2 ms."""
     t0 = time.perf_counter()
     fn()  # warm-up, and a first estimate
     once = time.perf_counter() - t0
@@ -54,7 +55,7 @@ def timed(fn, repeat: int) -> float:
         for _ in range(loops):
             fn()
         times.append((time.perf_counter() - t0) / loops)
-    return min(times)
+    return times
 
 
 def bench_model(path: str, repeat: int, batch: int, rounds: int = 3) -> dict:
@@ -70,15 +71,21 @@ def bench_model(path: str, repeat: int, batch: int, rounds: int = 3) -> dict:
     batch_in = [np.stack([random_inputs(it, rng)[i] for _ in range(batch)]) for i in range(len(xs))]
     # The machine's speed drifts by tens of percent over seconds (shared caches and memory with
     # other tenants): measuring TFLM, then microref, could compare a fast phase with a slow one.
-    # So the three measurements alternate, round after round, and each keeps its best.
-    tflm = ours = ours_batch = float("inf")
+    # So the three measurements alternate, round after round. The ratios use each one's best
+    # time (the least disturbed); the medians are reported alongside.
+    tflm, ours, ours_batch = [], [], []
     for _ in range(rounds):
-        tflm = min(tflm, timed(ref.invoke, repeat))
-        ours = min(ours, timed(lambda: it.run(xs), repeat))
-        ours_batch = min(ours_batch, timed(lambda: it.run_batch(batch_in), max(2, repeat // 5)) / batch)
+        tflm += timed(ref.invoke, repeat)
+        ours += timed(lambda: it.run(xs), repeat)
+        ours_batch += [t / batch for t in timed(lambda: it.run_batch(batch_in), max(2, repeat // 5))]
+    tflm_median, ours_median, batch_median = (statistics.median(v) for v in (tflm, ours, ours_batch))
+    tflm, ours, ours_batch = min(tflm), min(ours), min(ours_batch)
     return {"model": os.path.basename(path), "macs": count_macs(it), "ops": len(it.subgraph.operators),
             "tflm_ms": tflm * 1e3, "microref_ms": ours * 1e3, "ratio": ours / tflm,
             "batch_ms_per_sample": ours_batch * 1e3, "batch_ratio": ours_batch / tflm, "load_ms": load * 1e3,
+            "median_tflm_ms": tflm_median * 1e3, "median_microref_ms": ours_median * 1e3,
+            "median_batch_ms_per_sample": batch_median * 1e3, "median_ratio": ours_median / tflm_median,
+            "median_batch_ratio": batch_median / tflm_median,
             "us_per_op": ours * 1e6 / max(1, len(it.subgraph.operators))}
 
 
@@ -119,10 +126,14 @@ def main():
         "geomean_ratio_batch1_big": geomean([r["ratio"] for r in big]),
         "geomean_ratio_batch_big": geomean([r["batch_ratio"] for r in big]),
         "fixed_us_per_op": max((r["us_per_op"] for r in overhead_bound), default=float("nan")),
+        "geomean_median_ratio_batch1_big": geomean([r["median_ratio"] for r in big]),
+        "geomean_median_ratio_batch_big": geomean([r["median_batch_ratio"] for r in big]),
     }
     print(f"\nmodels with > 1M MACs ({len(big)}): geometric mean batch-1 ratio {summary['geomean_ratio_batch1_big']:.3f} "
           f"(target <= 1.0); batch-{args.batch} per-sample ratio {summary['geomean_ratio_batch_big']:.3f} "
           f"(target <= 0.1)")
+    print(f"  the same from median times: batch-1 {summary['geomean_median_ratio_batch1_big']:.3f}, "
+          f"batch-{args.batch} {summary['geomean_median_ratio_batch_big']:.3f}")
     if overhead_bound:
         names = ", ".join(r["model"] for r in overhead_bound)
         print(f"fixed cost per op (models under 10k MACs per op: {names}): {summary['fixed_us_per_op']:.1f} us "
