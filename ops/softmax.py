@@ -99,6 +99,16 @@ class Softmax(OpKernel):
         self.multiplier, self.left_shift = fp.quantize_multiplier_greater_than_one(real)
         self.diff_min = -fp.calculate_input_radius(SCALED_DIFF_INTEGER_BITS, self.left_shift)
         self.output_bits = 16 if out.type_name == "INT16" else 8
+        # x - max(x) of int8 values is one of 256 differences, -255..0: the fixed-point exp of
+        # each, and its share of the sum, are tabulated once here. A difference below diff_min
+        # contributes nothing and outputs the minimum; an exp of 0 gives exactly that below.
+        diff = np.arange(-255, 1, dtype=np.int64)
+        active = diff >= self.diff_min
+        rescaled = fp.saturating_rounding_doubling_high_mul(
+            fp.wrap_int32(np.where(active, diff, 0) << self.left_shift), self.multiplier)
+        exps = fp.exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS)
+        self.exp_table = np.where(active, exps, 0)
+        self.term_table = np.where(active, fp.rounding_divide_by_pot(exps, ACCUMULATION_INTEGER_BITS), 0)
 
     def eval(self, inputs):
         x = inputs[0]
@@ -109,21 +119,16 @@ class Softmax(OpKernel):
         return [self._eval_int8(x)]
 
     def _eval_int8(self, x):
-        x64 = x.astype(np.int64)
-        diff = x64 - x64.max(axis=-1, keepdims=True)
-        active = diff >= self.diff_min
-        rescaled = fp.saturating_rounding_doubling_high_mul(
-            fp.wrap_int32(np.where(active, diff, 0) << self.left_shift), self.multiplier)
-        exps = fp.exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS)
-        terms = np.where(active, fp.rounding_divide_by_pot(exps, ACCUMULATION_INTEGER_BITS), 0)
-        sum_of_exps = fp.wrap_int32(terms.sum(axis=-1, keepdims=True))
+        wide = x.astype(np.intp)
+        index = wide - wide.max(axis=-1, keepdims=True) + 255
+        exps = self.exp_table[index]
+        sum_of_exps = fp.wrap_int32(self.term_table[index].sum(axis=-1, keepdims=True))
         scale, bits_over_unit = fp.get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
         exponent = bits_over_unit + 31 - self.output_bits
         lo, hi = (-32768, 32767) if self.output_bits == 16 else (-128, 127)
         unsat = fp.rounding_divide_by_pot(fp.saturating_rounding_doubling_high_mul(scale, exps),
                                           np.clip(exponent, 0, 31))
-        y = np.where(active, np.clip(unsat + lo, lo, hi), lo)
-        return y.astype(self.out_tensor.dtype)
+        return np.clip(unsat + lo, lo, hi).astype(self.out_tensor.dtype)
 
     def _eval_int16(self, x):
         x64 = x.astype(np.int64)
