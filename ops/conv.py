@@ -212,8 +212,10 @@ class Conv2D(_ConvBase):
         # scaled accumulator itself (Requantizer.scaled_weights says why that is exact). That
         # saves two passes over the output but makes the GEMM float64, about three times the
         # cost of float32 per multiply-accumulate here: it pays off for short dot products only.
+        # (16x8 convolutions without an int32 bias requantize in int64, TFLM's other rounding.)
         self.scaled_weights = (self.requantizer.scaled_weights(weights)
-                               if self.groups == 1 and weights.shape[0] <= 16 else None)
+                               if self.groups == 1 and weights.shape[0] <= 16 and not self.int64_accumulator
+                               else None)
         # int8 patches are copied into the GEMM's buffer, converting on the way: padding a
         # float copy of the input first would convert (and pad) sh·sw times more values.
         self.window_dtype = None if self.kind == "INT8" else "compute"
