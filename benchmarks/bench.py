@@ -126,6 +126,8 @@ def main():
         "geomean_ratio_batch1_big": geomean([r["ratio"] for r in big]),
         "geomean_ratio_batch_big": geomean([r["batch_ratio"] for r in big]),
         "fixed_us_per_op": max((r["us_per_op"] for r in overhead_bound), default=float("nan")),
+        "median_us_per_op_tiny": (statistics.median(r["us_per_op"] for r in overhead_bound)
+                                  if overhead_bound else float("nan")),
         "geomean_median_ratio_batch1_big": geomean([r["median_ratio"] for r in big]),
         "geomean_median_ratio_batch_big": geomean([r["median_batch_ratio"] for r in big]),
     }
@@ -135,9 +137,11 @@ def main():
     print(f"  the same from median times: batch-1 {summary['geomean_median_ratio_batch1_big']:.3f}, "
           f"batch-{args.batch} {summary['geomean_median_ratio_batch_big']:.3f}")
     if overhead_bound:
-        names = ", ".join(r["model"] for r in overhead_bound)
+        worst = max(overhead_bound, key=lambda r: r["us_per_op"])
+        names = (", ".join(r["model"] for r in overhead_bound) if len(overhead_bound) <= 3
+                 else f"{len(overhead_bound)} models")
         print(f"fixed cost per op (models under 10k MACs per op: {names}): {summary['fixed_us_per_op']:.1f} us "
-              f"(target < 15 us)")
+              f"at most ({worst['model']}), median {summary['median_us_per_op_tiny']:.1f} us (target < 15 us)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "summary": summary}, f, indent=2)
