@@ -183,3 +183,58 @@ def test_huge_strides_over_a_small_image_stay_small_and_exact(depthwise):
     kernel = it.kernels[0]
     assert not getattr(kernel, "channel_major", False) and not getattr(kernel, "nhwc_phases", False)
     assert check_model(data, inputs, label="DEPTHWISE_CONV_2D huge stride" if depthwise else "CONV_2D huge stride").compared
+
+
+def _large_case(**changes):
+    case = dict(batch=2, height=24, width=24, kernel_h=3, kernel_w=3, stride_h=1, stride_w=1, dilation_h=1,
+                dilation_w=1, padding="SAME", in_channels=8, depth_multiplier=1, out_channels=8, groups=1,
+                kind="INT8", activation="RELU6", seed=7, style="uniform", per_channel=True, input_scale=0.05,
+                output_scale=0.04, filter_scales=None, input_zp=-3, output_zp=-128, bias="INT32", bias_bits=14,
+                omitted_bias_slot=False)
+    case.update(changes)
+    if case["filter_scales"] is None:
+        rng = np.random.default_rng(case["seed"])
+        case["filter_scales"] = [float(s) for s in rng.uniform(0.002, 0.02, case["out_channels"])]
+    return case
+
+
+# Inputs large enough for the blocked paths the small hypothesis shapes never reach: channel-major
+# and NHWC stride phases, strided int8 phases, per-channel constants tiled into rows, the
+# scale-folded GEMM, the one-channel depthwise GEMM, the ReLU clamp skipping the negative step
+# (and not skipping it without one), the split requantization of huge biases.
+LARGE_DEPTHWISE = {
+    "channel_major_s1": _large_case(height=48, width=48),
+    "channel_major_s2": _large_case(height=48, width=48, stride_h=2, stride_w=2),
+    "channel_major_dm2_no_activation": _large_case(height=40, width=40, depth_multiplier=2, out_channels=16,
+                                                   activation="NONE", output_zp=2),
+    "nhwc_s1_no_activation": _large_case(height=12, width=12, in_channels=64, out_channels=64, activation="NONE",
+                                         output_zp=5),
+    "nhwc_s2_valid": _large_case(height=25, width=25, in_channels=48, out_channels=48, stride_h=2, stride_w=2,
+                                 padding="VALID"),
+    "nhwc_dilated": _large_case(height=16, width=16, in_channels=32, out_channels=32, dilation_h=2, dilation_w=2),
+    "one_channel_gemm": _large_case(height=64, width=64, in_channels=1, depth_multiplier=8, out_channels=8,
+                                    stride_h=2, stride_w=2),
+    "huge_biases": _large_case(height=12, width=12, in_channels=40, out_channels=40, bias_bits=31,
+                               output_scale=1e-3, activation="NONE", output_zp=0),
+}
+LARGE_CONV = {
+    "rgb_s2": _large_case(height=48, width=48, in_channels=3, out_channels=8, stride_h=2, stride_w=2),
+    "pointwise_scale_folded": _large_case(height=32, width=32, kernel_h=1, kernel_w=1, in_channels=8,
+                                          out_channels=16),
+    "pointwise_wide": _large_case(height=12, width=12, kernel_h=1, kernel_w=1, in_channels=64, out_channels=64,
+                                  activation="NONE", output_zp=3),
+    "k3_split_mode": _large_case(height=10, width=10, in_channels=16, out_channels=24, bias_bits=31,
+                                 output_scale=1e-3, activation="NONE", output_zp=0),
+    "16x8_no_bias_k1": _large_case(height=20, width=20, kernel_h=1, kernel_w=1, in_channels=4, out_channels=8,
+                                   kind="INT16", input_zp=0, output_zp=0, bias=None, activation="NONE"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_DEPTHWISE))
+def test_large_depthwise_matches_tflm(name):
+    run_conv_case(LARGE_DEPTHWISE[name], depthwise=True)
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_CONV))
+def test_large_conv_matches_tflm(name):
+    run_conv_case(LARGE_CONV[name], depthwise=False)

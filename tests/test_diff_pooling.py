@@ -75,3 +75,17 @@ def run_case(op: str, case: dict):
 @pytest.mark.parametrize("op, kind", OPS_AND_KINDS, ids=[f"{o}-{k}" for o, k in OPS_AND_KINDS])
 def test_pooling_matches_tflm(op, kind):
     run_examples(pool_cases(op, kind), lambda case: run_case(op, case))
+
+
+# Outputs of at least 1024 values take the one-pass-per-tap path; the hypothesis shapes above are
+# smaller and take the window reduction.
+LARGE_POOLS = [dict(op=op, kind=kind, batch=2, height=30, width=30, channels=8, filter_h=fh, filter_w=fw,
+                    stride_h=s, stride_w=s, padding=padding, activation=activation, seed=3, style="uniform",
+                    scale=0.1, zero_point=-5 if kind == "INT8" else 0, output_scale_factor=1.0, output_zp_offset=0)
+               for op in ("AVERAGE_POOL_2D", "MAX_POOL_2D") for kind in ("INT8", "INT16")
+               for fh, fw, s, padding, activation in ((3, 3, 2, "SAME", "NONE"), (2, 3, 1, "VALID", "RELU6"))]
+
+
+@pytest.mark.parametrize("case", LARGE_POOLS, ids=[f"{c['op']}-{c['kind']}-{c['padding']}" for c in LARGE_POOLS])
+def test_large_pooling_matches_tflm(case):
+    run_case(case["op"], case)
