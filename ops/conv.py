@@ -110,6 +110,9 @@ class _ConvBase(OpKernel):
     # (converted once, before the KH·KW-fold expansion), or None to keep the input's own type
     # when the patches are copied into a buffer anyway and convert as they are copied.
     window_dtype = "compute"
+    # (K+1, OC) float64 weights with the requantization folded in (Requantizer.scaled_weights),
+    # for the kernels whose dot products are short enough to run through them.
+    scaled_weights = None
 
     def windows(self, x: np.ndarray) -> np.ndarray:
         """(N·B, OH, OW, KH, KW, C) view of raw input patches, padded with the input zero point."""
@@ -362,12 +365,13 @@ class DepthwiseConv2D(_ConvBase):
             self.weights_by_row = np.ascontiguousarray(np.tile(self.weights, (1, 1, self.out_hw[1])))
 
     def _prepare_phases(self):
-        """Layout of the channel-major input: the padded image split into stride phases.
+        """The padded image split into stride phases, as both tap layouts read it.
 
         Padded row oy·sh + ky·dh lies in row phase (ky·dh) mod sh, at row oy + (ky·dh) // sh of
-        that phase; so every tap is a stride-1 window of one phase image. Computing the output
-        over the phase's full width Wq (the columns past OW are discarded) makes each tap one
-        contiguous run of the flattened phase, rows·Wq long, instead of rows·OW short rows.
+        that phase; so every tap is a stride-1 window of one phase image. In NHWC a tap's
+        (OW, C) block is then contiguous. Channel-major, computing the output over the phase's
+        full width Wq (the columns past OW are discarded) makes each tap one contiguous run of
+        the flattened phase, rows·Wq long, instead of rows·OW short rows.
         """
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_hw, self.stride, self.dilation
         (oh, ow) = self.out_hw
@@ -396,7 +400,7 @@ class DepthwiseConv2D(_ConvBase):
 
     def eval(self, inputs):
         x = inputs[0]
-        if getattr(self, "scaled_weights", None) is not None:
+        if self.scaled_weights is not None:
             return [self._eval_gemm(x)]
         if self.channel_major:
             return [self._eval_channel_major(x)]
