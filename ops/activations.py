@@ -243,7 +243,7 @@ class Logistic(_SigmoidLike):
         ua, ub = SIGMOID_TABLE_UINT16[idx], SIGMOID_TABLE_UINT16[idx + 1]
         result = np.where(uh >= 255, 0x7FFF << 10, (ua << 9) + (abs_v & 0x1FF) * (ub - ua))
         result = np.where(v >= 0, result + (1 << 9), (1 << (16 + 9)) - result + (1 << 9) - 1)
-        return wrap_int16(result >> 10)
+        return fp.wrap_int16(result >> 10)
 
     def compute(self, x):
         v = x.astype(np.float32, copy=False)
@@ -426,24 +426,19 @@ def downscale_multiplier_to_int16(multiplier_int32: int) -> int:
     return (multiplier_int32 + (1 << 15)) >> 16
 
 
-def wrap_int16(x):
-    x = fp.as_int64(x)
-    return ((x + (1 << 15)) & 0xFFFF) - (1 << 15)
-
-
 def saturating_rounding_doubling_high_mul_int16(a, b):
     """gemmlowp SaturatingRoundingDoublingHighMul for int16 operands."""
     a, b = fp.as_int64(a), fp.as_int64(b)
     ab = a * b
     nudged = ab + np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
-    high = wrap_int16(fp.truncating_divide(nudged, 1 << 15))
+    high = fp.wrap_int16(fp.truncating_divide(nudged, 1 << 15))
     return np.where((a == b) & (a == fp.INT16_MIN), fp.INT16_MAX, high)
 
 
 def saturating_doubling_high_mul_int16(a, b):
     """reference_ops::SaturatingDoublingHighMul in hard_swish.h: a*b / 2^15 truncated, no rounding."""
     a, b = fp.as_int64(a), fp.as_int64(b)
-    high = wrap_int16(fp.truncating_divide(a * b, 1 << 15))
+    high = fp.wrap_int16(fp.truncating_divide(a * b, 1 << 15))
     return np.where((a == b) & (a == fp.INT16_MIN), fp.INT16_MAX, high)
 
 
@@ -451,10 +446,10 @@ def rounding_divide_by_pot_int16(x, exponent: int):
     """gemmlowp RoundingDivideByPOT on int16 values; for exponents >= 16 the int16 mask wraps to -1,
     as in C."""
     x = fp.as_int64(x)
-    mask = int(wrap_int16((1 << exponent) - 1))
-    remainder = wrap_int16(x & mask)
+    mask = int(fp.wrap_int16((1 << exponent) - 1))
+    remainder = fp.wrap_int16(x & mask)
     threshold = (mask >> 1) + (x < 0)
-    return wrap_int16((x >> exponent) + (remainder > threshold))
+    return fp.wrap_int16((x >> exponent) + (remainder > threshold))
 
 
 def saturating_left_shift_int16(x, amount: int):
@@ -489,8 +484,8 @@ class HardSwish(UnaryKernel):
         self.tabulate(self.quantized)
 
     def quantized(self, x):
-        value = wrap_int16(fp.as_int64(x) - self.input_zero_point)
-        hires = wrap_int16(value * (1 << 7))
+        value = fp.wrap_int16(fp.as_int64(x) - self.input_zero_point)
+        hires = fp.wrap_int16(value * (1 << 7))
         preshift_output = saturating_rounding_doubling_high_mul_int16(hires, self.output_multiplier)
         reluish = hires
         if self.reluish_exponent > 0:
@@ -503,7 +498,7 @@ class HardSwish(UnaryKernel):
         reluish = (reluish + (1 << 15)) >> 1
         preshift_value = saturating_doubling_high_mul_int16(reluish, preshift_output)
         out = rounding_divide_by_pot_int16(preshift_value, -self.output_exponent)
-        out = wrap_int16(out + self.output_zero_point)
+        out = fp.wrap_int16(out + self.output_zero_point)
         return np.clip(out, -128, 127)
 
     def compute(self, x):

@@ -19,11 +19,6 @@ from .common import (BLOCK_ELEMENTS, ExactIntegerMatmul, Requantizer, activation
 from .registry import OpKernel, PrepareContext, register
 
 
-def _int16(v: int) -> int:
-    """A C int stored into an int16_t (two's-complement wrap)."""
-    return (int(v) + (1 << 15)) % (1 << 16) - (1 << 15)
-
-
 class _ConvBase(OpKernel):
     """Prepare work common to both convolutions: geometry, padding, per-channel requantization."""
 
@@ -62,9 +57,9 @@ class _ConvBase(OpKernel):
         # TFLM computes the padding with int arithmetic, then hands the kernel ConvParams /
         # DepthwiseParams whose strides, dilations and paddings are int16_t: a value beyond
         # 32767 wraps there, and the kernel loops with the wrapped value.
-        self.pad_top, self.pad_left = _int16(pad_top), _int16(pad_left)
-        self.stride = tuple(_int16(v) for v in self.stride)
-        self.dilation = tuple(_int16(v) for v in self.dilation)
+        self.pad_top, self.pad_left = int(fp.wrap_int16(pad_top)), int(fp.wrap_int16(pad_left))
+        self.stride = tuple(int(fp.wrap_int16(v)) for v in self.stride)
+        self.dilation = tuple(int(fp.wrap_int16(v)) for v in self.dilation)
         # TFLM loops over the output tensor's own dims, not the ones it recomputes.
         self.out_hw = (out.shape[1], out.shape[2])
         for axis, name in ((0, "height"), (1, "width")):
@@ -104,7 +99,9 @@ class _ConvBase(OpKernel):
         else:
             self.input_offset, self.output_offset = -xq.zero_point, oq.zero_point
         self.pad_value = -self.input_offset
-        self.max_abs_input = 32768 if self.kind == "INT16" else 128
+        # Padded taps hold the zero point, which a (malformed but TFLM-accepted) model may put
+        # outside the input type: the exactness bounds must cover it too.
+        self.max_abs_input = max(32768 if self.kind == "INT16" else 128, abs(self.pad_value))
 
     # The type the padded input is held in before the patches are read: the arithmetic type
     # (converted once, before the KH·KW-fold expansion), or None to keep the input's own type
@@ -114,11 +111,17 @@ class _ConvBase(OpKernel):
     # for the kernels whose dot products are short enough to run through them.
     scaled_weights = None
 
+    def input_type_holds_pad(self, dtype) -> bool:
+        """Whether the input's own type can hold the padding value (the input zero point, which a
+        model may set outside the type's range; TFLM's int32 offset arithmetic does not mind)."""
+        dtype = np.dtype(dtype)
+        return dtype.kind == "f" or np.iinfo(dtype).min <= self.pad_value <= np.iinfo(dtype).max
+
     def windows(self, x: np.ndarray) -> np.ndarray:
         """(N·B, OH, OW, KH, KW, C) view of raw input patches, padded with the input zero point."""
         # Samples and the model's own batch dim are both batches to the kernel.
         x = x.reshape((-1,) + self.in_hwc)
-        if self.window_dtype == "compute":
+        if self.window_dtype == "compute" or not self.input_type_holds_pad(x.dtype):
             x = x.astype(self.compute_dtype, copy=False)
         return sliding_windows(x, self.out_hw, self.kernel_hw, self.stride, self.dilation,
                                (self.pad_top, self.pad_left), fill=self.pad_value)
@@ -459,8 +462,8 @@ class DepthwiseConv2D(_ConvBase):
         nb = xb.shape[0]
         # With strides the input is several times the output: the phases stay in the input's own
         # type and the products convert as they read. At stride 1 converting once is cheaper.
-        phases = np.full((nb, sh * sw, hq, wq, c), self.pad_value,
-                         dtype=xb.dtype if sh * sw > 1 else self.compute_dtype)
+        keep_type = sh * sw > 1 and self.input_type_holds_pad(xb.dtype)
+        phases = np.full((nb, sh * sw, hq, wq, c), self.pad_value, dtype=xb.dtype if keep_type else self.compute_dtype)
         for p, rows, cols, in_rows, in_cols in self.phase_copies:
             phases[:, p, rows, cols] = xb[:, in_rows, in_cols]
         out = np.empty((nb, oh, ow, c), self.out_tensor.dtype)
@@ -491,8 +494,9 @@ class DepthwiseConv2D(_ConvBase):
         xb = x.reshape((-1, h, w, c))
         nb = xb.shape[0]
         # As in _eval_nhwc_phases: strided inputs stay in their own type until the products.
+        keep_type = sh * sw > 1 and self.input_type_holds_pad(xb.dtype)
         phases = np.full((nb, c, sh * sw, plane + self.phase_tail), self.pad_value,
-                         dtype=xb.dtype if sh * sw > 1 else self.compute_dtype)
+                         dtype=xb.dtype if keep_type else self.compute_dtype)
         channel_major = xb.transpose(0, 3, 1, 2)
         for p, rows, cols, in_rows, in_cols in self.phase_copies:
             phases[:, :, p, :plane].reshape(nb, c, hq, wq)[:, :, rows, cols] = channel_major[:, :, in_rows, in_cols]

@@ -20,6 +20,13 @@ def as_int64(x):
     return np.asarray(x, dtype=np.int64)
 
 
+def wrap_int16(x):
+    """Two's-complement wrap to int16: a C int stored into an int16_t (e.g. TFLM's PaddingValues
+    and ConvParams fields, or gemmlowp's int16 arithmetic)."""
+    x = as_int64(x)
+    return ((x + (1 << 15)) & 0xFFFF) - (1 << 15)
+
+
 def wrap_int32(x):
     """Two's-complement wrap of an int64 value to int32, as a C int32 overflow does on MCUs."""
     x = as_int64(x)

@@ -27,6 +27,20 @@ def window_cells_inside(out_size: int, stride: int, pad_before: int, filter_size
     return (pos >= 0) & (pos < in_size)
 
 
+def trim_window(out_size: int, stride: int, pad_before: int, filter_size: int, in_size: int) -> tuple[int, int]:
+    """(filter, pad) without the leading and trailing taps that no output position has inside
+    the image. TFLM's loops visit only in-image taps, so those taps never count; dropping them
+    keeps a huge filter size (any int32 is a valid option) from costing huge masks and windows."""
+    if out_size <= 0 or filter_size <= 0:
+        return filter_size, pad_before
+    furthest = (out_size - 1) * stride  # o·stride is monotone in o: its extremes are at the ends
+    first = max(0, pad_before - max(0, furthest))
+    stop = min(filter_size, in_size + pad_before - min(0, furthest))
+    if stop <= first:
+        return 0, pad_before
+    return stop - first, pad_before - first
+
+
 class _Pool2D(OpKernel):
     """PoolingPrepare (pooling_common.cc): geometry, the same-quantization check, clamps."""
 
@@ -49,11 +63,17 @@ class _Pool2D(OpKernel):
         # TFLM accepts any stride here: with a stride <= 0 its padding helper fails silently (padding 0)
         # and the kernel loops with that stride.
         pad_top, pad_left = compute_padding_height_width(self.padding, (in_h, in_w), self.filter, self.stride)
-        self.pad = (pad_top, pad_left)
+        # The kernel reads the padding from PoolParams' int16_t PaddingValues: a padding beyond
+        # 32767 (a filter of tens of thousands of taps) wraps there.
+        self.pad = (int(fp.wrap_int16(pad_top)), int(fp.wrap_int16(pad_left)))
         # A filter size <= 0 (TFLM accepts it) is a window with no taps: the kernel's loops do nothing.
         self.filter = tuple(max(f, 0) for f in self.filter)
+        self.declared_filter, self.declared_pad = self.filter, self.pad
         # TFLM loops over the output tensor's own dims, not the ones it recomputes.
         self.out_hw = (out.shape[1], out.shape[2])
+        (fh, pad_top), (fw, pad_left) = (trim_window(o, s, p, f, n) for o, s, p, f, n in
+                                         zip(self.out_hw, self.stride, self.pad, self.filter, (in_h, in_w)))
+        self.filter, self.pad = (fh, fw), (pad_top, pad_left)
         self.inside_y = window_cells_inside(self.out_hw[0], self.stride[0], pad_top, self.filter[0], in_h)
         self.inside_x = window_cells_inside(self.out_hw[1], self.stride[1], pad_left, self.filter[1], in_w)
 
@@ -89,8 +109,8 @@ class _Pool2D(OpKernel):
         return [y.astype(self.out_tensor.dtype, copy=False).reshape((n,) + tuple(self.out_tensor.shape))]
 
     def describe(self):
-        return {"filter": self.filter, "stride": self.stride, "padding": "SAME" if self.padding == 0 else "VALID",
-                "pad_top_left": self.pad, "act_min": self.act_min, "act_max": self.act_max}
+        return {"filter": self.declared_filter, "stride": self.stride, "padding": "SAME" if self.padding == 0 else "VALID",
+                "pad_top_left": self.declared_pad, "act_min": self.act_min, "act_max": self.act_max}
 
 
 def _one_pass_per_tap(win: np.ndarray) -> bool:

@@ -214,6 +214,10 @@ LARGE_DEPTHWISE = {
     "nhwc_dilated": _large_case(height=16, width=16, in_channels=32, out_channels=32, dilation_h=2, dilation_w=2),
     "one_channel_gemm": _large_case(height=64, width=64, in_channels=1, depth_multiplier=8, out_channels=8,
                                     stride_h=2, stride_w=2),
+    # Found by the mutation fuzzer: an int8 input whose zero point lies outside int8. TFLM takes
+    # it; the padded taps then hold a value no int8 holds, and the exactness bounds must cover it.
+    "zero_point_outside_int8_s2": _large_case(height=20, width=20, stride_h=2, stride_w=2, in_channels=24,
+                                              out_channels=24, input_zp=-8323073, activation="NONE", output_zp=0),
     "huge_biases": _large_case(height=12, width=12, in_channels=40, out_channels=40, bias_bits=31,
                                output_scale=1e-3, activation="NONE", output_zp=0),
 }
@@ -223,6 +227,8 @@ LARGE_CONV = {
                                           out_channels=16),
     "pointwise_wide": _large_case(height=12, width=12, kernel_h=1, kernel_w=1, in_channels=64, out_channels=64,
                                   activation="NONE", output_zp=3),
+    "zero_point_outside_int8": _large_case(height=8, width=8, in_channels=3, out_channels=4, input_zp=-8323073,
+                                           activation="NONE", output_zp=0),
     "k3_split_mode": _large_case(height=10, width=10, in_channels=16, out_channels=24, bias_bits=31,
                                  output_scale=1e-3, activation="NONE", output_zp=0),
     "16x8_no_bias_k1": _large_case(height=20, width=20, kernel_h=1, kernel_w=1, in_channels=4, out_channels=8,

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from diff_support import (SAMPLES, activations, check_model, dims, input_styles, note_case, random_inputs,
                           record, run_examples, scales, seeds, window_output_size, zero_points)
+from interp import Interpreter, UnsupportedOpError
 from interp.builder import ModelBuilder
 
 OPS_AND_KINDS = [(op, kind) for op in ("AVERAGE_POOL_2D", "MAX_POOL_2D") for kind in ("INT8", "INT16", "FLOAT32")]
@@ -89,3 +90,26 @@ LARGE_POOLS = [dict(op=op, kind=kind, batch=2, height=30, width=30, channels=8, 
 @pytest.mark.parametrize("case", LARGE_POOLS, ids=[f"{c['op']}-{c['kind']}-{c['padding']}" for c in LARGE_POOLS])
 def test_large_pooling_matches_tflm(case):
     run_case(case["op"], case)
+
+
+def _huge_filter_case(op, filter_w):
+    return dict(op=op, kind="INT8", batch=1, height=5, width=5, channels=3, filter_h=3, filter_w=filter_w,
+                stride_h=1, stride_w=1, padding="SAME", activation="NONE", seed=1, style="uniform", scale=0.1,
+                zero_point=-5, output_scale_factor=1.0, output_zp_offset=0)
+
+
+@pytest.mark.parametrize("op", ["AVERAGE_POOL_2D", "MAX_POOL_2D"])
+@pytest.mark.parametrize("filter_w", [131075, 1545696258])
+def test_huge_filters_are_trimmed_to_the_image_and_pad_as_int16(op, filter_w):
+    """Any int32 is a valid filter size, and TFLM visits only in-image taps. Found by the mutation
+    fuzzer: a 1545696258-wide filter made microref allocate an 11.5 GiB tap mask. The SAME
+    padding of such a filter does not fit PoolParams' int16_t either: 65537 wraps to 1 (windows
+    still inside), 772848128 to -17920 (no window reaches the image)."""
+    case = _huge_filter_case(op, filter_w)
+    if op == "AVERAGE_POOL_2D" and filter_w == 1545696258:
+        # TFLM's average returns early on an empty window and leaves its output unwritten.
+        data, _ = build_pool(case)
+        with pytest.raises(UnsupportedOpError, match="entirely outside"):
+            Interpreter.from_bytes(data)
+        return
+    run_case(op, case)

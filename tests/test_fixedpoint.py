@@ -197,3 +197,8 @@ def test_tflite_round_is_exact_where_adding_one_half_is_not():
     assert fp.tflite_round(x).tolist() == [0.0, 8388609.0, -8388609.0, 1.0, -1.0]
     assert fp.round_half_away_scalar(0.49999999999999994) == 0
     assert fp.round_half_away_scalar(-2.5) == -3 and fp.round_half_away_scalar(2.5) == 3
+
+
+def test_wrap_int16_is_a_c_store_into_int16_t():
+    assert [int(v) for v in fp.wrap_int16([32767, 32768, -32768, -32769, 65537, 772848128, -1])] == \
+        [32767, -32768, -32768, 32767, 1, -17920, -1]
