@@ -344,12 +344,13 @@ class Requantizer:
         self.zero_point, self.act_min, self.act_max = int(zero_point), int(act_min), int(act_max)
         self.out_dtype = out_dtype
         self.numerics = numerics
-        self.low = float(self.act_min - self.zero_point)
-        self.high = float(self.act_max - self.zero_point)
+        # The float modes carry the zero point inside their constants, so they clamp to the
+        # activation range itself and the floor writes the output type's values directly.
+        self.low, self.high = float(self.act_min), float(self.act_max)
         # RoundingDivideByPOT's extra step down for q < 0 only ever moves a result that is <= 0
-        # already; when the clamp's lower bound is >= 0 (a fused ReLU puts act_min at the zero
-        # point) the clamp takes every such result to the bound either way, so it can be skipped.
-        self.negative_step_matters = self.low < 0
+        # already; when act_min - zero_point >= 0 (a fused ReLU puts act_min at the zero point)
+        # the clamp takes every such result to the bound either way, so it can be skipped.
+        self.negative_step_matters = self.act_min - self.zero_point < 0
         self.mode = None
         # Per-channel when any of multiplier, shift or bias is (a per-tensor scale with a bias).
         self.channels = int(np.broadcast(self.multiplier, self.shift,
@@ -359,9 +360,10 @@ class Requantizer:
         if (numerics is not None and numerics.rounding != "double") or acc_bound is None or self.may_wrap \
                 or not bool(np.all((right >= 0) & (right <= 31))):
             return
-        if acc_bound * m_max + (1 << 30) + (1 << (31 + int(right.max(initial=0)))) < (1 << 53):
+        e_max, zp = int(right.max(initial=0)), abs(self.zero_point)
+        if acc_bound * m_max + (1 << 30) + ((1 + zp) << (31 + e_max)) < (1 << 53):
             self._prepare_single(right)
-        elif raw_bound * m_max + (1 << 31) < (1 << 53):
+        elif raw_bound * m_max + (1 << 31) < (1 << 53) and (acc_bound * m_max >> 31) + ((2 + zp) << e_max) < (1 << 52):
             self._prepare_split(right)
 
     @property
@@ -374,11 +376,13 @@ class Requantizer:
         scale = np.ldexp(self.multiplier.astype(np.float64), total)  # M·2^-(31+e), exact
         bias = self.bias if self.bias is not None else np.zeros(1, np.int64)
         half = np.where(right > 0, 0.5, 0.0)
-        # (bias·M + 2^30)·2^-(31+e) + 1/2: the rest of q, scaled, plus the rounding half.
-        offset = np.ldexp(bias.astype(np.float64) * self.multiplier + (1 << 30), total) + half
+        # (bias·M + 2^30)·2^-(31+e) + 1/2 + zero_point: the rest of q, scaled, the rounding half
+        # and the zero point (an integer: floor(x + zp) = floor(x) + zp).
+        offset = np.ldexp(bias.astype(np.float64) * self.multiplier + (1 << 30), total) + half + self.zero_point
         negative_fix = np.where(right > 0, np.ldexp(1.0, -right), 0.0)
-        # Every right shift is positive in practice: then the half is one scalar.
-        self.half = _scalar_if_uniform(half)
+        # q < 0 exactly when t < 1/2 + zero_point. Every right shift is positive in practice:
+        # then that bound is one scalar.
+        self.half = _scalar_if_uniform(half + self.zero_point)
         self.constants = tuple(_scalar_if_uniform(c) for c in (scale, offset, negative_fix))
 
     def _prepare_split(self, right):
@@ -390,8 +394,9 @@ class Requantizer:
         low = np.array([c - ((c >> 31) << 31) for c in constant], np.float64)
         scale = np.ldexp(self.multiplier.astype(np.float64), -31)
         offset = np.ldexp(low, -31)
-        # v = h + 2^(e-1); h < 0 exactly when v < 2^(e-1); a zero shift has no rounding step.
-        rounding = np.where(right > 0, np.ldexp(1.0, right - 1), 0.0)
+        # v = h + 2^(e-1) + zp·2^e (the zero point, added before the division by 2^e); h < 0
+        # exactly when v < 2^(e-1) + zp·2^e; a zero shift has no rounding step.
+        rounding = np.where(right > 0, np.ldexp(1.0, right - 1), 0.0) + np.ldexp(float(self.zero_point), right)
         threshold = np.where(right > 0, rounding, -np.inf)
         self.constants = tuple(_scalar_if_uniform(np.broadcast_to(c, np.broadcast(scale, high).shape))
                                for c in (scale, offset, high + rounding, threshold, np.ldexp(1.0, -right)))
@@ -510,7 +515,7 @@ class Requantizer:
         else:
             _, _, shifted_high, threshold, inverse = constants
             np.floor(t, out=t)  # the low part of h
-            t += shifted_high  # v = h + 2^(e-1)
+            t += shifted_high  # v = h + 2^(e-1) + zp·2^e
             if self.negative_step_matters:
                 if large:
                     t -= np.less(t, threshold, out=workspace("requantize-mask", t.shape, np.bool_))
@@ -518,7 +523,7 @@ class Requantizer:
                     t -= t < threshold
             t *= inverse
         # Clamping before the floor is the same (the bounds are integers); the floor then writes
-        # the narrow output type directly, and the zero point is added there, in a cheap pass.
+        # the output type directly.
         if large:
             np.clip(t, self.low, self.high, out=t)
         else:  # np.clip's Python-level dispatch costs more than two ufuncs on small tensors
@@ -526,7 +531,6 @@ class Requantizer:
             np.minimum(t, self.high, out=t)
         out = np.empty(t.shape, self.out_dtype)
         np.floor(t, out=out, casting="unsafe")
-        out += self.out_dtype.type(self.zero_point) if hasattr(self.out_dtype, "type") else self.zero_point
         return out
 
 

@@ -229,6 +229,8 @@ LARGE_CONV = {
                                   activation="NONE", output_zp=3),
     "zero_point_outside_int8": _large_case(height=8, width=8, in_channels=3, out_channels=4, input_zp=-8323073,
                                            activation="NONE", output_zp=0),
+    "output_zero_point_outside_int8": _large_case(height=8, width=8, in_channels=3, out_channels=4, output_zp=200,
+                                                  activation="NONE"),
     "k3_split_mode": _large_case(height=10, width=10, in_channels=16, out_channels=24, bias_bits=31,
                                  output_scale=1e-3, activation="NONE", output_zp=0),
     "16x8_no_bias_k1": _large_case(height=20, width=20, kernel_h=1, kernel_w=1, in_channels=4, out_channels=8,

@@ -157,3 +157,21 @@ def test_relu_clamp_makes_the_negative_rounding_step_irrelevant(seed, zp, huge_b
     want = reference(acc, bias, m, shift, zp, zp, 127).astype(np.int8)
     assert np.array_equal(r(acc.astype(np.float32)), want)
     assert np.array_equal(r.channel_major(np.ascontiguousarray(acc.T).astype(np.float32)), want.T)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.sampled_from([128, 200, 32767, -129, -40000]), st.booleans())
+def test_zero_points_outside_the_output_type(seed, zp, huge_bias):
+    """Found by the mutation fuzzer: a zero point that int8 cannot hold (TFLM adds it in int32,
+    then clamps) made the narrow zero-point addition overflow."""
+    rng = np.random.default_rng(seed)
+    channels = 6
+    m = rng.integers(1 << 30, 1 << 31, channels)
+    shift = -rng.integers(0, 31 if huge_bias else 10, channels)
+    bias = rng.integers(-(1 << 30) if huge_bias else -3000, (1 << 30) if huge_bias else 3000, channels)
+    acc = rng.integers(-(1 << 16), 1 << 16, (700, channels))
+    for act_min, act_max in ((-128, 127), (max(-128, min(zp, 127)), 127)):
+        r = Requantizer(m, shift, zp, act_min, act_max, np.int8, 1 << 16, bias=bias)
+        want = reference(acc, bias, m, shift, zp, act_min, act_max).astype(np.int8)
+        assert np.array_equal(r(acc.astype(np.float32)), want)
+        assert np.array_equal(r(acc[:5].astype(np.float32)), want[:5])
