@@ -175,6 +175,8 @@ def real_multiplier(numerics, *factors: float, divisor: float) -> float:
     p = 1.0
     for f in factors:
         p *= float(f)
+    if float(divisor) == 0.0:  # C's double division: ±inf, or NaN for 0/0 (no exception)
+        return math.copysign(math.inf, p) if p != 0.0 else math.nan
     return p / float(divisor)
 
 

@@ -164,6 +164,10 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     m = float(real_multiplier)
     if m == 0.0:
         return 0, 0
+    if not math.isfinite(m):
+        # frexp of inf or NaN and the cast of its mantissa to int64 are undefined behaviour in C.
+        raise ValueError(f"the real multiplier {m} is not finite (a scale of 0, inf or NaN); TFLM's "
+                         "QuantizeMultiplier has no defined result for it")
     q, shift = math.frexp(m)
     q_fixed = round_half_away_scalar(q * (1 << 31))
     if q_fixed == (1 << 31):

@@ -202,3 +202,14 @@ def test_tflite_round_is_exact_where_adding_one_half_is_not():
 def test_wrap_int16_is_a_c_store_into_int16_t():
     assert [int(v) for v in fp.wrap_int16([32767, 32768, -32768, -32769, 65537, 772848128, -1])] == \
         [32767, -32768, -32768, 32767, 1, -17920, -1]
+
+
+def test_quantize_multiplier_refuses_non_finite_multipliers_with_a_reason():
+    import math
+    import pytest
+    from ops.common import real_multiplier
+    assert real_multiplier(None, 0.5, divisor=0.0) == math.inf  # C's double division, no exception
+    assert math.isnan(real_multiplier(None, 0.0, divisor=0.0))
+    for m in (math.inf, -math.inf, math.nan):
+        with pytest.raises(ValueError, match="not finite"):
+            fp.quantize_multiplier(m)

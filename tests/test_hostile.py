@@ -602,3 +602,17 @@ def test_graph_output_that_is_a_constant_is_returned():
     outs = it.run([np.zeros((1, 4), np.int8)])
     assert outs[1].tolist() == [[1, 2, 3, 4]]
     assert it.run_batch([np.zeros((3, 1, 4), np.int8)])[1].shape == (3, 1, 4)
+
+
+def test_an_unquantized_int8_output_is_refused_with_the_reason():
+    """Found by the mutation fuzzer: an int8 tensor without quantization has TFLM's scale 0, and
+    RELU's multiplier input_scale / 0 reached Python's division. In TFLM it is inf, and
+    QuantizeMultiplier(inf) is undefined behaviour."""
+    from interp.builder import ModelBuilder
+    b = ModelBuilder()
+    x = b.input("x", [1, 4], "INT8", scale=0.5, zero_point=0)
+    y = b.tensor("y", [1, 4], "INT8")
+    b.op("RELU", [x], [y])
+    b.output(y)
+    with pytest.raises(ModelError, match=r"operator 0 \(RELU\).*not finite"):
+        Interpreter.from_bytes(b.build())
