@@ -354,6 +354,12 @@ class Requantizer:
         # the clamp takes every such result to the bound either way, so it can be skipped.
         self.negative_step_matters = self.act_min - self.zero_point < 0
         self.mode = None
+        # The float modes' per-channel constants, each a Python float when uniform: single mode
+        # (scale, offset, negative_below, negative_step), split mode (scale, offset,
+        # shifted_high, threshold, inverse). The first two are always the scale and the offset.
+        self.constants: tuple = ()
+        self._tile_cache: dict = {}
+        self._columns = None
         # Per-channel when any of multiplier, shift or bias is (a per-tensor scale with a bias).
         self.channels = int(np.broadcast(self.multiplier, self.shift,
                                          self.bias if self.bias is not None else 0).size)
@@ -381,11 +387,11 @@ class Requantizer:
         # (bias·M + 2^30)·2^-(31+e) + 1/2 + zero_point: the rest of q, scaled, the rounding half
         # and the zero point (an integer: floor(x + zp) = floor(x) + zp).
         offset = np.ldexp(bias.astype(np.float64) * self.multiplier + (1 << 30), total) + half + self.zero_point
-        negative_fix = np.where(right > 0, np.ldexp(1.0, -right), 0.0)
-        # q < 0 exactly when t < 1/2 + zero_point. Every right shift is positive in practice:
-        # then that bound is one scalar.
-        self.half = _scalar_if_uniform(half + self.zero_point)
-        self.constants = tuple(_scalar_if_uniform(c) for c in (scale, offset, negative_fix))
+        negative_step = np.where(right > 0, np.ldexp(1.0, -right), 0.0)
+        # q < 0 exactly when t < 1/2 + zero_point (one scalar when every shift is a right shift).
+        negative_below = half + self.zero_point
+        self.constants = tuple(_scalar_if_uniform(np.broadcast_to(c, np.broadcast(scale, offset).shape))
+                               for c in (scale, offset, negative_below, negative_step))
 
     def _prepare_split(self, right):
         self.mode = "split"
@@ -415,13 +421,7 @@ class Requantizer:
                               self.numerics).astype(self.out_dtype)
         shape = acc.shape
         acc, constants = self._rows(acc)
-        scale, offset = constants[:2]
-        if acc.size > 2048:  # small tensors: plain temporaries are cheaper than the workspace lookups
-            t = np.multiply(acc, scale, out=workspace("requantize", acc.shape, np.float64))
-        else:
-            t = np.multiply(acc, scale, dtype=np.float64)
-        t += offset
-        return self._finish(t, constants).reshape(shape)
+        return self._finish(self._scaled(acc, constants), constants).reshape(shape)
 
     def channel_major(self, acc: np.ndarray) -> np.ndarray:
         """Requantize a (…, C, L) accumulator whose channel axis is second to last.
@@ -433,20 +433,21 @@ class Requantizer:
         """
         if self.mode is None:
             return np.swapaxes(self(np.swapaxes(acc, -1, -2)), -1, -2)
-        columns = self.__dict__.get("_columns")
-        if columns is None:
-            columns = self._columns = tuple(v.reshape(-1, 1) if isinstance(v, np.ndarray) else v
-                                            for v in self.constants)
-        scale, offset = columns[:2]
+        if self._columns is None:
+            self._columns = tuple(v.reshape(-1, 1) if isinstance(v, np.ndarray) else v for v in self.constants)
+        return self._finish(self._scaled(acc, self._columns), self._columns)
+
+    @staticmethod
+    def _scaled(acc: np.ndarray, constants) -> np.ndarray:
+        """acc·scale + offset in float64 (in a workspace for all but small tensors, where plain
+        temporaries are cheaper than the workspace lookups)."""
+        scale, offset = constants[:2]
         if acc.size > 2048:
             t = np.multiply(acc, scale, out=workspace("requantize", acc.shape, np.float64))
         else:
             t = np.multiply(acc, scale, dtype=np.float64)
         t += offset
-        half = self.__dict__.get("half")
-        if isinstance(half, np.ndarray):
-            half = half.reshape(-1, 1)
-        return self._finish(t, columns, half)
+        return t
 
     def scaled_weights(self, weights: np.ndarray) -> np.ndarray | None:
         """(K+1, C) float64 weights whose product with [x, 1] is the scaled accumulator, or None.
@@ -476,8 +477,7 @@ class Requantizer:
         about twice as slow per element as over rows of hundreds when C is small.
         """
         c = self.channels
-        if c > 1 and a.flags.c_contiguous and a.ndim and a.shape[-1] == c \
-                and not isinstance(getattr(self, "half", 0.0), np.ndarray):
+        if c > 1 and a.flags.c_contiguous and a.ndim and a.shape[-1] == c:
             tiles = self._tiles(a.size // c)
             if tiles is not None:
                 width, constants = tiles
@@ -486,13 +486,13 @@ class Requantizer:
 
     def _tiles(self, pixels: int):
         """The constants repeated k times, for k dividing ``pixels`` with k·C near 512."""
-        cache = self.__dict__.setdefault("_tile_cache", {})
+        if pixels <= 1:
+            return None
+        cache = self._tile_cache
         got = cache.get(pixels, False)
         if got is not False:
             return got
         c = self.channels
-        if pixels <= 1:
-            return None
         k = next(k for k in range(min(max(1, 512 // c), pixels), 0, -1) if pixels % k == 0)
         got = None if k == 1 else (k * c, tuple(np.tile(np.broadcast_to(v, (c,)), k) if isinstance(v, np.ndarray)
                                                 else v for v in self.constants))
@@ -500,20 +500,19 @@ class Requantizer:
             cache[pixels] = got
         return got
 
-    def _finish(self, t: np.ndarray, constants, half=None) -> np.ndarray:
-        """Rounding, clamp, zero point and narrowing of the scaled accumulator t (clobbered)."""
+    def _finish(self, t: np.ndarray, constants) -> np.ndarray:
+        """Rounding, clamp and narrowing of the scaled accumulator t (clobbered)."""
         large = t.size > 2048
         if self.mode == "single":
             if self.negative_step_matters:
-                # q < 0  <=>  t < the added half; there RoundingDivideByPOT rounds down by 2^-e
+                # q < 0  <=>  t < 1/2 + zero_point; there RoundingDivideByPOT rounds down by 2^-e
                 # more. (A masked ufunc, where=, is several times slower than this.)
-                half = self.half if half is None else half
-                negative_fix = constants[2]
+                _, _, negative_below, negative_step = constants
                 if large:
-                    negative = np.less(t, half, out=workspace("requantize-mask", t.shape, np.bool_))
-                    t -= np.multiply(negative, negative_fix, out=workspace("requantize-fix", t.shape, np.float64))
+                    negative = np.less(t, negative_below, out=workspace("requantize-mask", t.shape, np.bool_))
+                    t -= np.multiply(negative, negative_step, out=workspace("requantize-fix", t.shape, np.float64))
                 else:
-                    t -= (t < half) * negative_fix
+                    t -= (t < negative_below) * negative_step
         else:
             _, _, shifted_high, threshold, inverse = constants
             np.floor(t, out=t)  # the low part of h
