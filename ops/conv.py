@@ -439,19 +439,36 @@ class DepthwiseConv2D(_ConvBase):
             acc = np.matmul(by_channel, self.weights_by_channel)  # (C_in, P, dm)
             return acc.transpose(1, 0, 2).reshape(win.shape[:3] + (-1,))
         shape = win.shape[:3] + ((win.shape[5], dm) if dm > 1 else (win.shape[5],))
+        def taps():
+            for ky in range(kh):
+                for kx in range(kw):
+                    tap = win[:, :, :, ky, kx, :]
+                    # With dm > 1: (…, C_in, 1) against weights (C_in, dm).
+                    yield (tap[..., None] if dm > 1 else tap), self.weights_split[ky, kx]
+
+        acc = self._sum_of_taps(shape, taps())
+        return acc.reshape(acc.shape[:3] + (-1,))
+
+    def _sum_of_taps(self, shape, taps) -> np.ndarray:
+        """Σ tap·weight over the (tap, weight) pairs, in their order (C's loop order, which the
+        float kernel's rounding depends on), in a reused workspace of ``shape``."""
         acc = workspace("depthwise-acc", shape, self.compute_dtype)
         term = workspace("depthwise-term", shape, self.compute_dtype)
-        for ky in range(kh):
-            for kx in range(kw):
-                tap = win[:, :, :, ky, kx, :]
-                if dm > 1:
-                    tap = tap[..., None]  # (…, C_in, 1) against weights (C_in, dm)
-                if ky == 0 and kx == 0:
-                    np.multiply(tap, self.weights_split[ky, kx], out=acc)
-                else:
-                    np.multiply(tap, self.weights_split[ky, kx], out=term)
-                    acc += term
-        return acc.reshape(acc.shape[:3] + (-1,))
+        for i, (tap, weight) in enumerate(taps):
+            if i == 0:
+                np.multiply(tap, weight, out=acc)
+            else:
+                np.multiply(tap, weight, out=term)
+                acc += term
+        return acc
+
+    def _phase_dtype(self, x: np.ndarray):
+        """The type the stride phases hold: with strides the input is several times the output,
+        so the phases stay in the input's own type and the products convert as they read; at
+        stride 1 converting once is cheaper (and a zero point the input type cannot hold forces
+        the arithmetic type)."""
+        strided = self.stride[0] * self.stride[1] > 1
+        return x.dtype if strided and self.input_type_holds_pad(x.dtype) else self.compute_dtype
 
     def _eval_nhwc_phases(self, x: np.ndarray) -> np.ndarray:
         h, w, c = self.in_hwc
@@ -460,10 +477,7 @@ class DepthwiseConv2D(_ConvBase):
         hq, wq = self.phase_hw
         xb = x.reshape((-1, h, w, c))
         nb = xb.shape[0]
-        # With strides the input is several times the output: the phases stay in the input's own
-        # type and the products convert as they read. At stride 1 converting once is cheaper.
-        keep_type = sh * sw > 1 and self.input_type_holds_pad(xb.dtype)
-        phases = np.full((nb, sh * sw, hq, wq, c), self.pad_value, dtype=xb.dtype if keep_type else self.compute_dtype)
+        phases = np.full((nb, sh * sw, hq, wq, c), self.pad_value, dtype=self._phase_dtype(xb))
         for p, rows, cols, in_rows, in_cols in self.phase_copies:
             phases[:, p, rows, cols] = xb[:, in_rows, in_cols]
         out = np.empty((nb, oh, ow, c), self.out_tensor.dtype)
@@ -471,17 +485,15 @@ class DepthwiseConv2D(_ConvBase):
             rows = rs.stop - rs.start
             samples = len(range(*bs.indices(nb)))
             shape = (samples, rows, ow * c)
-            acc = workspace("depthwise-acc", shape, self.compute_dtype)
-            term = workspace("depthwise-term", shape, self.compute_dtype)
-            for ky in range(kh):
-                for kx in range(kw):
-                    p, ry, rx = self.tap_windows[ky][kx]
-                    tap = phases[bs, p, ry + rs.start:ry + rs.stop, rx:rx + ow].reshape(shape)
-                    if ky == 0 and kx == 0:
-                        np.multiply(tap, self.weights_by_row[ky, kx], out=acc)
-                    else:
-                        np.multiply(tap, self.weights_by_row[ky, kx], out=term)
-                        acc += term
+
+            def taps():
+                for ky in range(kh):
+                    for kx in range(kw):
+                        p, ry, rx = self.tap_windows[ky][kx]
+                        yield phases[bs, p, ry + rs.start:ry + rs.stop, rx:rx + ow].reshape(shape), \
+                            self.weights_by_row[ky, kx]
+
+            acc = self._sum_of_taps(shape, taps())
             out[bs, rs] = self.finish(acc.reshape(samples, rows, ow, c))
         return out.reshape((x.shape[0],) + self.out_tensor.shape)
 
@@ -493,10 +505,7 @@ class DepthwiseConv2D(_ConvBase):
         plane = hq * wq
         xb = x.reshape((-1, h, w, c))
         nb = xb.shape[0]
-        # As in _eval_nhwc_phases: strided inputs stay in their own type until the products.
-        keep_type = sh * sw > 1 and self.input_type_holds_pad(xb.dtype)
-        phases = np.full((nb, c, sh * sw, plane + self.phase_tail), self.pad_value,
-                         dtype=xb.dtype if keep_type else self.compute_dtype)
+        phases = np.full((nb, c, sh * sw, plane + self.phase_tail), self.pad_value, dtype=self._phase_dtype(xb))
         channel_major = xb.transpose(0, 3, 1, 2)
         for p, rows, cols, in_rows, in_cols in self.phase_copies:
             phases[:, :, p, :plane].reshape(nb, c, hq, wq)[:, :, rows, cols] = channel_major[:, :, in_rows, in_cols]
@@ -507,21 +516,17 @@ class DepthwiseConv2D(_ConvBase):
             samples = len(range(*bs.indices(nb)))
             length = rows * wq
             shape = (samples, c, dm, length) if dm > 1 else (samples, c, length)
-            acc = workspace("depthwise-acc", shape, self.compute_dtype)
-            term = workspace("depthwise-term", shape, self.compute_dtype)
-            for ky in range(kh):
-                for kx in range(kw):
-                    p, offset = self.tap_phases[ky][kx]
-                    start = offset + rs.start * wq
-                    tap = phases[bs, :, p, start:start + length]
-                    if dm > 1:
-                        tap = tap[:, :, None]  # (n, C_in, 1, L) against weights (C_in, dm, 1)
-                    if ky == 0 and kx == 0:
-                        np.multiply(tap, self.weights_channel_major[ky, kx], out=acc)
-                    else:
-                        np.multiply(tap, self.weights_channel_major[ky, kx], out=term)
-                        acc += term
-            acc = acc.reshape(samples, oc, length)
+
+            def taps():
+                for ky in range(kh):
+                    for kx in range(kw):
+                        p, offset = self.tap_phases[ky][kx]
+                        start = offset + rs.start * wq
+                        tap = phases[bs, :, p, start:start + length]
+                        # With dm > 1: (n, C_in, 1, L) against weights (C_in, dm, 1).
+                        yield (tap[:, :, None] if dm > 1 else tap), self.weights_channel_major[ky, kx]
+
+            acc = self._sum_of_taps(shape, taps()).reshape(samples, oc, length)
             if self.kind == "INT8":
                 y = self.requantizer.channel_major(acc)
                 out[bs, rs] = y.reshape(samples, oc, rows, wq)[..., :ow].transpose(0, 2, 3, 1)
