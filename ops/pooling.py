@@ -113,11 +113,22 @@ class _Pool2D(OpKernel):
                 "pad_top_left": self.declared_pad, "act_min": self.act_min, "act_max": self.act_max}
 
 
-def _one_pass_per_tap(win: np.ndarray) -> bool:
-    """Whether to combine the taps one whole (NB, OH, OW, C) slice at a time rather than reduce
-    over the window axes: numpy's reduction runs its inner loop over a handful of taps at a time,
-    several times slower on large outputs, while on tiny ones the per-tap calls cost more."""
-    return win.shape[0] * win.shape[1] * win.shape[2] * win.shape[5] >= 1024
+def _combine_taps(ufunc, win: np.ndarray, dtype, initial) -> np.ndarray:
+    """``ufunc`` (add or maximum) over the (KH, KW) window axes of win, starting from ``initial``.
+
+    On large outputs the taps are combined one whole (NB, OH, OW, C) slice at a time: numpy's
+    reduction runs its inner loop over a handful of taps at a time there, several times slower.
+    On tiny ones the per-tap calls cost more, and the reduction is used.
+    """
+    taps = win.shape[3] * win.shape[4]
+    if taps == 0 or win.shape[0] * win.shape[1] * win.shape[2] * win.shape[5] < 1024:
+        return ufunc.reduce(win, axis=(3, 4), dtype=dtype, initial=initial)
+    acc = win[:, :, :, 0, 0, :].astype(dtype)
+    for fy in range(win.shape[3]):
+        for fx in range(win.shape[4]):
+            if fy or fx:
+                ufunc(acc, win[:, :, :, fy, fx, :], out=acc)
+    return acc
 
 
 @register("AVERAGE_POOL_2D")
@@ -136,16 +147,7 @@ class AveragePool2D(_Pool2D):
         if self.kind == "FLOAT32":
             with np.errstate(all="ignore"):  # inf/NaN arithmetic is C's, not an error
                 return self.finish(self.eval_float(x), n)
-        win = self.windows(x, fill=0)
-        if _one_pass_per_tap(win):
-            acc = win[:, :, :, 0, 0, :].astype(np.int64)
-            for fy in range(self.filter[0]):
-                for fx in range(self.filter[1]):
-                    if fy or fx:
-                        acc += win[:, :, :, fy, fx, :]
-        else:
-            acc = win.sum(axis=(3, 4), dtype=np.int64)
-        acc = fp.wrap_int32(acc)  # (NB, OH, OW, C), TFLM's int32 accumulator
+        acc = fp.wrap_int32(_combine_taps(np.add, self.windows(x, fill=0), np.int64, 0))  # (NB, OH, OW, C), TFLM's int32 accumulator
         count = self.counts[None, :, :, None]
         half = count // 2
         acc = fp.wrap_int32(np.where(acc > 0, acc + half, acc - half))
@@ -175,15 +177,8 @@ class MaxPool2D(_Pool2D):
                 return self.finish(self.eval_float(x), n)
         # The running max starts at the type's lowest value, so filling outside taps with it is exact
         # (and a window with no in-image cell yields that lowest value, clamped, as in TFLM).
-        win = self.windows(x, fill=TYPE_LOWEST[self.kind])
-        if _one_pass_per_tap(win) and 0 not in self.filter:
-            y = win[:, :, :, 0, 0, :].copy()
-            for fy in range(self.filter[0]):
-                for fx in range(self.filter[1]):
-                    if fy or fx:
-                        np.maximum(y, win[:, :, :, fy, fx, :], out=y)
-        else:
-            y = win.max(axis=(3, 4), initial=TYPE_LOWEST[self.kind])
+        lowest = TYPE_LOWEST[self.kind]
+        y = _combine_taps(np.maximum, self.windows(x, fill=lowest), x.dtype, lowest)
         return self.finish(np.clip(y.astype(np.int64), self.act_min, self.act_max), n)
 
     def eval_float(self, x):
