@@ -13,13 +13,14 @@ from .graph import analyse
 from .model import Model, Tensor, load_model
 
 
-# Samples per worker thread below which splitting a batch costs more than it saves.
 # numpy's ufunc buffer (8192 elements by default) makes it stage operands through the buffer
 # whenever an inner loop is shorter than the buffer and an operand broadcasts, as per-channel
 # constants do over rows of a few hundred to a few thousand values; with a 512-element buffer
-# those loops run in place (measured: 10-20% of a batched MobileNet-style model).
+# those loops run in place (measured: 10-20% of a batched MobileNet-style model). Runs with
+# fewer activation values than SMALL_RUN_ELEMENTS keep numpy's setting.
 UFUNC_BUFFER_ELEMENTS = 512
 SMALL_RUN_ELEMENTS = 1 << 14
+# Samples per worker thread below which splitting a batch costs more than it saves.
 MIN_SAMPLES_PER_THREAD = 4
 MIN_THREAD_ELEMENTS = 1 << 16  # activation elements a worker thread should have at least
 
