@@ -12,6 +12,16 @@ def reference(acc, bias, m, shift, zp, lo, hi):
     return np.clip(fp.multiply_by_quantized_multiplier(total, m, shift) + zp, lo, hi)
 
 
+def channel_parameters(rng, channels: int, huge_bias: bool, min_right_shift: int = 0, max_right_shift: int = 12,
+                       bias_limit: int = 5000):
+    """Per-channel (multiplier, shift, bias): ordinary ones, or those of nearly dead channels
+    (right shifts up to 30, biases up to 2^30), which need the split mode."""
+    m = rng.integers(1 << 30, 1 << 31, channels)
+    shift = -rng.integers(min_right_shift, 31 if huge_bias else max_right_shift, channels)
+    limit = (1 << 30) if huge_bias else bias_limit
+    return m, shift, rng.integers(-limit, limit, channels)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.integers(1 << 30, (1 << 31) - 1), st.integers(-31, 0), st.integers(-128, 127),
        st.integers(-(1 << 20), 1 << 20), st.integers(0, 2 ** 32 - 1), st.integers(1, 1 << 22))
@@ -91,9 +101,7 @@ def test_scale_folded_gemm_equals_requantized_product(seed, channels, depth, hug
     weights = rng.integers(-127, 128, (depth, channels))
     x = rng.integers(-128, 128, (700, depth))
     x[:3] = [[-128] * depth, [127] * depth, [0] * depth]
-    m = rng.integers(1 << 30, 1 << 31, channels)
-    shift = -rng.integers(0, 31 if huge_bias else 12, channels)
-    bias = rng.integers(-(1 << 30) if huge_bias else -5000, (1 << 30) if huge_bias else 5000, channels)
+    m, shift, bias = channel_parameters(rng, channels, huge_bias)
     bound = int(np.abs(weights).sum(axis=0).max()) * 128
     r = Requantizer(m, shift, -3, -120, 110, np.int8, bound, bias=bias)
     sw = r.scaled_weights(weights)
@@ -128,9 +136,7 @@ def test_per_tensor_multiplier_with_per_channel_bias():
 def test_channel_major_layout_equals_channel_last(seed, channels, huge_bias, large):
     """Requantizing (…, C, L) directly gives the channel-last result, transposed."""
     rng = np.random.default_rng(seed)
-    m = rng.integers(1 << 30, 1 << 31, channels)
-    shift = -rng.integers(0, 31 if huge_bias else 12, channels)
-    bias = rng.integers(-(1 << 30) if huge_bias else -5000, (1 << 30) if huge_bias else 5000, channels)
+    m, shift, bias = channel_parameters(rng, channels, huge_bias)
     acc = rng.integers(-(1 << 18), 1 << 18, (3, channels, 900 if large else 20))
     r = Requantizer(m, shift, 4, -128, 127, np.int8, 1 << 18, bias=bias)
     want = reference(np.swapaxes(acc, 1, 2), bias, m, shift, 4, -128, 127).astype(np.int8)
@@ -144,9 +150,8 @@ def test_relu_clamp_makes_the_negative_rounding_step_irrelevant(seed, zp, huge_b
     the exact negative ties that step exists for."""
     rng = np.random.default_rng(seed)
     channels = 5
-    m = rng.integers(1 << 30, 1 << 31, channels)
-    shift = -rng.integers(1, 31 if huge_bias else 8, channels)
-    bias = rng.integers(-(1 << 30) if huge_bias else -3000, (1 << 30) if huge_bias else 3000, channels)
+    m, shift, bias = channel_parameters(rng, channels, huge_bias, min_right_shift=1, max_right_shift=8,
+                                        bias_limit=3000)
     acc = rng.integers(-(1 << 16), 1 << 16, (800 if large else 30, channels))
     # Channel 0 (M = 2^30, e = 3: h = floor((acc + 1) / 2)) gets accumulators whose h is an
     # exact negative RoundingDivideByPOT tie: h = -4, -12, -20 (-0.5, -1.5, -2.5 times 2^3).
@@ -166,9 +171,7 @@ def test_zero_points_outside_the_output_type(seed, zp, huge_bias):
     then clamps) made the narrow zero-point addition overflow."""
     rng = np.random.default_rng(seed)
     channels = 6
-    m = rng.integers(1 << 30, 1 << 31, channels)
-    shift = -rng.integers(0, 31 if huge_bias else 10, channels)
-    bias = rng.integers(-(1 << 30) if huge_bias else -3000, (1 << 30) if huge_bias else 3000, channels)
+    m, shift, bias = channel_parameters(rng, channels, huge_bias, max_right_shift=10, bias_limit=3000)
     acc = rng.integers(-(1 << 16), 1 << 16, (700, channels))
     for act_min, act_max in ((-128, 127), (max(-128, min(zp, 127)), 127)):
         r = Requantizer(m, shift, zp, act_min, act_max, np.int8, 1 << 16, bias=bias)
