@@ -348,7 +348,7 @@ class Requantizer:
         self.numerics = numerics
         # The float modes carry the zero point inside their constants, so they clamp to the
         # activation range itself and the floor writes the output type's values directly.
-        self.low, self.high = float(self.act_min), float(self.act_max)
+        self.low, self.high = np.float64(self.act_min), np.float64(self.act_max)
         # RoundingDivideByPOT's extra step down for q < 0 only ever moves a result that is <= 0
         # already; when act_min - zero_point >= 0 (a fused ReLU puts act_min at the zero point)
         # the clamp takes every such result to the bound either way, so it can be skipped.
@@ -392,6 +392,7 @@ class Requantizer:
         negative_below = half + self.zero_point
         self.constants = tuple(_scalar_if_uniform(np.broadcast_to(c, np.broadcast(scale, offset).shape))
                                for c in (scale, offset, negative_below, negative_step))
+        _assert_float64(self.constants)
 
     def _prepare_split(self, right):
         self.mode = "split"
@@ -408,6 +409,7 @@ class Requantizer:
         threshold = np.where(right > 0, rounding, -np.inf)
         self.constants = tuple(_scalar_if_uniform(np.broadcast_to(c, np.broadcast(scale, high).shape))
                                for c in (scale, offset, high + rounding, threshold, np.ldexp(1.0, -right)))
+        _assert_float64(self.constants)
 
     def __call__(self, acc: np.ndarray) -> np.ndarray:
         """Requantize an accumulator (integer-valued, any numeric dtype); the bias is added here."""
@@ -437,13 +439,22 @@ class Requantizer:
             self._columns = tuple(v.reshape(-1, 1) if isinstance(v, np.ndarray) else v for v in self.constants)
         return self._finish(self._scaled(acc, self._columns), self._columns)
 
-    @staticmethod
-    def _scaled(acc: np.ndarray, constants) -> np.ndarray:
+    # Tensors of more elements than this go through reused workspaces (and np.clip); smaller ones
+    # through plain temporaries. A class attribute so that tests can force either path.
+    large_elements = 2048
+
+    def _scaled(self, acc: np.ndarray, constants) -> np.ndarray:
         """acc·scale + offset in float64 (in a workspace for all but small tensors, where plain
-        temporaries are cheaper than the workspace lookups)."""
+        temporaries are cheaper than the workspace lookups).
+
+        The product must be computed in float64 (its exactness bound is 2^53): ``dtype=`` says
+        so explicitly, since an ``out=`` buffer alone does not set the loop's type — a float32
+        accumulator times a Python-float scale runs a float32 loop under numpy 2's promotion
+        rules (NEP 50) and only then widens (the 1-LSB errors of issue 12).
+        """
         scale, offset = constants[:2]
-        if acc.size > 2048:
-            t = np.multiply(acc, scale, out=workspace("requantize", acc.shape, np.float64))
+        if acc.size > self.large_elements:
+            t = np.multiply(acc, scale, out=workspace("requantize", acc.shape, np.float64), dtype=np.float64)
         else:
             t = np.multiply(acc, scale, dtype=np.float64)
         t += offset
@@ -502,7 +513,7 @@ class Requantizer:
 
     def _finish(self, t: np.ndarray, constants) -> np.ndarray:
         """Rounding, clamp and narrowing of the scaled accumulator t (clobbered)."""
-        large = t.size > 2048
+        large = t.size > self.large_elements
         if self.mode == "single":
             if self.negative_step_matters:
                 # q < 0  <=>  t < 1/2 + zero_point; there RoundingDivideByPOT rounds down by 2^-e
@@ -535,7 +546,19 @@ class Requantizer:
         return out
 
 
+def _assert_float64(constants) -> None:
+    """The float modes' exactness bounds are float64 bounds: every constant must carry that type
+    itself, so no operation it takes part in can run in a narrower one."""
+    for c in constants:
+        if np.asarray(c).dtype != np.float64 or isinstance(c, float) and not isinstance(c, np.float64):
+            raise AssertionError(f"requantizer constant {c!r} is not a float64 scalar or array")
+
+
 def _scalar_if_uniform(values):
-    """A Python float when every entry is the same (per-tensor constants broadcast fastest)."""
+    """A float64 scalar when every entry is the same (per-tensor constants broadcast fastest).
+
+    np.float64, never a Python float: numpy 2 treats a Python float as a weak scalar that takes
+    the other operand's type, so float32 · 0.0013 would be computed in float32.
+    """
     flat = np.reshape(values, -1)
-    return float(flat[0]) if flat.size and np.all(flat == flat[0]) else np.asarray(values, np.float64)
+    return np.float64(flat[0]) if flat.size and np.all(flat == flat[0]) else np.asarray(values, np.float64)
