@@ -101,6 +101,14 @@ class OpKernel:
     # Set by @register.
     op_name: str = ""
 
+    # State across calls (issue 14). TFLM kernels keep state two ways, and so do these:
+    # * variable tensors they overwrite in place (LSTM and SVDF state): ``writes_inputs`` lists
+    #   their positions in op.inputs; eval returns their new values after its outputs, in that
+    #   order, and the runtime keeps them across run() calls until Interpreter.reset();
+    # * private persistent buffers (the signal library's Framer, Delay, OverlapAdd, PCAN, …):
+    #   ``initial_state()`` returns them (see there).
+    writes_inputs: tuple[int, ...] = ()
+
     def __init__(self, ctx: PrepareContext):
         self.op = ctx.op
         self.numerics = ctx.numerics
@@ -113,6 +121,13 @@ class OpKernel:
 
     def eval(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
         raise NotImplementedError
+
+    def initial_state(self) -> tuple[np.ndarray, ...] | None:
+        """A stateful kernel's private state for one sample at reset, as a tuple of arrays; None
+        (the default) for a stateless kernel. A stateful kernel is evaluated as
+        ``eval(inputs, state)``, each state array given a leading sample axis like the inputs, and
+        returns ``(outputs, new_state)``; the runtime keeps ``new_state`` for the next call."""
+        return None
 
     def describe(self) -> dict:
         """Parameters worth showing a user debugging this op (multipliers, shifts, clamps…)."""
