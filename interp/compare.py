@@ -179,7 +179,7 @@ def _diff(t, mine: np.ndarray, theirs: np.ndarray) -> TensorDiff:
 
 def _kernel_for(it, op, numerics):
     from ops import registry as reg
-    cls = reg.REGISTRY[op.op_name]
+    cls = reg.kernel_class(op)
     return cls(reg.PrepareContext(op, it.tensors, numerics))
 
 

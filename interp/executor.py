@@ -111,7 +111,7 @@ class Interpreter:
         kernels = []
         unsupported: dict[tuple[str, int], dict] = {}
         for op in self.subgraph.operators:
-            cls = reg.REGISTRY.get(op.op_name)
+            cls = reg.kernel_class(op)
             if cls is None:
                 key = (op.display_name, op.version)
                 unsupported.setdefault(key, {"ops": [], "why": "operator is not implemented"})["ops"].append(op.index)

@@ -137,6 +137,12 @@ class OpKernel:
 REGISTRY: dict[str, type[OpKernel]] = {}
 
 
+def kernel_class(op: Operator) -> type[OpKernel] | None:
+    """The kernel registered for an operator: builtins by name, custom operators by their
+    custom_code (e.g. "SignalWindow", "TFLite_Detection_PostProcess"), as TFLM's resolver finds them."""
+    return REGISTRY.get(op.display_name if op.op_name == "CUSTOM" else op.op_name)
+
+
 def register(*op_names: str) -> Callable[[type[OpKernel]], type[OpKernel]]:
     def decorate(cls):
         for name in op_names:
