@@ -97,6 +97,32 @@ class Interpreter:
         self._schedule = None
         self._activation_elements = sum(t.size for t in self.tensors if t.data is None)  # per sample
         self._kept: dict[int, np.ndarray] | None = None
+        # State kept across run() calls, as TFLM keeps it across invoke(): variable tensors
+        # (tensor index -> value with a sample axis of 1) and stateful kernels' private buffers
+        # (operator index -> tuple of arrays with a sample axis of 1). reset() restores both.
+        self._variables = [t.index for t in self.tensors if t.is_variable and t.dtype is not None]
+        self._stateful_ops = {op.index: k for op, k in zip(sg.operators, self.kernels)
+                              if k is not None and k.initial_state() is not None}
+        self.reset()
+
+    @property
+    def stateful(self) -> bool:
+        """Whether outputs depend on earlier calls (variable tensors or stateful kernels)."""
+        return bool(self._variables or self._stateful_ops)
+
+    def reset(self) -> None:
+        """Forget every earlier call, as TFLM's MicroInterpreter::Reset(): variable tensors are set
+        to their reset value (memset with an int8 tensor's zero point, else 0, as TFLM's
+        ResetTensorData does) and stateful kernels to their initial state."""
+        self._state = self._initial_state(1)
+
+    def _initial_state(self, n: int) -> tuple[dict[int, np.ndarray], dict[int, tuple]]:
+        variables = {ti: np.broadcast_to(variable_reset_value(self.tensors[ti]),
+                                         (n,) + tuple(self.tensors[ti].shape)).copy()
+                     for ti in self._variables}
+        kernels = {i: tuple(np.broadcast_to(a, (n,) + a.shape).copy() for a in k.initial_state())
+                   for i, k in self._stateful_ops.items()}
+        return variables, kernels
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -242,29 +268,41 @@ class Interpreter:
             for ti in op.inputs:
                 if ti < 0:
                     sources.append((None, None))
-                elif self.tensors[ti].data is not None and ti not in sg.inputs:
+                elif self.tensors[ti].data is not None and ti not in sg.inputs and not self.tensors[ti].is_variable:
                     sources.append((None, self.tensors[ti].data[None]))
                 else:
                     sources.append((ti, None))
             outputs = [(ti, tuple(self.tensors[ti].shape), self.tensors[ti].dtype) for ti in op.outputs]
             dying = [ti for ti in set(op.inputs) if ti >= 0 and last_use.get(ti) == op.index
-                     and ti not in keep_alive]
+                     and ti not in keep_alive and not self.tensors[ti].is_variable]
             schedule.append((op, kernel, sources, outputs, dying))
         return schedule
 
-    def _execute(self, arrays: list[np.ndarray], n: int, keep: bool) -> dict[int, np.ndarray]:
+    def _execute(self, arrays: list[np.ndarray], n: int, keep: bool, state) -> dict[int, np.ndarray]:
+        """Run the graph on ``arrays`` (n samples) from ``state`` (variables, kernel states), which
+        is updated in place to the state after the call."""
         if n * self._activation_elements < SMALL_RUN_ELEMENTS:
             # Tiny runs have no loops long enough to care, and the switch costs microseconds.
-            return self._execute_ops(arrays, n, keep)
+            return self._execute_ops(arrays, n, keep, state)
         with _ufunc_buffer(UFUNC_BUFFER_ELEMENTS):
-            return self._execute_ops(arrays, n, keep)
+            return self._execute_ops(arrays, n, keep, state)
 
-    def _execute_ops(self, arrays: list[np.ndarray], n: int, keep: bool) -> dict[int, np.ndarray]:
+    def _execute_ops(self, arrays: list[np.ndarray], n: int, keep: bool, state) -> dict[int, np.ndarray]:
         if self._schedule is None:
             self._schedule = self._build_schedule()
-        env: dict[int, np.ndarray] = dict(zip(self.subgraph.inputs, arrays))
+        variables, kernel_states = state
+        env: dict[int, np.ndarray] = dict(variables)
+        env.update(zip(self.subgraph.inputs, arrays))
         for op, kernel, sources, outputs, dying in self._schedule:
-            outs = kernel.eval([env[ti] if ti is not None else const for ti, const in sources])
+            ins = [env[ti] if ti is not None else const for ti, const in sources]
+            if op.index in kernel_states:
+                outs, kernel_states[op.index] = kernel.eval(ins, kernel_states[op.index])
+            else:
+                outs = kernel.eval(ins)
+            if kernel.writes_inputs:
+                # The new values of the variable tensors the kernel overwrites, after its outputs.
+                for position, value in zip(kernel.writes_inputs, outs[len(outputs):]):
+                    env[op.inputs[position]] = value
             for (ti, shape, dtype), value in zip(outputs, outs):
                 if value.shape[1:] != shape or value.shape[0] != n or value.dtype != dtype:
                     value = self._fix_output(op, ti, value, n)
@@ -272,6 +310,8 @@ class Interpreter:
             if not keep:
                 for ti in dying:
                     env.pop(ti, None)
+        for ti in variables:
+            variables[ti] = env[ti]
         return env
 
     def _fix_output(self, op, ti: int, value: np.ndarray, n: int) -> np.ndarray:
@@ -290,7 +330,7 @@ class Interpreter:
         """
         arrays, n = self._gather_inputs(inputs, batched=False)
         _configure_blas_once()
-        env = self._execute(arrays, n, keep)
+        env = self._execute(arrays, n, keep, self._state)
         self._kept = {k: v[0] for k, v in env.items()} if keep else None
         return [self._output_value(env, ti, n)[0] for ti in self.subgraph.outputs]
 
@@ -300,6 +340,10 @@ class Interpreter:
         The batch is split over ``threads`` worker threads (default: one per core when there are
         enough samples); numpy releases the GIL in the kernels, and every sample is independent,
         so the result is the same as one ``run`` per sample.
+
+        On a stateful model (LSTM, SVDF, resource variables, the signal library's buffers) every
+        sample is an independent stream of one call starting from the reset state — what TFLM
+        gives for that sample right after reset() — and the state kept for run() is left as it is.
         """
         arrays, n = self._gather_inputs(inputs, batched=True)
         if threads is None:
@@ -312,11 +356,12 @@ class Interpreter:
         if workers > 1 and not keep:
             bounds = np.linspace(0, n, workers + 1).astype(int)
             parts = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
-            envs = list(_pool(workers).map(lambda part: self._execute(part, len(part[0]), False), parts))
+            envs = list(_pool(workers).map(
+                lambda part: self._execute(part, len(part[0]), False, self._initial_state(len(part[0]))), parts))
             self._kept = None
             return [np.concatenate([self._output_value(env, ti, len(part[0])) for env, part in zip(envs, parts)])
                     for ti in self.subgraph.outputs]
-        env = self._execute(arrays, n, keep)
+        env = self._execute(arrays, n, keep, self._initial_state(n))
         self._kept = dict(env) if keep else None
         return [self._output_value(env, ti, n) for ti in self.subgraph.outputs]
 
@@ -369,6 +414,14 @@ class Interpreter:
         """A tensor's real values: scale * (q - zero_point), per channel where quantized so."""
         i = self.tensor_index(name_or_index)
         return dequantize_tensor(self.tensors[i], self.tensor(i))
+
+
+def variable_reset_value(t: Tensor) -> np.ndarray:
+    """A variable tensor's value after TFLM's ResetTensorData: every byte set to an int8 tensor's
+    zero point (memset takes it modulo 256), else to 0."""
+    q = t.quantization
+    byte = int(q.zero_points[0]) & 0xFF if t.type_name == "INT8" and q is not None and q.zero_points.size else 0
+    return np.full(t.nbytes, byte, np.uint8).view(t.dtype).reshape(t.shape)
 
 
 def dequantize_tensor(t: Tensor, q: np.ndarray) -> np.ndarray:
