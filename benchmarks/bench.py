@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from interp import Interpreter  # noqa: E402
-from interp.cli import random_inputs  # noqa: E402
+from interp.runtime.inputs import random_inputs  # noqa: E402
 
 
 def count_macs(it) -> int:

@@ -1,8 +1,30 @@
-"""microref: a readable, bit-exact reference interpreter for int8 TFLite models (TFLM arithmetic)."""
-from .errors import InputError, MicrorefError, ModelError, UnsupportedOpError
-from .executor import Interpreter
-from .model import Model, Operator, Quantization, Subgraph, Tensor, load_model
+"""microref: a readable, bit-exact reference interpreter for int8 TFLite models (TFLM arithmetic).
 
-__all__ = ["Interpreter", "MicrorefError", "ModelError", "UnsupportedOpError", "InputError",
-           "Model", "Operator", "Quantization", "Subgraph", "Tensor", "load_model"]
+The package is layered; imports only point down (declared as an import-linter contract in
+pyproject.toml):
+
+    interp.tools    the command line, compare, explain, vectors
+    interp.api      the public Interpreter (runtime + arena plan)
+    interp.planner  TFLM's arena plan, better plans, execution inside the arena
+    interp.runtime  prepare every operator once, run samples, keep state across calls
+    ops             kernels: prepared parameters, the reference arithmetic, fast paths
+    interp.model    parse, verify, graph checks, the model builder
+    interp.errors   the typed errors
+
+This module is the façade over them. The errors and the model classes load with it; the
+Interpreter is loaded on first use (PEP 562), so that ``ops``, which sits below the runtime and
+imports ``interp.model``, never pulls the runtime in while it is itself being imported.
+"""
+from .errors import InputError, MicrorefError, ModelError, UnsupportedOpError
+from .model import Model, Operator, Quantization, Subgraph, Tensor, load_model, verify
+
+__all__ = ["InputError", "Interpreter", "MicrorefError", "Model", "ModelError", "Operator", "Quantization",
+           "Subgraph", "Tensor", "UnsupportedOpError", "load_model", "verify"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "Interpreter":
+        from .api import Interpreter
+        return Interpreter
+    raise AttributeError(f"module 'interp' has no attribute {name!r}")

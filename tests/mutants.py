@@ -54,7 +54,7 @@ def run_mutant(data: bytes, seed: int = 0) -> tuple[str, str]:
     for anything else (a bug).
     """
     from interp import Interpreter, MicrorefError
-    from interp.cli import random_inputs
+    from interp.runtime.inputs import random_inputs
 
     try:
         it = Interpreter.from_bytes(data)
@@ -518,7 +518,7 @@ def replay(path: str) -> int:
         start = time.perf_counter()
         try:
             from interp import Interpreter
-            from interp.cli import random_inputs
+            from interp.runtime.inputs import random_inputs
             it = Interpreter.from_bytes(data)
             it.run(random_inputs(it, np.random.default_rng(0)))
             print(f"ran in {time.perf_counter() - start:.2f} s")

@@ -8,7 +8,7 @@ import pytest
 
 from interp import Interpreter
 from interp.arena_exec import run_in_arena
-from interp.cli import random_inputs
+from interp.runtime.inputs import random_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = [ROOT / "golden" / "models" / f"{n}.tflite" for n in

@@ -207,7 +207,7 @@ def _every_options_table():
     import inspect
     import re
 
-    from interp.builder import _option_fields
+    from interp.model.builder import _option_fields
     from interp.model import BUILTIN_OPERATOR_NAMES
     tables = {}
     for op_name in sorted(BUILTIN_OPERATOR_NAMES.values()):

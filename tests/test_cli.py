@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp import cli
+from interp.tools import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 INT8 = str(ROOT / "golden" / "float_pair" / "int8.tflite")

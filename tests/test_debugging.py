@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from interp import Interpreter
-from interp import compare as cmp
-from interp.explain import explain
+from interp.tools import compare as cmp
+from interp.tools.explain import explain
 from ops.registry import Numerics
 
 PAIR = Path(__file__).resolve().parents[1] / "golden" / "float_pair"

@@ -90,8 +90,8 @@ def test_arena_matches_tflm(name):
 
 def test_runs_leave_numpy_ufunc_buffer_size_as_they_found_it(monkeypatch):
     """The executor shrinks numpy's ufunc buffer while kernels run; the caller's setting stays."""
-    import interp.executor
-    monkeypatch.setattr(interp.executor, "SMALL_RUN_ELEMENTS", 0)  # switch even for a small model
+    import interp.runtime.interpreter
+    monkeypatch.setattr(interp.runtime.interpreter, "SMALL_RUN_ELEMENTS", 0)  # switch even for a small model
     name = NAMES[0]
     inputs, outputs, _ = load_case(name)
     it = interpreter(name)

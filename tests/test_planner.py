@@ -385,7 +385,7 @@ def test_head_matches_tflm_on_shared_models(name):
 @needs_models
 def test_interpreter_plan_uses_kernel_scratch_when_the_kernels_load():
     from interp.errors import UnsupportedOpError
-    from interp.executor import Interpreter
+    from interp import Interpreter
     try:
         it = Interpreter.from_file(model_path("mobilenet_v2_quantized_1x3x224x224"))
     except UnsupportedOpError as e:

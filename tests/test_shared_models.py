@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from interp import Interpreter, UnsupportedOpError
-from interp.cli import random_inputs
+from interp.runtime.inputs import random_inputs
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 MODELS = sorted(p.name for p in SHARED.glob("*.tflite")) if SHARED.is_dir() else []

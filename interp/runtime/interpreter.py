@@ -8,9 +8,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputError, MicrorefError, ModelError, UnsupportedOpError, where
-from .graph import analyse
-from .model import Model, Tensor, load_model
+import ops  # noqa: F401  (importing the package registers every kernel)
+from ops import registry
+
+from ..errors import InputError, MicrorefError, ModelError, UnsupportedOpError, where
+from ..model import Model, Tensor, analyse, load_model
 
 
 # numpy's ufunc buffer (8192 elements by default) makes it stage operands through the buffer
@@ -80,11 +82,8 @@ class Interpreter:
     """
 
     def __init__(self, model: Model, *, numerics=None):
-        from ops import registry as reg
-        import ops  # noqa: F401  (registers every kernel)
-
         self.model = model
-        self.numerics = numerics or reg.DEFAULT_NUMERICS
+        self.numerics = numerics or registry.DEFAULT_NUMERICS
         sg = model.main
         if len(model.subgraphs) > 1:
             # Only control-flow ops reference other subgraphs; their kernels say so if present.
@@ -92,8 +91,7 @@ class Interpreter:
         self.subgraph = sg
         self.tensors = sg.tensors
         self.graph = analyse(sg)
-        self.kernels = self._prepare_all(reg)
-        self._plan = None
+        self.kernels = self._prepare_all(registry)
         self._schedule = None
         self._activation_elements = sum(t.size for t in self.tensors if t.data is None)  # per sample
         self._kept: dict[int, np.ndarray] | None = None
@@ -188,14 +186,6 @@ class Interpreter:
     @property
     def output_details(self) -> list[dict[str, Any]]:
         return [self._details(i) for i in self.subgraph.outputs]
-
-    @property
-    def plan(self):
-        """The arena plan TFLM would make for this model (see interp.planner)."""
-        if self._plan is None:
-            from .planner import plan_arena
-            self._plan = plan_arena(self)
-        return self._plan
 
     # ------------------------------------------------------------------ running
     def _gather_inputs(self, inputs, batched: bool) -> tuple[list[np.ndarray], int]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import verify
-from .errors import ModelError, MicrorefError
+from ..errors import ModelError, MicrorefError
 
 # Refuse absurd models before allocating anything for them.
 MAX_MODEL_BYTES = 1 << 31

@@ -35,8 +35,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import MicrorefError, ModelError
-from .model import Model, Tensor, load_model
+from ..errors import MicrorefError, ModelError
+from ..model import Model, Tensor, load_model
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment(): every planned size is rounded up to this
 OFFLINE_METADATA = "OfflineMemoryAllocation"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ModelError, where
-from .model import Subgraph
+from ..errors import ModelError, where
+from .parse import Subgraph
 
 
 @dataclass

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 
 # Refuse a tensor with more elements than this before anything allocates it.
 MAX_TENSOR_ELEMENTS = 1 << 28

@@ -12,7 +12,8 @@ import numpy as np
 
 from ops import fixedpoint as fp
 
-from .errors import InputError, where
+from ..errors import InputError, where
+from ..runtime.inputs import random_inputs
 
 MAX_TAPS_SHOWN = 12
 
@@ -139,7 +140,6 @@ def explain(it, op_index: int, coords, inputs=None) -> Explanation:
         raise InputError(f"{where(op_index, op.display_name, out_t)}: coordinates {coords} are not inside the "
                          f"output shape {list(out_t.shape)}")
     if inputs is None:
-        from .cli import random_inputs
         inputs = random_inputs(it, np.random.default_rng(0))
     it.run(inputs, keep=True)
     actual = it.tensor(op.outputs[0])[coords]

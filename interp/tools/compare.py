@@ -18,7 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MicrorefError
+from ops import registry as reg
+from ops.fixedpoint import tflite_round
+from ops.registry import Numerics
+
+from ..errors import MicrorefError
+from ..runtime import dequantize_tensor
 
 RUNTIMES = ("tflm", "litert", "litert-ref")
 
@@ -178,7 +183,6 @@ def _diff(t, mine: np.ndarray, theirs: np.ndarray) -> TensorDiff:
 
 
 def _kernel_for(it, op, numerics):
-    from ops import registry as reg
     cls = reg.kernel_class(op)
     return cls(reg.PrepareContext(op, it.tensors, numerics))
 
@@ -200,7 +204,6 @@ NUMERICS_VARIANTS = (
 
 def explain_difference(it, op, theirs: dict[int, np.ndarray]) -> list[dict]:
     """Re-run ``op`` on the other runtime's inputs under each numerics variant; report the matches."""
-    from ops.registry import Numerics
     ins = _op_inputs(it, op, theirs)
     if ins is None:
         return []
@@ -330,7 +333,6 @@ class LayerError:
 
 def quantize_like_tflm(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
     """TFLM QUANTIZE float->int: clamp(roundf(float32(x) / float32(scale)) + zp) (notes §2.11)."""
-    from ops.fixedpoint import tflite_round
     q = tflite_round((np.asarray(x, np.float32) / np.float32(scale)).astype(np.float32)).astype(np.int64) + zero_point
     info = np.iinfo(dtype)
     return np.clip(q, info.min, info.max).astype(dtype)
@@ -353,7 +355,6 @@ def _metrics(ref: np.ndarray, approx: np.ndarray) -> tuple[float, float, float, 
 def compare_float(int8_it, float_it, real_inputs: list[np.ndarray]) -> list[LayerError]:
     """Run a float model and its int8 conversion on the same real inputs; per-layer error of the int8
     model's dequantized tensors against the float model's, paired by tensor name, else by position."""
-    from .executor import dequantize_tensor
     q_inputs = []
     for ti, x in zip(int8_it.subgraph.inputs, real_inputs):
         t = int8_it.tensors[ti]

@@ -15,7 +15,17 @@ import traceback
 
 import numpy as np
 
-from .errors import InputError, MicrorefError, ModelError, UnsupportedOpError
+import ops  # noqa: F401  (importing the package registers every kernel)
+from ops.registry import REGISTRY
+
+from .. import planner
+from ..api import Interpreter
+from ..errors import InputError, MicrorefError, ModelError, UnsupportedOpError
+from ..model import load_model
+from ..runtime import dequantize_tensor
+from ..runtime.inputs import random_inputs
+from . import compare as cmp
+from .explain import explain
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_OVER_BUDGET = 0, 1, 2, 3
 EXIT_MODEL, EXIT_UNSUPPORTED, EXIT_INPUT, EXIT_DIFFERS, EXIT_MISSING_PACKAGE = 4, 5, 6, 7, 8
@@ -33,22 +43,6 @@ def parse_size(text: str) -> int:
         if t.endswith(suffix):
             return int(float(t[: -len(suffix)]) * mult)
     return int(t)
-
-
-def random_inputs(it, rng) -> list[np.ndarray]:
-    """Seeded inputs over each input's whole range (float inputs: standard normal)."""
-    xs = []
-    for d in it.input_details:
-        dt = np.dtype(d["dtype"])
-        shape = tuple(int(s) for s in d["shape"])
-        if dt.kind == "f":
-            xs.append(rng.standard_normal(shape).astype(dt))
-        elif dt.kind == "b":
-            xs.append(rng.integers(0, 2, shape).astype(dt))
-        else:
-            info = np.iinfo(dt)
-            xs.append(rng.integers(info.min, info.max, shape, endpoint=True, dtype=np.int64).astype(dt))
-    return xs
 
 
 def load_inputs(it, paths: list[str] | None, seed: int) -> list[np.ndarray]:
@@ -77,7 +71,6 @@ def _fmt_array(a: np.ndarray, limit: int = 16) -> str:
 
 
 def cmd_run(args) -> int:
-    from .executor import Interpreter, dequantize_tensor
     it = Interpreter.from_file(args.model)
     xs = load_inputs(it, args.input, args.seed)
     outs = it.run(xs)
@@ -96,9 +89,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from ops.registry import REGISTRY
-    import ops  # noqa: F401
-    from .model import load_model
     m = load_model(args.model)
     sg = m.main
     print(f"model: {args.model}  ({m.file_bytes:,} bytes, weights {m.weight_bytes:,} bytes, "
@@ -114,7 +104,6 @@ def cmd_info(args) -> int:
         print(f"  {n:4d} x {name} (v{ver}){mark}")
     # Variant-level support (types, options) is decided by each kernel's prepare step.
     try:
-        from .executor import Interpreter
         Interpreter(m)
         verdict = "every operator is supported"
     except UnsupportedOpError as e:
@@ -149,8 +138,6 @@ def cmd_info(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .executor import Interpreter
-    from . import planner
     it = Interpreter.from_file(args.model)
     plan = planner.plan_arena(it, budget_bytes=parse_size(args.budget), flash_budget_bytes=parse_size(args.flash_budget))
     orders = planner.search_operator_orders(plan)
@@ -258,7 +245,6 @@ def _tensor_key(t) -> str:
 
 
 def cmd_trace(args) -> int:
-    from .executor import Interpreter, dequantize_tensor
     it = Interpreter.from_file(args.model)
     xs = load_inputs(it, args.input, args.seed)
     it.run(xs, keep=True)
@@ -282,8 +268,6 @@ def cmd_trace(args) -> int:
 
 def cmd_compare(args) -> int:
     import json
-    from . import compare as cmp
-    from .executor import Interpreter
     it = Interpreter.from_file(args.model)
     if args.float_model:
         float_it = Interpreter.from_file(args.float_model)
@@ -331,8 +315,6 @@ def _plot_layers(rows, path):
 
 
 def cmd_explain(args) -> int:
-    from .executor import Interpreter
-    from .explain import explain
     it = Interpreter.from_file(args.model)
     xs = load_inputs(it, args.input, args.seed)
     try:
@@ -357,7 +339,6 @@ def _c_array(name: str, a: np.ndarray) -> str:
 
 def cmd_vectors(args) -> int:
     import os
-    from .executor import Interpreter
     it = Interpreter.from_file(args.model)
     os.makedirs(args.output, exist_ok=True)
     base = os.path.splitext(os.path.basename(args.model))[0]

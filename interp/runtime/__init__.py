@@ -1,0 +1,5 @@
+"""The runtime layer: every operator prepared once (ops' kernels), then samples run through the
+graph, with the state TFLM keeps across calls."""
+from .interpreter import Interpreter, dequantize_tensor, variable_reset_value
+
+__all__ = ["Interpreter", "dequantize_tensor", "variable_reset_value"]
