@@ -12,3 +12,4 @@ from . import resize  # noqa: F401
 from . import argminmax  # noqa: F401
 from . import activations  # noqa: F401
 from . import quantize  # noqa: F401
+from . import lstm  # noqa: F401
