@@ -161,8 +161,9 @@ def requantize(acc, multiplier, shift, zero_point: int, act_min: int, act_max: i
         scaled = fp.multiply_by_quantized_multiplier_single_rounding(acc, multiplier, shift)
     else:
         scaled = fp.multiply_by_quantized_multiplier(acc, multiplier, shift)
+    # C adds the zero point in int32, which wraps on x86 (a zero point near ±2^31 does it).
     # np.minimum/np.maximum: np.clip costs several times more on small arrays.
-    return np.minimum(np.maximum(scaled + zero_point, act_min), act_max)
+    return np.minimum(np.maximum(fp.wrap_int32(scaled + zero_point), act_min), act_max)
 
 
 def real_multiplier(numerics, *factors: float, divisor: float) -> float:
@@ -369,6 +370,11 @@ class Requantizer:
                 or not bool(np.all((right >= 0) & (right <= 31))):
             return
         e_max, zp = int(right.max(initial=0)), abs(self.zero_point)
+        # C adds the zero point to the int32 result of MultiplyByQuantizedMultiplier, wrapping on
+        # overflow (zero points near ±2^31); the float modes add it exactly, so they are used only
+        # where that sum provably fits (|result| <= (acc_bound·M + 2^30) / 2^31 + 1).
+        if ((acc_bound * m_max + (1 << 30)) >> 31) + 1 + zp >= (1 << 31):
+            return
         if acc_bound * m_max + (1 << 30) + ((1 + zp) << (31 + e_max)) < (1 << 53):
             self._prepare_single(right)
         elif raw_bound * m_max + (1 << 31) < (1 << 53) and (acc_bound * m_max >> 31) + ((2 + zp) << e_max) < (1 << 52):

@@ -140,7 +140,7 @@ class _ConvBase(OpKernel):
         if self.int64_accumulator:
             scaled = fp.multiply_by_quantized_multiplier_int64(acc.astype(np.int64) + self.bias_folded,
                                                                self.multiplier, self.shift)
-            y = np.minimum(np.maximum(scaled + self.output_offset, self.act_min), self.act_max)
+            y = np.minimum(np.maximum(fp.wrap_int32(scaled + self.output_offset), self.act_min), self.act_max)
             return y.astype(self.out_tensor.dtype)
         return self.requantizer(acc)
 

@@ -193,10 +193,16 @@ def quantize_multiplier_greater_than_one(real_multiplier: float) -> tuple[int, i
 
 
 def calculate_input_radius(input_integer_bits: int, input_left_shift: int, total_signed_bits: int = 31) -> int:
-    """TFLM CalculateInputRadius: the largest |diff| whose rescaled value still fits."""
+    """TFLM CalculateInputRadius: the largest |diff| whose rescaled value still fits.
+
+    The divisor is C's ``1LL << input_left_shift``: x86 masks a 64-bit shift count to 6 bits (an
+    input scale near FLT_MAX gives shifts above 63) and 1LL << 63 is INT64_MIN. The quotient goes
+    through static_cast<int>, which gives INT_MIN for what int cannot hold (cvttsd2si)."""
+    divisor = (1 << (input_left_shift & 63)) if input_left_shift & 63 != 63 else -(1 << 63)
     max_input_rescaled = (1.0 * ((1 << input_integer_bits) - 1) * (1 << (total_signed_bits - input_integer_bits))
-                          / (1 << input_left_shift))
-    return int(math.floor(max_input_rescaled))
+                          / divisor)
+    radius = math.floor(max_input_rescaled)
+    return int(radius) if INT32_MIN <= radius <= INT32_MAX else INT32_MIN
 
 
 # --------------------------------------------------------------- gemmlowp fixed-point helpers

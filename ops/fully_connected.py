@@ -27,7 +27,12 @@ class FullyConnected(OpKernel):
             ctx.unsupported("non-constant weights are not supported", w)
         ctx.check(len(w.shape) >= 2, f"weights must have rank >= 2, have shape {list(w.shape)}", w)
         self.accum_depth = w.shape[-1]
-        self.output_depth = out.shape[-1] if out.shape else 1
+        if not out.shape:
+            # RuntimeShape::Dims(-1) on a 0-d shape reads before the dims array (the wheel finds 0
+            # there): TFLM computes nothing and the output keeps whatever the arena held.
+            ctx.unsupported("a 0-d output is undefined behaviour in TFLM's kernel (it reads the output "
+                            "depth as Dims(-1), outside the shape, and writes nothing)", out)
+        self.output_depth = out.shape[-1]
         ctx.check(self.output_depth <= w.shape[-2],
                   f"output depth {self.output_depth} exceeds the {w.shape[-2]} weight rows", w)
         ctx.check(self.accum_depth > 0 and x.size % self.accum_depth == 0,
@@ -111,7 +116,7 @@ class FullyConnected(OpKernel):
         if self.int64_accumulator:
             acc = self.matmul(rows) + self.bias_folded
             scaled = fp.multiply_by_quantized_multiplier_int64(acc, self.multiplier, self.shift)
-            y = np.minimum(np.maximum(scaled + self.output_offset, self.act_min), self.act_max)
+            y = np.minimum(np.maximum(fp.wrap_int32(scaled + self.output_offset), self.act_min), self.act_max)
             return [y.astype(self.out_tensor.dtype).reshape((n,) + self.out_tensor.shape)]
         if rows.shape[0] * (self.accum_depth + self.output_depth) <= BLOCK_ELEMENTS:
             y = self.requantizer(self.matmul.raw(rows))

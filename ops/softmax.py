@@ -61,6 +61,11 @@ class Softmax(OpKernel):
         ctx.check(len(ctx.op.inputs) == 1 and len(ctx.op.outputs) == 1, "takes exactly one input and one output")
         x, out = ctx.require_input(0), ctx.output(0)
         ctx.check(len(x.shape) >= 1, "input must have rank >= 1", x)
+        if x.size != out.size:
+            # TFLM loops over the input's shape and writes as many output values: the rest of the
+            # output keeps whatever the arena held (or the kernel writes past it).
+            ctx.unsupported(f"input {list(x.shape)} and output {list(out.shape)} hold different numbers of "
+                            "values: TFLM's kernel writes only the input's count — undefined behaviour", out)
         self.out_tensor = out
         self.beta = float(np.float32(ctx.options.get("beta", 1.0)))
         pair = (x.type_name, out.type_name)
@@ -113,10 +118,13 @@ class Softmax(OpKernel):
     def eval(self, inputs):
         x = inputs[0]
         if self.kind == ("FLOAT32", "FLOAT32"):
-            return [self._eval_float(x)]
-        if self.kind[0] == "INT16":
-            return [self._eval_int16(x)]
-        return [self._eval_int8(x)]
+            y = self._eval_float(x)
+        elif self.kind[0] == "INT16":
+            y = self._eval_int16(x)
+        else:
+            y = self._eval_int8(x)
+        # The values in the input's order, laid into the output's shape (same count).
+        return [y.reshape((x.shape[0],) + self.out_tensor.shape)]
 
     def _eval_int8(self, x):
         wide = x.astype(np.intp)

@@ -213,3 +213,9 @@ def test_quantize_multiplier_refuses_non_finite_multipliers_with_a_reason():
     for m in (math.inf, -math.inf, math.nan):
         with pytest.raises(ValueError, match="not finite"):
             fp.quantize_multiplier(m)
+
+
+def test_calculate_input_radius_masks_the_shift_count_as_x86_does():
+    """C's 1LL << shift with shift >= 64 (an input scale near FLT_MAX) uses shift & 63."""
+    assert fp.calculate_input_radius(4, 155) == fp.calculate_input_radius(4, 155 & 63) == 15
+    assert fp.calculate_input_radius(4, 63) == -1  # 1LL << 63 is INT64_MIN: a tiny negative, floored

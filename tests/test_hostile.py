@@ -349,9 +349,10 @@ def test_scales_without_zero_points_mean_not_quantized(base):
     assert model.main.tensors[X].quantization is None
 
 
-def test_zero_point_beyond_int32(base):
-    model_error(patched(base, f"{SG}.tensors[{Y}].quantization.zero_point[0]", 1 << 40),
-                f'tensor {Y} "y"', "does not fit in int32")
+def test_zero_point_beyond_int32_is_truncated_as_tflms_int32_field_holds_it(base):
+    for stored, held in [(1 << 40, 0), ((1 << 40) + 7, 7), ((1 << 31) + 3, -(1 << 31) + 3)]:
+        model = load_model(patched(base, f"{SG}.tensors[{Y}].quantization.zero_point[0]", stored))
+        assert model.main.tensors[Y].quantization.zero_point == held
 
 
 @pytest.mark.parametrize("qdim, fragment", [(1, "dimension 1 of shape [1, 3, 3, 2] has 3 channels"),

@@ -99,6 +99,9 @@ class Tensor:
     is_variable: bool = False
     buffer_index: int = 0
     shape_signature: tuple[int, ...] | None = None
+    # Its buffer keeps the bytes outside the flatbuffer (Buffer.offset/size, the >2 GB layout),
+    # which the pinned TFLM does not read: the tensor is then no constant (data is None).
+    data_outside_flatbuffer: bool = False
 
     @property
     def is_constant(self) -> bool:
@@ -217,6 +220,7 @@ class _Parser:
         verify.verify_flatbuffer(buf, self.name)
         self.buffer_cache: dict[int, bytes] = {}
         self.constant_cache: dict[tuple, np.ndarray] = {}
+        self.outside_flatbuffer: set[int] = set()  # buffers whose bytes lie outside the flatbuffer
         if len(buf) < 8:
             self.fail(f"only {len(buf)} bytes: not a TFLite flatbuffer")
         if buf[4:8] != b"TFL3":
@@ -274,10 +278,10 @@ class _Parser:
         offset, size = int(b.Offset()), int(b.Size())
         if offset > 1:
             # Models over 2 GB keep buffer data after the flatbuffer, addressed from file start.
-            if offset + size > len(self.buf):
-                self.fail(f"{what}: buffer {index} (bytes {offset}..{offset + size}) lies past the end "
-                          f"of the {len(self.buf)}-byte file")
-            return self.buf[offset:offset + size]
+            # The pinned TFLM reads only Buffer.data: such a tensor is not a constant there but an
+            # arena tensor nobody writes. Mirror that (the graph check then says why it refuses).
+            self.outside_flatbuffer.add(index)
+            return b""
         n = b.DataLength()
         if n == 0:
             return b""
@@ -336,7 +340,8 @@ class _Parser:
             data = self.constant_cache[key]
         return Tensor(index=i, name=name, shape=shape, type_name=type_name, dtype=dtype,
                       element_bytes=elem_bytes, quantization=quant, data=data, data_bytes=len(raw),
-                      is_variable=bool(t.IsVariable()), buffer_index=int(t.Buffer()), shape_signature=sig)
+                      is_variable=bool(t.IsVariable()), buffer_index=int(t.Buffer()), shape_signature=sig,
+                      data_outside_flatbuffer=int(t.Buffer()) in self.outside_flatbuffer)
 
     def quantization(self, q, where: str) -> Quantization | None:
         """The tensor's affine quantization as TFLM reads it (InitializeTfLiteTensorFromFlatbuffer).
@@ -344,7 +349,7 @@ class _Parser:
         TFLM treats a tensor as quantized only when both scale and zero_point are non-empty, and
         takes zero_point[0] for every channel when the counts differ (a single zero point for
         per-channel weights is a documented space saving). Any other count mismatch is rejected
-        here, as are zero points that TFLM's int32 field would truncate.
+        here. Zero points are truncated to int32, as TFLM's int32 fields hold them.
         """
         if q is None or q.ScaleLength() == 0 or q.ZeroPointLength() == 0:
             return None
@@ -352,8 +357,8 @@ class _Parser:
         zps = np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64)
         if zps.size not in (1, scales.size):
             self.fail(f"{where}: {zps.size} zero points for {scales.size} scales (must be equal, or one)")
-        if zps.min() < -(1 << 31) or zps.max() >= 1 << 31:
-            self.fail(f"{where}: zero point {int(zps[np.argmax(np.abs(zps))])} does not fit in int32")
+        # TFLM stores the int64 zero points in int32 fields (static_cast): they wrap, as here.
+        zps = ((zps + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
         zps = np.broadcast_to(zps, scales.shape).copy()
         qdim = int(q.QuantizedDimension())
         scales.flags.writeable = False
