@@ -13,3 +13,4 @@ from . import argminmax  # noqa: F401
 from . import activations  # noqa: F401
 from . import quantize  # noqa: F401
 from . import lstm  # noqa: F401
+from . import signal  # noqa: F401
