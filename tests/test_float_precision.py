@@ -13,7 +13,7 @@ import pytest
 
 from interp import Interpreter
 from ops import fixedpoint as fp
-from ops.common import Requantizer
+from ops.common import ExactIntegerMatmul, Requantizer
 
 
 def integer_reference(acc, bias, m, shift, zp, lo, hi):
@@ -161,3 +161,20 @@ def test_per_tensor_fully_connected_repros_match_tflm(name):
     shape = tuple(Interpreter.from_file(path).input_details[0]["shape"])
     samples = rng.integers(-128, 128, (600,) + shape).astype(np.int8)
     _assert_run_and_batches_match(path, samples)
+
+
+def test_exact_integer_matmul_takes_float64_once_partial_sums_may_pass_2_to_24():
+    """At |partial sum| > 2^24 float32 rounds odd integers: the bound must switch to float64."""
+    rng = np.random.default_rng(24)
+    depth = 1040  # 1040 · 127 · 128 > 2^24: float32 would be inexact
+    weights = np.full((depth, 3), 127, np.int64)
+    weights[::2] = 127
+    weights[1::2, 1] = -127
+    m = ExactIntegerMatmul(weights, 128)
+    assert m.bound >= 1 << 24 and m.dtype is np.float64
+    x = rng.integers(-128, 128, (64, depth))
+    x[:, 0] = 127  # odd sums above 2^24
+    assert np.array_equal(m(x.astype(np.int8)), x @ weights)
+    small = ExactIntegerMatmul(weights[:1000], 128)
+    assert small.bound < 1 << 24 and small.dtype is np.float32
+    assert np.array_equal(small(x[:, :1000].astype(np.int8)), x[:, :1000] @ weights[:1000])
