@@ -109,7 +109,8 @@ def synthetic_models(seed: int = 0):
                            zero_point=0, quantized_dimension=0)
             bias_scale = [0.05 * s for s in ws] if per_channel else 0.05 * ws
             bias = b.constant("b", rng.integers(-40000, 40000, out_features).astype(np.int32), scale=bias_scale)
-            y = b.tensor("y", [1, out_features], "INT8", scale=float(rng.uniform(0.2, 0.6)), zero_point=int(rng.integers(-10, 10)))
+            y = b.tensor("y", [1, out_features], "INT8", scale=float(rng.uniform(0.2, 0.6)),
+                         zero_point=int(rng.integers(-10, 10)))
             b.op("FULLY_CONNECTED", [x, w, bias], [y])
             b.output(y)
             cases.append((f"fc_{tag}_{depth}x{out_features}", b.build()))

@@ -104,7 +104,7 @@ def test_requantizer_constants_carry_float64_themselves():
         r = Requantizer(m, shift, zp, -128, 127, np.int8, 1 << 20, bias=bias)
         assert r.use_float
         for c in r.constants:
-            assert np.asarray(c).dtype == np.float64 and not type(c) is float
+            assert np.asarray(c).dtype == np.float64 and type(c) is not float
 
 
 # ------------------------------------------------------------------ the repros, against TFLM

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from diff_support import check_model
+
 from interp import Interpreter, ModelError, UnsupportedOpError
 from interp.builder import ModelBuilder
 
