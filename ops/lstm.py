@@ -213,11 +213,12 @@ def logistic_float(x: np.ndarray) -> np.ndarray:
     return result
 
 
-def c_min_max_clip(v: np.ndarray, clip: np.float32) -> np.ndarray:
-    """Clipping(float): std::max(std::min(clip, v), -clip); std::min(clip, v) is ``v < clip ? v :
-    clip``, so a NaN cell becomes +clip."""
-    lowered = np.where(v < clip, v, clip)
-    return np.where(lowered < -clip, -clip, lowered).astype(np.float32)
+def clip_cell_float(v: np.ndarray, clip: np.float32) -> np.ndarray:
+    """Clipping(float): std::max(std::min(clip, v), -clip). Read literally, a NaN cell would become
+    +clip; the wheel's build keeps it NaN (measured, see test_float_nan_cell_state_stays_nan), so
+    NaN passes through here and everything else is clamped to [-clip, clip]."""
+    upper = np.where(v > clip, clip, v)
+    return np.where(upper < -clip, -clip, upper).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------ the kernel
@@ -536,7 +537,7 @@ class UnidirectionalSequenceLstm(OpKernel):
                     cell = mul(out["forget"], cell)
                     cell = (cell + mul(out["input"], out["cell"])).astype(f32)
                     if clip > 0:
-                        cell = c_min_max_clip(cell, clip)
+                        cell = clip_cell_float(cell, clip)
                 pre = (input_fc[name][:, t] + fc(hidden, self.weights[name][1], None)).astype(f32)
                 if name != "cell":
                     out[name] = logistic_float(pre)
