@@ -31,15 +31,16 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import flatbuffers
 import numpy as np
 
 from .parse import BUILTIN_OPERATOR_NAMES, BUILTIN_OPTIONS2_NAMES, BUILTIN_OPTIONS_NAMES, TENSOR_TYPES
 
-__all__ = ["ModelBuilder", "TENSOR_TYPE_CODES", "options_table_for"]
+__all__ = ["ModelBuilder", "SubgraphBuilder", "TENSOR_TYPE_CODES", "options_table_for"]
 
 SCHEMA_VERSION = 3
 # OperatorCode.deprecated_builtin_code is an int8; codes past it are written as this placeholder.
@@ -189,21 +190,20 @@ class _Operator:
     intermediates: list[int] = field(default_factory=list)
 
 
-class ModelBuilder:
-    """Collects tensors and operators of one subgraph and writes them as a ``.tflite`` model.
+class SubgraphBuilder:
+    """The tensors, operators, inputs and outputs of one subgraph (see ``ModelBuilder.subgraph``).
 
-    Methods that create tensors return the tensor's index, which is what operators, ``input``
-    and ``output`` take. ``build()`` returns the bytes of the model; the builder can keep being
-    extended and built again.
+    Methods that create tensors return the tensor's index in this subgraph, which is what its
+    operators, ``input`` and ``output`` take.
     """
 
-    def __init__(self, description: str = "microref ModelBuilder"):
-        self.description = description
+    def __init__(self, name: str = "main", index: int = 0):
         self._tensors: list[_Tensor] = []
         self._operators: list[_Operator] = []
         self._inputs: list[int] = []
         self._outputs: list[int] = []
-        self.subgraph_name = "main"
+        self.subgraph_name = name
+        self.index = index  # the subgraph's index in the model (what IF/WHILE/CALL_ONCE options name)
 
     # ------------------------------------------------------------------ tensors
     def tensor(self, name: str, shape: Sequence[int], dtype: str | np.dtype | type = "INT8", *,
@@ -332,50 +332,6 @@ class ModelBuilder:
         for t in tensors:
             self._inputs.append(self._check_index(t, "input"))
 
-    # ------------------------------------------------------------------ writing
-    def build(self) -> bytes:
-        """The model as the bytes of a ``.tflite`` flatbuffer (file identifier ``TFL3``)."""
-        fb = flatbuffers.Builder(1024)
-        codes, code_index = self._operator_codes()
-
-        # Buffer 0 is the empty buffer every tensor without data points to.
-        buffer_of_tensor = {}
-        datas = [b""]
-        for i, t in enumerate(self._tensors):
-            if t.data:
-                buffer_of_tensor[i] = len(datas)
-                datas.append(t.data)
-        buffers = [self._write_buffer(fb, d) for d in datas]
-
-        tensors = [self._write_tensor(fb, t, buffer_of_tensor.get(i, 0)) for i, t in enumerate(self._tensors)]
-        operators = [self._write_operator(fb, op, code_index[(op.op_name, op.custom_code, op.version)])
-                     for op in self._operators]
-        subgraph = self._write_subgraph(fb, tensors, operators)
-        code_offsets = [self._write_operator_code(fb, *c) for c in codes]
-
-        M = _tflite_module("Model")
-        description = fb.CreateString(self.description)
-        code_vector = _offset_vector(fb, M.ModelStartOperatorCodesVector, code_offsets)
-        subgraph_vector = _offset_vector(fb, M.ModelStartSubgraphsVector, [subgraph])
-        buffer_vector = _offset_vector(fb, M.ModelStartBuffersVector, buffers)
-        M.ModelStart(fb)
-        M.ModelAddVersion(fb, SCHEMA_VERSION)
-        M.ModelAddOperatorCodes(fb, code_vector)
-        M.ModelAddSubgraphs(fb, subgraph_vector)
-        M.ModelAddDescription(fb, description)
-        M.ModelAddBuffers(fb, buffer_vector)
-        fb.Finish(M.ModelEnd(fb), file_identifier=b"TFL3")
-        return bytes(fb.Output())
-
-    def _operator_codes(self):
-        codes, index = [], {}
-        for op in self._operators:
-            key = (op.op_name, op.custom_code, op.version)
-            if key not in index:
-                index[key] = len(codes)
-                codes.append(key)
-        return codes, index
-
     @staticmethod
     def _write_operator_code(fb, op_name, custom_code, version):
         OC = _tflite_module("OperatorCode")
@@ -454,33 +410,33 @@ class ModelBuilder:
         return getattr(module, f"{table}End")(fb)
 
     def _write_operator(self, fb, op: _Operator, opcode_index: int):
-        O = _tflite_module("Operator")
+        Op = _tflite_module("Operator")
         options = self._write_options(fb, op) if op.options_table else None
-        inputs = _scalar_vector(fb, O.OperatorStartInputsVector, fb.PrependInt32, op.inputs)
-        outputs = _scalar_vector(fb, O.OperatorStartOutputsVector, fb.PrependInt32, op.outputs)
+        inputs = _scalar_vector(fb, Op.OperatorStartInputsVector, fb.PrependInt32, op.inputs)
+        outputs = _scalar_vector(fb, Op.OperatorStartOutputsVector, fb.PrependInt32, op.outputs)
         intermediates = None
         if op.intermediates:
-            intermediates = _scalar_vector(fb, O.OperatorStartIntermediatesVector, fb.PrependInt32,
+            intermediates = _scalar_vector(fb, Op.OperatorStartIntermediatesVector, fb.PrependInt32,
                                            op.intermediates)
         custom = None
         if op.custom_options:
-            custom = _scalar_vector(fb, O.OperatorStartCustomOptionsVector, fb.PrependUint8, op.custom_options)
-        O.OperatorStart(fb)
-        O.OperatorAddOpcodeIndex(fb, opcode_index)
-        O.OperatorAddInputs(fb, inputs)
-        O.OperatorAddOutputs(fb, outputs)
+            custom = _scalar_vector(fb, Op.OperatorStartCustomOptionsVector, fb.PrependUint8, op.custom_options)
+        Op.OperatorStart(fb)
+        Op.OperatorAddOpcodeIndex(fb, opcode_index)
+        Op.OperatorAddInputs(fb, inputs)
+        Op.OperatorAddOutputs(fb, outputs)
         if options is not None:
             if op.options_table in _OPTIONS_CODES:
-                O.OperatorAddBuiltinOptionsType(fb, _OPTIONS_CODES[op.options_table])
-                O.OperatorAddBuiltinOptions(fb, options)
+                Op.OperatorAddBuiltinOptionsType(fb, _OPTIONS_CODES[op.options_table])
+                Op.OperatorAddBuiltinOptions(fb, options)
             else:
-                O.OperatorAddBuiltinOptions2Type(fb, _OPTIONS2_CODES[op.options_table])
-                O.OperatorAddBuiltinOptions2(fb, options)
+                Op.OperatorAddBuiltinOptions2Type(fb, _OPTIONS2_CODES[op.options_table])
+                Op.OperatorAddBuiltinOptions2(fb, options)
         if custom is not None:
-            O.OperatorAddCustomOptions(fb, custom)
+            Op.OperatorAddCustomOptions(fb, custom)
         if intermediates is not None:
-            O.OperatorAddIntermediates(fb, intermediates)
-        return O.OperatorEnd(fb)
+            Op.OperatorAddIntermediates(fb, intermediates)
+        return Op.OperatorEnd(fb)
 
     def _write_subgraph(self, fb, tensors, operators):
         S = _tflite_module("SubGraph")
@@ -496,6 +452,79 @@ class ModelBuilder:
         S.SubGraphAddOperators(fb, operator_vector)
         S.SubGraphAddName(fb, name)
         return S.SubGraphEnd(fb)
+
+
+
+class ModelBuilder(SubgraphBuilder):
+    """Collects subgraphs of tensors and operators and writes them as a ``.tflite`` model.
+
+    The builder itself is subgraph 0 (the one TFLM invokes); ``subgraph(name)`` adds another
+    (the branches of IF, the cond and body of WHILE, CALL_ONCE's init), whose ``index`` the
+    control-flow operator's options name. ``build()`` returns the bytes of the model; the
+    builder can keep being extended and built again.
+    """
+
+    def __init__(self, description: str = "microref ModelBuilder"):
+        super().__init__("main", 0)
+        self.description = description
+        self.subgraphs: list[SubgraphBuilder] = [self]
+
+    def subgraph(self, name: str = "") -> SubgraphBuilder:
+        """A new, empty subgraph (index 1, 2, ... in creation order) with the same methods as the
+        builder (``tensor``, ``input``, ``constant``, ``op``, ``output``, ``mark_input``)."""
+        g = SubgraphBuilder(name or f"subgraph_{len(self.subgraphs)}", len(self.subgraphs))
+        self.subgraphs.append(g)
+        return g
+
+    # ------------------------------------------------------------------ writing
+    def build(self) -> bytes:
+        """The model as the bytes of a ``.tflite`` flatbuffer (file identifier ``TFL3``)."""
+        fb = flatbuffers.Builder(1024)
+        graphs = self.subgraphs
+        codes, code_index = self._operator_codes()
+
+        # Buffer 0 is the empty buffer every tensor without data points to.
+        buffer_of_tensor = {}
+        datas = [b""]
+        for g in graphs:
+            for i, t in enumerate(g._tensors):
+                if t.data:
+                    buffer_of_tensor[(g.index, i)] = len(datas)
+                    datas.append(t.data)
+        buffers = [self._write_buffer(fb, d) for d in datas]
+
+        subgraphs = []
+        for g in graphs:
+            tensors = [self._write_tensor(fb, t, buffer_of_tensor.get((g.index, i), 0))
+                       for i, t in enumerate(g._tensors)]
+            operators = [self._write_operator(fb, op, code_index[(op.op_name, op.custom_code, op.version)])
+                         for op in g._operators]
+            subgraphs.append(g._write_subgraph(fb, tensors, operators))
+        code_offsets = [self._write_operator_code(fb, *c) for c in codes]
+
+        M = _tflite_module("Model")
+        description = fb.CreateString(self.description)
+        code_vector = _offset_vector(fb, M.ModelStartOperatorCodesVector, code_offsets)
+        subgraph_vector = _offset_vector(fb, M.ModelStartSubgraphsVector, subgraphs)
+        buffer_vector = _offset_vector(fb, M.ModelStartBuffersVector, buffers)
+        M.ModelStart(fb)
+        M.ModelAddVersion(fb, SCHEMA_VERSION)
+        M.ModelAddOperatorCodes(fb, code_vector)
+        M.ModelAddSubgraphs(fb, subgraph_vector)
+        M.ModelAddDescription(fb, description)
+        M.ModelAddBuffers(fb, buffer_vector)
+        fb.Finish(M.ModelEnd(fb), file_identifier=b"TFL3")
+        return bytes(fb.Output())
+
+    def _operator_codes(self):
+        codes, index = [], {}
+        for g in self.subgraphs:
+            for op in g._operators:
+                key = (op.op_name, op.custom_code, op.version)
+                if key not in index:
+                    index[key] = len(codes)
+                    codes.append(key)
+        return codes, index
 
 
 def _type_name(dtype) -> str:

@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 import ops  # noqa: F401  (importing the package registers every kernel)
 from ops import registry
+from ops.control_flow import DEFAULT_MAX_WHILE_ITERATIONS
+from ops.variables import ResourceTable
 
 from ..errors import InputError, MicrorefError, ModelError, UnsupportedOpError, where
 from ..model import Model, Tensor, analyse, load_model
-
+from ..model.graph import check_subgraph_calls, subgraph_calls
+from .state import GraphCall, GraphInfo, PrepareContext, State
 
 # numpy's ufunc buffer (8192 elements by default) makes it stage operands through the buffer
 # whenever an inner loop is shorter than the buffer and an operand broadcasts, as per-channel
@@ -81,85 +85,160 @@ class Interpreter:
         batch_outputs = it.run_batch([X])  # X has a leading axis of samples
     """
 
-    def __init__(self, model: Model, *, numerics=None):
+    def __init__(self, model: Model, *, numerics=None,
+                 max_while_iterations: int = DEFAULT_MAX_WHILE_ITERATIONS):
         self.model = model
         self.numerics = numerics or registry.DEFAULT_NUMERICS
+        # A WHILE still looping after this many iterations in one call is an error naming it.
+        self.max_while_iterations = int(max_while_iterations)
         sg = model.main
-        if len(model.subgraphs) > 1:
-            # Only control-flow ops reference other subgraphs; their kernels say so if present.
-            pass
         self.subgraph = sg
         self.tensors = sg.tensors
-        self.graph = analyse(sg)
-        self.kernels = self._prepare_all(registry)
-        self._schedule = None
+        # Subgraphs run by IF / WHILE / CALL_ONCE: indices and recursion checked, each reachable
+        # subgraph's data flow checked like subgraph 0's.
+        self.reachable = check_subgraph_calls(model)
+        self.graphs = {s: analyse(model.subgraphs[s]) for s in self.reachable}
+        self.graph = self.graphs[0]
+        self.resources = ResourceTable()
+        # Every subgraph's kernels, prepared in TFLM's order (subgraph 0 first); ``kernels`` are
+        # subgraph 0's.
+        self.subgraph_kernels = self._prepare_all(registry)
+        self.kernels = self.subgraph_kernels[0]
+        self._callees = {s: self._reachable_from(s) for s in self.reachable}
+        self._schedules: dict[int, list] = {}
         self._activation_elements = sum(t.size for t in self.tensors if t.data is None)  # per sample
         self._kept: dict[int, np.ndarray] | None = None
-        # State kept across run() calls, as TFLM keeps it across invoke(): variable tensors
-        # (tensor index -> value with a sample axis of 1) and stateful kernels' private buffers
-        # (operator index -> tuple of arrays with a sample axis of 1). reset() restores both.
-        self._variables = [t.index for t in self.tensors if t.is_variable and t.dtype is not None]
-        self._stateful_ops = {op.index: k for op, k in zip(sg.operators, self.kernels)
+        self._kept_subgraphs: dict[int, dict[int, np.ndarray]] = {}
+        self._state_before: State | None = None
+        # State kept across run() calls, as TFLM keeps it across invoke() (see State): variable
+        # tensors of every subgraph, stateful kernels' private buffers, resource variables.
+        self._variables = {s: [t.index for t in model.subgraphs[s].tensors if t.is_variable and t.dtype is not None]
+                           for s in self.reachable}
+        self._stateful_ops = {(s, op.index): k for s in self.reachable
+                              for op, k in zip(model.subgraphs[s].operators, self.subgraph_kernels[s])
                               if k is not None and k.initial_state() is not None}
-        self.reset()
+        self._state = self._fresh_state(1)
+
+    def _reachable_from(self, s: int) -> frozenset[int]:
+        seen, todo = set(), [s]
+        while todo:
+            g = todo.pop()
+            if g not in seen:
+                seen.add(g)
+                todo.extend(t for op in self.model.subgraphs[g].operators for _, t in subgraph_calls(op))
+        return frozenset(seen)
 
     @property
     def stateful(self) -> bool:
-        """Whether outputs depend on earlier calls (variable tensors or stateful kernels)."""
-        return bool(self._variables or self._stateful_ops)
+        """Whether outputs depend on earlier calls (variable tensors, stateful kernels, resource
+        variables)."""
+        return bool(any(self._variables.values()) or self._stateful_ops or self.resources.variables)
 
     def reset(self) -> None:
-        """Forget every earlier call, as TFLM's MicroInterpreter::Reset(): variable tensors are set
-        to their reset value (memset with an int8 tensor's zero point, else 0, as TFLM's
-        ResetTensorData does) and stateful kernels to their initial state."""
-        self._state = self._initial_state(1)
+        """Forget every earlier call, as TFLM's MicroInterpreter::Reset(): variable tensors of every
+        subgraph are set to their reset value (memset with an int8 tensor's zero point, else 0, as
+        TFLM's ResetTensorData does), resource variables to their default value, stateful kernels
+        to their initial state — except CALL_ONCE, whose TFLM kernel has no reset: its init
+        subgraph does not run again after a reset."""
+        fresh = self._fresh_state(1)
+        for key, kernel in self._stateful_ops.items():
+            if getattr(kernel, "survives_reset", False):
+                fresh.kernels[key] = self._state.kernels[key]
+        self._state = fresh
 
-    def _initial_state(self, n: int) -> tuple[dict[int, np.ndarray], dict[int, tuple]]:
-        variables = {ti: np.broadcast_to(variable_reset_value(self.tensors[ti]),
-                                         (n,) + tuple(self.tensors[ti].shape)).copy()
-                     for ti in self._variables}
-        kernels = {i: tuple(np.broadcast_to(a, (n,) + a.shape).copy() for a in k.initial_state())
-                   for i, k in self._stateful_ops.items()}
-        return variables, kernels
+    def _fresh_state(self, n: int) -> State:
+        """The state of a model just loaded, for n samples."""
+        variables = {}
+        for s, indices in self._variables.items():
+            tensors = self.model.subgraphs[s].tensors
+            for ti in indices:
+                variables[(s, ti)] = np.broadcast_to(variable_reset_value(tensors[ti]),
+                                                     (n,) + tuple(tensors[ti].shape)).copy()
+        kernels = {key: tuple(np.broadcast_to(a, (n,) + a.shape).copy() for a in k.initial_state())
+                   for key, k in self._stateful_ops.items()}
+        resources = {i: np.broadcast_to(v.default_value(), (n, v.nbytes)).copy()
+                     for i, v in enumerate(self.resources.variables) if v.allocated}
+        return State(n, variables, kernels, resources)
+
+    def state(self, *, before: bool = False) -> dict[str, dict[str, np.ndarray]]:
+        """The state the next run() starts from, as ``{"variables": {name: value}, "resources":
+        {name: value}}``: variable tensors by tensor name (``"k:name"`` for subgraph k > 0) and
+        resource variables by shared_name (``"container/shared_name"`` when a container is named),
+        each value one sample's, a resource variable's bytes shown in the type and shape of the
+        tensor that allocated it. ``before=True``: the state the last run(..., keep=True) started
+        from."""
+        st = self._state
+        if before:
+            if self._state_before is None:
+                raise KeyError("the state before a call is kept only by run(..., keep=True)")
+            st = self._state_before
+        variables: dict[str, np.ndarray] = {}
+        for (s, ti), value in st.variables.items():
+            t = self.model.subgraphs[s].tensors[ti]
+            name = t.name if s == 0 else f"{s}:{t.name}"
+            if name in variables:
+                name = f"{name}#{ti}"
+            variables[name] = value[0].copy()
+        resources = {}
+        for rid, raw in st.resources.items():
+            v = self.resources.variables[rid]
+            resources[v.name] = np.ascontiguousarray(raw[0]).view(v.dtype).reshape(v.shape).copy()
+        return {"variables": variables, "resources": resources}
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_file(cls, path: str | os.PathLike, **kwargs) -> "Interpreter":
+    def from_file(cls, path: str | os.PathLike, **kwargs) -> Interpreter:
         return cls(load_model(path), **kwargs)
 
     @classmethod
-    def from_bytes(cls, data: bytes, **kwargs) -> "Interpreter":
+    def from_bytes(cls, data: bytes, **kwargs) -> Interpreter:
         return cls(load_model(data), **kwargs)
 
     def _prepare_all(self, reg):
-        kernels = []
+        """Prepare every operator of every subgraph in TFLM's order (PrepareSubgraphs), then the
+        checks kernels deferred until all are prepared. Unsupported operators are reported
+        together."""
+        kernels: list[list] = []
         unsupported: dict[tuple[str, int], dict] = {}
-        for op in self.subgraph.operators:
-            cls = reg.kernel_class(op)
-            if cls is None:
-                key = (op.display_name, op.version)
-                unsupported.setdefault(key, {"ops": [], "why": "operator is not implemented"})["ops"].append(op.index)
-                kernels.append(None)
-                continue
-            try:
-                kernels.append(cls(reg.PrepareContext(op, self.tensors, self.numerics)))
-            except UnsupportedOpError as e:
-                for name, version, idx, why in e.unsupported:
-                    unsupported.setdefault((name, version), {"ops": [], "why": why})["ops"].extend(idx)
-                kernels.append(None)
-            except MicrorefError:
-                raise
-            except (ValueError, ZeroDivisionError, OverflowError, IndexError, KeyError, TypeError,
-                    AttributeError) as e:
-                # A kernel's prepare tripped on inconsistent parameters the model should not have.
-                raise ModelError(f"{where(op.index, op.display_name)}: invalid operator parameters "
-                                 f"({type(e).__name__}: {e})") from None
+        deferred: list = []
+        for sg in self.model.subgraphs:
+            info = GraphInfo(self, sg.index, deferred)
+            row = []
+            for op in sg.operators:
+                label = str(op.index) if sg.index == 0 else f"{op.index} of subgraph {sg.index}"
+                cls = reg.kernel_class(op)
+                if cls is None:
+                    key = (op.display_name, op.version)
+                    entry = unsupported.setdefault(key, {"ops": [], "labels": [], "why": "operator is not implemented"})
+                    entry["ops"].append(op.index)
+                    entry["labels"].append(label)
+                    row.append(None)
+                    continue
+                try:
+                    row.append(cls(PrepareContext(op, sg.tensors, self.numerics, info)))
+                except UnsupportedOpError as e:
+                    for name, version, idx, why in e.unsupported:
+                        entry = unsupported.setdefault((name, version), {"ops": [], "labels": [], "why": why})
+                        entry["ops"].extend(idx)
+                        entry["labels"].append(label)
+                    row.append(None)
+                except MicrorefError:
+                    raise
+                except (ValueError, ZeroDivisionError, OverflowError, IndexError, KeyError, TypeError,
+                        AttributeError) as e:
+                    # A kernel's prepare tripped on inconsistent parameters the model should not have.
+                    here = where(op.index, op.display_name)
+                    raise ModelError(f"{here if sg.index == 0 else f'subgraph {sg.index}, {here}'}: invalid "
+                                     f"operator parameters ({type(e).__name__}: {e})") from None
+            kernels.append(row)
         if unsupported:
-            lines = [f"{name} (version {ver}) at operator{'s' if len(v['ops']) > 1 else ''} "
-                     f"{', '.join(map(str, v['ops']))}: {v['why']}"
+            lines = [f"{name} (version {ver}) at operator{'s' if len(v['labels']) > 1 else ''} "
+                     f"{', '.join(v['labels'])}: {v['why']}"
                      for (name, ver), v in unsupported.items()]
             raise UnsupportedOpError("the model uses unsupported operators:\n  " + "\n  ".join(lines),
                                      [(name, ver, v["ops"], v["why"]) for (name, ver), v in unsupported.items()])
+        for check in deferred:
+            check()
         return kernels
 
     # ------------------------------------------------------------------ details
@@ -246,47 +325,64 @@ class Interpreter:
         # A model without inputs runs once per call, batched or not.
         return arrays, (n if batched and n is not None else 1)
 
-    def _build_schedule(self):
-        """Per operator, once: where each input comes from, what each output must look like,
-        and which tensors die after it — so the run loop does no lookups it can avoid."""
-        sg = self.subgraph
+    def _build_schedule(self, s: int):
+        """Per operator of subgraph ``s``, once: where each input comes from, what each output must
+        look like, which tensors die after it, and how its kernel is called — so the run loop does
+        no lookups it can avoid."""
+        sg = self.model.subgraphs[s]
+        tensors = sg.tensors
         keep_alive = set(sg.outputs)
-        last_use = self.graph.last_use
+        last_use = self.graphs[s].last_use
         schedule = []
-        for op, kernel in zip(sg.operators, self.kernels):
+        for op, kernel in zip(sg.operators, self.subgraph_kernels[s]):
             sources = []  # (tensor index or None, constant array with a sample axis or None)
             for ti in op.inputs:
                 if ti < 0:
                     sources.append((None, None))
-                elif self.tensors[ti].data is not None and ti not in sg.inputs and not self.tensors[ti].is_variable:
-                    sources.append((None, self.tensors[ti].data[None]))
+                elif tensors[ti].data is not None and ti not in sg.inputs and not tensors[ti].is_variable:
+                    sources.append((None, tensors[ti].data[None]))
                 else:
                     sources.append((ti, None))
-            outputs = [(ti, tuple(self.tensors[ti].shape), self.tensors[ti].dtype) for ti in op.outputs]
+            outputs = [(ti, tuple(tensors[ti].shape), value_dtype(tensors[ti])) for ti in op.outputs]
             dying = [ti for ti in set(op.inputs) if ti >= 0 and last_use.get(ti) == op.index
-                     and ti not in keep_alive and not self.tensors[ti].is_variable]
-            schedule.append((op, kernel, sources, outputs, dying))
+                     and ti not in keep_alive and not tensors[ti].is_variable]
+            key = (s, op.index)
+            stateful = key in self._stateful_ops
+            uses_graph = getattr(kernel, "uses_graph", False)
+            location = where(op.index, op.display_name)
+            schedule.append((op, kernel, sources, outputs, dying, key, stateful, uses_graph,
+                             location if s == 0 else f"subgraph {s}, {location}"))
         return schedule
 
-    def _execute(self, arrays: list[np.ndarray], n: int, keep: bool, state) -> dict[int, np.ndarray]:
-        """Run the graph on ``arrays`` (n samples) from ``state`` (variables, kernel states), which
-        is updated in place to the state after the call."""
+    def _execute(self, arrays: list[np.ndarray], n: int, keep: bool, state: State) -> dict[int, np.ndarray]:
+        """Run subgraph 0 on ``arrays`` (n samples) from ``state``, which is updated in place to the
+        state after the call."""
         if n * self._activation_elements < SMALL_RUN_ELEMENTS:
             # Tiny runs have no loops long enough to care, and the switch costs microseconds.
-            return self._execute_ops(arrays, n, keep, state)
+            return self._run_subgraph(0, arrays, n, state, keep)
         with _ufunc_buffer(UFUNC_BUFFER_ELEMENTS):
-            return self._execute_ops(arrays, n, keep, state)
+            return self._run_subgraph(0, arrays, n, state, keep)
 
-    def _execute_ops(self, arrays: list[np.ndarray], n: int, keep: bool, state) -> dict[int, np.ndarray]:
-        if self._schedule is None:
-            self._schedule = self._build_schedule()
-        variables, kernel_states = state
-        env: dict[int, np.ndarray] = dict(variables)
-        env.update(zip(self.subgraph.inputs, arrays))
-        for op, kernel, sources, outputs, dying in self._schedule:
+    def _run_subgraph(self, s: int, arrays: list[np.ndarray], n: int, state: State,
+                      keep: bool) -> dict[int, np.ndarray]:
+        """One invocation of subgraph ``s`` (TFLM's InvokeSubgraph): its inputs are ``arrays``, its
+        operators run in order; ``state`` (n samples) is read and updated."""
+        schedule = self._schedules.get(s)
+        if schedule is None:
+            schedule = self._schedules[s] = self._build_schedule(s)
+        sg = self.model.subgraphs[s]
+        env: dict[int, np.ndarray] = {ti: state.variables[(s, ti)] for ti in self._variables[s]}
+        env.update(zip(sg.inputs, arrays))
+        for op, kernel, sources, outputs, dying, key, stateful, uses_graph, location in schedule:
             ins = [env[ti] if ti is not None else const for ti, const in sources]
-            if op.index in kernel_states:
-                outs, kernel_states[op.index] = kernel.eval(ins, kernel_states[op.index])
+            if uses_graph:
+                call = GraphCall(self, state, n, keep, location)
+                if stateful:
+                    outs, state.kernels[key] = kernel.eval(ins, state.kernels[key], graph=call)
+                else:
+                    outs = kernel.eval(ins, graph=call)
+            elif stateful:
+                outs, state.kernels[key] = kernel.eval(ins, state.kernels[key])
             else:
                 outs = kernel.eval(ins)
             if kernel.writes_inputs:
@@ -295,34 +391,45 @@ class Interpreter:
                     env[op.inputs[position]] = value
             for (ti, shape, dtype), value in zip(outputs, outs):
                 if value.shape[1:] != shape or value.shape[0] != n or value.dtype != dtype:
-                    value = self._fix_output(op, ti, value, n)
+                    value = self._fix_output(location, sg.tensors[ti], value, n)
                 env[ti] = value
             if not keep:
                 for ti in dying:
                     env.pop(ti, None)
-        for ti in variables:
-            variables[ti] = env[ti]
+        for ti in self._variables[s]:
+            state.variables[(s, ti)] = env[ti]
+        if keep and s != 0:
+            self._kept_subgraphs[s] = {k: v[0] for k, v in env.items()}
         return env
 
-    def _fix_output(self, op, ti: int, value: np.ndarray, n: int) -> np.ndarray:
-        t = self.tensors[ti]
+    def _fix_output(self, location: str, t: Tensor, value: np.ndarray, n: int) -> np.ndarray:
+        dtype = value_dtype(t)
         expected = (n,) + tuple(t.shape)
-        if value.shape[0] == 1 and n > 1 and value.shape[1:] == expected[1:] and value.dtype == t.dtype:
+        if value.shape[0] == 1 and n > 1 and value.shape[1:] == expected[1:] and value.dtype == dtype:
             # An op whose inputs are all constants computes one sample; every sample has it.
             return np.broadcast_to(value, expected).copy()
-        raise ModelError(f"{where(op.index, op.display_name, t)}: kernel produced "
-                         f"{value.dtype}{value.shape}, tensor is {t.dtype}{expected}")
+        raise ModelError(f"{location}, {where(tensor=t)}: kernel produced "
+                         f"{value.dtype}{value.shape}, tensor is {dtype}{expected}")
 
     def run(self, inputs, *, keep: bool = False) -> list[np.ndarray]:
         """Run one sample. Returns the outputs (model order) as arrays of the output shapes.
 
-        With keep=True every intermediate tensor is kept for ``tensor()`` and ``dequantized()``.
+        On a stateful model each call continues from the state the previous one left (see
+        ``state()``), as consecutive TFLM invokes do, until ``reset()``.
+
+        With keep=True every intermediate tensor is kept for ``tensor()`` and ``dequantized()``,
+        and the state before the call for ``state(before=True)``.
         """
         arrays, n = self._gather_inputs(inputs, batched=False)
         _configure_blas_once()
-        env = self._execute(arrays, n, keep, self._state)
+        state = self._state.copy()
+        if keep:
+            self._kept_subgraphs = {}
+        env = self._execute(arrays, n, keep, state)
+        self._state_before = self._state if keep else None
+        self._state = state  # only a call that completed moves the state on
         self._kept = {k: v[0] for k, v in env.items()} if keep else None
-        return [self._output_value(env, ti, n)[0] for ti in self.subgraph.outputs]
+        return [self._output_value(0, env, ti, n)[0] for ti in self.subgraph.outputs]
 
     def run_batch(self, inputs, *, keep: bool = False, threads: int | None = None) -> list[np.ndarray]:
         """Run N samples at once: each input has a leading axis of N samples; so do the outputs.
@@ -332,8 +439,10 @@ class Interpreter:
         so the result is the same as one ``run`` per sample.
 
         On a stateful model (LSTM, SVDF, resource variables, the signal library's buffers) every
-        sample is an independent stream of one call starting from the reset state — what TFLM
-        gives for that sample right after reset() — and the state kept for run() is left as it is.
+        sample is an independent stream of one call starting from the state of a newly loaded
+        model — what TFLM's first invoke gives for that sample (the same as after reset(), except
+        that a CALL_ONCE runs its init subgraph, which reset() does not re-arm) — and the state
+        kept for run() is left as it is.
         """
         arrays, n = self._gather_inputs(inputs, batched=True)
         if threads is None:
@@ -347,19 +456,21 @@ class Interpreter:
             bounds = np.linspace(0, n, workers + 1).astype(int)
             parts = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
             envs = list(_pool(workers).map(
-                lambda part: self._execute(part, len(part[0]), False, self._initial_state(len(part[0]))), parts))
+                lambda part: self._execute(part, len(part[0]), False, self._fresh_state(len(part[0]))), parts))
             self._kept = None
-            return [np.concatenate([self._output_value(env, ti, len(part[0])) for env, part in zip(envs, parts)])
+            return [np.concatenate([self._output_value(0, env, ti, len(part[0])) for env, part in zip(envs, parts)])
                     for ti in self.subgraph.outputs]
-        env = self._execute(arrays, n, keep, self._initial_state(n))
+        if keep:
+            self._kept_subgraphs = {}
+        env = self._execute(arrays, n, keep, self._fresh_state(n))
         self._kept = dict(env) if keep else None
-        return [self._output_value(env, ti, n) for ti in self.subgraph.outputs]
+        return [self._output_value(0, env, ti, n) for ti in self.subgraph.outputs]
 
-    def _output_value(self, env, ti: int, n: int) -> np.ndarray:
+    def _output_value(self, s: int, env, ti: int, n: int) -> np.ndarray:
         if ti in env:
             return env[ti]
         # A graph output that is a constant (or an input passed straight through) has its data.
-        t = self.tensors[ti]
+        t = self.model.subgraphs[s].tensors[ti]
         return np.broadcast_to(t.data, (n,) + tuple(t.shape)).copy()
 
     def op_inputs(self, op, value_of) -> list[np.ndarray | None]:
@@ -377,33 +488,47 @@ class Interpreter:
         return ins
 
     # ------------------------------------------------------------------ intermediates
-    def tensor_index(self, name_or_index: int | str) -> int:
+    def tensor_index(self, name_or_index: int | str, subgraph: int = 0) -> int:
+        tensors = self._subgraph_tensors(subgraph)
         if isinstance(name_or_index, (int, np.integer)):
             i = int(name_or_index)
-            if not 0 <= i < len(self.tensors):
-                raise KeyError(f"no tensor {i}; the model has {len(self.tensors)}")
+            if not 0 <= i < len(tensors):
+                raise KeyError(f"no tensor {i}; the subgraph has {len(tensors)}")
             return i
-        for t in self.tensors:
+        for t in tensors:
             if t.name == name_or_index:
                 return t.index
         raise KeyError(f"no tensor named {name_or_index!r}")
 
-    def tensor(self, name_or_index: int | str) -> np.ndarray:
-        """A tensor's raw (integer) value from the last run(keep=True); constants always."""
-        i = self.tensor_index(name_or_index)
-        t = self.tensors[i]
+    def _subgraph_tensors(self, subgraph: int) -> list[Tensor]:
+        if not 0 <= subgraph < len(self.model.subgraphs):
+            raise KeyError(f"no subgraph {subgraph}; the model has {len(self.model.subgraphs)}")
+        return self.model.subgraphs[subgraph].tensors
+
+    def tensor(self, name_or_index: int | str, subgraph: int = 0) -> np.ndarray:
+        """A tensor's raw (integer) value from the last run(keep=True); constants always. A tensor
+        of another subgraph (``subgraph=k``) has its value from that subgraph's last invocation
+        during the call. Variable tensors hold their value after the call (``state()`` has both)."""
+        i = self.tensor_index(name_or_index, subgraph)
+        t = self._subgraph_tensors(subgraph)[i]
         if t.data is not None:
             return t.data
         if self._kept is None:
             raise KeyError("intermediate tensors are kept only after run(..., keep=True)")
-        if i not in self._kept:
-            raise KeyError(f'tensor {i} "{t.name}" was not computed')
-        return self._kept[i]
+        kept = self._kept if subgraph == 0 else self._kept_subgraphs.get(subgraph, {})
+        if i not in kept:
+            raise KeyError(f'tensor {i} "{t.name}"{f" of subgraph {subgraph}" if subgraph else ""} was not computed')
+        return kept[i]
 
-    def dequantized(self, name_or_index: int | str) -> np.ndarray:
+    def dequantized(self, name_or_index: int | str, subgraph: int = 0) -> np.ndarray:
         """A tensor's real values: scale * (q - zero_point), per channel where quantized so."""
-        i = self.tensor_index(name_or_index)
-        return dequantize_tensor(self.tensors[i], self.tensor(i))
+        i = self.tensor_index(name_or_index, subgraph)
+        return dequantize_tensor(self._subgraph_tensors(subgraph)[i], self.tensor(i, subgraph))
+
+
+def value_dtype(t: Tensor) -> np.dtype | None:
+    """The dtype of a tensor's values in the runtime: a RESOURCE handle holds an int32 id."""
+    return np.dtype(np.int32) if t.type_name == "RESOURCE" else t.dtype
 
 
 def variable_reset_value(t: Tensor) -> np.ndarray:
