@@ -14,3 +14,5 @@ from . import activations  # noqa: F401
 from . import quantize  # noqa: F401
 from . import lstm  # noqa: F401
 from . import signal  # noqa: F401
+from . import control_flow  # noqa: F401
+from . import variables  # noqa: F401
