@@ -72,7 +72,10 @@ def _recv(fd: int, timeout: float | None = None):
 
 # ---------------------------------------------------------------------------------- worker side
 def _serve() -> None:
-    """Worker loop: requests (model bytes, list of samples) -> ("ok", outputs) or ("rejected", msg)."""
+    """Worker loop: requests (model bytes, list of samples) -> ("ok", outputs) or ("rejected", msg).
+
+    The samples are invoked one after the other on one interpreter, without reset; a None in
+    their place resets it (and gives None in the outputs)."""
     # Replies go through a private copy of stdout; whatever TFLM prints goes to stderr.
     reply_fd = os.dup(1)
     os.dup2(2, 1)
@@ -93,6 +96,11 @@ def _serve() -> None:
         try:
             outputs = []
             for sample in samples:
+                if sample is None:
+                    # A reset marker (stateful tests): MicroInterpreter::Reset() between calls.
+                    interpreter.reset()
+                    outputs.append(None)
+                    continue
                 for i, x in enumerate(sample):
                     interpreter.set_input(x, i)
                 interpreter.invoke()
