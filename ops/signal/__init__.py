@@ -1,3 +1,3 @@
 """TFLM's signal library (signal/micro/kernels, signal/src): the custom operators of audio front
 ends such as micro_speech's, registered under their custom_code names ("SignalWindow", …)."""
-from . import spectral  # noqa: F401
+from . import filter_bank, framing, spectral  # noqa: F401
