@@ -24,8 +24,8 @@ from interp.model import load_model
 from interp.planner import (
     ONLINE, PlanError, ScratchRequest, check_plan, format_plan, greedy_offsets, improve_plan,
     plan_arena, plan_to_json, read_offline_offsets, reference_scratch_requests,
-    search_operator_orders, tensor_slice, tensor_view, write_improved_model, write_offline_plan,
-    _exact_search,
+    search_operator_orders, tensor_slice, exact_search, tensor_view, write_improved_model, write_offline_plan,
+
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -335,7 +335,7 @@ def test_control_flow_subgraphs_get_nested_scopes():
     assert plan.lifetimes[(1, 0)] == (2, 3) and plan.lifetimes[(1, 1)] == (3, 3)
     assert plan.lifetimes[(2, 0)] == (4, 5) and plan.lifetimes[(2, 1)] == (5, 5)
     assert plan.lifetimes["scratch:0"] == (3, 3)
-    assert not plan.exact and plan.notes
+    assert plan.exact
     check_plan(plan)
 
 
@@ -505,7 +505,7 @@ def test_exact_search_finds_the_optimum_of_small_instances():
         lasts = [f + rng.randint(0, 3) for f in firsts]
         overlap = np.array([[not (firsts[j] > lasts[i] or firsts[i] > lasts[j]) for j in range(n)]
                             for i in range(n)])
-        offs, finished = _exact_search(sizes, firsts, lasts, overlap, sum(sizes) + 1, 0, 10 ** 6)
+        offs, finished = exact_search(sizes, firsts, lasts, upper=sum(sizes) + 1, node_limit=10 ** 6, overlap=overlap)
         assert finished
         got = max(o + s for o, s in zip(offs, sizes))
         assert got == brute_force_min(sizes, firsts, lasts), (sizes, firsts, lasts)
@@ -586,7 +586,7 @@ def test_offline_plans_with_scratch_and_unaligned_offsets_match_tflm():
 
 
 def _first_fit(sizes, firsts, lasts, order):
-    from interp.planner import _place
+    from interp.planner import place_buffers as _place
     return _place(order, sizes, firsts, lasts)
 
 

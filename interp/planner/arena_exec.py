@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import where
-from . import tensor_view
+from .plan import tensor_view
 
 
 def run_in_arena(it, inputs, plan=None) -> tuple[list[np.ndarray], np.ndarray]:

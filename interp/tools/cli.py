@@ -138,8 +138,11 @@ def cmd_info(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    it = Interpreter.from_file(args.model)
-    plan = planner.plan_arena(it, budget_bytes=parse_size(args.budget), flash_budget_bytes=parse_size(args.flash_budget))
+    # The plan needs the tensors' lifetimes and each operator's scratch requests, not an Interpreter:
+    # models with operators microref cannot execute are planned too (unknown scratch is reported).
+    plan = planner.plan_arena(load_model(args.model), budget_bytes=parse_size(args.budget),
+                              flash_budget_bytes=parse_size(args.flash_budget))
+    planner.check_offline_plan(plan, arena_bytes=plan.budget_bytes)  # the budget is the arena here
     orders = planner.search_operator_orders(plan)
     if args.json:
         import json
@@ -169,7 +172,7 @@ def cmd_plan(args) -> int:
             f.write(new)
         print(f"wrote {args.output}: offline-planned arena of {improved.arena_bytes:,} bytes "
               f"(TFLM's greedy plan: {plan.arena_bytes:,} bytes)")
-        reloaded = Interpreter.from_bytes(new).plan
+        reloaded = planner.plan_arena(load_model(new))
         print(f"microref re-planning the rewritten model: {reloaded.arena_bytes:,} bytes")
     return EXIT_OK if plan.fits else EXIT_OVER_BUDGET
 
