@@ -43,11 +43,14 @@ def require_nonempty(ctx: PrepareContext, tensor, role: str) -> None:
                         f"by it or never leaves its loop)", tensor)
 
 
-def require_shift(ctx: PrepareContext, value: int, name: str, limit: int = 32) -> None:
-    """A shift count TFLM applies with C's >> or <<: outside [0, limit) it is undefined behaviour
-    (x86 masks a scalar count, SSE shifts saturate it: the result depends on vectorisation)."""
-    if not 0 <= value < limit:
-        ctx.unsupported(f"{name} = {value} is a shift count outside [0, {limit - 1}] (undefined behaviour in C)")
+def shift_count(value: int, width: int = 32) -> int:
+    """The count a C ``<<``/``>>`` of a ``width``-bit value really shifts by in the wheel.
+
+    A count outside [0, width) is undefined behaviour in C; the x86-64 shift instructions the
+    wheel's kernels compile to use the count modulo ``width`` (measured on the pinned wheel for
+    Window's shift, FilterBankLog's correction bits, FilterBankSquareRoot's scale bits,
+    SpectralSubtraction's and PCAN's shifts: e.g. 1000 >> 40 gives 1000 >> 8)."""
+    return value & (width - 1)
 
 
 def flat(x: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..registry import register
 from .arith import log32, msb32, sqrt64
-from .base import SignalKernel, flat, require_rank, require_shift, require_type, shaped
+from .base import SignalKernel, flat, require_rank, require_type, shaped, shift_count
 from .options import FlexOptions
 
 U64 = np.uint64
@@ -129,8 +129,8 @@ class FilterBankSquareRoot(SignalKernel):
     def eval(self, inputs):
         p = self.params
         x = flat(inputs[0])
-        # uint32 >> a count outside [0, 31] is undefined in C; the wheel (x86-64, a scalar shr)
-        # masks the count to 5 bits — measured for 1 to 40 channels and counts 32, 33, 40, -1.
+        # uint32 >> scale_bits, the count modulo 32 (see shift_count; measured for 1 to 40
+        # channels and counts 32, 33, 40, -1).
         shift = (flat(inputs[1]).astype(np.int64) & 31).astype(np.uint64)
         y = np.zeros((x.shape[0], p.output_size), np.uint32)
         y[:, :p.num_channels] = (sqrt64(x) >> shift).astype(np.uint32)
@@ -141,7 +141,7 @@ class FilterBankSquareRoot(SignalKernel):
 
 @dataclass(frozen=True)
 class FilterBankLogParams:
-    input_correction_bits: int  # custom option element 0: left shift before the log
+    input_correction_bits: int  # custom option element 0, modulo 32: left shift before the log
     output_scale: int  # custom option element 1: multiplier of the natural log (uint32 in C)
     num_channels: int  # input->dims->data[0]
     output_size: int  # output elements (the first num_channels are written)
@@ -163,11 +163,10 @@ class FilterBankLog(SignalKernel):
         require_rank(ctx, out, 1, "output")
         require_type(ctx, x, "UINT32", "input")
         require_type(ctx, out, "INT16", "output")
-        require_shift(ctx, correction, "input_correction_bits")
         if out.size < x.size:
             ctx.unsupported(f"TFLM writes {x.size} channels into a {out.size}-value output", out)
         self.out = out
-        self.params = FilterBankLogParams(correction, output_scale, x.size, out.size)
+        self.params = FilterBankLogParams(shift_count(correction), output_scale, x.size, out.size)
 
     def eval(self, inputs):
         p = self.params
@@ -190,8 +189,8 @@ class SpectralSubtractionParams:
     num_channels: int  # element 4
     one_minus_smoothing: int  # element 5
     smoothing: int  # element 6: smoothing of even channels
-    smoothing_bits: int  # element 7: input scale-up (a uint32 left shift)
-    spectral_subtraction_bits: int  # element 8: fixed-point bits of the coefficients
+    smoothing_bits: int  # element 7, modulo 32: input scale-up (a uint32 left shift)
+    spectral_subtraction_bits: int  # element 8, modulo 64: fixed-point bits of the coefficients
     output_size: int  # elements of the output (the first num_channels are written)
     noise_output_size: int  # elements of the noise-estimate output (memcpy'd from the state)
 
@@ -222,8 +221,8 @@ class FilterBankSpectralSubtraction(SignalKernel):
             require_rank(ctx, t, 1, role)
             require_type(ctx, t, "UINT32", role)
         nc = values["num_channels"]
-        require_shift(ctx, values["smoothing_bits"], "smoothing_bits")
-        require_shift(ctx, values["spectral_subtraction_bits"], "spectral_subtraction_bits", 64)
+        values["smoothing_bits"] = shift_count(values["smoothing_bits"])  # uint32 shifts
+        values["spectral_subtraction_bits"] = shift_count(values["spectral_subtraction_bits"], 64)  # uint64
         if nc < 0:
             ctx.unsupported(f"num_channels = {nc}: TFLM's noise estimate cannot be allocated")
         if x.size < nc or out.size < nc:
@@ -274,7 +273,7 @@ PCAN_LUT_READ = 4 * 32 - 6 + 3  # WideDynamicFunction reads lut[4 * interval - 6
 
 @dataclass(frozen=True)
 class PcanParams:
-    snr_shift: int  # custom option element 0: right shift of input * gain
+    snr_shift: int  # custom option element 0, modulo 64: right shift of the uint64 input * gain
     num_channels: int  # input->dims->data[0]
     gain_lut_size: int  # entries of the gain look-up table
 
@@ -325,7 +324,6 @@ class Pcan(SignalKernel):
         require_type(ctx, noise, "UINT32", "noise_estimate")
         require_type(ctx, lut, "INT16", "gain_lut")
         require_type(ctx, out, "UINT32", "output")
-        require_shift(ctx, snr_shift, "snr_shift", 64)
         if out.size != x.size:
             ctx.unsupported(f"TFLM copies the {out.size}-value output from the {x.size}-value input and "
                             f"rewrites {x.size} channels: past one of them", out)
@@ -339,7 +337,7 @@ class Pcan(SignalKernel):
             ctx.unsupported(f"a gain LUT of {lut.size} entries: TFLM reads up to entry {needed - 1} for "
                             f"large noise estimates (past the table)", lut)
         self.out = out
-        self.params = PcanParams(snr_shift, x.size, lut.size)
+        self.params = PcanParams(shift_count(snr_shift, 64), x.size, lut.size)
 
     def eval(self, inputs):
         p = self.params

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..registry import register
 from .arith import msb32
-from .base import TYPE_CODES, SignalKernel, flat, require_nonempty, require_rank, require_shift, require_type, shaped
+from .base import TYPE_CODES, SignalKernel, flat, require_nonempty, require_rank, require_type, shaped, shift_count
 from .kiss_fft import KissFftr, UnsupportedLength
 from .options import FlexOptions
 
@@ -21,7 +21,7 @@ INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
 
 @dataclass(frozen=True)
 class WindowParams:
-    shift: int  # 'shift' (custom option element 0): right shift of each int32 product
+    shift: int  # 'shift' (custom option element 0), modulo 32 (see shift_count): right shift of the products
     input_size: int  # the input's element count, walked in steps of weight_size
     weight_size: int  # weights->dims->data[0]: the window length
     output_size: int  # elements of the output tensor (written: input_size of them)
@@ -52,9 +52,8 @@ class Window(SignalKernel):
         if out.size < x.size:
             ctx.unsupported(f"the output has {out.size} elements for {x.size} windowed ones: TFLM "
                             f"writes past it", out)
-        require_shift(ctx, shift, "shift")
         self.out = out
-        self.params = WindowParams(shift, x.size, int(w.shape[0]), out.size)
+        self.params = WindowParams(shift_count(shift), x.size, int(w.shape[0]), out.size)
 
     def eval(self, inputs):
         p = self.params
@@ -186,9 +185,9 @@ class Rfft(SignalKernel):
         self.fftr = _make_fftr(ctx, fft_length, False, fft_type)
         input_length = int(x.shape[-1])
         output_length = int(out.shape[-1]) // 2
-        if input_length > fft_length:
-            ctx.unsupported(f"rows of {input_length} samples exceed fft_length {fft_length}: TFLM copies "
-                            f"them past its scratch buffer", x)
+        # In the wheel (not in later source), Prepare refuses rows longer than the transform.
+        ctx.check(input_length <= fft_length, f"rows of {input_length} samples exceed fft_length {fft_length} "
+                  f"(params->input_length <= params->fft_length)", x)
         rows = x.size // input_length
         end = (rows - 1) * output_length + fft_length // 2 + 1
         if 2 * end > out.size:
