@@ -330,3 +330,65 @@ def test_while_matches_tflm_trip_counts_differ_per_call():
         calls[1][0][:] = False
         check_stateful(while_model(case), calls, f"WHILE {case['kind']}")
     run_examples(while_cases(), check, fraction=0.5)
+
+
+# ---------------------------------------------------------------------------- refusals
+
+def _if_with_branch_output(shape_out, index_shift=0):
+    """An IF whose else branch gives a tensor of ``shape_out`` into an INT8[4] output."""
+    b = ModelBuilder()
+    cond = b.input("cond", [], "BOOL")
+    x = b.input("x", [4], "INT8", scale=0.5, zero_point=0)
+    y = b.tensor("y", [4], "INT8", scale=0.5, zero_point=0)
+    then = b.subgraph("then")
+    tx = then.input("x", [4], "INT8", scale=0.5, zero_point=0)
+    then.output(tx)
+    other = b.subgraph("else")
+    ex = other.input("x", [4], "INT8", scale=0.5, zero_point=0)
+    ey = other.tensor("y", shape_out, "INT8", scale=0.5, zero_point=0)
+    other.op("RESHAPE", [ex, other.constant("s", np.array(shape_out, np.int32))], [ey])
+    other.output(ey)
+    b.op("IF", [cond, x], [y], then_subgraph_index=then.index, else_subgraph_index=other.index + index_shift)
+    b.output(y)
+    return b.build()
+
+
+def _refused_by_both(data, inputs, match):
+    from interp import Interpreter
+    from interp.errors import ModelError
+    verdict, payload = tflm_run(data, [inputs])
+    assert verdict != "ok", payload
+    with pytest.raises(ModelError, match=match):
+        Interpreter.from_bytes(data)
+
+
+def test_if_branch_index_outside_the_model_is_refused_by_both():
+    _refused_by_both(_if_with_branch_output([4], index_shift=1), [np.array(False), np.zeros(4, np.int8)],
+                     r"operator 0 \(IF\).*else_subgraph_index 3 is not a subgraph")
+
+
+def test_if_branch_output_of_other_byte_count_is_refused_by_both():
+    # TFLM's copy of the branch's output fails at Invoke (bytes differ); microref refuses at load.
+    _refused_by_both(_if_with_branch_output([2, 1]), [np.array(False), np.zeros(4, np.int8)],
+                     r"operator 0 \(IF\).*subgraph 2 output 0 into output 0.*equal byte counts")
+
+
+def test_if_branch_output_of_other_shape_same_bytes_is_copied_by_both():
+    data = _if_with_branch_output([2, 2])
+    x = np.arange(4, dtype=np.int8)
+    assert check_stateful(data, [[np.array(k % 2 == 0), x + k] for k in range(CALLS + AFTER_RESET)], "IF reshaped")
+
+
+def test_var_handle_null_container_after_named_one_crashes_tflm_and_is_refused():
+    """TFLM's FindId strcmp()s a handle's container against a variable created without one: a null
+    pointer (the wheel dies with SIGSEGV). microref refuses the model, naming the operator."""
+    from diff_support import assert_tflm_aborts
+
+    from interp import Interpreter
+    from interp.errors import ModelError
+    case = dict(kind="INT8", op="ADD", scale=0.5, zp=1, seed=1, shape=[2], init="call_once",
+                containers=("c", None), second=False, read_after_assign=False)
+    data = resource_model(case)
+    assert_tflm_aborts(data, [np.zeros((1, 2), np.int8)])
+    with pytest.raises(ModelError, match=r"subgraph 1, operator 0 \(VAR_HANDLE\).*null.*container"):
+        Interpreter.from_bytes(data)
