@@ -16,3 +16,4 @@ from . import lstm  # noqa: F401
 from . import signal  # noqa: F401
 from . import control_flow  # noqa: F401
 from . import variables  # noqa: F401
+from . import transpose_conv  # noqa: F401
