@@ -4,12 +4,13 @@ The plan needs each operator's scratch requests, not its arithmetic. ``model_scr
 finds them for every operator of every subgraph, in TFLM's call order (subgraph by subgraph,
 operator by operator — ``MicroInterpreterGraph::PrepareSubgraphs``):
 
-1. a microref kernel that prepares the operator: its ``scratch_bytes`` (authoritative);
-2. otherwise a rule derived from TFLM's kernel source and the model alone
+1. an operator whose TFLM kernel never requests scratch (most): none, and no kernel is prepared
+   (an Interpreter's kernels, when given, are used as they are);
+2. a microref kernel that prepares the operator: its ``scratch_bytes`` (authoritative);
+3. otherwise a rule derived from TFLM's kernel source and the model alone
    (``reference_scratch_requests``): MEAN/SUM/REDUCE_*, int4-weight CONV_2D / DEPTHWISE_CONV_2D /
    FULLY_CONNECTED, SVDF, MIRROR_PAD, ADD_N, the signal library's SignalRfft and the Ethos-U
    ``ethos-u`` operator;
-3. otherwise, an operator whose TFLM kernel never requests scratch: none;
 4. otherwise the size is unknown: an ``UnknownScratch`` record says which operator and why, and
    the plan built on it is a lower bound (never a refusal of the whole model).
 
@@ -182,11 +183,11 @@ def operator_scratch(model: Model, subgraph: int, op: Operator,
     ``kernel_scratch``: the requests of an already prepared kernel, if the caller has one.
     """
     sg = model.subgraphs[subgraph]
-    if kernel_scratch is None:
+    name = op.display_name
+    if kernel_scratch is None and name in TFLM_SCRATCH_OPERATORS:
         kernel_scratch = _prepared_scratch(sg, op)
     if kernel_scratch is not None:
         return list(kernel_scratch)
-    name = op.display_name
     rule = _RULES.get(name)
     if rule is not None:
         return rule(sg.tensors, op)
