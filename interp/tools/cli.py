@@ -263,6 +263,17 @@ def cmd_trace(args) -> int:
             real = dequantize_tensor(t, v)
             print(f"{op.index:>4}  {op.display_name:22s} {t.name[:44]:44s} {t.type_name + str(list(t.shape)):22s} "
                   f"{str(v.min()) + '..' + str(v.max()):>14s}  {real.min():.4g}..{real.max():.4g}")
+    if it.stateful:
+        # Streaming models: the state the call started from and the state it leaves (see
+        # Interpreter.state); the dump has them as "state_before/NAME" and "state_after/NAME".
+        before, after = it.state(before=True), it.state()
+        print(f"\nstate ({'kind':9s} {'name':44s} {'type/shape':22s} {'before min..max':>16s}  after min..max)")
+        for kind in ("variables", "resources"):
+            for name, old in before[kind].items():
+                new = after[kind][name]
+                payload[f"state_before/{name}"], payload[f"state_after/{name}"] = old, new
+                print(f"       {kind[:-1]:9s} {name[:44]:44s} {old.dtype.name + str(list(old.shape)):22s} "
+                      f"{str(old.min()) + '..' + str(old.max()):>16s}  {new.min()}..{new.max()}")
     if args.dump:
         np.savez(args.dump, **payload)
         print(f"wrote {len(payload)} tensors to {args.dump} (keys: 4-digit tensor index + name)")
