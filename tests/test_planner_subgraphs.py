@@ -240,3 +240,16 @@ def test_offline_offsets_in_a_called_subgraph_match_tflm():
     check_plan(replanned)
     assert replanned.arena_bytes == tflm_allocations(moved)[0] > plan.arena_bytes
     assert all(replanned.offsets[k] == v for k, v in pins.items())
+
+
+@pytest.mark.parametrize("make", [if_model, while_model, call_once_model], ids=["IF", "WHILE", "CALL_ONCE"])
+def test_interpreter_plan_of_a_control_flow_model_equals_the_model_plan(make):
+    # The Interpreter's prepared kernels (every subgraph's) give the same scratch requests and so
+    # the same plan as the parsed model alone.
+    from interp import Interpreter, UnsupportedOpError
+    data = make()
+    try:
+        it = Interpreter.from_bytes(data)
+    except UnsupportedOpError as e:
+        pytest.skip(f"the runtime cannot run it yet: {str(e).splitlines()[-1].strip()}")
+    assert it.plan.offsets == plan_arena(load_model(data)).offsets

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from ..errors import ModelError
 from ..model import Model
 from .lifetimes import CONTROL_FLOW_SUBGRAPHS
-from .plan import ArenaPlan, build_plan, resolve_model
-from .scratch import normalise_scratch
+from .plan import ArenaPlan, build_plan, resolve_model, scratch_for
 
 # Operators whose effects reach beyond their tensors (resource variables, other subgraphs): they
 # keep their relative order.
@@ -96,7 +95,7 @@ def search_operator_orders(plan_or_model, *, scratch=None, max_orders: int = 200
         unknown = plan_or_model.unknown_scratch
     else:
         model, kernel_scratch = resolve_model(plan_or_model)
-        requests, unknown = normalise_scratch(model, scratch if scratch is not None else kernel_scratch)
+        requests, unknown = scratch_for(model, scratch, kernel_scratch)
     sg = model.main
     n_ops = len(sg.operators)
     deps = operator_dependencies(model)

@@ -12,7 +12,13 @@ from ..model import Model, load_model
 from .checks import offline_plan_problems, raise_offline_problems
 from .greedy import arena_extent, greedy_offsets, live_profile
 from .lifetimes import PlannedBuffer, collect_buffers, mark_lifetimes, read_offline_offsets
-from .scratch import POINTER_SIZED_SCRATCH, ScratchRequest, UnknownScratch, normalise_scratch
+from .scratch import (
+    POINTER_SIZED_SCRATCH,
+    ScratchRequest,
+    UnknownScratch,
+    model_scratch_requests,
+    normalise_scratch,
+)
 from .tail import estimate_tail
 
 DEFAULT_BUDGET = 256 * 1024
@@ -128,17 +134,29 @@ class ImprovedPlan:
         return self.greedy_arena_bytes - self.arena_bytes
 
 
-def _scratch_from_interpreter(interpreter) -> list[list[int]]:
-    return [list(getattr(k, "scratch_bytes", None) or []) for k in interpreter.kernels]
+def _kernel_scratch(interpreter) -> dict[tuple[int, int], list[int]]:
+    """(subgraph, operator) -> the scratch requests its prepared kernel recorded."""
+    per_subgraph = getattr(interpreter, "subgraph_kernels", None) or [interpreter.kernels]
+    return {(s, i): list(getattr(k, "scratch_bytes", None) or [])
+            for s, kernels in enumerate(per_subgraph) for i, k in enumerate(kernels) if k is not None}
 
 
-def resolve_model(obj) -> tuple[Model, Any]:
-    """(model, scratch given by its kernels or None) for an Interpreter, a Model, a path or bytes."""
+def resolve_model(obj) -> tuple[Model, dict[tuple[int, int], list[int]] | None]:
+    """(model, its prepared kernels' scratch requests or None) for an Interpreter, a Model, a path
+    or the bytes of a model."""
     if isinstance(obj, Model):
         return obj, None
     if isinstance(obj, (str, bytes, bytearray, memoryview)) or hasattr(obj, "__fspath__"):
         return load_model(obj), None
-    return obj.model, _scratch_from_interpreter(obj)  # the kernels' Prepare recorded their requests
+    return obj.model, _kernel_scratch(obj)  # the kernels' Prepare recorded their requests
+
+
+def scratch_for(model: Model, scratch, kernel_scratch) -> tuple[list[ScratchRequest], list[UnknownScratch]]:
+    """The requests ``scratch`` gives (see ``normalise_scratch``), else those of the prepared
+    kernels with the other operators sized by ``model_scratch_requests``."""
+    if scratch is None and kernel_scratch is not None:
+        return model_scratch_requests(model, kernel_scratch)
+    return normalise_scratch(model, scratch)
 
 
 def plan_arena(interpreter_or_model, budget_bytes: int = DEFAULT_BUDGET,
@@ -146,7 +164,7 @@ def plan_arena(interpreter_or_model, budget_bytes: int = DEFAULT_BUDGET,
                order: Sequence[int] | None = None) -> ArenaPlan:
     """The arena plan TFLM makes for a model.
 
-    ``interpreter_or_model``: an ``Interpreter`` (its kernels give subgraph 0's scratch requests),
+    ``interpreter_or_model``: an ``Interpreter`` (its prepared kernels give the scratch requests),
     a ``Model``, or a path / the bytes of a .tflite file. A model needs no Interpreter: operators
     microref cannot execute are planned too (their tensors' lifetimes are all the plan needs), and
     an operator whose scratch requests cannot be sized is listed in ``unknown_scratch``.
@@ -157,9 +175,7 @@ def plan_arena(interpreter_or_model, budget_bytes: int = DEFAULT_BUDGET,
     trusted (``check_offline_plan``).
     """
     model, kernel_scratch = resolve_model(interpreter_or_model)
-    if scratch is None:
-        scratch = kernel_scratch
-    requests, unknown = normalise_scratch(model, scratch)
+    requests, unknown = scratch_for(model, scratch, kernel_scratch)
     if order is not None:
         from .orders import check_order
         check_order(model, order)
