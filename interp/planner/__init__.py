@@ -39,13 +39,15 @@ from .lifetimes import (
     Lifetimes,
     PlannedBuffer,
     align_up,
+    check_order,
     collect_buffers,
     mark_lifetimes,
+    operator_dependencies,
     read_offline_offsets,
     subgraph_offsets,
 )
 from .offline import offline_plan_words, write_improved_model, write_model_metadata, write_offline_plan
-from .orders import OrderSearchResult, check_order, operator_dependencies, search_operator_orders
+from .orders import OrderSearchResult, search_operator_orders
 from .plan import (
     DEFAULT_BUDGET,
     DEFAULT_FLASH_BUDGET,

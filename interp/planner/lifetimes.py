@@ -3,6 +3,7 @@
 * ``read_offline_offsets``: the ``OfflineMemoryAllocation`` metadata (``GetOfflinePlannedOffsets``).
 * ``mark_lifetimes``: ``MarkAllocationLifetimes`` from subgraph 0, entering the subgraphs that
   IF / WHILE / CALL_ONCE run (one extra scope each, where the control-flow operator is visited).
+* ``check_order``: whether another operator order for subgraph 0 respects the data flow.
 * ``collect_buffers``: ``InitializeAllocationInfo`` + ``CreatePlan``: which tensors need arena
   bytes (not constant, not variable, not empty; an offline-planned variable does), each size
   rounded up to 16, then every scratch request; in TFLM's ``AddBuffer`` order.
@@ -244,3 +245,48 @@ def collect_buffers(model: Model, requests: Sequence[ScratchRequest], life: Life
             tensor=None, op=r.op, request=k, nbytes=r.nbytes, size=align_up(r.nbytes),
             first=life.scratch_first[k], last=life.scratch_last[k]))
     return buffers
+
+
+# Operators whose effects reach beyond their tensors (resource variables, other subgraphs): they
+# keep their relative order.
+ORDERED_OPERATORS = frozenset(CONTROL_FLOW_SUBGRAPHS) | {"VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE"}
+
+
+def check_order(model: Model, order: Sequence[int]) -> None:
+    """Raise ValueError unless ``order`` runs every operator of subgraph 0 once, after what it needs."""
+    sg = model.main
+    if sorted(order) != list(range(len(sg.operators))):
+        raise ValueError("order must list every operator of subgraph 0 exactly once")
+    deps = operator_dependencies(model)
+    pos = {op: k for k, op in enumerate(order)}
+    for op, ds in enumerate(deps):
+        for d in ds:
+            if pos[d] > pos[op]:
+                raise ValueError(f"order runs operator {op} before operator {d}, which it must follow "
+                                 f"(it reads its output, or both use the same variable tensor)")
+
+
+def operator_dependencies(model: Model) -> list[set[int]]:
+    """For each operator of subgraph 0, the operators that must run before it: the producers of
+    its inputs, the earlier users of a variable tensor it uses (its value carries over), and the
+    previous operator with effects beyond its tensors (``ORDERED_OPERATORS``)."""
+    sg = model.main
+    producer = {}
+    for op in sg.operators:
+        for t in op.outputs:
+            producer[t] = op.index
+    deps = [{producer[t] for t in op.inputs if t >= 0 and t in producer and producer[t] != op.index}
+            for op in sg.operators]
+    last_user: dict[int, int] = {}
+    last_ordered = None
+    for op in sg.operators:
+        for t in set(op.inputs) | set(op.outputs):
+            if t >= 0 and sg.tensors[t].is_variable:
+                if t in last_user:
+                    deps[op.index].add(last_user[t])
+                last_user[t] = op.index
+        if op.op_name in ORDERED_OPERATORS:
+            if last_ordered is not None:
+                deps[op.index].add(last_ordered)
+            last_ordered = op.index
+    return deps

@@ -5,17 +5,11 @@ them in any order that respects the data flow, and the plan follows.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ModelError
-from ..model import Model
-from .lifetimes import CONTROL_FLOW_SUBGRAPHS
+from .lifetimes import operator_dependencies
 from .plan import ArenaPlan, build_plan, resolve_model, scratch_for
-
-# Operators whose effects reach beyond their tensors (resource variables, other subgraphs): they
-# keep their relative order.
-ORDERED_OPERATORS = frozenset(CONTROL_FLOW_SUBGRAPHS) | {"VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE"}
 
 
 @dataclass
@@ -34,47 +28,6 @@ class OrderSearchResult:
     def improves(self) -> bool:
         return self.best_arena_bytes < self.original_arena_bytes or \
             self.best_lower_bound < self.original_lower_bound
-
-
-def check_order(model: Model, order: Sequence[int]) -> None:
-    """Raise ValueError unless ``order`` runs every operator of subgraph 0 once, after what it needs."""
-    sg = model.main
-    if sorted(order) != list(range(len(sg.operators))):
-        raise ValueError("order must list every operator of subgraph 0 exactly once")
-    deps = operator_dependencies(model)
-    pos = {op: k for k, op in enumerate(order)}
-    for op, ds in enumerate(deps):
-        for d in ds:
-            if pos[d] > pos[op]:
-                raise ValueError(f"order runs operator {op} before operator {d}, which it must follow "
-                                 f"(it reads its output, or both use the same variable tensor)")
-
-
-def operator_dependencies(model: Model) -> list[set[int]]:
-    """For each operator of subgraph 0, the operators that must run before it: the producers of
-    its inputs, the earlier users of a variable tensor it uses (its value carries over), and the
-    previous operator with effects beyond its tensors (``ORDERED_OPERATORS``)."""
-    sg = model.main
-    producer = {}
-    for op in sg.operators:
-        for t in op.outputs:
-            producer[t] = op.index
-    deps = [{producer[t] for t in op.inputs if t >= 0 and t in producer and producer[t] != op.index}
-            for op in sg.operators]
-    last_user: dict[int, int] = {}
-    last_ordered = None
-    for op in sg.operators:
-        for t in set(op.inputs) | set(op.outputs):
-            if t >= 0 and sg.tensors[t].is_variable:
-                if t in last_user:
-                    deps[op.index].add(last_user[t])
-                last_user[t] = op.index
-        if op.op_name in ORDERED_OPERATORS:
-            if last_ordered is not None:
-                deps[op.index].add(last_ordered)
-            last_ordered = op.index
-    return deps
-
 
 
 def search_operator_orders(plan_or_model, *, scratch=None, max_orders: int = 2000,

@@ -11,7 +11,7 @@ import numpy as np
 from ..model import Model, load_model
 from .checks import offline_plan_problems, raise_offline_problems
 from .greedy import arena_extent, greedy_offsets, live_profile
-from .lifetimes import PlannedBuffer, collect_buffers, mark_lifetimes, read_offline_offsets
+from .lifetimes import PlannedBuffer, check_order, collect_buffers, mark_lifetimes, read_offline_offsets
 from .scratch import (
     POINTER_SIZED_SCRATCH,
     ScratchRequest,
@@ -177,7 +177,6 @@ def plan_arena(interpreter_or_model, budget_bytes: int = DEFAULT_BUDGET,
     model, kernel_scratch = resolve_model(interpreter_or_model)
     requests, unknown = scratch_for(model, scratch, kernel_scratch)
     if order is not None:
-        from .orders import check_order
         check_order(model, order)
     return build_plan(model, requests, budget_bytes, flash_budget_bytes, order, unknown)
 
