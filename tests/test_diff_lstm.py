@@ -59,6 +59,8 @@ def lstm_cases(draw, kind: str):
                 proj_clip=draw(st.sampled_from([0.0, 0.0, 2.0])),
                 # Weight magnitude: the typical |FC output| is about 2^gain (Q3.12 saturates at 8).
                 input_gain=draw(st.floats(-4, 5)), recurrent_gain=draw(st.floats(-4, 5)),
+                # An input of rank 4: TFLM reads only its first T*B*I values (dims[2] is I).
+                extra_input_dim=draw(st.sampled_from([None] * 12 + [1, 2])),
                 bias_style=draw(st.sampled_from(["normal"] * 6 + ["zero", "extreme"])),
                 variant=draw(st.sampled_from(["standard"] * 40 + REFUSED)))
     if kind == "INT8":
@@ -73,6 +75,9 @@ def lstm_cases(draw, kind: str):
                     hidden_scale=draw(st.one_of(st.just(2.0 ** -15), log_uniform(-17, -10))),
                     hidden_zp=draw(st.sampled_from([0] * 8 + [-2, 1000])),
                     weight_zp=draw(st.sampled_from([0] * 8 + [2, -5])))
+    if kind == "FLOAT32" and draw(st.integers(0, 5)) == 0:
+        # Weights near the float32 range: FC sums overflow to ±inf, clamp to ±FLT_MAX, make NaN.
+        case.update(input_gain=draw(st.sampled_from([60.0, 120.0])), recurrent_gain=draw(st.sampled_from([0.0, 126.0])))
     if kind != "FLOAT32":
         # Cell state scale: the converter's powers of two, others (TFLM rounds log2) and far ones.
         case["cell_scale"] = draw(st.one_of(st.sampled_from([2.0 ** -11, 2.0 ** -12, 2.0 ** -15, 2.0 ** -10]),
@@ -95,6 +100,8 @@ def build_lstm(case):
     if variant == "cell_int32":
         cell_type = "INT32"
     in_shape = [t, b, n_in] if case["time_major"] else [b, t, n_in]
+    if case.get("extra_input_dim"):
+        in_shape = in_shape + [case["extra_input_dim"]]
     out_shape = [t, b, s] if case["time_major"] else [b, t, s]
     mb = ModelBuilder()
     q_in = dict(scale=case["input_scale"], zero_point=case["input_zp"]) if quantized else {}
@@ -112,10 +119,10 @@ def build_lstm(case):
     scales = {}
 
     def weights(name, rows, cols, typical, gain, position):
-        target = 2.0 ** gain / (math.sqrt(cols) * typical)  # typical |w| giving |FC| ~ 2^gain
+        target = 2.0 ** gain / (math.sqrt(max(cols, 1)) * typical)  # typical |w| giving |FC| ~ 2^gain
         mismatched = variant == "weight_type_mismatch" and position == 7
         if kind == "FLOAT32" and not mismatched:
-            return mb.constant(name, rng.normal(0, target, (rows, cols)).astype(np.float32))
+            return mb.constant(name, np.clip(rng.normal(0, target, (rows, cols)), -3e38, 3e38).astype(np.float32))
         w_scale = float(np.float32(target / 64 * _scale_jitter(rng)))
         scales[position] = w_scale
         values = rng.integers(-127, 128, (rows, cols))
@@ -136,7 +143,7 @@ def build_lstm(case):
         if kind == "FLOAT32" and bt == "FLOAT32":
             values = rng.normal(0, 1, s) if case["bias_style"] != "zero" else np.zeros(s)
             if case["bias_style"] == "extreme":
-                values = rng.choice([-1e30, 1e30, 0.0, 3.0], s)
+                values = rng.choice([-1e30, 1e30, 0.0, 3.0, 3e38, -3e38], s)
             inputs[position] = mb.constant(name, values.astype(np.float32), "FLOAT32")
             continue
         b_scale = float(np.float32(case.get("input_scale", 1.0) * scales.get(position - 11, 1.0)))
