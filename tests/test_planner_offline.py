@@ -227,3 +227,23 @@ def test_offline_plans_with_scratch_and_unaligned_offsets_match_tflm():
     new = write_offline_plan(data, {b.tensor: b.offset + 8 for b in plan.buffers})
     predicted = plan_arena(load_model(new))
     assert predicted.arena_bytes == plan.arena_bytes + 8 == tflm_allocations(new)[0]
+
+
+def test_an_offline_pinned_variable_must_keep_its_bytes():
+    # A variable's value outlives every invocation: another pinned tensor on its bytes is refused
+    # even when the two are never live at the same scope; online buffers that TFLM's greedy
+    # planner puts there are named in a note.
+    data = two_branch_model(extra_tensors=[{"name": "v", "shape": [1, 16], "variable": True}])
+    with pytest.raises(ModelError, match=r"t10 v is a variable tensor.*t2 a overwrites it"):
+        plan_arena(load_model(write_offline_plan(data, {10: 0, 2: 0})))
+    plan = plan_arena(load_model(write_offline_plan(data, {10: 0})))
+    assert any("over the bytes of the offline-planned variable t10 v" in n for n in plan.notes)
+    assert plan_arena(load_model(write_offline_plan(data, {10: 4096}))).notes == []
+
+
+@needs_tflm
+def test_an_offline_pinned_variable_is_planned_like_tflm():
+    data = two_branch_model(extra_tensors=[{"name": "v", "shape": [1, 16], "variable": True}])
+    for pins in ({10: 0}, {10: 4096}, {10: 4096, 2: 0}):
+        pinned = write_offline_plan(data, pins)
+        assert plan_arena(load_model(pinned)).arena_bytes == tflm_allocations(pinned)[0], pins

@@ -87,9 +87,15 @@ def offline_plan_problems(model: Model, buffers: Sequence[PlannedBuffer], scope_
             if b.offline_offset >= a_end:
                 break
             lo, hi = max(a.first, b.first), min(a.last, b.last)
-            if lo > hi:
-                continue  # never live together: sharing bytes is what an offline plan is for
             share = f"[{b.offline_offset:,}, {min(a_end, b.offline_offset + b.size):,})"
+            if lo > hi:
+                variable = next((x for x in (a, b) if _is_variable(model, x)), None)
+                if variable is not None:
+                    other = b if variable is a else a
+                    problems.append(f"{a.label} and {b.label} share bytes {share}: {variable.label} is a "
+                                    f"variable tensor, whose value must survive from one invocation "
+                                    f"to the next, and {other.label} overwrites it")
+                continue  # never live together: sharing bytes is what an offline plan is for
             if _by_design(model, scope_owner, a, b, lo, hi):
                 by_design.append((min(a.id, b.id), max(a.id, b.id),
                                   f"{a.label} and {b.label} share bytes {share} as operands of the "
@@ -109,6 +115,26 @@ def offline_plan_problems(model: Model, buffers: Sequence[PlannedBuffer], scope_
                 f"writing one tensor overwrites the other while it is still needed: TFLM's outputs "
                 f"are corrupted")
     return problems, by_design
+
+
+def _is_variable(model: Model, b: PlannedBuffer) -> bool:
+    return b.kind == "tensor" and model.subgraphs[b.subgraph].tensors[b.tensor].is_variable
+
+
+def variables_overwritten(model: Model, buffers: Sequence[PlannedBuffer]) -> list[str]:
+    """Sentences naming the buffers TFLM's greedy planner puts over an offline-pinned variable's
+    bytes (they are never live with it, but the variable's value must outlive every invocation)."""
+    out = []
+    for v in buffers:
+        if v.offline_offset is None or not _is_variable(model, v):
+            continue
+        over = [b.label for b in buffers if b is not v and b.offline_offset is None
+                and b.offset < v.end and v.offset < b.end]
+        if over:
+            out.append(f"TFLM places {', '.join(over)} over the bytes of the offline-planned variable "
+                       f"{v.label} (they are not live at the same scope): its value does not survive "
+                       f"from one invocation to the next")
+    return out
 
 
 def raise_offline_problems(problems: list[str]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..model import Model, load_model
-from .checks import offline_plan_problems, raise_offline_problems
+from .checks import offline_plan_problems, raise_offline_problems, variables_overwritten
 from .greedy import arena_extent, greedy_offsets, live_profile
 from .lifetimes import PlannedBuffer, check_order, collect_buffers, mark_lifetimes, read_offline_offsets
 from .scratch import (
@@ -225,6 +225,7 @@ def build_plan(model: Model, requests: list[ScratchRequest], budget_bytes: int =
         notes.append("planned for a reordered operator sequence, not the stored one")
     if shared:
         notes.append(f"the offline plan overlaps {len(shared)} pair(s) of tensors by design: " + shared[0][2])
+    notes += variables_overwritten(model, buffers)
     pointer_ops = sorted({model.subgraphs[r.subgraph].operators[r.op].display_name for r in requests}
                          & POINTER_SIZED_SCRATCH)
     if pointer_ops:
