@@ -307,8 +307,11 @@ def workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
 BLOCK_ELEMENTS = 1 << 17
 
 
-def blocks(count: int, elements_per_item: int, target: int = BLOCK_ELEMENTS):
-    """Slices that split ``count`` items into runs of about ``target`` elements each."""
+def blocks(count: int, elements_per_item: int, target: int | None = None):
+    """Slices that split ``count`` items into runs of about ``target`` elements each
+    (BLOCK_ELEMENTS, read at call time so that tests can force blocking on small tensors)."""
+    if target is None:
+        target = BLOCK_ELEMENTS
     step = max(1, target // max(1, elements_per_item))
     for start in range(0, count, step):
         yield slice(start, min(count, start + step))

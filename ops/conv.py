@@ -12,10 +12,23 @@ import math
 
 import numpy as np
 
+from . import common
 from . import fixedpoint as fp
-from .common import (BLOCK_ELEMENTS, ExactIntegerMatmul, Requantizer, activation_range_float, clamp_float, workspace,
-                     activation_range_quantized, blocks, compute_padding_height_width, quantize_channel_multipliers,
-                     real_multiplier, sliding_windows)
+from .common import (
+    ExactIntegerMatmul,
+    Requantizer,
+    activation_range_float,
+    activation_range_quantized,
+    blocks,
+    clamp_float,
+    compute_padding_height_width,
+    quantize_channel_multipliers,
+    real_multiplier,
+    sliding_windows,
+    workspace,
+)
+from .params import ConvParams, QuantizedOutput, frozen_array
+from .reference import conv_2d, depthwise_conv_2d
 from .registry import OpKernel, PrepareContext, register
 
 
@@ -134,8 +147,8 @@ class _ConvBase(OpKernel):
     def finish(self, acc: np.ndarray) -> np.ndarray:
         """Bias, requantization, zero point and clamp of a (…, OC) raw accumulator."""
         if self.kind == "FLOAT32":
-            if self.bias is not None:
-                acc = acc + self.bias
+            # C adds bias_value, 0.0f without a bias: that also turns a -0.0 sum into +0.0.
+            acc = acc + (self.bias if self.bias is not None else np.float32(0))
             return clamp_float(acc, self.act_min, self.act_max)
         if self.int64_accumulator:
             scaled = fp.multiply_by_quantized_multiplier_int64(acc.astype(np.int64) + self.bias_folded,
@@ -158,6 +171,30 @@ class _ConvBase(OpKernel):
                                                                   np.float64))
         return self.requantizer.from_scaled(t)
 
+    def conv_params(self, depth_multiplier: int = 0) -> ConvParams:
+        """The declared parameters the reference kernel reads (TFLM's OpDataConv / ConvParams)."""
+        quantized = None
+        if self.kind != "FLOAT32":
+            channels = self.out_tensor.shape[3]
+            quantized = QuantizedOutput(
+                output_multiplier=frozen_array(np.broadcast_to(self.multiplier, (channels,))),
+                output_shift=frozen_array(np.broadcast_to(self.shift, (channels,))),
+                output_offset=int(self.output_offset), activation_min=int(self.act_min),
+                activation_max=int(self.act_max), rounding=self.numerics.rounding,
+                int64_accumulator=bool(self.int64_accumulator))
+        float_range = (float(self.act_min), float(self.act_max)) if self.kind == "FLOAT32" else (0.0, 0.0)
+        return ConvParams(kind=self.kind, stride_height=self.stride[0], stride_width=self.stride[1],
+                          dilation_height_factor=self.dilation[0], dilation_width_factor=self.dilation[1],
+                          padding_top=self.pad_top, padding_left=self.pad_left, output_height=self.out_hw[0],
+                          output_width=self.out_hw[1], input_offset=int(getattr(self, "input_offset", 0)),
+                          requantize=quantized, depth_multiplier=depth_multiplier,
+                          float_activation_min=float_range[0], float_activation_max=float_range[1])
+
+    def reference_eval_with(self, function, inputs):
+        x, w, bias = inputs[0], inputs[1][0], (inputs[2][0] if len(inputs) > 2 and inputs[2] is not None else None)
+        y = function(self.params, x, w, bias)
+        return [y.astype(self.out_tensor.dtype).reshape((x.shape[0],) + self.out_tensor.shape)]
+
     def make_requantizer(self, acc_bound: int):
         self.requantizer = Requantizer(self.multiplier, self.shift, self.output_offset, self.act_min, self.act_max,
                                        self.out_tensor.dtype, acc_bound, self.numerics, bias=self.bias_folded)
@@ -165,7 +202,7 @@ class _ConvBase(OpKernel):
     def output_blocks(self, samples: int, row_elements: int):
         """(sample slice, output-row slice) pairs covering the output in cache-sized pieces."""
         oh = self.out_hw[0]
-        if oh * row_elements >= BLOCK_ELEMENTS:
+        if oh * row_elements >= common.BLOCK_ELEMENTS:
             for b in range(samples):
                 for rows in blocks(oh, row_elements):
                     yield slice(b, b + 1), rows
@@ -185,7 +222,17 @@ class _ConvBase(OpKernel):
 
 @register("CONV_2D")
 class Conv2D(_ConvBase):
+    # Dot products up to this long run through the scale-folded float64 GEMM (see prepare);
+    # tests set it to 0 or to a large value to force either path.
+    SCALED_GEMM_MAX_DEPTH = 16
     def prepare(self, ctx: PrepareContext):
+        self.prepare_fast(ctx)
+        self.params = self.conv_params()
+
+    def eval_reference(self, inputs):
+        return self.reference_eval_with(conv_2d, inputs)
+
+    def prepare_fast(self, ctx: PrepareContext):
         self.prepare_common(ctx, quantized_dim=0)
         x, w = ctx.input(0), ctx.input(1)
         in_depth, filter_depth = x.shape[3], w.shape[3]
@@ -220,8 +267,8 @@ class Conv2D(_ConvBase):
         # cost of float32 per multiply-accumulate here: it pays off for short dot products only.
         # (16x8 convolutions without an int32 bias requantize in int64, TFLM's other rounding.)
         self.scaled_weights = (self.requantizer.scaled_weights(weights)
-                               if self.groups == 1 and weights.shape[0] <= 16 and not self.int64_accumulator
-                               else None)
+                               if self.groups == 1 and weights.shape[0] <= self.SCALED_GEMM_MAX_DEPTH
+                               and not self.int64_accumulator else None)
         # int8 patches are copied into the GEMM's buffer, converting on the way: padding a
         # float copy of the input first would convert (and pad) sh·sw times more values.
         self.window_dtype = None if self.kind == "INT8" else "compute"
@@ -291,7 +338,20 @@ def _float_dot_in_order(patches: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 @register("DEPTHWISE_CONV_2D")
 class DepthwiseConv2D(_ConvBase):
+    # The fast kernel's tap layout: None lets prepare choose by shape (the default); tests force
+    # each one ("matmul", "gemm", "channel_major", "nhwc_phases", "windows") to pin it to the
+    # reference. A layout whose preconditions the op does not meet falls back to "windows".
+    force_layout: str | None = None
+    # Taps from which the per-channel batched matrix product pays off over a loop over taps.
+    MATMUL_MIN_TAPS = 17
     def prepare(self, ctx: PrepareContext):
+        self.prepare_fast(ctx)
+        self.params = self.conv_params(self.depth_multiplier)
+
+    def eval_reference(self, inputs):
+        return self.reference_eval_with(depthwise_conv_2d, inputs)
+
+    def prepare_fast(self, ctx: PrepareContext):
         if len(ctx.op.inputs) == 3 and ctx.op.inputs[2] < 0:
             # CalculateOpDataDepthwiseConv takes has_bias from the input count and then releases the
             # missing bias tensor: TFLM crashes on such a model, so it cannot be a valid one.
@@ -323,7 +383,9 @@ class DepthwiseConv2D(_ConvBase):
         self.weights = weights.astype(self.compute_dtype)
         self.make_requantizer(tap_bound)
         # Many taps over few channels: one batched matrix product per channel beats a loop over taps.
-        self.use_matmul = kh * kw > 16 and self.compute_dtype is np.float32
+        forced = self.force_layout
+        wants_matmul = kh * kw >= self.MATMUL_MIN_TAPS if forced is None else forced == "matmul"
+        self.use_matmul = wants_matmul and self.compute_dtype is np.float32
         dm = self.depth_multiplier
         # Output channel ic·dm + m reads input channel ic: keep (C_in, dm) apart instead of gathering.
         self.weights_split = self.weights.reshape(kh, kw, -1, dm) if dm > 1 else self.weights
@@ -333,7 +395,8 @@ class DepthwiseConv2D(_ConvBase):
         # One input channel (a grayscale image) with a depth multiplier is an ordinary
         # convolution with dm filters: a short GEMM with the requantization folded in.
         self.scaled_weights = None
-        if self.kind == "INT8" and self.in_hwc[2] == 1 and dm > 1 and kh * kw <= 16:
+        wants_gemm = kh * kw <= 16 if forced is None else forced == "gemm"
+        if self.kind == "INT8" and self.in_hwc[2] == 1 and dm > 1 and wants_gemm and not self.use_matmul:
             self.scaled_weights = self.requantizer.scaled_weights(weights.reshape(kh * kw, dm))
         self._prepare_layout()
 
@@ -354,9 +417,12 @@ class DepthwiseConv2D(_ConvBase):
         phased = sh * sw * (oh + (kh - 1) * dh // max(sh, 1)) * (ow + (kw - 1) * dw // max(sw, 1))
         # Strides or dilations reaching far past the image would need a huge padded copy here.
         compact = max(padded, phased) <= 4 * (h * w + oh * ow * kh * kw) + 4096
-        self.channel_major = regular and compact and not self.use_matmul and c_in * dm < self.out_hw[1]
+        forced = self.force_layout
+        wants_channel_major = c_in * dm < self.out_hw[1] if forced is None else forced == "channel_major"
+        self.channel_major = regular and compact and not self.use_matmul and wants_channel_major
         # Otherwise (many channels) the taps are summed in NHWC over the same stride phases.
-        self.nhwc_phases = regular and compact and not self.use_matmul and not self.channel_major and dm == 1
+        self.nhwc_phases = (regular and compact and not self.use_matmul and not self.channel_major and dm == 1
+                            and forced in (None, "nhwc_phases"))
         if self.channel_major or self.nhwc_phases:
             self._prepare_phases()
         if self.channel_major:

@@ -3,16 +3,50 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import common
 from . import fixedpoint as fp
-from .common import (BLOCK_ELEMENTS, ExactIntegerMatmul, Requantizer, activation_range_quantized,
-                     apply_float_activation, blocks, float_sequential_sum_of_products,
-                     quantize_channel_multipliers, real_multiplier)
+from .common import (
+    ExactIntegerMatmul,
+    Requantizer,
+    activation_range_float,
+    activation_range_quantized,
+    apply_float_activation,
+    blocks,
+    float_sequential_sum_of_products,
+    quantize_channel_multipliers,
+    real_multiplier,
+)
+from .params import FullyConnectedParams, QuantizedOutput, frozen_array
+from .reference import fully_connected
 from .registry import OpKernel, PrepareContext, register
 
 
 @register("FULLY_CONNECTED")
 class FullyConnected(OpKernel):
     def prepare(self, ctx: PrepareContext):
+        self.prepare_fast(ctx)
+        quantized = None
+        if self.kind != "FLOAT32":
+            depth = self.output_depth
+            quantized = QuantizedOutput(
+                output_multiplier=frozen_array(np.broadcast_to(self.multiplier, (depth,))),
+                output_shift=frozen_array(np.broadcast_to(self.shift, (depth,))),
+                output_offset=int(self.output_offset), activation_min=int(self.act_min),
+                activation_max=int(self.act_max), rounding=self.numerics.rounding,
+                int64_accumulator=bool(self.int64_accumulator))
+        lo, hi = activation_range_float(self.activation)
+        self.params = FullyConnectedParams(
+            kind=self.kind, accum_depth=self.accum_depth, output_depth=self.output_depth,
+            input_offset=int(getattr(self, "input_offset", 0)), weights_offset=int(getattr(self, "weights_offset", 0)),
+            requantize=quantized, float_activation_min=lo, float_activation_max=hi)
+
+    def eval_reference(self, inputs):
+        x, w = inputs[0], inputs[1][0]
+        bias = inputs[2][0] if len(inputs) > 2 and inputs[2] is not None else None
+        y = fully_connected(self.params, x, w, bias)
+        return [y.astype(self.out_tensor.dtype).reshape((x.shape[0],) + self.out_tensor.shape)]
+
+    def prepare_fast(self, ctx: PrepareContext):
         x = ctx.require_input(0, "input")
         w = ctx.require_input(1, "weights")
         bias = ctx.input(2)
@@ -86,6 +120,7 @@ class FullyConnected(OpKernel):
             mult, shift = fp.quantize_multiplier(m)
             self.multiplier, self.shift = np.int64(mult), np.int64(shift)
             weight_offset = -wq.zero_point
+        self.weights_offset = weight_offset
         self.input_offset = -xq.zero_point
         self.output_offset = oq.zero_point
         self.act_min, self.act_max = activation_range_quantized(self.activation, out)
@@ -109,8 +144,8 @@ class FullyConnected(OpKernel):
         rows = x.reshape(-1, self.accum_depth)
         if self.kind == "FLOAT32":
             acc = float_sequential_sum_of_products(rows.astype(np.float32), self.weights_f32)
-            if self.bias_f32 is not None:
-                acc = acc + self.bias_f32[None, : self.output_depth]
+            # C adds bias_value, 0.0f without a bias: that also turns a -0.0 sum into +0.0.
+            acc = acc + (self.bias_f32[None, : self.output_depth] if self.bias_f32 is not None else np.float32(0))
             y = apply_float_activation(acc, self.activation)
             return [y.reshape((n,) + self.out_tensor.shape)]
         if self.int64_accumulator:
@@ -118,7 +153,7 @@ class FullyConnected(OpKernel):
             scaled = fp.multiply_by_quantized_multiplier_int64(acc, self.multiplier, self.shift)
             y = np.minimum(np.maximum(fp.wrap_int32(scaled + self.output_offset), self.act_min), self.act_max)
             return [y.astype(self.out_tensor.dtype).reshape((n,) + self.out_tensor.shape)]
-        if rows.shape[0] * (self.accum_depth + self.output_depth) <= BLOCK_ELEMENTS:
+        if rows.shape[0] * (self.accum_depth + self.output_depth) <= common.BLOCK_ELEMENTS:
             y = self.requantizer(self.matmul.raw(rows))
         else:
             y = np.empty((rows.shape[0], self.output_depth), self.out_tensor.dtype)

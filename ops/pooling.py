@@ -11,8 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from . import fixedpoint as fp
-from .common import (activation_range_float, activation_range_quantized, clamp_float,
-                     compute_padding_height_width, sliding_windows)
+from .common import (
+    activation_range_float,
+    activation_range_quantized,
+    clamp_float,
+    compute_padding_height_width,
+    sliding_windows,
+)
+from .params import PoolParams
+from .reference import average_pool, max_pool
 from .registry import OpKernel, expect_types, register
 
 POOL_TYPES = ("FLOAT32", "INT8", "INT16")
@@ -96,6 +103,17 @@ class _Pool2D(OpKernel):
         ctx.check(oq is not None, "quantized pooling needs quantization on its output", out)
         self.act_min, self.act_max = activation_range_quantized(self.activation, out)
 
+    def pool_params(self) -> PoolParams:
+        """The declared parameters the reference kernel reads (TFLM's PoolParams, trimmed window)."""
+        return PoolParams(kind=self.kind, stride_height=self.stride[0], stride_width=self.stride[1],
+                          filter_height=self.filter[0], filter_width=self.filter[1], padding_top=self.pad[0],
+                          padding_left=self.pad[1], output_height=self.out_hw[0], output_width=self.out_hw[1],
+                          activation_min=self.act_min, activation_max=self.act_max)
+
+    def eval_reference(self, inputs):
+        x = inputs[0]
+        return self.finish(self.reference(self.params, x), x.shape[0])
+
     def windows(self, x: np.ndarray, fill) -> np.ndarray:
         """(N*B, OH, OW, KH, KW, C) strided view; taps outside the image read ``fill``."""
         images = x.reshape((-1,) + x.shape[-3:])
@@ -113,6 +131,11 @@ class _Pool2D(OpKernel):
                 "pad_top_left": self.declared_pad, "act_min": self.act_min, "act_max": self.act_max}
 
 
+# Outputs (values per tap) from which the taps are combined one slice at a time rather than by one
+# numpy reduction; a module attribute read at call time, so that tests can force either path.
+PER_TAP_MIN_ELEMENTS = 1024
+
+
 def _combine_taps(ufunc, win: np.ndarray, dtype, initial) -> np.ndarray:
     """``ufunc`` (add or maximum) over the (KH, KW) window axes of win, starting from ``initial``.
 
@@ -121,7 +144,7 @@ def _combine_taps(ufunc, win: np.ndarray, dtype, initial) -> np.ndarray:
     On tiny ones the per-tap calls cost more, and the reduction is used.
     """
     taps = win.shape[3] * win.shape[4]
-    if taps == 0 or win.shape[0] * win.shape[1] * win.shape[2] * win.shape[5] < 1024:
+    if taps == 0 or win.shape[0] * win.shape[1] * win.shape[2] * win.shape[5] < PER_TAP_MIN_ELEMENTS:
         return ufunc.reduce(win, axis=(3, 4), dtype=dtype, initial=initial)
     acc = win[:, :, :, 0, 0, :].astype(dtype)
     for fy in range(win.shape[3]):
@@ -133,6 +156,8 @@ def _combine_taps(ufunc, win: np.ndarray, dtype, initial) -> np.ndarray:
 
 @register("AVERAGE_POOL_2D")
 class AveragePool2D(_Pool2D):
+    reference = staticmethod(average_pool)
+
     def prepare(self, ctx):
         super().prepare(ctx)
         counts = self.inside_y.sum(axis=1)[:, None] * self.inside_x.sum(axis=1)[None, :]
@@ -140,6 +165,7 @@ class AveragePool2D(_Pool2D):
             ctx.unsupported("a pooling window lies entirely outside the input; TFLM's kernel then returns "
                             "early and leaves the remaining outputs unwritten")
         self.counts = counts.astype(np.int64)  # (OH, OW)
+        self.params = self.pool_params()
 
     def eval(self, inputs):
         x = inputs[0]
@@ -169,6 +195,12 @@ class AveragePool2D(_Pool2D):
 
 @register("MAX_POOL_2D")
 class MaxPool2D(_Pool2D):
+    reference = staticmethod(max_pool)
+
+    def prepare(self, ctx):
+        super().prepare(ctx)
+        self.params = self.pool_params()
+
     def eval(self, inputs):
         x = inputs[0]
         n = x.shape[0]

@@ -11,8 +11,8 @@ shape ``(N,) + output.shape`` and of the output tensor's dtype.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -39,10 +39,13 @@ DEFAULT_NUMERICS = Numerics()
 class PrepareContext:
     """What a kernel's prepare step may look at: the operator, its tensors, and error helpers."""
 
-    def __init__(self, op: Operator, tensors: list[Tensor], numerics: Numerics = DEFAULT_NUMERICS):
+    def __init__(self, op: Operator, tensors: list[Tensor], numerics: Numerics = DEFAULT_NUMERICS,
+                 kernels: str = "fast"):
         self.op = op
         self.tensors = tensors
         self.numerics = numerics
+        # "fast" (the default) or "reference": which of a kernel's two evals the interpreter runs.
+        self.kernels = kernels
 
     @property
     def options(self) -> dict:
@@ -115,12 +118,20 @@ class OpKernel:
         # Bytes of each RequestScratchBufferInArena call TFLM's kernel makes, in call order.
         self.scratch_bytes: list[int] = []
         self.prepare(ctx)
+        if ctx.kernels == "reference" and type(self).eval_reference is not OpKernel.eval_reference:
+            self.eval = self.eval_reference
 
     def prepare(self, ctx: PrepareContext) -> None:
         raise NotImplementedError
 
     def eval(self, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
         raise NotImplementedError
+
+    def eval_reference(self, inputs: list[np.ndarray | None], *args, **kwargs) -> list[np.ndarray]:
+        """The same outputs through the plain reference kernel (``ops.reference``), for kernels
+        whose ``eval`` takes fast paths; a kernel without fast paths is its own reference. An
+        interpreter made with ``kernels="reference"`` runs this instead of ``eval``."""
+        return self.eval(inputs, *args, **kwargs)
 
     def initial_state(self) -> tuple[np.ndarray, ...] | None:
         """A stateful kernel's private state for one sample at reset, as a tuple of arrays; None

@@ -9,6 +9,8 @@ import numpy as np
 
 from . import fixedpoint as fp
 from .libm import expf
+from .params import SoftmaxParams
+from .reference import softmax_int8
 from .registry import OpKernel, PrepareContext, register
 
 SCALED_DIFF_INTEGER_BITS = 5
@@ -104,6 +106,8 @@ class Softmax(OpKernel):
         self.multiplier, self.left_shift = fp.quantize_multiplier_greater_than_one(real)
         self.diff_min = -fp.calculate_input_radius(SCALED_DIFF_INTEGER_BITS, self.left_shift)
         self.output_bits = 16 if out.type_name == "INT16" else 8
+        self.params = SoftmaxParams(input_multiplier=int(self.multiplier), input_left_shift=int(self.left_shift),
+                                    diff_min=int(self.diff_min), output_bits=self.output_bits)
         # x - max(x) of int8 values is one of 256 differences, -255..0: the fixed-point exp of
         # each, and its share of the sum, are tabulated once here. A difference below diff_min
         # contributes nothing and outputs the minimum; an exp of 0 gives exactly that below.
@@ -114,6 +118,13 @@ class Softmax(OpKernel):
         exps = fp.exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS)
         self.exp_table = np.where(active, exps, 0)
         self.term_table = np.where(active, fp.rounding_divide_by_pot(exps, ACCUMULATION_INTEGER_BITS), 0)
+
+    def eval_reference(self, inputs):
+        if self.kind[0] != "INT8":
+            return type(self).eval(self, inputs)  # the int16 and float kernels are the plain formula
+        x = inputs[0]
+        y = softmax_int8(self.params, x).astype(self.out_tensor.dtype)
+        return [y.reshape((x.shape[0],) + self.out_tensor.shape)]
 
     def eval(self, inputs):
         x = inputs[0]

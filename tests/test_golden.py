@@ -25,7 +25,7 @@ CASES = {entry["case"]: entry for entry in MANIFEST}
 NAMES = list(CASES)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_case(name):
     entry = CASES[name]
     with np.load(GOLDEN / entry["data"]) as data:
@@ -35,8 +35,8 @@ def load_case(name):
     return inputs, outputs, int(arrays["arena_head"])
 
 
-def interpreter(name):
-    return Interpreter.from_file(str(GOLDEN / CASES[name]["model"]))
+def interpreter(name, kernels="fast"):
+    return Interpreter.from_file(str(GOLDEN / CASES[name]["model"]), kernels=kernels)
 
 
 def check(name, got, want, where):
@@ -79,6 +79,13 @@ def test_run_batch_matches_tflm(name):
     inputs, outputs, _ = load_case(name)
     it = interpreter(name)
     check(name, it.run_batch(inputs), outputs, "run_batch")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_kernels_match_tflm(name):
+    """kernels="reference": the plain kernels of ops.reference give TFLM's outputs too."""
+    inputs, outputs, _ = load_case(name)
+    check(name, interpreter(name, kernels="reference").run_batch(inputs), outputs, "reference run_batch")
 
 
 @pytest.mark.parametrize("name", NAMES)

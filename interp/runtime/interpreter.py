@@ -77,6 +77,9 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return _batch_pool
 
 
+KERNEL_MODES = ("fast", "reference")
+
+
 class Interpreter:
     """Runs an int8 TFLite model with TFLM's reference-kernel arithmetic, bit for bit.
 
@@ -85,10 +88,15 @@ class Interpreter:
         batch_outputs = it.run_batch([X])  # X has a leading axis of samples
     """
 
-    def __init__(self, model: Model, *, numerics=None,
+    def __init__(self, model: Model, *, numerics=None, kernels: str = "fast",
                  max_while_iterations: int = DEFAULT_MAX_WHILE_ITERATIONS):
         self.model = model
         self.numerics = numerics or registry.DEFAULT_NUMERICS
+        # "fast" runs the kernels' fast paths; "reference" the plain kernels of ops.reference, which
+        # give the same bytes (tested) and are the ones to read or step through.
+        if kernels not in KERNEL_MODES:
+            raise ValueError(f"kernels must be one of {KERNEL_MODES}, not {kernels!r}")
+        self.kernel_mode = kernels
         # A WHILE still looping after this many iterations in one call is an error naming it.
         self.max_while_iterations = int(max_while_iterations)
         sg = model.main
@@ -215,7 +223,7 @@ class Interpreter:
                     row.append(None)
                     continue
                 try:
-                    row.append(cls(PrepareContext(op, sg.tensors, self.numerics, info)))
+                    row.append(cls(PrepareContext(op, sg.tensors, self.numerics, info, self.kernel_mode)))
                 except UnsupportedOpError as e:
                     for name, version, idx, why in e.unsupported:
                         entry = unsupported.setdefault((name, version), {"ops": [], "labels": [], "why": why})

@@ -68,8 +68,8 @@ def _merge(full: np.ndarray, samples: np.ndarray, part: np.ndarray, n: int) -> n
 class PrepareContext(registry.PrepareContext):
     """The kernels' prepare context, with ``graph`` (a GraphInfo) and subgraph-aware locations."""
 
-    def __init__(self, op: Operator, tensors: list[Tensor], numerics, graph: GraphInfo):
-        super().__init__(op, tensors, numerics)
+    def __init__(self, op: Operator, tensors: list[Tensor], numerics, graph: GraphInfo, kernels: str = "fast"):
+        super().__init__(op, tensors, numerics, kernels)
         self.graph = graph
 
     def location(self, tensor: Tensor | None = None) -> str:

@@ -1,0 +1,229 @@
+"""Every fast path equals the plain reference kernel (ops.reference), without TFLM.
+
+The fast kernels choose their path by shape (scale-folded GEMMs, tap layouts, blocking,
+workspaces, per-tap loops); here each path is forced by its threshold or override instead, on
+small random models, and the outputs of ``kernels="fast"`` and ``kernels="reference"``
+interpreters must be identical byte for byte (floats included: -0.0 is not +0.0 here). These
+tests protect users on machines without the tflite-micro wheel; the differential tests pin the
+reference to TFLM itself.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from interp import Interpreter
+from interp.builder import ModelBuilder
+from ops import common, pooling
+from ops.common import Requantizer
+from ops.conv import Conv2D, DepthwiseConv2D
+
+SAMPLES = 3
+seeds = st.integers(0, 2 ** 32 - 1)
+QUANTIZED = ("INT8", "INT16")
+
+
+def assert_fast_equals_reference(data: bytes, rng: np.random.Generator) -> Interpreter:
+    fast = Interpreter.from_bytes(data)
+    reference = Interpreter.from_bytes(data, kernels="reference")
+    inputs = []
+    for d in fast.input_details:
+        shape = (SAMPLES,) + tuple(int(s) for s in d["shape"])
+        dtype = np.dtype(d["dtype"])
+        if dtype.kind == "f":
+            values = rng.standard_normal(shape).astype(dtype)
+            values.reshape(-1)[:2] = [-0.0, 0.0][: values.size]  # signed zeros travel too
+        else:
+            info = np.iinfo(dtype)
+            values = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+        inputs.append(values)
+    got, want = fast.run_batch(inputs), reference.run_batch(inputs)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        assert g.tobytes() == w.tobytes(), f"{np.count_nonzero(g != w)} values differ; fast {g.ravel()[:8]} " \
+                                           f"reference {w.ravel()[:8]}"
+    single = fast.run([x[0] for x in inputs])
+    for g, w in zip(single, want):
+        assert g.tobytes() == w[0].tobytes()
+    return fast
+
+
+def quantization(rng, kind, channels=None, per_channel=False, dim=0):
+    if kind == "FLOAT32":
+        return {}
+    if per_channel and channels:
+        return dict(scale=list(rng.uniform(1e-3, 5e-2, channels)), zero_point=0, quantized_dimension=dim)
+    zp = int(rng.integers(-20, 20)) if kind == "INT8" else 0
+    return dict(scale=float(rng.uniform(1e-3, 5e-2)), zero_point=zp)
+
+
+def weight_values(rng, kind, shape):
+    if kind == "FLOAT32":
+        return rng.standard_normal(shape).astype(np.float32)
+    return rng.integers(-127, 128, shape).astype(np.int8)
+
+
+def bias_values(rng, kind, channels, huge):
+    if kind == "FLOAT32":
+        return rng.standard_normal(channels).astype(np.float32)
+    limit = (1 << 30) if huge else 20000
+    dtype = np.int64 if kind == "INT16" else np.int32
+    return rng.integers(-limit, limit, channels).astype(dtype)
+
+
+def output_quantization(rng, kind):
+    if kind == "FLOAT32":
+        return {}
+    # Scales from very fine to coarse: multipliers whose shifts pick every requantizer mode.
+    return dict(scale=float(10 ** rng.uniform(-4, 1)), zero_point=int(rng.integers(-10, 10)) if kind == "INT8" else 0)
+
+
+# ------------------------------------------------------------------ FULLY_CONNECTED
+@settings(max_examples=60, deadline=None)
+@given(seed=seeds, kind=st.sampled_from(QUANTIZED + ("FLOAT32",)), per_channel=st.booleans(),
+       huge_bias=st.booleans(), large=st.booleans(), blocked=st.booleans(), activation=st.sampled_from(["NONE", "RELU"]))
+def test_fully_connected_fast_paths_equal_reference(seed, kind, per_channel, huge_bias, large, blocked, activation):
+    rng = np.random.default_rng(seed)
+    depth, outputs, rows = int(rng.integers(1, 48)), int(rng.integers(1, 24)), int(rng.integers(1, 4))
+    b = ModelBuilder()
+    x = b.input("x", [rows, depth], kind, **quantization(rng, kind))
+    w = b.constant("w", weight_values(rng, kind, (outputs, depth)),
+                   **quantization(rng, "INT8" if kind != "FLOAT32" else kind, outputs, per_channel))
+    bias = b.constant("b", bias_values(rng, kind, outputs, huge_bias), **({} if kind == "FLOAT32" else dict(scale=1e-4)))
+    y = b.tensor("y", [rows, outputs], kind, **output_quantization(rng, kind))
+    b.op("FULLY_CONNECTED", [x, w, bias], [y], fused_activation_function=activation)
+    b.output(y)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Requantizer, "large_elements", 0 if large else 1 << 30)
+        mp.setattr(common, "BLOCK_ELEMENTS", 8 if blocked else 1 << 17)
+        try:
+            assert_fast_equals_reference(b.build(), rng)
+        except Exception as e:  # a model TFLM's Prepare refuses is refused the same in both modes
+            if type(e).__name__ not in ("ModelError", "UnsupportedOpError"):
+                raise
+
+
+# ------------------------------------------------------------------ CONV_2D
+@settings(max_examples=60, deadline=None)
+@given(seed=seeds, kind=st.sampled_from(QUANTIZED + ("FLOAT32",)), per_channel=st.booleans(),
+       scaled_gemm=st.booleans(), blocked=st.booleans(), large=st.booleans(), groups=st.sampled_from([1, 1, 2]),
+       padding=st.sampled_from(["SAME", "VALID"]), pointwise=st.booleans())
+def test_conv_fast_paths_equal_reference(seed, kind, per_channel, scaled_gemm, blocked, large, groups, padding,
+                                         pointwise):
+    rng = np.random.default_rng(seed)
+    h, w_, filter_depth = int(rng.integers(1, 9)), int(rng.integers(1, 9)), int(rng.integers(1, 4))
+    out_c = groups * int(rng.integers(1, 4))
+    kh, kw = (1, 1) if pointwise else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    stride = (1, 1) if pointwise else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    dilation = (1, 1) if pointwise else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    if padding == "VALID":
+        h, w_ = max(h, (kh - 1) * dilation[0] + 1), max(w_, (kw - 1) * dilation[1] + 1)
+    oh = -(-h // stride[0]) if padding == "SAME" else (h - (kh - 1) * dilation[0] - 1) // stride[0] + 1
+    ow = -(-w_ // stride[1]) if padding == "SAME" else (w_ - (kw - 1) * dilation[1] - 1) // stride[1] + 1
+    b = ModelBuilder()
+    x = b.input("x", [1, h, w_, filter_depth * groups], kind, **quantization(rng, kind))
+    wt = b.constant("w", weight_values(rng, kind, (out_c, kh, kw, filter_depth)),
+                    **quantization(rng, "INT8" if kind != "FLOAT32" else kind, out_c, per_channel))
+    bias = b.constant("b", bias_values(rng, kind, out_c, False), **({} if kind == "FLOAT32" else dict(scale=1e-4)))
+    y = b.tensor("y", [1, oh, ow, out_c], kind, **output_quantization(rng, kind))
+    b.op("CONV_2D", [x, wt, bias], [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
+         dilation_h_factor=dilation[0], dilation_w_factor=dilation[1], fused_activation_function="RELU6")
+    b.output(y)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Conv2D, "SCALED_GEMM_MAX_DEPTH", 1 << 20 if scaled_gemm else 0)
+        mp.setattr(common, "BLOCK_ELEMENTS", 8 if blocked else 1 << 17)
+        mp.setattr(Requantizer, "large_elements", 0 if large else 1 << 30)
+        fast = assert_fast_equals_reference(b.build(), rng)
+    kernel = fast.kernels[0]
+    if scaled_gemm and kind == "INT8" and groups == 1 and kernel.requantizer.use_float:
+        assert kernel.scaled_weights is not None  # the forced path was taken
+
+
+# ------------------------------------------------------------------ DEPTHWISE_CONV_2D
+LAYOUTS = [None, "matmul", "gemm", "channel_major", "nhwc_phases", "windows"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=seeds, kind=st.sampled_from(QUANTIZED + ("FLOAT32",)), per_channel=st.booleans(),
+       layout=st.sampled_from(LAYOUTS), blocked=st.booleans(), large=st.booleans(),
+       padding=st.sampled_from(["SAME", "VALID"]), one_channel=st.booleans())
+def test_depthwise_fast_layouts_equal_reference(seed, kind, per_channel, layout, blocked, large, padding, one_channel):
+    rng = np.random.default_rng(seed)
+    h, w_ = int(rng.integers(1, 10)), int(rng.integers(1, 10))
+    channels = 1 if one_channel or layout == "gemm" else int(rng.integers(1, 5))
+    dm = int(rng.integers(2, 4)) if layout == "gemm" else int(rng.integers(1, 3))
+    kh, kw = (int(rng.integers(3, 6)), int(rng.integers(4, 6))) if layout == "matmul" else \
+        (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    if padding == "VALID":
+        h, w_ = max(h, (kh - 1) * dilation[0] + 1), max(w_, (kw - 1) * dilation[1] + 1)
+    oh = -(-h // stride[0]) if padding == "SAME" else (h - (kh - 1) * dilation[0] - 1) // stride[0] + 1
+    ow = -(-w_ // stride[1]) if padding == "SAME" else (w_ - (kw - 1) * dilation[1] - 1) // stride[1] + 1
+    out_c = channels * dm
+    b = ModelBuilder()
+    x = b.input("x", [1, h, w_, channels], kind, **quantization(rng, kind))
+    wt = b.constant("w", weight_values(rng, kind, (1, kh, kw, out_c)),
+                    **quantization(rng, "INT8" if kind != "FLOAT32" else kind, out_c, per_channel, dim=3))
+    bias = b.constant("b", bias_values(rng, kind, out_c, False), **({} if kind == "FLOAT32" else dict(scale=1e-4)))
+    y = b.tensor("y", [1, oh, ow, out_c], kind, **output_quantization(rng, kind))
+    b.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
+         dilation_h_factor=dilation[0], dilation_w_factor=dilation[1], depth_multiplier=dm)
+    b.output(y)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DepthwiseConv2D, "force_layout", layout)
+        mp.setattr(common, "BLOCK_ELEMENTS", 8 if blocked else 1 << 17)
+        mp.setattr(Requantizer, "large_elements", 0 if large else 1 << 30)
+        fast = assert_fast_equals_reference(b.build(), rng)
+    k = fast.kernels[0]
+    taken = ("gemm" if k.scaled_weights is not None else "matmul" if k.use_matmul else
+             "channel_major" if k.channel_major else "nhwc_phases" if k.nhwc_phases else "windows")
+    if layout == "channel_major" or (layout == "nhwc_phases" and dm == 1) or layout == "windows" \
+            or (layout == "matmul" and kind != "FLOAT32" and k.compute_dtype is np.float32):
+        assert taken == layout  # the forced path was taken
+
+
+# ------------------------------------------------------------------ pooling
+@settings(max_examples=60, deadline=None)
+@given(seed=seeds, kind=st.sampled_from(QUANTIZED + ("FLOAT32",)), op=st.sampled_from(["AVERAGE_POOL_2D", "MAX_POOL_2D"]),
+       per_tap=st.booleans(), padding=st.sampled_from(["SAME", "VALID"]))
+def test_pooling_fast_paths_equal_reference(seed, kind, op, per_tap, padding):
+    rng = np.random.default_rng(seed)
+    h, w_, c = int(rng.integers(1, 10)), int(rng.integers(1, 10)), int(rng.integers(1, 5))
+    fh, fw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    if padding == "VALID":
+        h, w_ = max(h, fh), max(w_, fw)
+    oh = -(-h // sh) if padding == "SAME" else (h - fh) // sh + 1
+    ow = -(-w_ // sw) if padding == "SAME" else (w_ - fw) // sw + 1
+    q = quantization(rng, kind)
+    b = ModelBuilder()
+    x = b.input("x", [2, h, w_, c], kind, **q)
+    y = b.tensor("y", [2, oh, ow, c], kind, **q)
+    b.op(op, [x], [y], padding=padding, stride_h=sh, stride_w=sw, filter_height=fh, filter_width=fw,
+         fused_activation_function="RELU")
+    b.output(y)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pooling, "PER_TAP_MIN_ELEMENTS", 0 if per_tap else 1 << 30)
+        assert_fast_equals_reference(b.build(), rng)
+
+
+# ------------------------------------------------------------------ SOFTMAX
+@settings(max_examples=60, deadline=None)
+@given(seed=seeds, out_kind=st.sampled_from(["INT8", "INT16"]), beta=st.sampled_from([1.0, 0.5, 2.7]))
+def test_int8_softmax_tables_equal_reference(seed, out_kind, beta):
+    rng = np.random.default_rng(seed)
+    rows, depth = int(rng.integers(1, 5)), int(rng.integers(1, 40))
+    b = ModelBuilder()
+    x = b.input("x", [rows, depth], "INT8", scale=float(10 ** rng.uniform(-3, 0)), zero_point=int(rng.integers(-20, 20)))
+    oq = dict(scale=1 / 256, zero_point=-128) if out_kind == "INT8" else dict(scale=1 / 65536, zero_point=-32768)
+    y = b.tensor("y", [rows, depth], out_kind, **oq)
+    b.op("SOFTMAX", [x], [y], beta=beta)
+    b.output(y)
+    try:
+        assert_fast_equals_reference(b.build(), rng)
+    except Exception as e:  # input_scale·beta·2^26 <= 1 is refused by TFLM's Prepare, in both modes
+        if type(e).__name__ != "ModelError":
+            raise
