@@ -17,3 +17,6 @@ from . import signal  # noqa: F401
 from . import control_flow  # noqa: F401
 from . import variables  # noqa: F401
 from . import transpose_conv  # noqa: F401
+from . import arithmetic  # noqa: F401
+from . import normalization  # noqa: F401
+from . import batch_matmul  # noqa: F401
