@@ -392,3 +392,40 @@ def test_var_handle_null_container_after_named_one_crashes_tflm_and_is_refused()
     assert_tflm_aborts(data, [np.zeros((1, 2), np.int8)])
     with pytest.raises(ModelError, match=r"subgraph 1, operator 0 \(VAR_HANDLE\).*null.*container"):
         Interpreter.from_bytes(data)
+
+
+def test_resource_handle_passed_into_a_while_body_matches_tflm():
+    """The body gets the handle as a subgraph input (unknown at prepare: its ASSIGN_VARIABLE
+    allocates nothing) and updates the variable the main graph's ASSIGN_VARIABLE allocated."""
+    b = ModelBuilder()
+    sched, x = b.input("s", [3], "BOOL"), b.input("x", [2], "INT32")
+    h = b.tensor("h", [], "RESOURCE")
+    b.op("VAR_HANDLE", [], [h], shared_name="v")
+    so, ho, total = b.tensor("so", [3], "BOOL"), b.tensor("ho", [], "RESOURCE"), b.tensor("total", [2], "INT32")
+    ints = lambda g, name, v: g.constant(name, np.array(v, np.int32))  # noqa: E731
+    c = b.subgraph("cond")
+    cs = c.input("s", [3], "BOOL")
+    c.input("h", [], "RESOURCE")
+    go = c.tensor("go", [1], "BOOL")
+    c.op("STRIDED_SLICE", [cs, ints(c, "b", [0]), ints(c, "e", [1]), ints(c, "t", [1])], [go])
+    c.output(go)
+    g = b.subgraph("body")
+    gs, gh = g.input("s", [3], "BOOL"), g.input("h", [], "RESOURCE")
+    rest, shifted = g.tensor("rest", [2], "BOOL"), g.tensor("shifted", [3], "BOOL")
+    g.op("STRIDED_SLICE", [gs, ints(g, "b", [1]), ints(g, "e", [3]), ints(g, "t", [1])], [rest])
+    g.op("CONCATENATION", [rest, g.constant("f", np.array([False]))], [shifted], axis=0,
+         fused_activation_function="NONE")
+    old, new = g.tensor("old", [2], "INT32"), g.tensor("new", [2], "INT32")
+    g.op("READ_VARIABLE", [gh], [old])
+    g.op("ADD", [old, ints(g, "step", [1, 10])], [new], fused_activation_function="NONE")
+    g.op("ASSIGN_VARIABLE", [gh, new], [])
+    g.output(shifted, gh)
+    b.op("ASSIGN_VARIABLE", [h, x], [])
+    b.op("WHILE", [sched, h], [so, ho], cond_subgraph_index=c.index, body_subgraph_index=g.index)
+    b.op("READ_VARIABLE", [ho], [total])
+    b.output(total)
+    rng = np.random.default_rng(5)
+    calls = [[schedule(rng, 3), rng.integers(-1000, 1000, 2).astype(np.int32)] for _ in range(CALLS + AFTER_RESET)]
+    calls[0][0][:] = True
+    calls[1][0][:] = False
+    assert check_stateful(b.build(), calls, "WHILE resource handle")
