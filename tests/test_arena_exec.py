@@ -52,3 +52,16 @@ def test_an_overlapping_plan_corrupts_the_result():
         got, _ = run_in_arena(it, xs, bad)
         differs |= not all(np.array_equal(g, w) for g, w in zip(got, it.run(xs)))
     assert differs
+
+
+def test_models_it_cannot_execute_are_refused_with_a_reason():
+    from test_planner_subgraphs import if_model
+
+    from interp.errors import MicrorefError, UnsupportedOpError
+    try:
+        it = Interpreter.from_bytes(if_model())
+    except UnsupportedOpError as e:  # the runtime's control flow may not be there yet
+        pytest.skip(f"the runtime cannot load the IF model: {e}")
+    xs = [np.array([True]), np.zeros((1, 64), np.int8)]
+    with pytest.raises(MicrorefError, match="subgraph 0 only"):
+        run_in_arena(it, xs)

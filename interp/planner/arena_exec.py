@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import where
+from ..errors import MicrorefError, where
 from .plan import tensor_view
 
 
@@ -16,8 +16,17 @@ def run_in_arena(it, inputs, plan=None) -> tuple[list[np.ndarray], np.ndarray]:
     """Run one sample with all activations in a single ``plan.arena_bytes`` uint8 arena.
 
     ``plan`` defaults to TFLM's greedy plan (``it.plan``); pass ``it.plan.improved`` to execute the
-    improved plan. Returns (outputs, arena).
+    improved plan. Returns (outputs, arena). Single-subgraph models of stateless kernels only
+    (MicrorefError otherwise).
     """
+    if len(it.model.subgraphs) > 1:
+        raise MicrorefError("run_in_arena executes subgraph 0 only; this model has control flow "
+                            f"({len(it.model.subgraphs)} subgraphs): check its plan with check_plan")
+    stateful = [op.index for op, k in zip(it.subgraph.operators, it.kernels)
+                if k.initial_state() is not None or getattr(k, "writes_inputs", ())]
+    if stateful:
+        raise MicrorefError(f"run_in_arena runs stateless kernels only; operators {stateful} keep state "
+                            f"across calls: check the plan with check_plan")
     plan = plan if plan is not None else it.plan
     arena = np.zeros(plan.arena_bytes, dtype=np.uint8)
     views: dict[int, np.ndarray] = {}
