@@ -105,3 +105,32 @@ def test_a_plan_from_a_path_or_bytes_is_the_same():
     path = shared_model("hello_world_int8")
     a, b, c = plan_arena(path), plan_arena(path.read_bytes()), plan_arena(str(path))
     assert a.offsets == b.offsets == c.offsets and a.arena_bytes == 32
+
+
+@pytest.mark.skipif(tflm_runtime is None, reason="tflite_micro is not importable")
+def test_head_matches_tflm_on_every_repro_model():
+    # The defect repros of shared/repro: microref's head is the one TFLM allocates, or asks for
+    # when it is larger than the test's arena ("Failed to resize buffer. Requested: N"); only the
+    # two untrustworthy offline plans are refused (see test_planner_offline.py).
+    import re
+
+    from planner_support import REPRO, tflm_refusal
+
+    from interp.errors import ModelError
+    paths = sorted(REPRO.glob("*.tflite"))
+    if not paths:
+        pytest.skip(f"no repro models in {REPRO}")
+    refused = []
+    for p in paths:
+        data = p.read_bytes()
+        try:
+            head = plan_arena(load_model(data)).arena_bytes
+        except ModelError:
+            refused.append(p.name)
+            continue
+        message = tflm_refusal(data)
+        if message is None:
+            assert head == tflm_allocations(data)[0], p.name
+        else:
+            assert int(re.search(r"Requested: (\d+)", message).group(1)) == head, p.name
+    assert set(refused) <= {"meta_offline_neg.tflite", "meta_offline_overlap.tflite"}
