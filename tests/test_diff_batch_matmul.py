@@ -111,6 +111,29 @@ def test_batch_matmul_matches_tflm(kind):
     run_examples(batch_matmul_cases(kind), lambda case: run_case("BATCH_MATMUL", case))
 
 
+# The operand shapes and adjoint flags of TFLM's batch_matmul_test.cc.
+TFLM_TEST_SHAPES = [
+    ([3, 2, 1, 4], [3, 1, 4, 1], False, False), ([3, 2, 2, 4], [3, 1, 4, 1], False, False),
+    ([3, 4, 2], [1, 4, 3], True, False), ([1, 2, 3], [1, 3, 4], False, False), ([1, 2, 3], [1, 4, 3], False, True),
+    ([1, 3, 2], [1, 3, 4], True, False), ([2, 2, 3], [2, 3, 4], False, False), ([2, 2, 3], [3, 4], False, False),
+    ([2, 3, 2], [1, 3, 4], True, False), ([2, 2, 3], [1, 4, 3], False, True), ([2, 3, 2], [3, 4], True, False),
+    ([2, 1, 3, 2], [3, 2, 4], False, False), ([2, 1, 2, 3], [3, 2, 4], True, False),
+    ([2, 1, 3, 2], [3, 4, 2], False, True), ([2, 1, 2, 3], [3, 4, 2], True, True),
+    ([4, 5], [3, 1, 5, 2], False, False), ([1, 6, 2], [2, 3], False, False), ([2, 10], [10, 3], False, False),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("lhs, rhs, adj_x, adj_y", TFLM_TEST_SHAPES)
+def test_batch_matmul_tflm_test_shapes(kind, lhs, rhs, adj_x, adj_y):
+    case = dict(op="BATCH_MATMUL", kind=kind, lhs_batch=lhs[:-2], rhs_batch=rhs[:-2],
+                rows=lhs[-1] if adj_x else lhs[-2], depth=lhs[-2] if adj_x else lhs[-1],
+                cols=rhs[-2] if adj_y else rhs[-1], adj_x=adj_x, adj_y=adj_y, constant="rhs", seed=len(lhs) + 7,
+                style="uniform", lhs_scale=0.05, lhs_zp=-3 if kind == "INT8" else 0, rhs_scale=0.02,
+                rhs_zp=5 if kind == "INT8" else 0, out_scale=0.1, out_zp=-1 if kind == "INT8" else 0)
+    run_case("BATCH_MATMUL", case)
+
+
 @pytest.mark.parametrize("adj_x, adj_y", [(False, False), (True, True)])
 def test_batch_matmul_int8_accumulator_wraps_like_tflm(adj_x, adj_y):
     # 40000 products of 255 * 255 pass 2^31: TFLM's int32 accumulator wraps (and so must ours).
