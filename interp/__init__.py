@@ -18,7 +18,7 @@ imports ``interp.model``, never pulls the runtime in while it is itself being im
 from .errors import InputError, MicrorefError, ModelError, UnsupportedOpError
 from .model import Model, Operator, Quantization, Subgraph, Tensor, load_model, verify
 
-__all__ = ["InputError", "Interpreter", "MicrorefError", "Model", "ModelError", "Operator", "Quantization",
+__all__ = ["InputError", "Interpreter", "MicrorefError", "limited_blas_threads", "Model", "ModelError", "Operator", "Quantization",
            "Subgraph", "Tensor", "UnsupportedOpError", "load_model", "verify"]
 __version__ = "0.1.0"
 
@@ -27,4 +27,7 @@ def __getattr__(name: str):
     if name == "Interpreter":
         from .api import Interpreter
         return Interpreter
+    if name == "limited_blas_threads":
+        from .runtime.blas import limited_blas_threads
+        return limited_blas_threads
     raise AttributeError(f"module 'interp' has no attribute {name!r}")

@@ -29,9 +29,8 @@ SMALL_RUN_ELEMENTS = 1 << 14
 # Samples per worker thread below which splitting a batch costs more than it saves.
 MIN_SAMPLES_PER_THREAD = 4
 MIN_THREAD_ELEMENTS = 1 << 16  # activation elements a worker thread should have at least
+MAX_THREADS_PER_CORE = 4  # run_batch(threads=...) is capped at this many worker threads per core
 
-_blas_configured = False
-_batch_pool: ThreadPoolExecutor | None = None
 
 
 @contextlib.contextmanager
@@ -46,35 +45,6 @@ def _ufunc_buffer(elements: int):
         yield
     finally:
         np.setbufsize(previous)
-
-
-def _configure_blas_once() -> None:
-    """Set BLAS to one thread for this process, once, before microref's first run.
-
-    microref's matrix products are cache-sized blocks, for which OpenBLAS's own threads only add
-    synchronisation — and on a busy machine their spin-waiting has cost 100x here; batches are
-    spread over cores by microref itself instead. Changing the thread count per call is not an
-    option (OpenBLAS re-creates its threads each time), so it is set once, process-wide, with
-    threadpoolctl. Set MICROREF_KEEP_BLAS_THREADS=1 to leave BLAS alone.
-    """
-    global _blas_configured
-    if _blas_configured:
-        return
-    _blas_configured = True
-    if os.environ.get("MICROREF_KEEP_BLAS_THREADS"):
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(limits=1, user_api="blas")
-    except Exception:  # threadpoolctl missing or unable to inspect this process: keep going
-        pass
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    global _batch_pool
-    if _batch_pool is None or _batch_pool._max_workers < workers:
-        _batch_pool = ThreadPoolExecutor(workers, thread_name_prefix="microref")
-    return _batch_pool
 
 
 KERNEL_MODES = ("fast", "reference")
@@ -429,7 +399,6 @@ class Interpreter:
         and the state before the call for ``state(before=True)``.
         """
         arrays, n = self._gather_inputs(inputs, batched=False)
-        _configure_blas_once()
         state = self._state.copy()
         if keep:
             self._kept_subgraphs = {}
@@ -457,14 +426,17 @@ class Interpreter:
             # Threads pay off only when each one gets real work (tiny models: not at all).
             threads = min(os.cpu_count() or 1, n // MIN_SAMPLES_PER_THREAD,
                           n * self._activation_elements // MIN_THREAD_ELEMENTS)
-        workers = threads
-        workers = max(1, min(workers, n))
-        _configure_blas_once()
+        elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise InputError(f"threads must be a whole number >= 1, not {threads!r}")
+        # More workers than samples or than MAX_THREADS_PER_CORE per core only add overhead.
+        workers = max(1, min(int(threads), n, MAX_THREADS_PER_CORE * (os.cpu_count() or 1)))
         if workers > 1 and not keep:
             bounds = np.linspace(0, n, workers + 1).astype(int)
             parts = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
-            envs = list(_pool(workers).map(
-                lambda part: self._execute(part, len(part[0]), False, self._fresh_state(len(part[0]))), parts))
+            # A pool per call, shut down before returning: no threads outlive the call.
+            with ThreadPoolExecutor(workers, thread_name_prefix="microref") as pool:
+                envs = list(pool.map(
+                    lambda part: self._execute(part, len(part[0]), False, self._fresh_state(len(part[0]))), parts))
             self._kept = None
             return [np.concatenate([self._output_value(0, env, ti, len(part[0])) for env, part in zip(envs, parts)])
                     for ti in self.subgraph.outputs]

@@ -22,7 +22,7 @@ from .. import planner
 from ..api import Interpreter
 from ..errors import InputError, MicrorefError, ModelError, UnsupportedOpError
 from ..model import load_model
-from ..runtime import dequantize_tensor
+from ..runtime import dequantize_tensor, limited_blas_threads
 from ..runtime.inputs import random_inputs
 from . import compare as cmp
 from .explain import explain
@@ -469,7 +469,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        # The command owns its process: BLAS on one thread for its duration (interp.runtime.blas).
+        with limited_blas_threads():
+            return args.func(args)
     except MicrorefError as e:
         if args.debug:
             traceback.print_exc()
