@@ -40,3 +40,14 @@ def test_reference_kernels_match_tflm_on_real_models(path):
         for j, got in enumerate(it.run(xs)):
             want = ref.get_output(j)
             assert np.array_equal(got, want.reshape(got.shape)), f"call {call}, output {j}"
+
+
+@pytest.mark.parametrize("command", [["run"], ["trace"], ["explain", "--op", "0", "--at", "0,0,0,0"]])
+def test_cli_commands_take_kernels_reference_and_print_the_same(command, capsys):
+    from interp.tools import cli
+    model = str(Path(__file__).resolve().parents[1] / "golden" / "models" / "net_tiny_cnn.tflite")
+    outputs = []
+    for kernels in ("fast", "reference"):
+        assert cli.main([command[0], model, *command[1:], "--kernels", kernels]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and outputs[0]

@@ -71,7 +71,7 @@ def _fmt_array(a: np.ndarray, limit: int = 16) -> str:
 
 
 def cmd_run(args) -> int:
-    it = Interpreter.from_file(args.model)
+    it = Interpreter.from_file(args.model, kernels=args.kernels)
     xs = load_inputs(it, args.input, args.seed)
     outs = it.run(xs)
     for d, y in zip(it.output_details, outs):
@@ -248,7 +248,7 @@ def _tensor_key(t) -> str:
 
 
 def cmd_trace(args) -> int:
-    it = Interpreter.from_file(args.model)
+    it = Interpreter.from_file(args.model, kernels=args.kernels)
     xs = load_inputs(it, args.input, args.seed)
     it.run(xs, keep=True)
     print(f"{'op':>4}  {'operator':22s} {'output tensor':44s} {'type/shape':22s} {'raw min..max':>14s}  real range")
@@ -282,9 +282,9 @@ def cmd_trace(args) -> int:
 
 def cmd_compare(args) -> int:
     import json
-    it = Interpreter.from_file(args.model)
+    it = Interpreter.from_file(args.model, kernels=args.kernels)
     if args.float_model:
-        float_it = Interpreter.from_file(args.float_model)
+        float_it = Interpreter.from_file(args.float_model, kernels=args.kernels)
         if args.data:
             with np.load(args.data) as z:
                 keys = [d["name"] for d in float_it.input_details]
@@ -329,7 +329,7 @@ def _plot_layers(rows, path):
 
 
 def cmd_explain(args) -> int:
-    it = Interpreter.from_file(args.model)
+    it = Interpreter.from_file(args.model, kernels=args.kernels)
     xs = load_inputs(it, args.input, args.seed)
     try:
         coords = tuple(int(c) for c in args.at.replace(" ", "").split(","))
@@ -353,7 +353,7 @@ def _c_array(name: str, a: np.ndarray) -> str:
 
 def cmd_vectors(args) -> int:
     import os
-    it = Interpreter.from_file(args.model)
+    it = Interpreter.from_file(args.model, kernels=args.kernels)
     os.makedirs(args.output, exist_ok=True)
     base = os.path.splitext(os.path.basename(args.model))[0]
     ident = "".join(c if c.isalnum() else "_" for c in base)
@@ -400,9 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback on errors")
+    # Commands that run the model choose the kernels: the fast ones (default) or the plain
+    # reference kernels of ops.reference (same bytes, slower, the ones to read and step through).
+    running = argparse.ArgumentParser(add_help=False, parents=[common])
+    running.add_argument("--kernels", choices=("fast", "reference"), default="fast",
+                         help="fast kernels (default) or the plain reference kernels of ops.reference")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", parents=[common], help="run a model on given or seeded random inputs")
+    r = sub.add_parser("run", parents=[running], help="run a model on given or seeded random inputs")
     r.add_argument("model")
     r.add_argument("--input", nargs="+", metavar="X.npy", help="one .npy per model input, or one .npz")
     r.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
@@ -425,14 +430,14 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-o", "--output", metavar="OUT.tflite", help="where --optimize writes the model")
     pl.set_defaults(func=cmd_plan)
 
-    t = sub.add_parser("trace", parents=[common], help="run once and show (and dump) every intermediate tensor")
+    t = sub.add_parser("trace", parents=[running], help="run once and show (and dump) every intermediate tensor")
     t.add_argument("model")
     t.add_argument("--input", nargs="+", metavar="X.npy")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--dump", metavar="TRACE.npz", help="write every tensor to an .npz")
     t.set_defaults(func=cmd_trace)
 
-    c = sub.add_parser("compare", parents=[common], help="compare with TFLM/LiteRT tensor by tensor, or int8 against a float model")
+    c = sub.add_parser("compare", parents=[running], help="compare with TFLM/LiteRT tensor by tensor, or int8 against a float model")
     c.add_argument("model")
     c.add_argument("--against", choices=("tflm", "litert", "litert-ref", "all"), default="tflm",
                    help="runtime to compare with (litert = LiteRT's default kernels, litert-ref = its reference "
@@ -446,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", metavar="OUT.png", help="with --float: SNR per layer chart (needs matplotlib)")
     c.set_defaults(func=cmd_compare)
 
-    e = sub.add_parser("explain", parents=[common], help="the integer arithmetic behind one output element of one operator")
+    e = sub.add_parser("explain", parents=[running], help="the integer arithmetic behind one output element of one operator")
     e.add_argument("model")
     e.add_argument("--op", type=int, required=True, help="operator index")
     e.add_argument("--at", required=True, help="output coordinates, comma-separated, e.g. 0,3,4,7")
@@ -454,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=cmd_explain)
 
-    v = sub.add_parser("vectors", parents=[common], help="export inputs and expected outputs (npz and C header) for conformance suites")
+    v = sub.add_parser("vectors", parents=[running], help="export inputs and expected outputs (npz and C header) for conformance suites")
     v.add_argument("model")
     v.add_argument("-o", "--output", required=True, metavar="DIR")
     v.add_argument("--count", type=int, default=4, help="number of seeded random samples (default 4)")
