@@ -20,3 +20,4 @@ from . import transpose_conv  # noqa: F401
 from . import arithmetic  # noqa: F401
 from . import normalization  # noqa: F401
 from . import batch_matmul  # noqa: F401
+from . import circular_buffer  # noqa: F401
