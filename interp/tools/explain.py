@@ -1,8 +1,10 @@
 """The whole integer story of one output element: which inputs and weights, every rounding step.
 
-``explain(it, op_index, coords, inputs)`` runs the model (keeping intermediates), then recomputes
-the chosen element of the chosen operator's output by hand, step by step, with the same fixed-point
-primitives the kernel uses, and checks that the story ends in the value the kernel produced.
+``explain(it, op_index, coords, inputs)`` runs the model (keeping intermediates), then runs the
+operator's reference kernel (``ops.reference``) on the same inputs, recording every intermediate
+array, and tells the chosen element's story from those numbers: the taps it reads, the
+accumulator, the bias, each rounding of the requantization, the clamp. It checks that the story
+ends in the value the interpreter produced.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ops import fixedpoint as fp
+from ops import reference
 
 from ..errors import InputError, where
 from ..runtime.inputs import random_inputs
@@ -36,26 +38,29 @@ def _row(label: str, value, note: str = "") -> str:
     return f"  {label:44s} = {value}" + (f"   ({note})" if note else "")
 
 
-def _requant_story(e: Explanation, acc: int, multiplier: int, shift: int, zero_point: int,
-                   act_min: int, act_max: int) -> int:
-    left, right = max(shift, 0), max(-shift, 0)
-    shifted = int(fp.wrap_int32(acc << left))
-    high = int(fp.saturating_rounding_doubling_high_mul(shifted, multiplier))
-    scaled = int(fp.rounding_divide_by_pot(high, right))
-    with_zp = scaled + zero_point
-    out = min(max(with_zp, act_min), act_max)
+def _requant_story(e: Explanation, steps: dict, at: tuple, channel: int, q) -> int:
+    """The requantization of one element, every number read from the reference kernel's steps."""
+    value = {name: int(np.asarray(a)[at]) for name, a in steps.items() if isinstance(a, np.ndarray)}
+    multiplier, shift = int(q.output_multiplier[channel]), int(q.output_shift[channel])
     real = multiplier * 2.0 ** (shift - 31)
+    e.lines.append(f"requantize: multiplier M = {multiplier}, shift = {shift}  (real scale M*2^(shift-31) = {real:.9g})")
+    if "shifted" in value:
+        left, right = max(shift, 0), max(-shift, 0)
+        e.lines += [
+            _row(f"acc << {left} (int32 multiply, wraps)", value["shifted"]),
+            _row("SaturatingRoundingDoublingHighMul(., M)", value["high"], "round(x*M / 2^31), ties up"),
+            _row(f"RoundingDivideByPOT(., {right})", value["scaled"], "ties away from zero"),
+        ]
+    else:
+        how = "int64 accumulator: M cut to 15 bits" if q.int64_accumulator else "single rounding"
+        e.lines.append(_row("MultiplyByQuantizedMultiplier(acc, M, shift)", value["scaled"], how))
     e.lines += [
-        f"requantize: multiplier M = {multiplier}, shift = {shift}  (real scale M*2^(shift-31) = {real:.9g})",
-        _row(f"acc << {left} (int32 multiply, wraps)", shifted),
-        _row("SaturatingRoundingDoublingHighMul(., M)", high, "round(x*M / 2^31), ties up"),
-        _row(f"RoundingDivideByPOT(., {right})", scaled, "ties away from zero"),
-        _row(f"+ output zero point {zero_point}", with_zp),
-        _row(f"clamp to [{act_min}, {act_max}]", out),
+        _row(f"+ output zero point {q.output_offset}", value["with_offset"]),
+        _row(f"clamp to [{q.activation_min}, {q.activation_max}]", value["output"]),
     ]
-    e.values.update(shifted=shifted, srdhm=high, rdbpot=scaled, with_zero_point=with_zp, output=out,
-                    multiplier=multiplier, shift=shift)
-    return out
+    e.values.update(shifted=value.get("shifted"), srdhm=value.get("high"), rdbpot=value["scaled"],
+                    with_zero_point=value["with_offset"], output=value["output"], multiplier=multiplier, shift=shift)
+    return value["output"]
 
 
 def _taps_table(e: Explanation, taps: list[tuple[str, int, int, int, int]]):
@@ -67,64 +72,72 @@ def _taps_table(e: Explanation, taps: list[tuple[str, int, int, int, int]]):
         e.lines.append(f"  … {len(taps) - MAX_TAPS_SHOWN} more taps")
 
 
+def _accumulator_story(e: Explanation, steps: dict, at: tuple, bias, channel: int):
+    total, acc = int(steps["sum_of_products"][at]), int(steps["accumulator"][at])
+    e.lines.append(_row("accumulator Σ w·(x-zp)", total))
+    b = int(bias.reshape(-1)[channel]) if bias is not None else 0
+    e.lines.append(_row(f"+ bias[{channel}] ({b})", total + b))
+    if acc != total + b:
+        e.lines.append(_row("int32 overflow wraps it to", acc))
+    e.values.update(accumulator=total, bias=b, acc_plus_bias=acc)
+
+
 def _explain_fully_connected(e, it, op, k, coords):
-    x = it.tensor(op.inputs[0]).reshape(-1, k.accum_depth)
+    p = k.params
+    x = it.tensor(op.inputs[0])
+    w = np.asarray(it.tensors[op.inputs[1]].data)
+    bias = it.tensors[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    steps: dict = {}
+    reference.fully_connected(p, x[None], w, bias, steps=steps)
     row = int(np.ravel_multi_index(coords[:-1], it.tensors[op.outputs[0]].shape[:-1])) if len(coords) > 1 else 0
     o = coords[-1]
-    weights = k.weights_t[:, o]
-    xs = x[row].astype(np.int64)
-    taps = [(f"d={d}", int(xs[d]), int(xs[d] + k.input_offset), int(weights[d]),
-             int((xs[d] + k.input_offset) * weights[d])) for d in range(k.accum_depth)]
-    e.lines.append(f"input row {row} ({k.accum_depth} values), weights row {o}; input zero point "
-                   f"{-k.input_offset} (weights include their zero point offset, if any)")
+    xs = x.reshape(-1, p.accum_depth)[row].astype(np.int64)
+    ws = w.reshape(-1, p.accum_depth)[o].astype(np.int64) + p.weights_offset
+    taps = [(f"d={d}", int(xs[d]), int(xs[d] + p.input_offset), int(ws[d]), int((xs[d] + p.input_offset) * ws[d]))
+            for d in range(p.accum_depth)]
+    e.lines.append(f"input row {row} ({p.accum_depth} values), weights row {o}; input zero point "
+                   f"{-p.input_offset}" + (f", weights zero point {-p.weights_offset}" if p.weights_offset else ""))
     _taps_table(e, taps)
-    return _finish_linear(e, k, sum(t[4] for t in taps), o)
-
-
-def _finish_linear(e, k, acc, channel):
-    e.lines.append(_row("accumulator Σ w·(x-zp)", acc))
-    bias = int(k.bias[channel]) if k.bias is not None else 0
-    total = acc + bias
-    e.lines.append(_row(f"+ bias[{channel}] ({bias})", total))
-    wrapped = int(fp.wrap_int32(total))
-    if wrapped != total:
-        e.lines.append(_row("int32 overflow wraps it to", wrapped))
-    e.values.update(accumulator=acc, bias=bias, acc_plus_bias=wrapped)
-    m = int(np.atleast_1d(k.multiplier)[channel if np.size(k.multiplier) > 1 else 0])
-    s = int(np.atleast_1d(k.shift)[channel if np.size(k.shift) > 1 else 0])
-    return _requant_story(e, wrapped, m, s, k.output_offset, k.act_min, k.act_max)
+    at = (0, row, o)
+    _accumulator_story(e, steps, at, bias, o)
+    return _requant_story(e, steps, at, o, p.requantize)
 
 
 def _explain_conv(e, it, op, k, coords, depthwise: bool):
+    p = k.params
     b, oy, ox, oc = coords
-    x = it.tensor(op.inputs[0])[b].astype(np.int64)
-    w = np.asarray(it.tensors[op.inputs[1]].data, np.int64)
-    (sh, sw), (dh, dw) = k.stride, k.dilation
-    y0, x0 = oy * sh - k.pad_top, ox * sw - k.pad_left
-    e.lines.append(f"output ({b}, {oy}, {ox}, channel {oc}); window origin (y={y0}, x={x0}), stride {k.stride}, "
-                   f"dilation {k.dilation}, padding top/left {k.pad_top}/{k.pad_left}; input zero point "
-                   f"{-k.input_offset}; out-of-image taps are skipped")
+    x = it.tensor(op.inputs[0])
+    w = np.asarray(it.tensors[op.inputs[1]].data)
+    bias = it.tensors[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    steps: dict = {}
+    (reference.depthwise_conv_2d if depthwise else reference.conv_2d)(p, x[None], w, bias, steps=steps)
+    image = x[b].astype(np.int64)
+    e.lines.append(f"output ({b}, {oy}, {ox}, channel {oc}); window origin (y={oy * p.stride_height - p.padding_top}, "
+                   f"x={ox * p.stride_width - p.padding_left}), stride ({p.stride_height}, {p.stride_width}), "
+                   f"dilation ({p.dilation_height_factor}, {p.dilation_width_factor}), padding top/left "
+                   f"{p.padding_top}/{p.padding_left}; input zero point {-p.input_offset}; out-of-image taps are skipped")
     taps, skipped = [], 0
-    kh, kw = k.kernel_hw
-    for ky in range(kh):
-        for kx in range(kw):
-            iy, ix = y0 + ky * dh, x0 + kx * dw
-            if not (0 <= iy < x.shape[0] and 0 <= ix < x.shape[1]):
+    filter_depth = w.shape[3]
+    for fy in range(w.shape[1]):
+        for fx in range(w.shape[2]):
+            rows, cols, inside = reference.conv.tap_positions(p, fy, fx, image.shape[0], image.shape[1])
+            if not inside[oy, ox]:
                 skipped += 1
                 continue
+            iy, ix = int(rows[oy]), int(cols[ox])
             if depthwise:
-                ic = oc // k.depth_multiplier
-                channels = [(ic, int(w[0, ky, kx, oc]))]
+                channels = [(oc // p.depth_multiplier, int(w[0, fy, fx, oc]))]
             else:
-                g = oc // k.filters_per_group
-                channels = [(g * k.filter_depth + c, int(w[oc, ky, kx, c])) for c in range(k.filter_depth)]
+                group = oc // (w.shape[0] // (image.shape[2] // filter_depth))
+                channels = [(group * filter_depth + c, int(w[oc, fy, fx, c])) for c in range(filter_depth)]
             for ic, wv in channels:
-                xv = int(x[iy, ix, ic])
-                taps.append((f"y={iy} x={ix} c={ic}", xv, xv + k.input_offset, wv, (xv + k.input_offset) * wv))
+                xv = int(image[iy, ix, ic])
+                taps.append((f"y={iy} x={ix} c={ic}", xv, xv + p.input_offset, wv, (xv + p.input_offset) * wv))
     if skipped:
         e.lines.append(f"({skipped} filter positions fall outside the image and contribute nothing)")
     _taps_table(e, taps)
-    return _finish_linear(e, k, sum(t[4] for t in taps), oc)
+    _accumulator_story(e, steps, coords, bias, oc)
+    return _requant_story(e, steps, coords, oc, p.requantize)
 
 
 def explain(it, op_index: int, coords, inputs=None) -> Explanation:
@@ -146,10 +159,9 @@ def explain(it, op_index: int, coords, inputs=None) -> Explanation:
     e = Explanation(op_index, op.display_name, coords, actual.item())
     e.lines.append(f"{where(op_index, op.display_name, out_t)}, element {coords}")
     kind = getattr(kernel, "kind", None)
-    if op.op_name == "FULLY_CONNECTED" and kind in ("INT8", "INT16") and not getattr(kernel, "int64_accumulator", False):
+    if op.op_name == "FULLY_CONNECTED" and kind in ("INT8", "INT16"):
         story = _explain_fully_connected(e, it, op, kernel, coords)
-    elif op.op_name in ("CONV_2D", "DEPTHWISE_CONV_2D") and kind in ("INT8", "INT16") \
-            and not getattr(kernel, "int64_accumulator", False):
+    elif op.op_name in ("CONV_2D", "DEPTHWISE_CONV_2D") and kind in ("INT8", "INT16"):
         story = _explain_conv(e, it, op, kernel, coords, depthwise=op.op_name == "DEPTHWISE_CONV_2D")
     else:
         story = None

@@ -77,6 +77,8 @@ def depthwise_conv_2d(p: ConvParams, input: np.ndarray, filter: np.ndarray, bias
 
 
 def _finish(p: ConvParams, acc: np.ndarray, bias, steps):
+    if steps is not None:
+        steps["sum_of_products"] = acc
     if bias is not None:
         acc = acc + bias.reshape(-1).astype(np.int64)
     if not p.requantize.int64_accumulator:

@@ -28,6 +28,8 @@ def fully_connected(p: FullyConnectedParams, input: np.ndarray, filter: np.ndarr
     x = rows.astype(np.int64) + p.input_offset
     w = weights.astype(np.int64) + p.weights_offset
     acc = x @ w.T  # Σ_d (input + input_offset)·(filter + filter_offset), exact in int64
+    if steps is not None:
+        steps["sum_of_products"] = acc
     if bias is not None:
         acc = acc + bias.reshape(-1)[: p.output_depth].astype(np.int64)
     if not p.requantize.int64_accumulator:
