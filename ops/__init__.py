@@ -21,3 +21,6 @@ from . import arithmetic  # noqa: F401
 from . import normalization  # noqa: F401
 from . import batch_matmul  # noqa: F401
 from . import circular_buffer  # noqa: F401
+from . import unary  # noqa: F401
+from . import comparisons  # noqa: F401
+from . import cast  # noqa: F401

@@ -1,0 +1,574 @@
+"""Elementwise unary kernels: ABS, NEG, CEIL, FLOOR, ROUND, SQRT, RSQRT, SQUARE, EXP, LOG, SIN, COS,
+LOGICAL_NOT, ZEROS_LIKE and ELU.
+
+TFLM reference kernels: elementwise.cc (ABS, SIN, COS, LOG, SQRT, RSQRT, SQUARE, LOGICAL_NOT),
+exp.cc, neg.cc, ceil.cc, floor.cc, round.cc, zeros_like.cc, elu.cc; the math in
+reference/neg.h, ceil.h, floor.h, round.h, exp.h, elu.h and GetInvSqrtQuantizedMultiplierExp in
+kernels/internal/common.h.
+
+Which types each kernel runs (the pinned wheel, checked op by op):
+
+* float32 only: NEG, CEIL, FLOOR, ROUND, SQRT, SQUARE, EXP, LOG, SIN, COS;
+* ABS: float32, int8 (quantized), int16 quantized (zero points 0) or unquantized (plain abs);
+* RSQRT: float32, int8 and int16 (both quantized, int16 with zero points 0);
+* LOGICAL_NOT: bool; ZEROS_LIKE: int8, int32, int64, float32; ELU: int8 (a table), float32.
+
+elementwise.cc's ``GenericPrepare`` / ``PrepareAbsRsqrt`` mean to refuse other types, but their
+test ``IsSupportedType(input->type)`` casts the type to the function-pointer typedef instead of
+calling the template argument, so it never fires: those models fail at Invoke, in Eval's type
+check. microref refuses them at load as unsupported.
+
+Float kernels compute in float32 in the order TFLM does; ``expf``, ``expm1f``, ``logf``, ``sinf``
+and ``cosf`` come from the host's C library (ops/libm.py), which is the one the wheel calls.
+Square root, division, negation, floor and ceil are correctly rounded IEEE operations, so numpy's
+float32 versions give the same bits.
+
+A narrow integer kernel (ABS, RSQRT, ELU on int8/int16) is a function of the input value alone:
+prepare evaluates TFLM's integer formula once on every value of the type and eval is a lookup.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from interp.errors import InputError
+
+from . import fixedpoint as fp
+from .common import real_multiplier
+from .elementwise import ieee_float_arithmetic, integer_domain, multiply_by_quantized_multiplier, type_range_by_name
+from .libm import float_function
+from .registry import OpKernel, PrepareContext, register
+
+FLOAT32_ONE = np.float32(1.0)
+FLOAT32_HALF = np.float32(0.5)
+# RuntimeShape::kMaxSmallSize: GetTensorShape copies a tensor's dims into a RuntimeShape that holds
+# six; a larger rank writes past it (undefined behaviour: the wheel's broadcast loops then compare
+# the wrong elements at rank 8). Kernels that only call ElementCount have no such limit.
+RUNTIME_SHAPE_MAX_RANK = 6
+
+
+# ------------------------------------------------------------------------------ shared pieces
+
+@dataclass(frozen=True)
+class UnaryParams:
+    """What an elementwise kernel without an OpData of its own needs: the type it runs."""
+
+    input_type: str  # the input's TensorType name; Eval dispatches on it
+
+
+def require_runtime_shape_rank(ctx: PrepareContext, *tensors):
+    for t in tensors:
+        if len(t.shape) > RUNTIME_SHAPE_MAX_RANK:
+            ctx.unsupported(f"rank {len(t.shape)}: TFLM's {ctx.op.op_name} copies the shape into a RuntimeShape, "
+                            f"which holds {RUNTIME_SHAPE_MAX_RANK} dimensions (a larger rank overruns it)", t)
+
+
+def same_element_count(ctx: PrepareContext, inp, out):
+    """Eval loops over the input's element count and writes the output: a larger output would be
+    left partly unwritten, a smaller one overrun (TFLM checks neither)."""
+    ctx.check(inp.size == out.size,
+              f"input shape {list(inp.shape)} and output shape {list(out.shape)} differ in size "
+              f"(Eval writes one output element per input element)")
+
+
+def require_same_type(ctx: PrepareContext, inp, out):
+    ctx.check(inp.type_name == out.type_name,
+              f"input type {inp.type_name} differs from output type {out.type_name} "
+              f"(TF_LITE_ENSURE_TYPES_EQ input->type, output->type)", out)
+
+
+def require_eval_type(ctx: PrepareContext, tensor, allowed: tuple[str, ...], role: str = "input"):
+    """A type Eval's switch does not handle: TFLM fails at Invoke, microref refuses at load."""
+    if tensor.type_name not in allowed:
+        ctx.unsupported(f"{role} type {tensor.type_name} is not supported by TFLM's {ctx.op.op_name} "
+                        f"(its Eval handles {', '.join(allowed)})", tensor)
+
+
+def require_float32_output(ctx: PrepareContext, out):
+    """Kernels without a Prepare write float32 values whatever the output tensor's type."""
+    if out.type_name != "FLOAT32":
+        ctx.unsupported(f"output type {out.type_name}: TFLM's {ctx.op.op_name} writes float32 values into it "
+                        f"without checking its type", out)
+
+
+def require_identical_shapes(ctx: PrepareContext, inp, out):
+    """The Prepare of CEIL, ROUND and EXP: same type, same bytes, same dims."""
+    ctx.check(inp.type_name == "FLOAT32",
+              f"input type {inp.type_name} is not FLOAT32 (TF_LITE_ENSURE_TYPES_EQ input->type, kTfLiteFloat32)",
+              inp)
+    require_same_type(ctx, inp, out)
+    ctx.check(inp.nbytes == out.nbytes, f"output has {out.nbytes} bytes, input {inp.nbytes} "
+                                        f"(TF_LITE_ENSURE_EQ output->bytes, input->bytes)", out)
+    ctx.check(len(inp.shape) == len(out.shape),
+              f"output rank {len(out.shape)} differs from input rank {len(inp.shape)} "
+              f"(TF_LITE_ENSURE_EQ output->dims->size, input->dims->size)", out)
+    ctx.check(tuple(inp.shape) == tuple(out.shape),
+              f"output shape {list(out.shape)} differs from input shape {list(inp.shape)} "
+              f"(TF_LITE_ENSURE_EQ output->dims->data[i], input->dims->data[i])", out)
+
+
+class _Unary(OpKernel):
+    """One input, one output, the output computed element by element."""
+
+    def operands(self, ctx: PrepareContext):
+        self.inp = ctx.require_input(0, "input")
+        self.out = ctx.output(0)
+        return self.inp, self.out
+
+    @ieee_float_arithmetic
+    def eval(self, inputs):
+        x = inputs[0]
+        y = self.compute(x)
+        return [y.reshape((x.shape[0],) + tuple(self.out.shape)).astype(self.out.dtype, copy=False)]
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self):
+        return asdict(self.params)
+
+
+class _FloatUnary(_Unary):
+    """A float32-only kernel of elementwise.cc (GenericPrepare, then EvalNumeric's type check)."""
+
+    def prepare(self, ctx: PrepareContext):
+        ctx.check_io_counts(1, 1)
+        inp, out = self.operands(ctx)
+        require_same_type(ctx, inp, out)
+        require_eval_type(ctx, inp, ("FLOAT32",))
+        same_element_count(ctx, inp, out)
+        self.params = UnaryParams(input_type=inp.type_name)
+
+
+# ------------------------------------------------------------------------------ float32 math
+
+@register("SIN")
+class Sin(_FloatUnary):
+    def compute(self, x):
+        return float_function("sin")(x)
+
+
+@register("COS")
+class Cos(_FloatUnary):
+    def compute(self, x):
+        return float_function("cos")(x)
+
+
+@register("LOG")
+class Log(_FloatUnary):
+    def compute(self, x):
+        return float_function("log")(x)
+
+
+@register("SQRT")
+class Sqrt(_FloatUnary):
+    def compute(self, x):
+        # sqrtf is correctly rounded (IEEE 754), as numpy's float32 square root is.
+        return np.sqrt(x.astype(np.float32, copy=False))
+
+
+@register("SQUARE")
+class Square(_FloatUnary):
+    def compute(self, x):
+        x = x.astype(np.float32, copy=False)
+        return x * x
+
+
+@register("EXP")
+class Exp(_Unary):
+    """EXP: Prepare requires float32 and an output of exactly the input's shape."""
+
+    def prepare(self, ctx: PrepareContext):
+        ctx.check_io_counts(1, 1)
+        inp, out = self.operands(ctx)
+        require_identical_shapes(ctx, inp, out)
+        require_runtime_shape_rank(ctx, inp, out)
+        self.params = UnaryParams(input_type=inp.type_name)
+
+    def compute(self, x):
+        return float_function("exp")(x)
+
+
+@register("CEIL")
+class Ceil(_Unary):
+    def prepare(self, ctx: PrepareContext):
+        inp, out = self.operands(ctx)
+        ctx.check_io_counts(1, 1)
+        require_identical_shapes(ctx, inp, out)
+        require_runtime_shape_rank(ctx, inp, out)
+        self.params = UnaryParams(input_type=inp.type_name)
+
+    def compute(self, x):
+        return np.ceil(x.astype(np.float32, copy=False))
+
+
+@register("ROUND")
+class Round(_Unary):
+    """ROUND: reference_ops::RoundToNearest, half to even written with floor (round.h)."""
+
+    def prepare(self, ctx: PrepareContext):
+        inp, out = self.operands(ctx)
+        ctx.check_io_counts(1, 1)
+        require_identical_shapes(ctx, inp, out)
+        require_runtime_shape_rank(ctx, inp, out)
+        self.params = UnaryParams(input_type=inp.type_name)
+
+    def compute(self, x):
+        return round_to_nearest(x.astype(np.float32, copy=False))
+
+
+def round_to_nearest(value: np.ndarray) -> np.ndarray:
+    """RoundToNearest(float): floor, then up when the rest is above one half or exactly one half
+    with an odd floor. ``static_cast<int>(floor_val) % 2`` is evaluated only on an exact half,
+    where |floor_val| < 2^23, so fmod gives the same parity without the int conversion."""
+    floor_val = np.floor(value)
+    diff = value - floor_val
+    even = np.fmod(floor_val, np.float32(2.0)) == 0
+    keep = (diff < FLOAT32_HALF) | ((diff == FLOAT32_HALF) & even)
+    return np.where(keep, floor_val, floor_val + FLOAT32_ONE).astype(np.float32, copy=False)
+
+
+@register("NEG")
+class Neg(_Unary):
+    """NEG has no Prepare; its Eval handles float32 only."""
+
+    def prepare(self, ctx: PrepareContext):
+        inp, out = self.operands(ctx)
+        require_eval_type(ctx, inp, ("FLOAT32",))
+        require_float32_output(ctx, out)
+        same_element_count(ctx, inp, out)
+        require_runtime_shape_rank(ctx, inp, out)
+        self.params = UnaryParams(input_type=inp.type_name)
+
+    def compute(self, x):
+        return np.negative(x.astype(np.float32, copy=False))
+
+
+@register("FLOOR")
+class Floor(_Unary):
+    """FLOOR has no Prepare; Eval ensures a float32 input (TF_LITE_ENSURE_TYPES_EQ at Invoke)."""
+
+    def prepare(self, ctx: PrepareContext):
+        inp, out = self.operands(ctx)
+        require_eval_type(ctx, inp, ("FLOAT32",))
+        require_float32_output(ctx, out)
+        same_element_count(ctx, inp, out)
+        require_runtime_shape_rank(ctx, inp, out)
+        self.params = UnaryParams(input_type=inp.type_name)
+
+    def compute(self, x):
+        return np.floor(x.astype(np.float32, copy=False))
+
+
+@register("LOGICAL_NOT")
+class LogicalNot(_Unary):
+    def prepare(self, ctx: PrepareContext):
+        ctx.check_io_counts(1, 1)
+        inp, out = self.operands(ctx)
+        require_same_type(ctx, inp, out)
+        require_eval_type(ctx, inp, ("BOOL",))
+        same_element_count(ctx, inp, out)
+        self.params = UnaryParams(input_type=inp.type_name)
+
+    def compute(self, x):
+        return np.logical_not(x)
+
+
+# ------------------------------------------------------------------------------ ABS and RSQRT
+
+@dataclass(frozen=True)
+class OpDataAbsRsqrt:
+    """TFLM's OpDataAbsRsqrt, plus the quantized formula tabulated over the input type."""
+
+    input_type: str  # TensorType name of input and output
+    quantized: bool  # int8, or int16 with quantization parameters: the requantizing path
+    input_offset: int  # input zero point
+    output_offset: int  # output zero point
+    needs_rescale: bool  # input scale != output scale (ABS only; RSQRT always rescales)
+    multiplier: int  # QuantizeMultiplier(s_in / s_out) for ABS, (1 / (sqrt(s_in) * s_out)) for RSQRT
+    shift: int
+    table: np.ndarray | None  # output for input value table_offset + i (quantized paths)
+    table_offset: int  # the type's lowest value
+
+
+class _AbsRsqrt(_Unary):
+    """PrepareAbsRsqrt of elementwise.cc, shared by ABS and RSQRT."""
+
+    eval_types: tuple[str, ...] = ()
+
+    def prepare(self, ctx: PrepareContext):
+        ctx.check_io_counts(1, 1)
+        inp, out = self.operands(ctx)
+        require_same_type(ctx, inp, out)
+        require_eval_type(ctx, inp, self.eval_types)
+        same_element_count(ctx, inp, out)
+        kind = inp.type_name
+        quantized = kind == "INT8" or (kind == "INT16" and inp.quantization is not None)
+        input_offset = output_offset = multiplier = shift = 0
+        needs_rescale = False
+        table = None
+        table_offset = 0
+        if quantized:
+            for t, role in ((inp, "input"), (out, "output")):
+                ctx.check(t.quantization is not None,
+                          f"{kind} {self.op_name} needs a quantized {role} "
+                          f"(TF_LITE_ENSURE_EQ {role}->quantization.type, kTfLiteAffineQuantization)", t)
+            input_offset, output_offset = inp.quantization.zero_point, out.quantization.zero_point
+            if kind == "INT16":
+                ctx.check(input_offset == 0, f"int16 input zero_point must be 0, is {input_offset} "
+                                             f"(TF_LITE_ENSURE_EQ op_data->input_offset, 0)", inp)
+                ctx.check(output_offset == 0, f"int16 output zero_point must be 0, is {output_offset} "
+                                              f"(TF_LITE_ENSURE_EQ op_data->output_offset, 0)", out)
+            s_in, s_out = inp.quantization.scale, out.quantization.scale
+            needs_rescale = s_in != s_out
+            real = self.real_multiplier(s_in, s_out)
+            if real is not None:
+                if not math.isfinite(real):
+                    ctx.unsupported(f"the rescaling multiplier {real} is not finite (input scale {s_in:g}, "
+                                    f"output scale {s_out:g}); TFLM's QuantizeMultiplier is undefined there", out)
+                multiplier, shift = fp.quantize_multiplier(real)
+        elif kind == "INT16" and self.op_name == "RSQRT":
+            ctx.unsupported("an unquantized int16 RSQRT: TFLM's Prepare computes no rescaling for it and its "
+                            "Eval reads the uninitialised OpData", inp)
+        self.params = OpDataAbsRsqrt(input_type=kind, quantized=quantized, input_offset=input_offset,
+                                     output_offset=output_offset, needs_rescale=needs_rescale,
+                                     multiplier=multiplier, shift=shift, table=None, table_offset=0)
+        if quantized:
+            domain = integer_domain(kind)
+            table_offset = int(domain[0])
+            table = np.asarray(self.quantized(domain), dtype=np.int64).astype(out.dtype)
+            table.flags.writeable = False
+            self.params = OpDataAbsRsqrt(**{**asdict(self.params), "table": table, "table_offset": table_offset})
+
+    def real_multiplier(self, s_in: float, s_out: float) -> float | None:
+        raise NotImplementedError
+
+    def lookup(self, x: np.ndarray) -> np.ndarray:
+        p = self.params
+        return p.table[x.astype(np.intp) - p.table_offset]
+
+    def describe(self):
+        d = asdict(self.params)
+        d.pop("table")
+        return d
+
+
+@register("ABS")
+class Abs(_AbsRsqrt):
+    eval_types = ("FLOAT32", "INT8", "INT16")
+
+    def real_multiplier(self, s_in, s_out):
+        # The wheel divides the float32 scales in double; older TFLM source divides in float32.
+        if s_in == s_out:
+            return None
+        return real_multiplier(self.numerics, s_in, divisor=s_out)
+
+    def quantized(self, x):
+        """AbsEvalQuantized<T>: |x - zp_in|, rescaled when the scales differ, plus zp_out, clamped."""
+        p = self.params
+        lo, hi = type_range_by_name(p.input_type)
+        value = fp.wrap_int32(np.abs(fp.wrap_int32(fp.as_int64(x) - p.input_offset)))
+        if p.needs_rescale:
+            value = multiply_by_quantized_multiplier(self.numerics, value, p.multiplier, p.shift)
+        return np.clip(fp.wrap_int32(value + p.output_offset), lo, hi)
+
+    def compute(self, x):
+        p = self.params
+        if p.quantized:
+            return self.lookup(x)
+        if p.input_type == "INT16":
+            # std::abs on the promoted int, stored back into int16: abs(-32768) wraps to -32768.
+            return fp.wrap_int16(np.abs(fp.as_int64(x)))
+        return np.abs(x.astype(np.float32, copy=False))
+
+
+RSQRT_SHIFT = 20  # kShift in RsqrtEvalQuantized: keeps the intermediate an integer
+REVERSE_SHIFT = -1  # kReverseShift
+
+
+@register("RSQRT")
+class Rsqrt(_AbsRsqrt):
+    """RSQRT. Quantized inputs below the input zero point make TFLM's Eval fail ("Rsqrt is only
+    defined for positive values"); microref raises InputError for them at run time."""
+
+    eval_types = ("FLOAT32", "INT8", "INT16")
+
+    def real_multiplier(self, s_in, s_out):
+        if self.numerics.scale_precision == "float32":
+            # Older TFLM source: 1. / double(sqrtf(s_in) * s_out), the product in float32.
+            product = np.float32(float_function("sqrt")(np.float32(s_in)) * np.float32(s_out))
+            return 1.0 / float(product) if product != 0 else math.inf
+        product = math.sqrt(s_in) * s_out  # the wheel: sqrt and product in double
+        return 1.0 / product if product != 0 else math.inf
+
+    def quantized(self, x):
+        """RsqrtEvalQuantized<T> for inputs at or above the zero point (others are refused in eval)."""
+        p = self.params
+        lo, hi = type_range_by_name(p.input_type)
+        value = fp.wrap_int32(fp.as_int64(x) - p.input_offset)
+        valid = value > 0
+        inv_sqrt, inv_shift = get_inv_sqrt_quantized_multiplier_exp(np.where(valid, value, 2), REVERSE_SHIFT)
+        nm = self.numerics
+        data = multiply_by_quantized_multiplier(nm, np.ones_like(value), inv_sqrt, inv_shift + RSQRT_SHIFT)
+        output = multiply_by_quantized_multiplier_x86(nm, data, p.multiplier, p.shift - RSQRT_SHIFT)
+        result = np.clip(fp.wrap_int32(output + p.output_offset), lo, hi)
+        # A zero difference is taken as the largest output; negative ones never get here.
+        return np.where(value == 0, hi, np.where(valid, result, 0))
+
+    def compute(self, x):
+        p = self.params
+        if p.quantized:
+            below = x < p.input_offset
+            if below.any():
+                raise InputError(f"operator {self.op.index} (RSQRT): input value {int(x[below].flat[0])} is below the "
+                                 f"input zero point {p.input_offset}; TFLM's Eval fails there "
+                                 f"(\"Rsqrt is only defined for positive values\")")
+            return self.lookup(x)
+        x = x.astype(np.float32, copy=False)
+        return FLOAT32_ONE / np.sqrt(x)
+
+
+def multiply_by_quantized_multiplier_x86(numerics, x, multiplier: int, shift: int):
+    """MultiplyByQuantizedMultiplier for any shift, as the wheel's x86-64 build computes it.
+
+    RSQRT's second rescaling shifts by ``shift - 20``, which can pass -31. gemmlowp's
+    RoundingDivideByPOT then builds its mask as ``int32((1ll << e) - 1)`` (a 64-bit shift: -1 for
+    32 <= e < 64) and shifts right by ``e & 31`` (x86 masks the count), so the "rounding" adds one
+    to every non-negative value: ``(h >> (e & 31)) + (h & mask > (mask >> 1) + [h < 0])``, read off
+    the wheel's disassembly. For 0 <= e <= 31 this is the usual rounding division.
+    """
+    right = -int(shift)
+    if right <= 31 or numerics.rounding != "double":
+        return multiply_by_quantized_multiplier(numerics, x, multiplier, shift)
+    high = fp.saturating_rounding_doubling_high_mul(x, multiplier)
+    mask = int(fp.wrap_int32((1 << (right & 63)) - 1))
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> (right & 31)) + ((high & mask) > threshold)
+
+
+def get_inv_sqrt_quantized_multiplier_exp(value, reverse_shift: int):
+    """GetInvSqrtQuantizedMultiplierExp (kernels/internal/common.h) on arrays of int32 >= 0.
+
+    1/sqrt(value) as a Q3.28 Newton iteration (five steps from x = 1) times sqrt(2)/2, returned as
+    (multiplier, shift * reverse_shift); 0 and 1 give (INT32_MAX, 0).
+    """
+    x = fp.as_int64(value)
+    trivial = x <= 1
+    x = np.where(trivial, 2, x)
+    shift = np.full(x.shape, 11, dtype=np.int64)
+    while True:
+        big = x >= (1 << 29)
+        if not big.any():
+            break
+        x = np.where(big, x // 4, x)  # C division of a non-negative int
+        shift += big
+    max_left_shift_bits = fp.count_leading_zeros32(x) - 1
+    left_shift_bit_pairs = max_left_shift_bits // 2 - 1
+    shift -= left_shift_bit_pairs
+    x = x << (2 * left_shift_bit_pairs)
+    srdhm = fp.saturating_rounding_doubling_high_mul
+    fixedpoint_input = x >> 1  # F3 (three integer bits)
+    fixedpoint_half_input = fp.rounding_divide_by_pot(fixedpoint_input, 1)
+    fixedpoint_half_three = (1 << 28) + (1 << 27)  # 1.5 in F3
+    estimate = np.full(x.shape, 1 << 28, dtype=np.int64)  # F3 one
+    for _ in range(5):
+        # x*x*x is F9; Rescale<3> multiplies the raw value by 2^6, saturating.
+        cube = fp.saturating_shift_left(srdhm(srdhm(estimate, estimate), estimate), 6)
+        # 1.5*x - (input/2)*x^3, both F6; Rescale<3> multiplies by 2^3, saturating.
+        estimate = fp.saturating_shift_left(
+            fp.wrap_int32(srdhm(fixedpoint_half_three, estimate) - srdhm(fixedpoint_half_input, cube)), 3)
+    half_sqrt_2 = 1518500250  # sqrt(2)/2 in F0
+    inv_sqrt = srdhm(estimate, half_sqrt_2)
+    negative = shift < 0
+    inv_sqrt = np.where(negative, fp.wrap_int32(inv_sqrt << np.where(negative, -shift, 0)), inv_sqrt)
+    shift = np.where(negative, 0, shift) * reverse_shift
+    return np.where(trivial, fp.INT32_MAX, inv_sqrt), np.where(trivial, 0, shift)
+
+
+# ------------------------------------------------------------------------------ ZEROS_LIKE
+
+@register("ZEROS_LIKE")
+class ZerosLike(_Unary):
+    """ZEROS_LIKE writes zeros of the input's type (int64, int32, int8, float32) into the output."""
+
+    def prepare(self, ctx: PrepareContext):
+        ctx.check_io_counts(1, 1)
+        inp, out = self.operands(ctx)
+        require_eval_type(ctx, inp, ("INT64", "INT32", "INT8", "FLOAT32"))
+        if out.type_name != inp.type_name:
+            ctx.unsupported(f"output type {out.type_name}: TFLM's ZEROS_LIKE writes {inp.type_name} zeros "
+                            f"into it (its Prepare sets the type only on a temporary copy)", out)
+        same_element_count(ctx, inp, out)
+        require_runtime_shape_rank(ctx, inp, out)
+        self.params = UnaryParams(input_type=inp.type_name)
+
+    def compute(self, x):
+        return np.zeros((x.shape[0],) + tuple(self.out.shape), dtype=self.out.dtype)
+
+
+# ------------------------------------------------------------------------------ ELU
+
+@dataclass(frozen=True)
+class EluOpData:
+    """TFLM's ELU OpData: the int8 lookup table built in Prepare (indexed by the input byte)."""
+
+    input_type: str  # INT8 or FLOAT32
+    table: np.ndarray | None  # int8[256], entry uint8(x) is the output for input x (int8 only)
+
+
+def float_to_int32_x86(v: np.ndarray) -> np.ndarray:
+    """static_cast<int32_t>(float) as cvttss2si computes it: truncation, and INT32_MIN for NaN
+    and values outside the int32 range."""
+    v = np.asarray(v, dtype=np.float64)
+    inside = np.isfinite(v) & (v >= -(2.0 ** 31)) & (v < 2.0 ** 31)
+    return np.where(inside, np.trunc(np.where(inside, v, 0.0)), fp.INT32_MIN).astype(np.int64)
+
+
+@register("ELU")
+class Elu(_Unary):
+    def prepare(self, ctx: PrepareContext):
+        ctx.check_io_counts(1, 1)
+        inp, out = self.operands(ctx)
+        require_same_type(ctx, inp, out)
+        require_eval_type(ctx, inp, ("FLOAT32", "INT8"))
+        same_element_count(ctx, inp, out)
+        require_runtime_shape_rank(ctx, inp, out)
+        table = None
+        if inp.type_name == "INT8":
+            table = self.populate_lookup_table(inp, out)
+            table.flags.writeable = False
+        self.params = EluOpData(input_type=inp.type_name, table=table)
+
+    @ieee_float_arithmetic
+    def populate_lookup_table(self, inp, out) -> np.ndarray:
+        """PopulateLookupTable<int8_t> with the transform x < 0 ? expf(x) - 1 : x, all in float32."""
+        s_in, z_in = (inp.quantization.scale, inp.quantization.zero_point) if inp.quantization else (0.0, 0)
+        s_out, z_out = (out.quantization.scale, out.quantization.zero_point) if out.quantization else (0.0, 0)
+        inverse_scale = FLOAT32_ONE / np.float32(s_out)
+        val = np.arange(-128, 128, dtype=np.int64)
+        # (val - zero_point) is an int converted to float, then times the float32 scale.
+        dequantized = np.float32(s_in) * fp.wrap_int32(val - z_in).astype(np.float32)
+        transformed = dequantized.copy()
+        negative = dequantized < np.float32(0.0)
+        transformed[negative] = float_function("exp")(dequantized[negative]) - FLOAT32_ONE
+        rescaled = fp.tflite_round(np.float32(transformed * inverse_scale))
+        quantized = float_to_int32_x86(np.float32(rescaled + np.float32(z_out)))
+        values = np.clip(quantized, -128, 127).astype(np.int8)
+        table = np.empty(256, dtype=np.int8)
+        table[val.astype(np.int8).view(np.uint8)] = values
+        return table
+
+    def compute(self, x):
+        p = self.params
+        if p.table is not None:
+            return p.table[x.view(np.uint8)]
+        x = x.astype(np.float32, copy=False)
+        result = x.copy()
+        negative = x < np.float32(0.0)
+        result[negative] = float_function("expm1")(x[negative])
+        return result
+
+    def describe(self):
+        return {"input_type": self.params.input_type}
