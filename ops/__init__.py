@@ -24,3 +24,5 @@ from . import circular_buffer  # noqa: F401
 from . import unary  # noqa: F401
 from . import comparisons  # noqa: F401
 from . import cast  # noqa: F401
+from . import data_movement  # noqa: F401
+from . import gather  # noqa: F401
