@@ -314,3 +314,21 @@ def test_prepare_checks_are_tflms():
 
 def test_flexbuffers_dumps_sorts_keys_as_tflm_expects():
     assert flexbuffers.Loads(flexbuffers.Dumps({"b": 1, "a": 2})) == {"a": 2, "b": 1}
+
+
+def test_a_stateful_op_on_a_constant_input_keeps_one_state_per_sample():
+    from interp.builder import ModelBuilder
+    b = ModelBuilder()
+    x = b.input("x", [4], "INT16")
+    c = b.constant("c", np.array([5, 6, 7, 8], np.int16))
+    y = b.tensor("y", [4], "INT16")
+    z = b.tensor("z", [4], "INT16")
+    options = flexbuffers.Dumps({"delay_length": 3})
+    b.op("CUSTOM", [x], [y], custom_code="SignalDelay", custom_options=options)
+    b.op("CUSTOM", [c], [z], custom_code="SignalDelay", custom_options=options)
+    b.output(y, z)
+    it = Interpreter.from_bytes(b.build())
+    batch = it.run_batch([np.arange(12).reshape(3, 4).astype(np.int16)])
+    assert batch[1].tolist() == [[0, 0, 0, 5]] * 3
+    assert it.run([np.zeros(4, np.int16)])[1].tolist() == [0, 0, 0, 5]
+    assert it.run([np.zeros(4, np.int16)])[1].tolist() == [6, 7, 8, 5]

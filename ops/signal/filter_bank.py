@@ -14,6 +14,7 @@ import numpy as np
 from ..registry import register
 from .arith import log32, msb32, sqrt64
 from .base import SignalKernel, flat, require_rank, require_type, shaped, shift_count
+from .framing import stream_input
 from .options import FlexOptions
 
 U64 = np.uint64
@@ -245,7 +246,7 @@ class FilterBankSpectralSubtraction(SignalKernel):
     def eval(self, inputs, state):
         p = self.params
         nc = p.num_channels
-        x = flat(inputs[0])[:, :nc].astype(np.uint64)
+        x = flat(stream_input(inputs[0], state)[0])[:, :nc].astype(np.uint64)
         estimate = state[0].astype(np.uint64)
         sb, ssb = U64(p.smoothing_bits), U64(p.spectral_subtraction_bits)
         signal_scaled_up = (x << sb) & U64(MASK32)

@@ -25,6 +25,12 @@ from .options import FlexOptions
 INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
 
 
+def stream_input(x: np.ndarray, state: tuple) -> tuple[np.ndarray, int]:
+    """The input with as many samples as the state (a constant input has one), and that count."""
+    n = max(x.shape[0], state[0].shape[0])
+    return np.broadcast_to(x, (n,) + x.shape[1:]), n
+
+
 def _queue(state_buffer: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, int]:
     """The queued values (oldest first) of a right-aligned state buffer, and their count (the
     same for every sample: positions do not depend on data)."""
@@ -106,8 +112,8 @@ class Framer(SignalKernel):
 
     def eval(self, inputs, state):
         p = self.params
-        n = inputs[0].shape[0]
-        x = flat(inputs[0]).reshape(n, p.outer_dims, p.n_frames, p.frame_step)
+        x, n = stream_input(inputs[0], state)
+        x = flat(x).reshape(n, p.outer_dims, p.n_frames, p.frame_step)
         queue, _ = _queue(state[0], state[1])
         y = state[2].copy().reshape(n, -1)
         frames = y[:, :p.outer_dims * p.n_frames * p.frame_size].reshape(n, p.outer_dims, p.n_frames, p.frame_size)
@@ -177,9 +183,9 @@ class Stacker(SignalKernel):
 
     def eval(self, inputs, state):
         p = self.params
-        n = inputs[0].shape[0]
+        x, n = stream_input(inputs[0], state)
         queue, _ = _queue(state[0], state[1])
-        frame = flat(inputs[0])[:, :p.num_channels]
+        frame = flat(x)[:, :p.num_channels]
         queue = np.concatenate([queue, frame], axis=-1)
         has_first = bool(state[2].reshape(-1)[0])
         if not has_first:
@@ -235,8 +241,8 @@ class Delay(SignalKernel):
 
     def eval(self, inputs, state):
         p = self.params
-        n = inputs[0].shape[0]
-        x = flat(inputs[0]).reshape(n, p.outer_dims, p.frame_size)
+        x, n = stream_input(inputs[0], state)
+        x = flat(x).reshape(n, p.outer_dims, p.frame_size)
         queue = np.concatenate([state[0], x], axis=-1)  # delay_length queued + frame_size written
         y = np.zeros((n, p.output_size), np.int16)
         y[:, :x.size // n] = queue[..., :p.frame_size].reshape(n, -1)
@@ -293,8 +299,8 @@ class OverlapAdd(SignalKernel):
 
     def eval(self, inputs, state):
         p = self.params
-        n = inputs[0].shape[0]
-        x = flat(inputs[0]).reshape(n, p.outer_dims, p.n_frames, p.frame_size)
+        x, n = stream_input(inputs[0], state)
+        x = flat(x).reshape(n, p.outer_dims, p.n_frames, p.frame_size)
         buffer = np.broadcast_to(state[0], (n, p.outer_dims, p.frame_size))
         written = np.zeros((n, p.outer_dims, p.n_frames, p.frame_step), self.out.dtype)
         for frame in range(p.n_frames):
