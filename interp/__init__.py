@@ -4,9 +4,11 @@ The package is layered; imports only point down (declared as an import-linter co
 pyproject.toml):
 
     interp.tools    the command line, compare, explain, vectors
+    interp.compat   tf.lite- and TFLM-shaped interpreters over the public one
     interp.api      the public Interpreter (runtime + arena plan)
     interp.planner  TFLM's arena plan, better plans, execution inside the arena
     interp.runtime  prepare every operator once, run samples, keep state across calls
+                    (interp.quantization beside it: TFLM's QUANTIZE/DEQUANTIZE for users)
     ops             kernels: prepared parameters, the reference arithmetic, fast paths
     interp.model    parse, verify, graph checks, the model builder
     interp.errors   the typed errors
@@ -18,8 +20,8 @@ imports ``interp.model``, never pulls the runtime in while it is itself being im
 from .errors import InputError, MicrorefError, ModelError, UnsupportedOpError
 from .model import Model, Operator, Quantization, Subgraph, Tensor, load_model, verify
 
-__all__ = ["InputError", "Interpreter", "MicrorefError", "limited_blas_threads", "Model", "ModelError", "Operator", "Quantization",
-           "Subgraph", "Tensor", "UnsupportedOpError", "load_model", "verify"]
+__all__ = ["InputError", "Interpreter", "MicrorefError", "limited_blas_threads", "Model", "ModelError", "Operator",
+           "Quantization", "Subgraph", "Tensor", "UnsupportedOpError", "dequantize", "load_model", "quantize", "verify"]
 __version__ = "0.1.0"
 
 
@@ -27,6 +29,9 @@ def __getattr__(name: str):
     if name == "Interpreter":
         from .api import Interpreter
         return Interpreter
+    if name in ("quantize", "dequantize"):
+        from . import quantization
+        return getattr(quantization, name)
     if name == "limited_blas_threads":
         from .runtime.blas import limited_blas_threads
         return limited_blas_threads

@@ -32,6 +32,16 @@ class Numerics:
     rounding: str = "double"
     scale_precision: str = "double"
 
+    # The values each field takes (a typo must not silently run the default arithmetic).
+    CHOICES = {"rounding": ("double", "single"), "scale_precision": ("double", "float32")}
+
+    def __post_init__(self):
+        for name, allowed in self.CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"Numerics({name}={value!r}): {name} must be one of "
+                                 f"{', '.join(repr(a) for a in allowed)}")
+
 
 DEFAULT_NUMERICS = Numerics()
 

@@ -6,6 +6,7 @@ accessors. The parser reads defensively: any inconsistency in the file becomes a
 """
 from __future__ import annotations
 
+import enum
 import importlib
 import os
 import re
@@ -15,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MicrorefError, ModelError
 from . import verify
-from ..errors import ModelError, MicrorefError
 
 # Refuse absurd models before allocating anything for them.
 MAX_MODEL_BYTES = 1 << 31
@@ -56,6 +57,61 @@ def _enum_names(module_name: str) -> dict[int, str]:
 BUILTIN_OPERATOR_NAMES = _enum_names("BuiltinOperator")
 BUILTIN_OPTIONS_NAMES = _enum_names("BuiltinOptions")
 BUILTIN_OPTIONS2_NAMES = _enum_names("BuiltinOptions2")
+
+
+class OptionEnum(enum.IntEnum):
+    """The value of an enum-typed operator option (``padding``, ``fused_activation_function``…).
+
+    It is the schema's number — equal to it, hashed like it, usable wherever kernels compare or
+    index with the int — and prints as the schema's name: ``{'padding': SAME,
+    'fused_activation_function': RELU, ...}``. A number the schema does not name stays a plain int.
+    """
+
+    def __repr__(self) -> str:
+        return self.name
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return self.name if not spec else int.__format__(int(self), spec)
+
+
+class OptionEnums:
+    """Namespace of the OptionEnum classes (one per schema enum), so that pickle finds them."""
+
+
+# Options fields whose values are a schema enum (each field name belongs to one enum).
+OPTION_FIELD_ENUMS = {
+    "padding": "Padding",
+    "fused_activation_function": "ActivationFunctionType",
+    "weights_format": "FullyConnectedOptionsWeightsFormat",
+    "quantized_bias_type": "TensorType", "output_type": "TensorType", "out_type": "TensorType",
+    "in_data_type": "TensorType", "out_data_type": "TensorType", "idx_out_type": "TensorType",
+    "mode": "MirrorPadMode", "kernel_type": "LSTMKernelType", "type": "LSHProjectionType",
+    "combiner": "CombinerType", "reduce_function": "ReduceWindowFunction", "algorithm": "RngAlgorithm",
+    "comparison_direction": "StablehloComparisonDirection",
+    "compare_type": "StablehloComparisonType",
+}
+
+
+def _option_enum(enum_name: str) -> type[OptionEnum]:
+    cls = getattr(OptionEnums, enum_name, None)
+    if cls is None:
+        members = sorted(((name, value) for value, name in _enum_names(enum_name).items()), key=lambda m: m[1])
+        cls = OptionEnum(enum_name, members, module=__name__, qualname=f"OptionEnums.{enum_name}")
+        setattr(OptionEnums, enum_name, cls)
+    return cls
+
+
+def option_value(field_name: str, value):
+    """An options field's value as ``Operator.options`` holds it: enum fields as OptionEnum."""
+    enum_name = OPTION_FIELD_ENUMS.get(field_name)
+    if enum_name is None or isinstance(value, bool) or not isinstance(value, int):
+        return value
+    try:
+        return _option_enum(enum_name)(value)
+    except ValueError:
+        return value  # a number the schema does not name: kept as it is
 
 
 @dataclass(frozen=True)
@@ -275,7 +331,7 @@ class _Parser:
 
     def _read_buffer(self, index: int, what: str) -> bytes:
         b = self.fb.Buffers(index)
-        offset, size = int(b.Offset()), int(b.Size())
+        offset = int(b.Offset())
         if offset > 1:
             # Models over 2 GB keep buffer data after the flatbuffer, addressed from file start.
             # The pinned TFLM reads only Buffer.data: such a tensor is not a constant there but an
@@ -454,7 +510,7 @@ def _read_table(obj) -> dict[str, Any]:
         except TypeError:
             continue  # a vector of tables; no op microref runs uses one
         if isinstance(value, (int, float, bool)):
-            out[_snake(attr)] = value
+            out[_snake(attr)] = option_value(_snake(attr), value)
         elif isinstance(value, bytes):
             out[_snake(attr)] = value.decode("utf-8", "replace")
     return out

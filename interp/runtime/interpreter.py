@@ -56,6 +56,30 @@ class Interpreter:
         it = Interpreter.from_file("model.tflite")
         outputs = it.run([x])            # or it.run({"input_name": x})
         batch_outputs = it.run_batch([X])  # X has a leading axis of samples
+        it.tensor(it.output_details[0]["index"]), it.dequantized(...)   # after any run
+
+    Parameters (of the constructor, ``from_file`` and ``from_bytes``):
+
+    model
+        An ``interp.Model`` (``interp.load_model(path_or_bytes)``); ``from_file(path)`` and
+        ``from_bytes(data)`` load it for you. Every operator is prepared once, here, the way
+        TFLM's Prepare does it: a model TFLM rejects raises ``ModelError``, operators (or
+        variants) microref does not implement raise one ``UnsupportedOpError`` listing them all.
+    numerics
+        An ``ops.registry.Numerics`` selecting arithmetic variants, to reproduce other runtimes
+        (``Numerics(rounding="single")`` is TFLITE_SINGLE_ROUNDING; ``scale_precision="float32"``
+        older TFLM builds). Default: the pinned TFLM wheel's arithmetic.
+    kernels
+        ``"fast"`` (default) runs the kernels' vectorised paths; ``"reference"`` the plain loops
+        of ``ops.reference``, which give the same bytes (tested) and are the ones to read.
+    max_while_iterations
+        A WHILE operator still looping after this many iterations within one call raises a
+        ``ModelError`` naming it (TFLM would loop forever).
+
+    Public attributes: ``model``, ``subgraph`` (subgraph 0), ``tensors`` (its tensors),
+    ``kernels`` (its prepared kernels, one per operator), ``numerics``, ``kernel_mode``,
+    ``input_details`` / ``output_details``, ``stateful``; ``plan`` (the arena plan TFLM makes)
+    on ``interp.Interpreter``.
     """
 
     def __init__(self, model: Model, *, numerics=None, kernels: str = "fast",
@@ -86,6 +110,7 @@ class Interpreter:
         self._schedules: dict[int, list] = {}
         self._activation_elements = sum(t.size for t in self.tensors if t.data is None)  # per sample
         self._kept: dict[int, np.ndarray] | None = None
+        self._io: dict[int, np.ndarray] | None = None  # the last call's inputs and outputs
         self._kept_subgraphs: dict[int, dict[int, np.ndarray]] = {}
         self._state_before: State | None = None
         # State kept across run() calls, as TFLM keeps it across invoke() (see State): variable
@@ -166,10 +191,15 @@ class Interpreter:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_file(cls, path: str | os.PathLike, **kwargs) -> Interpreter:
+        """Load the ``.tflite`` file at ``path`` and prepare it. ``kwargs`` are the constructor's
+        (``numerics``, ``kernels``, ``max_while_iterations``). A file that cannot be read or
+        parsed raises ``ModelError``."""
         return cls(load_model(path), **kwargs)
 
     @classmethod
     def from_bytes(cls, data: bytes, **kwargs) -> Interpreter:
+        """Load a model from the bytes of a ``.tflite`` file and prepare it. ``kwargs`` are the
+        constructor's (``numerics``, ``kernels``, ``max_while_iterations``)."""
         return cls(load_model(data), **kwargs)
 
     def _prepare_all(self, reg):
@@ -238,10 +268,16 @@ class Interpreter:
 
     @property
     def input_details(self) -> list[dict[str, Any]]:
+        """One dict per model input, in model order: ``name``, ``index`` (tensor index), ``shape``,
+        ``dtype``, ``quantization`` (scale, zero point) and ``quantization_parameters``
+        (``scales``, ``zero_points``, ``quantized_dimension``), as tf.lite's get_input_details()
+        names them. ``interp.quantize(x, details)`` turns real values into this input's integers."""
         return [self._details(i) for i in self.subgraph.inputs]
 
     @property
     def output_details(self) -> list[dict[str, Any]]:
+        """One dict per model output (keys as ``input_details``); ``interp.dequantize(y, details)``
+        turns an output's integers into real values as TFLM's DEQUANTIZE does."""
         return [self._details(i) for i in self.subgraph.outputs]
 
     # ------------------------------------------------------------------ running
@@ -392,11 +428,16 @@ class Interpreter:
     def run(self, inputs, *, keep: bool = False) -> list[np.ndarray]:
         """Run one sample. Returns the outputs (model order) as arrays of the output shapes.
 
+        ``inputs``: a list of arrays in model order, a dict by input name, or (one-input models)
+        one array; each must have the input's exact shape and dtype (quantize real values with
+        ``interp.quantize``), else ``InputError``.
+
         On a stateful model each call continues from the state the previous one left (see
         ``state()``), as consecutive TFLM invokes do, until ``reset()``.
 
-        With keep=True every intermediate tensor is kept for ``tensor()`` and ``dequantized()``,
-        and the state before the call for ``state(before=True)``.
+        The model's inputs and outputs stay readable with ``tensor()`` and ``dequantized()``
+        after any call; with keep=True every intermediate tensor is kept too, and the state before
+        the call for ``state(before=True)``.
         """
         arrays, n = self._gather_inputs(inputs, batched=False)
         state = self._state.copy()
@@ -406,7 +447,9 @@ class Interpreter:
         self._state_before = self._state if keep else None
         self._state = state  # only a call that completed moves the state on
         self._kept = {k: v[0] for k, v in env.items()} if keep else None
-        return [self._output_value(0, env, ti, n)[0] for ti in self.subgraph.outputs]
+        outputs = [self._output_value(0, env, ti, n)[0] for ti in self.subgraph.outputs]
+        self._io = self._io_values([a[0] for a in arrays], outputs)
+        return outputs
 
     def run_batch(self, inputs, *, keep: bool = False, threads: int | None = None) -> list[np.ndarray]:
         """Run N samples at once: each input has a leading axis of N samples; so do the outputs.
@@ -420,6 +463,9 @@ class Interpreter:
         model — what TFLM's first invoke gives for that sample (the same as after reset(), except
         that a CALL_ONCE runs its init subgraph, which reset() does not re-arm) — and the state
         kept for run() is left as it is.
+
+        Afterwards ``tensor()`` gives the inputs' and outputs' values with their sample axis (and,
+        with keep=True, every intermediate tensor's).
         """
         arrays, n = self._gather_inputs(inputs, batched=True)
         if threads is None:
@@ -438,13 +484,25 @@ class Interpreter:
                 envs = list(pool.map(
                     lambda part: self._execute(part, len(part[0]), False, self._fresh_state(len(part[0]))), parts))
             self._kept = None
-            return [np.concatenate([self._output_value(0, env, ti, len(part[0])) for env, part in zip(envs, parts)])
-                    for ti in self.subgraph.outputs]
+            outputs = [np.concatenate([self._output_value(0, env, ti, len(part[0])) for env, part in zip(envs, parts)])
+                       for ti in self.subgraph.outputs]
+            self._io = self._io_values(arrays, outputs)
+            return outputs
         if keep:
             self._kept_subgraphs = {}
         env = self._execute(arrays, n, keep, self._fresh_state(n))
         self._kept = dict(env) if keep else None
-        return [self._output_value(0, env, ti, n) for ti in self.subgraph.outputs]
+        outputs = [self._output_value(0, env, ti, n) for ti in self.subgraph.outputs]
+        self._io = self._io_values(arrays, outputs)
+        return outputs
+
+    def _io_values(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> dict[int, np.ndarray]:
+        """The values ``tensor()`` gives after a call without keep=True: the model's inputs and
+        outputs."""
+        # Copies: the caller owns the arrays it passed and the ones it got back.
+        io = {ti: np.array(v) for ti, v in zip(self.subgraph.inputs, inputs)}
+        io.update((ti, np.array(v)) for ti, v in zip(self.subgraph.outputs, outputs))
+        return io
 
     def _output_value(self, s: int, env, ti: int, n: int) -> np.ndarray:
         if ti in env:
@@ -469,6 +527,7 @@ class Interpreter:
 
     # ------------------------------------------------------------------ intermediates
     def tensor_index(self, name_or_index: int | str, subgraph: int = 0) -> int:
+        """The index of a tensor given by index or name in ``subgraph`` (KeyError if none)."""
         tensors = self._subgraph_tensors(subgraph)
         if isinstance(name_or_index, (int, np.integer)):
             i = int(name_or_index)
@@ -486,18 +545,28 @@ class Interpreter:
         return self.model.subgraphs[subgraph].tensors
 
     def tensor(self, name_or_index: int | str, subgraph: int = 0) -> np.ndarray:
-        """A tensor's raw (integer) value from the last run(keep=True); constants always. A tensor
-        of another subgraph (``subgraph=k``) has its value from that subgraph's last invocation
-        during the call. Variable tensors hold their value after the call (``state()`` has both)."""
+        """A tensor's raw (integer) value from the last call, by index or name: constants always;
+        the model's inputs and outputs after any run() / run_batch(); every other tensor after
+        run(..., keep=True) (else ``InputError`` saying so). A tensor of another subgraph
+        (``subgraph=k``) has its value from that subgraph's last invocation during the call.
+        Variable tensors hold their value after the call (``state()`` has both)."""
         i = self.tensor_index(name_or_index, subgraph)
         t = self._subgraph_tensors(subgraph)[i]
         if t.data is not None:
             return t.data
+        label = f'tensor {i} "{t.name}"{f" of subgraph {subgraph}" if subgraph else ""}'
         if self._kept is None:
-            raise KeyError("intermediate tensors are kept only after run(..., keep=True)")
+            if subgraph == 0 and self._io is not None and i in self._io:
+                return self._io[i]
+            if self._io is None:
+                raise InputError(f"{label}: nothing has run yet; call run(inputs, keep=True) to keep every "
+                                 f"tensor for tensor() and dequantized()")
+            raise InputError(f"{label} was not kept: a plain run() keeps only the model's inputs and outputs; "
+                             f"run(inputs, keep=True) (or run_batch(..., keep=True)) keeps every intermediate "
+                             f"tensor for tensor() and dequantized()")
         kept = self._kept if subgraph == 0 else self._kept_subgraphs.get(subgraph, {})
         if i not in kept:
-            raise KeyError(f'tensor {i} "{t.name}"{f" of subgraph {subgraph}" if subgraph else ""} was not computed')
+            raise InputError(f"{label} was not computed by the last call")
         return kept[i]
 
     def dequantized(self, name_or_index: int | str, subgraph: int = 0) -> np.ndarray:
