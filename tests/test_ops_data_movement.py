@@ -388,3 +388,12 @@ def test_embedding_lookup_refuses_a_nonzero_hybrid_zero_point_and_bad_ids():
                dict(scale=0.5, zero_point=1))
     with pytest.raises(InvokeError, match=r"EMBEDDING_LOOKUP: index out of bounds. Got 2 .*bounds are \[0, 1\]"):
         it.run([np.array([0, 2], np.int32)])
+
+
+@pytest.mark.parametrize("indices", [[[0, 1], [2, 0]], [[0, -1], [1, 0]]], ids=["ReadOOB", "ReadOOBNegative"])
+def test_gather_nd_tflm_unit_test_out_of_bounds_cases(indices):
+    # gather_nd_test.cc GatherNd_ReadOOB / GatherNd_ReadOOBNegative: TFLM's Invoke returns an error.
+    q = dict(scale=1.0, zero_point=0)
+    it = model("GATHER_ND", [("in", "x", [2, 2], "INT8", q), ("in", "i", [2, 2], "INT32")], [2], "INT8", q)
+    with pytest.raises(InvokeError, match="gather_nd index out of bounds"):
+        it.run([np.array([[1, -1], [1, -2]], np.int8), np.array(indices, np.int32)])
