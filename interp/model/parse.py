@@ -205,6 +205,17 @@ class Subgraph:
     outputs: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class SignatureDef:
+    """A named entry point (the converter writes "serving_default"): inputs and outputs by the
+    names of the original function's arguments and results."""
+
+    key: str
+    subgraph_index: int
+    inputs: dict[str, int]  # signature input name -> tensor index in that subgraph, in file order
+    outputs: dict[str, int]
+
+
 @dataclass
 class Model:
     version: int
@@ -213,6 +224,7 @@ class Model:
     metadata: dict[str, bytes]
     file_bytes: int  # size of the flatbuffer
     source: str = "<bytes>"
+    signatures: list[SignatureDef] = field(default_factory=list)
 
     @property
     def main(self) -> Subgraph:
@@ -315,11 +327,36 @@ class _Parser:
             md = fb.Metadata(i)
             key = (md.Name() or b"").decode("utf-8", "replace")
             metadata[key] = self.buffer_bytes(md.Buffer(), f'metadata "{key}"')
+        n_sig = fb.SignatureDefsLength()
+        self.check_vector(n_sig, 4, "signature_defs")
+        signatures = [self.signature(fb.SignatureDefs(i), i, subgraphs) for i in range(n_sig)]
         desc = fb.Description()
         model = Model(version=fb.Version(), description=(desc or b"").decode("utf-8", "replace"),
-                      subgraphs=subgraphs, metadata=metadata, file_bytes=len(buf), source=self.name)
+                      subgraphs=subgraphs, metadata=metadata, file_bytes=len(buf), source=self.name,
+                      signatures=signatures)
         verify.check_model(model)
         return model
+
+    def signature(self, sd, i: int, subgraphs: list[Subgraph]) -> SignatureDef:
+        key = (sd.SignatureKey() or b"").decode("utf-8", "replace")
+        s = int(sd.SubgraphIndex())
+        if not 0 <= s < len(subgraphs):
+            self.fail(f'signature {i} "{key}" refers to subgraph {s}, but the model has {len(subgraphs)}')
+        n_tensors = len(subgraphs[s].tensors)
+        maps = []
+        for kind, length, get in (("input", sd.InputsLength(), sd.Inputs), ("output", sd.OutputsLength(), sd.Outputs)):
+            self.check_vector(length, 4, f'signature "{key}" {kind}s')
+            names: dict[str, int] = {}
+            for j in range(length):
+                tm = get(j)
+                name = (tm.Name() or b"").decode("utf-8", "replace")
+                t = int(tm.TensorIndex())
+                if not 0 <= t < n_tensors:
+                    self.fail(f'signature "{key}" {kind} "{name}" refers to tensor {t}, but subgraph {s} has '
+                              f"{n_tensors} tensors")
+                names[name] = t
+            maps.append(names)
+        return SignatureDef(key=key, subgraph_index=s, inputs=maps[0], outputs=maps[1])
 
     def buffer_bytes(self, index: int, what: str) -> bytes:
         if index < 0 or index >= self.n_buffers:
