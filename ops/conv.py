@@ -211,13 +211,7 @@ class _ConvBase(OpKernel):
                 yield bs, slice(0, oh)
 
     def describe(self):
-        d = {"stride": self.stride, "dilation": self.dilation, "padding_top_left": (self.pad_top, self.pad_left),
-             "activation": self.activation}
-        if self.kind != "FLOAT32":
-            d.update(input_offset=self.input_offset, output_offset=self.output_offset,
-                     multiplier=self.multiplier.tolist(), shift=self.shift.tolist(),
-                     act_min=self.act_min, act_max=self.act_max)
-        return d
+        return params_as_dict(self.params)
 
 
 @register("CONV_2D")

@@ -16,7 +16,7 @@ from .common import (
     quantize_channel_multipliers,
     real_multiplier,
 )
-from .params import FullyConnectedParams, QuantizedOutput, frozen_array
+from .params import FullyConnectedParams, QuantizedOutput, frozen_array, params_as_dict
 from .reference import fully_connected
 from .registry import OpKernel, PrepareContext, register
 
@@ -162,8 +162,4 @@ class FullyConnected(OpKernel):
         return [y.reshape((n,) + self.out_tensor.shape)]
 
     def describe(self):
-        if self.kind == "FLOAT32":
-            return {"activation": self.activation}
-        return {"input_offset": self.input_offset, "output_offset": self.output_offset,
-                "multiplier": np.atleast_1d(self.multiplier).tolist(), "shift": np.atleast_1d(self.shift).tolist(),
-                "act_min": self.act_min, "act_max": self.act_max, "per_channel": self.per_channel}
+        return params_as_dict(self.params)

@@ -20,8 +20,13 @@ def frozen_array(values, dtype=np.int64) -> np.ndarray:
 
 
 def params_as_dict(params) -> dict:
-    """The parameters as plain Python values (lists for arrays), for describe() and JSON."""
-    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(params).items()}
+    """The parameters as plain Python values (lists for arrays, dicts for nested parameters),
+    for describe() and JSON."""
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v.tolist() if isinstance(v, np.ndarray) else v
+    return plain(asdict(params))
 
 
 @dataclass(frozen=True)

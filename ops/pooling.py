@@ -18,7 +18,7 @@ from .common import (
     compute_padding_height_width,
     sliding_windows,
 )
-from .params import PoolParams
+from .params import PoolParams, params_as_dict
 from .reference import average_pool, max_pool
 from .registry import OpKernel, expect_types, register
 
@@ -127,8 +127,9 @@ class _Pool2D(OpKernel):
         return [y.astype(self.out_tensor.dtype, copy=False).reshape((n,) + tuple(self.out_tensor.shape))]
 
     def describe(self):
-        return {"filter": self.declared_filter, "stride": self.stride, "padding": "SAME" if self.padding == 0 else "VALID",
-                "pad_top_left": self.declared_pad, "act_min": self.act_min, "act_max": self.act_max}
+        # The window as the model declares it, then the one TFLM's loops visit (params).
+        return {"declared_filter": self.declared_filter, "declared_padding": self.declared_pad,
+                "padding": "SAME" if self.padding == 0 else "VALID", **params_as_dict(self.params)}
 
 
 # Outputs (values per tap) from which the taps are combined one slice at a time rather than by one

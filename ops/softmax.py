@@ -9,7 +9,7 @@ import numpy as np
 
 from . import fixedpoint as fp
 from .libm import expf
-from .params import SoftmaxParams
+from .params import SoftmaxParams, params_as_dict
 from .reference import softmax_int8
 from .registry import OpKernel, PrepareContext, register
 
@@ -174,6 +174,5 @@ class Softmax(OpKernel):
 
     def describe(self):
         if self.kind[0] == "INT8":
-            return {"beta": self.beta, "input_multiplier": self.multiplier, "input_left_shift": self.left_shift,
-                    "diff_min": self.diff_min}
+            return {"beta": self.beta, **params_as_dict(self.params)}
         return {"beta": self.beta}
