@@ -33,10 +33,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from interp.errors import InputError
-
 from . import fixedpoint as fp
 from .common import real_multiplier
+from .data_movement import InvokeError
 from .elementwise import ieee_float_arithmetic, integer_domain, multiply_by_quantized_multiplier, type_range_by_name
 from .libm import float_function
 from .registry import OpKernel, PrepareContext, register
@@ -341,6 +340,9 @@ class _AbsRsqrt(_Unary):
             table = np.asarray(self.quantized(domain), dtype=np.int64).astype(out.dtype)
             table.flags.writeable = False
             self.params = OpDataAbsRsqrt(**{**asdict(self.params), "table": table, "table_offset": table_offset})
+            if self.op_name == "RSQRT" and inp.is_constant and bool((inp.data < input_offset).any()):
+                ctx.fail(f"constant input values below the input zero point {input_offset}: TFLM's Eval fails "
+                         f"(\"Rsqrt is only defined for positive values\")", inp)
 
     def real_multiplier(self, s_in: float, s_out: float) -> float | None:
         raise NotImplementedError
@@ -391,7 +393,8 @@ REVERSE_SHIFT = -1  # kReverseShift
 @register("RSQRT")
 class Rsqrt(_AbsRsqrt):
     """RSQRT. Quantized inputs below the input zero point make TFLM's Eval fail ("Rsqrt is only
-    defined for positive values"); microref raises InputError for them at run time."""
+    defined for positive values"): a constant input refuses the model at load, a computed one
+    makes ``run`` raise InvokeError."""
 
     eval_types = ("FLOAT32", "INT8", "INT16")
 
@@ -422,7 +425,7 @@ class Rsqrt(_AbsRsqrt):
         if p.quantized:
             below = x < p.input_offset
             if below.any():
-                raise InputError(f"operator {self.op.index} (RSQRT): input value {int(x[below].flat[0])} is below the "
+                raise InvokeError(f"operator {self.op.index} (RSQRT): input value {int(x[below].flat[0])} is below the "
                                  f"input zero point {p.input_offset}; TFLM's Eval fails there "
                                  f"(\"Rsqrt is only defined for positive values\")")
             return self.lookup(x)
