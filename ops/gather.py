@@ -277,6 +277,11 @@ class EmbeddingLookup(OpKernel):
             ctx.check(zp == 0, f"int8 weights with a float output need zero point 0, have {zp}", value)
         ctx.check(value.shape[0] != 0, "value has 0 rows: TFLM divides NumElements(value) by it", value)
         require_computed_shape(ctx, out, computed)
+        extra = int(np.prod(out.shape[len(value.shape):], dtype=np.int64))
+        if extra != 1:
+            ctx.unsupported(f"output dims past the value's rank {list(out.shape[len(value.shape):])}: TFLM keeps "
+                            f"them but writes one row per id, leaving {extra - 1} of every {extra} elements "
+                            "unwritten", out)
         self.params = EmbeddingLookupOpData(hybrid, scale, value.shape[0], value.size // value.shape[0])
         c = constant_sample(lookup)
         if c is not None:

@@ -397,3 +397,13 @@ def test_gather_nd_tflm_unit_test_out_of_bounds_cases(indices):
     it = model("GATHER_ND", [("in", "x", [2, 2], "INT8", q), ("in", "i", [2, 2], "INT32")], [2], "INT8", q)
     with pytest.raises(InvokeError, match="gather_nd index out of bounds"):
         it.run([np.array([[1, -1], [1, -2]], np.int8), np.array(indices, np.int32)])
+
+
+def test_embedding_lookup_output_dims_past_the_value_rank_must_be_1():
+    # TFLM keeps the output's extra dims but writes one row per id: the rest keeps arena bytes.
+    w = np.zeros((5, 3, 2), np.float32)
+    assert model("EMBEDDING_LOOKUP", [("in", "ids", [2], "INT32"), ("const", "w", w, "FLOAT32")], [2, 3, 2, 1],
+                 "FLOAT32").run([np.array([0, 4], np.int32)])[0].shape == (2, 3, 2, 1)
+    with pytest.raises(UnsupportedOpError, match="unwritten"):
+        model("EMBEDDING_LOOKUP", [("in", "ids", [2], "INT32"), ("const", "w", w, "FLOAT32")], [2, 3, 2, 2],
+              "FLOAT32")
