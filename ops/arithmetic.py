@@ -130,12 +130,13 @@ class Div(BinaryKernel):
     def quantized(self, x1, x2):
         """DivElementwise on int8 raw values (any broadcastable int64 arrays)."""
         p = self.params
-        v1 = np.asarray(x1, np.int64) - p.input1_zero_point
-        v2 = np.asarray(x2, np.int64) - p.input2_zero_point
+        # int32 arithmetic, wrapping (zero points outside int8 are legal in the flatbuffer).
+        v1 = fp.wrap_int32(np.asarray(x1, np.int64) - p.input1_zero_point)
+        v2 = fp.wrap_int32(np.asarray(x2, np.int64) - p.input2_zero_point)
         v1, v2 = np.broadcast_arrays(v1, v2)
         flip = v2 < 0
-        v1 = np.where(flip, -v1, v1)
-        v2 = np.where(flip, -v2, v2)
+        v1 = np.where(flip, fp.wrap_int32(-v1), v1)
+        v2 = np.where(flip, fp.wrap_int32(-v2), v2)
         # GetReciprocal(v2, 31): (uint32(v2) << clz) - 2^31, the shift count masked to 5 bits
         # (clz(0) = 32 shifts by 0, so v2 = 0 gives INT32_MIN).
         headroom_plus_one = fp.count_leading_zeros32(v2)

@@ -169,9 +169,16 @@ class L2Normalization(OpKernel):
         ctx.check(x.type_name == out.type_name, f"input type {x.type_name} differs from output type {out.type_name}")
         activation = ctx.options.get("fused_activation_function", 0)
         ctx.check(activation == 0, f"fused activation {activation} is not NONE (TF_LITE_ENSURE_EQ activation)")
-        # The kernel reads the input's trailing dimension (a scalar has none) and writes as many
-        # elements as the input has.
-        ctx.check(len(x.shape) >= 1, "a scalar input has no trailing dimension to normalise", x)
+        # The kernel normalises rows of depth = MatchingDim(input, t, output, t) = min(input.Dims(t),
+        # output.Dims(t)) values (t the input's trailing axis), outer = the input's other dims many,
+        # and writes them to the output's first elements.
+        if len(x.shape) == 0:
+            ctx.unsupported("a scalar input: TFLM's kernel reads dims[-1] (0) as its depth and leaves the "
+                            "output unwritten", x)
+        t = len(x.shape) - 1
+        if len(out.shape) <= t or out.shape[t] < x.shape[t]:
+            ctx.unsupported(f"output shape {list(out.shape)} against input {list(x.shape)}: TFLM's kernel takes "
+                            "rows of min(input, output) dimension t and leaves output values unwritten", out)
         ctx.check(out.size == x.size, f"output has {out.size} elements, input {x.size}", out)
         zp = int(x.quantization.zero_point) if (x.type_name == "INT8" and x.quantization is not None) else 0
         self.params = L2NormalizationParams(x.type_name, zp, int(x.shape[-1]), float(F32(1e-6)))
@@ -200,7 +207,7 @@ class L2Normalization(OpKernel):
         return rows / l2_norm
 
     def _eval_int8(self, rows):
-        diff = rows.astype(np.int64) - self.params.input_zero_point
+        diff = fp.wrap_int32(rows.astype(np.int64) - self.params.input_zero_point)  # int32, wrapping
         acc = fp.wrap_int32((diff * diff).sum(axis=-1, keepdims=True))
         multiplier, shift = get_inv_sqrt_quantized_multiplier_exp(acc)
         y = fp.multiply_by_quantized_multiplier(diff, multiplier, shift + OUTPUT_SCALE_BITS)
@@ -249,7 +256,9 @@ class LogSoftmax(OpKernel):
                   f"output shape {list(out.shape)} differs from input shape {list(x.shape)} (HaveSameShapes)", out)
         if x.type_name not in ("FLOAT32", "INT8"):
             ctx.unsupported(f"TFLM's LOG_SOFTMAX supports FLOAT32 and INT8, not {x.type_name} (its Eval fails)")
-        ctx.check(len(x.shape) >= 1, "a scalar input has no trailing dimension", x)
+        if len(x.shape) == 0:
+            ctx.unsupported("a scalar input: TFLM's kernel reads dims[-1] (0) as its depth and leaves the "
+                            "output unwritten", x)
         self.out = out
         depth = int(x.shape[-1])
         if x.type_name == "FLOAT32":

@@ -230,6 +230,19 @@ def test_l2_normalization_float_epsilon():
     assert got[2, 0] == np.float32(np.float32(1e-7) / np.float32(1e-6))  # divided by epsilon, not the norm
 
 
+def test_l2_normalization_refuses_what_tflm_would_leave_unwritten():
+    # depth = min(input.Dims(t), output.Dims(t)): a smaller output dimension there, or a scalar
+    # (dims[-1] reads 0), makes TFLM's kernel skip output values.
+    with pytest.raises(UnsupportedOpError, match="unwritten"):
+        Interpreter.from_bytes(model("L2_NORMALIZATION", [("x", [2, 3, 3], "FLOAT32", {})],
+                                     ([3, 3, 2, 1], "FLOAT32", {})))
+    with pytest.raises(UnsupportedOpError, match="scalar"):
+        Interpreter.from_bytes(model("L2_NORMALIZATION", [("x", [], "FLOAT32", {})], ([], "FLOAT32", {})))
+    # A same-sized output of another shape whose dimension t is not smaller is fine.
+    got = run_op("L2_NORMALIZATION", [("x", np.array([[3, 4]], np.float32), "FLOAT32", {})], ([1, 2, 1], "FLOAT32", {}))
+    assert got.reshape(-1).tolist() == [np.float32(0.6), np.float32(0.8)]
+
+
 # ------------------------------------------------------------------------------ LOG_SOFTMAX
 
 def test_log_softmax_int8_values():
