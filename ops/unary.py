@@ -29,7 +29,7 @@ prepare evaluates TFLM's integer formula once on every value of the type and eva
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -307,8 +307,6 @@ class _AbsRsqrt(_Unary):
         quantized = kind == "INT8" or (kind == "INT16" and inp.quantization is not None)
         input_offset = output_offset = multiplier = shift = 0
         needs_rescale = False
-        table = None
-        table_offset = 0
         if quantized:
             for t, role in ((inp, "input"), (out, "output")):
                 ctx.check(t.quantization is not None,
@@ -331,18 +329,18 @@ class _AbsRsqrt(_Unary):
         elif kind == "INT16" and self.op_name == "RSQRT":
             ctx.unsupported("an unquantized int16 RSQRT: TFLM's Prepare computes no rescaling for it and its "
                             "Eval reads the uninitialised OpData", inp)
-        self.params = OpDataAbsRsqrt(input_type=kind, quantized=quantized, input_offset=input_offset,
-                                     output_offset=output_offset, needs_rescale=needs_rescale,
-                                     multiplier=multiplier, shift=shift, table=None, table_offset=0)
+        params = OpDataAbsRsqrt(input_type=kind, quantized=quantized, input_offset=input_offset,
+                                output_offset=output_offset, needs_rescale=needs_rescale,
+                                multiplier=multiplier, shift=shift, table=None, table_offset=0)
         if quantized:
             domain = integer_domain(kind)
-            table_offset = int(domain[0])
-            table = np.asarray(self.quantized(domain), dtype=np.int64).astype(out.dtype)
+            table = np.asarray(self.quantized(params, domain), dtype=np.int64).astype(out.dtype)
             table.flags.writeable = False
-            self.params = OpDataAbsRsqrt(**{**asdict(self.params), "table": table, "table_offset": table_offset})
+            params = replace(params, table=table, table_offset=int(domain[0]))
             if self.op_name == "RSQRT" and inp.is_constant and bool((inp.data < input_offset).any()):
                 ctx.fail(f"constant input values below the input zero point {input_offset}: TFLM's Eval fails "
                          f"(\"Rsqrt is only defined for positive values\")", inp)
+        self.params = params
 
     def real_multiplier(self, s_in: float, s_out: float) -> float | None:
         raise NotImplementedError
@@ -367,9 +365,8 @@ class Abs(_AbsRsqrt):
             return None
         return real_multiplier(self.numerics, s_in, divisor=s_out)
 
-    def quantized(self, x):
+    def quantized(self, p: OpDataAbsRsqrt, x):
         """AbsEvalQuantized<T>: |x - zp_in|, rescaled when the scales differ, plus zp_out, clamped."""
-        p = self.params
         lo, hi = type_range_by_name(p.input_type)
         value = fp.wrap_int32(np.abs(fp.wrap_int32(fp.as_int64(x) - p.input_offset)))
         if p.needs_rescale:
@@ -406,9 +403,8 @@ class Rsqrt(_AbsRsqrt):
         product = math.sqrt(s_in) * s_out  # the wheel: sqrt and product in double
         return 1.0 / product if product != 0 else math.inf
 
-    def quantized(self, x):
+    def quantized(self, p: OpDataAbsRsqrt, x):
         """RsqrtEvalQuantized<T> for inputs at or above the zero point (others are refused in eval)."""
-        p = self.params
         lo, hi = type_range_by_name(p.input_type)
         value = fp.wrap_int32(fp.as_int64(x) - p.input_offset)
         valid = value > 0
@@ -425,9 +421,9 @@ class Rsqrt(_AbsRsqrt):
         if p.quantized:
             below = x < p.input_offset
             if below.any():
-                raise InvokeError(f"operator {self.op.index} (RSQRT): input value {int(x[below].flat[0])} is below the "
-                                 f"input zero point {p.input_offset}; TFLM's Eval fails there "
-                                 f"(\"Rsqrt is only defined for positive values\")")
+                raise InvokeError(f"operator {self.op.index} (RSQRT): input value {int(x[below].flat[0])} is "
+                                  f"below the input zero point {p.input_offset}; TFLM's Eval fails there "
+                                  f"(\"Rsqrt is only defined for positive values\")")
             return self.lookup(x)
         x = x.astype(np.float32, copy=False)
         return FLOAT32_ONE / np.sqrt(x)
