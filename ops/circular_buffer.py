@@ -76,7 +76,9 @@ class CircularBuffer(OpKernel):
         out = ctx.output(0)
         # Prepare reads dims->data[0..3] of both tensors.
         for t, role in ((x, "input"), (out, "output")):
-            ctx.check(len(t.shape) == 4, f"{role} must be 4-D (TFLM reads its dims 0-3), has shape {list(t.shape)}", t)
+            if len(t.shape) != 4:
+                ctx.unsupported(f"{role} must be 4-D, has shape {list(t.shape)}: TFLM reads its dims 0-3 (its result "
+                                "is undefined)", t)
         ctx.check(x.shape[0] == out.shape[0], f"input dim 0 ({x.shape[0]}) differs from output dim 0 "
                                               f"({out.shape[0]})", out)
         ctx.check(x.shape[1] == 1, f"input dim 1 must be 1, is {x.shape[1]}", x)

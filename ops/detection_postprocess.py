@@ -19,10 +19,10 @@ What TFLM leaves undefined, and what microref does there:
   max_detections. microref writes 0 there. The defined entries are the first max_detections
   (regular) or those ``num_detections`` indices (fast).
 * A decoded box with ymin >= ymax or xmin >= xmax makes TFLM's Invoke fail (ValidateBoxes): run()
-  raises InputError.
+  raises InvokeError (ops/data_movement.py's: an InputError).
 * Inputs that make TFLM write past a scratch buffer or an output tensor (its scratch sizes
   depend on max_detections; fast NMS with several classes per anchor writes past
-  ``ncpa * max_detections``): run() raises ModelError.
+  ``ncpa * max_detections``; the wheel crashes on some): run() raises InvokeError.
 """
 from __future__ import annotations
 
@@ -33,8 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from flatbuffers import flexbuffers
 
-from interp.errors import InputError, ModelError
-
+from .data_movement import InvokeError
 from .libm import _LIBM
 from .registry import OpKernel, PrepareContext, register
 
@@ -210,26 +209,30 @@ class DetectionPostProcess(OpKernel):
         else:
             ctx.check(opts["max_classes_per_detection"] > 0,
                       f"max_classes_per_detection must be positive, is {opts['max_classes_per_detection']}")
-            ctx.check(nc > 0, f"num_classes {nc}: fast NMS sorts num_classes scores per box (TFLM's iota runs "
-                              "past the buffer)")
+            if nc <= 0:
+                ctx.unsupported(f"num_classes {nc}: fast NMS sorts num_classes scores per box and reads the first "
+                                "(TFLM's result is undefined)")
             ctx.check(md >= 0, f"max_detections must not be negative, is {md}")
         if iou_checked:
             ctx.check(0.0 < iou <= 1.0, f"nms_iou_threshold must be in (0, 1], is {iou}")
-        # Types TFLM reads as float whatever they are.
-        ctx.check(anchors.type_name == "FLOAT32", f"anchors of type {anchors.type_name}: TFLM reads them as float32",
-                  anchors)
-        ctx.check(anchors.size >= num_boxes * NUM_COORD_BOX,
-                  f"anchors hold {anchors.size} values; TFLM reads 4 per box ({num_boxes * 4})", anchors)
+        # TFLM reads the anchors as float32 whatever their type, 4 per box whatever their shape.
+        if anchors.type_name != "FLOAT32":
+            ctx.unsupported(f"anchors of type {anchors.type_name}: TFLM reads their bytes as float32", anchors)
+        if anchors.size < num_boxes * NUM_COORD_BOX:
+            ctx.unsupported(f"anchors hold {anchors.size} values; TFLM reads 4 per box ({num_boxes * 4}) past them "
+                            "(its result is undefined)", anchors)
         for i, (t, name) in enumerate(zip(outs, ("detection boxes", "detection classes", "detection scores",
                                                  "num detections"))):
             if t.type_name != "FLOAT32":
                 ctx.unsupported(f"output {i} ({name}) of type {t.type_name}: TFLM writes float32 into it", t)
-        ctx.check(outs[3].size >= 1, "num detections output is empty", outs[3])
+        if outs[3].size < 1:
+            ctx.unsupported("num detections output is empty: TFLM writes past it (its result is undefined)", outs[3])
         self.capacity = (outs[0].size // NUM_COORD_BOX, outs[1].size, outs[2].size)
         if opts["use_regular_non_max_suppression"]:
             # Regular NMS writes max_detections entries of every output whatever the inputs.
-            ctx.check(min(self.capacity) >= md, f"outputs hold {min(self.capacity)} detections; regular NMS "
-                                                f"writes {md} (max_detections)", outs[0])
+            if min(self.capacity) < md:
+                ctx.unsupported(f"outputs hold {min(self.capacity)} detections; regular NMS writes {md} "
+                                "(max_detections) past them (TFLM's result is undefined)", outs[0])
         self.out_shapes = [tuple(t.shape) for t in outs]
         self.params = DetectionPostProcessParams(
             **opts, num_boxes=num_boxes, box_code_size=boxes.shape[2], num_classes_with_background=ncwb,
@@ -264,8 +267,8 @@ class DetectionPostProcess(OpKernel):
         """NonMaxSuppressionSingleClassHelper: the selected box indices, best first."""
         p = self.params
         if not validate_boxes(decoded):
-            raise InputError(f"{self.location}: a decoded box has ymin >= ymax or xmin >= xmax; TFLM's Invoke fails "
-                             "on these inputs (ValidateBoxes)")
+            raise InvokeError(f"{self.location}: a decoded box has ymin >= ymax or xmin >= xmax (ValidateBoxes: "
+                              "TFLM's Invoke fails)")
         threshold = _F32(p.non_max_suppression_score_threshold)
         keep_indices = np.nonzero(scores >= threshold)[0]
         num_boxes_kept = keep_indices.size
@@ -338,8 +341,8 @@ class DetectionPostProcess(OpKernel):
         offsets = ncpa * k + k % ncpa
         last = int(offsets[-1]) + 1 if count else 0
         if last > min(self.capacity):
-            raise ModelError(f"{self.location}: fast NMS writes detection entry {last - 1} on these inputs, past "
-                             f"outputs holding {min(self.capacity)} (TFLM writes out of bounds)")
+            raise InvokeError(f"{self.location}: fast NMS writes detection entry {last - 1} on these inputs, past "
+                              f"outputs holding {min(self.capacity)}: out of bounds (TFLM's result is undefined)")
         anchors = np.repeat(np.array(selected, np.int64), ncpa)
         cols = np.tile(np.arange(ncpa), len(selected))
         chosen = class_indices[anchors, cols] if count else np.zeros(0, np.int64)
@@ -353,8 +356,9 @@ class DetectionPostProcess(OpKernel):
 
     def _check_scratch(self, used: int, capacity: int, name: str):
         if used > capacity:
-            raise ModelError(f"{self.location}: on these inputs TFLM writes {used} entries into its {name} scratch "
-                             f"buffer of {capacity} (sized from max_detections): out of bounds, undefined")
+            raise InvokeError(f"{self.location}: on these inputs TFLM writes {used} entries into its {name} scratch "
+                              f"buffer of {capacity} (sized from max_detections): out of bounds (TFLM's result is "
+                              "undefined)")
 
 
 # ------------------------------------------------------------------------------ arithmetic

@@ -85,9 +85,11 @@ class TransposeConv(OpKernel):
         if not (x.type_name == w.type_name or (x.type_name == "INT16" and w.type_name == "INT8")):
             ctx.fail(f"input {x.type_name} with filter {w.type_name}: Hybrid models are not supported on "
                      "TFLite Micro.", w)
-        # SizeOfDimension(output, 1..2), SizeOfDimension(filter, 1..2) and the kernels' 4-D offsets.
+        # SizeOfDimension(output, 1..2), SizeOfDimension(filter, 1..2) and the kernels' 4-D offsets
+        # read dims a tensor of another rank does not have.
         for t, role in ((x, "input"), (w, "filter"), (out, "output")):
-            ctx.check(len(t.shape) == 4, f"{role} must be 4-D, has shape {list(t.shape)}", t)
+            if len(t.shape) != 4:
+                ctx.unsupported(f"{role} must be 4-D, has shape {list(t.shape)} (TFLM's result is undefined)", t)
         kind = x.type_name
         channels = w.shape[0]  # kTransposeConvQuantizedDimension
         # Quantized kernels use a scratch accumulator of the output's size.
@@ -155,13 +157,15 @@ class TransposeConv(OpKernel):
         # The kernels take batches = input dim 0, input_depth = input dim 3 and output_depth =
         # filter dim 0 (MatchingDim, whose DCHECKs do not abort in TFLM's release build) and index
         # every tensor with its own shape: a mismatch would read or write past a tensor, or leave
-        # part of the output unwritten.
-        ctx.check(x.shape[0] == out.shape[0], f"input batch {x.shape[0]} differs from output batch {out.shape[0]}",
-                  out)
-        ctx.check(channels == out.shape[3], f"filter has {channels} output channels, output has {out.shape[3]}", w)
-        ctx.check(w.shape[3] >= x.shape[3],
-                  f"filter depth {w.shape[3]} is smaller than the input depth {x.shape[3]}: TFLM's kernel reads "
-                  "past the filter", w)
+        # part of the output unwritten — TFLM's result is undefined.
+        undefined = " (TFLM's result is undefined)"
+        if x.shape[0] != out.shape[0]:
+            ctx.unsupported(f"input batch {x.shape[0]} differs from output batch {out.shape[0]}{undefined}", out)
+        if channels != out.shape[3]:
+            ctx.unsupported(f"filter has {channels} output channels, output has {out.shape[3]}{undefined}", w)
+        if w.shape[3] < x.shape[3]:
+            ctx.unsupported(f"filter depth {w.shape[3]} is smaller than the input depth {x.shape[3]}: TFLM's kernel "
+                            f"reads past the filter{undefined}", w)
         if w.data is None:
             ctx.unsupported("non-constant filters are not supported", w)
         if bias is not None and bias.data is None:
@@ -182,8 +186,9 @@ class TransposeConv(OpKernel):
             else:
                 self.bias = _reinterpret(np.asarray(bias.data), _BIAS_TYPE[kind], channels)
             if self.bias is None or self.bias.size < channels:
-                ctx.fail(f"bias of {bias.size} {bias.type_name} values is read as {channels} "
-                         f"{np.dtype(_BIAS_TYPE[kind]).name} values: TFLM's kernel reads past it", bias)
+                ctx.unsupported(f"bias of {bias.size} {bias.type_name} values is read as {channels} "
+                                f"{np.dtype(_BIAS_TYPE[kind]).name} values: TFLM's kernel reads past it (its result "
+                                "is undefined)", bias)
 
         # ConvParams holds strides and paddings as int16_t.
         stride = tuple(int(fp.wrap_int16(v)) for v in stride)

@@ -16,8 +16,9 @@ from diff_support import OUTCOMES, Outcome, _assert_same, note_case, record, run
 from flatbuffers import flexbuffers
 from hypothesis import strategies as st
 
-from interp import InputError, Interpreter, ModelError, UnsupportedOpError
+from interp import Interpreter, ModelError, UnsupportedOpError
 from interp.builder import ModelBuilder
+from ops.data_movement import InvokeError
 
 # The ops this module tests (see test_diff_regressions.py).
 DIFF_OPS = {"CIRCULAR_BUFFER", "TFLite_Detection_PostProcess"}
@@ -350,12 +351,12 @@ def check_detection(data: bytes, samples: list, *, label: str) -> Outcome:
     if verdict == "rejected":
         raise AssertionError(f"TFLM refuses this model but microref loads it. TFLM: {payload}")
     if verdict == "invoke failed":
-        # Only ValidateBoxes fails on inputs: some sample must make microref raise InputError.
+        # Only ValidateBoxes fails on inputs: some sample must make microref raise InvokeError.
         errors = []
         for sample in samples:
             try:
                 it.run(sample)
-            except InputError as e:
+            except InvokeError as e:
                 errors.append(e)
         assert errors and "ValidateBoxes" in str(errors[0]), f"TFLM's Invoke fails ({payload}) but microref runs"
         OUTCOMES[label]["invoke refused by both"] += 1
@@ -363,7 +364,7 @@ def check_detection(data: bytes, samples: list, *, label: str) -> Outcome:
     try:
         singles = [it.run(sample) for sample in samples]
         batch = it.run_batch([np.stack([s[i] for s in samples]) for i in range(len(samples[0]))])
-    except ModelError as e:
+    except InvokeError as e:
         # Inputs that make TFLM write past a scratch buffer or an output: undefined, refused.
         assert "out of bounds" in str(e), e
         OUTCOMES[label]["undefined in TFLM, refused"] += 1
@@ -504,11 +505,15 @@ def test_detection_options_defaults_and_conversions():
     (dict(BASE, use_regular_nms=True, detections_per_class=0), "detections_per_class"),
     (dict(BASE, max_detections=-1), "negative size"),
     (dict(BASE, num_classes=1), "at most one background"),  # 3 scores per box for 1 class
-    (dict(BASE, use_regular_nms=True, max_detections=4), "regular NMS writes 4"),
 ])
 def test_detection_refusals(options, message):
     with pytest.raises(ModelError, match=message):
         Interpreter.from_bytes(small_detection(options, outputs=2))
+
+
+def test_detection_regular_nms_into_too_small_outputs_is_undefined():
+    with pytest.raises(UnsupportedOpError, match="regular NMS writes 4"):
+        Interpreter.from_bytes(small_detection(dict(BASE, use_regular_nms=True, max_detections=4), outputs=2))
 
 
 def test_detection_string_option_is_unsupported():
@@ -562,14 +567,14 @@ def test_detection_refuses_inputs_that_overrun_tflm_buffers():
     box, anchors = far_apart_boxes(1)
     it = detection_with_anchors(dict(BASE, use_regular_nms=True, detections_per_class=1, max_detections=1), anchors,
                                 2, 1)
-    with pytest.raises(ModelError, match="out of bounds"):
+    with pytest.raises(InvokeError, match="out of bounds"):
         it.run([box, np.array([0, .9, .8], np.float32).reshape(1, 1, 3)])
     # With one class scoring, nothing overruns.
     assert it.run([box, np.array([0, .9, -1], np.float32).reshape(1, 1, 3)])[3].tolist() == [1.0]
     # Fast NMS with 2 classes per anchor into outputs of max_detections x 2 (the converter's size).
     box, anchors = far_apart_boxes(2)
     it = detection_with_anchors(dict(BASE, max_classes_per_detection=2, num_classes=2), anchors, 2, 4)
-    with pytest.raises(ModelError, match="past outputs"):
+    with pytest.raises(InvokeError, match="past outputs"):
         it.run([box, np.array([0, .9, .8, 0, .7, .6], np.float32).reshape(1, 2, 3)])
 
 
@@ -577,7 +582,7 @@ def test_detection_invalid_decoded_box_fails_like_tflm_invoke():
     box, anchors = far_apart_boxes(2)
     anchors[1, 2] = 0.0  # zero height: ymin == ymax
     it = detection_with_anchors(BASE, anchors, 2, 2)
-    with pytest.raises(InputError, match="ValidateBoxes"):
+    with pytest.raises(InvokeError, match="ValidateBoxes"):
         it.run([box, np.full((1, 2, 3), 0.5, np.float32)])
 
 
