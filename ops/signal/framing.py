@@ -307,7 +307,8 @@ class OverlapAdd(SignalKernel):
             if p.type == "INT16":
                 buffer = np.clip(buffer.astype(np.int32) + x[:, :, frame], INT16_MIN, INT16_MAX).astype(np.int16)
             else:
-                buffer = buffer + x[:, :, frame]  # float32 += float32
+                with np.errstate(over="ignore", invalid="ignore"):
+                    buffer = buffer + x[:, :, frame]  # float32 += float32
             written[:, :, frame] = buffer[..., :p.frame_step]
             buffer = np.concatenate([buffer[..., p.frame_step:],
                                      np.zeros(buffer.shape[:-1] + (p.frame_step,), buffer.dtype)], axis=-1)

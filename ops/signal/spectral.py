@@ -205,7 +205,8 @@ class Rfft(SignalKernel):
         x = flat(inputs[0]).reshape(n, p.rows, p.input_length)
         work = fftr.arith.zeros((n, p.rows, p.fft_length))
         work[..., :p.input_length] = x
-        re, im = fftr.forward(work)
+        with np.errstate(over="ignore", invalid="ignore"):  # float inf/NaN propagate as in C
+            re, im = fftr.forward(work)
         bins = p.fft_length // 2 + 1
         y = np.zeros((n, self.out.size), self.out.dtype)
         for r in range(p.rows):  # in row order: with a short output stride, later rows overwrite
@@ -269,9 +270,10 @@ class Irfft(SignalKernel):
         bins = p.fft_length // 2 + 1
         starts = 2 * p.input_length * np.arange(p.rows)
         cols = starts[:, None] + 2 * np.arange(bins)[None, :]
-        time = fftr.inverse_transform(x[:, cols], x[:, cols + 1])  # (n, rows, fft_length)
-        if p.fft_type == "FLOAT32":
-            time = time / np.float32(p.fft_length)  # output[i] /= fft_length, in float
+        with np.errstate(over="ignore", invalid="ignore"):  # float inf/NaN propagate as in C
+            time = fftr.inverse_transform(x[:, cols], x[:, cols + 1])  # (n, rows, fft_length)
+            if p.fft_type == "FLOAT32":
+                time = time / np.float32(p.fft_length)  # output[i] /= fft_length, in float
         y = np.zeros((n, self.out.size), self.out.dtype)
         for r in range(p.rows):
             start = r * p.output_length
