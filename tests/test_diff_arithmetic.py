@@ -406,6 +406,14 @@ def test_add_n_scratch_pointers_in_the_arena_plan(kind, count):
     assert Interpreter.from_bytes(data).plan.arena_bytes == tflm_arena_head(data)
 
 
+@pytest.mark.parametrize("shape, axes", [([2, 3, 4], [1]), ([5, 1, 3, 2, 2], [0, -1, 2])])
+def test_reduce_all_scratch_in_the_arena_plan(shape, axes):
+    # REDUCE_ALL requests int scratch for the input iterator and the resolved axes.
+    case = dict(op="REDUCE_ALL", kind="BOOL", shape=shape, axes=axes, keep_dims=False, density=0.5, seed=0)
+    data, _ = build_reduce_all(case)
+    assert Interpreter.from_bytes(data).plan.arena_bytes == tflm_arena_head(data)
+
+
 # ------------------------------------------------------------------------------ dispatch
 
 BUILDERS = {"DIV": build_div, "FLOOR_DIV": build_floor, "FLOOR_MOD": build_floor, "ADD_N": build_add_n,
