@@ -594,3 +594,22 @@ def test_libstdcxx_partial_sort_without_nan_is_the_total_order():
         v = np.round(rng.normal(size=n) * 3).astype(np.float32)  # many ties
         k = int(rng.integers(0, n + 1))
         assert _libstdcxx_partial_sort([float(x) for x in v], k)[:k] == list(np.argsort(-v, kind="stable")[:k])
+
+
+@pytest.mark.parametrize("regular", [False, True], ids=["fast_nms", "regular_nms"])
+def test_detection_scratch_in_the_arena_plan(regular):
+    """The eleven scratch buffers TFLM's Prepare requests: the plan's head equals the wheel's."""
+    from planner_support import tflm_allocations
+    case = dict(num_boxes=30, num_classes=5, background=1, code_size=4, outputs=12, anchor_input=False,
+                nan_scores=False, ties=False, spread=1.0, style="normal", seed=1,
+                options=dict(max_detections=3, max_classes_per_detection=2, detections_per_class=4,
+                             use_regular_nms=regular, nms_score_threshold=0.1, nms_iou_threshold=0.5, num_classes=5,
+                             y_scale=10.0, x_scale=10.0, h_scale=5.0, w_scale=5.0))
+    data = detection_model(case)
+    assert Interpreter.from_bytes(data).plan.arena_bytes == tflm_allocations(data)[0]
+
+
+def test_circular_buffer_variable_output_is_outside_the_arena_plan():
+    from planner_support import tflm_allocations
+    data = circular_buffer_model(options=flexbuffers.Dumps({"cycles_max": 1}), relu_after=True)
+    assert Interpreter.from_bytes(data).plan.arena_bytes == tflm_allocations(data)[0]

@@ -9,6 +9,7 @@ zero points at the type limits. Rarely, tensors of another type than the kernel 
 kernel, whose bytes TFLM reinterprets.
 """
 import numpy as np
+import pytest
 from diff_support import (
     SAMPLES,
     activations,
@@ -27,6 +28,7 @@ from diff_support import (
 )
 from hypothesis import strategies as st
 
+from interp import Interpreter
 from interp.builder import ModelBuilder
 
 KINDS = ["INT8", "INT16", "FLOAT32"]
@@ -170,3 +172,18 @@ def test_transpose_conv_tflm_test_cases_match():
                 case.update(per_channel=False, input_scale=0.5, output_scale=1.0, filter_scales=[0.25],
                             input_zp=0, output_zp=0, bias="INT32" if kind == "INT8" else "INT64", filter_type="INT8")
             run_case("TRANSPOSE_CONV", case)
+
+
+@pytest.mark.parametrize("kind, bias", [("INT8", "INT32"), ("INT16", "INT64"), ("INT16", "INT16"),
+                                        ("FLOAT32", "FLOAT32")])
+def test_transpose_conv_scratch_in_the_arena_plan(kind, bias):
+    """The int32 / int64 accumulator (and the widened int16 bias) TFLM requests: the plan's head
+    equals the wheel's."""
+    from planner_support import tflm_allocations
+    case = dict(kind=kind, bias=bias, batch=1, height=5, width=6, in_channels=3, out_channels=4, kernel_h=3,
+                kernel_w=3, stride_h=2, stride_w=2, padding="SAME", out_h=10, out_w=12, activation="NONE", seed=0,
+                style="uniform", extra_filter_depth=0, bias_slot="bias", bias_bits=10, per_channel=True,
+                input_scale=0.1, output_scale=0.2, filter_scales=[0.01, 0.02, 0.03, 0.04], input_zp=0, output_zp=0,
+                filter_type="FLOAT32" if kind == "FLOAT32" else "INT8")
+    data, _ = build_transpose_conv(case)
+    assert Interpreter.from_bytes(data).plan.arena_bytes == tflm_allocations(data)[0]
