@@ -513,9 +513,23 @@ def arena_bytes_needed(it: _Interpreter) -> dict[str, int]:
     # What AllocateTensors allocates in the tail only after planning.
     after_planning = (tail["io_tensor_structs"] + tail["io_quantization"] + tail["io_pointer_arrays"]
                       + tail["scratch_handles"])
+    before_planning = tail["total"] - after_planning
     temporaries = (_align(16 * (n_scratch + 12)) + _align(8 * len(it.model.subgraphs))
                    + _align(32 * (n_tensors + n_scratch)) + 40 * n_planned)
-    phases = {"final": plan.arena_bytes + tail["total"], "planning": tail["total"] - after_planning + temporaries}
+    # While an operator is prepared, its kernel reads temporary TfLiteTensors of its inputs and
+    # outputs (64 bytes each, plus the quantization struct and zero-point array of a quantized
+    # one), next to the scratch-request array; variables are not allocated yet.
+    largest_prepare = 0
+    for sg in it.model.subgraphs:
+        for op in sg.operators:
+            temps = 0
+            for ti in [i for i in op.inputs if i >= 0] + list(op.outputs):
+                q = sg.tensors[ti].quantization
+                temps += _align(64) + (_align(24) + _align(4 + 4 * q.zero_points.size) if q is not None else 0)
+            largest_prepare = max(largest_prepare, temps)
+    preparing = before_planning - tail["variable_tensors"] + _align(16 * (n_scratch + 12)) + largest_prepare
+    phases = {"final": plan.arena_bytes + tail["total"], "planning": before_planning + temporaries,
+              "preparing": preparing}
     phases["needed"] = max(phases.values())
     return phases
 

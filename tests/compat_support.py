@@ -137,3 +137,19 @@ def compare_transcripts(theirs: Transcript, ours: Transcript):
     assert [label for label, _ in ours.lines] == [label for label, _ in theirs.lines]
     for (label, want), (_, got) in zip(theirs.lines, ours.lines):
         assert got == want, f"{label}: LiteRT/TFLM gave {want!r}, microref's compat {got!r}"
+
+
+def accumulator_model() -> bytes:
+    """A stateful model: state += x in the resource variable "acc"; the output is the value read
+    before the update (so each invoke sees the previous ones until reset)."""
+    b = ModelBuilder()
+    q = dict(scale=0.5, zero_point=3)
+    x = b.input("x", [1, 3], "INT8", **q)
+    h = b.tensor("h", [], "RESOURCE")
+    old, new = b.tensor("old", [1, 3], "INT8", **q), b.tensor("new", [1, 3], "INT8", **q)
+    b.op("VAR_HANDLE", [], [h], shared_name="acc")
+    b.op("READ_VARIABLE", [h], [old])
+    b.op("ADD", [old, x], [new], fused_activation_function="NONE")
+    b.op("ASSIGN_VARIABLE", [h, new], [])
+    b.output(old)
+    return b.build()
