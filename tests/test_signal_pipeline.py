@@ -143,3 +143,28 @@ def test_front_end_of_every_signal_op_matches_tflm_call_after_call(kind):
         hops = [rng.integers(-32768, 32768, HOP).astype(np.int16) for _ in range(calls)]
     outcome = check_signal(front_end_model(), [[h] for h in hops], label="signal front end", stateful=True)
     assert outcome.compared, outcome.message
+
+
+def test_front_end_arena_plan_is_tflms():
+    # Rfft's scratch request (fft_length * sizeof(T)) is the only one the signal kernels make.
+    import os
+    import re
+    import tempfile
+
+    from interp import Interpreter
+    runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime",
+                                  reason="tflite-micro (the oracle) is not installed")
+    data = front_end_model()
+    ref = runtime.Interpreter.from_bytes(data, arena_size=16 << 20)
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            ref.print_allocations()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        head = re.search(rb"Arena allocation head (\d+) bytes", tmp.read())
+    assert head is not None
+    assert Interpreter.from_bytes(data).plan.arena_bytes == int(head.group(1))
