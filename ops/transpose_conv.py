@@ -20,6 +20,7 @@ refused.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,8 @@ OUTPUT_SHAPE, FILTER, INPUT, BIAS = 0, 1, 2, 3
 # The accumulator (scratch) element type of each kernel, and the type the bias is read as.
 _SCRATCH_TYPE = {"INT8": np.int32, "INT16": np.int64}
 _BIAS_TYPE = {"FLOAT32": np.float32, "INT8": np.int32, "INT16": np.int64}
+# Bytes of per-tap contributions the integer fast path holds at once.
+_CONTRIBUTION_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,11 @@ class TransposeConv(OpKernel):
         # adds (Z/2^32 is a ring).
         x = x.astype(np.int64) + p.input_offset
         if fast:
-            acc = _integer_accumulate(p, x, self.tap_matmul, self.filter.shape, out_hw)
+            # Every tap's contribution of every pixel is held at once: a few batches at a time.
+            per_batch = math.prod(x.shape[1:3]) * math.prod(self.filter.shape[:3]) * 8
+            step = max(1, _CONTRIBUTION_BYTES // max(per_batch, 1))
+            acc = np.concatenate([_integer_accumulate(p, x[b:b + step], self.tap_matmul, self.filter.shape, out_hw)
+                                  for b in range(0, x.shape[0], step)])
         else:
             acc = scatter_reference(p, x, self.filter.astype(np.int64), out_hw, np.int64)
         return fp.wrap_int32(acc) if p.kind == "INT8" else acc

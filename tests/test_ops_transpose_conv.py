@@ -226,3 +226,18 @@ def _blas_order(x, w, out_hw, stride, p):
                     if 0 <= oy < out_hw[0] and 0 <= ox < out_hw[1]:
                         acc[:, oy, ox] += contrib[:, fy, fx]
     return acc
+
+
+def test_integer_fast_path_in_pieces_equals_the_reference(monkeypatch):
+    """The integer fast path holds its per-tap contributions a few batches at a time."""
+    import ops.transpose_conv as tc
+    monkeypatch.setattr(tc, "_CONTRIBUTION_BYTES", 1)  # one batch at a time
+    rng = np.random.default_rng(5)
+    w = rng.integers(-128, 128, (3, 3, 2, 4)).astype(np.int8)
+    data = model([2, 4, 5, 4], w, [2, 8, 10, 3], kind="INT8", stride=(2, 2), bias=np.arange(3, dtype=np.int32),
+                 bias_type="INT32", q_in=dict(scale=0.5, zero_point=3), q_w=dict(scale=[0.1, 0.2, 0.3], zero_point=0),
+                 q_out=dict(scale=2.0, zero_point=-1))
+    kernel = Interpreter.from_bytes(data).kernels[0]
+    x = rng.integers(-128, 128, (3, 2, 4, 5, 4)).astype(np.int8)
+    args = [None, None, x, None]
+    assert kernel.eval(args)[0].tobytes() == kernel.eval_reference(args)[0].tobytes()
