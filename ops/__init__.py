@@ -27,3 +27,4 @@ from . import cast  # noqa: F401
 from . import data_movement  # noqa: F401
 from . import gather  # noqa: F401
 from . import detection_postprocess  # noqa: F401
+from . import svdf  # noqa: F401
