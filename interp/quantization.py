@@ -33,10 +33,9 @@ from .model import Tensor
 
 __all__ = ["dequantize", "quantize"]
 
-# The integer types TFLM's QUANTIZE writes from float32 (and their ranges), and those its
-# DEQUANTIZE reads.
-QUANTIZE_OUTPUT_TYPES = {np.dtype(np.int8): (-128, 127), np.dtype(np.int16): (-32768, 32767),
-                         np.dtype(np.int32): (fp.INT32_MIN, fp.INT32_MAX), np.dtype(np.uint8): (0, 255)}
+# The integer types TFLM's QUANTIZE writes from float32 (and their ranges; its Eval has no float32
+# -> int32 or uint8 kernel), and those its DEQUANTIZE reads.
+QUANTIZE_OUTPUT_TYPES = {np.dtype(np.int8): (-128, 127), np.dtype(np.int16): (-32768, 32767)}
 DEQUANTIZE_INPUT_TYPES = (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.uint8))
 
 
@@ -81,11 +80,12 @@ def quantize(x_float, details: Mapping[str, Any] | Tensor) -> np.ndarray:
     ``x_float`` is converted to float32 first (the QUANTIZE input is a float32 tensor). NaN and
     values beyond int32 after the division become INT32_MIN before the zero point is added, as
     x86's conversion makes them, so they end at the type's minimum. Returns an array of the
-    details' dtype (int8, int16, int32 or uint8) and of ``x_float``'s shape.
+    details' dtype (int8 or int16, the types TFLM's float32 QUANTIZE writes) and of ``x_float``'s
+    shape.
     """
     dtype, scale, zero_point = _parameters(details, "quantize")
     if dtype not in QUANTIZE_OUTPUT_TYPES:
-        raise ValueError(f"quantize: TFLM's QUANTIZE writes int8, int16, int32 or uint8 from float32, not {dtype}")
+        raise ValueError(f"quantize: TFLM's QUANTIZE writes int8 or int16 from float32, not {dtype}")
     low, high = QUANTIZE_OUTPUT_TYPES[dtype]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         quotient = np.asarray(x_float, np.float32) / scale
