@@ -5,19 +5,54 @@ operator's reference kernel (``ops.reference``) on the same inputs, recording ev
 array, and tells the chosen element's story from those numbers: the taps it reads, the
 accumulator, the bias, each rounding of the requantization, the clamp. It checks that the story
 ends in the value the interpreter produced.
+
+Stories are written for FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (int8, 16x8), AVERAGE_POOL_2D,
+MAX_POOL_2D, SOFTMAX (int8 input), ADD, SUB, MUL (int8, int16), QUANTIZE and RELU (int8, int16);
+other operators get their prepared parameters and the input values at the same position.
+
+``numerics=`` (a ``Numerics`` variant, e.g. ``Numerics(rounding="single")``) tells the story the
+variant computes for the same element, on the same op inputs, and sets it beside TFLM's value:
+the one-element proof of a ``compare`` *why*.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
+from ops import fixedpoint as fp
 from ops import reference
+from ops import registry as reg
+from ops.reference.elementwise import ArithmeticParams, RequantizeParams
+from ops.registry import Numerics
 
 from ..errors import InputError, where
 from ..runtime.inputs import random_inputs
 
 MAX_TAPS_SHOWN = 12
+
+# The --numerics choices of `microref explain`, and the label each variant has in `compare`.
+NUMERICS_CHOICES = {
+    "tflm": Numerics(),
+    "single": Numerics(rounding="single"),
+    "float32-scales": Numerics(scale_precision="float32"),
+    "single+float32-scales": Numerics(rounding="single", scale_precision="float32"),
+}
+NUMERICS_LABELS = {
+    "tflm": "TFLM (the pinned wheel: double rounding, scales in double)",
+    "single": "single rounding (TFLITE_SINGLE_ROUNDING)",
+    "float32-scales": "float32 scale arithmetic (older TFLM builds)",
+    "single+float32-scales": "single rounding + float32 scales",
+}
+
+
+def numerics_name(numerics: Numerics) -> str:
+    """The --numerics name of a variant ("tflm" for the defaults)."""
+    for name, n in NUMERICS_CHOICES.items():
+        if n == numerics:
+            return name
+    raise ValueError(f"no --numerics name for {numerics}")
 
 
 @dataclass
@@ -25,9 +60,11 @@ class Explanation:
     op_index: int
     op_name: str
     coords: tuple[int, ...]
-    value: int | float
+    value: int | float              # what the story's numerics compute (TFLM's value by default)
     lines: list[str] = field(default_factory=list)
     values: dict = field(default_factory=dict)  # named intermediate numbers, for tests and tools
+    numerics: str = "tflm"          # the variant the story is told in
+    tflm_value: int | float | None = None  # TFLM's value for the element (microref's default numerics)
 
     @property
     def text(self) -> str:
@@ -38,27 +75,62 @@ def _row(label: str, value, note: str = "") -> str:
     return f"  {label:44s} = {value}" + (f"   ({note})" if note else "")
 
 
+def _exact(x: int, multiplier: int, shift: int) -> str:
+    """x·M·2^(shift-31) as an exact decimal (enough digits to see a tie)."""
+    v = Fraction(int(x) * int(multiplier)) * Fraction(2) ** (int(shift) - 31)
+    return f"{float(v):.6f}" if v.denominator != 1 else str(v.numerator)
+
+
+def _mbqm_story(e: Explanation, x: int, multiplier: int, shift: int, rounding: str, what: str = "acc",
+                key: str = "") -> int:
+    """MultiplyByQuantizedMultiplier(x, M, shift) of one value, each rounding written out."""
+    x = int(x)
+    e.lines.append(_row(f"exact {what}·M·2^(shift-31)", _exact(x, multiplier, shift),
+                        "the real product both roundings approximate"))
+    if rounding == "single":
+        total = 31 - shift
+        scaled = int(fp.multiply_by_quantized_multiplier_single_rounding(np.int64(x), multiplier, shift))
+        e.lines.append(_row(f"({what}·M + 2^{total - 1}) >> {total}", scaled,
+                            "single rounding: one rounding of the exact product, ties up"))
+        e.values.setdefault(f"{key}scaled", scaled)
+        return scaled
+    left, right = max(shift, 0) & 31, max(-shift, 0)
+    shifted = int(fp.wrap_int32(np.int64(x) << left))
+    high = int(fp.saturating_rounding_doubling_high_mul(np.int64(shifted), multiplier))
+    scaled = int(fp.rounding_divide_by_pot(np.int64(high), right))
+    if left:
+        e.lines.append(_row(f"{what} << {left} (int32 multiply, wraps)", shifted))
+    e.lines += [
+        _row("SaturatingRoundingDoublingHighMul(., M)", high, "round(x*M / 2^31), ties up"),
+        _row(f"RoundingDivideByPOT(., {right})", scaled, "ties away from zero"),
+    ]
+    e.values.setdefault(f"{key}shifted", shifted)
+    e.values.setdefault(f"{key}srdhm", high)
+    e.values.setdefault(f"{key}scaled", scaled)
+    return scaled
+
+
 def _requant_story(e: Explanation, steps: dict, at: tuple, channel: int, q) -> int:
-    """The requantization of one element, every number read from the reference kernel's steps."""
+    """The requantization of one accumulator, every rounding written out and checked against the
+    reference kernel's recorded steps."""
     value = {name: int(np.asarray(a)[at]) for name, a in steps.items() if isinstance(a, np.ndarray)}
     multiplier, shift = int(q.output_multiplier[channel]), int(q.output_shift[channel])
     real = multiplier * 2.0 ** (shift - 31)
-    e.lines.append(f"requantize: multiplier M = {multiplier}, shift = {shift}  (real scale M*2^(shift-31) = {real:.9g})")
-    if "shifted" in value:
-        left, right = max(shift, 0), max(-shift, 0)
-        e.lines += [
-            _row(f"acc << {left} (int32 multiply, wraps)", value["shifted"]),
-            _row("SaturatingRoundingDoublingHighMul(., M)", value["high"], "round(x*M / 2^31), ties up"),
-            _row(f"RoundingDivideByPOT(., {right})", value["scaled"], "ties away from zero"),
-        ]
+    e.lines.append(f"requantize: multiplier M = {multiplier}, shift = {shift}  "
+                   f"(real scale M*2^(shift-31) = {real:.9g})")
+    if q.int64_accumulator:
+        e.lines.append(_row("MultiplyByQuantizedMultiplier(acc, M, shift)", value["scaled"],
+                            "int64 accumulator: M cut to 15 bits"))
+        scaled = value["scaled"]
     else:
-        how = "int64 accumulator: M cut to 15 bits" if q.int64_accumulator else "single rounding"
-        e.lines.append(_row("MultiplyByQuantizedMultiplier(acc, M, shift)", value["scaled"], how))
+        scaled = _mbqm_story(e, value["accumulator"], multiplier, shift, q.rounding)
+        if scaled != value["scaled"]:
+            e.lines.append(f"!! the written-out rounding gives {scaled}, the reference kernel {value['scaled']}")
     e.lines += [
         _row(f"+ output zero point {q.output_offset}", value["with_offset"]),
         _row(f"clamp to [{q.activation_min}, {q.activation_max}]", value["output"]),
     ]
-    e.values.update(shifted=value.get("shifted"), srdhm=value.get("high"), rdbpot=value["scaled"],
+    e.values.update(shifted=e.values.get("shifted"), srdhm=e.values.get("srdhm"), rdbpot=value["scaled"],
                     with_zero_point=value["with_offset"], output=value["output"], multiplier=multiplier, shift=shift)
     return value["output"]
 
@@ -81,6 +153,15 @@ def _accumulator_story(e: Explanation, steps: dict, at: tuple, bias, channel: in
         e.lines.append(_row("int32 overflow wraps it to", acc))
     e.values.update(accumulator=total, bias=b, acc_plus_bias=acc)
 
+
+def _input(it, op, i):
+    ti = op.inputs[i] if i < len(op.inputs) else -1
+    if ti < 0:
+        return None
+    return np.asarray(it.tensor(ti))
+
+
+# ----------------------------------------------------------------------------- the stories
 
 def _explain_fully_connected(e, it, op, k, coords):
     p = k.params
@@ -115,7 +196,8 @@ def _explain_conv(e, it, op, k, coords, depthwise: bool):
     e.lines.append(f"output ({b}, {oy}, {ox}, channel {oc}); window origin (y={oy * p.stride_height - p.padding_top}, "
                    f"x={ox * p.stride_width - p.padding_left}), stride ({p.stride_height}, {p.stride_width}), "
                    f"dilation ({p.dilation_height_factor}, {p.dilation_width_factor}), padding top/left "
-                   f"{p.padding_top}/{p.padding_left}; input zero point {-p.input_offset}; out-of-image taps are skipped")
+                   f"{p.padding_top}/{p.padding_left}; input zero point {-p.input_offset}; "
+                   f"out-of-image taps are skipped")
     taps, skipped = [], 0
     filter_depth = w.shape[3]
     for fy in range(w.shape[1]):
@@ -140,13 +222,242 @@ def _explain_conv(e, it, op, k, coords, depthwise: bool):
     return _requant_story(e, steps, coords, oc, p.requantize)
 
 
-def explain(it, op_index: int, coords, inputs=None) -> Explanation:
-    """Recompute one output element of operator ``op_index`` step by step."""
+def _explain_pool(e, it, op, k, coords, average: bool):
+    p = k.params
+    b, oy, ox, c = coords
+    x = it.tensor(op.inputs[0])
+    steps: dict = {}
+    (reference.average_pool if average else reference.max_pool)(p, x[None], steps=steps)
+    h, w = x.shape[1:3]
+    taps = []
+    for fy in range(p.filter_height):
+        for fx in range(p.filter_width):
+            iy, ix = oy * p.stride_height - p.padding_top + fy, ox * p.stride_width - p.padding_left + fx
+            if 0 <= iy < h and 0 <= ix < w:
+                taps.append((iy, ix, int(x[b, iy, ix, c])))
+    e.lines.append(f"output ({b}, {oy}, {ox}, channel {c}); window {p.filter_height}x{p.filter_width} from "
+                   f"(y={oy * p.stride_height - p.padding_top}, x={ox * p.stride_width - p.padding_left}), stride "
+                   f"({p.stride_height}, {p.stride_width}); {len(taps)} taps inside the image (the others are "
+                   f"skipped, not padded)")
+    shown = ", ".join(f"[{iy},{ix}]={v}" for iy, ix, v in taps[:MAX_TAPS_SHOWN])
+    more = len(taps) - MAX_TAPS_SHOWN
+    e.lines.append(f"  taps: {shown}" + (f", … {more} more" if more > 0 else ""))
+    at = tuple(coords)  # the reference pools over (samples·batches, H, W, C): one sample here
+    if average:
+        total, count = int(steps["sum"][at]), int(steps["count"][at])
+        avg = int(steps["average"][at])
+        rounded = total + count // 2 if total > 0 else total - count // 2
+        e.lines += [
+            _row("sum of the taps (int32)", total),
+            _row("count", count),
+            _row(f"sum {'+' if total > 0 else '-'} count/2", rounded, "rounds half away from zero"),
+            _row(f"/ {count} (C division, truncates toward zero)", avg),
+        ]
+        e.values.update(sum=total, count=count, average=avg)
+    else:
+        best = int(steps["max"][at])
+        e.lines.append(_row(f"max of the {len(taps)} taps", best))
+        e.values.update(max=best)
+    out = int(steps["output"][at])
+    e.lines.append(_row(f"clamp to [{p.activation_min}, {p.activation_max}] (fused activation)", out))
+    e.values["output"] = out
+    return out
+
+
+def _explain_softmax(e, it, op, k, coords):
+    p = k.params
+    x = it.tensor(op.inputs[0])
+    steps: dict = {}
+    reference.softmax_int8(p, x[None], steps=steps)
+    at = (0,) + tuple(coords)
+    row_at = at[:-1]
+    row = x[tuple(coords[:-1])].astype(np.int64)
+    v = {name: np.asarray(a) for name, a in steps.items()}
+    e.lines.append(f"row {tuple(coords[:-1])} of {row.size} values, element {coords[-1]}: "
+                   + ", ".join(str(int(r)) for r in row[:16]) + (", …" if row.size > 16 else ""))
+    e.lines.append(f"input multiplier M = {p.input_multiplier}, left shift {p.input_left_shift}, diff_min "
+                   f"{p.diff_min} (beta·input scale·2^26 as QuantizeMultiplierGreaterThanOne)")
+    diff = int(v["diff"][at])
+    e.lines += [
+        _row("max_in_row", int(v["max_in_row"][row_at + (0,)])),
+        _row("diff = input - max_in_row", diff),
+    ]
+    if diff < p.diff_min:
+        e.lines.append(_row(f"diff < diff_min ({p.diff_min}): the exp is 0, output", int(v["output"][at])))
+    else:
+        exp = int(v["exp_in_0"][at])
+        e.lines += [
+            _row(f"SRDHM(diff << {p.input_left_shift}, M)", int(v["input_diff_rescaled"][at]), "Q5.26 scaled diff"),
+            _row("exp_on_negative_values(.)", exp, f"Q0.31: {exp / 2 ** 31:.6f}"),
+        ]
+    terms = fp.rounding_divide_by_pot(v["exp_in_0"][row_at], reference.softmax.ACCUMULATION_INTEGER_BITS)
+    e.lines.append("  row's exps >> 12 (Q12.19 terms): " + ", ".join(str(int(t)) for t in terms[:12])
+                   + (", …" if terms.size > 12 else ""))
+    total = int(v["sum_of_exps"][row_at + (0,)])
+    e.lines += [
+        _row("sum_of_exps", total, f"Q12.19: {total / 2 ** 19:.6f}"),
+        _row("GetReciprocal: shifted_scale", int(v["shifted_scale"][row_at + (0,)])),
+        _row("GetReciprocal: num_bits_over_unit", int(v["num_bits_over_unit"][row_at + (0,)])),
+    ]
+    if diff >= p.diff_min:
+        exponent = int(v["exponent"][row_at + (0,)])
+        unsat = int(v["unsat_output"][at])
+        lowest = -32768 if p.output_bits == 16 else -128
+        e.lines += [
+            _row(f"RDBPOT(SRDHM(shifted_scale, exp), {exponent})", unsat,
+                 f"num_bits_over_unit + 31 - {p.output_bits}"),
+            _row(f"+ {lowest}, clamp to the output type", int(v["output"][at])),
+        ]
+        e.values.update(exp_in_0=int(v["exp_in_0"][at]), unsat_output=unsat)
+    e.values.update(diff=diff, sum_of_exps=total, output=int(v["output"][at]))
+    return int(v["output"][at])
+
+
+def _broadcast_element(k, value: np.ndarray, which: int, coords: tuple) -> tuple[tuple, int]:
+    """The element of input ``which`` (0 or 1) that TFLM's loops pair with output ``coords``."""
+    shapes = k.shapes
+    if shapes.flat:
+        flat = int(np.ravel_multi_index(coords, shapes.out_shape)) if coords else 0
+        pos = np.unravel_index(flat, value.shape) if value.ndim else ()
+        return tuple(int(c) for c in pos), int(value.reshape(-1)[flat])
+    ext = shapes.a_shape if which == 0 else shapes.b_shape
+    rank = len(ext)
+    out_coords = (0,) * (rank - len(coords)) + tuple(coords)
+    pos = tuple(0 if d == 1 else c for c, d in zip(out_coords, ext))
+    own = pos[rank - value.ndim:] if value.ndim else ()
+    return own, int(value.reshape(ext)[pos])
+
+
+def _arithmetic_params(k) -> ArithmeticParams:
+    d = k.describe()
+    rounding = k.numerics.rounding
+    if k.op_name == "MUL":
+        return ArithmeticParams(d["input1_offset"], d["input2_offset"], d["output_offset"], d["multiplier"],
+                                d["shift"], d["act_min"], d["act_max"], rounding=rounding)
+    return ArithmeticParams(d["input1_offset"], d["input2_offset"], d["output_offset"], d["output_multiplier"],
+                            d["output_shift"], d["act_min"], d["act_max"], d["left_shift"], d["input1_multiplier"],
+                            d["input1_shift"], d["input2_multiplier"], d["input2_shift"], rounding=rounding)
+
+
+def _explain_arithmetic(e, it, op, k, coords):
+    p = _arithmetic_params(k)
+    (pos1, x1), (pos2, x2) = (_broadcast_element(k, _input(it, op, i), i, coords) for i in (0, 1))
+    steps: dict = {}
+    fn = {"ADD": reference.add, "SUB": reference.sub, "MUL": reference.mul}[op.op_name]
+    out = int(fn(p, np.int64(x1), np.int64(x2), steps=steps))
+    s = {name: int(a) for name, a in steps.items()}
+    e.lines.append(f"input1{list(pos1)} = {x1}, input2{list(pos2)} = {x2}"
+                   + ("" if k.shapes.flat else "  (broadcast: dims of size 1 repeat)"))
+    e.lines += [_row(f"input1 + input1_offset ({p.input1_offset})", s["input1_val"]),
+                _row(f"input2 + input2_offset ({p.input2_offset})", s["input2_val"])]
+    if op.op_name == "MUL":
+        e.lines.append(_row("product (int32)", s["product"]))
+        e.lines.append(f"requantize: M = {p.output_multiplier}, shift = {p.output_shift} (s1·s2/s_out)")
+        _mbqm_story(e, s["product"], p.output_multiplier, p.output_shift, p.rounding, "product")
+    else:
+        sign = "+" if op.op_name == "ADD" else "-"
+        for i, (m, sh) in enumerate(((p.input1_multiplier, p.input1_shift), (p.input2_multiplier, p.input2_shift)), 1):
+            e.lines.append(_row(f"input{i}_val << {p.left_shift}", s[f"shifted_input{i}_val"]))
+            e.lines.append(f"  rescale input{i}: M = {m}, shift = {sh} (s{i} / (2·max(s1, s2)))")
+            got = _mbqm_story(e, s[f"shifted_input{i}_val"], m, sh, p.rounding, f"x{i}", key=f"input{i}_")
+            if got != s[f"scaled_input{i}_val"]:
+                e.lines.append(f"!! written out {got}, reference kernel {s[f'scaled_input{i}_val']}")
+        e.lines.append(_row(f"raw_{'sum' if sign == '+' else 'sub'} = scaled1 {sign} scaled2", s["raw"]))
+        e.lines.append(f"requantize: M = {p.output_multiplier}, shift = {p.output_shift} "
+                       f"(2·max(s1, s2) / (2^{p.left_shift}·s_out))")
+        _mbqm_story(e, s["raw"], p.output_multiplier, p.output_shift, p.rounding, "raw")
+    e.lines += [
+        _row(f"+ output_offset {p.output_offset}", s["raw_output"]),
+        _row(f"clamp to [{p.quantized_activation_min}, {p.quantized_activation_max}]", out),
+    ]
+    e.values.update({name: val for name, val in s.items()})
+    return out
+
+
+def _explain_requantize(e, it, op, k, coords):
+    """QUANTIZE int -> int (reference_ops::Requantize) and quantized RELU (ReluQuantized)."""
+    d = k.describe()
+    x = int(_input(it, op, 0)[tuple(coords)])
+    rounding = k.numerics.rounding
+    if op.op_name == "QUANTIZE":
+        lo, hi = k.output_min, k.output_max
+        p = RequantizeParams(d["input_zero_point"], d["output_zero_point"], d["multiplier"], d["shift"], lo, hi,
+                             rounding)
+        clamp_note = f"the output type's range [{lo}, {hi}]"
+    else:
+        p = RequantizeParams(d["input_offset"], d["output_offset"], d["multiplier"], d["shift"], d["act_min"],
+                             d["act_max"], rounding)
+        clamp_note = f"[max(qmin, output zero point), qmax] = [{p.output_min}, {p.output_max}]"
+    steps: dict = {}
+    out = int(reference.requantize_elementwise(p, np.int64(x), steps=steps))
+    s = {name: int(a) for name, a in steps.items()}
+    e.lines += [f"input = {x}; multiplier M = {p.multiplier}, shift = {p.shift} (s_in / s_out)",
+                _row(f"input - input zero point ({p.input_zero_point})", s["diff"])]
+    _mbqm_story(e, s["diff"], p.multiplier, p.shift, rounding, "diff")
+    e.lines += [_row(f"+ output zero point {p.output_zero_point}", s["raw_output"]),
+                _row(f"clamp to {clamp_note}", out)]
+    e.values.update(s)
+    return out
+
+
+def _explain_affine_quantize(e, it, op, k, coords):
+    """QUANTIZE float32 -> int: roundf(x / scale) + zero point, clamped (reference_ops::AffineQuantize)."""
+    x = np.float32(_input(it, op, 0)[tuple(coords)])
+    scale = np.float32(k.output_scale)
+    with np.errstate(all="ignore"):
+        quotient = np.float32(x / scale)
+    out = int(k.affine_quantize(np.asarray([x]))[0])
+    e.lines += [_row("input (float32)", repr(float(x))),
+                _row(f"/ scale {float(scale)!r} (float32 division)", repr(float(quotient))),
+                _row("roundf (half away from zero)", int(fp.tflite_round(quotient))),
+                _row(f"+ zero point {k.output_zero_point}, clamp to [{k.output_min}, {k.output_max}]", out)]
+    e.values.update(quotient=float(quotient), output=out)
+    return out
+
+
+def _story(e, it, op, kernel, coords):
+    """The story for this operator, or None when none is written for it."""
+    kind = getattr(kernel, "kind", None)
+    name = op.op_name
+    if name == "FULLY_CONNECTED" and kind in ("INT8", "INT16"):
+        return _explain_fully_connected(e, it, op, kernel, coords)
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D") and kind in ("INT8", "INT16"):
+        return _explain_conv(e, it, op, kernel, coords, depthwise=name == "DEPTHWISE_CONV_2D")
+    if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D") and kind in ("INT8", "INT16"):
+        return _explain_pool(e, it, op, kernel, coords, average=name == "AVERAGE_POOL_2D")
+    if name == "SOFTMAX" and kind in (("INT8", "INT8"), ("INT8", "INT16")):
+        return _explain_softmax(e, it, op, kernel, coords)
+    if name in ("ADD", "SUB", "MUL") and kind in ("INT8", "INT16"):
+        return _explain_arithmetic(e, it, op, kernel, coords)
+    if name == "QUANTIZE" and kind in ("INT8", "INT16", "UINT8"):
+        return _explain_requantize(e, it, op, kernel, coords)
+    if name == "QUANTIZE" and kind == "FLOAT32":
+        return _explain_affine_quantize(e, it, op, kernel, coords)
+    if name == "RELU" and kind in ("INT8", "INT16"):
+        return _explain_requantize(e, it, op, kernel, coords)
+    return None
+
+
+def _variant_kernel(it, op, numerics: Numerics):
+    cls = reg.kernel_class(op)
+    return cls(reg.PrepareContext(op, it.tensors, numerics))
+
+
+def explain(it, op_index: int, coords, inputs=None, numerics: Numerics | str | None = None) -> Explanation:
+    """Recompute one output element of operator ``op_index`` step by step.
+
+    ``numerics``: a ``Numerics`` variant or its --numerics name ("single", "float32-scales",
+    "single+float32-scales"; "tflm" or None for TFLM's own arithmetic). The story is then the
+    variant's on the same op inputs, and ends with the variant's value beside TFLM's."""
     ops = it.subgraph.operators
     if not 0 <= op_index < len(ops):
         raise InputError(f"no operator {op_index}; the model has {len(ops)}")
+    if isinstance(numerics, str):
+        if numerics not in NUMERICS_CHOICES:
+            raise InputError(f"--numerics takes one of {', '.join(NUMERICS_CHOICES)}; got {numerics!r}")
+        numerics = NUMERICS_CHOICES[numerics]
+    numerics = numerics or Numerics()
     op = ops[op_index]
-    kernel = it.kernels[op_index]
     out_t = it.tensors[op.outputs[0]]
     coords = tuple(int(c) for c in coords)
     if len(coords) != len(out_t.shape) or any(not 0 <= c < d for c, d in zip(coords, out_t.shape)):
@@ -155,25 +466,38 @@ def explain(it, op_index: int, coords, inputs=None) -> Explanation:
     if inputs is None:
         inputs = random_inputs(it, np.random.default_rng(0))
     it.run(inputs, keep=True)
-    actual = it.tensor(op.outputs[0])[coords]
-    e = Explanation(op_index, op.display_name, coords, actual.item())
-    e.lines.append(f"{where(op_index, op.display_name, out_t)}, element {coords}")
-    kind = getattr(kernel, "kind", None)
-    if op.op_name == "FULLY_CONNECTED" and kind in ("INT8", "INT16"):
-        story = _explain_fully_connected(e, it, op, kernel, coords)
-    elif op.op_name in ("CONV_2D", "DEPTHWISE_CONV_2D") and kind in ("INT8", "INT16"):
-        story = _explain_conv(e, it, op, kernel, coords, depthwise=op.op_name == "DEPTHWISE_CONV_2D")
+    actual = it.tensor(op.outputs[0])[coords].item()  # microref's value: TFLM's, with the default numerics
+    variant = numerics != it.numerics
+    kernel = _variant_kernel(it, op, numerics) if variant else it.kernels[op_index]
+    if variant:
+        # What the variant's kernel gives for the element, on the same op inputs.
+        ins = it.op_inputs(op, it.tensor)
+        value = np.asarray(kernel.eval(ins)[0])[0][coords].item()
     else:
-        story = None
+        value = actual
+    name = numerics_name(numerics)
+    e = Explanation(op_index, op.display_name, coords, value, numerics=name, tflm_value=actual)
+    e.lines.append(f"{where(op_index, op.display_name, out_t)}, element {coords}"
+                   + (f"; arithmetic of {NUMERICS_LABELS[name]}" if variant else ""))
+    story = _story(e, it, op, kernel, coords)
+    if story is None:
         e.lines.append("step-by-step arithmetic is not written out for this operator; its prepared parameters:")
         for key, v in (kernel.describe() or {}).items():
             e.lines.append(f"  {key} = {v}")
         for i, ti in enumerate(op.inputs):
             if ti >= 0 and it.tensors[ti].shape == out_t.shape:
                 e.lines.append(f"  input {i} at the same position = {it.tensor(ti)[coords]}")
-    e.lines.append(f"output value = {actual.item()}")
+    if variant:
+        same = value == actual
+        delta = "" if same or not isinstance(value, int) else f" ({value - actual:+d} LSB)"
+        e.lines.append(f"{NUMERICS_LABELS[name]} computes {value}; TFLM computes {actual}"
+                       + (" — the same value here" if same else f" — they differ{delta}"))
+        if numerics.scale_precision != it.numerics.scale_precision and story is not None:
+            e.lines.append("(float32 scale arithmetic changes the prepared multipliers above, not the roundings)")
+    else:
+        e.lines.append(f"output value = {actual}")
     if story is not None:
-        if story != actual.item():
-            e.lines.append(f"!! the step-by-step result {story} differs from the kernel's {actual.item()}")
-        e.values["matches_kernel"] = story == actual.item()
+        if story != value:
+            e.lines.append(f"!! the step-by-step result {story} differs from the kernel's {value}")
+        e.values["matches_kernel"] = story == value
     return e

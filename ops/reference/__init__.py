@@ -12,10 +12,11 @@ Ops whose kernel has no fast path (elementwise, activations, shape ops, ...) are
 reference: their ``eval`` is the plain formula.
 """
 from .conv import conv_2d, depthwise_conv_2d
+from .elementwise import add, mul, requantize_elementwise, sub
 from .fully_connected import fully_connected
 from .pooling import average_pool, max_pool
 from .requantize import requantize
 from .softmax import softmax_int8
 
-__all__ = ["average_pool", "conv_2d", "depthwise_conv_2d", "fully_connected", "max_pool", "requantize",
-           "softmax_int8"]
+__all__ = ["add", "average_pool", "conv_2d", "depthwise_conv_2d", "fully_connected", "max_pool", "mul", "requantize",
+           "requantize_elementwise", "softmax_int8", "sub"]

@@ -33,7 +33,10 @@ def _taps(p: PoolParams, images: np.ndarray):
             yield values, inside
 
 
-def average_pool(p: PoolParams, input: np.ndarray) -> np.ndarray:
+def average_pool(p: PoolParams, input: np.ndarray, steps: dict | None = None) -> np.ndarray:
+    """With ``steps`` (a dict), the int kernels record ``sum`` (the int32 sum of the in-image taps),
+    ``count`` (how many, per output position), ``average`` (after the rounded division) and
+    ``output`` (clamped), for ``explain``."""
     images = input.reshape((-1,) + input.shape[-3:])
     shape = (images.shape[0], p.output_height, p.output_width, images.shape[3])
     floating = p.kind == "FLOAT32"
@@ -50,10 +53,14 @@ def average_pool(p: PoolParams, input: np.ndarray) -> np.ndarray:
     total = fp.wrap_int32(total)  # TFLM's int32 accumulator
     count = count[None, :, :, None]
     average = fp.truncating_divide(fp.wrap_int32(np.where(total > 0, total + count // 2, total - count // 2)), count)
-    return np.minimum(np.maximum(average, p.activation_min), p.activation_max)
+    output = np.minimum(np.maximum(average, p.activation_min), p.activation_max)
+    if steps is not None:
+        steps.update(sum=total, count=np.broadcast_to(count, total.shape), average=average, output=output)
+    return output
 
 
-def max_pool(p: PoolParams, input: np.ndarray) -> np.ndarray:
+def max_pool(p: PoolParams, input: np.ndarray, steps: dict | None = None) -> np.ndarray:
+    """With ``steps``, the int kernels record ``max`` (the largest in-image tap) and ``output``."""
     images = input.reshape((-1,) + input.shape[-3:])
     shape = (images.shape[0], p.output_height, p.output_width, images.shape[3])
     floating = p.kind == "FLOAT32"
@@ -63,4 +70,7 @@ def max_pool(p: PoolParams, input: np.ndarray) -> np.ndarray:
         best = np.where(inside[None, :, :, None] & (best < values), values, best).astype(best.dtype)
     if floating:
         return clamp_float(best, p.activation_min, p.activation_max)
-    return np.minimum(np.maximum(best, p.activation_min), p.activation_max)
+    output = np.minimum(np.maximum(best, p.activation_min), p.activation_max)
+    if steps is not None:
+        steps.update(max=best, output=output)
+    return output

@@ -19,8 +19,14 @@ SCALED_DIFF_INTEGER_BITS = 5
 ACCUMULATION_INTEGER_BITS = 12
 
 
-def softmax_int8(p: SoftmaxParams, input: np.ndarray) -> np.ndarray:
-    """Over the last axis; the output has the input's shape (int64 values of the output type)."""
+def softmax_int8(p: SoftmaxParams, input: np.ndarray, steps: dict | None = None) -> np.ndarray:
+    """Over the last axis; the output has the input's shape (int64 values of the output type).
+
+    With ``steps`` (a dict), every intermediate array is recorded under its TFLM name, for
+    ``explain``: ``max_in_row``, ``diff``, ``input_diff_rescaled`` (MBQMGreaterThanOne),
+    ``exp_in_0`` (exp_on_negative_values, Q0.31; 0 below diff_min), ``sum_of_exps`` (Q12.19),
+    ``shifted_scale`` and ``num_bits_over_unit`` (GetReciprocal), ``exponent``, ``unsat_output``
+    and ``output``."""
     x = input.astype(np.int64)
     diff = x - x.max(axis=-1, keepdims=True)
     active = diff >= p.diff_min
@@ -33,4 +39,9 @@ def softmax_int8(p: SoftmaxParams, input: np.ndarray) -> np.ndarray:
     exponent = np.clip(num_bits_over_unit + 31 - p.output_bits, 0, 31)
     unsat = fp.rounding_divide_by_pot(fp.saturating_rounding_doubling_high_mul(shifted_scale, exps), exponent)
     lowest, highest = (-32768, 32767) if p.output_bits == 16 else (-128, 127)
-    return np.where(active, np.clip(unsat + lowest, lowest, highest), lowest)
+    output = np.where(active, np.clip(unsat + lowest, lowest, highest), lowest)
+    if steps is not None:
+        steps.update(max_in_row=x.max(axis=-1, keepdims=True), diff=diff, input_diff_rescaled=rescaled,
+                     exp_in_0=exps, sum_of_exps=sum_of_exps, shifted_scale=shifted_scale,
+                     num_bits_over_unit=num_bits_over_unit, exponent=exponent, unsat_output=unsat, output=output)
+    return output
