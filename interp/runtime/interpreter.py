@@ -451,8 +451,16 @@ class Interpreter:
         self._io = self._io_values([a[0] for a in arrays], outputs)
         return outputs
 
-    def run_batch(self, inputs, *, keep: bool = False, threads: int | None = None) -> list[np.ndarray]:
+    def run_batch(self, inputs, *, keep: bool = False, threads: int | None = None,
+                  chunk_size: int | None = None) -> list[np.ndarray]:
         """Run N samples at once: each input has a leading axis of N samples; so do the outputs.
+
+        ``chunk_size``: run at most this many samples at a time, so that no more than one chunk of
+        intermediate tensors is ever held (the outputs of all N are still returned; inputs may be
+        memory-mapped, ``np.load(..., mmap_mode="r")``, and are read a chunk at a time). The bytes
+        are the same as without it. Not with keep=True. ``tensor()`` then gives every sample's
+        outputs, and the inputs as read-only views of the arrays given (not copies). See also
+        ``run_iter``.
 
         The batch is split over ``threads`` worker threads (default: one per core when there are
         enough samples); numpy releases the GIL in the kernels, and every sample is independent,
@@ -467,6 +475,9 @@ class Interpreter:
         Afterwards ``tensor()`` gives the inputs' and outputs' values with their sample axis (and,
         with keep=True, every intermediate tensor's).
         """
+        if chunk_size is not None:
+            from .streaming import run_batch_chunked
+            return run_batch_chunked(self, inputs, chunk_size, keep=keep, threads=threads)
         arrays, n = self._gather_inputs(inputs, batched=True)
         if threads is None:
             # Threads pay off only when each one gets real work (tiny models: not at all).
@@ -495,6 +506,25 @@ class Interpreter:
         outputs = [self._output_value(0, env, ti, n) for ti in self.subgraph.outputs]
         self._io = self._io_values(arrays, outputs)
         return outputs
+
+    def run_iter(self, batches, *, chunk_size: int | None = None, threads: int | None = None):
+        """Run many samples a chunk at a time, yielding each chunk's outputs (a list in model order,
+        each with a leading sample axis) as it is done: memory holds one chunk, however many samples.
+
+        ``batches``: the inputs of one batch, as ``run_batch`` takes them (an array, a list of arrays
+        in model order, a dict by input name, each with a leading axis of samples; memory-mapped
+        arrays, ``np.load(..., mmap_mode="r")``, are read a chunk at a time) — cut into chunks of
+        ``chunk_size`` samples, one yield per chunk; or any iterable of such batches (a list, a
+        generator) — one yield per batch, a batch larger than ``chunk_size`` run a chunk at a time.
+
+        ``chunk_size`` defaults to what fits about 64 MB of the model's activations
+        (``interp.runtime.streaming.default_chunk_size``). The bytes are those of one ``run_batch``
+        over all the samples; stateful models start every sample from a fresh state, as there.
+        The inputs of one batch are checked (shape, dtype) before the iterator is returned; a
+        generator's batches as they come (the error names the batch).
+        """
+        from .streaming import run_iter
+        return run_iter(self, batches, chunk_size=chunk_size, threads=threads)
 
     def _io_values(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> dict[int, np.ndarray]:
         """The values ``tensor()`` gives after a call without keep=True: the model's inputs and
