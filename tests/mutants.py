@@ -13,12 +13,19 @@ types, quantization scales, zero points and dimensions.
 Every mutant must either load and run (on seeded random inputs) or raise a ``MicrorefError``
 subclass, within ``--timeout`` seconds of CPU time (or, for a mutant that runs, 1.5x the clean
 model's own time when that is longer; CPU time, because the machine may be busy with other work)
-and within ``--memory-mb`` of address space. Mutants run in a pool of
-worker processes with RLIMIT_AS set, so a hang (killed after ``--kill-after`` seconds), a crash or
-a blow-up is measured and reported as a violation instead of ending the run.
+and with a peak resident memory under ``--memory-mb`` (measured per mutant: the worker resets
+its high-water mark before each one). Mutants run in a pool of worker processes with RLIMIT_AS
+set to ``--address-space-mb`` as a backstop, so a hang (killed after ``--kill-after`` seconds), a
+crash or a blow-up is measured and reported as a violation instead of ending the run.
 
-The workers lower microref's size limits (``interp.verify``) to ``FUZZ_LIMITS`` so that a mutant
-within the limits fits the memory budget; the defaults are sized for real use.
+microref runs at its DEFAULT limits (``interp.verify``: MAX_TENSOR_ELEMENTS,
+MAX_ACTIVATION_BYTES, MAX_OPERAND_BYTES, and the 1 GiB memory budget MAX_MEMORY_BYTES): what a
+user gets is what is fuzzed. The report also gives, for the mutants that loaded, the largest
+ratio of measured memory to ``verify.memory_estimate`` (it must stay below 1 for the budget to
+mean anything).
+
+``--structured N`` adds N cases of every family of the structure-aware generator
+(tests/structured_fuzz.py: hand-built hostile models, not mutations) to the same campaign.
 """
 from __future__ import annotations
 
@@ -43,36 +50,48 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 DEFAULT_MODEL_DIRS = (REPO / "golden" / "models", REPO.parent / "shared" / "models")
-FUZZ_LIMITS = dict(max_tensor_elements=1 << 22, max_activation_bytes=64 << 20, max_operand_bytes=1 << 30)
+# The backstop address-space limit of a worker (RLIMIT_AS): well above the memory limit, since
+# numpy and BLAS reserve address space they never touch.
+ADDRESS_SPACE_MB = 3072
 
 
 # ------------------------------------------------------------------------------ one mutant
-def run_mutant(data: bytes, seed: int = 0) -> tuple[str, str]:
-    """Load ``data`` and run it on seeded random inputs: (outcome, detail).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def run_mutant(data: bytes, seed: int = 0) -> tuple[str, str, int]:
+    """Load ``data`` and run it on seeded random inputs: (outcome, detail, estimated bytes).
 
     outcome is "ran", the name of the MicrorefError subclass raised, or "escape:<Exception>"
-    for anything else (a bug).
+    for anything else (a bug) — including a message that spans lines (other than
+    UnsupportedOpError's list) or carries a control character. The estimate is
+    ``verify.memory_estimate`` of the model when it parsed, else 0.
     """
-    from interp import Interpreter, MicrorefError
+    from interp import Interpreter, MicrorefError, load_model, verify
     from interp.runtime.inputs import random_inputs
 
+    estimate = 0
     try:
-        it = Interpreter.from_bytes(data)
+        model = load_model(data)
+        estimate = verify.memory_estimate(model).total()
+        it = Interpreter(model)
         it.run(random_inputs(it, np.random.default_rng(seed)))
-        return "ran", ""
+        return "ran", "", estimate
     except MicrorefError as e:
         message = str(e)
         if "\n" in message and type(e).__name__ != "UnsupportedOpError":
-            return "escape:multi-line message", message
-        return type(e).__name__, message.split("\n")[0]
+            return "escape:multi-line message", message, estimate
+        if _CONTROL.search(message):
+            return "escape:control character in message", ascii(message)[:300], estimate
+        return type(e).__name__, message.split("\n")[0], estimate
     except Exception as e:  # noqa: BLE001 - every other exception is what we are hunting
         frames = traceback.extract_tb(e.__traceback__)
         ours = [f for f in frames if "/interp/" in f.filename or "/ops/" in f.filename] or frames
         at = f"{Path(ours[-1].filename).parent.name}/{Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else "?"
-        return f"escape:{type(e).__name__}", f"{at}: {str(e)[:200]}"
+        return f"escape:{type(e).__name__}", f"{at}: {str(e)[:200]}", estimate
 
 
-def misbehaving_runner(data: bytes, seed: int = 0) -> tuple[str, str]:
+def misbehaving_runner(data: bytes, seed: int = 0) -> tuple[str, str, int]:
     """run_mutant, except that b"hang" hangs and b"crash" kills the process (to test the pool)."""
     if data == b"hang":
         while True:
@@ -82,31 +101,53 @@ def misbehaving_runner(data: bytes, seed: int = 0) -> tuple[str, str]:
     return run_mutant(data, seed)
 
 
-def _worker(conn, memory_bytes: int, runner=run_mutant):
-    """Run mutants sent over ``conn`` until it closes; report outcome, time and peak RSS."""
+def _reset_peak_rss() -> bool:
+    """Reset this process's resident-memory high-water mark (Linux); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_kib(resettable: bool) -> int:
+    if resettable:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _worker(conn, address_space_bytes: int, runner=run_mutant):
+    """Run tasks sent over ``conn`` until it closes; report outcome, time and the peak RSS of each."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if memory_bytes:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    if address_space_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (address_space_bytes, address_space_bytes))
     import warnings
     warnings.simplefilter("ignore")
-    from interp import verify
     import ops  # noqa: F401  (import before timing the first mutant)
 
     conn.send("ready")
-    with verify.limits(**FUZZ_LIMITS):
-        while True:
-            try:
-                task = conn.recv()
-            except (EOFError, OSError):
-                return
-            if task is None:
-                return
-            task_id, data, seed = task
-            start, start_cpu = time.perf_counter(), time.process_time()
-            outcome, detail = runner(data, seed)
-            elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-            rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            conn.send((task_id, outcome, detail, elapsed, cpu, rss_kib))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        task_id, data, seed = task
+        resettable = _reset_peak_rss()
+        base_kib = _peak_rss_kib(resettable)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        outcome, detail, estimate = runner(data, seed)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        rss_kib = _peak_rss_kib(resettable)
+        conn.send((task_id, outcome, detail, elapsed, cpu, rss_kib, max(0, rss_kib - base_kib), estimate))
 
 
 @dataclasses.dataclass
@@ -116,16 +157,19 @@ class Result:
     detail: str
     seconds: float  # wall-clock time
     cpu_seconds: float  # the worker's CPU time (what the time limit applies to: the machine may be busy)
-    rss_kib: int  # the worker's peak RSS after this mutant (0 when it died)
+    rss_kib: int  # the worker's peak RSS during this task (0 when it died)
+    grew_kib: int = 0  # how far that peak rose above the worker's resident size before the task
+    estimate: int = 0  # verify.memory_estimate of the model in bytes, 0 when it did not parse
 
 
 class Pool:
-    """Worker processes that run mutants with a memory limit and a kill timeout."""
+    """Worker processes that run mutants with an address-space limit and a kill timeout."""
 
-    def __init__(self, workers: int = 2, memory_mb: int = 1024, kill_after: float = 20.0, runner=run_mutant):
+    def __init__(self, workers: int = 2, address_space_mb: int = ADDRESS_SPACE_MB, kill_after: float = 20.0,
+                 runner=run_mutant):
         self.ctx = get_context("spawn")
         self.runner = runner
-        self.memory = memory_mb << 20
+        self.memory = address_space_mb << 20
         self.kill_after = kill_after
         self.slots = [self._start() for _ in range(workers)]
 
@@ -177,9 +221,9 @@ class Pool:
                 task_id, elapsed = slot["task"], time.perf_counter() - slot["since"]
                 if slot["conn"] in ready:
                     try:
-                        tid, outcome, detail, seconds, cpu, rss = slot["conn"].recv()
+                        tid, outcome, detail, seconds, cpu, rss, grew, estimate = slot["conn"].recv()
                         slot["task"] = None
-                        yield Result(tid, outcome, detail, seconds, cpu, rss)
+                        yield Result(tid, outcome, detail, seconds, cpu, rss, grew, estimate)
                         continue
                     except (EOFError, OSError):
                         pass
@@ -282,7 +326,8 @@ def _value_for(loc, seed: Seed, buf: bytearray, rng) -> tuple[int | float, str]:
         return _pick(rng, [0, -1, -2, 1, old + 1, old * 2, old * 1000, 1 << 16, 1 << 24] + huge), "dim"
     if re.search(r"\.(inputs|outputs|intermediates)\[\d+\]$", path):
         return _pick(rng, [-1, -2, seed.tensors, seed.tensors - 1, seed.tensors + 1,
-                           int(rng.integers(max(1, seed.tensors))), old + 1, old - 1, 1 << 31, -(1 << 31)]), "tensor index"
+                           int(rng.integers(max(1, seed.tensors))), old + 1, old - 1, 1 << 31,
+                           -(1 << 31)]), "tensor index"
     if path.endswith(".buffer"):
         return _pick(rng, [0, seed.buffers, seed.buffers + 1, int(rng.integers(max(1, seed.buffers))),
                            old + 1, old - 1, (1 << 32) - 1]), "buffer index"
@@ -405,6 +450,10 @@ class Report:
     max_wall_seconds: float = 0.0
     max_rss_kib: int = 0
     max_rss_task: str = ""
+    # The largest measured growth / memory_estimate among tasks that grew by MEASURED_GROWTH_KIB
+    # or more (smaller growth is allocator noise next to the estimate's granularity).
+    max_memory_ratio: float = 0.0
+    max_memory_ratio_task: str = ""
     violations: list = dataclasses.field(default_factory=list)  # (kind, task label, detail, description)
     messages: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     wall_seconds: float = 0.0
@@ -418,7 +467,9 @@ class Report:
         lines.append(f"max CPU time per mutant: {self.max_seconds:.2f} s ({self.max_seconds_task}); "
                      f"max for a rejected mutant: {self.max_rejected_seconds:.2f} s; "
                      f"max wall-clock time: {self.max_wall_seconds:.2f} s")
-        lines.append(f"max worker RSS: {self.max_rss_kib / 1024:.0f} MiB ({self.max_rss_task})")
+        lines.append(f"max peak RSS of a task: {self.max_rss_kib / 1024:.0f} MiB ({self.max_rss_task})")
+        lines.append(f"max measured memory growth / verify.memory_estimate: {self.max_memory_ratio:.2f} "
+                     f"({self.max_memory_ratio_task or 'no task grew by 64 MiB or more'})")
         if self.baseline:
             slowest = max(self.baseline.items(), key=lambda kv: kv[1])
             lines.append(f"slowest clean model: {slowest[0]} {slowest[1]:.2f} s CPU")
@@ -452,12 +503,18 @@ def _message_kind(message: str) -> str:
     return message[:120]
 
 
+MEASURED_GROWTH_KIB = 64 << 10
+
+
 def campaign(seeds: list[Seed], count: int, seed: int = 0, workers: int = 2, timeout: float = 2.0,
              kill_after: float = 20.0, memory_mb: int = 1024, save: str | None = None,
-             progress=None) -> Report:
+             progress=None, extra=(), address_space_mb: int = ADDRESS_SPACE_MB) -> Report:
+    """``count`` mutants of ``seeds``, then the ``extra`` cases ((label, data, description), e.g.
+    from tests/structured_fuzz.py), each checked for an untyped error, a crash, a hang, more than
+    ``timeout`` s of CPU and a peak RSS over ``memory_mb``."""
     report = Report()
     start = time.perf_counter()
-    with Pool(workers, memory_mb, kill_after) as pool:
+    with Pool(workers, address_space_mb, kill_after) as pool:
         # The clean models' own times set the bar for mutants that still run.
         for r in pool.run((-1 - i, s.data, 0) for i, s in enumerate(seeds)):
             report.baseline[seeds[-1 - r.task_id].label] = r.cpu_seconds
@@ -472,6 +529,12 @@ def campaign(seeds: list[Seed], count: int, seed: int = 0, workers: int = 2, tim
                 if save:
                     _pending_data[i] = data
                 yield i, data, i
+            for j, (label, data, desc) in enumerate(extra):
+                i = count + j
+                described[i] = (label, desc)
+                if save:
+                    _pending_data[i] = data
+                yield i, data, i
 
         _pending_data: dict[int, bytes] = {}
         for r in pool.run(tasks()):
@@ -482,7 +545,7 @@ def campaign(seeds: list[Seed], count: int, seed: int = 0, workers: int = 2, tim
             report.by_model[label][r.outcome] += 1
             if r.outcome != "ran":
                 report.messages[f"{r.outcome}: {_message_kind(r.detail)}"] += 1
-            tag = f"mutant {r.task_id} of {label}"
+            tag = f"mutant {r.task_id} of {label}" if r.task_id < count else f"case {r.task_id - count} ({label})"
             if r.cpu_seconds > report.max_seconds:
                 report.max_seconds, report.max_seconds_task = r.cpu_seconds, tag
             if r.outcome != "ran":
@@ -490,6 +553,12 @@ def campaign(seeds: list[Seed], count: int, seed: int = 0, workers: int = 2, tim
             report.max_wall_seconds = max(report.max_wall_seconds, r.seconds)
             if r.rss_kib > report.max_rss_kib:
                 report.max_rss_kib, report.max_rss_task = r.rss_kib, tag
+            if r.estimate and r.grew_kib >= MEASURED_GROWTH_KIB:
+                ratio = r.grew_kib * 1024 / r.estimate
+                if ratio > report.max_memory_ratio:
+                    report.max_memory_ratio = ratio
+                    report.max_memory_ratio_task = (f"{tag}: grew {r.grew_kib >> 10} MiB, estimate "
+                                                    f"{r.estimate >> 20} MiB")
             allowed = timeout if r.outcome != "ran" else max(timeout, 1.5 * report.baseline.get(label, 0.0))
             violation = None
             if r.outcome.startswith("escape") or r.outcome in ("crash", "timeout"):
@@ -497,13 +566,16 @@ def campaign(seeds: list[Seed], count: int, seed: int = 0, workers: int = 2, tim
             elif r.cpu_seconds > allowed:
                 violation = f"slow ({r.outcome})"
                 r.detail = f"{r.cpu_seconds:.2f} s CPU > {allowed:.2f} s: {r.detail}"
+            elif memory_mb and r.rss_kib > memory_mb << 10:
+                violation = f"memory ({r.outcome})"
+                r.detail = f"peak RSS {r.rss_kib >> 10} MiB > {memory_mb} MiB: {r.detail}"
             if violation:
                 report.violations.append((violation, tag, r.detail, desc))
                 if save and data is not None:
                     os.makedirs(save, exist_ok=True)
                     Path(save, f"mutant_{seed}_{r.task_id}.tflite").write_bytes(data)
                     Path(save, f"mutant_{seed}_{r.task_id}.txt").write_text(
-                        f"{tag}\n{desc}\n{violation}: {r.detail}\n")
+                        f"{tag}\n{desc}\n{violation}: {r.detail}\n", encoding="utf-8")
             if progress and report.count % progress == 0:
                 print(f"  ... {report.count} mutants, {len(report.violations)} violations, "
                       f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
@@ -512,25 +584,25 @@ def campaign(seeds: list[Seed], count: int, seed: int = 0, workers: int = 2, tim
 
 
 def replay(path: str) -> int:
-    from interp import verify
     data = Path(path).read_bytes()
-    with verify.limits(**FUZZ_LIMITS):
-        start = time.perf_counter()
-        try:
-            from interp import Interpreter
-            from interp.runtime.inputs import random_inputs
-            it = Interpreter.from_bytes(data)
-            it.run(random_inputs(it, np.random.default_rng(0)))
-            print(f"ran in {time.perf_counter() - start:.2f} s")
-        except Exception:
-            traceback.print_exc()
-            print(f"after {time.perf_counter() - start:.2f} s")
+    start = time.perf_counter()
+    try:
+        from interp import Interpreter
+        from interp.runtime.inputs import random_inputs
+        it = Interpreter.from_bytes(data)
+        it.run(random_inputs(it, np.random.default_rng(0)))
+        print(f"ran in {time.perf_counter() - start:.2f} s")
+    except Exception:
+        traceback.print_exc()
+        print(f"after {time.perf_counter() - start:.2f} s")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10} MiB")
     return 0
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.mutants", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--models", nargs="+", default=None, help="directories of .tflite models to mutate")
     p.add_argument("--only", nargs="+", default=None, help="model file names to use (default: all)")
@@ -538,7 +610,12 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout", type=float, default=2.0, help="seconds a mutant may take (default 2)")
     p.add_argument("--kill-after", type=float, default=20.0, help="seconds before a worker is killed")
-    p.add_argument("--memory-mb", type=int, default=1024, help="RLIMIT_AS of each worker (default 1024)")
+    p.add_argument("--memory-mb", type=int, default=1024,
+                   help="peak resident memory a mutant may take (default 1024)")
+    p.add_argument("--address-space-mb", type=int, default=ADDRESS_SPACE_MB,
+                   help=f"RLIMIT_AS of each worker, a backstop (default {ADDRESS_SPACE_MB})")
+    p.add_argument("--structured", type=int, default=0, metavar="N",
+                   help="also run N cases of every family of tests/structured_fuzz.py")
     p.add_argument("--save", metavar="DIR", help="write every violating mutant there")
     p.add_argument("--replay", metavar="MUTANT", help="run one mutant in this process, with traceback")
     p.add_argument("--by-model", action="store_true", help="also print outcome counts per model")
@@ -553,10 +630,18 @@ def main(argv=None) -> int:
     if not seeds:
         print("no models to mutate")
         return 2
-    print(f"mutating {len(seeds)} models: {args.count} mutants, seed {args.seed}, {args.workers} workers, "
-          f"timeout {args.timeout} s, RLIMIT_AS {args.memory_mb} MiB, limits {FUZZ_LIMITS}", flush=True)
+    extra = []
+    if args.structured:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import structured_fuzz
+        extra = structured_fuzz.cases(args.structured, args.seed)
+    from interp import verify
+    print(f"mutating {len(seeds)} models: {args.count} mutants{f' + {len(extra)} structured cases' if extra else ''}, "
+          f"seed {args.seed}, {args.workers} workers, timeout {args.timeout} s, peak RSS {args.memory_mb} MiB, "
+          f"default limits (memory budget {verify.MAX_MEMORY_BYTES:,} bytes)", flush=True)
     report = campaign(seeds, args.count, args.seed, args.workers, args.timeout, args.kill_after,
-                      args.memory_mb, args.save, progress=max(100, args.count // 20))
+                      args.memory_mb, args.save, progress=max(100, (args.count + len(extra)) // 20), extra=extra,
+                      address_space_mb=args.address_space_mb)
     print(report.summary())
     if args.messages:
         print("commonest errors:")

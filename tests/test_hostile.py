@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp import InputError, Interpreter, ModelError, load_model, verify
+from interp import InputError, Interpreter, ModelError, UnsupportedOpError, load_model, verify
 from interp.builder import ModelBuilder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -185,7 +185,7 @@ def test_objects_referenced_over_and_over_are_refused_quickly():
     """Every buffers[] entry aimed at one large buffer: small file, unbounded reading."""
     b = ModelBuilder()
     x = b.input("x", [1, 4], "INT8", scale=0.1, zero_point=0)
-    w = b.constant("big", np.ones((64, 4096), np.int8), scale=0.1, zero_point=0)
+    b.constant("big", np.ones((64, 4096), np.int8), scale=0.1, zero_point=0)
     for i in range(300):
         b.constant(f"c{i}", np.array([i], np.int32))
     y = b.tensor("y", [1, 4], "INT8", scale=0.1, zero_point=0)
@@ -309,7 +309,8 @@ def test_operator_reading_a_later_output(base):
 
 
 def test_tensor_written_twice(base):
-    model_error(patched(base, f"{SG}.operators[2].outputs[0]", Z), "operator 2 (SOFTMAX)", "already written by operator 1")
+    model_error(patched(base, f"{SG}.operators[2].outputs[0]", Z), "operator 2 (SOFTMAX)",
+                "already written by operator 1")
 
 
 def test_output_never_produced(base):
@@ -387,7 +388,8 @@ def test_operator_version_newer_than_the_kernel_declares(base):
     class DeclaresNothing:
         pass
 
-    assert f"version {op.version} is newer than the version {op.version - 1}" in verify.unsupported_version(op, Declares)
+    why = verify.unsupported_version(op, Declares)
+    assert f"version {op.version} is newer than the version {op.version - 1}" in why
     assert verify.unsupported_version(op, DeclaresNothing) is None
 
 
@@ -538,15 +540,13 @@ def test_mutants_load_and_run_or_raise_typed_errors_within_limits():
 def test_worker_pool_survives_a_hang_and_a_crash():
     """The pool measures a mutant that hangs or kills its worker instead of dying with it."""
     pool_results = []
-    with mutants.Pool(workers=1, memory_mb=0, kill_after=1.0, runner=mutants.misbehaving_runner) as pool:
+    with mutants.Pool(workers=1, address_space_mb=0, kill_after=1.0, runner=mutants.misbehaving_runner) as pool:
         pool_results = list(pool.run([(1, b"hang", 0), (2, b"crash", 0), (3, b"", 0)]))
     outcomes = {r.task_id: r.outcome for r in pool_results}
     assert outcomes == {1: "timeout", 2: "crash", 3: "ModelError"}
 
 
 def _far_stride_conv(stride, out_hw=(2, 2)):
-    import numpy as np
-    from interp.builder import ModelBuilder
     b = ModelBuilder()
     x = b.input("x", [1, 5, 5, 2], "INT8", scale=0.1, zero_point=3)
     w = b.constant("w", np.ones((3, 3, 3, 2), np.int8), scale=0.05, zero_point=0)
@@ -565,8 +565,6 @@ def _far_stride_conv(stride, out_hw=(2, 2)):
 def test_conv_strides_are_int16_in_the_kernel_and_never_cause_huge_padding(stride, expected_corner):
     """TFLM's ConvParams hold int16_t strides; a mutated stride must neither allocate
     gigabytes of padding nor differ from what TFLM computes with the wrapped value."""
-    import numpy as np
-    from interp import Interpreter
     data = _far_stride_conv(stride)
     xs = np.arange(50, dtype=np.int8).reshape(1, 5, 5, 2)
     out = Interpreter.from_bytes(data).run([xs])[0]
@@ -582,17 +580,12 @@ def test_conv_strides_are_int16_in_the_kernel_and_never_cause_huge_padding(strid
 
 
 def test_conv_whose_index_arithmetic_overflows_int32_is_unsupported():
-    import pytest
-    from interp import Interpreter, UnsupportedOpError
     with pytest.raises(UnsupportedOpError, match="overflow TFLM's int32 index arithmetic"):
         # 70,000 output rows 32,767 apart: the row origins pass INT32_MAX in TFLM's int math.
         Interpreter.from_bytes(_far_stride_conv(32767, out_hw=(70000, 1)))
 
 
 def test_graph_output_that_is_a_constant_is_returned():
-    import numpy as np
-    from interp import Interpreter
-    from interp.builder import ModelBuilder
     b = ModelBuilder()
     x = b.input("x", [1, 4], "INT8", scale=0.1, zero_point=0)
     y = b.tensor("y", [1, 4], "INT8", scale=0.1, zero_point=0)
@@ -609,7 +602,6 @@ def test_an_unquantized_int8_output_is_refused_with_the_reason():
     """Found by the mutation fuzzer: an int8 tensor without quantization has TFLM's scale 0, and
     RELU's multiplier input_scale / 0 reached Python's division. In TFLM it is inf, and
     QuantizeMultiplier(inf) is undefined behaviour."""
-    from interp.builder import ModelBuilder
     b = ModelBuilder()
     x = b.input("x", [1, 4], "INT8", scale=0.5, zero_point=0)
     y = b.tensor("y", [1, 4], "INT8")

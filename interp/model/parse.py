@@ -241,17 +241,8 @@ def load_model(source: str | os.PathLike | bytes | bytearray | memoryview) -> Mo
         data, name = bytes(source), "<bytes>"
     else:
         name = os.fspath(source)
-        try:
-            size = os.path.getsize(name)
-        except OSError as e:
-            raise ModelError(f"cannot read model {name!r}: {e.strerror or e}") from None
-        if size > MAX_MODEL_BYTES:
-            raise ModelError(f"{name}: {size} bytes is larger than the {MAX_MODEL_BYTES}-byte limit")
-        try:
-            with open(name, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ModelError(f"cannot read model {name!r}: {e.strerror or e}") from None
+        # Regular files only, refused before reading when too large or not a TFLite file.
+        data = verify.read_model_file(name, min(MAX_MODEL_BYTES, verify.MAX_MEMORY_BYTES))
     try:
         return _Parser(data, name).parse()
     except MicrorefError:

@@ -18,14 +18,36 @@ a hang or a huge allocation. Two stages:
 ``check_model(model)`` (after parsing, before any kernel or arena exists)
     Per-tensor element counts and per-subgraph activation bytes against the limits below;
     quantization arrays (finite, positive scales on integer tensors; per-channel scale counts
-    matching the quantized dimension); and the bytes every operator reads and writes.
+    matching the quantized dimension); the bytes every operator reads and writes; and the
+    memory the model will need (``memory_estimate``) against the memory budget.
+
+``read_model_file(path)`` (before any byte is read)
+    Only a regular file is read (a FIFO would block, ``/dev/zero`` never ends), at most
+    ``MAX_MEMORY_BYTES`` of it, and only after its first eight bytes carry the TFLite file
+    identifier (a sparse or foreign multi-gigabyte file is refused without reading it).
+
+The memory budget
+    ``MAX_MEMORY_BYTES`` (default 1 GiB) bounds what loading, preparing and running a model
+    may need, estimated from the shapes alone before anything is allocated: the file's bytes,
+    every non-constant tensor of every subgraph (what TFLM's arena can at most need), and the
+    working arrays of the most demanding operator, ``WORK_BYTES_PER_ELEMENT`` bytes for every
+    element of its inputs and outputs (kernels widen int8 values to int32, int64 or float64
+    while they compute, and some prepare index maps as large as their output; the factor is
+    measured on every kernel family with the fuzzers, see tests/mutants.py). A model over the
+    budget is refused with a ``ModelError`` that gives the estimate and its parts. (The budget
+    is for one sample: a ``run_batch`` of N samples needs up to N times the tensors' part, a
+    size the caller chooses.) A 688-byte file can describe a 2^28-element tensor: without a
+    budget it takes gigabytes before anything checks it.
+    Raise the budget for genuinely large models: ``verify.MAX_MEMORY_BYTES = 8 << 30``, or
+    ``with verify.limits(max_memory_bytes=8 << 30): ...`` around loading and running.
 
 The parser itself (``interp.model``) checks tensor, buffer and opcode indices, shapes against
 buffer sizes and zero-point counts; ``interp.graph`` checks the data flow (nothing read before
 it is written, nothing written twice).
 
 The limits are module attributes so a caller can change them (``verify.MAX_TENSOR_ELEMENTS =
-...``, or temporarily with ``with verify.limits(max_tensor_elements=...)``).
+...``, or temporarily with ``with verify.limits(max_tensor_elements=...)``); the limits are
+process-wide, so change them before loading, not while other threads load models.
 
 The field layout of every table comes from the flatc-generated ``tflite`` package that the
 parser reads the file with, so the verifier and the parser cannot disagree about a slot; the
@@ -37,13 +59,15 @@ import contextlib
 import functools
 import importlib.util
 import math
+import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, printable
 
 # Refuse a tensor with more elements than this before anything allocates it.
 MAX_TENSOR_ELEMENTS = 1 << 28
@@ -54,6 +78,16 @@ MAX_ACTIVATION_BYTES = 2 << 30
 # tensor once per operator using it): bounds the memory and time that preparing and running
 # can need even when many operators share one large constant.
 MAX_OPERAND_BYTES = 16 << 30
+# The memory budget (see the module docstring): the estimated bytes a model may need to be
+# loaded, prepared and run once. Also the largest model file read.
+MAX_MEMORY_BYTES = 1 << 30
+# Working bytes an operator's kernel may need per element of its inputs and outputs. Measured
+# (tracemalloc, prepare plus one run, 2^20-element tensors; tests/test_hostile.py pins the worst):
+# RESIZE_BILINEAR int8 41 bytes per element of its output (its only large operand),
+# TRANSPOSE_CONV 37, float EXP/TANH 36 (the C library called element by element), AVERAGE_POOL
+# 35, SOFTMAX and LOG_SOFTMAX 51 per output element (26 per operand element), int16 ADD 64 per
+# output element (21 per operand element); most kernels need 4 to 20.
+WORK_BYTES_PER_ELEMENT = 64
 # flatbuffers::Verifier's default nesting limit.
 MAX_DEPTH = 64
 # The walk may read at most WORK_FACTOR * file size + WORK_SLACK bytes in all. A file whose
@@ -69,11 +103,13 @@ _QUANTIZED_TYPES = {"INT4", "INT8", "UINT8", "INT16", "INT32", "INT64", "UINT16"
 
 
 @contextlib.contextmanager
-def limits(*, max_tensor_elements=None, max_activation_bytes=None, max_operand_bytes=None):
-    """Temporarily change the size limits (for fuzzers and tests)."""
+def limits(*, max_tensor_elements=None, max_activation_bytes=None, max_operand_bytes=None,
+           max_memory_bytes=None):
+    """Temporarily change the size limits and the memory budget (for fuzzers, tests, and
+    models larger than the defaults allow)."""
     g = globals()
     new = {"MAX_TENSOR_ELEMENTS": max_tensor_elements, "MAX_ACTIVATION_BYTES": max_activation_bytes,
-           "MAX_OPERAND_BYTES": max_operand_bytes}
+           "MAX_OPERAND_BYTES": max_operand_bytes, "MAX_MEMORY_BYTES": max_memory_bytes}
     old = {k: g[k] for k in new}
     g.update({k: v for k, v in new.items() if v is not None})
     try:
@@ -144,7 +180,7 @@ def _module_source(name: str) -> str | None:
         return f.read()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def table_fields(table: str) -> dict[int, Field] | None:
     """The fields of a schema table by vtable slot, or None for a table this schema lacks."""
     fields: dict[int, Field] = {}
@@ -188,7 +224,7 @@ def _classify(table: str, name: str, voffset: int, body: str) -> Field:
     raise RuntimeError(f"cannot tell what kind of field {table}.{name} is")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def union_members(enum: str) -> dict[int, str]:
     """Union type value -> table name, from the generated enum class."""
     module = importlib.import_module(f"tflite.{enum}")
@@ -356,16 +392,69 @@ def verify_flatbuffer(buf: bytes, name: str = "<bytes>", record: list[Location] 
     With ``record`` given, the location of every offset, length, vtable entry and scalar walked
     is appended to it (the mutation fuzzer uses this to aim its mutations).
     """
-    n = len(buf)
-    if n < 8:
-        raise ModelError(f"{name}: only {n} bytes: not a TFLite flatbuffer")
-    if buf[4:8] != FILE_IDENTIFIER:
-        raise ModelError(f"{name}: not a TFLite flatbuffer (file identifier is {bytes(buf[4:8])!r}, "
-                         f"not {FILE_IDENTIFIER!r})")
+    check_header(buf, name)
     walk = _Walk(buf, name, record)
     walk.note("root", 0, 4, "")
     root = walk.follow(0, "")
     walk.table(root, "Model", "model", 0)
+
+
+def check_header(head: bytes, name: str = "<bytes>") -> None:
+    """Raise ModelError unless ``head`` (a file's first bytes, at least eight) starts like a
+    TFLite flatbuffer: a root offset, then the file identifier "TFL3"."""
+    n = len(head)
+    if n < 8:
+        raise ModelError(f"{name}: only {n} bytes: not a TFLite flatbuffer")
+    if head[4:8] != FILE_IDENTIFIER:
+        raise ModelError(f"{name}: not a TFLite flatbuffer (file identifier is {bytes(head[4:8])!r}, "
+                         f"not {FILE_IDENTIFIER!r})")
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str:
+    """'a directory', 'a FIFO (named pipe)', ... for a file that is not regular."""
+    return next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def read_model_file(path, max_bytes: int | None = None) -> bytes:
+    """The bytes of the model file at ``path``, read safely (see the module docstring): refused
+    with a ModelError, without reading it, when it is not a regular file, is larger than
+    ``max_bytes`` (default ``MAX_MEMORY_BYTES``) or does not start with the TFLite identifier."""
+    name = os.fspath(path)
+    label = printable(name)
+    limit = MAX_MEMORY_BYTES if max_bytes is None else max_bytes
+    try:
+        st = os.stat(name)
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise ModelError(f"cannot read model {label!r}: {getattr(e, 'strerror', None) or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(f"cannot read model {label!r}: it is {file_kind(st.st_mode)}, not a regular file")
+    if st.st_size > min(limit, _FLATBUFFERS_MAX_SIZE):
+        raise ModelError(f"{label}: {st.st_size:,} bytes is larger than the {min(limit, _FLATBUFFERS_MAX_SIZE):,}-byte "
+                         f"limit (interp.verify.MAX_MEMORY_BYTES)")
+    try:
+        # O_NONBLOCK: should the path have become a FIFO since the stat, opening it must not wait.
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ModelError(f"cannot read model {label!r}: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ModelError(f"cannot read model {label!r}: it is not a regular file")
+            head = f.read(8)
+            check_header(head, label)
+            # What stat promised and one byte more: a file that grew is caught, and nothing
+            # larger than the file is allocated.
+            rest = f.read(max(st.st_size - 8, 0) + 1)
+        except OSError as e:
+            raise ModelError(f"cannot read model {label!r}: {e.strerror or e}") from None
+    if len(rest) > max(st.st_size - 8, 0):
+        raise ModelError(f"cannot read model {label!r}: it grew while it was read")
+    return head + rest
 
 
 # ------------------------------------------------------------------------- semantic checks
@@ -386,7 +475,7 @@ def check_shape(shape, where: str, name: str = "<bytes>") -> int:
 
 
 def _tensor_where(s: int, t) -> str:
-    return f'subgraph {s}, tensor {t.index} "{t.name}"'
+    return f'subgraph {s}, tensor {t.index} "{printable(t.name)}"'
 
 
 def check_quantization(t, s: int, name: str = "<bytes>") -> None:
@@ -441,6 +530,61 @@ def check_model(model) -> None:
             raise ModelError(f"{name}: subgraph {s}: its operators read and write {operand_bytes:,} "
                              f"bytes in all, more than the limit of {MAX_OPERAND_BYTES:,} "
                              f"(interp.verify.MAX_OPERAND_BYTES)")
+    check_memory(model)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What a model needs in memory, estimated from its shapes (see the module docstring)."""
+
+    file_bytes: int  # the model file, held while the model lives (constants are views of it)
+    activation_bytes: int  # every non-constant tensor of every subgraph, one sample (variables twice)
+    work_bytes: int  # the working arrays of the most demanding operator, one sample
+    worst_op: str  # that operator, e.g. 'subgraph 0, operator 3 (ADD)'
+
+    @property
+    def per_sample(self) -> int:
+        """Bytes each sample of a run needs (run() is one sample; run_batch N)."""
+        return self.activation_bytes + self.work_bytes
+
+    def total(self, samples: int = 1) -> int:
+        return self.file_bytes + samples * self.per_sample
+
+    def describe(self, samples: int = 1) -> str:
+        per = "" if samples == 1 else f" for {samples:,} samples"
+        return (f"an estimated {self.total(samples):,} bytes{per} (the file {self.file_bytes:,}, tensors "
+                f"{samples * self.activation_bytes:,}, working arrays of {self.worst_op} "
+                f"{samples * self.work_bytes:,})")
+
+
+def memory_estimate(model) -> MemoryEstimate:
+    """The memory ``model`` needs to be prepared and run on one sample, from its shapes alone."""
+    activation = 0
+    work, worst = 0, "no operator"
+    for sg in model.subgraphs:
+        elements = [tensor_elements(t.shape) for t in sg.tensors]
+        for t, count in zip(sg.tensors, elements):
+            if t.data is None:
+                # A variable's value is kept between calls and copied for the next one.
+                activation += count * t.element_bytes * (2 if t.is_variable else 1)
+        for op in sg.operators:
+            operands = {i for i in op.inputs + op.outputs if 0 <= i < len(elements)}
+            need = WORK_BYTES_PER_ELEMENT * sum(elements[i] for i in operands)
+            if need > work:
+                work = need
+                graph = "" if sg.index == 0 else f"subgraph {sg.index}, "
+                worst = f"{graph}operator {op.index} ({printable(op.display_name)})"
+    return MemoryEstimate(int(model.file_bytes), activation, work, worst)
+
+
+def check_memory(model) -> MemoryEstimate:
+    """Refuse a model whose ``memory_estimate`` exceeds MAX_MEMORY_BYTES; return the estimate."""
+    estimate = memory_estimate(model)
+    if estimate.total() > MAX_MEMORY_BYTES:
+        raise ModelError(f"{model.source}: the model needs {estimate.describe()}, more than the memory "
+                         f"budget of {MAX_MEMORY_BYTES:,} bytes (interp.verify.MAX_MEMORY_BYTES; raise it "
+                         f"with verify.limits(max_memory_bytes=...) for a model this large)")
+    return estimate
 
 
 def unsupported_version(op, kernel_cls) -> str | None:
