@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -14,7 +15,7 @@ from ops import registry
 from ops.control_flow import DEFAULT_MAX_WHILE_ITERATIONS
 from ops.variables import ResourceTable
 
-from ..errors import InputError, MicrorefError, ModelError, UnsupportedOpError, where
+from ..errors import InputError, MicrorefError, ModelError, TensorLookupError, UnsupportedOpError, printable, where
 from ..model import Model, Tensor, analyse, load_model
 from ..model.graph import check_subgraph_calls, subgraph_calls
 from .state import GraphCall, GraphInfo, PrepareContext, State
@@ -50,6 +51,31 @@ def _ufunc_buffer(elements: int):
 KERNEL_MODES = ("fast", "reference")
 
 
+class _PerThread:
+    """An attribute whose value belongs to the thread that set it: what a call keeps for
+    ``tensor()`` and ``state(before=True)`` is that call's, even while other threads run the
+    same Interpreter. Other threads see the default until they make a call of their own."""
+
+    def __init__(self, factory=None):
+        self.factory = factory  # makes a thread's first value (None without one)
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        try:
+            return getattr(obj._calls, self.name)
+        except AttributeError:
+            value = self.factory() if self.factory else None
+            setattr(obj._calls, self.name, value)
+            return value
+
+    def __set__(self, obj, value):
+        setattr(obj._calls, self.name, value)
+
+
 class Interpreter:
     """Runs an int8 TFLite model with TFLM's reference-kernel arithmetic, bit for bit.
 
@@ -82,8 +108,15 @@ class Interpreter:
     on ``interp.Interpreter``.
     """
 
+    # What the calling thread's last call left for tensor(), dequantized() and state(before=True).
+    _kept = _PerThread()  # every tensor of subgraph 0 (keep=True)
+    _io = _PerThread()  # the model's inputs and outputs (any call)
+    _kept_subgraphs = _PerThread(dict)  # other subgraphs' tensors (keep=True)
+    _state_before = _PerThread()  # the state the call started from (keep=True)
+
     def __init__(self, model: Model, *, numerics=None, kernels: str = "fast",
                  max_while_iterations: int = DEFAULT_MAX_WHILE_ITERATIONS):
+        self._calls = threading.local()
         self.model = model
         self.numerics = numerics or registry.DEFAULT_NUMERICS
         # "fast" runs the kernels' fast paths; "reference" the plain kernels of ops.reference, which
@@ -240,8 +273,9 @@ class Interpreter:
                                      f"operator parameters ({type(e).__name__}: {e})") from None
             kernels.append(row)
         if unsupported:
-            lines = [f"{name} (version {ver}) at operator{'s' if len(v['labels']) > 1 else ''} "
-                     f"{', '.join(v['labels'])}: {v['why']}"
+            # Each line escaped whole: a name in it cannot start a line of its own.
+            lines = [printable(f"{name} (version {ver}) at operator{'s' if len(v['labels']) > 1 else ''} "
+                               f"{', '.join(v['labels'])}: {v['why']}")
                      for (name, ver), v in unsupported.items()]
             raise UnsupportedOpError("the model uses unsupported operators:\n  " + "\n  ".join(lines),
                                      [(name, ver, v["ops"], v["why"]) for (name, ver), v in unsupported.items()])
@@ -313,6 +347,11 @@ class Interpreter:
             label = f'input {k} "{t.name}"'
             if t.dtype is None:
                 raise InputError(f"{label} is a {t.type_name} tensor, which microref cannot feed")
+            if isinstance(v, np.ma.MaskedArray) and np.ma.is_masked(v):
+                # A mask has no meaning in TFLM's arithmetic; using the values under it would
+                # silently compute on data the caller marked invalid.
+                raise InputError(f"{label} is a masked array with masked values, which microref cannot "
+                                 f"honour: pass np.ma.filled(x, fill_value) to say what they stand for")
             try:
                 a = np.asarray(v)
             except (ValueError, TypeError) as e:
@@ -443,11 +482,14 @@ class Interpreter:
         state = self._state.copy()
         if keep:
             self._kept_subgraphs = {}
+            arrays = [a.copy() for a in arrays]  # kept tensors (views of inputs too) are not the caller's arrays
         env = self._execute(arrays, n, keep, state)
         self._state_before = self._state if keep else None
         self._state = state  # only a call that completed moves the state on
         self._kept = {k: v[0] for k, v in env.items()} if keep else None
-        outputs = [self._output_value(0, env, ti, n)[0] for ti in self.subgraph.outputs]
+        # Copies: the caller's own arrays, sharing memory with nothing (not the kept tensors, not
+        # the inputs a passed-through or reshaped output would view, not the state, not each other).
+        outputs = [np.array(self._output_value(0, env, ti, n)[0]) for ti in self.subgraph.outputs]
         self._io = self._io_values([a[0] for a in arrays], outputs)
         return outputs
 
@@ -501,9 +543,10 @@ class Interpreter:
             return outputs
         if keep:
             self._kept_subgraphs = {}
+            arrays = [a.copy() for a in arrays]  # as in run
         env = self._execute(arrays, n, keep, self._fresh_state(n))
         self._kept = dict(env) if keep else None
-        outputs = [self._output_value(0, env, ti, n) for ti in self.subgraph.outputs]
+        outputs = [np.array(self._output_value(0, env, ti, n)) for ti in self.subgraph.outputs]  # copies, as in run
         self._io = self._io_values(arrays, outputs)
         return outputs
 
@@ -557,21 +600,31 @@ class Interpreter:
 
     # ------------------------------------------------------------------ intermediates
     def tensor_index(self, name_or_index: int | str, subgraph: int = 0) -> int:
-        """The index of a tensor given by index or name in ``subgraph`` (KeyError if none)."""
+        """The index of a tensor given by index or name in ``subgraph``; ``TensorLookupError`` (an
+        InputError, and a KeyError) for an index outside 0..n-1, a name no tensor has, or a name
+        several tensors share (ambiguous: the index says which)."""
         tensors = self._subgraph_tensors(subgraph)
-        if isinstance(name_or_index, (int, np.integer)):
+        if isinstance(name_or_index, (int, np.integer)) and not isinstance(name_or_index, (bool, np.bool_)):
             i = int(name_or_index)
             if not 0 <= i < len(tensors):
-                raise KeyError(f"no tensor {i}; the subgraph has {len(tensors)}")
+                raise TensorLookupError(f"no tensor {i}: the subgraph's tensors are 0..{len(tensors) - 1} "
+                                        f"(negative indices do not count from the end)")
             return i
-        for t in tensors:
-            if t.name == name_or_index:
-                return t.index
-        raise KeyError(f"no tensor named {name_or_index!r}")
+        if not isinstance(name_or_index, str):
+            raise TensorLookupError(f"a tensor is named by a str or indexed by an int, not by "
+                                    f"{type(name_or_index).__name__}")
+        found = [t.index for t in tensors if t.name == name_or_index]
+        if len(found) > 1:
+            raise TensorLookupError(f"the name {name_or_index!r} is ambiguous: tensors {found} all have it; "
+                                    f"pass the index instead")
+        if not found:
+            raise TensorLookupError(f"no tensor named {name_or_index!r}")
+        return found[0]
 
     def _subgraph_tensors(self, subgraph: int) -> list[Tensor]:
-        if not 0 <= subgraph < len(self.model.subgraphs):
-            raise KeyError(f"no subgraph {subgraph}; the model has {len(self.model.subgraphs)}")
+        if isinstance(subgraph, (bool, np.bool_)) or not isinstance(subgraph, (int, np.integer)) \
+                or not 0 <= subgraph < len(self.model.subgraphs):
+            raise TensorLookupError(f"no subgraph {subgraph!r}; the model has {len(self.model.subgraphs)}")
         return self.model.subgraphs[subgraph].tensors
 
     def tensor(self, name_or_index: int | str, subgraph: int = 0) -> np.ndarray:
