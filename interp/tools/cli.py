@@ -74,6 +74,10 @@ def cmd_run(args) -> int:
     it = Interpreter.from_file(args.model, kernels=args.kernels)
     xs = load_inputs(it, args.input, args.seed)
     outs = it.run(xs)
+    if args.profile:
+        from .profile import format_profile, profile
+        rows, total_ms = profile(it, xs, batch=args.batch, repeat=args.repeat)
+        print(format_profile(rows, total_ms, args.batch))
     for d, y in zip(it.output_details, outs):
         t = it.tensors[d["index"]]
         print(f'output "{d["name"]}" {t.type_name}{list(t.shape)}:')
@@ -412,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--input", nargs="+", metavar="X.npy", help="one .npy per model input, or one .npz")
     r.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
     r.add_argument("--output", metavar="OUT.npz", help="save inputs and outputs")
+    r.add_argument("--profile", action="store_true",
+                   help="time every operator (op, MACs, ms, G MAC/s), slowest first, on one thread")
+    r.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="with --profile: time run_batch on N copies of the inputs (default 1: run)")
+    r.add_argument("--repeat", type=int, default=5, metavar="N",
+                   help="with --profile: timed runs, medians reported (default 5)")
     r.set_defaults(func=cmd_run)
 
     i = sub.add_parser("info", parents=[common], help="operators, support, inputs and outputs of a model")
