@@ -1,17 +1,29 @@
 """The `microref` command line.
 
 Exit codes: 0 success; 1 an unexpected internal error (a bug: please report it, --debug shows
-the traceback); 2 bad command-line usage; 3 the model does not fit the memory budget (plan);
-4 the model is malformed or rejected (ModelError); 5 unsupported operators (UnsupportedOpError);
-6 bad inputs (InputError); 7 a comparison found differences (compare); 8 an optional package is
-missing.
+the traceback); 2 bad command-line usage (including an output path that cannot be written, or
+exists without --force); 3 the model does not fit the memory budget (plan); 4 the model is
+malformed or rejected (ModelError); 5 unsupported operators (UnsupportedOpError); 6 bad inputs
+(InputError); 7 a comparison found differences, or the other runtime refused or crashed on the
+model (compare); 8 an optional package is missing.
+
+Every error is one line on stderr. Names from the model and paths are printed with control
+characters escaped (a tensor named "\x1b[2J" cannot clear the terminal). Model and input files
+are read only when they are regular files, and only as much as the model can use (a FIFO,
+/dev/zero or a zip bomb is refused, not read). Outputs (--output, --dump, --plot, vectors -o)
+are never overwritten without --force; when ".npz" or ".png" is appended to a path, the command
+says so.
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import math
+import os
+import stat
 import sys
 import traceback
+import zipfile
 
 import numpy as np
 
@@ -20,12 +32,14 @@ from ops.registry import REGISTRY
 
 from .. import planner
 from ..api import Interpreter
-from ..errors import InputError, MicrorefError, ModelError, UnsupportedOpError
-from ..model import load_model
+from ..errors import InputError, MicrorefError, ModelError, UnsupportedOpError, printable
+from ..model import load_model, verify
 from ..runtime import dequantize_tensor, limited_blas_threads
 from ..runtime.inputs import random_inputs
 from . import compare as cmp
-from .explain import explain
+from . import plots
+from . import vectors as vec
+from .explain import NUMERICS_CHOICES, explain
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_OVER_BUDGET = 0, 1, 2, 3
 EXIT_MODEL, EXIT_UNSUPPORTED, EXIT_INPUT, EXIT_DIFFERS, EXIT_MISSING_PACKAGE = 4, 5, 6, 7, 8
@@ -35,33 +49,217 @@ class MissingPackageError(MicrorefError):
     """An optional dependency needed by this command is not installed."""
 
 
+class UsageError(MicrorefError):
+    """A command-line mistake argparse cannot see: an output path that cannot be written or
+    exists (without --force), a --count too large for the memory budget."""
+
+
+# vectors --count: at most this many samples (and no more than the memory budget holds).
+MAX_VECTOR_COUNT = 100_000
+# An .npz input holds at most this many arrays.
+MAX_NPZ_MEMBERS = 1024
+
+
 def parse_size(text: str) -> int:
-    """'256KiB', '256K', '1MiB', '1MB', '262144' -> bytes (K/M = 1024-based, as MCU datasheets use)."""
+    """'256KiB', '256K', '1MiB', '1MB', '262144' -> bytes (K/M = 1024-based, as MCU datasheets use).
+    ValueError for anything else (negative, not a number, infinite)."""
     t = text.strip().lower().replace(",", "").replace("_", "")
-    for suffix, mult in (("kib", 1024), ("mib", 1 << 20), ("kb", 1024), ("mb", 1 << 20),
-                         ("k", 1024), ("m", 1 << 20), ("b", 1)):
+    mult = 1
+    for suffix, m in (("kib", 1024), ("mib", 1 << 20), ("kb", 1024), ("mb", 1 << 20),
+                      ("k", 1024), ("m", 1 << 20), ("b", 1)):
         if t.endswith(suffix):
-            return int(float(t[: -len(suffix)]) * mult)
-    return int(t)
+            t, mult = t[: -len(suffix)], m
+            break
+    try:
+        value = float(t)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError
+        return int(value * mult)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{text!r} is not a size: use bytes or KiB/MiB, e.g. 262144, 256KiB, 1MiB") from None
+
+
+# ------------------------------------------------------------------ argument types (errors exit 2)
+def _size_arg(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _whole(text: str, low: int, high: int | None = None) -> int:
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        bounds = f"from {low:,} to {high:,}" if high is not None else f">= {low:,}"
+        raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {text!r}")
+    return value
+
+
+def _seed_arg(text: str) -> int:
+    return _whole(text, 0)
+
+
+def _count_arg(text: str) -> int:
+    return _whole(text, 1, MAX_VECTOR_COUNT)
+
+
+def _index_arg(text: str) -> int:
+    return _whole(text, 0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line (exit 2) instead of usage plus error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
+
+
+# ------------------------------------------------------------------ reading input files
+def _open_regular(path: str, what: str):
+    """An open binary file, if ``path`` is a regular file (a FIFO would block, a device never end)."""
+    label = printable(path)
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"cannot read {what} {label!r}: it is {verify.file_kind(st.st_mode)}, not a regular file")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read {what} {label!r}: {getattr(e, 'strerror', None) or e}") from None
+    return os.fdopen(fd, "rb")
+
+
+def _read_npy(f, label: str, max_elements: int) -> np.ndarray:
+    """One .npy array from ``f``, its header checked before anything is allocated for it."""
+    fmt = np.lib.format
+    start = f.tell()
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(f)
+    elif version == (3, 0) and hasattr(fmt, "_read_array_header"):
+        shape, _, dtype = fmt._read_array_header(f, version)
+    else:
+        raise ValueError(f".npy format version {version} is not one microref reads")
+    if dtype.hasobject:
+        raise ValueError("it holds Python objects (pickled data), which microref does not load; save a "
+                         "numeric array")
+    count = math.prod(shape)
+    if count > max_elements:
+        raise ValueError(f"its header declares shape {shape} ({count:,} values), more than any input of the "
+                         f"model takes ({max_elements:,})")
+    f.seek(start)
+    return fmt.read_array(f, allow_pickle=False)
+
+
+def read_arrays(path: str, max_elements: int, what: str = "input file") -> dict[str, np.ndarray] | np.ndarray:
+    """A .npy file's array, or an .npz file's arrays by name, read with bounds: a regular file,
+    no pickled objects, no array declaring more than ``max_elements`` values, no more than
+    MAX_NPZ_MEMBERS arrays, no member that decompresses past what its array needs (zip bombs).
+    Any problem is an InputError naming the file."""
+    label = printable(path)
+    with _open_regular(path, what) as f:
+        try:
+            head = f.read(6)
+            f.seek(0)
+            if head.startswith(b"PK"):
+                with zipfile.ZipFile(f) as z:
+                    members = z.infolist()
+                    if len(members) > MAX_NPZ_MEMBERS:
+                        raise ValueError(f"it holds {len(members):,} files, more than {MAX_NPZ_MEMBERS:,}")
+                    arrays = {}
+                    for m in members:
+                        if not m.filename.endswith(".npy"):
+                            raise ValueError(f"{m.filename!r} in it is not an .npy array")
+                        # Header, and at most 16 bytes for each value the model can take.
+                        if m.file_size > (1 << 16) + 16 * max_elements:
+                            raise ValueError(f"{m.filename!r} in it decompresses to {m.file_size:,} bytes, more "
+                                             f"than an input of the model can use")
+                        with z.open(m) as member:
+                            arrays[m.filename[:-4]] = _read_npy(member, label, max_elements)
+                    return arrays
+            return _read_npy(f, label, max_elements)
+        except InputError:
+            raise
+        except (ValueError, OSError, EOFError, KeyError, NotImplementedError, RuntimeError, zipfile.BadZipFile,
+                zipfile.LargeZipFile, MemoryError) as e:
+            raise InputError(f"cannot read {what} {label!r}: {e}") from None
+
+
+def _max_input_elements(details) -> int:
+    return max([math.prod(int(d) for d in x["shape"]) for x in details] + [1])
+
+
+def _by_name(arrays: dict[str, np.ndarray], details) -> list[np.ndarray]:
+    """An .npz's arrays in input order: by input name when every input has one, else by key."""
+    names = [d["name"] for d in details]
+    if all(n in arrays for n in names):
+        return [arrays[n] for n in names]
+    return [arrays[k] for k in sorted(arrays)]
 
 
 def load_inputs(it, paths: list[str] | None, seed: int) -> list[np.ndarray]:
+    """The inputs given on the command line (one .npz, or one .npy per input), else seeded random ones."""
     if not paths:
         return random_inputs(it, np.random.default_rng(seed))
-    if len(paths) == 1 and paths[0].endswith(".npz"):
-        with np.load(paths[0]) as z:
-            names = [d["name"] for d in it.input_details]
-            if all(n in z for n in names):
-                return [z[n] for n in names]
-            keys = sorted(z.files)
-            return [z[k] for k in keys]
-    out = []
-    for p in paths:
-        try:
-            out.append(np.load(p, allow_pickle=False))
-        except (OSError, ValueError) as e:
-            raise InputError(f"cannot read input file {p!r}: {e}") from None
-    return out
+    bound = _max_input_elements(it.input_details)
+    loaded = [read_arrays(p, bound) for p in paths]
+    if any(isinstance(a, dict) for a in loaded):
+        if len(loaded) > 1:
+            raise InputError("pass one .npz holding every input, or one .npy per input, not both")
+        return _by_name(loaded[0], it.input_details)
+    return loaded
+
+
+# ------------------------------------------------------------------ writing output files
+def output_path(path: str, force: bool, suffix: str | None = None) -> tuple[str, str]:
+    """(the path a file is written to, a note when it differs from ``path``) after checking that
+    it can be written: its directory exists, it is no directory, FIFO or socket, and it does not
+    exist unless ``force``. ``suffix`` is what numpy or matplotlib append to a path without it."""
+    final, note = path, ""
+    if suffix and not path.endswith(suffix):
+        final = path + suffix
+        note = f" ({suffix} appended to {printable(path)!r})"
+    check_writable(final, force)
+    return final, note
+
+
+def check_writable(path: str, force: bool) -> None:
+    label = printable(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"cannot write {label!r}: its directory {printable(parent)!r} does not exist")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise UsageError(f"cannot write {label!r}: {e.strerror or e}") from None
+    if stat.S_ISCHR(st.st_mode):
+        return  # /dev/null, /dev/stdout: the user asked for exactly that
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"cannot write {label!r}: it is {verify.file_kind(st.st_mode)}")
+    if not force:
+        raise UsageError(f"{label!r} exists; pass --force to overwrite it")
+
+
+def save_npz(path: str, payload: dict, force: bool) -> str:
+    """Write ``payload`` as an .npz at ``path`` (".npz" appended when missing, as numpy does);
+    returns the 'wrote ...' line."""
+    final, note = output_path(path, force, ".npz")
+    try:
+        np.savez(final, **payload)
+    except OSError as e:
+        raise UsageError(f"cannot write {printable(final)!r}: {e.strerror or e}") from None
+    return f"wrote {printable(final)}{note}"
+
+
+def _plot_path(path: str, force: bool) -> tuple[str, str]:
+    """matplotlib appends ".png" to a path without an extension."""
+    return output_path(path, force, None if os.path.splitext(path)[1] else ".png")
 
 
 def _fmt_array(a: np.ndarray, limit: int = 16) -> str:
@@ -71,8 +269,13 @@ def _fmt_array(a: np.ndarray, limit: int = 16) -> str:
 
 
 def cmd_run(args) -> int:
+    if args.output:
+        output_path(args.output, args.force, ".npz")  # before the work, not after
     it = Interpreter.from_file(args.model, kernels=args.kernels)
     xs = load_inputs(it, args.input, args.seed)
+    if not args.input:
+        print(f"inputs: random, seed {args.seed} (each input uniform over its type's full range; "
+              f"--input X.npy runs your own)")
     outs = it.run(xs)
     if args.profile:
         from .profile import format_profile, profile
@@ -80,32 +283,30 @@ def cmd_run(args) -> int:
         print(format_profile(rows, total_ms, args.batch))
     for d, y in zip(it.output_details, outs):
         t = it.tensors[d["index"]]
-        print(f'output "{d["name"]}" {t.type_name}{list(t.shape)}:')
+        print(f'output "{printable(d["name"])}" {t.type_name}{list(t.shape)}:')
         print(f"  raw:         {_fmt_array(y)}")
         if t.quantization is not None and t.dtype.kind != "f":
             print(f"  dequantized: {_fmt_array(dequantize_tensor(t, y))}")
     if args.output:
-        payload = {f"input_{i}": x for i, x in enumerate(xs)}
-        payload.update({d["name"] or f"output_{j}": y for j, (d, y) in enumerate(zip(it.output_details, outs))})
-        np.savez(args.output, **payload)
-        print(f"wrote {args.output}")
+        # The keys vectors writes too (interp.tools.vectors): input_<i>, output_<j>, <key>_scale/_zero_point.
+        print(save_npz(args.output, vec.io_payload(it, xs, outs), args.force))
     return EXIT_OK
 
 
 def cmd_info(args) -> int:
     m = load_model(args.model)
     sg = m.main
-    print(f"model: {args.model}  ({m.file_bytes:,} bytes, weights {m.weight_bytes:,} bytes, "
+    print(f"model: {printable(args.model)}  ({m.file_bytes:,} bytes, weights {m.weight_bytes:,} bytes, "
           f"{len(m.subgraphs)} subgraph{'s' if len(m.subgraphs) > 1 else ''}, schema v{m.version})")
     if m.description:
-        print(f"description: {m.description}")
+        print(f"description: {printable(m.description)}")
     counts = collections.Counter((op.display_name, op.version, op.op_name in REGISTRY) for op in sg.operators)
     print(f"\noperators ({len(sg.operators)}):")
     unsupported = 0
     for (name, ver, ok), n in sorted(counts.items()):
         mark = "" if ok else "   <- UNSUPPORTED"
         unsupported += 0 if ok else n
-        print(f"  {n:4d} x {name} (v{ver}){mark}")
+        print(f"  {n:4d} x {printable(name)} (v{ver}){mark}")
     # Variant-level support (types, options) is decided by each kernel's prepare step.
     try:
         Interpreter(m)
@@ -128,24 +329,32 @@ def cmd_info(args) -> int:
         print(f"\n{label}:")
         for i in idx:
             t = sg.tensors[i]
-            print(f'  [{i}] "{t.name}" {t.type_name}{list(t.shape)} {qdesc(t)}')
+            print(f'  [{i}] "{printable(t.name)}" {t.type_name}{list(t.shape)} {qdesc(t)}')
     if args.tensors:
         print("\ntensors:")
         for t in sg.tensors:
             kind = "const" if t.is_constant else ("var" if t.is_variable else "act")
-            print(f'  [{t.index:3d}] {kind:5s} {t.type_name:7s} {str(list(t.shape)):20s} {qdesc(t):40s} "{t.name}"')
+            print(f'  [{t.index:3d}] {kind:5s} {t.type_name:7s} {str(list(t.shape)):20s} {qdesc(t):40s} '
+                  f'"{printable(t.name)}"')
     if args.ops:
         print("\noperator list:")
         for op in sg.operators:
-            print(f"  [{op.index:3d}] {op.display_name:22s} in {list(op.inputs)} out {list(op.outputs)} {op.options}")
+            print(f"  [{op.index:3d}] {printable(op.display_name):22s} in {list(op.inputs)} out {list(op.outputs)} "
+                  f"{printable(op.options)}")
     return EXIT_OK
 
 
 def cmd_plan(args) -> int:
     # The plan needs the tensors' lifetimes and each operator's scratch requests, not an Interpreter:
     # models with operators microref cannot execute are planned too (unknown scratch is reported).
-    plan = planner.plan_arena(load_model(args.model), budget_bytes=parse_size(args.budget),
-                              flash_budget_bytes=parse_size(args.flash_budget))
+    if args.optimize and not args.output:
+        raise UsageError("--optimize needs -o/--output for the rewritten model")
+    if args.output:
+        check_writable(args.output, args.force)
+    if args.plot:
+        _plot_path(args.plot, args.force)
+    plan = planner.plan_arena(load_model(args.model), budget_bytes=args.budget,
+                              flash_budget_bytes=args.flash_budget)
     planner.check_offline_plan(plan, arena_bytes=plan.budget_bytes)  # the budget is the arena here
     orders = planner.search_operator_orders(plan)
     if args.json:
@@ -161,20 +370,20 @@ def cmd_plan(args) -> int:
         print()
         print(_how_to_need_less(plan, orders))
     if args.plot:
-        _plot_plan(plan, args.plot)
+        _plot_plan(plan, *_plot_path(args.plot, args.force))
     if args.optimize:
-        if not args.output:
-            raise InputError("--optimize needs -o/--output for the rewritten model")
-        with open(args.model, "rb") as f:
-            data = f.read()
+        data = verify.read_model_file(args.model)
         improved = plan.improved
         if not improved.tensor_offsets:
             print(f"TFLM's greedy plan ({plan.arena_bytes:,} bytes) could not be improved; "
-                  f"{args.output} is an unchanged copy")
+                  f"{printable(args.output)} is an unchanged copy")
         new = planner.write_improved_model(data, plan)
-        with open(args.output, "wb") as f:
-            f.write(new)
-        print(f"wrote {args.output}: offline-planned arena of {improved.arena_bytes:,} bytes "
+        try:
+            with open(args.output, "wb") as f:
+                f.write(new)
+        except OSError as e:
+            raise UsageError(f"cannot write {printable(args.output)!r}: {e.strerror or e}") from None
+        print(f"wrote {printable(args.output)}: offline-planned arena of {improved.arena_bytes:,} bytes "
               f"(TFLM's greedy plan: {plan.arena_bytes:,} bytes)")
         reloaded = planner.plan_arena(load_model(new))
         print(f"microref re-planning the rewritten model: {reloaded.arena_bytes:,} bytes")
@@ -205,46 +414,25 @@ def _how_to_need_less(plan, orders) -> str:
     if live:
         biggest = max(live, key=lambda b: b.size)
         lines.append(f"  - the peak ({plan.lower_bound:,} bytes at operator {plan.peak_op}) is set by what is live "
-                     f"there; the largest is {_short_label(biggest.label)} ({biggest.size:,} bytes): a smaller input resolution "
-                     f"or fewer channels around operator {plan.peak_op} lowers the floor no planner can beat")
+                     f"there; the largest is {_short_label(biggest.label)} ({biggest.size:,} bytes): a smaller "
+                     f"input resolution or fewer channels around operator {plan.peak_op} lowers the floor no "
+                     f"planner can beat")
     return "\n".join(lines)
 
 
-def _plot_plan(plan, path):
+def _save_figure(fig, path: str, note: str, **kwargs) -> None:
+    import matplotlib.pyplot as plt
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingPackageError("--plot needs matplotlib: pip install 'microref[plot]' (or pip install matplotlib)")
-    steps = plan.timeline
-    xs = list(range(len(steps)))
-    ys = [step.live_bytes for step in steps]
-    labels = ["inputs" if step.op is None else f"{step.op} {step.op_name}" for step in steps]
-    fig, ax = plt.subplots(figsize=(max(8, 0.28 * len(steps) + 3), 4.5))
-    colors = ["#c0392b" if step.op == plan.peak_op else "#4a7ab5" for step in steps]
-    ax.bar(xs, ys, color=colors)
-    ax.axhline(plan.arena_bytes, color="#333333", linestyle=":", label=f"TFLM greedy arena {plan.arena_bytes:,} B")
-    improved = plan.improved.arena_bytes
-    if improved < plan.arena_bytes:
-        ax.axhline(improved, color="#27ae60", linestyle="-.", label=f"improved plan {improved:,} B")
-    top = max(ys + [plan.arena_bytes]) * 1.15
-    if plan.budget_bytes <= 4 * top:
-        ax.axhline(plan.budget_bytes, color="#c0392b", linestyle="--", label=f"budget {plan.budget_bytes:,} B")
-        top = max(top, plan.budget_bytes * 1.05)
-    else:
-        ax.text(0.99, 0.97, f"budget {plan.budget_bytes:,} B (off scale)", transform=ax.transAxes,
-                ha="right", va="top", fontsize=9, color="#c0392b")
-    ax.set_ylim(0, top)
-    ax.set_xticks(xs)
-    ax.set_xticklabels(labels, rotation=75, fontsize=7)
-    ax.set_ylabel("live activation bytes")
-    ax.set_title(f"arena over time (peak at operator {plan.peak_op}, red)")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"wrote {path}")
+        fig.savefig(path, **kwargs)
+    except (OSError, ValueError) as e:  # ValueError: a file extension matplotlib has no format for
+        raise UsageError(f"cannot write {printable(path)!r}: {getattr(e, 'strerror', None) or e}") from None
+    finally:
+        plt.close(fig)
+    print(f"wrote {printable(path)}{note}")
+
+
+def _plot_plan(plan, path, note=""):
+    _save_figure(plots.plan_figure(plan), path, note, dpi=110)
 
 
 def _tensor_key(t) -> str:
@@ -252,12 +440,14 @@ def _tensor_key(t) -> str:
 
 
 def cmd_trace(args) -> int:
+    if args.dump:
+        output_path(args.dump, args.force, ".npz")  # before the work, not after
     it = Interpreter.from_file(args.model, kernels=args.kernels)
     xs = load_inputs(it, args.input, args.seed)
     it.run(xs, keep=True)
     print(f"{'op':>4}  {'operator':22s} {'output tensor':44s} {'type/shape':22s} {'raw min..max':>14s}  real range")
     payload = {}
-    for i, ti in enumerate(it.subgraph.inputs):
+    for ti in it.subgraph.inputs:
         payload[_tensor_key(it.tensors[ti])] = it.tensor(ti)
     for op in it.subgraph.operators:
         for ti in op.outputs:
@@ -265,7 +455,8 @@ def cmd_trace(args) -> int:
             v = it.tensor(ti)
             payload[_tensor_key(t)] = v
             real = dequantize_tensor(t, v)
-            print(f"{op.index:>4}  {op.display_name:22s} {t.name[:44]:44s} {t.type_name + str(list(t.shape)):22s} "
+            print(f"{op.index:>4}  {printable(op.display_name):22s} {printable(t.name)[:44]:44s} "
+                  f"{t.type_name + str(list(t.shape)):22s} "
                   f"{str(v.min()) + '..' + str(v.max()):>14s}  {real.min():.4g}..{real.max():.4g}")
     if it.stateful:
         # Streaming models: the state the call started from and the state it leaves (see
@@ -276,60 +467,78 @@ def cmd_trace(args) -> int:
             for name, old in before[kind].items():
                 new = after[kind][name]
                 payload[f"state_before/{name}"], payload[f"state_after/{name}"] = old, new
-                print(f"       {kind[:-1]:9s} {name[:44]:44s} {old.dtype.name + str(list(old.shape)):22s} "
+                print(f"       {kind[:-1]:9s} {printable(name)[:44]:44s} {old.dtype.name + str(list(old.shape)):22s} "
                       f"{str(old.min()) + '..' + str(old.max()):>16s}  {new.min()}..{new.max()}")
     if args.dump:
-        np.savez(args.dump, **payload)
-        print(f"wrote {len(payload)} tensors to {args.dump} (keys: 4-digit tensor index + name)")
+        print(f"{save_npz(args.dump, payload, args.force)}: {len(payload)} tensors "
+              f"(keys: 4-digit tensor index + name)")
     return EXIT_OK
 
 
 def cmd_compare(args) -> int:
     import json
+    plot = _plot_path(args.plot, args.force) if args.plot else None  # before the work, not after
+    if args.data and not args.float_model:
+        raise UsageError("--data gives the real-valued inputs of --float; the inputs of a runtime comparison "
+                         "are --input")
     it = Interpreter.from_file(args.model, kernels=args.kernels)
     if args.float_model:
         float_it = Interpreter.from_file(args.float_model, kernels=args.kernels)
+        cmp.check_float_pair(it, float_it, printable(args.model), printable(args.float_model))
         if args.data:
-            with np.load(args.data) as z:
-                keys = [d["name"] for d in float_it.input_details]
-                real = [z[k] for k in keys] if all(k in z for k in keys) else [z[k] for k in sorted(z.files)]
+            # N samples per input at most: the bound keeps a hostile file from allocating more.
+            bound = _max_input_elements(float_it.input_details) * cmp.MAX_FLOAT_SAMPLES
+            arrays = read_arrays(args.data, bound, "--data file")
+            if not isinstance(arrays, dict):
+                arrays = {"0": arrays}
+            inputs = cmp.float_inputs_from_data(it, float_it, arrays, printable(args.data))
         else:
-            rng = np.random.default_rng(args.seed)
-            real = [rng.standard_normal(tuple(d["shape"])).astype(np.float32) for d in float_it.input_details]
-        rows = cmp.compare_float(it, float_it, real)
+            inputs = cmp.default_float_inputs(it, float_it, args.samples, args.seed)
+        rows = cmp.compare_float_samples(it, float_it, inputs.samples)
         if args.json:
-            print(json.dumps([vars(r) for r in rows], indent=2, default=float))
+            print(json.dumps(cmp.float_comparison_to_json(rows, inputs), indent=2, default=float))
         else:
-            print(cmp.format_float_comparison(rows))
-        if args.plot:
-            _plot_layers(rows, args.plot)
+            print(cmp.format_float_comparison(rows, inputs))
+        if plot:
+            _plot_layers(rows, *plot)
         return EXIT_OK
-    with open(args.model, "rb") as f:
-        data = f.read()
+    data = verify.read_model_file(args.model)
     xs = load_inputs(it, args.input, args.seed)
     runtimes = cmp.RUNTIMES if args.against == "all" else (args.against,)
-    results = [cmp.compare_runtime(it, data, xs, rt) for rt in runtimes]
+    results = []
+    for rt in runtimes:
+        # The other runtime runs in a child process: its refusal or crash is a finding about it.
+        try:
+            results.append(cmp.compare_runtime(it, data, xs, rt))
+        except (cmp.OtherRuntimeCrashed, cmp.OtherRuntimeRefused) as e:
+            crashed = isinstance(e, cmp.OtherRuntimeCrashed)
+            verdict = (f"{e}: a defect of {cmp.RUNTIME_NAMES[rt]}, not a difference in arithmetic; microref "
+                       f"runs this model" if crashed else f"{e}; microref runs this model")
+            if args.json:
+                print(json.dumps([{"runtime": rt, "crashed" if crashed else "refused": str(e)}], indent=2))
+            else:
+                print(f"microref vs {rt}: {verdict}")
+            return EXIT_DIFFERS
+    prefix = _explain_prefix(args)
     if args.json:
-        print(json.dumps([cmp.runtime_comparison_to_json(r) for r in results], indent=2))
+        print(json.dumps([cmp.runtime_comparison_to_json(r, prefix) for r in results], indent=2))
     else:
-        print("\n\n".join(cmp.format_runtime_comparison(r) for r in results))
+        print("\n\n".join(cmp.format_runtime_comparison(r, prefix) for r in results))
     return EXIT_OK if all(r.first_divergent is None for r in results) else EXIT_DIFFERS
 
 
-def _plot_layers(rows, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingPackageError("--plot needs matplotlib: pip install 'microref[plot]' (or pip install matplotlib)")
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot([r.op_index for r in rows], [r.snr_db for r in rows], marker="o")
-    ax.set_xlabel("operator")
-    ax.set_ylabel("SNR of int8 vs float (dB)")
-    fig.tight_layout()
-    fig.savefig(path)
-    print(f"wrote {path}")
+def _explain_prefix(args) -> str:
+    """`microref explain MODEL` with the options that give it the same inputs as this command."""
+    import shlex
+    words = ["microref", "explain", args.model]
+    if args.kernels != "fast":
+        words += ["--kernels", args.kernels]
+    words += ["--input", *args.input] if args.input else ["--seed", str(args.seed)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _plot_layers(rows, path, note=""):
+    _save_figure(plots.layers_figure(rows), path, note)
 
 
 def cmd_explain(args) -> int:
@@ -339,88 +548,118 @@ def cmd_explain(args) -> int:
         coords = tuple(int(c) for c in args.at.replace(" ", "").split(","))
     except ValueError:
         raise InputError(f"--at takes comma-separated integers, e.g. 0,3,4,7; got {args.at!r}") from None
+    if args.numerics != "all":
+        print(explain(it, args.op, coords, xs, numerics=args.numerics).text)
+        return EXIT_OK
     print(explain(it, args.op, coords, xs).text)
+    print("\nthe same element under each numerics variant (--numerics NAME tells its whole story):")
+    for name in NUMERICS_CHOICES:
+        if name != "tflm":
+            e = explain(it, args.op, coords, xs, numerics=name)
+            verdict = "the same" if e.value == e.tflm_value else f"differs by {e.value - e.tflm_value:+} LSB"
+            print(f"  {name:22s} computes {e.value}; TFLM computes {e.tflm_value} ({verdict})")
     return EXIT_OK
 
 
-def _c_array(name: str, a: np.ndarray) -> str:
-    ctype = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
-             "float32": "float", "int64": "int64_t", "bool": "bool"}[a.dtype.name]
-    flat = a.ravel()
-    if a.dtype.kind == "f":
-        body = ", ".join(f"{float(v)!r}f" for v in flat)
-    else:
-        body = ", ".join(str(int(v)) for v in flat)
-    dims = "".join(f"[{d}]" for d in a.shape) or "[1]"
-    return f"static const {ctype} {name}{dims} = {{{body}}};\n"
+def _vector_files(args, base: str, operators) -> list[str]:
+    """Check that vectors can write its files into ``args.output`` (made when missing)."""
+    out = args.output
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise UsageError(f"-o {printable(out)!r} exists and is not a directory (vectors writes several files into it)")
+    files = [os.path.join(out, f"{base}_vectors.npz"), os.path.join(out, f"{base}_vectors.h")]
+    if args.per_op:
+        files += [os.path.join(out, f"{base}_ops", name) for name in operators]
+    for f in files:
+        if os.path.lexists(f):
+            check_writable(f, args.force)
+    return files
+
+
+def _vector_fit(it) -> int:
+    """How many samples run_batch can hold within the memory budget."""
+    estimate = verify.memory_estimate(it.model)
+    return max(1, (verify.MAX_MEMORY_BYTES - estimate.file_bytes - estimate.work_bytes)
+               // max(estimate.activation_bytes, 1))
+
+
+def _check_vector_count(it, count: int) -> None:
+    """--count samples go through run_batch at once: refuse more than the memory budget holds."""
+    estimate = verify.memory_estimate(it.model)
+    need = estimate.file_bytes + estimate.work_bytes + count * max(estimate.activation_bytes, 1)
+    if need > verify.MAX_MEMORY_BYTES:
+        fit = max(0, (verify.MAX_MEMORY_BYTES - estimate.file_bytes - estimate.work_bytes)
+                  // max(estimate.activation_bytes, 1))
+        raise UsageError(f"--count {count:,}: that many samples need an estimated {need:,} bytes, more than the "
+                         f"memory budget of {verify.MAX_MEMORY_BYTES:,} (at most {fit:,} samples fit; run vectors "
+                         f"several times with different --seed values for more)")
+
+
+def _op_file_names(op) -> list[str]:
+    # A custom operator's code comes from the model: vec.op_stem keeps it from naming another directory.
+    return [vec.op_stem(op) + ".npz", vec.op_stem(op) + ".h"]
 
 
 def cmd_vectors(args) -> int:
-    import os
     it = Interpreter.from_file(args.model, kernels=args.kernels)
-    os.makedirs(args.output, exist_ok=True)
     base = os.path.splitext(os.path.basename(args.model))[0]
-    ident = "".join(c if c.isalnum() else "_" for c in base)
-    rng = np.random.default_rng(args.seed)
-    samples = [load_inputs(it, args.input, args.seed)] if args.input else [random_inputs(it, rng)
-                                                                           for _ in range(args.count)]
-    batched_in = [np.stack([s[i] for s in samples]) for i in range(len(samples[0]))]
-    outs = it.run_batch(batched_in, keep=args.per_op)
-    payload = {f"input_{i}": x for i, x in enumerate(batched_in)}
-    payload.update({f"output_{j}": y for j, y in enumerate(outs)})
-    npz = os.path.join(args.output, f"{base}_vectors.npz")
-    np.savez(npz, **payload)
-    header = os.path.join(args.output, f"{base}_vectors.h")
-    with open(header, "w") as f:
-        f.write(f"// Test vectors for {base}: {len(samples)} sample(s); expected outputs are TFLM reference-kernel\n"
-                f"// results as computed by microref (bit-exact with tflite-micro==0.dev20261023182759).\n")
-        f.write(f"#pragma once\n#include <stdint.h>\n#include <stdbool.h>\n#define {ident.upper()}_NUM_VECTORS "
-                f"{len(samples)}\n")
-        for k, v in payload.items():
-            f.write(_c_array(f"{ident}_{k}", v))
-    written = [npz, header]
-    if args.per_op:
-        opdir = os.path.join(args.output, f"{base}_ops")
-        os.makedirs(opdir, exist_ok=True)
-        for op in it.subgraph.operators:
-            vec = {}
-            for i, ti in enumerate(op.inputs):
-                if ti >= 0 and it.tensors[ti].data is None:
-                    vec[f"input_{i}"] = it.tensor(ti)
-            for j, ti in enumerate(op.outputs):
-                vec[f"output_{j}"] = it.tensor(ti)
-            np.savez(os.path.join(opdir, f"op{op.index:03d}_{op.display_name}.npz"), **vec)
-        written.append(opdir + "/")
-    print("wrote " + ", ".join(written))
+    _vector_files(args, base, [name for op in it.subgraph.operators for name in _op_file_names(op)])
+    if args.input:
+        # One .npz, or one .npy per input, each holding one sample or N: [N, …].
+        bound = _max_input_elements(it.input_details) * min(_vector_fit(it), MAX_VECTOR_COUNT)
+        loaded = [read_arrays(p, bound) for p in args.input]
+        label = ", ".join(printable(p) for p in args.input)
+        if any(isinstance(a, dict) for a in loaded):
+            if len(loaded) > 1:
+                raise InputError("pass one .npz holding every input, or one .npy per input, not both")
+            loaded = vec.arrays_for_inputs(it, loaded[0], label)
+        inputs, source = vec.samples_from_arrays(it, loaded, args.count, label)
+        _check_vector_count(it, int(inputs[0].shape[0]) if inputs else 1)
+    else:
+        _check_vector_count(it, args.count or vec.DEFAULT_COUNT)
+        inputs, source = vec.random_samples(it, args.count, args.seed)
+    try:
+        os.makedirs(args.output, exist_ok=True)
+        result = vec.write_vectors(it, inputs, args.output, base, per_op=args.per_op,
+                                   flash_budget=args.flash_budget, model_bytes=os.path.getsize(args.model),
+                                   source=source)
+    except OSError as e:
+        raise UsageError(f"cannot write into {printable(args.output)!r}: {e.strerror or e}") from None
+    print(f"{result.samples} vector{'s' if result.samples != 1 else ''}: {source}")
+    for w in result.warnings:
+        print(w)
+    print("wrote " + ", ".join(printable(w) for w in result.written))
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="microref", description="Bit-exact TFLM reference interpreter and arena planner "
+    p = _Parser(prog="microref", description="Bit-exact TFLM reference interpreter and arena planner "
                                 "for int8 TFLite models.", epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     # --debug is accepted after the command too; SUPPRESS keeps a global --debug from being reset.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback on errors")
     # Commands that run the model choose the kernels: the fast ones (default) or the plain
     # reference kernels of ops.reference (same bytes, slower, the ones to read and step through).
-    running = argparse.ArgumentParser(add_help=False, parents=[common])
+    running = _Parser(add_help=False, parents=[common])
+    # Commands that write files refuse to overwrite one unless told to.
+    writing = _Parser(add_help=False)
+    writing.add_argument("--force", action="store_true", help="overwrite output files that exist")
     running.add_argument("--kernels", choices=("fast", "reference"), default="fast",
                          help="fast kernels (default) or the plain reference kernels of ops.reference")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", parents=[running], help="run a model on given or seeded random inputs")
+    r = sub.add_parser("run", parents=[running, writing], help="run a model on given or seeded random inputs")
     r.add_argument("model")
     r.add_argument("--input", nargs="+", metavar="X.npy", help="one .npy per model input, or one .npz")
-    r.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
-    r.add_argument("--output", metavar="OUT.npz", help="save inputs and outputs")
+    r.add_argument("--seed", type=_seed_arg, default=0, help="seed for random inputs (default 0)")
+    r.add_argument("--output", metavar="OUT.npz", help="save inputs and outputs (.npz is appended when missing)")
     r.add_argument("--profile", action="store_true",
                    help="time every operator (op, MACs, ms, G MAC/s), slowest first, on one thread")
-    r.add_argument("--batch", type=int, default=1, metavar="N",
+    r.add_argument("--batch", type=_count_arg, default=1, metavar="N",
                    help="with --profile: time run_batch on N copies of the inputs (default 1: run)")
-    r.add_argument("--repeat", type=int, default=5, metavar="N",
+    r.add_argument("--repeat", type=_count_arg, default=5, metavar="N",
                    help="with --profile: timed runs, medians reported (default 5)")
     r.set_defaults(func=cmd_run)
 
@@ -430,59 +669,118 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--ops", action="store_true", help="list every operator with its options")
     i.set_defaults(func=cmd_info)
 
-    pl = sub.add_parser("plan", parents=[common], help="TFLM's tensor arena plan, peak RAM and a verdict against a budget")
+    pl = sub.add_parser("plan", parents=[common, writing],
+                        help="TFLM's tensor arena plan, peak RAM and a verdict against a budget")
     pl.add_argument("model")
-    pl.add_argument("--budget", default="256KiB", help="RAM budget for the arena (default 256KiB)")
-    pl.add_argument("--flash-budget", default="1MiB", help="flash budget for the model (default 1MiB)")
+    pl.add_argument("--budget", type=_size_arg, default="256KiB", help="RAM budget for the arena (default 256KiB)")
+    pl.add_argument("--flash-budget", type=_size_arg, default="1MiB", help="flash budget for the model (default 1MiB)")
     pl.add_argument("--json", action="store_true", help="machine-readable output")
     pl.add_argument("--plot", metavar="OUT.png", help="memory-over-time chart (needs matplotlib)")
     pl.add_argument("--optimize", action="store_true", help="write the improved plan into a copy of the model")
     pl.add_argument("-o", "--output", metavar="OUT.tflite", help="where --optimize writes the model")
     pl.set_defaults(func=cmd_plan)
 
-    t = sub.add_parser("trace", parents=[running], help="run once and show (and dump) every intermediate tensor")
+    t = sub.add_parser("trace", parents=[running, writing],
+                       help="run once and show (and dump) every intermediate tensor")
     t.add_argument("model")
     t.add_argument("--input", nargs="+", metavar="X.npy")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--dump", metavar="TRACE.npz", help="write every tensor to an .npz")
+    t.add_argument("--seed", type=_seed_arg, default=0)
+    t.add_argument("--dump", metavar="TRACE.npz", help="write every tensor to an .npz (.npz is appended when missing)")
     t.set_defaults(func=cmd_trace)
 
-    c = sub.add_parser("compare", parents=[running], help="compare with TFLM/LiteRT tensor by tensor, or int8 against a float model")
+    c = sub.add_parser("compare", parents=[running, writing],
+                       help="compare with TFLM/LiteRT tensor by tensor, or int8 against a float model")
     c.add_argument("model")
     c.add_argument("--against", choices=("tflm", "litert", "litert-ref", "all"), default="tflm",
                    help="runtime to compare with (litert = LiteRT's default kernels, litert-ref = its reference "
                         "kernels)")
     c.add_argument("--float", dest="float_model", metavar="FLOAT.tflite",
                    help="compare the int8 MODEL with this float model layer by layer instead")
-    c.add_argument("--data", metavar="INPUTS.npz", help="real-valued inputs for --float (default: seeded normal)")
+    c.add_argument("--data", metavar="INPUTS.npz",
+                   help="real-valued inputs for --float, N samples as [N, …] (default: --samples seeded samples "
+                        "uniform over each input's quantized range)")
+    c.add_argument("--samples", type=_count_arg, default=4, metavar="N",
+                   help="with --float and no --data: how many random samples (default 4)")
     c.add_argument("--input", nargs="+", metavar="X.npy")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=_seed_arg, default=0)
     c.add_argument("--json", action="store_true")
     c.add_argument("--plot", metavar="OUT.png", help="with --float: SNR per layer chart (needs matplotlib)")
     c.set_defaults(func=cmd_compare)
 
-    e = sub.add_parser("explain", parents=[running], help="the integer arithmetic behind one output element of one operator")
+    e = sub.add_parser("explain", parents=[running],
+                       help="the integer arithmetic behind one output element of one operator")
     e.add_argument("model")
-    e.add_argument("--op", type=int, required=True, help="operator index")
+    e.add_argument("--op", type=_index_arg, required=True, help="operator index")
     e.add_argument("--at", required=True, help="output coordinates, comma-separated, e.g. 0,3,4,7")
     e.add_argument("--input", nargs="+", metavar="X.npy")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=_seed_arg, default=0)
+    e.add_argument("--numerics", choices=(*NUMERICS_CHOICES, "all"), default="tflm",
+                   help="tell the story in another build's arithmetic beside TFLM's value (single = "
+                        "TFLITE_SINGLE_ROUNDING; float32-scales = older TFLM's scale products; all = each "
+                        "variant's value)")
     e.set_defaults(func=cmd_explain)
 
-    v = sub.add_parser("vectors", parents=[running], help="export inputs and expected outputs (npz and C header) for conformance suites")
+    v = sub.add_parser("vectors", parents=[running, writing],
+                       help="export inputs and expected outputs (npz and C header) for conformance suites")
     v.add_argument("model")
     v.add_argument("-o", "--output", required=True, metavar="DIR")
-    v.add_argument("--count", type=int, default=4, help="number of seeded random samples (default 4)")
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--input", nargs="+", metavar="X.npy", help="use these inputs instead of random ones")
-    v.add_argument("--per-op", action="store_true", help="also write each operator's inputs and outputs")
+    v.add_argument("--count", type=_count_arg, default=None,
+                   help=f"number of samples: seeded random ones (default 4, at most {MAX_VECTOR_COUNT:,}), or the "
+                        f"first N of --input (default: all it holds)")
+    v.add_argument("--seed", type=_seed_arg, default=0)
+    v.add_argument("--input", nargs="+", metavar="X.npy",
+                   help="use these inputs instead of random ones: one .npy per input or one .npz, each holding "
+                        "one sample or N as [N, …]")
+    v.add_argument("--per-op", action="store_true",
+                   help="also write each operator's inputs (weights and bias included), outputs and prepared "
+                        "parameters (.npz and .h)")
+    v.add_argument("--flash-budget", type=_size_arg, default="1MiB",
+                   help="warn when the model and the vectors' arrays exceed it (default 1MiB)")
     v.set_defaults(func=cmd_vectors)
+
+    from .eval import add_parser as add_eval_parser  # microref eval: a whole dataset (interp.tools.eval)
+    add_eval_parser(sub, [running])
     return p
+
+
+class _EscapingStream:
+    """stdout for a command: control characters other than newlines escaped (errors.printable),
+    whatever printed them (a name deep in a plan or a comparison cannot drive the terminal)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        if not text.isprintable():
+            text = "\n".join(printable(part) for part in text.split("\n"))
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def exit_code(e: MicrorefError) -> int:
+    if isinstance(e, UsageError):
+        return EXIT_USAGE
+    if isinstance(e, UnsupportedOpError):
+        return EXIT_UNSUPPORTED
+    if isinstance(e, InputError):
+        return EXIT_INPUT
+    if isinstance(e, MissingPackageError) or type(e).__name__ == "MissingPackage":
+        return EXIT_MISSING_PACKAGE
+    # ModelError, and the errors of the layers below that refuse a model (a plan that cannot
+    # hold, a model run_in_arena cannot execute).
+    return EXIT_MODEL
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # usage mistakes (exit 2, one line) and --help (exit 0)
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    stdout = sys.stdout
+    sys.stdout = _EscapingStream(stdout)
     try:
         # The command owns its process: BLAS on one thread for its duration (interp.runtime.blas).
         with limited_blas_threads():
@@ -490,28 +788,25 @@ def main(argv=None) -> int:
     except MicrorefError as e:
         if args.debug:
             traceback.print_exc()
-        kind = type(e).__name__
-        print(f"microref: {kind}: {e}", file=sys.stderr)
-        if isinstance(e, UnsupportedOpError):
-            return EXIT_UNSUPPORTED
-        if isinstance(e, ModelError):
-            return EXIT_MODEL
-        if isinstance(e, InputError):
-            return EXIT_INPUT
-        if isinstance(e, MissingPackageError) or type(e).__name__ == "MissingPackage":
-            return EXIT_MISSING_PACKAGE
-        return EXIT_INTERNAL
+        print(f"microref: {type(e).__name__}: {e}", file=sys.stderr)
+        return exit_code(e)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except MemoryError:
+        print("microref: out of memory (the model is within the memory budget, interp.verify.MAX_MEMORY_BYTES, "
+              "but this machine has less free)", file=sys.stderr)
+        return EXIT_MODEL
     except Exception as e:  # a bug in microref: one line by default, the traceback with --debug
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"microref: internal error ({type(e).__name__}: {e}); rerun with --debug and please report it",
-                  file=sys.stderr)
+            print(f"microref: internal error ({type(e).__name__}: {printable(e)}); rerun with --debug and please "
+                  f"report it", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":
