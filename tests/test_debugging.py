@@ -149,7 +149,8 @@ def test_compare_against_litert_names_first_divergent_op_and_single_rounding_as_
     assert first.differs_in_isolation
     assert any(w.get("reproduces") and w["variant"].startswith("single rounding") for w in first.why)
     text = cmp.format_runtime_comparison(c)
-    assert "<- first divergent op" in text and "reproduced by single rounding" in text
+    assert "<- first divergent op" in text and "reproduced exactly by each of 2 variants on its own" in text
+    assert "(1) single rounding (TFLITE_SINGLE_ROUNDING) | (2) single rounding + float32 scales" in text
 
 
 @pytest.mark.skipif(not (SHARED / "person_detect.tflite").exists(), reason="../shared/models is absent")
