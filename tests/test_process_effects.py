@@ -1,6 +1,7 @@
 """A library call leaves the caller's process as it found it (issue 13): BLAS threads, worker
 threads, numpy's settings; and one Interpreter shared by 8 threads gives the serial bytes."""
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def test_one_interpreter_shared_by_eight_threads_gives_the_serial_bytes():
             with ThreadPoolExecutor(8) as pool:
                 parallel = list(pool.map(it.run, samples * 4))
                 parallel_batches = list(pool.map(
-                    lambda _: it.run_batch([np.stack([xs[i] for xs in samples]) for i in range(len(samples[0]))]),
+                    lambda _, it=it, samples=samples: it.run_batch(
+                        [np.stack([xs[i] for xs in samples]) for i in range(len(samples[0]))]),
                     range(8)))
             for k, outs in enumerate(parallel):
                 for got, want in zip(outs, serial[k % len(samples)]):
@@ -55,3 +57,55 @@ def test_one_interpreter_shared_by_eight_threads_gives_the_serial_bytes():
             for outs in parallel_batches:
                 for got, want in zip(outs, batches[0]):
                     assert got.tobytes() == want.tobytes(), f"{path.name} ({kernels}): a batch differs"
+
+
+def test_kept_tensors_belong_to_the_call_that_kept_them_under_eight_threads():
+    """run(keep=True) from 8 threads at once: every thread's tensor() gives its own call's values
+    (issue 19: another thread's values came back 19 times in 16,000), bit for bit the serial ones."""
+    it = Interpreter.from_file(MODEL)
+    rng = np.random.default_rng(19)
+    samples = [random_inputs(it, rng) for _ in range(8)]
+    computed = sorted({ti for op in it.subgraph.operators for ti in op.outputs})
+    serial = []
+    for xs in samples:
+        outs = it.run(xs, keep=True)
+        serial.append((outs, {ti: it.tensor(ti).copy() for ti in computed}))
+    start = threading.Barrier(8)
+
+    def worker(k):
+        start.wait()
+        xs = samples[k]
+        wrong = 0
+        for _ in range(40):
+            outs = it.run(xs, keep=True)
+            time.sleep(0)  # let the other threads' calls land between this call and its tensor() reads
+            wrong += sum(not np.array_equal(it.tensor(ti), serial[k][1][ti]) for ti in computed)
+            wrong += sum(o.tobytes() != w.tobytes() for o, w in zip(outs, serial[k][0]))
+            batch = it.run_batch([x[None] for x in xs], keep=True)
+            time.sleep(0)
+            wrong += sum(not np.array_equal(it.tensor(ti)[0], serial[k][1][ti]) for ti in computed)
+            wrong += sum(b[0].tobytes() != w.tobytes() for b, w in zip(batch, serial[k][0]))
+        return wrong
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(worker, range(8))) == [0] * 8
+
+
+def test_outputs_are_the_callers_own_arrays():
+    """Zeroing a returned output changes nothing microref keeps, and no output shares memory with
+    the inputs, the kept tensors or another output (a passed-through input, a RESHAPE view)."""
+    from interp.builder import ModelBuilder
+    b = ModelBuilder()
+    x = b.input("x", [1, 4], "INT8", scale=0.1, zero_point=0)
+    r = b.tensor("r", [4], "INT8", scale=0.1, zero_point=0)
+    b.op("RESHAPE", [x, b.constant("shape", np.array([4], np.int32))], [r], new_shape=[4])
+    b.output(r, r, x)
+    it = Interpreter.from_bytes(b.build())
+    xs = np.array([[1, 2, 3, 4]], np.int8)
+    for keep in (False, True):
+        for outs in (it.run([xs], keep=keep), [o[0] for o in it.run_batch([xs[None]], keep=keep)]):
+            assert not any(np.shares_memory(a, c) for i, a in enumerate(outs) for c in outs[i + 1:] + [xs])
+            for o in outs:
+                o[...] = 0
+            assert xs.tolist() == [[1, 2, 3, 4]]
+            assert it.tensor(r).ravel().tolist() == [1, 2, 3, 4] and it.tensor(x).ravel().tolist() == [1, 2, 3, 4]
