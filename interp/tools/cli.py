@@ -605,7 +605,7 @@ def cmd_vectors(args) -> int:
     _vector_files(args, base, [name for op in it.subgraph.operators for name in _op_file_names(op)])
     if args.input:
         # One .npz, or one .npy per input, each holding one sample or N: [N, …].
-        bound = _max_input_elements(it.input_details) * min(_vector_fit(it), MAX_VECTOR_COUNT)
+        bound = _max_input_elements(it.input_details) * min(_vector_fit(it), vec.MAX_FILE_SAMPLES)
         loaded = [read_arrays(p, bound) for p in args.input]
         label = ", ".join(printable(p) for p in args.input)
         if any(isinstance(a, dict) for a in loaded):

@@ -677,8 +677,9 @@ class LayerError:
     samples: int = 1
 
 
-# compare --float --data: at most this many samples per input are read.
-MAX_FLOAT_SAMPLES = 10_000
+# compare --float --data: at most this many samples per input are read (and an .npz member may
+# decompress to no more than this many samples' worth: larger is refused as a zip bomb).
+MAX_FLOAT_SAMPLES = 1024
 
 
 @dataclass

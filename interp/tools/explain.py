@@ -104,6 +104,10 @@ def _mbqm_story(e: Explanation, x: int, multiplier: int, shift: int, rounding: s
         _row("SaturatingRoundingDoublingHighMul(., M)", high, "round(x*M / 2^31), ties up"),
         _row(f"RoundingDivideByPOT(., {right})", scaled, "ties away from zero"),
     ]
+    once = int(fp.multiply_by_quantized_multiplier_single_rounding(np.int64(x), multiplier, shift))
+    if once != scaled:
+        e.lines.append(f"  (rounding once, as TFLITE_SINGLE_ROUNDING builds do, gives {once}: SRDHM leaves "
+                       f"{high}/2^{right} = {high / 2 ** right:g}, which RoundingDivideByPOT rounds a second time)")
     e.values.setdefault(f"{key}shifted", shifted)
     e.values.setdefault(f"{key}srdhm", high)
     e.values.setdefault(f"{key}scaled", scaled)

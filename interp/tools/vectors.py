@@ -31,6 +31,9 @@ from ..runtime.inputs import random_inputs
 from .compare import describe_kernel
 
 DEFAULT_COUNT = 4
+# vectors --input: at most this many samples are read from a file (an .npz member that would
+# decompress to more is refused as a zip bomb; several runs with other files give more).
+MAX_FILE_SAMPLES = 1024
 VALUES_PER_LINE = 16
 LINE_CHARS = 96  # values per line: at most 16, and at most this many characters
 
