@@ -79,6 +79,13 @@ class InputError(MicrorefError):
     """The inputs given to ``run`` do not match what the model expects."""
 
 
+class InvokeError(InputError):
+    """TFLM's Invoke fails, aborts, or has no defined result for the values this run computed
+    (not for the model as such): an index out of range, a zero divisor, axes it cannot reverse,
+    shapes it cannot broadcast, a slice that reads outside its input. The message names the
+    operator and the offending values."""
+
+
 class TensorLookupError(InputError, KeyError):
     """``tensor()``, ``dequantized()`` or ``tensor_index()`` was given a name no tensor has, a name
     several tensors share (ambiguous: pass the index), or an index outside the subgraph. Also a

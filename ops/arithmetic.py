@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from interp.errors import InputError, where
+from interp.errors import InvokeError, where
 
 from . import fixedpoint as fp
 from .common import activation_range_float, activation_range_quantized, clamp_float
@@ -161,11 +161,11 @@ class Div(BinaryKernel):
             y = clamp_float(np.divide(x1, x2, dtype=np.float32), p.output_activation_min, p.output_activation_max)
         else:
             if (inputs[1] == 0).any():
-                raise InputError(f"{where(self.op.index, self.op.display_name)}: the divisor contains 0; "
+                raise InvokeError(f"{where(self.op.index, self.op.display_name)}: the divisor contains 0; "
                                  "TFLM's int32 DIV fails Invoke ('Division by 0')")
             a, b = np.broadcast_arrays(x1.astype(np.int64), x2.astype(np.int64))
             if ((a == fp.INT32_MIN) & (b == -1)).any():
-                raise InputError(f"{where(self.op.index, self.op.display_name)}: INT32_MIN / -1 overflows int32; "
+                raise InvokeError(f"{where(self.op.index, self.op.display_name)}: INT32_MIN / -1 overflows int32; "
                                  "C leaves it undefined (TFLM's x86 build dies of SIGFPE)")
             y = np.clip(fp.truncating_divide(a, b), p.output_activation_min, p.output_activation_max)
         return [self.shapes.result(y, self.out.dtype)]
@@ -217,7 +217,7 @@ class FloorDiv(_FloorBinary):
     @ieee_float_arithmetic
     def eval(self, inputs):
         if (inputs[1] == 0).any():
-            raise InputError(f"{where(self.op.index, self.op.display_name)}: the divisor contains 0; "
+            raise InvokeError(f"{where(self.op.index, self.op.display_name)}: the divisor contains 0; "
                              "TFLM's FLOOR_DIV fails Invoke ('Division by 0')")
         x1, x2 = self.shapes.operands(inputs[0], inputs[1])
         quotient = np.floor(x1.astype(np.float64) / x2.astype(np.float64))

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from interp.errors import InputError
+from interp.errors import InvokeError
 
 from .registry import OpKernel, PrepareContext, expect_types, register
 from .shape import ANY_COPYABLE, INT32_MAX, INT32_MIN, require_constant
@@ -51,12 +51,6 @@ MIRROR_PAD_TYPES = ("FLOAT32", "INT8")
 REVERSE_TYPES = ("INT32", "FLOAT32", "UINT8", "INT8", "INT16", "INT64", "BOOL")
 MAX_SMALL_RANK = 6  # RuntimeShape::kMaxSmallSize (REVERSE_V2, DYNAMIC_UPDATE_SLICE)
 DYNAMIC_UPDATE_SLICE_TYPES = ("FLOAT32", "INT8", "INT16", "INT32")
-
-
-class InvokeError(InputError):
-    """TFLM's Invoke fails, aborts, or has no defined result for the values this run computed:
-    an index out of range, axes it cannot reverse, shapes it cannot broadcast, a slice that
-    reads outside its input. The message names the operator and the offending values."""
 
 
 class Refusal(Exception):

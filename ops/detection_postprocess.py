@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from flatbuffers import flexbuffers
 
-from .data_movement import InvokeError
+from interp.errors import InvokeError
+
 from .libm import _LIBM
 from .registry import OpKernel, PrepareContext, register
 

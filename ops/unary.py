@@ -33,9 +33,10 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from interp.errors import InvokeError
+
 from . import fixedpoint as fp
 from .common import real_multiplier
-from .data_movement import InvokeError
 from .elementwise import ieee_float_arithmetic, integer_domain, multiply_by_quantized_multiplier, type_range_by_name
 from .libm import float_function
 from .registry import OpKernel, PrepareContext, register

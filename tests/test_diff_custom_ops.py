@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from interp import Interpreter, ModelError, UnsupportedOpError
 from interp.builder import ModelBuilder
-from ops.data_movement import InvokeError
+from interp.errors import InvokeError
 
 # The ops this module tests (see test_diff_regressions.py).
 DIFF_OPS = {"CIRCULAR_BUFFER", "TFLite_Detection_PostProcess"}

@@ -62,7 +62,7 @@ def check_dynamic(data: bytes, inputs: list[np.ndarray], *, label: str, op_name:
     every sample runs on its own through both, and must fail in both (microref raising
     InvokeError that names the operator) or give equal outputs."""
     from interp import Interpreter
-    from ops.data_movement import InvokeError
+    from interp.errors import InvokeError
 
     try:
         return check_model(data, inputs, label=label)
@@ -94,8 +94,7 @@ def expect_refusal(data: bytes, inputs: list[np.ndarray], *, label: str, match: 
     """A model whose TFLM result is undefined (a read outside a tensor, output left unwritten):
     microref must refuse it, at load (constant parameters) or at run (computed ones)."""
     from interp import Interpreter
-    from interp.errors import ModelError, UnsupportedOpError
-    from ops.data_movement import InvokeError
+    from interp.errors import InvokeError, ModelError, UnsupportedOpError
 
     try:
         it = Interpreter.from_bytes(data)
@@ -554,8 +553,7 @@ def run_case(op: str, case: dict):
     if op == "BATCH_TO_SPACE_ND" and case["odd"]:
         # Parameters that may leave output pixels unwritten: microref refuses those, and must
         # match TFLM on the rest.
-        from interp.errors import UnsupportedOpError
-        from ops.data_movement import InvokeError
+        from interp.errors import InvokeError, UnsupportedOpError
         try:
             record(check_dynamic(data, inputs, label=label, op_name=op), label)
         except (AssertionError, InvokeError, UnsupportedOpError) as e:
@@ -627,8 +625,7 @@ def test_int64_block_shape_divides_by_its_high_word(op):
 
 def test_broadcast_args_on_unbroadcastable_shapes_aborts_tflm():
     from interp import Interpreter
-    from interp.errors import ModelError
-    from ops.data_movement import InvokeError
+    from interp.errors import InvokeError, ModelError
     data, feed = _model("BROADCAST_ARGS", [("input", "a", np.array([2, 3], np.int32)),
                                            ("const", "b", np.array([3, 3], np.int32), "INT32")], [2], "INT32")
     assert_tflm_aborts(data, feed)

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from interp import Interpreter, ModelError, UnsupportedOpError
 from interp.builder import ModelBuilder
-from ops.data_movement import InvokeError
+from interp.errors import InvokeError
 
 FLOAT_ONLY = ("NEG", "CEIL", "FLOOR", "ROUND", "SQRT", "SQUARE", "EXP", "LOG", "SIN", "COS")
 # "INT16_RAW" is an int16 tensor without quantization parameters (ABS's plain integer path).

@@ -10,9 +10,9 @@ import pytest
 
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
-from interp.errors import InputError, UnsupportedOpError
+from interp.errors import InputError, InvokeError, UnsupportedOpError
 from interp.model import Operator, Tensor
-from ops.data_movement import InvokeError, ReverseV2
+from ops.data_movement import ReverseV2
 from ops.registry import PrepareContext
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from interp import Interpreter, ModelError, UnsupportedOpError
 from interp.builder import ModelBuilder
+from interp.errors import InvokeError
 from ops import unary
 from ops.cast import cast_values
-from ops.data_movement import InvokeError
 from ops.libm import float_function
 from ops.registry import Numerics
 
