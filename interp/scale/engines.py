@@ -37,8 +37,8 @@ ENGINES = ("local", "ray")
 RAY_TASK_RETRIES = 3  # a Ray task whose worker process dies is run again this many times
 ADDRESS_TIMEOUT_S = 5.0
 IN_FLIGHT_PER_WORKER = 2  # chunks submitted ahead of the one awaited, per worker
-# Testing hook: a Ray task kills its own worker process once (creating this file first), so that
-# the retry can be seen.
+# Testing hook: when this names a file in a folder that exists, the first Ray task to create the
+# file kills its own worker process, so that the retry can be seen (tests/test_scale_ray.py).
 FAULT_ONCE_ENV = "MICROREF_TEST_KILL_RAY_WORKER_ONCE"
 
 
@@ -256,10 +256,15 @@ def _ray_task(job_ref: list, key: str, arrays: list[np.ndarray]) -> ChunkResult:
     """A Ray task: the job fetched from the object store once per worker process (the ref comes in a
     list so that Ray does not fetch it for every task)."""
     marker = os.environ.get(FAULT_ONCE_ENV)
-    if marker and not os.path.exists(marker):
-        with open(marker, "w") as f:
-            f.write(str(os.getpid()))
-        os._exit(1)  # the worker dies mid-task: Ray must retry it elsewhere
+    if marker and os.path.isdir(os.path.dirname(marker)):
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL)  # one task only, whoever is first
+        except FileExistsError:
+            fd = None
+        if fd is not None:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            os._exit(1)  # the worker dies mid-task: Ray must retry the task
     worker = _RAY_WORKERS.get(key)
     if worker is None:
         import ray

@@ -45,8 +45,9 @@ class Progress:
     """A tqdm bar on stderr (samples, rate, ETA) when stderr is a terminal and not ``quiet``;
     nothing otherwise. Call it with (done, total)."""
 
-    def __init__(self, label: str, quiet: bool = False, stream=None):
+    def __init__(self, label: str, quiet: bool = False, stream=None, mininterval: float = 0.1):
         self.stream = stream if stream is not None else sys.stderr
+        self.mininterval = mininterval  # seconds between redraws
         self.enabled = not quiet and _isatty(self.stream)
         self.label = label
         self.bar = None
@@ -62,7 +63,7 @@ class Progress:
                 self.enabled = False
                 return
             self.bar = tqdm(total=total, desc=self.label, unit="sample", file=self.stream, dynamic_ncols=True,
-                            smoothing=0.1, leave=False)
+                            smoothing=0.1, leave=False, mininterval=self.mininterval)
         self.bar.update(done - self.done)
         self.done = done
 
