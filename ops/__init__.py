@@ -28,3 +28,4 @@ from . import data_movement  # noqa: F401
 from . import gather  # noqa: F401
 from . import detection_postprocess  # noqa: F401
 from . import svdf  # noqa: F401
+from . import unrunnable  # noqa: F401
