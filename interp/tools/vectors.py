@@ -239,7 +239,11 @@ def c_array(name: str, a: np.ndarray) -> str:
         return f"/* {name}: empty ({list(a.shape)}) */\n"
     ctype = C_TYPES[a.dtype.name]
     dims = "".join(f"[{d}]" for d in a.shape)
-    return f"static const {ctype} {name}{dims} = {_c_body(a, '')};\n"
+    head = f"static const {ctype} {name}{dims} = "
+    body = _c_body(a, "")
+    if "\n" not in body and len(head) + len(body) > LINE_CHARS + 24:
+        body = "{\n  " + body[1:-1] + "\n}"  # a long name: the values on their own line
+    return f"{head}{body};\n"
 
 
 def _c_tensor(ident: str, key: str, a: np.ndarray, t, note: str) -> list[str]:
@@ -331,7 +335,7 @@ def write_vectors(it, inputs: list[np.ndarray], out_dir: str, base: str, *, per_
     tensors += [(f"output_{k}", np.asarray(y), it.tensors[ti], _note(it.tensors[ti], n))
                 for k, (ti, y) in enumerate(zip(sg.outputs, outs))]
     data_bytes = sum(a.nbytes for _, a, _, _ in tensors)
-    comment = [f"Test vectors for {base}: {n} sample(s) ({source or 'given inputs'}).",
+    comment = [f"Test vectors for {base}: {n} sample(s),", f"{source or 'given inputs'}.",
                "Expected outputs are TFLM reference-kernel results as computed by microref (bit-exact with",
                "tflite-micro==0.dev20261023182759). Arrays: [sample][tensor dims...]; keys as in the .npz.",
                f"The arrays take {data_bytes:,} bytes of flash."]
