@@ -21,10 +21,10 @@ import re
 
 import pytest
 from diff_support import NO_ORACLE, ORACLE_AVAILABLE, TflmCrashed, tflm_run
+from test_diff_refused import compressed_fc_model
 
 import ops  # noqa: F401  (registers every kernel)
 from interp import Interpreter, UnsupportedOpError
-from interp.builder import ModelBuilder
 from ops.registry import REGISTRY
 from ops.unrunnable import _Refused
 
@@ -190,63 +190,7 @@ def test_refused_operators_are_registered_and_say_why():
     assert {n for n, c in REGISTRY.items() if issubclass(c, _Refused)} == REFUSED
 
 
-def _custom_model(code: str, inputs: int = 1) -> bytes:
-    b = ModelBuilder()
-    xs = [b.input(f"x{i}", [1, 4], "INT8", scale=0.5, zero_point=0) for i in range(inputs)]
-    y = b.tensor("y", [1, 4], "INT8", scale=0.5, zero_point=0)
-    b.op("CUSTOM", xs, [y], custom_code=code)
-    b.output(y)
-    return b.build()
-
-
-def test_an_ethos_u_operator_is_refused_as_npu_only():
-    with pytest.raises(UnsupportedOpError) as e:
-        Interpreter.from_bytes(_custom_model("ethos-u"))
-    text = str(e.value)
-    assert "ethos-u" in text and "NPU" in text and "microref plan" in text
-    assert e.value.unsupported[0][0] == "ethos-u" and e.value.unsupported[0][2] == [0]
-
-
-def test_a_decode_operator_is_refused_with_the_reason():
-    b = ModelBuilder()
-    enc = b.constant("encoded", [1, 2, 3, 4], "INT8")
-    anc = b.constant("ancillary", [0] * 16, "UINT8")
-    x = b.input("x", [4], "INT8", scale=0.5, zero_point=0)
-    w = b.tensor("w", [4], "INT8", scale=0.5, zero_point=0)
-    y = b.tensor("y", [4], "INT8", scale=0.5, zero_point=0)
-    b.op("CUSTOM", [enc, anc], [w], custom_code="TFLM_DECODE")
-    b.op("ADD", [x, w], [y])
-    b.output(y)
-    with pytest.raises(UnsupportedOpError) as e:
-        Interpreter.from_bytes(b.build())
-    assert "TFLM_DECODE" in str(e.value) and "uncompressed model" in str(e.value)
-
-
-@needs_oracle
-def test_the_wheel_refuses_ethos_u_too():
-    import numpy as np
-    verdict, payload = tflm_run(_custom_model("ethos-u"), [[np.zeros((1, 4), np.int8)]])
-    assert verdict == "rejected" and "Failed to get registration" in payload
-
-
 # ------------------------------------------------------------------------------- real models
-def _compressed_fc_model() -> bytes:
-    """A FULLY_CONNECTED whose weights TFLM's own compression tool (in the wheel) LUT-compressed:
-    the tool inserts a TFLM_DECODE operator in front of it."""
-    import numpy as np
-    from tflite_micro.tensorflow.lite.micro.compression import compress, spec
-    rng = np.random.default_rng(15)
-    b = ModelBuilder()
-    x = b.input("x", [1, 8], "INT8", scale=0.05, zero_point=0)
-    w = b.constant("w", rng.integers(-8, 8, size=(4, 8)).astype(np.int8), "INT8", scale=0.02, zero_point=0)
-    y = b.tensor("y", [1, 4], "INT8", scale=0.1, zero_point=0)
-    b.op("FULLY_CONNECTED", [x, w, None], [y])
-    b.output(y)
-    lut = spec.LookUpTableCompression(index_bitwidth=4, mode=spec.PerTensor())
-    with pytest.warns(UserWarning):  # 32 bytes of weights do not get smaller
-        return bytes(compress(b.build(), [spec.Tensor(0, w, [lut])]))
-
-
 @needs_oracle
 @pytest.mark.xfail(strict=True, reason=(
     "interp/model/parse.py reads OperatorCode.BuiltinCode() through the `tflite` package, which "
@@ -255,7 +199,7 @@ def _compressed_fc_model() -> bytes:
     "max(builtin_code, deprecated_builtin_code) of the raw fields."))
 def test_a_model_compressed_by_tflms_tool_is_refused_as_decode():
     import numpy as np
-    data = _compressed_fc_model()
+    data = compressed_fc_model()
     verdict, payload = tflm_run(data, [[np.arange(8, dtype=np.int8).reshape(1, 8)]])
     assert verdict == "ok", payload  # the wheel runs DECODE
     with pytest.raises(UnsupportedOpError, match="TFLM_DECODE"):
