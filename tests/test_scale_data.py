@@ -53,6 +53,17 @@ def test_npy_is_memory_mapped_and_samples_may_drop_the_leading_one(it, tmp_path,
     assert [start for start, _ in ds.chunks(8)] == [0, 8, 16]
 
 
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(),
+                    reason="needs Linux's /proc/self/smaps to see resident pages")
+def test_reading_a_memory_mapped_npy_hands_its_pages_back(tmp_path):
+    from test_scale_streaming import _mapped_rss_kb, passthrough
+    path = tmp_path / "x.npy"
+    np.save(path, np.ones((4096, 4096), np.int8))  # 16 MiB, samples without the input's leading 1
+    ds = D.open_data(path, passthrough((1, 4096)))
+    assert sum(int(a[0].sum()) for _, a in ds.chunks(256)) == 4096 * 4096
+    assert _mapped_rss_kb(path) < 1_000
+
+
 def test_real_values_are_quantized_as_tflm_does(it, tmp_path):
     real = np.random.default_rng(3).normal(0, 1, (9, 12, 12, 3)).astype(np.float32)
     np.save(tmp_path / "r.npy", real)

@@ -34,6 +34,16 @@ def two_inputs():
     return Interpreter.from_bytes(b.build())
 
 
+def passthrough(shape):
+    """output = input (RESHAPE): a model whose run costs nothing, for reading inputs."""
+    b = ModelBuilder()
+    x = b.input("x", list(shape), "INT8", scale=0.5, zero_point=0)
+    y = b.tensor("y", list(shape), "INT8", scale=0.5, zero_point=0)
+    b.op("RESHAPE", [x, b.constant("shape", np.array(shape, np.int32))], [y])
+    b.output(y)
+    return Interpreter.from_bytes(b.build())
+
+
 def accumulator():
     """A stateful model: out = state; state += x (a resource variable): every run_batch sample starts
     from a fresh state, so chunking must not carry state from one chunk to the next."""
@@ -179,3 +189,17 @@ def test_pages_of_a_read_only_map_are_handed_back_after_their_chunk(tmp_path):
     writable[:] = 2
     streaming.release_pages(writable, 0, 256)
     assert int(writable[0, 0, 0]) == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(),
+                    reason="needs Linux's /proc/self/smaps to see resident pages")
+def test_run_batch_and_run_iter_hand_a_memory_maps_pages_back_as_they_go(tmp_path):
+    path = tmp_path / "x.npy"
+    x = np.random.default_rng(0).integers(-128, 128, (4096, 4096), dtype=np.int8)  # 16 MiB
+    np.save(path, x)
+    it = passthrough((4096,))
+    mapped = np.load(path, mmap_mode="r")
+    assert np.array_equal(it.run_batch([mapped], chunk_size=256)[0], x)
+    assert _mapped_rss_kb(path) < 1_000
+    assert np.array_equal(np.concatenate([o[0] for o in it.run_iter(mapped, chunk_size=300)]), x)
+    assert _mapped_rss_kb(path) < 1_000

@@ -85,6 +85,12 @@ def release_pages(a: np.ndarray, lo: int, hi: int) -> None:
             pass
 
 
+def as_array(v) -> np.ndarray:
+    """``np.asarray(v)``, except that a memory map stays one (np.asarray would make it a plain view,
+    whose pages could not be handed back)."""
+    return v if isinstance(v, np.memmap) else np.asarray(v)
+
+
 def take_chunk(arrays: list[np.ndarray], lo: int, hi: int) -> list[np.ndarray]:
     """Samples lo..hi of each array, copied into memory (a memory map's pages released after)."""
     chunk = [np.array(a[lo:hi]) for a in arrays]
@@ -123,7 +129,7 @@ def batch_arrays(it: Interpreter, inputs) -> tuple[list[np.ndarray], int]:
         raise InputError(f"inputs must be a list of arrays or a dict by input name, not {type(inputs).__name__}")
     if any(isinstance(v, np.ma.MaskedArray) and np.ma.is_masked(v) for v in values):
         it._gather_inputs(values, batched=True)  # its message for masked values
-    arrays = [np.asarray(v) for v in values]
+    arrays = [as_array(v) for v in values]
     if len(arrays) == len(sg.inputs):
         # The shapes here, on whole arrays; everything else by run_batch's own checks on the first
         # sample (a float array's values are not read: NaN is found chunk by chunk as it runs).

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import InputError, MicrorefError, printable
 from ..quantization import dequantize, quantize
-from ..runtime.streaming import release_pages
+from ..runtime.streaming import as_array, release_pages
 
 LABEL_KEYS = ("labels", "label", "y")
 # Real values for a quantized input: when more than this fraction of the first chunk's values lie
@@ -345,7 +345,7 @@ def _array_dataset(values: list, it, description: str, labels=None, check_range:
         if isinstance(v, np.ma.MaskedArray) and np.ma.is_masked(v):
             raise InputError(f"{what} for {_input_label(it, k)} is a masked array with masked values; pass "
                              f"np.ma.filled(x, fill_value)")
-        a = np.asarray(v)
+        a = as_array(v)
         if a.ndim == 0:
             raise InputError(f"{what} for {_input_label(it, k)} is a single number; samples go along the first axis")
         kinds.append(data_kind(a, it, k, what))
@@ -407,7 +407,7 @@ def _generator_dataset(batches: Iterable, it, check_range: bool) -> Dataset:
                              f"order or a dict by input name, samples along the first axis")
         if len(values) != len(names):
             raise InputError(f"{what} gives {len(values)} input(s); the model takes {len(names)}")
-        arrays = [np.asarray(v) for v in values]
+        arrays = [as_array(v) for v in values]
         for k, a in enumerate(arrays):
             if a.ndim == 0:
                 raise InputError(f"{what} for {_input_label(it, k)} is a single number")
