@@ -224,6 +224,9 @@ class _SigmoidLike(UnaryKernel):
 class Logistic(_SigmoidLike):
     """LOGISTIC. int8 output is fixed at scale 1/256, zero point -128: only the zero point is checked."""
 
+    supported_types = "int8, int16, float32"
+    notes = ""
+
     pot_shifts = (0,)
 
     def prepare_int8(self, ctx):
@@ -261,6 +264,9 @@ class Logistic(_SigmoidLike):
 class Tanh(_SigmoidLike):
     """TANH. int8 output is fixed at scale 1/128, zero point 0; nothing about it is checked."""
 
+    supported_types = "int8, int16, float32"
+    notes = ""
+
     pot_shifts = (0, 1)
 
     def int8_from_q4(self, in_q4):
@@ -287,6 +293,9 @@ class Tanh(_SigmoidLike):
 @register("RELU")
 class Relu(UnaryKernel):
     """RELU requantizes: clamp(zp_out + MBQM(x - zp_in, s_in/s_out), max(qmin, zp_out), qmax)."""
+
+    supported_types = "int8, int16, float32"
+    notes = ""
 
     def prepare(self, ctx: PrepareContext):
         self.prepare_operands(ctx, require_same_type=False)
@@ -345,6 +354,9 @@ class Relu6(UnaryKernel):
     """RELU6 clamps in the input's quantized domain and never looks at the output quantization
     (notes §2.20): out = min(max(x, zp_in), q(6.0)) with q(6.0) on the input scale."""
 
+    supported_types = "int8, int16, float32"
+    notes = "ignores the output quantization, as TFLM does"
+
     def prepare(self, ctx: PrepareContext):
         self.prepare_operands(ctx, require_same_type=False)
         if self.kind not in ("FLOAT32", "INT8", "INT16"):
@@ -376,6 +388,9 @@ class Relu6(UnaryKernel):
 class LeakyRelu(UnaryKernel):
     """LEAKY_RELU: identity multiplier for x >= zp_in, |alpha| multiplier (negated for alpha < 0)
     below it (reference/leaky_relu.h)."""
+
+    supported_types = "int8, int16, float32"
+    notes = ""
 
     def prepare(self, ctx: PrepareContext):
         self.prepare_operands(ctx, require_same_type=True)
@@ -460,6 +475,9 @@ def saturating_left_shift_int16(x, amount: int):
 class HardSwish(UnaryKernel):
     """HARD_SWISH int8: x·relu6(x+3)/6 in int16 fixed point (reference/hard_swish.h)."""
 
+    supported_types = "int8, float32"
+    notes = ""
+
     def prepare(self, ctx: PrepareContext):
         self.prepare_operands(ctx, require_same_type=False)
         if self.kind not in ("FLOAT32", "INT8"):
@@ -522,6 +540,9 @@ class HardSwish(UnaryKernel):
 class Prelu(OpKernel):
     """PRELU: x >= zp_in rescaled by s_in/s_out; below, (x - zp_in)·(alpha - zp_alpha) rescaled by
     s_in·s_alpha/s_out. alpha broadcasts against the input (reference/prelu.h)."""
+
+    supported_types = "int8, int16 (int8 alpha), float32"
+    notes = "alpha broadcast to the input"
 
     def prepare(self, ctx: PrepareContext):
         self.inp = ctx.require_input(0, "input")

@@ -15,6 +15,9 @@ ARG_INPUT_TYPES = ("FLOAT32", "INT8")
 
 @register("ARG_MAX", "ARG_MIN")
 class ArgMinMax(OpKernel):
+    supported_types = "int8, float32 → int32"
+    notes = ""
+
     def prepare(self, ctx):
         x = ctx.require_input(0, "input")
         axis_t = ctx.require_input(1, "axis")

@@ -96,6 +96,11 @@ class Div(BinaryKernel):
     SmallerThanOneExp rescale by the output multiplier and the remaining shift.
     """
 
+    supported_types = "int8, int32, float32"
+    notes = ("broadcasting, fused activations; int8 reproduces TFLM on every input pair, a zero divisor included "
+             "(x86's value of its undefined shifts); an int32 zero divisor is an `InputError`, as it fails TFLM's "
+             "Invoke")
+
     def prepare(self, ctx: PrepareContext):
         self.prepare_operands(ctx)
         in1, in2, out = self.in1, self.in2, self.out
@@ -214,6 +219,9 @@ class FloorDiv(_FloorBinary):
     """reference_ops::FloorDiv<float>: float(std::floor(double(a) / double(b))). Eval refuses a
     divisor tensor holding any zero (-0.0 too) before computing anything."""
 
+    supported_types = "float32 (the only type TFLM's Eval takes)"
+    notes = 'broadcasting; a zero divisor is an `InputError` (TFLM: "Division by 0")'
+
     @ieee_float_arithmetic
     def eval(self, inputs):
         if (inputs[1] == 0).any():
@@ -228,6 +236,9 @@ class FloorDiv(_FloorBinary):
 class FloorMod(_FloorBinary):
     """reference_ops::FloorMod<float>: m = fmodf(a, b) (exact); m + b when m != 0 and the signs of
     m and b differ (a float32 addition)."""
+
+    supported_types = "float32 (the only type TFLM's Eval takes)"
+    notes = "broadcasting; a zero divisor gives NaN"
 
     @ieee_float_arithmetic
     def eval(self, inputs):
@@ -305,6 +316,9 @@ class AddN(OpKernel):
     rescaled and added in int32, and the sum is rescaled to the output.
     """
 
+    supported_types = "int8, float32"
+    notes = "2+ inputs; the int8 sum starts from the rescaled input offset, as TFLM's does"
+
     def prepare(self, ctx: PrepareContext):
         count = len(ctx.op.inputs)
         ctx.check(count >= 2, f"takes at least 2 inputs, has {count} (TF_LITE_ENSURE num_inputs >= 2)")
@@ -372,6 +386,9 @@ class CumSum(OpKernel):
     float32: ``T accumulator = 0`` then ``accumulator + x`` in axis order (float32). int8: as ADD_N,
     the int32 accumulator starts at the rescaled input offset.
     """
+
+    supported_types = "int8, float32"
+    notes = "any axis, exclusive, reverse; int8 sums start from the rescaled input offset, as TFLM's do"
 
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(2, 1)
@@ -444,6 +461,9 @@ class CumSum(OpKernel):
 class ReduceAll(_Reduce):
     """REDUCE_ALL (reduce.cc PrepareAll / EvalAllHelper): reference_ops::ReduceGeneric<bool> with
     ``in && current`` from true; an empty input gives all true."""
+
+    supported_types = "bool"
+    notes = "any axes, keep_dims"
 
     def prepare(self, ctx: PrepareContext):
         x, axis_t, out = self.prepare_axes(ctx)

@@ -55,6 +55,9 @@ class OpDataBatchMatmul:
 
 @register("BATCH_MATMUL")
 class BatchMatMul(OpKernel):
+    supported_types = "int8, int16 (zero points 0), float32"
+    notes = "ranks 2-5, broadcast batch dims, adj_x/adj_y, constant operands"
+
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(2, 1)
         lhs, rhs = ctx.require_input(0, "lhs"), ctx.require_input(1, "rhs")

@@ -34,6 +34,10 @@ class CastParams:
 
 @register("CAST")
 class Cast(OpKernel):
+    supported_types = "int8, int16, int32, uint32, float32, bool → the same six"
+    notes = ("the wheel's conversions: integers wrap, float → integer truncates and saturates (NaN → 0), → bool is "
+             "≠ 0; ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)")
+
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(1, 1)
         inp = ctx.require_input(0, "input")

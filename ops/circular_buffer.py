@@ -70,6 +70,12 @@ def cycles_max_option(options: bytes) -> int | None:
 
 @register("CIRCULAR_BUFFER")
 class CircularBuffer(OpKernel):
+    supported_types = "int8"
+    notes = ("custom op; the buffer persists across `run()` until `reset()` (reset to the zero point). Supported "
+             "with a period of one call (`cycles_max` 1, or 5/13/25 slots) and a variable output tensor; a longer "
+             "period (TFLM aborts the invoke, leaving later outputs as the arena held them) or an arena-backed "
+             "output is refused")
+
     def prepare(self, ctx: PrepareContext):
         ctx.check(len(ctx.op.inputs) >= 1 and len(ctx.op.outputs) >= 1, "needs an input and an output")
         x = ctx.require_input(0, "input")

@@ -130,33 +130,63 @@ class _Comparison(_BinaryBool):
 
 @register("EQUAL")
 class Equal(_Comparison):
+    supported_types = "int8, int32, int64, float32, bool"
+    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
+             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
+             "RuntimeShape)")
+
     compare = operator.eq
     eval_types = ("BOOL", "FLOAT32", "INT32", "INT64", "INT8")
 
 
 @register("NOT_EQUAL")
 class NotEqual(_Comparison):
+    supported_types = "int8, int32, int64, float32, bool"
+    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
+             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
+             "RuntimeShape)")
+
     compare = operator.ne
     eval_types = ("BOOL", "FLOAT32", "INT32", "INT64", "INT8")
 
 
 @register("GREATER")
 class Greater(_Comparison):
+    supported_types = "int8, int32, int64, float32"
+    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
+             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
+             "RuntimeShape); int16 refused (its Eval compares with parameters TFLM never sets)")
+
     compare = operator.gt
 
 
 @register("GREATER_EQUAL")
 class GreaterEqual(_Comparison):
+    supported_types = "int8, int32, int64, float32"
+    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
+             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
+             "RuntimeShape)")
+
     compare = operator.ge
 
 
 @register("LESS")
 class Less(_Comparison):
+    supported_types = "int8, int32, int64, float32"
+    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
+             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
+             "RuntimeShape)")
+
     compare = operator.lt
 
 
 @register("LESS_EQUAL")
 class LessEqual(_Comparison):
+    supported_types = "int8, int32, int64, float32"
+    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
+             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
+             "RuntimeShape)")
+
     compare = operator.le
 
 
@@ -189,11 +219,17 @@ class _Logical(_BinaryBool):
 
 @register("LOGICAL_AND")
 class LogicalAnd(_Logical):
+    supported_types = "bool"
+    notes = "broadcasting; ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+
     combine = np.logical_and
 
 
 @register("LOGICAL_OR")
 class LogicalOr(_Logical):
+    supported_types = "bool"
+    notes = "broadcasting; ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+
     combine = np.logical_or
 
 
@@ -212,6 +248,10 @@ class SelectParams:
 
 @register("SELECT_V2")
 class SelectV2(OpKernel):
+    supported_types = "int8, int16, float32 (bool condition)"
+    notes = ("condition, x and y broadcast; quantization ignored, as in TFLM; ranks above 6 refused (TFLM copies "
+             "shapes into a 6-dimension RuntimeShape)")
+
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(3, 1)
         cond, x, y = (ctx.require_input(i, role) for i, role in enumerate(("condition", "x", "y")))

@@ -122,6 +122,11 @@ class If(OpKernel):
     """Input 0 is a one-element BOOL condition; inputs 1.. are copied into the inputs of the
     branch it selects, which runs; its outputs are copied into the operator's outputs."""
 
+    supported_types = "any types the branch/cond/body subgraphs take"
+    notes = ("every subgraph prepared; per-sample branches and trip counts in `run_batch`; CALL_ONCE runs once per "
+             "interpreter (TFLM's `reset()` does not re-arm it); a WHILE still looping after "
+             '`max_while_iterations` (100,000) is an error. See "Streaming models"')
+
     uses_graph = True
 
     def prepare(self, ctx):
@@ -190,6 +195,11 @@ class WhileParams:
 class While(OpKernel):
     """The operator's inputs are the initial loop values and its outputs the final ones: TFLM
     copies the inputs to the outputs, then while cond(outputs) is true, outputs = body(outputs)."""
+
+    supported_types = "any types the branch/cond/body subgraphs take"
+    notes = ("every subgraph prepared; per-sample branches and trip counts in `run_batch`; CALL_ONCE runs once per "
+             "interpreter (TFLM's `reset()` does not re-arm it); a WHILE still looping after "
+             '`max_while_iterations` (100,000) is an error. See "Streaming models"')
 
     uses_graph = True
 
@@ -274,6 +284,11 @@ class CallOnce(OpKernel):
     on the interpreter's first call only. TFLM's ``has_run`` flag is set at Prepare and has no
     reset function: Interpreter.reset() does not re-arm it (checked against the wheel), so after
     a reset the variables the init subgraph had assigned keep their reset values."""
+
+    supported_types = "any types the branch/cond/body subgraphs take"
+    notes = ("every subgraph prepared; per-sample branches and trip counts in `run_batch`; CALL_ONCE runs once per "
+             "interpreter (TFLM's `reset()` does not re-arm it); a WHILE still looping after "
+             '`max_while_iterations` (100,000) is an error. See "Streaming models"')
 
     uses_graph = True
     survives_reset = True  # the runtime keeps this kernel's state across reset()

@@ -218,6 +218,9 @@ class _ConvBase(OpKernel):
 class Conv2D(_ConvBase):
     # Dot products up to this long run through the scale-folded float64 GEMM (see prepare);
     # tests set it to 0 or to a large value to force either path.
+    supported_types = "int8 (int8/int4 filters), int16x8, float32"
+    notes = "SAME/VALID, stride, dilation, per-channel, grouped"
+
     SCALED_GEMM_MAX_DEPTH = 16
     def prepare(self, ctx: PrepareContext):
         self.prepare_fast(ctx)
@@ -335,6 +338,9 @@ class DepthwiseConv2D(_ConvBase):
     # The fast kernel's tap layout: None lets prepare choose by shape (the default); tests force
     # each one ("matmul", "gemm", "channel_major", "nhwc_phases", "windows") to pin it to the
     # reference. A layout whose preconditions the op does not meet falls back to "windows".
+    supported_types = "int8, int16x8 (int64 bias), float32"
+    notes = "depth multiplier, stride, dilation"
+
     force_layout: str | None = None
     # Taps from which the per-channel batched matrix product pays off over a loop over taps.
     MATMUL_MIN_TAPS = 17

@@ -340,6 +340,10 @@ class _SpaceBatch(_MapKernel):
 class BatchToSpaceNd(_SpaceBatch):
     """batch_to_space_nd.cc BatchToSpaceNDPrepare; reference/batch_to_space_nd.h."""
 
+    supported_types = "int8, float32 (3-D and 4-D)"
+    notes = ("block_shape/crops constant or computed (read as int32 words, as TFLM reads them whatever their "
+             "type); output pixels it would leave unwritten are refused")
+
     pad_role = "crops"
     fill = None
 
@@ -354,6 +358,11 @@ class SpaceToBatchNd(_SpaceBatch):
     The padding is memset(out, params.output_offset, ...) with an output_offset TFLM never sets
     (its OpData comes from AllocatePersistentBuffer): zero bytes in a fresh arena, so 0.0 / 0.
     """
+
+    supported_types = "int8, float32 (3-D and 4-D)"
+    notes = ("block_shape/paddings constant or computed (read as int32 words, as TFLM reads them whatever their "
+             "type); pads with zero bytes — 0, not the zero point (TFLM's pad value is an OpData field it never "
+             "sets)")
 
     pad_role = "paddings"
     fill = 0
@@ -402,6 +411,9 @@ class DepthToSpace(_DepthSpace):
     (row in block, column in block, output channel).
     """
 
+    supported_types = "int8, float32"
+    notes = "block_size > 0"
+
     def prepare(self, ctx):
         x, out, bs = self.prepare_common(ctx)
         b, h, w, c = x.shape
@@ -423,6 +435,9 @@ class SpaceToDepth(_DepthSpace):
 
     out_d = in_d + ((in_h % bs) * bs + in_w % bs) * input_depth.
     """
+
+    supported_types = "int8, float32"
+    notes = "block_size > 0"
 
     def prepare(self, ctx):
         x, out, bs = self.prepare_common(ctx)
@@ -469,6 +484,10 @@ class BroadcastArgsParams:
 @register("BROADCAST_ARGS")
 class BroadcastArgs(OpKernel):
     """broadcast_args.cc BroadcastArgsPrepare; reference/broadcast_args.h."""
+
+    supported_types = "int32, int64"
+    notes = ("values pass through C `int`; shapes that do not broadcast abort TFLM: refused at load if constant, "
+             "an `InvokeError` at run if computed")
 
     def prepare(self, ctx):
         ctx.check_io_counts(2)
@@ -519,6 +538,9 @@ class BroadcastTo(OpKernel):
     """broadcast_to.cc BroadcastToPrepare / ValidateOutputTensor; reference/broadcast_to.h
     (BroadcastTo<5>, numpy's broadcast once the shapes are validated)."""
 
+    supported_types = "every type with a byte size (not int4)"
+    notes = "constant int32/int64 shape"
+
     def prepare(self, ctx):
         ctx.check_io_counts(2)
         x, shape_t = ctx.require_input(0, "input"), ctx.require_input(1, "shape")
@@ -562,6 +584,9 @@ class BroadcastTo(OpKernel):
 class Fill(OpKernel):
     """fill.cc FillPrepare (EnsureEq) / FillEval; reference/fill.h."""
 
+    supported_types = "int8, int32, float32 (int8/16/32/64 dims)"
+    notes = "constant dims; the value is copied raw (no requantization)"
+
     def prepare(self, ctx):
         dims = ctx.require_input(0, "dims")
         value = ctx.require_input(1, "value")
@@ -593,6 +618,9 @@ class Fill(OpKernel):
 @register("SHAPE")
 class Shape(OpKernel):
     """shape.cc ShapePrepare / ShapeEval (ExtractShape writes rank int32 values)."""
+
+    supported_types = "any input → int32"
+    notes = ""
 
     def prepare(self, ctx):
         ctx.check_io_counts(1)
@@ -666,6 +694,10 @@ class Slice(_MapKernel):
     of other types than each other, too few of them, reads outside the input, a write count
     that differs from the output's — is refused.
     """
+
+    supported_types = "int8, int16, int32, float32, bool (int32/int64 begin and size)"
+    notes = ("begin/size constant or computed; size -1; TFLM addresses the input flat, so a begin past the end of "
+             "a row reads the next row (mirrored) — a read outside the tensor is refused")
 
     def prepare(self, ctx):
         ctx.check_io_counts(3)
@@ -755,6 +787,10 @@ def mirror_pad_map(in_shape, out_shape, offset: int, padding_sample: np.ndarray,
 class MirrorPad(_MapKernel):
     """mirror_pad.cc MirrorPadPrepare / MirrorPadEval (GetFlatIndex / GetInputDimension)."""
 
+    supported_types = "int8, float32 (int32/int64 paddings; other types read as 0)"
+    notes = ("REFLECT, SYMMETRIC; paddings constant or computed; a right pad wider than the input clamps as TFLM's "
+             "does; a left one that would read outside the input is refused")
+
     def prepare(self, ctx):
         x = ctx.require_input(0, "input")
         pad_t = ctx.require_input(1, "paddings")
@@ -825,6 +861,10 @@ class ReverseV2(OpKernel):
     """reverse.cc ReverseV2Prepare / ReverseV2Eval; reference/reverse.h (reversing the contiguous
     block of axes min..max as one flattened dimension = reversing each of them)."""
 
+    supported_types = "int8, uint8, int16, int32, int64, float32, bool"
+    notes = ("contiguous axes, constant or computed (others: refused at load / `InvokeError` at run, as TFLM's "
+             "Invoke fails)")
+
     def prepare(self, ctx):
         ctx.check_io_counts(2)
         x = ctx.require_input(0, "input")
@@ -892,6 +932,9 @@ class DynamicUpdateSliceParams:
 @register("DYNAMIC_UPDATE_SLICE")
 class DynamicUpdateSlice(OpKernel):
     """dynamic_update_slice.cc Prepare / Eval (EvalImpl, UpdateSliceRecursive)."""
+
+    supported_types = "int8, int16, int32, float32 (int32/int64 start indices)"
+    notes = "start indices clamped as TFLM clamps them, constant or computed"
 
     def prepare(self, ctx):
         ctx.check_io_counts(3)

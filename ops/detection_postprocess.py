@@ -160,6 +160,14 @@ def parse_options(options: bytes) -> dict:
 # ------------------------------------------------------------------------------ the kernel
 @register("TFLite_Detection_PostProcess")
 class DetectionPostProcess(OpKernel):
+    supported_types = "float32 boxes, scores, anchors"
+    notes = ("custom op (SSD head): decode in double with the C library's `exp`, IoU in float32, regular and fast "
+             "NMS, flexbuffer options read as TFLM reads them; NaN scores ordered as libstdc++'s `partial_sort` "
+             "orders them; fast NMS with several classes per anchor writes where TFLM's index arithmetic does "
+             "(detection k at ncpa·k + k mod ncpa). Entries TFLM leaves unwritten (arena bytes there) are 0; "
+             "invalid decoded boxes (TFLM's Invoke fails) and inputs that overrun TFLM's buffers are an "
+             "`InvokeError`")
+
     def prepare(self, ctx: PrepareContext):
         if not ctx.op.custom_options:
             ctx.fail("no custom options: TFLM's Init reads the options' flexbuffer unconditionally")

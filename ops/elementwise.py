@@ -259,11 +259,17 @@ class _AddSub(BinaryKernel):
 
 @register("ADD")
 class Add(_AddSub):
+    supported_types = "int8, int16, int32, float32"
+    notes = "broadcasting, fused activations"
+
     sign = +1
 
 
 @register("SUB")
 class Sub(_AddSub):
+    supported_types = "int8, int16, int32, float32"
+    notes = "broadcasting, fused activations"
+
     sign = -1
     float32_scales_variant = True
 
@@ -273,6 +279,9 @@ class Sub(_AddSub):
 @register("MUL")
 class Mul(BinaryKernel):
     """MUL: (x1 - z1)·(x2 - z2) requantized with one multiplier s1·s2/s_out (integer_ops/mul.h)."""
+
+    supported_types = "int8, int16, int32, float32"
+    notes = "broadcasting, fused activations"
 
     def prepare(self, ctx: PrepareContext):
         self.prepare_operands(ctx)
@@ -358,11 +367,17 @@ class _MaximumMinimum(BinaryKernel):
 
 @register("MAXIMUM")
 class Maximum(_MaximumMinimum):
+    supported_types = "int8, int16, int32, int64, float32"
+    notes = "broadcasting"
+
     take_first_if_greater = True
 
 
 @register("MINIMUM")
 class Minimum(_MaximumMinimum):
+    supported_types = "int8, int16, int32, int64, float32"
+    notes = "broadcasting"
+
     take_first_if_greater = False
 
 
@@ -372,6 +387,9 @@ class Minimum(_MaximumMinimum):
 class SquaredDifference(BinaryKernel):
     """SQUARED_DIFFERENCE (squared_difference.cc): ADD-style input rescaling with L = 7 (int8) or
     0 (int16), the difference squared in int32, then one QuantizeMultiplier rescale to the output."""
+
+    supported_types = "int8, int16, int32, float32"
+    notes = "broadcasting"
 
     def prepare(self, ctx: PrepareContext):
         self.prepare_operands(ctx)

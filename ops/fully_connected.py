@@ -23,6 +23,9 @@ from .registry import OpKernel, PrepareContext, register
 
 @register("FULLY_CONNECTED")
 class FullyConnected(OpKernel):
+    supported_types = "int8 (int8 or int4 weights), int16x8 (int32 or int64 bias), float32"
+    notes = "per-tensor and per-channel, optional bias, any input rank (`keep_num_dims` is ignored, as in TFLM)"
+
     def prepare(self, ctx: PrepareContext):
         self.prepare_fast(ctx)
         quantized = None

@@ -77,6 +77,10 @@ def check_gather_coords(coords: np.ndarray, axis_size: int):
 class Gather(OpKernel):
     """gather.cc GatherPrepare / GatherEval / Gather<InputT, int32_t>."""
 
+    supported_types = "int8, float32 (int32 positions)"
+    notes = ("axis, batch_dims (negative too); a position out of range is an `InvokeError` (an `InputError`) "
+             "naming the op and the index: TFLM's Invoke fails")
+
     def prepare(self, ctx):
         ctx.check_io_counts(2)
         x = ctx.require_input(0, "input")
@@ -169,6 +173,10 @@ def gather_nd_positions(indices: np.ndarray, p: GatherNdParams) -> np.ndarray:
 class GatherNd(OpKernel):
     """gather_nd.cc GatherNdPrepare / GatherNd<ParamsT, int32_t>."""
 
+    supported_types = "int8, float32 (int32 indices)"
+    notes = ("only the flat offset of each slice is checked, as in TFLM (an index past one dimension reads the "
+             "next row); out of the params: `InvokeError`")
+
     def prepare(self, ctx):
         ctx.check_io_counts(2)
         params = ctx.require_input(0, "params")
@@ -246,6 +254,10 @@ def check_ids(ids: np.ndarray, num_rows: int):
 @register("EMBEDDING_LOOKUP")
 class EmbeddingLookup(OpKernel):
     """embedding_lookup.cc EmbeddingLookUpPrepare / CalculateOpData / EvalSimple / EvalHybrid."""
+
+    supported_types = "float32, int8, int8 weights → float32 (hybrid)"
+    notes = ("hybrid: weight × the weights' first scale in float32, zero point 0 required; ids out of range: "
+             "`InvokeError`")
 
     def prepare(self, ctx):
         ctx.check_io_counts(2)

@@ -225,6 +225,12 @@ def clip_cell_float(v: np.ndarray, clip: np.float32) -> np.ndarray:
 
 @register("UNIDIRECTIONAL_SEQUENCE_LSTM")
 class UnidirectionalSequenceLstm(OpKernel):
+    supported_types = ("int8 (int8 weights, int32 bias, int16 cell state), int16x8 (int64 bias, int16 cell state), "
+                       "float32")
+    notes = ("time-major and batch-major, cell clip, tanh or no cell-gate activation; hidden and cell state "
+             "persist across `run()` calls until `reset()`. Peephole, projection, layer norm and CIFG are refused, "
+             "as TFLM's Prepare refuses them")
+
     writes_inputs = (OUTPUT_STATE, CELL_STATE)
 
     def prepare(self, ctx: PrepareContext):

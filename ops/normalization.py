@@ -161,6 +161,9 @@ class L2Normalization(OpKernel):
     clamped to int8 -- the output quantization is ignored (the result is in 1/128 units).
     """
 
+    supported_types = "int8, float32"
+    notes = "int8 output in 1/128 units whatever its quantization says (as TFLM); float epsilon 1e-6"
+
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(1, 1)
         x, out = ctx.require_input(0, "input"), ctx.output(0)
@@ -247,6 +250,9 @@ class LogSoftmax(OpKernel):
     Q5.26, gemmlowp exp summed in Q12.19, the fixed-point log of the sum subtracted, the result in
     Q4.27 rounded to the output's fixed scale 16/256 and zero point 127.
     """
+
+    supported_types = "int8 (output scale 16/256, zero point 127), float32"
+    notes = "gemmlowp fixed-point exp and log"
 
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(1, 1)
@@ -353,6 +359,9 @@ class L2Pool2D(OpKernel):
     float32, then ``sqrtf(sum_squares / filter_count)`` (0/0 = NaN for a window with no tap) and the
     activation clamp.
     """
+
+    supported_types = "float32"
+    notes = "SAME/VALID, stride, fused activations"
 
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(1, 1)

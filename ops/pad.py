@@ -18,6 +18,9 @@ PAD_MAX_RANK = 5  # reference_ops::PadKernelMaxDimensionCount()
 
 @register("PAD", "PADV2")
 class Pad(OpKernel):
+    supported_types = "int8, int16, int32, float32"
+    notes = ""
+
     def prepare(self, ctx):
         ctx.check_io_counts((2, 3))
         n_inputs = len(ctx.op.inputs)

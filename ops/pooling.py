@@ -157,6 +157,9 @@ def _combine_taps(ufunc, win: np.ndarray, dtype, initial) -> np.ndarray:
 
 @register("AVERAGE_POOL_2D")
 class AveragePool2D(_Pool2D):
+    supported_types = "int8, int16, float32"
+    notes = "SAME/VALID, stride, fused activations"
+
     reference = staticmethod(average_pool)
 
     def prepare(self, ctx):
@@ -196,6 +199,9 @@ class AveragePool2D(_Pool2D):
 
 @register("MAX_POOL_2D")
 class MaxPool2D(_Pool2D):
+    supported_types = "int8, int16, float32"
+    notes = "SAME/VALID, stride, fused activations"
+
     reference = staticmethod(max_pool)
 
     def prepare(self, ctx):

@@ -33,6 +33,10 @@ class Quantize(UnaryKernel):
     """float32 -> int: clamp((int32)roundf(x / scale) + zp), the quotient a float32 DIVISION.
     int -> int: requantize with MultiplyByQuantizedMultiplier(x - zp_in, s_in/s_out) + zp_out."""
 
+    supported_types = ("float32→int8/int16; int8→int8/uint8/int16/int32, int16→int8/int16/int32, int32→int8/int16, "
+                       "uint8→int8")
+    notes = "requantization with TFLM's multiplier and shift"
+
     def prepare(self, ctx: PrepareContext):
         self.prepare_operands(ctx, require_same_type=False)
         out_q = self.out.quantization
@@ -88,6 +92,9 @@ class Quantize(UnaryKernel):
 @register("DEQUANTIZE")
 class Dequantize(UnaryKernel):
     """y = (float)(double(scale) * (q - zp)): the product in double, rounded once to float32."""
+
+    supported_types = "int8, int16, uint8 → float32"
+    notes = ""
 
     def prepare(self, ctx: PrepareContext):
         self.prepare_operands(ctx, require_same_type=False)

@@ -94,6 +94,9 @@ def float_sequential_sum(values: np.ndarray) -> np.ndarray:
 class MeanOrSum(_Reduce):
     """PrepareMeanOrSumHelper / EvalMeanHelper / EvalSumHelper (reduce_common.cc)."""
 
+    supported_types = "int8, int16, float32"
+    notes = "any axes, keep_dims"
+
     def prepare(self, ctx):
         x, axis_t, out = self.prepare_axes(ctx)
         self.compute_sum = ctx.op.op_name == "SUM"
@@ -153,6 +156,9 @@ class MeanOrSum(_Reduce):
 class ReduceMinMax(_Reduce):
     """PrepareMinMaxHelper / EvalMinMaxHelper (reduce_common.cc): reference_ops::ReduceGeneric with
     an initial value of the type's lowest (max) or largest (min) value."""
+
+    supported_types = "int8, float32"
+    notes = "any axes, keep_dims"
 
     def prepare(self, ctx):
         x, axis_t, out = self.prepare_axes(ctx)

@@ -74,6 +74,9 @@ class _Resize(OpKernel):
 
 @register("RESIZE_NEAREST_NEIGHBOR")
 class ResizeNearestNeighbor(_Resize):
+    supported_types = "int8, int16, float32"
+    notes = "align_corners, half_pixel_centers"
+
     def prepare(self, ctx):
         x, size, out = self.prepare_common(ctx, NEAREST_TYPES)
         ctx.check(size.shape[0] == 2, f"size has {size.shape[0]} values, needs 2", size)
@@ -124,6 +127,9 @@ def bilinear_float_axis(out_size: int, in_size: int, align_corners: bool, half_p
 
 @register("RESIZE_BILINEAR")
 class ResizeBilinear(_Resize):
+    supported_types = "int8, float32"
+    notes = "align_corners, half_pixel_centers"
+
     def prepare(self, ctx):
         x, size, out = self.prepare_common(ctx, BILINEAR_TYPES)
         ctx.check(not (self.half_pixel and self.align_corners),

@@ -80,6 +80,9 @@ class _CopyKernel(OpKernel):
 class Reshape(_CopyKernel):
     """reshape_common.cc PrepareReshapeReference; Eval is a memcpy."""
 
+    supported_types = "any type"
+    notes = ""
+
     def prepare(self, ctx):
         ctx.check_io_counts((1, 2))
         x = ctx.require_input(0, "input")
@@ -102,6 +105,9 @@ class Reshape(_CopyKernel):
 @register("SQUEEZE")
 class Squeeze(_CopyKernel):
     """squeeze.cc SqueezePrepare / SqueezeEval (memcpy of equal byte lengths)."""
+
+    supported_types = "any type"
+    notes = ""
 
     def prepare(self, ctx):
         ctx.check_io_counts(1)
@@ -140,6 +146,9 @@ class Squeeze(_CopyKernel):
 class ExpandDims(_CopyKernel):
     """expand_dims.cc ExpandDimsPrepare (VerifyTensorDim) / ExpandDimsEval."""
 
+    supported_types = "int8, int16, float32"
+    notes = ""
+
     def prepare(self, ctx):
         ctx.check_io_counts(2)
         x = ctx.require_input(0, "input")
@@ -172,6 +181,9 @@ class ExpandDims(_CopyKernel):
 @register("TRANSPOSE")
 class Transpose(OpKernel):
     """transpose_common.cc TransposePrepare; reference/transpose.h."""
+
+    supported_types = "int8, int16, float32"
+    notes = ""
 
     def prepare(self, ctx):
         ctx.check_io_counts(2)
@@ -222,6 +234,9 @@ class Transpose(OpKernel):
 @register("CONCATENATION")
 class Concatenation(OpKernel):
     """concatenation.cc ConcatenationPrepare; reference/concatenation.h."""
+
+    supported_types = "int8, int16, int32, int64, float32, bool"
+    notes = "int8/int16 inputs must have the output's quantization, as TFLM's Prepare requires"
 
     def prepare(self, ctx):
         opts = ctx.options
@@ -346,6 +361,9 @@ class StridedSlice(OpKernel):
     TFLM forces ellipsis_mask, new_axis_mask and offset to 0, so they are ignored here too.
     """
 
+    supported_types = "int8, int16, int32, float32, bool"
+    notes = ""
+
     def prepare(self, ctx):
         ctx.check_io_counts(4)
         x = ctx.require_input(0, "input")
@@ -454,6 +472,9 @@ class _SplitBase(OpKernel):
 class Split(_SplitBase):
     """split.cc SplitPrepare / SplitEval. Output sizes come from the output tensors."""
 
+    supported_types = "int8, int16, int32, float32"
+    notes = ""
+
     data_index = 1
 
     def prepare(self, ctx):
@@ -468,6 +489,9 @@ class Split(_SplitBase):
 @register("SPLIT_V")
 class SplitV(_SplitBase):
     """split_v.cc SplitVPrepare / SplitVEval. Output sizes come from the output tensors."""
+
+    supported_types = "int8, int16, int32, float32"
+    notes = ""
 
     data_index = 0
 
@@ -485,6 +509,9 @@ class SplitV(_SplitBase):
 @register("PACK")
 class Pack(OpKernel):
     """pack.cc PackEval (TFLM has no Prepare for PACK)."""
+
+    supported_types = "int8, int16, int32, int64, float32"
+    notes = ""
 
     def prepare(self, ctx):
         out = ctx.output(0)
@@ -520,6 +547,9 @@ class Pack(OpKernel):
 @register("UNPACK")
 class Unpack(OpKernel):
     """unpack.cc UnpackEval (TFLM has no Prepare for UNPACK)."""
+
+    supported_types = "int8, int16, int32, float32"
+    notes = ""
 
     def prepare(self, ctx):
         x = ctx.require_input(0, "input")

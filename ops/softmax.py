@@ -59,6 +59,9 @@ def lut_lookup_int16(values, lut):
 
 @register("SOFTMAX")
 class Softmax(OpKernel):
+    supported_types = "int8→int8, int8→int16, int16→int16, float32"
+    notes = "beta ≠ 1; gemmlowp fixed point / TFLM's int16 LUTs"
+
     def prepare(self, ctx: PrepareContext):
         ctx.check(len(ctx.op.inputs) == 1 and len(ctx.op.outputs) == 1, "takes exactly one input and one output")
         x, out = ctx.require_input(0), ctx.output(0)

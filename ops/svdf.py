@@ -125,6 +125,12 @@ def activation_val_float(activation: int, a: np.ndarray) -> np.ndarray:
 
 @register("SVDF")
 class Svdf(OpKernel):
+    supported_types = ("int8 input and feature weights with int16 time weights and state (the converter's), int8 "
+                       "time weights and state, int8 time weights over an int16 state; float32")
+    notes = ("any rank, memory size and batch; the activation state persists across `run()` calls until `reset()`. "
+             "The integer path applies no fused activation (as TFLM); a missing bias and rank 0 are refused (TFLM "
+             "crashes on them); int16 time weights with an int8 state are refused (TFLM overruns the state buffer)")
+
     writes_inputs = (ACTIVATION_STATE,)
 
     def prepare(self, ctx: PrepareContext):

@@ -78,6 +78,14 @@ def _reinterpret(values: np.ndarray, dtype, count: int) -> np.ndarray | None:
 @register("TRANSPOSE_CONV")
 class TransposeConv(OpKernel):
     # The filter [OC, KH, KW, IC] and bias (OC values) as the kernel reads them, set by prepare.
+    supported_types = ("int8 (per-tensor or per-channel int8 filters, int32 bias), int16x8 (int64 or int16 bias), "
+                       "float32")
+    notes = ("SAME/VALID, strides (0 and negative too), optional bias, fused activations; the output size is the "
+             "output tensor's, as in TFLM. TFLM's scatter loop into an int32/int64 scratch "
+             '(`kernels="reference"`), with exact whole-image fast paths; float sums in the loop\'s order. A bias '
+             "of another type is read as TFLM reads it (int32 words for int8, int64 for 16x8); one it would read "
+             "past is refused")
+
     filter: np.ndarray
     bias: np.ndarray | None
 

@@ -146,24 +146,36 @@ class _FloatUnary(_Unary):
 
 @register("SIN")
 class Sin(_FloatUnary):
+    supported_types = "float32"
+    notes = "`sinf` from the host's C library, as the wheel calls it"
+
     def compute(self, x):
         return float_function("sin")(x)
 
 
 @register("COS")
 class Cos(_FloatUnary):
+    supported_types = "float32"
+    notes = "`cosf` from the host's C library, as the wheel calls it"
+
     def compute(self, x):
         return float_function("cos")(x)
 
 
 @register("LOG")
 class Log(_FloatUnary):
+    supported_types = "float32"
+    notes = "`logf` from the host's C library, as the wheel calls it"
+
     def compute(self, x):
         return float_function("log")(x)
 
 
 @register("SQRT")
 class Sqrt(_FloatUnary):
+    supported_types = "float32"
+    notes = ""
+
     def compute(self, x):
         # sqrtf is correctly rounded (IEEE 754), as numpy's float32 square root is.
         return np.sqrt(x.astype(np.float32, copy=False))
@@ -171,6 +183,9 @@ class Sqrt(_FloatUnary):
 
 @register("SQUARE")
 class Square(_FloatUnary):
+    supported_types = "float32"
+    notes = ""
+
     def compute(self, x):
         x = x.astype(np.float32, copy=False)
         return x * x
@@ -179,6 +194,10 @@ class Square(_FloatUnary):
 @register("EXP")
 class Exp(_Unary):
     """EXP: Prepare requires float32 and an output of exactly the input's shape."""
+
+    supported_types = "float32"
+    notes = ("`expf` from the host's C library, as the wheel calls it; ranks above 6 refused (TFLM copies shapes "
+             "into a 6-dimension RuntimeShape)")
 
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(1, 1)
@@ -193,6 +212,9 @@ class Exp(_Unary):
 
 @register("CEIL")
 class Ceil(_Unary):
+    supported_types = "float32"
+    notes = "ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+
     def prepare(self, ctx: PrepareContext):
         inp, out = self.operands(ctx)
         ctx.check_io_counts(1, 1)
@@ -207,6 +229,9 @@ class Ceil(_Unary):
 @register("ROUND")
 class Round(_Unary):
     """ROUND: reference_ops::RoundToNearest, half to even written with floor (round.h)."""
+
+    supported_types = "float32"
+    notes = "half to even; ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
 
     def prepare(self, ctx: PrepareContext):
         inp, out = self.operands(ctx)
@@ -234,6 +259,9 @@ def round_to_nearest(value: np.ndarray) -> np.ndarray:
 class Neg(_Unary):
     """NEG has no Prepare; its Eval handles float32 only."""
 
+    supported_types = "float32"
+    notes = "ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+
     def prepare(self, ctx: PrepareContext):
         inp, out = self.operands(ctx)
         require_eval_type(ctx, inp, ("FLOAT32",))
@@ -250,6 +278,9 @@ class Neg(_Unary):
 class Floor(_Unary):
     """FLOOR has no Prepare; Eval ensures a float32 input (TF_LITE_ENSURE_TYPES_EQ at Invoke)."""
 
+    supported_types = "float32"
+    notes = "ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+
     def prepare(self, ctx: PrepareContext):
         inp, out = self.operands(ctx)
         require_eval_type(ctx, inp, ("FLOAT32",))
@@ -264,6 +295,9 @@ class Floor(_Unary):
 
 @register("LOGICAL_NOT")
 class LogicalNot(_Unary):
+    supported_types = "bool"
+    notes = ""
+
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(1, 1)
         inp, out = self.operands(ctx)
@@ -358,6 +392,10 @@ class _AbsRsqrt(_Unary):
 
 @register("ABS")
 class Abs(_AbsRsqrt):
+    supported_types = "int8, int16, float32"
+    notes = ("quantized int8/int16 (zero points 0) tabulated, s_in/s_out in double (the wheel) or float32 "
+             "(`scale_precision`); unquantized int16 is plain `abs` (-32768 stays -32768)")
+
     eval_types = ("FLOAT32", "INT8", "INT16")
 
     def real_multiplier(self, s_in, s_out):
@@ -393,6 +431,11 @@ class Rsqrt(_AbsRsqrt):
     """RSQRT. Quantized inputs below the input zero point make TFLM's Eval fail ("Rsqrt is only
     defined for positive values"): a constant input refuses the model at load, a computed one
     makes ``run`` raise InvokeError."""
+
+    supported_types = "int8, int16 (quantized; int16 zero points 0), float32"
+    notes = ("gemmlowp's inverse square root; a shift past 31 behaves as on x86 (scales near 1000 saturate, as in "
+             "TFLM); an input below the zero point fails TFLM's Invoke: `InvokeError` at run, refused at load if "
+             "constant; unquantized int16 refused (TFLM reads uninitialised OpData)")
 
     eval_types = ("FLOAT32", "INT8", "INT16")
 
@@ -493,6 +536,9 @@ def get_inv_sqrt_quantized_multiplier_exp(value, reverse_shift: int):
 class ZerosLike(_Unary):
     """ZEROS_LIKE writes zeros of the input's type (int64, int32, int8, float32) into the output."""
 
+    supported_types = "int8, int32, int64, float32"
+    notes = "ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(1, 1)
         inp, out = self.operands(ctx)
@@ -528,6 +574,9 @@ def float_to_int32_x86(v: np.ndarray) -> np.ndarray:
 
 @register("ELU")
 class Elu(_Unary):
+    supported_types = "int8 (table built at prepare, `expf`), float32 (`expm1f`)"
+    notes = ""
+
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(1, 1)
         inp, out = self.operands(ctx)

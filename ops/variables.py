@@ -148,6 +148,10 @@ class VarHandleParams:
 class VarHandle(OpKernel):
     """Outputs the resource id of its (container, shared_name), found or created at prepare."""
 
+    supported_types = "any numeric type (the variable is bytes, as in TFLM)"
+    notes = ("resource variables keyed by container/shared_name, persist across `run()` until `reset()`; `state()` "
+             "shows them")
+
     def prepare(self, ctx):
         table: ResourceTable = ctx.graph.resources
         container, shared = ctx.options.get("container"), ctx.options.get("shared_name")
@@ -175,6 +179,10 @@ class ReadVariableParams:
 @register("READ_VARIABLE")
 class ReadVariable(OpKernel):
     """Copies the resource variable's bytes into its output."""
+
+    supported_types = "any numeric type (the variable is bytes, as in TFLM)"
+    notes = ("resource variables keyed by container/shared_name, persist across `run()` until `reset()`; `state()` "
+             "shows them")
 
     uses_graph = True
 
@@ -206,6 +214,10 @@ class AssignVariableParams:
 @register("ASSIGN_VARIABLE")
 class AssignVariable(OpKernel):
     """Copies its value (input 1) into the resource variable (input 0 is the handle)."""
+
+    supported_types = "any numeric type (the variable is bytes, as in TFLM)"
+    notes = ("resource variables keyed by container/shared_name, persist across `run()` until `reset()`; `state()` "
+             "shows them")
 
     uses_graph = True
 

@@ -37,6 +37,9 @@ class FilterBank(SignalKernel):
     input[freq_start + j] over its width, plus the previous channel's 'unweights' sum, in uint64
     (the int16 weights sign-extended: a negative weight wraps modulo 2**64)."""
 
+    supported_types = "uint32 in, uint64 out"
+    notes = "integer only, as TFLM"
+
     def prepare(self, ctx):
         options = FlexOptions(ctx)
         num_channels = options.int32(0, "num_channels")
@@ -111,6 +114,9 @@ class FilterBankSquareRoot(SignalKernel):
     """filter_bank_square_root.cc FilterbankSqrt: output[i] = Sqrt64(input[i]) >> scale_bits,
     the shift read from the scalar int32 input at every call."""
 
+    supported_types = "uint64 in, uint32 out"
+    notes = "integer only, as TFLM; shift counts past 31 wrap as on x86"
+
     def prepare(self, ctx):
         ctx.check_io_counts(2, 1)
         x = ctx.require_input(0, "input")
@@ -152,6 +158,9 @@ class FilterBankLogParams:
 class FilterBankLog(SignalKernel):
     """filter_bank_log.cc FilterbankLog: min(Log32(input << correction_bits, output_scale), 32767),
     and 0 where the shifted input is 0 or 1."""
+
+    supported_types = "uint32 in, int16 out"
+    notes = "integer only, as TFLM"
 
     def prepare(self, ctx):
         options = FlexOptions(ctx)
@@ -201,6 +210,9 @@ class FilterBankSpectralSubtraction(SignalKernel):
     """filter_bank_spectral_subtraction.cc: a per-channel noise estimate, smoothed over calls
     (the kernel's persistent state, zero at Prepare and Reset), subtracted from the input with
     a floor; the second output is a copy of the estimate after the call."""
+
+    supported_types = "uint32"
+    notes = "the noise estimate persists across `run()` until `reset()`"
 
     def prepare(self, ctx):
         o = FlexOptions(ctx)
@@ -310,6 +322,9 @@ def pcan_shrink(x: np.ndarray) -> np.ndarray:
 class Pcan(SignalKernel):
     """pcan.cc ApplyPcanAutoGainControlFixed: per-channel energy normalisation by a gain looked
     up from the noise estimate (an input: PCAN keeps no state of its own), then PcanShrink."""
+
+    supported_types = "uint32"
+    notes = "integer only, as TFLM; keeps no state (its noise estimate is an input)"
 
     def prepare(self, ctx):
         options = FlexOptions(ctx)

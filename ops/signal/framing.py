@@ -69,6 +69,10 @@ class Framer(SignalKernel):
     queued ones once that many are there, then drop frame_step; output_valid is false if any
     frame of the call was not ready (its output slot is then not written)."""
 
+    supported_types = "int16"
+    notes = ("circular-buffer state persists across `run()` until `reset()`; when output_valid is false the output "
+             "keeps the previous call's values, as TFLM leaves it")
+
     def prepare(self, ctx):
         o = FlexOptions(ctx)
         frame_size, frame_step, prefill = o.int32(0, "frame_size"), o.int32(1, "frame_step"), o.bool(2, "prefill")
@@ -148,6 +152,10 @@ class Stacker(SignalKernel):
     left_context extra times), and once left + right + 1 frames are queued output them all and
     drop stacker_step frames."""
 
+    supported_types = "int16"
+    notes = ("circular-buffer state persists across `run()` until `reset()`; when output_valid is false the output "
+             "keeps the previous call's values, as TFLM leaves it")
+
     def prepare(self, ctx):
         o = FlexOptions(ctx)
         nc = o.int32(0, "num_channels")
@@ -216,6 +224,10 @@ class Delay(SignalKernel):
     """delay.cc: each stream of frame_size samples comes out delay_length samples late (zeros
     first), through a circular buffer of frame_size + delay_length."""
 
+    supported_types = "int16"
+    notes = ("circular-buffer state persists across `run()` until `reset()`; when output_valid is false the output "
+             "keeps the previous call's values, as TFLM leaves it")
+
     def prepare(self, ctx):
         o = FlexOptions(ctx)
         delay = o.int32(0, "delay_length")
@@ -265,6 +277,10 @@ class OverlapAddParams:
 class OverlapAdd(SignalKernel):
     """overlap_add.cc: each frame is added into a frame_size accumulator (saturating for int16,
     float32 addition for float), whose first frame_step values are output and shifted out."""
+
+    supported_types = "int16, float32"
+    notes = ("circular-buffer state persists across `run()` until `reset()`; when output_valid is false the output "
+             "keeps the previous call's values, as TFLM leaves it")
 
     def prepare(self, ctx):
         o = FlexOptions(ctx)

@@ -32,6 +32,11 @@ class Window(SignalKernel):
     """window.cc: output = saturate_int16((input * window) >> shift), the window applied to each
     consecutive weight_size-long chunk of the flattened input."""
 
+    supported_types = "int16"
+    notes = ("TFLM's signal library (the micro_speech audio front end), by custom_code; flexbuffer options read by "
+             "position, as TFLM's FlexbufferWrapper reads them; shift counts past the type's width wrap as on x86 "
+             "(the wheel)")
+
     def prepare(self, ctx):
         options = FlexOptions(ctx)
         shift = options.int32(0, "shift")
@@ -106,6 +111,10 @@ class FftAutoScale(SignalKernel):
     """fft_auto_scale_kernel.cc: shift the input left by the headroom of its largest magnitude,
     output the shift."""
 
+    supported_types = "int16"
+    notes = ("TFLM's signal library (the micro_speech audio front end), by custom_code; flexbuffer options read by "
+             "position, as TFLM's FlexbufferWrapper reads them")
+
     def prepare(self, ctx):
         ctx.check_io_counts(1, 2)
         x = ctx.require_input(0, "input")
@@ -167,6 +176,10 @@ class RfftParams:
 class Rfft(SignalKernel):
     """rfft.cc: per row of the input, zero-pad to fft_length and run kiss_fftr, writing
     fft_length/2 + 1 complex values (interleaved real, imaginary) at each output row."""
+
+    supported_types = "int16, int32, float32"
+    notes = ("kissfft v130 as TFLM builds and patches it (per-stage fixed-point scaling, int wraparound, float32 "
+             "in C's order); lengths needing a radix other than 2–5 are refused (TFLM crashes on them)")
 
     def prepare(self, ctx):
         options = FlexOptions(ctx)
@@ -231,6 +244,10 @@ class Irfft(SignalKernel):
     """irfft.cc: per row, kiss_fftri of fft_length/2 + 1 complex values into fft_length real
     ones; the float kernel then divides by fft_length (the integer ones do not scale)."""
 
+    supported_types = "int16, int32, float32"
+    notes = ("kissfft v130 as TFLM builds and patches it (per-stage fixed-point scaling, int wraparound, float32 "
+             "in C's order); lengths needing a radix other than 2–5 are refused (TFLM crashes on them)")
+
     def prepare(self, ctx):
         options = FlexOptions(ctx)
         fft_type = _fft_type(ctx, options)
@@ -294,6 +311,11 @@ class EnergyParams:
 class Energy(SignalKernel):
     """energy.cc SpectrumToEnergy: output[i] = re[i]**2 + im[i]**2 for start_index <= i < end_index
     (computed in int32, stored as uint32); the other outputs are left unwritten (see base)."""
+
+    supported_types = "complex int16 (interleaved pairs) → uint32"
+    notes = ("TFLM's signal library (the micro_speech audio front end), by custom_code; flexbuffer options read by "
+             "position, as TFLM's FlexbufferWrapper reads them; elements outside [start, end) are 0 (TFLM leaves "
+             "arena bytes there)")
 
     def prepare(self, ctx):
         options = FlexOptions(ctx)
