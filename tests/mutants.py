@@ -59,13 +59,14 @@ ADDRESS_SPACE_MB = 3072
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def run_mutant(data: bytes, seed: int = 0) -> tuple[str, str, int]:
+def run_mutant(data: bytes, seed: int = 0, on_outputs=None) -> tuple[str, str, int]:
     """Load ``data`` and run it on seeded random inputs: (outcome, detail, estimated bytes).
 
     outcome is "ran", the name of the MicrorefError subclass raised, or "escape:<Exception>"
     for anything else (a bug) — including a message that spans lines (other than
     UnsupportedOpError's list) or carries a control character. The estimate is
-    ``verify.memory_estimate`` of the model when it parsed, else 0.
+    ``verify.memory_estimate`` of the model when it parsed, else 0. ``on_outputs(outputs)``, when
+    given, makes the detail of a model that ran (tests/structured_fuzz.py digests them).
     """
     from interp import Interpreter, MicrorefError, load_model, verify
     from interp.runtime.inputs import random_inputs
@@ -75,8 +76,8 @@ def run_mutant(data: bytes, seed: int = 0) -> tuple[str, str, int]:
         model = load_model(data)
         estimate = verify.memory_estimate(model).total()
         it = Interpreter(model)
-        it.run(random_inputs(it, np.random.default_rng(seed)))
-        return "ran", "", estimate
+        outputs = it.run(random_inputs(it, np.random.default_rng(seed)))
+        return "ran", on_outputs(outputs) if on_outputs else "", estimate
     except MicrorefError as e:
         message = str(e)
         if "\n" in message and type(e).__name__ != "UnsupportedOpError":
