@@ -51,3 +51,18 @@ def test_cli_commands_take_kernels_reference_and_print_the_same(command, capsys)
         assert cli.main([command[0], model, *command[1:], "--kernels", kernels]) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] and outputs[0]
+
+
+def test_every_prepared_kernel_describes_itself_as_plain_values():
+    """describe() feeds compare, explain and --json: it must work for every kernel and give data
+    json can write (a describe() that raises was once hidden by compare's fallback)."""
+    import json
+    golden = Path(__file__).resolve().parents[1] / "golden" / "models"
+    seen = set()
+    for path in sorted(golden.glob("*.tflite")):
+        for kernel in Interpreter.from_file(path).kernels:
+            if kernel is None or type(kernel) in seen:
+                continue
+            seen.add(type(kernel))
+            json.dumps(kernel.describe(), default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+    assert len(seen) >= 20
