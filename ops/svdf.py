@@ -39,9 +39,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import fixedpoint as fp
-from .common import ACTIVATION_NAMES, float_sequential_sum_of_products, real_multiplier
+from .c_semantics import float_function, float_sequential_sum_of_products
+from .common import ACTIVATION_NAMES, real_multiplier
 from .elementwise import ieee_float_arithmetic, multiply_by_quantized_multiplier, scale_and_zero_point
-from .libm import float_function
 from .registry import OpKernel, PrepareContext, register
 
 # Input positions (svdf_common.cc).
@@ -180,6 +180,10 @@ class Svdf(OpKernel):
                   f"activation state shape {list(state.shape)} is not [batch {batch_size}, memory_size "
                   f"{memory_size} x num_filters {num_filters}]", state)
         ctx.check(state.is_variable, "the activation state (input 4) must be a variable tensor", state)
+        if batch_size * num_filters * memory_size == 0:
+            # The shift loop runs from state + 1 until it meets state + 0: past the buffer.
+            ctx.unsupported(f"an empty activation state (batch {batch_size}, filters {num_filters}, memory "
+                            f"{memory_size}): TFLM's state shift runs past the buffer (undefined)", state)
         if rank < 0:
             # Only num_filters 0 gets here (the output's dims[1] equals num_filters / rank).
             ctx.unsupported(f"negative rank {rank} with no filters", wf)

@@ -44,7 +44,7 @@ INTEGER_TYPES = {"INT8x16": ("INT16", "INT16"), "INT8x8": ("INT8", "INT8"),
                  "INT8x8_in_int16_state": ("INT8", "INT16")}
 ACTIVATIONS = ["NONE", "RELU", "RELU_N1_TO_1", "RELU6", "TANH", "SIGN_BIT"]
 # Variants TFLM accepts beside "standard".
-ACCEPTED = ["feature_weights_input", "bias_rank2", "per_channel_feature", "bias_scale_near"]
+ACCEPTED = ["feature_weights_input", "time_weights_input", "bias_rank2", "per_channel_feature", "bias_scale_near"]
 # Variants TFLM's Prepare refuses.
 REFUSED = ["state_not_variable", "bias_scale_off", "bias_int64", "output_int16", "feature_int16",
            "input_int16", "state_shape", "output_shape", "time_shape", "feature_shape", "bias_shape",
@@ -138,6 +138,9 @@ def build_svdf(case):
         wt_shape = (filters, mem + 1) if variant == "time_shape" else (filters, mem)
         if variant == "time_rank1":
             wt = mb.constant("wt", wt_values.reshape(-1).astype(np.int64), t_type, scale=s_wt, zero_point=0)
+        elif variant == "time_weights_input":
+            wt = mb.input("wt", list(wt_shape), t_type, scale=s_wt, zero_point=0)
+            model_inputs.append(("wt", list(wt_shape), t_type, {}))
         else:
             wt = mb.constant("wt", np.resize(wt_values, wt_shape).astype(np.int64), t_type, scale=s_wt, zero_point=0)
         # The typical |y| in real units: rank x memory terms of time weight x state.
@@ -176,7 +179,11 @@ def build_svdf(case):
             wf = mb.constant("wf", wf_values)
         wt_shape = (filters, mem + 1) if variant == "time_shape" else (filters, mem)
         wt_values = normal(wt_shape, case["time_gain"])
-        wt = mb.constant("wt", wt_values.reshape(-1) if variant == "time_rank1" else wt_values)
+        if variant == "time_weights_input":
+            wt = mb.input("wt", list(wt_shape), "FLOAT32")
+            model_inputs.append(("wt", list(wt_shape), "FLOAT32", {}))
+        else:
+            wt = mb.constant("wt", wt_values.reshape(-1) if variant == "time_rank1" else wt_values)
         bias_shape = [units + 1] if variant == "bias_shape" else ([units, 1] if variant == "bias_rank2" else [units])
         if case["bias_style"] == "zero":
             bias_values = np.zeros(bias_shape, np.float32)
@@ -184,6 +191,8 @@ def build_svdf(case):
             bias_values = rng.choice(np.array([-3e38, 3e38, 0.0, np.inf, -1e30], np.float32), bias_shape)
         else:
             bias_values = rng.normal(0, 1, bias_shape).astype(np.float32)
+        if variant == "bias_int64":
+            bias_values = np.nan_to_num(bias_values, posinf=1e9, neginf=-1e9).clip(-1e9, 1e9)
         bias = mb.constant("bias", bias_values.astype(np.int64) if variant == "bias_int64" else bias_values,
                            "INT64" if variant == "bias_int64" else "FLOAT32")
         state_type = "INT8" if variant == "float_state_int8" else "FLOAT32"
@@ -205,8 +214,9 @@ def build_svdf(case):
     samples = []
     for name, shape, type_name, q in model_inputs:
         if type_name == "FLOAT32":
-            if name == "wf":
-                samples.append(np.stack([normal(shape, case["feature_gain"]) for _ in range(CALLS)]))
+            if name in ("wf", "wt"):
+                gain = case["feature_gain" if name == "wf" else "time_gain"]
+                samples.append(np.stack([normal(shape, gain) for _ in range(CALLS)]))
             else:
                 samples.append(random_inputs(rng, shape, np.float32, CALLS, scale=0.01, style=case["style"]))
         else:

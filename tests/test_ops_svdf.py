@@ -149,3 +149,17 @@ def test_well_formed_models_load():
     Interpreter.from_bytes(_model(state_type="INT16", time_type="INT16"))
     Interpreter.from_bytes(_model(state_type="INT8", time_type="INT8"))
     Interpreter.from_bytes(_model(state_type="INT16", time_type="INT8"))
+
+
+def test_an_empty_state_is_refused():
+    # A batch of 0: TFLM refuses the zero-sized tensors as dynamic (and its state shift loop would
+    # run past the buffer); so does microref.
+    mb = ModelBuilder()
+    x = mb.input("x", [0, 2], "FLOAT32")
+    state = mb.tensor("state", [0, 6], "FLOAT32", variable=True)
+    y = mb.tensor("y", [0, 2], "FLOAT32")
+    mb.op("SVDF", [x, mb.constant("wf", np.ones((2, 2), np.float32)), mb.constant("wt", np.ones((2, 3), np.float32)),
+                   mb.constant("bias", np.zeros(2, np.float32)), state], [y], rank=1)
+    mb.output(y)
+    with pytest.raises((UnsupportedOpError, ModelError)):
+        Interpreter.from_bytes(mb.build())
