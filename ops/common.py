@@ -7,7 +7,9 @@ import threading
 import numpy as np
 
 from interp.model import Tensor
+
 from . import fixedpoint as fp
+from .c_semantics import float_to_int32_x86_scalar
 
 ACTIVATION_NAMES = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
@@ -23,18 +25,11 @@ def type_range(tensor: Tensor) -> tuple[int, int]:
     return TYPE_RANGES[tensor.type_name]
 
 
-def _float_to_int32_like_x86(v: np.float32) -> int:
-    """static_cast<int32_t>(float): out-of-range values give INT32_MIN, as cvttss2si does."""
-    if not np.isfinite(v) or v >= 2.0 ** 31 or v < -(2.0 ** 31):
-        return fp.INT32_MIN
-    return int(v)
-
-
 def quantize_float_for_activation(f: float, scale: float, zero_point: int) -> int:
     """zero_point + int(roundf(float32(f) / float32(scale))), as CalculateActivationRangeQuantized."""
     q = np.float32(f) / np.float32(scale)
     rounded = fp.tflite_round(np.float32(q))
-    return int(fp.wrap_int32(zero_point + _float_to_int32_like_x86(rounded)))
+    return int(fp.wrap_int32(zero_point + float_to_int32_x86_scalar(rounded)))
 
 
 def activation_range_quantized(activation: int, output: Tensor, ctx=None) -> tuple[int, int]:
@@ -225,18 +220,6 @@ class ExactIntegerMatmul:
         return x.astype(self.dtype, copy=False) @ self.weights
 
 
-def float_sequential_sum_of_products(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """sum_d x[..., d] * w[o, d] accumulated in float32 in the order d = 0, 1, …
-
-    Reproduces a C float32 loop bit for bit (a BLAS sgemm sums in another order).
-    x: (B, D) float32, w: (O, D) float32 -> (B, O) float32.
-    """
-    acc = np.zeros((x.shape[0], w.shape[0]), dtype=np.float32)
-    for d in range(x.shape[1]):
-        acc += x[:, d:d + 1] * w[None, :, d]
-    return acc
-
-
 def sliding_windows(x: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],
                     stride_hw: tuple[int, int], dilation_hw: tuple[int, int], pad_tl: tuple[int, int],
                     fill=0) -> np.ndarray:
@@ -362,6 +345,7 @@ class Requantizer:
         # (scale, offset, negative_below, negative_step), split mode (scale, offset,
         # shifted_high, threshold, inverse). The first two are always the scale and the offset.
         self.constants: tuple = ()
+        self.thresholds = self.levels = None  # single mode's step thresholds (see _prepare_levels)
         self._tile_cache: dict = {}
         self._columns = None
         # Per-channel when any of multiplier, shift or bias is (a per-tensor scale with a bias).
@@ -402,6 +386,38 @@ class Requantizer:
         self.constants = tuple(_scalar_if_uniform(np.broadcast_to(c, np.broadcast(scale, offset).shape))
                                for c in (scale, offset, negative_below, negative_step))
         _assert_float64(self.constants)
+        self._prepare_levels()
+
+    def _prepare_levels(self):
+        """The single mode's output as a step function of the scaled accumulator t, for small tensors.
+
+        After the scaling, single mode computes y = clamp(floor(t - s·[t < nb]), act_min, act_max)
+        with nb = 1/2 + zero_point (or zero_point when there is no right shift) and s = 2^-e (0
+        without a right shift). That is nondecreasing in t, so y = act_min + #{k : t >= θ_k} over
+        k = act_min+1 .. act_max, where θ_k is the least t with floor(t - s·[t < nb]) >= k:
+        k + s when k + s < nb (below nb the step applies: floor(t - s) >= k iff t >= k + s), else
+        max(k, nb) (at or above nb, floor(t) >= k iff t >= k). Every θ_k is an integer plus a power
+        of two >= 2^-31 or 1/2: exact in float64, and the comparisons with the exact t are exact.
+        One np.searchsorted then replaces the five to seven passes of _finish; it costs a binary
+        search per value, so it is used below ``small_elements`` values only. The thresholds depend
+        on nb and s only (the per-channel scale and offset are applied before): one table when
+        every channel has the same shift, for at most 256 output levels.
+        """
+        self.levels = self.thresholds = None
+        _, _, nb, step = self.constants
+        if not (isinstance(nb, np.float64) and isinstance(step, np.float64)) \
+                or not 0 <= self.act_max - self.act_min <= 255:
+            return
+        k = np.arange(self.act_min + 1, self.act_max + 1, dtype=np.float64)
+        thresholds = np.where(k + step < nb, k + step, np.maximum(k, nb))
+        if np.any(np.diff(thresholds) <= 0):
+            raise AssertionError("requantizer thresholds are not increasing")
+        self.thresholds = thresholds
+        self.levels = np.arange(self.act_min, self.act_max + 1, dtype=np.int64).astype(self.out_dtype)
+
+    # Tensors of at most this many values go through the thresholds (when there are any) instead of
+    # _finish's passes. A class attribute so that tests can force either path.
+    small_elements = 256
 
     def _prepare_split(self, right):
         self.mode = "split"
@@ -430,9 +446,16 @@ class Requantizer:
                 a = fp.wrap_int32(a)
             return requantize(a, self.multiplier, self.shift, self.zero_point, self.act_min, self.act_max,
                               self.numerics).astype(self.out_dtype)
+        if self.thresholds is not None and acc.size <= self.small_elements:
+            return self.from_levels(self._scaled(acc, self.constants))
         shape = acc.shape
         acc, constants = self._rows(acc)
         return self._finish(self._scaled(acc, constants), constants).reshape(shape)
+
+    def from_levels(self, t: np.ndarray) -> np.ndarray:
+        """The output for a scaled accumulator t (single mode) through the step thresholds of
+        _prepare_levels."""
+        return self.levels.take(np.searchsorted(self.thresholds, t, side="right"))
 
     def channel_major(self, acc: np.ndarray) -> np.ndarray:
         """Requantize a (…, C, L) accumulator whose channel axis is second to last.
@@ -446,6 +469,8 @@ class Requantizer:
             return np.swapaxes(self(np.swapaxes(acc, -1, -2)), -1, -2)
         if self._columns is None:
             self._columns = tuple(v.reshape(-1, 1) if isinstance(v, np.ndarray) else v for v in self.constants)
+        if self.thresholds is not None and acc.size <= self.small_elements:
+            return self.from_levels(self._scaled(acc, self._columns))
         return self._finish(self._scaled(acc, self._columns), self._columns)
 
     # Tensors of more elements than this go through reused workspaces (and np.clip); smaller ones
@@ -486,6 +511,8 @@ class Requantizer:
 
     def from_scaled(self, t: np.ndarray) -> np.ndarray:
         """The output from the product of [x, 1] with scaled_weights; ``t`` is clobbered."""
+        if self.thresholds is not None and t.size <= self.small_elements:
+            return self.from_levels(t)
         shape = t.shape
         t, constants = self._rows(t)
         return self._finish(t, constants).reshape(shape)

@@ -27,7 +27,7 @@ from .common import (
     sliding_windows,
     workspace,
 )
-from .params import ConvParams, QuantizedOutput, frozen_array
+from .params import ConvParams, QuantizedOutput, frozen_array, params_as_dict
 from .reference import conv_2d, depthwise_conv_2d
 from .registry import OpKernel, PrepareContext, register
 
@@ -167,8 +167,8 @@ class _ConvBase(OpKernel):
         if not np.may_share_memory(body, patches):
             raise AssertionError("patch buffer reshaped into a copy")
         np.copyto(body, part)
-        t = np.matmul(patches, self.scaled_weights, out=workspace("conv-acc-scaled", (rows, self.scaled_weights.shape[1]),
-                                                                  np.float64))
+        acc = workspace("conv-acc-scaled", (rows, self.scaled_weights.shape[1]), np.float64)
+        t = np.matmul(patches, self.scaled_weights, out=acc)
         return self.requantizer.from_scaled(t)
 
     def conv_params(self, depth_multiplier: int = 0) -> ConvParams:
@@ -552,7 +552,7 @@ class DepthwiseConv2D(_ConvBase):
             samples = len(range(*bs.indices(nb)))
             shape = (samples, rows, ow * c)
 
-            def taps():
+            def taps(bs=bs, rs=rs, shape=shape):
                 for ky in range(kh):
                     for kx in range(kw):
                         p, ry, rx = self.tap_windows[ky][kx]
@@ -583,7 +583,7 @@ class DepthwiseConv2D(_ConvBase):
             length = rows * wq
             shape = (samples, c, dm, length) if dm > 1 else (samples, c, length)
 
-            def taps():
+            def taps(bs=bs, rs=rs, length=length):
                 for ky in range(kh):
                     for kx in range(kw):
                         p, offset = self.tap_phases[ky][kx]

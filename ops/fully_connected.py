@@ -5,6 +5,7 @@ import numpy as np
 
 from . import common
 from . import fixedpoint as fp
+from .c_semantics import float_sequential_sum_of_products
 from .common import (
     ExactIntegerMatmul,
     Requantizer,
@@ -12,7 +13,6 @@ from .common import (
     activation_range_quantized,
     apply_float_activation,
     blocks,
-    float_sequential_sum_of_products,
     quantize_channel_multipliers,
     real_multiplier,
 )
@@ -23,6 +23,9 @@ from .registry import OpKernel, PrepareContext, register
 
 @register("FULLY_CONNECTED")
 class FullyConnected(OpKernel):
+    # (weights, offset row) with the requantization folded in, for small products (see prepare_fast).
+    scaled = None
+
     supported_types = "int8 (int8 or int4 weights), int16x8 (int32 or int64 bias), float32"
     notes = "per-tensor and per-channel, optional bias, any input rank (`keep_num_dims` is ignored, as in TFLM)"
 
@@ -140,11 +143,24 @@ class FullyConnected(OpKernel):
         self.matmul = ExactIntegerMatmul(self.weights_t, 32768 if self.kind == "INT16" else 128)
         self.requantizer = Requantizer(self.multiplier, self.shift, self.output_offset, self.act_min, self.act_max,
                                        out.dtype, self.matmul.bound, self.numerics, bias=self.bias_folded)
+        # Small products (a few rows, as in batch-1 runs of small models) go through float64 weights
+        # with the requantization's scale folded in, and the offset row added after: the product
+        # is then the scaled accumulator itself (Requantizer.scaled_weights proves it exact), and
+        # two numpy calls replace the conversion, the product, the scaling and the offset.
+        self.scaled = None
+        if self.requantizer.use_float and not self.int64_accumulator:
+            folded = self.requantizer.scaled_weights(self.weights_t)
+            self.scaled = (np.ascontiguousarray(folded[:-1]), np.ascontiguousarray(folded[-1]))
 
     def eval(self, inputs):
         x = inputs[0]
         n = x.shape[0]
         rows = x.reshape(-1, self.accum_depth)
+        if self.scaled is not None and rows.shape[0] * self.output_depth <= Requantizer.small_elements:
+            weights, offset = self.scaled
+            t = np.dot(rows, weights)  # float64: the weights are (np.dot converts the rows to them)
+            t += offset
+            return [self.requantizer.from_scaled(t).reshape((n,) + self.out_tensor.shape)]
         if self.kind == "FLOAT32":
             acc = float_sequential_sum_of_products(rows.astype(np.float32), self.weights_f32)
             # C adds bias_value, 0.0f without a bias: that also turns a -0.0 sum into +0.0.

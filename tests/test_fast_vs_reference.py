@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from interp import Interpreter
 from interp.builder import ModelBuilder
 from ops import common, pooling
+from ops import fixedpoint as fp
 from ops.common import Requantizer
 from ops.conv import Conv2D, DepthwiseConv2D
 
@@ -83,20 +84,24 @@ def output_quantization(rng, kind):
 # ------------------------------------------------------------------ FULLY_CONNECTED
 @settings(max_examples=60, deadline=None)
 @given(seed=seeds, kind=st.sampled_from(QUANTIZED + ("FLOAT32",)), per_channel=st.booleans(),
-       huge_bias=st.booleans(), large=st.booleans(), blocked=st.booleans(), activation=st.sampled_from(["NONE", "RELU"]))
-def test_fully_connected_fast_paths_equal_reference(seed, kind, per_channel, huge_bias, large, blocked, activation):
+       huge_bias=st.booleans(), large=st.booleans(), blocked=st.booleans(),
+       activation=st.sampled_from(["NONE", "RELU"]), small=st.booleans())
+def test_fully_connected_fast_paths_equal_reference(seed, kind, per_channel, huge_bias, large, blocked, activation,
+                                                    small):
     rng = np.random.default_rng(seed)
     depth, outputs, rows = int(rng.integers(1, 48)), int(rng.integers(1, 24)), int(rng.integers(1, 4))
     b = ModelBuilder()
     x = b.input("x", [rows, depth], kind, **quantization(rng, kind))
     w = b.constant("w", weight_values(rng, kind, (outputs, depth)),
                    **quantization(rng, "INT8" if kind != "FLOAT32" else kind, outputs, per_channel))
-    bias = b.constant("b", bias_values(rng, kind, outputs, huge_bias), **({} if kind == "FLOAT32" else dict(scale=1e-4)))
+    bias = b.constant("b", bias_values(rng, kind, outputs, huge_bias),
+                      **({} if kind == "FLOAT32" else dict(scale=1e-4)))
     y = b.tensor("y", [rows, outputs], kind, **output_quantization(rng, kind))
     b.op("FULLY_CONNECTED", [x, w, bias], [y], fused_activation_function=activation)
     b.output(y)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Requantizer, "large_elements", 0 if large else 1 << 30)
+        mp.setattr(Requantizer, "small_elements", 1 << 30 if small else 0)
         mp.setattr(common, "BLOCK_ELEMENTS", 8 if blocked else 1 << 17)
         try:
             assert_fast_equals_reference(b.build(), rng)
@@ -109,9 +114,9 @@ def test_fully_connected_fast_paths_equal_reference(seed, kind, per_channel, hug
 @settings(max_examples=60, deadline=None)
 @given(seed=seeds, kind=st.sampled_from(QUANTIZED + ("FLOAT32",)), per_channel=st.booleans(),
        scaled_gemm=st.booleans(), blocked=st.booleans(), large=st.booleans(), groups=st.sampled_from([1, 1, 2]),
-       padding=st.sampled_from(["SAME", "VALID"]), pointwise=st.booleans())
+       padding=st.sampled_from(["SAME", "VALID"]), pointwise=st.booleans(), small=st.booleans())
 def test_conv_fast_paths_equal_reference(seed, kind, per_channel, scaled_gemm, blocked, large, groups, padding,
-                                         pointwise):
+                                         pointwise, small):
     rng = np.random.default_rng(seed)
     h, w_, filter_depth = int(rng.integers(1, 9)), int(rng.integers(1, 9)), int(rng.integers(1, 4))
     out_c = groups * int(rng.integers(1, 4))
@@ -135,6 +140,7 @@ def test_conv_fast_paths_equal_reference(seed, kind, per_channel, scaled_gemm, b
         mp.setattr(Conv2D, "SCALED_GEMM_MAX_DEPTH", 1 << 20 if scaled_gemm else 0)
         mp.setattr(common, "BLOCK_ELEMENTS", 8 if blocked else 1 << 17)
         mp.setattr(Requantizer, "large_elements", 0 if large else 1 << 30)
+        mp.setattr(Requantizer, "small_elements", 1 << 30 if small else 0)
         fast = assert_fast_equals_reference(b.build(), rng)
     kernel = fast.kernels[0]
     if scaled_gemm and kind == "INT8" and groups == 1 and kernel.requantizer.use_float:
@@ -148,8 +154,9 @@ LAYOUTS = [None, "matmul", "gemm", "channel_major", "nhwc_phases", "windows"]
 @settings(max_examples=80, deadline=None)
 @given(seed=seeds, kind=st.sampled_from(QUANTIZED + ("FLOAT32",)), per_channel=st.booleans(),
        layout=st.sampled_from(LAYOUTS), blocked=st.booleans(), large=st.booleans(),
-       padding=st.sampled_from(["SAME", "VALID"]), one_channel=st.booleans())
-def test_depthwise_fast_layouts_equal_reference(seed, kind, per_channel, layout, blocked, large, padding, one_channel):
+       padding=st.sampled_from(["SAME", "VALID"]), one_channel=st.booleans(), small=st.booleans())
+def test_depthwise_fast_layouts_equal_reference(seed, kind, per_channel, layout, blocked, large, padding, one_channel,
+                                                small):
     rng = np.random.default_rng(seed)
     h, w_ = int(rng.integers(1, 10)), int(rng.integers(1, 10))
     channels = 1 if one_channel or layout == "gemm" else int(rng.integers(1, 5))
@@ -176,6 +183,7 @@ def test_depthwise_fast_layouts_equal_reference(seed, kind, per_channel, layout,
         mp.setattr(DepthwiseConv2D, "force_layout", layout)
         mp.setattr(common, "BLOCK_ELEMENTS", 8 if blocked else 1 << 17)
         mp.setattr(Requantizer, "large_elements", 0 if large else 1 << 30)
+        mp.setattr(Requantizer, "small_elements", 1 << 30 if small else 0)
         fast = assert_fast_equals_reference(b.build(), rng)
     k = fast.kernels[0]
     taken = ("gemm" if k.scaled_weights is not None else "matmul" if k.use_matmul else
@@ -187,8 +195,9 @@ def test_depthwise_fast_layouts_equal_reference(seed, kind, per_channel, layout,
 
 # ------------------------------------------------------------------ pooling
 @settings(max_examples=60, deadline=None)
-@given(seed=seeds, kind=st.sampled_from(QUANTIZED + ("FLOAT32",)), op=st.sampled_from(["AVERAGE_POOL_2D", "MAX_POOL_2D"]),
-       per_tap=st.booleans(), padding=st.sampled_from(["SAME", "VALID"]))
+@given(seed=seeds, kind=st.sampled_from(QUANTIZED + ("FLOAT32",)),
+       op=st.sampled_from(["AVERAGE_POOL_2D", "MAX_POOL_2D"]), per_tap=st.booleans(),
+       padding=st.sampled_from(["SAME", "VALID"]))
 def test_pooling_fast_paths_equal_reference(seed, kind, op, per_tap, padding):
     rng = np.random.default_rng(seed)
     h, w_, c = int(rng.integers(1, 10)), int(rng.integers(1, 10)), int(rng.integers(1, 5))
@@ -217,7 +226,8 @@ def test_int8_softmax_tables_equal_reference(seed, out_kind, beta):
     rng = np.random.default_rng(seed)
     rows, depth = int(rng.integers(1, 5)), int(rng.integers(1, 40))
     b = ModelBuilder()
-    x = b.input("x", [rows, depth], "INT8", scale=float(10 ** rng.uniform(-3, 0)), zero_point=int(rng.integers(-20, 20)))
+    x = b.input("x", [rows, depth], "INT8", scale=float(10 ** rng.uniform(-3, 0)),
+                zero_point=int(rng.integers(-20, 20)))
     oq = dict(scale=1 / 256, zero_point=-128) if out_kind == "INT8" else dict(scale=1 / 65536, zero_point=-32768)
     y = b.tensor("y", [rows, depth], out_kind, **oq)
     b.op("SOFTMAX", [x], [y], beta=beta)
@@ -227,3 +237,53 @@ def test_int8_softmax_tables_equal_reference(seed, out_kind, beta):
     except Exception as e:  # input_scale·beta·2^26 <= 1 is refused by TFLM's Prepare, in both modes
         if type(e).__name__ != "ModelError":
             raise
+
+
+# ------------------------------------------------------------------ Requantizer, directly
+@settings(max_examples=200, deadline=None)
+@given(seed=seeds, per_channel=st.booleans(), relu=st.booleans(), bias=st.booleans(),
+       near=st.booleans(), out_kind=st.sampled_from(["INT8", "INT16"]))
+def test_requantizer_paths_equal_tflm_primitives(seed, per_channel, relu, bias, near, out_kind):
+    """Every float path of the Requantizer (the step thresholds of small tensors, _finish's passes
+    over small and large tensors, channel-major) equals TFLM's int64 MultiplyByQuantizedMultiplier,
+    zero point and clamp, on accumulators that include the exact ties of both roundings."""
+    rng = np.random.default_rng(seed)
+    channels = int(rng.integers(1, 6)) if per_channel else 1
+    multiplier = rng.integers(1 << 30, (1 << 31) - 1, channels, endpoint=True)
+    shift = -rng.integers(0, 14, channels) if per_channel and rng.integers(2) else \
+        np.full(channels, -int(rng.integers(0, 14)))
+    zp = int(rng.integers(-128, 128)) if out_kind == "INT8" else 0
+    lo, hi = (-128, 127) if out_kind == "INT8" else (-32768, 32767)
+    if relu:
+        lo = max(lo, zp)
+    if rng.integers(3) == 0:  # a narrower range (RELU6-like)
+        hi = min(hi, lo + int(rng.integers(0, 200)))
+    acc_bound = int(rng.integers(1, 1 << 22))
+    b = rng.integers(-(1 << 20), 1 << 20, channels) if bias else None
+    dtype = np.dtype(out_kind.lower())
+    r = Requantizer(multiplier, shift, zp, lo, hi, dtype, acc_bound, None, bias=b)
+    assert r.use_float
+    acc = rng.integers(-acc_bound, acc_bound, (int(rng.integers(1, 40)), channels), endpoint=True)
+    if near:  # accumulators whose product lands exactly on a rounding tie of either rounding
+        e = -shift
+        for j in range(channels):
+            m, bj = int(multiplier[j]), int(b[j]) if b is not None else 0
+            for i in range(acc.shape[0]):
+                target = int(rng.integers(-300, 300)) * (1 << (31 + int(e[j]))) + (1 << 30) * int(rng.integers(0, 3))
+                a = target // m - bj + int(rng.integers(-1, 2))
+                acc[i, j] = min(max(a, -acc_bound), acc_bound)
+    a64 = acc + (b if b is not None else 0)
+    want = np.minimum(np.maximum(fp.wrap_int32(fp.multiply_by_quantized_multiplier(a64, multiplier, shift) + zp),
+                                 lo), hi).astype(dtype)
+    results = {}
+    for small, large in ((1 << 30, 1 << 30), (0, 1 << 30), (0, 0)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Requantizer, "small_elements", small)
+            mp.setattr(Requantizer, "large_elements", large)
+            results[(small, large)] = (r(acc.astype(np.float32)),
+                                       np.swapaxes(r.channel_major(np.swapaxes(acc, 0, 1).astype(np.float64)), 0, 1))
+    for (small, large), (rows, columns) in results.items():
+        assert rows.dtype == dtype and rows.tobytes() == want.tobytes(), (small, large, rows, want)
+        assert columns.tobytes() == np.ascontiguousarray(want).tobytes(), (small, large)
+    if r.mode == "single" and np.all(shift == shift[0]) and hi - lo <= 255:
+        assert r.thresholds is not None  # the threshold path was among those compared
