@@ -20,11 +20,18 @@ import math
 import numpy as np
 
 from . import fixedpoint as fp
+from .c_semantics import float_function
 from .common import real_multiplier
-from .elementwise import (BroadcastShapes, ieee_float_arithmetic, integer_domain, multiply_by_quantized_multiplier,
-                          scale_and_zero_point, type_range_by_name)
-from .libm import float_function
+from .elementwise import (
+    BroadcastShapes,
+    ieee_float_arithmetic,
+    integer_domain,
+    multiply_by_quantized_multiplier,
+    scale_and_zero_point,
+    type_range_by_name,
+)
 from .registry import OpKernel, PrepareContext, register
+
 
 def checked_log2(x: float) -> tuple[bool, int]:
     """TFLM CheckedLog2(float): (is x a power of two within 1e-3 in log2, rounded log2).

@@ -11,7 +11,7 @@ Two things the wheel does that the source does not say:
   with no left shift at all. DIV hands it shifts of either sign and right shifts beyond 31, and a
   zero divisor reaches GetReciprocal; the wheel (x86-64) then computes what the machine
   instructions give: a 64-bit ``1ll << e`` and a 32-bit ``x >> e`` whose counts the CPU masks to
-  6 and 5 bits. ``x86_rounding_divide_by_pot`` reproduces that, so a zero divisor or an extreme
+  6 and 5 bits. ``fp.x86_rounding_divide_by_pot`` reproduces that, so a zero divisor or an extreme
   scale gives TFLM's value (pinned on every int8 pair by the tests), not an error.
 """
 from __future__ import annotations
@@ -35,36 +35,6 @@ HOST_POINTER_BYTES = 8
 
 
 # ------------------------------------------------------------------------------ fixed point
-
-def x86_rounding_divide_by_pot(x, exponent):
-    """gemmlowp RoundingDivideByPOT(int32 x, int exponent) for ANY int exponent, as x86-64 runs it.
-
-    ``mask = int32((1ll << exponent) - 1)``: the 64-bit shift count is masked to 6 bits, and an
-    all-ones low word (exponent & 63 >= 32) makes the mask -1. ``x >> exponent`` on an int32 is
-    masked to 5 bits. For 0 <= exponent <= 31 this is the ordinary RoundingDivideByPOT.
-    """
-    x = fp.as_int64(x)
-    e = fp.as_int64(exponent)
-    with np.errstate(over="ignore"):
-        mask = fp.wrap_int32((np.int64(1) << (e & 63)) - 1)
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> (e & 31)) + (remainder > threshold)
-
-
-def multiply_by_quantized_multiplier_smaller_than_one_exp(x, multiplier, shift):
-    """MultiplyByQuantizedMultiplierSmallerThanOneExp of the double-rounding build (common.h):
-    RoundingDivideByPOT(SRDHM(x, M), -shift) -- a positive shift is NOT a left shift here."""
-    return x86_rounding_divide_by_pot(fp.saturating_rounding_doubling_high_mul(x, multiplier), -fp.as_int64(shift))
-
-
-def count_leading_sign_bits(x):
-    """CountLeadingSignBits(int32): the redundant sign bits (31 for 0 and -1, 0 for INT32_MIN)."""
-    x = fp.as_int64(x)
-    magnitude = np.where(x >= 0, x, -x)
-    return np.where(x >= 0, fp.count_leading_zeros32(x) - 1,
-                    np.where(x != fp.INT32_MIN, fp.count_leading_zeros32(2 * magnitude - 1), 0))
-
 
 # ------------------------------------------------------------------------------ DIV
 
@@ -148,11 +118,11 @@ class Div(BinaryKernel):
         recip_shift = 31 - headroom_plus_one
         shifted_minus_one = fp.wrap_int32(((v2 << (headroom_plus_one & 31)) & 0xFFFFFFFF) - (1 << 31))
         inverse = fp.one_over_one_plus_x_for_x_in_0_1(shifted_minus_one)
-        headroom = count_leading_sign_bits(v1)
+        headroom = fp.count_leading_sign_bits(v1)
         # MultiplyByQuantizedMultiplierGreaterThanOne: SRDHM(v1 * (1 << headroom), inverse), wrapping.
         unscaled = fp.saturating_rounding_doubling_high_mul(fp.wrap_int32(v1 << headroom), inverse)
         total_shift = p.output_shift - recip_shift - headroom
-        result = p.output_zero_point + multiply_by_quantized_multiplier_smaller_than_one_exp(
+        result = p.output_zero_point + fp.multiply_by_quantized_multiplier_smaller_than_one_exp(
             unscaled, p.output_multiplier, total_shift)
         return np.minimum(np.maximum(fp.wrap_int32(result), p.output_activation_min), p.output_activation_max)
 
@@ -290,11 +260,11 @@ def prepare_rescaled_sum(ctx: PrepareContext, x, out) -> RescaleSumParams:
 def rescale_input(p: RescaleSumParams, raw):
     """MultiplyByQuantizedMultiplierSmallerThanOneExp((raw + input_offset) * 2^left_shift, ...)."""
     shifted = fp.wrap_int32((fp.as_int64(raw) + p.input_offset) << p.left_shift)
-    return multiply_by_quantized_multiplier_smaller_than_one_exp(shifted, p.input_multiplier, p.input_shift)
+    return fp.multiply_by_quantized_multiplier_smaller_than_one_exp(shifted, p.input_multiplier, p.input_shift)
 
 
 def rescale_output(p: RescaleSumParams, acc):
-    raw = multiply_by_quantized_multiplier_smaller_than_one_exp(acc, p.output_multiplier, p.output_shift)
+    raw = fp.multiply_by_quantized_multiplier_smaller_than_one_exp(acc, p.output_multiplier, p.output_shift)
     return np.minimum(np.maximum(fp.wrap_int32(raw + p.output_offset), p.output_activation_min),
                       p.output_activation_max)
 

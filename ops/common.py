@@ -455,7 +455,7 @@ class Requantizer:
     def from_levels(self, t: np.ndarray) -> np.ndarray:
         """The output for a scaled accumulator t (single mode) through the step thresholds of
         _prepare_levels."""
-        return self.levels.take(np.searchsorted(self.thresholds, t, side="right"))
+        return self.levels.take(self.thresholds.searchsorted(t, side="right"))
 
     def channel_major(self, acc: np.ndarray) -> np.ndarray:
         """Requantize a (…, C, L) accumulator whose channel axis is second to last.

@@ -26,7 +26,6 @@ What TFLM leaves undefined, and what microref does there:
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 from dataclasses import dataclass
 
@@ -35,7 +34,7 @@ from flatbuffers import flexbuffers
 
 from interp.errors import InvokeError
 
-from .libm import _LIBM
+from .c_semantics import double_function
 from .registry import OpKernel, PrepareContext, register
 
 NUM_COORD_BOX = 4
@@ -371,17 +370,7 @@ class DetectionPostProcess(OpKernel):
 
 
 # ------------------------------------------------------------------------------ arithmetic
-def _c_exp():
-    fn = getattr(_LIBM, "exp", None) if _LIBM is not None else None
-    if fn is None:
-        return np.exp
-    fn.restype = ctypes.c_double
-    fn.argtypes = [ctypes.c_double]
-    vectorized = np.frompyfunc(fn, 1, 1)
-    return lambda x: np.asarray(vectorized(x), np.float64).reshape(np.shape(x))
-
-
-_EXP = _c_exp()  # the C library's double exp (std::exp(double)), element by element
+_EXP = double_function("exp")  # the C library's double exp (std::exp(double)), element by element
 
 
 def decode_center_size_boxes(p: DetectionPostProcessParams, box_encodings: np.ndarray, anchors: np.ndarray):

@@ -313,3 +313,150 @@ def get_reciprocal(x, x_integer_digits: int):
     num_bits_over_unit = x_integer_digits - headroom_plus_one
     shifted_sum_minus_one = wrap_int32(((x << headroom_plus_one) & 0xFFFFFFFF) - (1 << 31))
     return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit
+
+
+# --------------------------------------------------------------- TFLM common.h helpers (log, inverse sqrt, x86 shifts)
+
+def saturating_rounding_multiply_by_pot_param(x, exponent):
+    """TFLM SaturatingRoundingMultiplyByPOTParam(int32 x, int exponent) for 0 <= exponent <= 31:
+    x·2^exponent, saturated (x > 2^(31-e) - 1 gives INT32_MAX, x < -(2^(31-e) - 1) INT32_MIN;
+    exponent 0 returns x, which these bounds also do)."""
+    x = as_int64(x)
+    e = as_int64(exponent)
+    threshold = (np.int64(1) << (31 - e)) - 1
+    result = wrap_int32(x << e)
+    result = np.where(x > threshold, INT32_MAX, result)
+    return np.where(x < -threshold, INT32_MIN, result)
+
+
+def saturating_add(a, b):
+    """SaturatingAddNonGemmlowp(int32, int32): the exact sum clamped to int32."""
+    return np.clip(as_int64(a) + as_int64(b), INT32_MIN, INT32_MAX)
+
+
+def saturating_sub(a, b):
+    """SaturatingSub(int32, int32): the exact difference clamped to int32."""
+    return np.clip(as_int64(a) - as_int64(b), INT32_MIN, INT32_MAX)
+
+
+def fixed_mul(a, b):
+    """gemmlowp FixedPoint operator* on int32 raws: SaturatingRoundingDoublingHighMul."""
+    return saturating_rounding_doubling_high_mul(a, b)
+
+
+def fixed_add(a, b):
+    """gemmlowp FixedPoint operator+ / Add on int32 raws: a plain (wrapping) int32 add."""
+    return wrap_int32(as_int64(a) + as_int64(b))
+
+
+def fixed_sub(a, b):
+    return wrap_int32(as_int64(a) - as_int64(b))
+
+
+LOG_2 = 1488522236  # log(2) in Q0.31
+SQRT_SQRT_HALF = 1805811301
+SQRT_HALF = 1518500250
+ONE_QUARTER = 536870912
+ALPHA_N = 117049297
+ALPHA_D = 127690142
+ALPHA_I = 1057819769
+ALPHA_F = 638450708
+
+
+def log_x_for_x_greater_than_or_equal_to_1(input_raw, output_integer_bits: int, input_integer_bits: int):
+    """TFLM log_x_for_x_greater_than_or_equal_to_1_impl<OutputIntegerBits, InputIntegerBits> on
+    raw int32 values (vectorised; every gemmlowp operation as the C++ composes it)."""
+    accum_bits = output_integer_bits + 1
+    shifted_quarter = rescale(ONE_QUARTER, 0, accum_bits)
+    z_a = as_int64(input_raw)
+    z_a_headroom_plus_1 = count_leading_zeros32(z_a)
+    r_a_tmp = saturating_rounding_multiply_by_pot_param(z_a, z_a_headroom_plus_1 - 1)
+    r_a_raw = saturating_rounding_multiply_by_pot_param(fixed_mul(r_a_tmp, SQRT_HALF), 1)
+    z_a_pow_2_adj = saturating_add(
+        saturating_rounding_multiply_by_pot_param(input_integer_bits - z_a_headroom_plus_1, 31 - accum_bits),
+        shifted_quarter)
+    z_b = fixed_mul(z_a, SQRT_HALF)
+    z_b_headroom = count_leading_zeros32(z_b) - 1
+    r_b_raw = saturating_rounding_multiply_by_pot_param(z_a, z_b_headroom)
+    z_b_pow_2_adj = saturating_sub(
+        saturating_rounding_multiply_by_pot_param(input_integer_bits - z_b_headroom, 31 - accum_bits),
+        shifted_quarter)
+    r = np.minimum(r_a_raw, r_b_raw)
+    z_pow_2_adj = np.maximum(z_a_pow_2_adj, z_b_pow_2_adj)
+    p = rounding_half_sum(r, SQRT_SQRT_HALF)
+    q = fixed_sub(r, SQRT_SQRT_HALF)
+    q = fixed_add(q, q)
+    common_sq = fixed_mul(q, q)
+    num = fixed_add(fixed_mul(q, r), fixed_mul(fixed_mul(q, common_sq), ALPHA_N))
+    denom_minus_one_0 = fixed_add(
+        fixed_mul(p, fixed_add(fixed_add(ALPHA_I, q), fixed_mul(ALPHA_D, common_sq))),
+        fixed_mul(ALPHA_F, q))
+    recip_denom = one_over_one_plus_x_for_x_in_0_1(denom_minus_one_0)
+    num_scaled = rescale(num, 0, accum_bits)
+    total = fixed_add(fixed_mul(z_pow_2_adj, LOG_2), fixed_mul(num_scaled, recip_denom))
+    return rescale(total, accum_bits, output_integer_bits)
+
+
+def get_inv_sqrt_quantized_multiplier_exp(values, reverse_shift: int = -1):
+    """TFLM GetInvSqrtQuantizedMultiplierExp on int32 values: (multiplier, shift) arrays.
+
+    1/sqrt(input) by 5 Newton-Raphson steps in Q3.28; inputs <= 1 (0 among them) give
+    (INT32_MAX, 0). A negative shift is folded into the multiplier with a wrapping int32 shift.
+    """
+    values = as_int64(values)
+    small = values <= 1
+    v = np.where(small, 2, values)
+    shift = np.full(v.shape, 11, np.int64)
+    # while (input >= 1 << 29) { input /= 4; ++shift; }  (input < 2^31: at most one step)
+    while True:
+        big = v >= (1 << 29)
+        if not big.any():
+            break
+        v = np.where(big, v // 4, v)
+        shift = shift + big
+    max_left_shift_bits = count_leading_zeros32(v) - 1
+    left_shift_bit_pairs = max_left_shift_bits // 2 - 1
+    shift = shift - left_shift_bit_pairs
+    v = v << (2 * left_shift_bit_pairs)
+    fixedpoint_input = v >> 1  # F3
+    fixedpoint_half_input = rounding_divide_by_pot(fixedpoint_input, 1)
+    fixedpoint_half_three = (1 << 28) + (1 << 27)
+    x = np.full(v.shape, 1 << 28, np.int64)  # F3 one
+    for _ in range(5):
+        x3 = rescale(fixed_mul(fixed_mul(x, x), x), 9, 3)
+        x = rescale(fixed_sub(fixed_mul(fixedpoint_half_three, x), fixed_mul(fixedpoint_half_input, x3)), 6, 3)
+    x = fixed_mul(x, 1518500250)  # sqrt(2) / 2 in Q0.31
+    negative = shift < 0
+    x = np.where(negative, wrap_int32(x << np.where(negative, -shift, 0)), x)
+    shift = np.where(negative, 0, shift)
+    return np.where(small, INT32_MAX, x), np.where(small, 0, shift) * reverse_shift
+
+
+def x86_rounding_divide_by_pot(x, exponent):
+    """gemmlowp RoundingDivideByPOT(int32 x, int exponent) for ANY int exponent, as x86-64 runs it.
+
+    ``mask = int32((1ll << exponent) - 1)``: the 64-bit shift count is masked to 6 bits, and an
+    all-ones low word (exponent & 63 >= 32) makes the mask -1. ``x >> exponent`` on an int32 is
+    masked to 5 bits. For 0 <= exponent <= 31 this is the ordinary RoundingDivideByPOT.
+    """
+    x = as_int64(x)
+    e = as_int64(exponent)
+    with np.errstate(over="ignore"):
+        mask = wrap_int32((np.int64(1) << (e & 63)) - 1)
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> (e & 31)) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier_smaller_than_one_exp(x, multiplier, shift):
+    """MultiplyByQuantizedMultiplierSmallerThanOneExp of the double-rounding build (common.h):
+    RoundingDivideByPOT(SRDHM(x, M), -shift) -- a positive shift is NOT a left shift here."""
+    return x86_rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), -as_int64(shift))
+
+
+def count_leading_sign_bits(x):
+    """CountLeadingSignBits(int32): the redundant sign bits (31 for 0 and -1, 0 for INT32_MIN)."""
+    x = as_int64(x)
+    magnitude = np.where(x >= 0, x, -x)
+    return np.where(x >= 0, count_leading_zeros32(x) - 1,
+                    np.where(x != INT32_MIN, count_leading_zeros32(2 * magnitude - 1), 0))

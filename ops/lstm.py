@@ -35,9 +35,9 @@ import numpy as np
 
 from . import fixedpoint as fp
 from .activations import SIGMOID_TABLE_UINT16, checked_log2, int16_lut_input
-from .common import ExactIntegerMatmul, clamp_float, float_sequential_sum_of_products, real_multiplier
+from .c_semantics import float_function, float_sequential_sum_of_products
+from .common import ExactIntegerMatmul, clamp_float, real_multiplier
 from .elementwise import ieee_float_arithmetic, multiply_by_quantized_multiplier, scale_and_zero_point
-from .libm import float_function
 from .registry import OpKernel, PrepareContext, register
 
 # Input positions (lstm_shared.h).

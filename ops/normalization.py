@@ -1,7 +1,7 @@
 """L2_NORMALIZATION, LOG_SOFTMAX and L2_POOL_2D: TFLM's l2norm.cc, log_softmax.cc and l2_pool_2d.cc,
 with the math of reference/l2normalization.h, integer_ops/l2normalization.h, log_softmax.h and
 pooling.h (L2Pool), and the fixed-point helpers of kernels/internal/common.h
-(GetInvSqrtQuantizedMultiplierExp, log_x_for_x_greater_than_or_equal_to_1).
+(GetInvSqrtQuantizedMultiplierExp, fp.log_x_for_x_greater_than_or_equal_to_1).
 
 Float32 paths reproduce the C loops' float32 operations in their order; sqrt is correctly
 rounded in C and numpy alike, expf and logf come from the C library (ops/libm.py).
@@ -13,129 +13,18 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import fixedpoint as fp
+from .c_semantics import expf, logf
 from .common import _out_size_checked, activation_range_float, clamp_float, compute_padding_height_width
-from .libm import expf, logf
 from .pooling import trim_window, window_cells_inside
 from .registry import OpKernel, PrepareContext, register
 
 F32 = np.float32
 
 
-# ------------------------------------------------------------------------------ fixed point
-
-def saturating_rounding_multiply_by_pot_param(x, exponent):
-    """TFLM SaturatingRoundingMultiplyByPOTParam(int32 x, int exponent) for 0 <= exponent <= 31:
-    x·2^exponent, saturated (x > 2^(31-e) - 1 gives INT32_MAX, x < -(2^(31-e) - 1) INT32_MIN;
-    exponent 0 returns x, which these bounds also do)."""
-    x = fp.as_int64(x)
-    e = fp.as_int64(exponent)
-    threshold = (np.int64(1) << (31 - e)) - 1
-    result = fp.wrap_int32(x << e)
-    result = np.where(x > threshold, fp.INT32_MAX, result)
-    return np.where(x < -threshold, fp.INT32_MIN, result)
 
 
-def saturating_add(a, b):
-    """SaturatingAddNonGemmlowp(int32, int32): the exact sum clamped to int32."""
-    return np.clip(fp.as_int64(a) + fp.as_int64(b), fp.INT32_MIN, fp.INT32_MAX)
 
 
-def saturating_sub(a, b):
-    """SaturatingSub(int32, int32): the exact difference clamped to int32."""
-    return np.clip(fp.as_int64(a) - fp.as_int64(b), fp.INT32_MIN, fp.INT32_MAX)
-
-
-def fixed_mul(a, b):
-    """gemmlowp FixedPoint operator* on int32 raws: SaturatingRoundingDoublingHighMul."""
-    return fp.saturating_rounding_doubling_high_mul(a, b)
-
-
-def fixed_add(a, b):
-    """gemmlowp FixedPoint operator+ / Add on int32 raws: a plain (wrapping) int32 add."""
-    return fp.wrap_int32(fp.as_int64(a) + fp.as_int64(b))
-
-
-def fixed_sub(a, b):
-    return fp.wrap_int32(fp.as_int64(a) - fp.as_int64(b))
-
-
-LOG_2 = 1488522236  # log(2) in Q0.31
-SQRT_SQRT_HALF = 1805811301
-SQRT_HALF = 1518500250
-ONE_QUARTER = 536870912
-ALPHA_N = 117049297
-ALPHA_D = 127690142
-ALPHA_I = 1057819769
-ALPHA_F = 638450708
-
-
-def log_x_for_x_greater_than_or_equal_to_1(input_raw, output_integer_bits: int, input_integer_bits: int):
-    """TFLM log_x_for_x_greater_than_or_equal_to_1_impl<OutputIntegerBits, InputIntegerBits> on
-    raw int32 values (vectorised; every gemmlowp operation as the C++ composes it)."""
-    accum_bits = output_integer_bits + 1
-    shifted_quarter = fp.rescale(ONE_QUARTER, 0, accum_bits)
-    z_a = fp.as_int64(input_raw)
-    z_a_headroom_plus_1 = fp.count_leading_zeros32(z_a)
-    r_a_tmp = saturating_rounding_multiply_by_pot_param(z_a, z_a_headroom_plus_1 - 1)
-    r_a_raw = saturating_rounding_multiply_by_pot_param(fixed_mul(r_a_tmp, SQRT_HALF), 1)
-    z_a_pow_2_adj = saturating_add(
-        saturating_rounding_multiply_by_pot_param(input_integer_bits - z_a_headroom_plus_1, 31 - accum_bits),
-        shifted_quarter)
-    z_b = fixed_mul(z_a, SQRT_HALF)
-    z_b_headroom = fp.count_leading_zeros32(z_b) - 1
-    r_b_raw = saturating_rounding_multiply_by_pot_param(z_a, z_b_headroom)
-    z_b_pow_2_adj = saturating_sub(
-        saturating_rounding_multiply_by_pot_param(input_integer_bits - z_b_headroom, 31 - accum_bits),
-        shifted_quarter)
-    r = np.minimum(r_a_raw, r_b_raw)
-    z_pow_2_adj = np.maximum(z_a_pow_2_adj, z_b_pow_2_adj)
-    p = fp.rounding_half_sum(r, SQRT_SQRT_HALF)
-    q = fixed_sub(r, SQRT_SQRT_HALF)
-    q = fixed_add(q, q)
-    common_sq = fixed_mul(q, q)
-    num = fixed_add(fixed_mul(q, r), fixed_mul(fixed_mul(q, common_sq), ALPHA_N))
-    denom_minus_one_0 = fixed_add(
-        fixed_mul(p, fixed_add(fixed_add(ALPHA_I, q), fixed_mul(ALPHA_D, common_sq))),
-        fixed_mul(ALPHA_F, q))
-    recip_denom = fp.one_over_one_plus_x_for_x_in_0_1(denom_minus_one_0)
-    num_scaled = fp.rescale(num, 0, accum_bits)
-    total = fixed_add(fixed_mul(z_pow_2_adj, LOG_2), fixed_mul(num_scaled, recip_denom))
-    return fp.rescale(total, accum_bits, output_integer_bits)
-
-
-def get_inv_sqrt_quantized_multiplier_exp(values, reverse_shift: int = -1):
-    """TFLM GetInvSqrtQuantizedMultiplierExp on int32 values: (multiplier, shift) arrays.
-
-    1/sqrt(input) by 5 Newton-Raphson steps in Q3.28; inputs <= 1 (0 among them) give
-    (INT32_MAX, 0). A negative shift is folded into the multiplier with a wrapping int32 shift.
-    """
-    values = fp.as_int64(values)
-    small = values <= 1
-    v = np.where(small, 2, values)
-    shift = np.full(v.shape, 11, np.int64)
-    # while (input >= 1 << 29) { input /= 4; ++shift; }  (input < 2^31: at most one step)
-    while True:
-        big = v >= (1 << 29)
-        if not big.any():
-            break
-        v = np.where(big, v // 4, v)
-        shift = shift + big
-    max_left_shift_bits = fp.count_leading_zeros32(v) - 1
-    left_shift_bit_pairs = max_left_shift_bits // 2 - 1
-    shift = shift - left_shift_bit_pairs
-    v = v << (2 * left_shift_bit_pairs)
-    fixedpoint_input = v >> 1  # F3
-    fixedpoint_half_input = fp.rounding_divide_by_pot(fixedpoint_input, 1)
-    fixedpoint_half_three = (1 << 28) + (1 << 27)
-    x = np.full(v.shape, 1 << 28, np.int64)  # F3 one
-    for _ in range(5):
-        x3 = fp.rescale(fixed_mul(fixed_mul(x, x), x), 9, 3)
-        x = fp.rescale(fixed_sub(fixed_mul(fixedpoint_half_three, x), fixed_mul(fixedpoint_half_input, x3)), 6, 3)
-    x = fixed_mul(x, 1518500250)  # sqrt(2) / 2 in Q0.31
-    negative = shift < 0
-    x = np.where(negative, fp.wrap_int32(x << np.where(negative, -shift, 0)), x)
-    shift = np.where(negative, 0, shift)
-    return np.where(small, fp.INT32_MAX, x), np.where(small, 0, shift) * reverse_shift
 
 
 # ------------------------------------------------------------------------------ L2_NORMALIZATION
@@ -212,7 +101,7 @@ class L2Normalization(OpKernel):
     def _eval_int8(self, rows):
         diff = fp.wrap_int32(rows.astype(np.int64) - self.params.input_zero_point)  # int32, wrapping
         acc = fp.wrap_int32((diff * diff).sum(axis=-1, keepdims=True))
-        multiplier, shift = get_inv_sqrt_quantized_multiplier_exp(acc)
+        multiplier, shift = fp.get_inv_sqrt_quantized_multiplier_exp(acc)
         y = fp.multiply_by_quantized_multiplier(diff, multiplier, shift + OUTPUT_SCALE_BITS)
         return np.clip(y, -128, 127)
 
@@ -322,7 +211,7 @@ class LogSoftmax(OpKernel):
         wide = x.astype(np.int64)
         index = wide - wide.max(axis=-1, keepdims=True) + 255
         sum_of_exps = fp.wrap_int32(self.exp_terms[index].sum(axis=-1, keepdims=True))
-        log_sum = log_x_for_x_greater_than_or_equal_to_1(sum_of_exps, SCALED_DIFF_INTEGER_BITS,
+        log_sum = fp.log_x_for_x_greater_than_or_equal_to_1(sum_of_exps, SCALED_DIFF_INTEGER_BITS,
                                                          ACCUMULATION_INTEGER_BITS)
         shifted_log_sum = fp.wrap_int32(log_sum + fp.INT32_MIN)
         adjusted_diff_min = np.maximum(p.diff_min - 1, fp.multiply_by_quantized_multiplier(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import fixedpoint as fp
+from .c_semantics import float_sequential_sum
 from .common import type_range
 from .registry import OpKernel, expect_types, register
 
@@ -77,17 +78,6 @@ class _Reduce(OpKernel):
 
     def finish(self, y: np.ndarray, n: int) -> list[np.ndarray]:
         return [y.astype(self.out_tensor.dtype, copy=False).reshape((n,) + tuple(self.out_tensor.shape))]
-
-
-def float_sequential_sum(values: np.ndarray) -> np.ndarray:
-    """sum over the last axis as C's `float total = 0; total += v[i]` loop, bit for bit.
-
-    cumsum accumulates strictly left to right in float32; adding +0.0 at the end reproduces the
-    C loop's initial +0.0 (which only matters when every term is -0.0).
-    """
-    if values.shape[-1] == 0:
-        return np.zeros(values.shape[:-1], dtype=np.float32)
-    return np.cumsum(values, axis=-1, dtype=np.float32)[..., -1] + np.float32(0.0)
 
 
 @register("MEAN", "SUM")

@@ -11,15 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import fixedpoint as fp
+from .c_semantics import float_to_int32_x86
 from .registry import OpKernel, expect_types, register
 
 NEAREST_TYPES = ("FLOAT32", "INT8", "INT16")
 BILINEAR_TYPES = ("FLOAT32", "INT8")
-
-
-def float_to_int32(x: np.ndarray) -> np.ndarray:
-    """static_cast<int32_t>(float) for in-range values (truncation toward zero)."""
-    return np.trunc(np.asarray(x, dtype=np.float32)).astype(np.int64)
 
 
 def nearest_source_index(output_size: int, input_size: int, align_corners: bool, half_pixel: bool):
@@ -30,7 +26,7 @@ def nearest_source_index(output_size: int, input_size: int, align_corners: bool,
         scale = np.float32(input_size) / np.float32(output_size)
     offset = np.float32(0.5) if half_pixel else np.float32(0.0)
     pos = (np.arange(output_size, dtype=np.float32) + offset) * scale
-    idx = float_to_int32(fp.tflite_round(pos) if align_corners else np.floor(pos))
+    idx = float_to_int32_x86(fp.tflite_round(pos) if align_corners else np.floor(pos))
     idx = np.minimum(idx, input_size - 1)
     if half_pixel:
         idx = np.maximum(idx, 0)
@@ -120,8 +116,8 @@ def bilinear_float_axis(out_size: int, in_size: int, align_corners: bool, half_p
         scaled = (v + np.float32(0.5)) * scale - np.float32(0.5)
     else:
         scaled = v * scale
-    lower = np.maximum(float_to_int32(np.floor(scaled)), 0)
-    upper = np.minimum(float_to_int32(np.ceil(scaled)), in_size - 1)
+    lower = np.maximum(float_to_int32_x86(np.floor(scaled)), 0)
+    upper = np.minimum(float_to_int32_x86(np.ceil(scaled)), in_size - 1)
     return scaled.astype(np.float32), lower, upper
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import fixedpoint as fp
-from .libm import expf
+from .c_semantics import expf
 from .params import SoftmaxParams, params_as_dict
 from .reference import softmax_int8
 from .registry import OpKernel, PrepareContext, register

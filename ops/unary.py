@@ -36,9 +36,9 @@ import numpy as np
 from interp.errors import InvokeError
 
 from . import fixedpoint as fp
+from .c_semantics import float_function, float_to_int32_x86
 from .common import real_multiplier
 from .elementwise import ieee_float_arithmetic, integer_domain, multiply_by_quantized_multiplier, type_range_by_name
-from .libm import float_function
 from .registry import OpKernel, PrepareContext, register
 
 FLOAT32_ONE = np.float32(1.0)
@@ -452,7 +452,7 @@ class Rsqrt(_AbsRsqrt):
         lo, hi = type_range_by_name(p.input_type)
         value = fp.wrap_int32(fp.as_int64(x) - p.input_offset)
         valid = value > 0
-        inv_sqrt, inv_shift = get_inv_sqrt_quantized_multiplier_exp(np.where(valid, value, 2), REVERSE_SHIFT)
+        inv_sqrt, inv_shift = fp.get_inv_sqrt_quantized_multiplier_exp(np.where(valid, value, 2), REVERSE_SHIFT)
         nm = self.numerics
         data = multiply_by_quantized_multiplier(nm, np.ones_like(value), inv_sqrt, inv_shift + RSQRT_SHIFT)
         output = multiply_by_quantized_multiplier_x86(nm, data, p.multiplier, p.shift - RSQRT_SHIFT)
@@ -473,62 +473,16 @@ class Rsqrt(_AbsRsqrt):
         return FLOAT32_ONE / np.sqrt(x)
 
 
+
+
+
 def multiply_by_quantized_multiplier_x86(numerics, x, multiplier: int, shift: int):
-    """MultiplyByQuantizedMultiplier for any shift, as the wheel's x86-64 build computes it.
-
-    RSQRT's second rescaling shifts by ``shift - 20``, which can pass -31. gemmlowp's
-    RoundingDivideByPOT then builds its mask as ``int32((1ll << e) - 1)`` (a 64-bit shift: -1 for
-    32 <= e < 64) and shifts right by ``e & 31`` (x86 masks the count), so the "rounding" adds one
-    to every non-negative value: ``(h >> (e & 31)) + (h & mask > (mask >> 1) + [h < 0])``, read off
-    the wheel's disassembly. For 0 <= e <= 31 this is the usual rounding division.
-    """
-    right = -int(shift)
-    if right <= 31 or numerics.rounding != "double":
+    """MultiplyByQuantizedMultiplier for any shift, as the wheel's x86-64 build computes it: RSQRT's
+    second rescaling shifts by ``shift - 20``, which can pass -31, where RoundingDivideByPOT
+    behaves as fixedpoint.x86_rounding_divide_by_pot says (read off the wheel's disassembly)."""
+    if -int(shift) <= 31 or numerics.rounding != "double":
         return multiply_by_quantized_multiplier(numerics, x, multiplier, shift)
-    high = fp.saturating_rounding_doubling_high_mul(x, multiplier)
-    mask = int(fp.wrap_int32((1 << (right & 63)) - 1))
-    threshold = (mask >> 1) + (high < 0)
-    return (high >> (right & 31)) + ((high & mask) > threshold)
-
-
-def get_inv_sqrt_quantized_multiplier_exp(value, reverse_shift: int):
-    """GetInvSqrtQuantizedMultiplierExp (kernels/internal/common.h) on arrays of int32 >= 0.
-
-    1/sqrt(value) as a Q3.28 Newton iteration (five steps from x = 1) times sqrt(2)/2, returned as
-    (multiplier, shift * reverse_shift); 0 and 1 give (INT32_MAX, 0).
-    """
-    x = fp.as_int64(value)
-    trivial = x <= 1
-    x = np.where(trivial, 2, x)
-    shift = np.full(x.shape, 11, dtype=np.int64)
-    while True:
-        big = x >= (1 << 29)
-        if not big.any():
-            break
-        x = np.where(big, x // 4, x)  # C division of a non-negative int
-        shift += big
-    max_left_shift_bits = fp.count_leading_zeros32(x) - 1
-    left_shift_bit_pairs = max_left_shift_bits // 2 - 1
-    shift -= left_shift_bit_pairs
-    x = x << (2 * left_shift_bit_pairs)
-    srdhm = fp.saturating_rounding_doubling_high_mul
-    fixedpoint_input = x >> 1  # F3 (three integer bits)
-    fixedpoint_half_input = fp.rounding_divide_by_pot(fixedpoint_input, 1)
-    fixedpoint_half_three = (1 << 28) + (1 << 27)  # 1.5 in F3
-    estimate = np.full(x.shape, 1 << 28, dtype=np.int64)  # F3 one
-    for _ in range(5):
-        # x*x*x is F9; Rescale<3> multiplies the raw value by 2^6, saturating.
-        cube = fp.saturating_shift_left(srdhm(srdhm(estimate, estimate), estimate), 6)
-        # 1.5*x - (input/2)*x^3, both F6; Rescale<3> multiplies by 2^3, saturating.
-        estimate = fp.saturating_shift_left(
-            fp.wrap_int32(srdhm(fixedpoint_half_three, estimate) - srdhm(fixedpoint_half_input, cube)), 3)
-    half_sqrt_2 = 1518500250  # sqrt(2)/2 in F0
-    inv_sqrt = srdhm(estimate, half_sqrt_2)
-    negative = shift < 0
-    inv_sqrt = np.where(negative, fp.wrap_int32(inv_sqrt << np.where(negative, -shift, 0)), inv_sqrt)
-    shift = np.where(negative, 0, shift) * reverse_shift
-    return np.where(trivial, fp.INT32_MAX, inv_sqrt), np.where(trivial, 0, shift)
-
+    return fp.x86_rounding_divide_by_pot(fp.saturating_rounding_doubling_high_mul(x, multiplier), -int(shift))
 
 # ------------------------------------------------------------------------------ ZEROS_LIKE
 
@@ -562,14 +516,6 @@ class EluOpData:
 
     input_type: str  # INT8 or FLOAT32
     table: np.ndarray | None  # int8[256], entry uint8(x) is the output for input x (int8 only)
-
-
-def float_to_int32_x86(v: np.ndarray) -> np.ndarray:
-    """static_cast<int32_t>(float) as cvttss2si computes it: truncation, and INT32_MIN for NaN
-    and values outside the int32 range."""
-    v = np.asarray(v, dtype=np.float64)
-    inside = np.isfinite(v) & (v >= -(2.0 ** 31)) & (v < 2.0 ** 31)
-    return np.where(inside, np.trunc(np.where(inside, v, 0.0)), fp.INT32_MIN).astype(np.int64)
 
 
 @register("ELU")

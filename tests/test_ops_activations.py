@@ -9,7 +9,7 @@ import pytest
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
 from ops import activations as act
-from ops.libm import float_function
+from ops.c_semantics import float_function
 from ops.registry import Numerics
 
 

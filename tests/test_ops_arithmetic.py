@@ -10,8 +10,12 @@ import pytest
 from interp import InputError, Interpreter, ModelError, UnsupportedOpError
 from interp.builder import ModelBuilder
 from ops import fixedpoint as fp
-from ops.arithmetic import count_leading_sign_bits, x86_rounding_divide_by_pot
-from ops.normalization import get_inv_sqrt_quantized_multiplier_exp, log_x_for_x_greater_than_or_equal_to_1
+from ops.fixedpoint import (
+    count_leading_sign_bits,
+    get_inv_sqrt_quantized_multiplier_exp,
+    log_x_for_x_greater_than_or_equal_to_1,
+    x86_rounding_divide_by_pot,
+)
 
 
 def run_op(op, inputs, out, options=None, constants=()):
