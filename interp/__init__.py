@@ -20,8 +20,9 @@ imports ``interp.model``, never pulls the runtime in while it is itself being im
 from .errors import InputError, InvokeError, MicrorefError, ModelError, UnsupportedOpError
 from .model import Model, Operator, Quantization, Subgraph, Tensor, load_model, verify
 
-__all__ = ["InputError", "Interpreter", "InvokeError", "MicrorefError", "limited_blas_threads", "Model", "ModelError", "Operator",
-           "Quantization", "Subgraph", "Tensor", "UnsupportedOpError", "dequantize", "load_model", "quantize", "verify"]
+__all__ = ["InputError", "Interpreter", "InvokeError", "MicrorefError", "Model", "ModelError", "Operator",
+           "Quantization", "Subgraph", "Tensor", "UnsupportedOpError", "dequantize", "limited_blas_threads",
+           "load_model", "quantize", "verify"]
 __version__ = "0.1.0"
 
 

@@ -274,7 +274,8 @@ def _newton_reciprocal_q2(half_denominator):
     """The Newton-Raphson core shared by one_over_one_plus_x and one_minus_x_over_one_plus_x."""
     constant_48_over_17 = 1515870810
     constant_neg_32_over_17 = -1010580540
-    x = wrap_int32(constant_48_over_17 + saturating_rounding_doubling_high_mul(half_denominator, constant_neg_32_over_17))
+    x = wrap_int32(constant_48_over_17
+                   + saturating_rounding_doubling_high_mul(half_denominator, constant_neg_32_over_17))
     one_q2 = 1 << 29
     for _ in range(3):
         half_denominator_times_x = saturating_rounding_doubling_high_mul(half_denominator, x)

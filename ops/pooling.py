@@ -177,7 +177,8 @@ class AveragePool2D(_Pool2D):
         if self.kind == "FLOAT32":
             with np.errstate(all="ignore"):  # inf/NaN arithmetic is C's, not an error
                 return self.finish(self.eval_float(x), n)
-        acc = fp.wrap_int32(_combine_taps(np.add, self.windows(x, fill=0), np.int64, 0))  # (NB, OH, OW, C), TFLM's int32 accumulator
+        # (NB, OH, OW, C): TFLM's int32 accumulator
+        acc = fp.wrap_int32(_combine_taps(np.add, self.windows(x, fill=0), np.int64, 0))
         count = self.counts[None, :, :, None]
         half = count // 2
         acc = fp.wrap_int32(np.where(acc > 0, acc + half, acc - half))

@@ -321,7 +321,8 @@ if __name__ == "__main__" and "--serve" in sys.argv:
 
 
 # ---------------------------------------------------------------------------------- strategies
-from hypothesis import event, strategies as st  # noqa: E402
+from hypothesis import event  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 ACTIVATIONS = ["NONE", "RELU", "RELU_N1_TO_1", "RELU6", "TANH", "SIGN_BIT"]
 INPUT_STYLES = ["uniform", "uniform", "extremes", "near_zero_point"]
@@ -386,7 +387,7 @@ def note_case(**params) -> None:
         note("case: " + ", ".join(f"{k}={v!r}" for k, v in params.items()))
 
 
-def record(outcome: "Outcome", label: str) -> None:
+def record(outcome: Outcome, label: str) -> None:
     from hypothesis.control import currently_in_test_context
     if currently_in_test_context():
         event(f"{label}: {'compared' if outcome.compared else 'rejected by both'}")

@@ -2,9 +2,10 @@
 installed, in LiteRT) with exactly the shapes, types, quantization, data and options given."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from diff_support import check_model, tflm_run
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from interp import Interpreter, load_model
 from interp.builder import ModelBuilder, options_table_for
 
@@ -207,8 +208,8 @@ def _every_options_table():
     import inspect
     import re
 
-    from interp.model.builder import _option_fields
     from interp.model import BUILTIN_OPERATOR_NAMES
+    from interp.model.builder import _option_fields
     tables = {}
     for op_name in sorted(BUILTIN_OPERATOR_NAMES.values()):
         table = options_table_for(op_name)
@@ -332,7 +333,7 @@ def test_tensors_parse_back_as_built(specs, seed):
         dtype = np.dtype(spec["type_name"].lower()) if spec["type_name"] != "BOOL" else np.dtype(bool)
         values = None
         if spec["constant"]:
-            values = (rng.integers(0, 2, spec["shape"]).astype(bool) if dtype == bool
+            values = (rng.integers(0, 2, spec["shape"]).astype(bool) if dtype is bool
                       else rng.integers(-100, 100, spec["shape"]).astype(dtype))
             index = b.constant(f"t{i}", values, **q)
         else:

@@ -4,10 +4,22 @@ paths), the fixed output quantization LOGISTIC and TANH expect and, rarely, othe
 parameters, LEAKY_RELU alphas of either sign, PRELU alphas broadcast against the input."""
 import numpy as np
 import pytest
+from diff_support import (
+    SAMPLES,
+    assert_tflm_aborts,
+    check_model,
+    dims,
+    input_styles,
+    note_case,
+    random_inputs,
+    record,
+    run_examples,
+    scales,
+    seeds,
+    zero_points,
+)
 from hypothesis import strategies as st
 
-from diff_support import (SAMPLES, assert_tflm_aborts, check_model, dims, input_styles, note_case,
-                          random_inputs, record, run_examples, scales, seeds, zero_points)
 from interp import Interpreter, ModelError, UnsupportedOpError
 from interp.builder import ModelBuilder
 

@@ -7,11 +7,26 @@ from 1e-6 to 1e3 and zero points at the type limits.
 """
 import numpy as np
 import pytest
+from diff_support import (
+    SAMPLES,
+    activations,
+    assert_tflm_aborts,
+    bias_values,
+    check_model,
+    dims,
+    input_styles,
+    note_case,
+    quantized_values,
+    random_inputs,
+    record,
+    run_examples,
+    scales,
+    seeds,
+    window_output_size,
+    zero_points,
+)
 from hypothesis import strategies as st
 
-from diff_support import (SAMPLES, activations, assert_tflm_aborts, bias_values, check_model, dims, input_styles,
-                          note_case, quantized_values, random_inputs, record, run_examples, scales, seeds,
-                          window_output_size, zero_points)
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
 
@@ -182,7 +197,8 @@ def test_huge_strides_over_a_small_image_stay_small_and_exact(depthwise):
     it = Interpreter.from_bytes(data)
     kernel = it.kernels[0]
     assert not getattr(kernel, "channel_major", False) and not getattr(kernel, "nhwc_phases", False)
-    assert check_model(data, inputs, label="DEPTHWISE_CONV_2D huge stride" if depthwise else "CONV_2D huge stride").compared
+    label = "DEPTHWISE_CONV_2D huge stride" if depthwise else "CONV_2D huge stride"
+    assert check_model(data, inputs, label=label).compared
 
 
 def _large_case(**changes):

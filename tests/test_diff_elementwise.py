@@ -8,10 +8,24 @@ separate test pins that microref rejects such a model.
 """
 import numpy as np
 import pytest
-from hypothesis import assume, strategies as st
+from diff_support import (
+    SAMPLES,
+    activations,
+    assert_tflm_aborts,
+    check_model,
+    dims,
+    input_styles,
+    note_case,
+    random_inputs,
+    record,
+    run_examples,
+    scales,
+    seeds,
+    zero_points,
+)
+from hypothesis import assume
+from hypothesis import strategies as st
 
-from diff_support import (SAMPLES, activations, assert_tflm_aborts, check_model, dims, input_styles,
-                          note_case, random_inputs, record, run_examples, scales, seeds, zero_points)
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
 

@@ -4,10 +4,24 @@ int64 bias, an omitted bias written as -1, float32, keep_num_dims, every fused a
 extreme scales and zero points."""
 import numpy as np
 import pytest
+from diff_support import (
+    SAMPLES,
+    activations,
+    bias_values,
+    check_model,
+    dims,
+    input_styles,
+    note_case,
+    quantized_values,
+    random_inputs,
+    record,
+    run_examples,
+    scales,
+    seeds,
+    zero_points,
+)
 from hypothesis import strategies as st
 
-from diff_support import (SAMPLES, activations, bias_values, check_model, dims, input_styles, note_case,
-                          quantized_values, random_inputs, record, run_examples, scales, seeds, zero_points)
 from interp.builder import ModelBuilder
 
 KINDS = ["INT8", "INT4", "INT16", "FLOAT32"]

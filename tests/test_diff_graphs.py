@@ -5,10 +5,22 @@ The single-op tests pin each kernel; these pin what lies between kernels — ten
 the arena plan microref executes in, operand order, several inputs and outputs.
 """
 import numpy as np
+from diff_support import (
+    SAMPLES,
+    check_model,
+    dims,
+    input_styles,
+    note_case,
+    quantized_values,
+    random_inputs,
+    record,
+    run_examples,
+    scales,
+    seeds,
+    zero_points,
+)
 from hypothesis import strategies as st
 
-from diff_support import (SAMPLES, check_model, dims, input_styles, note_case, quantized_values, random_inputs, record,
-                          run_examples, scales, seeds, zero_points)
 from interp.builder import ModelBuilder
 
 # Operators that keep an NHWC shape, so that any of them can follow any other.

@@ -3,10 +3,21 @@ int32 / float32, PADV2's constant value, and input/output quantization that (rar
 to pin which zero point fills the border."""
 import numpy as np
 import pytest
+from diff_support import (
+    SAMPLES,
+    check_model,
+    dims,
+    input_styles,
+    note_case,
+    random_inputs,
+    record,
+    run_examples,
+    scales,
+    seeds,
+    zero_points,
+)
 from hypothesis import strategies as st
 
-from diff_support import (SAMPLES, check_model, dims, input_styles, note_case, random_inputs, record,
-                          run_examples, scales, seeds, zero_points)
 from interp.builder import ModelBuilder
 
 OPS_AND_KINDS = [(op, kind) for op in ("PAD", "PADV2") for kind in ("INT8", "INT16", "INT32", "FLOAT32")]

@@ -3,10 +3,23 @@ than the input, strides from 0 to 4, both paddings, int8 / int16 / float32, ever
 activation, and (rarely) input and output quantization that differ, which TFLM's Prepare refuses."""
 import numpy as np
 import pytest
+from diff_support import (
+    SAMPLES,
+    activations,
+    check_model,
+    dims,
+    input_styles,
+    note_case,
+    random_inputs,
+    record,
+    run_examples,
+    scales,
+    seeds,
+    window_output_size,
+    zero_points,
+)
 from hypothesis import strategies as st
 
-from diff_support import (SAMPLES, activations, check_model, dims, input_styles, note_case, random_inputs,
-                          record, run_examples, scales, seeds, window_output_size, zero_points)
 from interp import Interpreter, UnsupportedOpError
 from interp.builder import ModelBuilder
 

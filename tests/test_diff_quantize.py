@@ -3,10 +3,21 @@ kernel for must be refused by both), float inputs on exact half-way points and b
 range, requantization by scale ratios from 1e-9 to 1e9, zero points at the type limits."""
 import numpy as np
 import pytest
+from diff_support import (
+    SAMPLES,
+    check_model,
+    dims,
+    input_styles,
+    note_case,
+    random_inputs,
+    record,
+    run_examples,
+    scales,
+    seeds,
+    zero_points,
+)
 from hypothesis import strategies as st
 
-from diff_support import (SAMPLES, check_model, dims, input_styles, note_case, random_inputs, record,
-                          run_examples, scales, seeds, zero_points)
 from interp.builder import ModelBuilder
 
 QUANTIZE_INPUTS = ["FLOAT32", "INT8", "UINT8", "INT16", "INT32"]

@@ -2,10 +2,21 @@
 repeated, in any order), keep_dims, int8 / int16 / float32, requantizing scales from 1e-6 to 1e3."""
 import numpy as np
 import pytest
+from diff_support import (
+    SAMPLES,
+    check_model,
+    dims,
+    input_styles,
+    note_case,
+    random_inputs,
+    record,
+    run_examples,
+    scales,
+    seeds,
+    zero_points,
+)
 from hypothesis import strategies as st
 
-from diff_support import (SAMPLES, check_model, dims, input_styles, note_case, random_inputs, record,
-                          run_examples, scales, seeds, zero_points)
 from interp.builder import ModelBuilder
 
 OPS_AND_KINDS = ([(op, kind) for op in ("MEAN", "SUM") for kind in ("INT8", "INT16", "FLOAT32")]

@@ -6,10 +6,21 @@ every combination (both at once is a TFLM Prepare failure). Arg ops: ranks 1-4, 
 """
 import numpy as np
 import pytest
+from diff_support import (
+    SAMPLES,
+    check_model,
+    dims,
+    input_styles,
+    note_case,
+    random_inputs,
+    record,
+    run_examples,
+    scales,
+    seeds,
+    zero_points,
+)
 from hypothesis import strategies as st
 
-from diff_support import (SAMPLES, check_model, dims, input_styles, note_case, random_inputs, record,
-                          run_examples, scales, seeds, zero_points)
 from interp.builder import ModelBuilder
 
 RESIZE_CASES = [("RESIZE_NEAREST_NEIGHBOR", k) for k in ("INT8", "INT16", "FLOAT32")] + \

@@ -3,10 +3,21 @@ STRIDED_SLICE, SPLIT, SPLIT_V, PACK and UNPACK, over ranks 1-5, negative axes, e
 each kernel handles, constant operands, and quantization that must (or need not) match."""
 import numpy as np
 import pytest
+from diff_support import (
+    SAMPLES,
+    check_model,
+    dims,
+    input_styles,
+    note_case,
+    random_inputs,
+    record,
+    run_examples,
+    scales,
+    seeds,
+    zero_points,
+)
 from hypothesis import strategies as st
 
-from diff_support import (SAMPLES, check_model, dims, input_styles, note_case, random_inputs, record,
-                          run_examples, scales, seeds, zero_points)
 from interp.builder import ModelBuilder
 
 OP_TYPES = {
@@ -282,7 +293,7 @@ def build_shape_op(case: dict):
 def _python_slice_shape(case):
     """The slice's shape by Python's slicing rules (TFLM's Prepare refuses the model where it disagrees)."""
     index = []
-    for axis, size in enumerate(case["shape"]):
+    for axis, _size in enumerate(case["shape"]):
         bit = 1 << axis
         begin = None if case["begin_mask"] & bit else case["begin"][axis]
         end = None if case["end_mask"] & bit else case["end"][axis]

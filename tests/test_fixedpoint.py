@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ops import fixedpoint as fp
 
@@ -206,7 +207,9 @@ def test_wrap_int16_is_a_c_store_into_int16_t():
 
 def test_quantize_multiplier_refuses_non_finite_multipliers_with_a_reason():
     import math
+
     import pytest
+
     from ops.common import real_multiplier
     assert real_multiplier(None, 0.5, divisor=0.0) == math.inf  # C's double division, no exception
     assert math.isnan(real_multiplier(None, 0.0, divisor=0.0))

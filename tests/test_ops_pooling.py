@@ -6,8 +6,9 @@ the differential tests at the end compare awkward geometries with TFLM (int8, in
 """
 import numpy as np
 import pytest
+from diff_support import check_model, random_inputs
+from diff_support import run_on_both as run
 
-from diff_support import check_model, random_inputs, run_on_both as run, tflm_run
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
 

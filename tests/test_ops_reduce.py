@@ -5,8 +5,9 @@ the differential tests compare many axis sets, keep_dims settings and scale rati
 """
 import numpy as np
 import pytest
+from diff_support import check_model, random_inputs, tflm_run
+from diff_support import run_on_both as run
 
-from diff_support import check_model, random_inputs, run_on_both as run, tflm_run
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
 from ops import fixedpoint as fp

@@ -5,8 +5,9 @@ against TFLM as well); the differential tests compare many sizes and flag combin
 """
 import numpy as np
 import pytest
+from diff_support import check_model, random_inputs
+from diff_support import run_on_both as run
 
-from diff_support import check_model, random_inputs, run_on_both as run, tflm_run
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
 from interp.errors import UnsupportedOpError

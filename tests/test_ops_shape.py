@@ -7,8 +7,8 @@ differential tests compare many parameterisations with TFLM.
 """
 import numpy as np
 import pytest
-
 from diff_support import check_model, random_inputs, tflm_run
+
 from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
 from interp.errors import UnsupportedOpError

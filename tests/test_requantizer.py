@@ -1,7 +1,8 @@
 """The prepared Requantizer must equal TFLM's MultiplyByQuantizedMultiplier pipeline exactly,
 on the float64 fast path as on the int64 path, including exact ties and negative values."""
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ops import fixedpoint as fp
 from ops.common import Requantizer
