@@ -1,6 +1,6 @@
 """SVDF against TFLM, call after call: float32, int8 with int16 time weights and state (what the
 converter writes), int8 with int8 time weights and state, and int8 time weights over an int16
-state (which TFLM's Eval reads as bytes); batch 1-4, memory 1-8, rank 1-4, units 1-6, input size
+state (which TFLM's Eval reads as bytes); batch 1-4, memory 1-12 and 32, rank 1-4, units 1-6, input size
 1-12; input, weight, state and output scales and zero points from saturating to vanishing, state
 zero points that make the stored state wrap, extreme weights and biases (int32 overflow of the
 time matmul), every fused activation (float; the integer path ignores it), non-constant feature
@@ -58,7 +58,8 @@ def log_uniform(lo_exp2: float, hi_exp2: float):
 @st.composite
 def svdf_cases(draw, kind: str):
     case = dict(kind=kind, seed=draw(seeds), style=draw(input_styles),
-                batch=draw(dims(1, 4)), memory=draw(dims(1, 8)), rank=draw(dims(1, 4)), units=draw(dims(1, 6)),
+                batch=draw(dims(1, 4)), memory=draw(st.one_of(dims(1, 12), st.just(32))), rank=draw(dims(1, 4)),
+                units=draw(dims(1, 6)),
                 n_input=draw(dims(1, 12)), activation=draw(st.sampled_from(ACTIVATIONS)),
                 weight_style=draw(st.sampled_from(["uniform"] * 6 + ["extremes", "small"])),
                 bias_style=draw(st.sampled_from(["normal"] * 6 + ["zero", "extreme"])),
@@ -421,3 +422,44 @@ def test_bias_scale_check_uses_the_double_product():
     with pytest.raises(ModelError, match="bias scale"):
         Interpreter.from_bytes(refused)
     run_case("SVDF", {"explicit": "bias_scale_double_outside", "kind": "INT8x16"})
+
+
+def tflm_test_shapes_model(kind, shape):
+    """The shapes and scales of TFLM's svdf_test.cc integer cases (batch 2, 2 units, input 2,
+    memory 10, rank 2; and batch 1, 64 units, input 16, memory 8, rank 1), with seeded values
+    over the types' ranges in place of the test's tables."""
+    time_type, state_type = INTEGER_TYPES[kind]
+    t_max = 127 if time_type == "INT8" else 32767
+    rng = np.random.default_rng(len(kind) * 7 + (shape == "2x2x10"))
+    if shape == "2x2x10":
+        batch, units, n_in, mem, rank = 2, 2, 2, 10, 2
+        q = {"input": (2.5 / 127, 0), "feature": (1.0 / 127, 0), "time": (1.0 / t_max, 0),
+             "state": (1.49 / t_max, 0), "output": (1.0 / 127, 0)}
+        activation = "RELU"
+    else:
+        batch, units, n_in, mem, rank = 1, 64, 16, 8, 1
+        span = 2 ** (8 if time_type == "INT8" else 16) - 1
+        q = {"input": (0.10075444, 2), "feature": (0.00649388, 0), "time": (1.62 / span, 0),
+             "state": (35.46 / span, 0), "output": (0.051445257, 0)}
+        activation = "NONE"
+    q = {k: (float(np.float32(v[0])), v[1]) for k, v in q.items()}
+    q["bias"] = (float(np.float32(q["state"][0]) * np.float32(q["time"][0])), 0)
+    filters = units * rank
+    wf = rng.integers(-127, 128, (filters, n_in))
+    wt = rng.integers(-t_max, t_max + 1, (filters, mem))
+    bias = rng.integers(-(1 << 12), 1 << 12, units)
+    data = svdf_model("INT8", wf, wt, bias, batch=batch, rank=rank, activation=activation, q=q,
+                      time_type=time_type, state_type=state_type)
+    return data, [rng.integers(-128, 128, (12, batch, n_in)).astype(np.int8)]
+
+
+for _kind in INTEGER_TYPES:
+    for _shape in ("2x2x10", "1x16x64"):
+        EXPLICIT[f"tflm_test_{_shape}_{_kind}"] = (lambda k=_kind, s=_shape: tflm_test_shapes_model(k, s))
+
+
+@pytest.mark.parametrize("kind", list(INTEGER_TYPES))
+@pytest.mark.parametrize("shape", ["2x2x10", "1x16x64"])
+def test_tflm_svdf_test_shapes_and_scales(kind, shape):
+    data, inputs = EXPLICIT[f"tflm_test_{shape}_{kind}"]()
+    assert check_stateful(data, inputs, label=f"SVDF {kind}").compared
