@@ -644,11 +644,13 @@ MICROREF_KINDS = ("ran", "ModelError", "UnsupportedOpError", "InputError")
 def run(per_family: int = 100, seed: int = 0, workers: int = 2, tflm: bool = True, timeout: float = 2.0,
         memory_mb: int = 1024, save: str | None = None, families=None, progress: bool = True,
         tflm_kill_after: float = 20.0):
-    """Run the cases through microref (and TFLM); returns (rows by family, violations, report)."""
+    """Run the cases through microref (and TFLM); returns (rows by family, violations, report,
+    per-case outcomes as (family, description, microref outcome and detail, TFLM outcome and detail))."""
     import mutants
     all_cases = cases(per_family, seed, families)
     rows = collections.OrderedDict((label.split("/", 1)[1], collections.Counter()) for label, _, _ in all_cases)
     mine: dict[int, tuple[str, str]] = {}
+    theirs_by_case: dict[int, tuple[str, str]] = {}
     start = time.perf_counter()
     # microref: the mutation fuzzer's pool and checks (typed, fast, small, alive).
     report = mutants.Report()
@@ -677,6 +679,7 @@ def run(per_family: int = 100, seed: int = 0, workers: int = 2, tflm: bool = Tru
             for r in pool.run((i, data, i) for i, (_, data, _) in enumerate(all_cases)):
                 family = all_cases[r.task_id][0].split("/", 1)[1]
                 theirs = {"crash": "crashed", "timeout": "hung"}.get(r.outcome, r.outcome)
+                theirs_by_case[r.task_id] = (theirs, r.detail)
                 rows[family][f"TFLM {theirs}"] += 1
                 m_outcome, m_detail = mine[r.task_id]
                 if r.outcome == "ran" and m_outcome == "ran":
@@ -691,7 +694,9 @@ def run(per_family: int = 100, seed: int = 0, workers: int = 2, tflm: bool = Tru
                         encoding="utf-8")
         if progress:
             print(f"  TFLM: {len(all_cases)} cases in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    return rows, violations, report
+    per_case = [(label.split("/", 1)[1], desc, mine.get(i, ("", "")), theirs_by_case.get(i, ("", "")))
+                for i, (label, _, desc) in enumerate(all_cases)]
+    return rows, violations, report, per_case
 
 
 COLUMNS = ("microref ran", "microref ModelError", "microref UnsupportedOpError", "microref InputError",
@@ -732,10 +737,16 @@ def main(argv=None) -> int:
     p.add_argument("--families", nargs="+", choices=sorted(FAMILIES))
     p.add_argument("--save", metavar="DIR", help="write violating cases and TFLM crashes / differences there")
     p.add_argument("--markdown", action="store_true", help="print the table as markdown (for the README)")
+    p.add_argument("--cases", metavar="FILE.tsv", help="write every case's outcomes there")
     args = p.parse_args(argv)
     start = time.perf_counter()
-    rows, violations, report = run(args.per_family, args.seed, args.workers, not args.no_tflm, save=args.save,
-                                   families=args.families)
+    rows, violations, report, per_case = run(args.per_family, args.seed, args.workers, not args.no_tflm,
+                                             save=args.save, families=args.families)
+    if args.cases:
+        with open(args.cases, "w", encoding="utf-8") as f:
+            f.write("family\tcase\tmicroref\tmicroref detail\tTFLM\tTFLM detail\n")
+            for family, desc, (m, md), (t, td) in per_case:
+                f.write("\t".join(x.replace("\t", " ").replace("\n", " ") for x in (family, desc, m, md, t, td)) + "\n")
     print(table(rows, args.markdown))
     print(f"\n{report.count} cases in {time.perf_counter() - start:.0f} s; microref: max {report.max_seconds:.2f} s "
           f"CPU and {report.max_rss_kib >> 10} MiB peak RSS per case; {len(violations)} violation(s)")

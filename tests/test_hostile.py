@@ -912,3 +912,22 @@ def test_tflm_crashing_on_a_structured_model_is_recorded_not_fatal():
         results = {r.task_id: r for r in pool.run([(1, crashing, 0), (2, data, 0)])}
     assert results[1].outcome == "crash", results[1]
     assert results[2].outcome == "ran", results[2]
+
+
+def test_a_call_once_init_subgraph_with_inputs_is_a_model_error():
+    """Found by the structure-aware generator (seed 19): CALL_ONCE invokes its init subgraph with
+    no values; one that takes inputs would run in TFLM on arena memory nobody wrote. It was an
+    internal KeyError; it is a ModelError naming the subgraph."""
+    b = ModelBuilder()
+    x = b.input("x", [1, 4], "INT8", scale=0.05, zero_point=-3)
+    init = b.subgraph("init")
+    a = init.input("a", [1, 4], "INT8", scale=0.05, zero_point=-3)
+    p = init.tensor("p", [1, 4], "INT8", scale=0.05, zero_point=-3)
+    init.op("MUL", [a, a], [p])
+    b.op("CALL_ONCE", [], [], init_subgraph_index=init.index)
+    y = b.tensor("y", [1, 4], "INT8", scale=0.05, zero_point=-3)
+    b.op("MUL", [x, x], [y])
+    b.output(y)
+    it = Interpreter.from_bytes(b.build())
+    with pytest.raises(ModelError, match="subgraph 1 takes 1 input.s. but is invoked with 0"):
+        it.run([np.zeros((1, 4), np.int8)])

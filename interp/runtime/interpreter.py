@@ -424,6 +424,11 @@ class Interpreter:
         if schedule is None:
             schedule = self._schedules[s] = self._build_schedule(s)
         sg = self.model.subgraphs[s]
+        if len(arrays) != len(sg.inputs):
+            # A control-flow kernel passing another number of values than the subgraph takes (a
+            # CALL_ONCE init subgraph with inputs): TFLM would run it on memory nobody wrote.
+            raise ModelError(f"subgraph {s} takes {len(sg.inputs)} input(s) but is invoked with {len(arrays)}: "
+                             f"TFLM would read the others from arena memory nobody wrote")
         env: dict[int, np.ndarray] = {ti: state.variables[(s, ti)] for ti in self._variables[s]}
         env.update(zip(sg.inputs, arrays))
         for op, kernel, sources, outputs, dying, key, stateful, uses_graph, location in schedule:
