@@ -10,10 +10,12 @@ command runs in a child process,
 and this script reports its wall time, its throughput, and the peak resident memory (RSS) of the
 command's process, of its largest worker, and of the whole process tree at any one time (sampled
 every 0.2 s from /proc: the command, its worker processes, and with Ray its raylet, GCS and worker
-processes). The outputs of every run are compared byte for byte. Target: the command's RSS under
+processes), and the CPU time of the command and all its descendants (sampled the same way) (what the run costs whatever
+else the machine is doing: on a shared machine the wall time says more about the neighbours). The
+outputs of every run are compared byte for byte. Target: the command's RSS under
 1 GB, bounded by the chunk, not by the number of samples.
 
-    python benchmarks/eval_bench.py [--samples 20000] [--workers 2] [--engines local,ray]
+    python benchmarks/eval_bench.py [--samples 20000] [--workers 2] [--engines local,ray,local:1]
                                     [--model PATH] [--dir /tmp/microref-eval-bench] [--json out.json]
 
 The data (int8 samples drawn uniformly, seeded; random labels) is written to --dir once, a chunk
@@ -36,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MODEL = "/work/shared/models/person_detect.tflite"
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def make_data(directory: str, n: int, shape: tuple[int, ...], seed: int = 0) -> tuple[str, str]:
@@ -72,6 +75,16 @@ def _children() -> dict[int, list[int]]:
     return kids
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far (/proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _rss_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm") as f:
@@ -88,6 +101,7 @@ class TreeSampler(threading.Thread):
         self.pid, self.period = pid, period
         self.root_kb = self.largest_child_kb = self.tree_kb = 0
         self.processes = 0
+        self.cpu: dict[int, float] = {}  # per process seen: its CPU seconds at the last sample
         self.stop = threading.Event()
 
     def run(self):
@@ -99,6 +113,8 @@ class TreeSampler(threading.Thread):
                 tree.append(p)
                 todo.extend(kids.get(p, []))
             sizes = {p: _rss_kb(p) for p in tree}
+            for p in tree:
+                self.cpu[p] = max(self.cpu.get(p, 0.0), _cpu_s(p))
             self.root_kb = max(self.root_kb, sizes.get(self.pid, 0))
             others = [v for p, v in sizes.items() if p != self.pid]
             self.largest_child_kb = max([self.largest_child_kb] + others)
@@ -119,12 +135,16 @@ def run_eval(model: str, x: str, y: str, out: str, workers: int, engine: str) ->
     wall = time.perf_counter() - started
     sampler.stop.set()
     sampler.join()
+    # CPU time of the command and every process below it (sampled: a process's last 0.2 s before
+    # it exits may be missed): what the run costs whatever else the machine is doing.
+    cpu = sum(sampler.cpu.values())
     if child.returncode != 0:
         raise SystemExit(f"{engine}: microref eval failed ({child.returncode}): {stderr.decode()[-2000:]}")
     report = json.loads(stdout)
     n = report["samples"]
     return {"engine": engine, "workers": workers, "samples": n, "wall_s": round(wall, 1),
             "samples_per_s": round(n / wall, 1), "inside_s": report["run"]["seconds"],
+            "cpu_s": round(cpu, 1), "cpu_ms_per_sample": round(1000 * cpu / n, 3),
             "chunk_size": report["run"]["chunk_size"], "top1": report["int8"]["top1"],
             "peak_rss_command_mb": round(sampler.root_kb / 1024), "peak_rss_largest_worker_mb":
                 round(sampler.largest_child_kb / 1024), "peak_rss_tree_mb": round(sampler.tree_kb / 1024),
@@ -135,7 +155,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--samples", type=int, default=20_000)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--engines", default="local,ray")
+    ap.add_argument("--engines", default="local,ray", help="engines to run, each ENGINE or ENGINE:WORKERS")
     ap.add_argument("--model", default=MODEL)
     ap.add_argument("--dir", default="/tmp/microref-eval-bench")
     ap.add_argument("--json", metavar="OUT.json")
@@ -146,12 +166,15 @@ def main() -> int:
     print(f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the runs; "
           f"data {x} ({os.path.getsize(x) / 2**20:.0f} MiB, memory-mapped)", flush=True)
     rows = []
-    for engine in args.engines.split(","):
-        out = os.path.join(args.dir, f"preds_{engine}.npz")
-        row = run_eval(args.model, x, y, out, args.workers, engine)
+    for spec in args.engines.split(","):
+        engine, _, count = spec.partition(":")
+        workers = int(count) if count else args.workers
+        out = os.path.join(args.dir, f"preds_{engine}_{workers}.npz")
+        row = run_eval(args.model, x, y, out, workers, engine)
         rows.append(row)
         print(f"{engine:6s} {row['workers']} workers: {row['samples']:,} samples in {row['wall_s']:.1f} s "
               f"({row['samples_per_s']:.0f}/s, {row['inside_s']:.1f} s inside eval), chunks of {row['chunk_size']}; "
+              f"CPU {row['cpu_s']:.0f} s ({row['cpu_ms_per_sample']:.2f} ms per sample); "
               f"peak RSS: command {row['peak_rss_command_mb']} MB, largest worker "
               f"{row['peak_rss_largest_worker_mb']} MB, all {row['processes']} processes together "
               f"{row['peak_rss_tree_mb']} MB; top-1 {row['top1']:.4f}", flush=True)

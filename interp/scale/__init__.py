@@ -35,7 +35,7 @@ from ..errors import InputError, printable
 from ..model.verify import read_model_file
 from ..quantization import dequantize
 from ..runtime import Interpreter
-from ..runtime.streaming import check_chunk_size, default_chunk_size
+from ..runtime.streaming import activation_bytes_per_sample, check_chunk_size, default_chunk_size
 from .data import Dataset, open_data, read_labels
 from .engines import (
     ENGINES,
@@ -56,6 +56,9 @@ __all__ = ["Dataset", "ENGINES", "Evaluation", "LiteRTRefused", "MissingPackage"
 
 AGAINST = ("litert",)
 CHUNKS_PER_WORKER = 4  # with few samples, chunks shrink so that every worker gets about this many
+# Below this many activation bytes over all samples (about 1,000 person_detect samples, a second
+# or two of work), the default is to run in this process rather than start worker processes.
+SMALL_JOB_ACTIVATION_BYTES = 256 << 20
 
 
 @dataclass
@@ -143,10 +146,10 @@ def evaluate(model, data, *, labels=None, float_model=None, against: str | None 
     inputs, for its top-1 disagreements and the per-output LSB histogram; ``top_k`` (clipped to
     the classes); ``classifier_output``: which output holds the class scores.
 
-    ``engine``: "local" (``workers`` processes; default the machine's cores; 1 runs in this
-    process) or "ray" (``address`` of a cluster, or a local Ray started for the call; a Ray the
-    caller initialised is used as is). ``progress(done, total)`` is called after every chunk
-    (``total`` None when a generator's length is unknown).
+    ``engine``: "local" (``workers`` processes; default the machine's cores, or this process alone
+    for a small job; 1 runs in this process) or "ray" (``address`` of a cluster, or a local Ray
+    started for the call; a Ray the caller initialised is used as is). ``progress(done, total)``
+    is called after every chunk (``total`` None when a generator's length is unknown).
     """
     started = time.perf_counter()
     if engine not in ENGINES:
@@ -206,6 +209,8 @@ def evaluate(model, data, *, labels=None, float_model=None, against: str | None 
     n_chunks = math.ceil(dataset.n / size) if dataset.n is not None else None
     if engine == "local" and n_chunks is not None:
         n_workers = max(1, min(n_workers, n_chunks))  # no process for want of work
+        if workers is None and dataset.n * activation_bytes_per_sample(it) < SMALL_JOB_ACTIVATION_BYTES:
+            n_workers = 1  # starting processes (about a second each) would cost more than the work
     chunks = dataset.chunks(size)
     if engine == "local":
         results = run_local(job, chunks, n_workers, it)
