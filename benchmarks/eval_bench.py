@@ -176,7 +176,7 @@ def main() -> int:
               f"({row['samples_per_s']:.0f}/s, {row['inside_s']:.1f} s inside eval), chunks of {row['chunk_size']}; "
               f"CPU {row['cpu_s']:.0f} s ({row['cpu_ms_per_sample']:.2f} ms per sample); "
               f"peak RSS: command {row['peak_rss_command_mb']} MB, largest worker "
-              f"{row['peak_rss_largest_worker_mb']} MB, all {row['processes']} processes together "
+              f"{row['peak_rss_largest_worker_mb'] or '-'} MB, all {row['processes']} processes together "
               f"{row['peak_rss_tree_mb']} MB; top-1 {row['top1']:.4f}", flush=True)
     first = None
     for row in rows:
