@@ -156,6 +156,10 @@ def int16_table_input_scaling(ctx: PrepareContext, inp, out, allowed_pot_shifts:
     s_out, z_out = scale_and_zero_point(out)
     ctx.check(z_in == 0, f"int16 input zero_point must be 0, is {z_in} (TF_LITE_ENSURE_EQ)", inp)
     ctx.check(z_out == 0, f"int16 output zero_point must be 0, is {z_out} (TF_LITE_ENSURE_EQ)", out)
+    if not (math.isfinite(s_in) and s_in > 0):
+        # CheckedLog2 converts log2 of it (NaN or -inf) to int: undefined behaviour in C++.
+        ctx.unsupported(f"int16 input scale {s_in!r}: TFLM's CheckedLog2 converts its NaN or infinite log2 "
+                        "to int, which is undefined", inp)
     is_pot, log2_in = checked_log2(s_in)
     left_shift = 15 - 3 + log2_in
     if is_pot and left_shift in allowed_pot_shifts:
@@ -373,7 +377,9 @@ class Relu6(UnaryKernel):
             return
         s_in, z_in = scale_and_zero_point(self.inp)
         lo, hi = type_range_by_name(self.kind)
-        self.zero = int(np.clip(z_in, lo, hi))  # stored into the type T by Relu6Quantized's signature
+        # Relu6OpData::zero is the int32 zero point; Relu6Quantized<T>(T lower, ...) converts it to T,
+        # which wraps (two's complement) a zero point outside T's range: 300 -> 44 for int8.
+        self.zero = int((z_in - lo) % (hi - lo + 1) + lo)
         self.six = float_to_quantized(6.0, s_in, z_in, self.kind)
         self.tabulate(self.quantized)
 
