@@ -297,6 +297,10 @@ class CallOnce(OpKernel):
         self.params = CallOnceParams(int(ctx.options.get("init_subgraph_index", 0)))
         ctx.check_io_counts(0, 0)
         check_subgraph_index(ctx, "init_subgraph_index", self.params.init_subgraph_index)
+        if ctx.graph.subgraph_inputs(self.params.init_subgraph_index):
+            # TFLM invokes it without setting any input: they hold whatever the arena held.
+            ctx.unsupported(f"init subgraph {self.params.init_subgraph_index} takes inputs, which TFLM never sets "
+                            "(it would read uninitialised arena memory)")
 
     def initial_state(self):
         return (np.array(False),)  # has_run

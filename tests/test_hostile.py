@@ -914,10 +914,10 @@ def test_tflm_crashing_on_a_structured_model_is_recorded_not_fatal():
     assert results[2].outcome == "ran", results[2]
 
 
-def test_a_call_once_init_subgraph_with_inputs_is_a_model_error():
+def test_a_call_once_init_subgraph_with_inputs_is_refused_at_load():
     """Found by the structure-aware generator (seed 19): CALL_ONCE invokes its init subgraph with
     no values; one that takes inputs would run in TFLM on arena memory nobody wrote. It was an
-    internal KeyError; it is a ModelError naming the subgraph."""
+    internal KeyError; CALL_ONCE's prepare now refuses it as undefined, naming the subgraph."""
     b = ModelBuilder()
     x = b.input("x", [1, 4], "INT8", scale=0.05, zero_point=-3)
     init = b.subgraph("init")
@@ -928,6 +928,5 @@ def test_a_call_once_init_subgraph_with_inputs_is_a_model_error():
     y = b.tensor("y", [1, 4], "INT8", scale=0.05, zero_point=-3)
     b.op("MUL", [x, x], [y])
     b.output(y)
-    it = Interpreter.from_bytes(b.build())
-    with pytest.raises(ModelError, match="subgraph 1 takes 1 input.s. but is invoked with 0"):
-        it.run([np.zeros((1, 4), np.int8)])
+    with pytest.raises(UnsupportedOpError, match="init subgraph 1 takes inputs, which TFLM never sets"):
+        Interpreter.from_bytes(b.build())
