@@ -17,12 +17,12 @@ This module is the façade over them. The errors and the model classes load with
 Interpreter is loaded on first use (PEP 562), so that ``ops``, which sits below the runtime and
 imports ``interp.model``, never pulls the runtime in while it is itself being imported.
 """
-from .errors import InputError, InvokeError, MicrorefError, ModelError, UnsupportedOpError
+from .errors import InputError, InvokeError, MicrorefError, ModelError, TensorLookupError, UnsupportedOpError
 from .model import Model, Operator, Quantization, Subgraph, Tensor, load_model, verify
 
 __all__ = ["InputError", "Interpreter", "InvokeError", "MicrorefError", "Model", "ModelError", "Operator",
-           "Quantization", "Subgraph", "Tensor", "UnsupportedOpError", "dequantize", "limited_blas_threads",
-           "load_model", "quantize", "verify"]
+           "Quantization", "Subgraph", "Tensor", "TensorLookupError", "UnsupportedOpError", "dequantize",
+           "limited_blas_threads", "load_model", "quantize", "verify"]
 __version__ = "0.1.0"
 
 
