@@ -35,8 +35,8 @@ import numpy as np
 
 from interp.errors import InvokeError
 
-from .registry import OpKernel, PrepareContext, expect_types, register
-from .shape import ANY_COPYABLE, INT32_MAX, INT32_MIN, require_constant
+from ..registry import OpKernel, PrepareContext, expect_types, register
+from ..shape import ANY_COPYABLE, INT32_MAX, INT32_MIN, require_constant
 
 SPACE_BATCH_TYPES = ("FLOAT32", "INT8")  # BatchToSpaceNDEval / SpaceToBatchNDEval switches
 DEPTH_SPACE_TYPES = ("FLOAT32", "INT8")  # checked in Prepare (TF_LITE_ENSURE)
