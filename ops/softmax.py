@@ -57,10 +57,52 @@ def lut_lookup_int16(values, lut):
     return ((base + ((slope * offset + 64) >> 7)) + 32768) % 65536 - 32768
 
 
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _wrap32(v: int) -> int:
+    return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _srdhm(a: int, b: int) -> int:
+    """fp.saturating_rounding_doubling_high_mul on two Python ints."""
+    return _INT32_MAX if a == b == _INT32_MIN else (a * b + (1 << 30)) >> 31
+
+
+def _saturating_shift_left(x: int, k: int) -> int:
+    limit = (1 << (31 - k)) - 1
+    return _INT32_MAX if x > limit else _INT32_MIN if x < -limit - 1 else x << k
+
+
+def reciprocal_scalar(x: int, x_integer_digits: int) -> tuple[int, int]:
+    """fp.get_reciprocal (TFLM GetReciprocal) of one int32 value, step for step in Python ints.
+
+    The same operations as the array version, whose thirty-odd numpy calls on a one-element
+    array cost about a hundred microseconds: int8 SOFTMAX of a few rows (the classifier head of a
+    batch-1 run) computes its reciprocals here instead.
+    """
+    unsigned = x & 0xFFFFFFFF
+    headroom_plus_one = 32 - unsigned.bit_length()  # CountLeadingZeros (32 for 0)
+    num_bits_over_unit = x_integer_digits - headroom_plus_one
+    a = _wrap32(((x << headroom_plus_one) & 0xFFFFFFFF) - (1 << 31))
+    # one_over_one_plus_x_for_x_in_0_1: RoundingHalfSum(a, INT32_MAX), then Newton-Raphson.
+    total = a + _INT32_MAX
+    total += 1 if total >= 0 else -1
+    half_denominator = abs(total) // 2 * (1 if total >= 0 else -1)  # C division truncates
+    r = _wrap32(1515870810 + _srdhm(half_denominator, -1010580540))  # 48/17 - 32/17·d
+    for _ in range(3):
+        one_minus = _wrap32((1 << 29) - _srdhm(half_denominator, r))
+        r = _wrap32(r + _saturating_shift_left(_srdhm(r, one_minus), 2))
+    return _saturating_shift_left(r, 1), num_bits_over_unit
+
+
 @register("SOFTMAX")
 class Softmax(OpKernel):
     supported_types = "int8→int8, int8→int16, int16→int16, float32"
     notes = "beta ≠ 1; gemmlowp fixed point / TFLM's int16 LUTs"
+    # int8 inputs of at most this many rows compute their reciprocals in Python ints
+    # (reciprocal_scalar); more rows use the array version. Tests force either.
+    SCALAR_RECIPROCAL_MAX_ROWS = 8
 
     def prepare(self, ctx: PrepareContext):
         ctx.check(len(ctx.op.inputs) == 1 and len(ctx.op.outputs) == 1, "takes exactly one input and one output")
@@ -145,12 +187,22 @@ class Softmax(OpKernel):
         index = wide - wide.max(axis=-1, keepdims=True) + 255
         exps = self.exp_table[index]
         sum_of_exps = fp.wrap_int32(self.term_table[index].sum(axis=-1, keepdims=True))
-        scale, bits_over_unit = fp.get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
-        exponent = bits_over_unit + 31 - self.output_bits
         lo, hi = (-32768, 32767) if self.output_bits == 16 else (-128, 127)
-        unsat = fp.rounding_divide_by_pot(fp.saturating_rounding_doubling_high_mul(scale, exps),
-                                          np.clip(exponent, 0, 31))
-        return np.clip(unsat + lo, lo, hi).astype(self.out_tensor.dtype)
+        if sum_of_exps.size == 1 and self.SCALAR_RECIPROCAL_MAX_ROWS >= 1:
+            # One row: a scalar reciprocal and exponent (the primitives' scalar branches).
+            scale, bits_over_unit = reciprocal_scalar(int(sum_of_exps.reshape(-1)[0]), ACCUMULATION_INTEGER_BITS)
+            exponent = min(max(bits_over_unit + 31 - self.output_bits, 0), 31)
+        else:
+            if sum_of_exps.size <= self.SCALAR_RECIPROCAL_MAX_ROWS:
+                pairs = [reciprocal_scalar(int(v), ACCUMULATION_INTEGER_BITS) for v in sum_of_exps.ravel()]
+                scale = np.array([p[0] for p in pairs], np.int64).reshape(sum_of_exps.shape)
+                bits_over_unit = np.array([p[1] for p in pairs], np.int64).reshape(sum_of_exps.shape)
+            else:
+                scale, bits_over_unit = fp.get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
+            exponent = np.minimum(np.maximum(bits_over_unit + 31 - self.output_bits, 0), 31)
+        unsat = fp.rounding_divide_by_pot(fp.saturating_rounding_doubling_high_mul(scale, exps), exponent)
+        # np.minimum/np.maximum: the same clamp as np.clip, without its per-call overhead.
+        return np.minimum(np.maximum(unsat + lo, lo), hi).astype(self.out_tensor.dtype)
 
     def _eval_int16(self, x):
         x64 = x.astype(np.int64)

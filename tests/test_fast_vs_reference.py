@@ -20,6 +20,7 @@ from ops import common, pooling
 from ops import fixedpoint as fp
 from ops.common import Requantizer
 from ops.conv import Conv2D, DepthwiseConv2D
+from ops.softmax import Softmax, reciprocal_scalar
 
 SAMPLES = 3
 seeds = st.integers(0, 2 ** 32 - 1)
@@ -221,8 +222,9 @@ def test_pooling_fast_paths_equal_reference(seed, kind, op, per_tap, padding):
 
 # ------------------------------------------------------------------ SOFTMAX
 @settings(max_examples=60, deadline=None)
-@given(seed=seeds, out_kind=st.sampled_from(["INT8", "INT16"]), beta=st.sampled_from([1.0, 0.5, 2.7]))
-def test_int8_softmax_tables_equal_reference(seed, out_kind, beta):
+@given(seed=seeds, out_kind=st.sampled_from(["INT8", "INT16"]), beta=st.sampled_from([1.0, 0.5, 2.7]),
+       scalar=st.booleans())
+def test_int8_softmax_tables_equal_reference(seed, out_kind, beta, scalar):
     rng = np.random.default_rng(seed)
     rows, depth = int(rng.integers(1, 5)), int(rng.integers(1, 40))
     b = ModelBuilder()
@@ -233,7 +235,9 @@ def test_int8_softmax_tables_equal_reference(seed, out_kind, beta):
     b.op("SOFTMAX", [x], [y], beta=beta)
     b.output(y)
     try:
-        assert_fast_equals_reference(b.build(), rng)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Softmax, "SCALAR_RECIPROCAL_MAX_ROWS", 1 << 30 if scalar else 0)
+            assert_fast_equals_reference(b.build(), rng)
     except Exception as e:  # input_scale·beta·2^26 <= 1 is refused by TFLM's Prepare, in both modes
         if type(e).__name__ != "ModelError":
             raise
@@ -287,3 +291,17 @@ def test_requantizer_paths_equal_tflm_primitives(seed, per_channel, relu, bias, 
         assert columns.tobytes() == np.ascontiguousarray(want).tobytes(), (small, large)
     if r.mode == "single" and np.all(shift == shift[0]) and hi - lo <= 255:
         assert r.thresholds is not None  # the threshold path was among those compared
+
+
+def test_scalar_reciprocal_equals_the_array_reciprocal():
+    """int8 SOFTMAX's Python-int GetReciprocal (few rows) against the array version (many rows):
+    random int32 values, every value near 0 and the sums of exps softmax produces (up to 2^19 per
+    element), the int32 extremes and powers of two."""
+    rng = np.random.default_rng(20)
+    values = np.concatenate([rng.integers(-(1 << 31), 1 << 31, 20000), np.arange(-600, 600),
+                             rng.integers(0, 1 << 26, 5000), [(1 << 31) - 1, -(1 << 31)],
+                             [1 << k for k in range(31)], [(1 << k) - 1 for k in range(1, 32)]])
+    for digits in (12, 0, 31):
+        scales, bits = fp.get_reciprocal(values, digits)
+        for v, s, b in zip(values.tolist(), scales.tolist(), bits.tolist()):
+            assert reciprocal_scalar(v, digits) == (s, b), (v, digits)
