@@ -24,7 +24,7 @@ import pytest
 from interp import verify
 from interp.builder import ModelBuilder
 from interp.tools import cli
-from interp.tools import compare as cmp
+from interp.tools import other_runtimes
 
 ROOT = Path(__file__).resolve().parents[1]
 INT8 = str(ROOT / "golden" / "float_pair" / "int8.tflite")  # one input (1, 12, 12, 3) int8
@@ -339,10 +339,10 @@ def test_error_messages_escape_control_characters_in_names(capsys, tmp_path):
 def fake_child(monkeypatch):
     """Replace the other runtime's child process by a given Python snippet."""
     def use(snippet: str, timeout: float | None = None):
-        monkeypatch.setattr(cmp, "_child_command", lambda runtime, work: [sys.executable, "-c", snippet])
-        monkeypatch.setattr(cmp, "_require_package", lambda runtime: None)
+        monkeypatch.setattr(other_runtimes, "_child_command", lambda runtime, work: [sys.executable, "-c", snippet])
+        monkeypatch.setattr(other_runtimes, "_require_package", lambda runtime: None)
         if timeout is not None:
-            monkeypatch.setattr(cmp, "CHILD_TIMEOUT_S", timeout)
+            monkeypatch.setattr(other_runtimes, "CHILD_TIMEOUT_S", timeout)
     return use
 
 
