@@ -23,8 +23,7 @@ import pytest
 
 from interp import verify
 from interp.builder import ModelBuilder
-from interp.tools import cli
-from interp.tools import other_runtimes
+from interp.tools import cli, other_runtimes
 
 ROOT = Path(__file__).resolve().parents[1]
 INT8 = str(ROOT / "golden" / "float_pair" / "int8.tflite")  # one input (1, 12, 12, 3) int8
