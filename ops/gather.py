@@ -2,7 +2,7 @@
 
 The indices are usually computed by the model, so they are checked at every run, as TFLM's Eval
 checks them: an index out of range makes TFLM's Invoke fail, and makes microref's ``run`` raise
-:class:`ops.data_movement.InvokeError` naming the operator and the index — never an IndexError
+:class:`interp.errors.InvokeError` naming the operator and the index — never an IndexError
 and never a value read from outside the tensor. Constant indices are checked once, at load
 (TFLM fails at its first Invoke; microref refuses the model).
 
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .data_movement import Refusal, check_int32, constant_sample, raise_at_run, refuse_at_load
+from .data_movement.common import Refusal, check_int32, constant_sample, raise_at_run, refuse_at_load
 from .registry import OpKernel, PrepareContext, register
 
 GATHER_TYPES = ("FLOAT32", "INT8")

@@ -1,4 +1,4 @@
-"""Edge values of the data-movement ops in ops/data_movement.py and ops/gather.py, without TFLM.
+"""Edge values of the data-movement ops in ops/data_movement/ and ops/gather.py, without TFLM.
 
 Every pinned value here was derived by hand from TFLM's kernels and confirmed once on the pinned
 wheel (tflite-micro 0.dev20261023182759); the differential tests (test_diff_data_movement*.py)
@@ -12,7 +12,7 @@ from interp import Interpreter, ModelError
 from interp.builder import ModelBuilder
 from interp.errors import InputError, InvokeError, UnsupportedOpError
 from interp.model import Operator, Tensor
-from ops.data_movement import ReverseV2
+from ops.data_movement.mirror import ReverseV2
 from ops.registry import PrepareContext
 
 
