@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from interp.runtime.inputs import random_inputs
 from interp.tools import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +136,7 @@ def test_plan_optimize_writes_a_model_that_runs_identically(capsys, tmp_path):
     assert code == 0 and out_path.exists()
     from interp import Interpreter
     a, b = Interpreter.from_file(model), Interpreter.from_file(out_path)
-    xs = cli.random_inputs(a, np.random.default_rng(0))
+    xs = random_inputs(a, np.random.default_rng(0))
     assert all(np.array_equal(x, y) for x, y in zip(a.run(xs), b.run(xs)))
     assert b.plan.arena_bytes <= a.plan.arena_bytes
 

@@ -17,6 +17,7 @@ import pytest
 
 from interp import InputError, Interpreter
 from interp.builder import ModelBuilder
+from interp.runtime.inputs import random_inputs
 from interp.tools import cli
 from interp.tools.explain import NUMERICS_CHOICES, explain
 from ops import reference
@@ -51,7 +52,7 @@ def test_every_story_ends_in_the_kernels_value_under_every_numerics(name):
     variants = {k: Interpreter.from_file(MODELS / f"{name}.tflite", numerics=n) for k, n in NUMERICS_CHOICES.items()}
     told = 0
     for seed in (0, 1):
-        xs = cli.random_inputs(it, np.random.default_rng(seed))
+        xs = random_inputs(it, np.random.default_rng(seed))
         for v in variants.values():
             v.run(xs, keep=True)
         for op in it.subgraph.operators:
@@ -103,7 +104,7 @@ def _mbqm(x, m, shift):
 def test_add_story_by_hand_from_the_scales():
     path = MODELS / "add_broadcast_3x1x7_1x5x1.tflite"
     it = Interpreter.from_file(path)
-    xs = cli.random_inputs(it, np.random.default_rng(11))
+    xs = random_inputs(it, np.random.default_rng(11))
     op = it.subgraph.operators[0]
     t1, t2, to = (it.tensors[i] for i in (*op.inputs, op.outputs[0]))
     s1, s2, so = (float(t.quantization.scale) for t in (t1, t2, to))
@@ -127,7 +128,7 @@ def test_add_story_by_hand_from_the_scales():
 
 def test_average_pool_story_by_hand():
     it = Interpreter.from_file(MODELS / "avgpool_3x3_s2_same.tflite")
-    xs = cli.random_inputs(it, np.random.default_rng(4))
+    xs = random_inputs(it, np.random.default_rng(4))
     x = xs[0].astype(int)
     h, w = x.shape[1:3]
     out_shape = it.tensors[it.subgraph.operators[0].outputs[0]].shape
@@ -147,7 +148,7 @@ def test_average_pool_story_by_hand():
 
 def test_softmax_story_names_each_fixed_point_step():
     it = Interpreter.from_file(MODELS / "softmax_2x7.tflite")
-    xs = cli.random_inputs(it, np.random.default_rng(2))
+    xs = random_inputs(it, np.random.default_rng(2))
     row = xs[0][1].astype(int)
     e = explain(it, 0, (1, int(np.argmax(row))), xs)
     assert e.values["diff"] == 0 and e.values["exp_in_0"] == 2 ** 31 - 1  # exp(0) is one in Q0.31
@@ -166,7 +167,7 @@ def test_softmax_int8_in_int16_out_story():
     b.op("SOFTMAX", [x], [y], beta=1.0)
     b.output(y)
     it = Interpreter.from_bytes(b.build())
-    xs = cli.random_inputs(it, np.random.default_rng(0))
+    xs = random_inputs(it, np.random.default_rng(0))
     out = it.run(xs)[0]
     for k in range(9):
         e = explain(it, 0, (0, k), xs)
@@ -178,7 +179,7 @@ def test_numerics_single_shows_the_variant_beside_tflm_on_a_tie():
     """The element compare's README walk-through lands on: SRDHM leaves exactly 47.5, which the
     second rounding takes to 48; rounding once gives 47."""
     it = Interpreter.from_file(MODELS / "net_mobile_block.tflite")
-    xs = cli.random_inputs(it, np.random.default_rng(0))
+    xs = random_inputs(it, np.random.default_rng(0))
     e = explain(it, 0, (0, 0, 1, 6), xs)
     assert e.value == -80
     assert "(rounding once, as TFLITE_SINGLE_ROUNDING builds do, gives 47: SRDHM leaves 6080/2^7 = 47.5" in e.text
@@ -264,7 +265,7 @@ def test_pool_and_softmax_steps_do_not_change_the_result():
     for name, fn in (("avgpool_3x3_s2_same", reference.average_pool), ("maxpool_3x3_s2_same", reference.max_pool),
                      ("softmax_4d_1x2x3x8", reference.softmax_int8)):
         it = Interpreter.from_file(MODELS / f"{name}.tflite")
-        x = cli.random_inputs(it, np.random.default_rng(9))[0][None]
+        x = random_inputs(it, np.random.default_rng(9))[0][None]
         steps: dict = {}
         assert np.array_equal(fn(it.kernels[0].params, x, steps=steps), fn(it.kernels[0].params, x))
         assert np.array_equal(steps["output"], fn(it.kernels[0].params, x))

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from interp import Interpreter
+from interp.runtime.inputs import random_inputs
 from interp.tools import cli
 from interp.tools import compare as cmp
 from interp.tools.explain import explain
@@ -48,7 +49,7 @@ def single_rounding_runtime(monkeypatch):
 
 def seeded(path, seed=0):
     it = Interpreter.from_file(path)
-    return it, cli.random_inputs(it, np.random.default_rng(seed))
+    return it, random_inputs(it, np.random.default_rng(seed))
 
 
 # ----------------------------------------------------------------------------- coordinates

@@ -24,19 +24,15 @@ import numpy as np
 
 from ..errors import MicrorefError, printable
 from ..scale import evaluate
+from .cli_io import UsageError
 
 SHOWN_INDICES = 20  # disagreeing sample indices printed (--json lists them all)
 SHOWN_CLASSES = 20  # classes in the per-class table (the worst recall first beyond this)
 
 
-class _UsageError(MicrorefError):
-    """A command-line mistake argparse cannot see (an output that exists without --force)."""
-
-
 def usage_error(message: str) -> MicrorefError:
-    """The CLI's UsageError (exit 2) when it has one."""
-    from . import cli
-    return getattr(cli, "UsageError", _UsageError)(message)
+    """The CLI's UsageError (exit 2)."""
+    return UsageError(message)
 
 
 # ----------------------------------------------------------------------------- progress
