@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .parse_checks import check_parsed_options
 from .registry import OpKernel, expect_types, register
 
 ARG_INPUT_TYPES = ("FLOAT32", "INT8")
@@ -19,6 +20,7 @@ class ArgMinMax(OpKernel):
     notes = ""
 
     def prepare(self, ctx):
+        check_parsed_options(ctx)
         x = ctx.require_input(0, "input")
         axis_t = ctx.require_input(1, "axis")
         out = ctx.output(0)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .parse_checks import check_parsed_options
 from .registry import OpKernel, PrepareContext, register
 from .unary import require_runtime_shape_rank
 
@@ -39,6 +40,7 @@ class Cast(OpKernel):
              "≠ 0; ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)")
 
     def prepare(self, ctx: PrepareContext):
+        check_parsed_options(ctx)
         ctx.check_io_counts(1, 1)
         inp = ctx.require_input(0, "input")
         out = self.out = ctx.output(0)

@@ -28,6 +28,7 @@ from .common import (
     workspace,
 )
 from .params import ConvParams, QuantizedOutput, frozen_array, params_as_dict
+from .parse_checks import check_parsed_options
 from .reference import conv_2d, depthwise_conv_2d
 from .registry import OpKernel, PrepareContext, register
 
@@ -223,6 +224,7 @@ class Conv2D(_ConvBase):
 
     SCALED_GEMM_MAX_DEPTH = 16
     def prepare(self, ctx: PrepareContext):
+        check_parsed_options(ctx)
         self.prepare_fast(ctx)
         self.params = self.conv_params()
 
@@ -360,7 +362,12 @@ class DepthwiseConv2D(_ConvBase):
         self.prepare_common(ctx, quantized_dim=3)
         x, w, out = ctx.input(0), ctx.input(1), ctx.output(0)
         # TFLM uses the stored depth_multiplier as is; output channel oc reads input channel oc // dm.
-        self.depth_multiplier = ctx.options.get("depth_multiplier", 1) or 1
+        # Absent options are zero-initialised params (dm 0). With dm <= 0 its loop over m < dm never
+        # runs: the output keeps whatever the arena held.
+        self.depth_multiplier = int(ctx.options.get("depth_multiplier", 0))
+        if self.depth_multiplier <= 0:
+            ctx.unsupported(f"depth_multiplier {self.depth_multiplier}: TFLM's kernel writes no output "
+                            "(its loop over the multiplier never runs; the output keeps arena bytes)", out)
         ctx.check(w.shape[0] == 1, f"depthwise filter must have shape [1, KH, KW, C], has {list(w.shape)}", w)
         ctx.check(out.shape[3] == x.shape[3] * self.depth_multiplier,
                   f"output depth {out.shape[3]} != input depth {x.shape[3]} x depth_multiplier "

@@ -17,6 +17,7 @@ from .common import (
     real_multiplier,
 )
 from .params import FullyConnectedParams, QuantizedOutput, frozen_array, params_as_dict
+from .parse_checks import check_parsed_options
 from .reference import fully_connected
 from .registry import OpKernel, PrepareContext, register
 
@@ -30,6 +31,7 @@ class FullyConnected(OpKernel):
     notes = "per-tensor and per-channel, optional bias, any input rank (`keep_num_dims` is ignored, as in TFLM)"
 
     def prepare(self, ctx: PrepareContext):
+        check_parsed_options(ctx)
         self.prepare_fast(ctx)
         quantized = None
         if self.kind != "FLOAT32":

@@ -34,6 +34,19 @@ def window_cells_inside(out_size: int, stride: int, pad_before: int, filter_size
     return (pos >= 0) & (pos < in_size)
 
 
+def origins_fit_int32(out_size: int, stride: int, pad_before: int, in_size: int) -> bool:
+    """Whether the reference kernels' int arithmetic of every window origin stays in int32:
+    ``in_x_origin = out_x * stride - pad``, ``-in_x_origin`` and ``input_width - in_x_origin``
+    (reference_ops::AveragePool / MaxPool). o·stride is monotone in o: the extremes are at the ends."""
+    lo, hi = -(2 ** 31), 2 ** 31 - 1
+    for o in {0, max(out_size - 1, 0)}:
+        product = o * stride
+        origin = product - pad_before
+        if not (lo <= product <= hi and lo < origin <= hi and lo <= in_size - origin <= hi):
+            return False
+    return True
+
+
 def trim_window(out_size: int, stride: int, pad_before: int, filter_size: int, in_size: int) -> tuple[int, int]:
     """(filter, pad) without the leading and trailing taps that no output position has inside
     the image. TFLM's loops visit only in-image taps, so those taps never count; dropping them
@@ -78,6 +91,10 @@ class _Pool2D(OpKernel):
         self.declared_filter, self.declared_pad = self.filter, self.pad
         # TFLM loops over the output tensor's own dims, not the ones it recomputes.
         self.out_hw = (out.shape[1], out.shape[2])
+        for axis, o, s, p, n in zip(("height", "width"), self.out_hw, self.stride, self.pad, (in_h, in_w)):
+            if not origins_fit_int32(o, s, p, n):
+                ctx.unsupported(f"stride {s} over {o} output {axis} positions overflows TFLM's int window "
+                                "arithmetic (out * stride - pad, input size - origin): undefined behaviour", x)
         (fh, pad_top), (fw, pad_left) = (trim_window(o, s, p, f, n) for o, s, p, f, n in
                                          zip(self.out_hw, self.stride, self.pad, self.filter, (in_h, in_w)))
         self.filter, self.pad = (fh, fw), (pad_top, pad_left)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .parse_checks import check_parsed_options
 from .registry import OpKernel, PrepareContext, expect_types, register
 
 # Element types each kernel's Eval switch handles (anything else makes TFLM's Invoke fail).
@@ -84,6 +85,7 @@ class Reshape(_CopyKernel):
     notes = ""
 
     def prepare(self, ctx):
+        check_parsed_options(ctx)
         ctx.check_io_counts((1, 2))
         x = ctx.require_input(0, "input")
         out = ctx.output(0)
@@ -110,6 +112,7 @@ class Squeeze(_CopyKernel):
     notes = ""
 
     def prepare(self, ctx):
+        check_parsed_options(ctx)
         ctx.check_io_counts(1)
         x = ctx.require_input(0, "input")
         out = ctx.output(0)

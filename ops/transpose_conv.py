@@ -35,6 +35,7 @@ from .common import (
     quantize_channel_multipliers,
     real_multiplier,
 )
+from .parse_checks import check_parsed_options
 from .registry import OpKernel, PrepareContext, register
 
 # Tensor positions (TFLM's kTransposeConv*Tensor).
@@ -90,6 +91,7 @@ class TransposeConv(OpKernel):
     bias: np.ndarray | None
 
     def prepare(self, ctx: PrepareContext):
+        check_parsed_options(ctx)
         out = ctx.output(0)
         x = ctx.require_input(INPUT, "input")
         w = ctx.require_input(FILTER, "filter")

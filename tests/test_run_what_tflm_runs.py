@@ -382,3 +382,150 @@ def test_int16_sigmoids_refuse_an_input_scale_checkedlog2_cannot_take(op, scale,
     data = data.replace(one, np.float32(scale).tobytes())
     with pytest.raises(UnsupportedOpError, match="CheckedLog2"):
         Interpreter.from_bytes(data)
+
+
+# ------------------------------------------------------------------------- option values
+# The same audit over every builtin option field (0, -1, 1, 2, 7, 100, int32 extremes; 0, -1,
+# NaN, inf for floats) found models TFLM refuses while parsing options that microref ran
+# (ops/parse_checks.py), a depthwise multiplier of 0 that microref read as 1 (TFLM writes no
+# output), and pooling strides whose int window arithmetic overflows in TFLM.
+def with_option(data: bytes, field: str, value) -> bytes:
+    """The model with builtin option ``field`` (the wheel's schema name, camelCase) of operator 0 set."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+    model = s.ModelT.InitFromPackedBuf(data, 0)
+    setattr(model.subgraphs[0].operators[0].builtinOptions, field, value)
+    b = flatbuffers.Builder(len(data) + 1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _cast():
+    b = ModelBuilder()
+    x = b.input("x", [2, 3], "INT8", **_q())
+    y = b.tensor("y", [2, 3], "INT32")
+    b.op("CAST", [x], [y], in_data_type="INT8", out_data_type="INT32")
+    b.output(y)
+    return b.build(), [_int8(np.random.default_rng(6), [2, 3])]
+
+
+def _fc(bias_type="INT32"):
+    rng = np.random.default_rng(7)
+    b = ModelBuilder()
+    x = b.input("x", [1, 4], "INT8", **_q(0.05, 1))
+    w = b.constant("w", rng.integers(-127, 128, size=(3, 4)).astype(np.int8), "INT8", scale=0.02, zero_point=0)
+    bias = b.constant("bias", rng.integers(-300, 300, size=3).astype(np.int32), "INT32", scale=0.001, zero_point=0)
+    y = b.tensor("y", [1, 3], "INT8", **_q(0.1, -2))
+    b.op("FULLY_CONNECTED", [x, w, bias], [y])
+    b.output(y)
+    return b.build(), [_int8(rng, [1, 4])]
+
+
+def _transpose_conv():
+    rng = np.random.default_rng(8)
+    b = ModelBuilder()
+    shape = b.constant("shape", _i32(1, 4, 4, 1))
+    w = b.constant("w", rng.integers(-127, 128, size=(1, 2, 2, 1)).astype(np.int8), "INT8", scale=0.02, zero_point=0)
+    x = b.input("x", [1, 2, 2, 1], "INT8", **_q(0.05, 1))
+    y = b.tensor("y", [1, 4, 4, 1], "INT8", **_q(0.1, -2))
+    b.op("TRANSPOSE_CONV", [shape, w, x], [y], padding="SAME", stride_h=2, stride_w=2)
+    b.output(y)
+    return b.build(), [_int8(rng, [1, 2, 2, 1])]
+
+
+# (builder, camelCase option field, value TFLM's parser refuses)
+PARSER_REFUSES = {
+    "CAST out_data_type 100": (_cast, "outDataType", 100),
+    "CAST in_data_type -1": (_cast, "inDataType", -1),
+    "ARG_MAX output_type 23": (_arg_max, "outputType", 23),
+    "CONV_2D quantized_bias_type 100": (_conv_bias, "quantizedBiasType", 100),
+    "FULLY_CONNECTED quantized_bias_type 7000": (_fc, "quantizedBiasType", 100),
+    "FULLY_CONNECTED weights_format 2": (_fc, "weightsFormat", 2),
+    "TRANSPOSE_CONV quantized_bias_type -3": (_transpose_conv, "quantizedBiasType", -3),
+    "RESHAPE new_shape of 9": (SCALE_FREE["RESHAPE"], "newShape", [1] * 7 + [3, 2]),
+    "SQUEEZE squeeze_dims of 9": (SCALE_FREE["SQUEEZE"], "squeezeDims", [0, 2] * 4 + [0]),
+}
+# Values the parser accepts and the kernel never reads: both run the model unchanged.
+PARSER_ACCEPTS = {
+    "CAST out_data_type FLOAT8_E5M2 (22)": (_cast, "outDataType", 22),
+    "FULLY_CONNECTED weights_format SHUFFLED4x16INT8": (_fc, "weightsFormat", 1),
+    "CONV_2D quantized_bias_type INT64": (_conv_bias, "quantizedBiasType", 4),
+}
+
+
+@needs_oracle
+@pytest.mark.parametrize("case", sorted(PARSER_REFUSES))
+def test_option_values_tflms_parser_refuses_are_refused(case):
+    build, field, value = PARSER_REFUSES[case]
+    data, inputs = build()
+    mutant = with_option(data, field, value)
+    verdict, message = _tflm(mutant, inputs)
+    assert verdict == "rejected", message
+    with pytest.raises(ModelError, match="parser"):
+        Interpreter.from_bytes(mutant)
+
+
+@needs_oracle
+@pytest.mark.parametrize("case", sorted(PARSER_ACCEPTS))
+def test_option_values_tflm_parses_and_ignores_run(case):
+    build, field, value = PARSER_ACCEPTS[case]
+    data, inputs = build()
+    mutant = with_option(data, field, value)
+    verdict, want = _tflm(mutant, inputs)
+    assert verdict == "ok", want
+    assert _same(_tflm(data, inputs)[1], want)  # TFLM ignores the value
+    assert _same(_microref(mutant, inputs)[1], want)
+
+
+def _depthwise(channels=3):
+    rng = np.random.default_rng(9)
+    b = ModelBuilder()
+    x = b.input("x", [1, 3, 3, channels], "INT8", **_q(0.05, 1))
+    w = b.constant("w", rng.integers(-127, 128, size=(1, 2, 2, channels)).astype(np.int8), "INT8",
+                   scale=0.02, zero_point=0)
+    y = b.tensor("y", [1, 3, 3, channels], "INT8", **_q(0.1, -2))
+    bias = b.constant("bias", rng.integers(-300, 300, size=channels).astype(np.int32), "INT32", scale=0.001,
+                      zero_point=0)
+    # (Without a bias, the wheel crashes on depth_multiplier 0.)
+    b.op("DEPTHWISE_CONV_2D", [x, w, bias], [y], padding="SAME", stride_h=1, stride_w=1, depth_multiplier=1)
+    b.output(y)
+    return b.build(), [_int8(rng, [1, 3, 3, channels], n=3)]
+
+
+@needs_oracle
+def test_a_depth_multiplier_of_zero_leaves_tflms_output_unwritten_and_is_refused():
+    data, inputs = _depthwise()
+    mutant = with_option(data, "depthMultiplier", 0)
+    verdict, outs = _tflm(mutant, inputs)
+    assert verdict == "ok", outs
+    # Three different inputs, one output: whatever the arena held, not a function of the input.
+    assert _same([outs[0]], [outs[1]]) and _same([outs[0]], [outs[2]])
+    assert not _same(_tflm(data, inputs)[1][:1], outs[:1])
+    with pytest.raises(UnsupportedOpError, match="depth_multiplier 0"):
+        Interpreter.from_bytes(mutant)
+
+
+def _max_pool(stride: int):
+    # Three output rows: the third origin is 2 * stride.
+    b = ModelBuilder()
+    x = b.input("x", [1, 6, 4, 1], "INT8", **_q())
+    y = b.tensor("y", [1, 3, 2, 1], "INT8", **_q())
+    b.op("MAX_POOL_2D", [x], [y], padding="SAME", stride_h=stride, stride_w=2, filter_height=2, filter_width=2)
+    b.output(y)
+    return b.build(), [_int8(np.random.default_rng(10), [1, 6, 4, 1])]
+
+
+@pytest.mark.parametrize("stride", [2 ** 31 - 1, -(2 ** 31)])
+def test_pool_strides_that_overflow_tflms_int_origins_are_refused(stride):
+    data, _ = _max_pool(stride)
+    with pytest.raises(UnsupportedOpError, match="overflows TFLM's int window arithmetic"):
+        Interpreter.from_bytes(data)
+
+
+@needs_oracle
+@pytest.mark.parametrize("stride", [0, -1, 2 ** 30 // 2])
+def test_pool_strides_whose_origins_fit_int32_still_run_as_tflm(stride):
+    data, inputs = _max_pool(stride)
+    verdict, want = _tflm(data, inputs)
+    assert verdict == "ok", want
+    assert _same(_microref(data, inputs)[1], want)
