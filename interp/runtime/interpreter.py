@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,7 +17,9 @@ from ops.variables import ResourceTable
 from ..errors import InputError, MicrorefError, ModelError, TensorLookupError, UnsupportedOpError, printable, where
 from ..model import Model, Tensor, analyse, load_model
 from ..model.graph import check_subgraph_calls, subgraph_calls
+from .inputs import gather_inputs, tensor_details
 from .state import GraphCall, GraphInfo, PrepareContext, State
+from .values import dequantize_tensor, value_dtype, variable_reset_value
 
 # numpy's ufunc buffer (8192 elements by default) makes it stage operands through the buffer
 # whenever an inner loop is shorter than the buffer and an operand broadcasts, as per-channel
@@ -284,99 +285,23 @@ class Interpreter:
         return kernels
 
     # ------------------------------------------------------------------ details
-    def _details(self, index: int) -> dict[str, Any]:
-        t = self.tensors[index]
-        q = t.quantization
-        return {
-            "name": t.name,
-            "index": index,
-            "shape": np.array(t.shape, dtype=np.int32),
-            "dtype": t.dtype.type if t.dtype is not None else None,
-            "quantization": (q.scale, q.zero_point) if q is not None else (0.0, 0),
-            "quantization_parameters": {
-                "scales": q.scales.copy() if q is not None else np.zeros(0, np.float32),
-                "zero_points": q.zero_points.astype(np.int32) if q is not None else np.zeros(0, np.int32),
-                "quantized_dimension": q.quantized_dimension if q is not None else 0,
-            },
-        }
-
     @property
     def input_details(self) -> list[dict[str, Any]]:
         """One dict per model input, in model order: ``name``, ``index`` (tensor index), ``shape``,
         ``dtype``, ``quantization`` (scale, zero point) and ``quantization_parameters``
         (``scales``, ``zero_points``, ``quantized_dimension``), as tf.lite's get_input_details()
         names them. ``interp.quantize(x, details)`` turns real values into this input's integers."""
-        return [self._details(i) for i in self.subgraph.inputs]
+        return [tensor_details(self.tensors[i]) for i in self.subgraph.inputs]
 
     @property
     def output_details(self) -> list[dict[str, Any]]:
         """One dict per model output (keys as ``input_details``); ``interp.dequantize(y, details)``
         turns an output's integers into real values as TFLM's DEQUANTIZE does."""
-        return [self._details(i) for i in self.subgraph.outputs]
+        return [tensor_details(self.tensors[i]) for i in self.subgraph.outputs]
 
     # ------------------------------------------------------------------ running
     def _gather_inputs(self, inputs, batched: bool) -> tuple[list[np.ndarray], int]:
-        sg = self.subgraph
-        names = [self.tensors[i].name for i in sg.inputs]
-        if type(inputs) in (list, tuple):
-            values = list(inputs)  # the common case; skips the slower ABC checks below
-        elif isinstance(inputs, Mapping):
-            if len(set(names)) != len(names):
-                dupes = sorted({n for n in names if names.count(n) > 1})
-                raise InputError(f"the model has several inputs named {dupes}; pass the inputs as a list")
-            unknown = [k for k in inputs if k not in names]
-            if unknown:
-                raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {names}")
-            missing = [n for n in names if n not in inputs]
-            if missing:
-                raise InputError(f"missing input(s) {missing}; the model's inputs are {names}")
-            values = [inputs[n] for n in names]
-        elif isinstance(inputs, np.ndarray) and len(sg.inputs) == 1:
-            values = [inputs]
-        else:
-            if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
-                raise InputError(f"inputs must be a list of arrays or a dict by input name, "
-                                 f"not {type(inputs).__name__}")
-            values = list(inputs)
-        if len(values) != len(sg.inputs):
-            raise InputError(f"the model takes {len(sg.inputs)} input(s) {names}, {len(values)} given")
-        arrays, n = [], None
-        for k, (ti, v) in enumerate(zip(sg.inputs, values)):
-            t = self.tensors[ti]
-            want = tuple(t.shape)
-            label = f'input {k} "{t.name}"'
-            if t.dtype is None:
-                raise InputError(f"{label} is a {t.type_name} tensor, which microref cannot feed")
-            if isinstance(v, np.ma.MaskedArray) and np.ma.is_masked(v):
-                # A mask has no meaning in TFLM's arithmetic; using the values under it would
-                # silently compute on data the caller marked invalid.
-                raise InputError(f"{label} is a masked array with masked values, which microref cannot "
-                                 f"honour: pass np.ma.filled(x, fill_value) to say what they stand for")
-            try:
-                a = np.asarray(v)
-            except (ValueError, TypeError) as e:
-                raise InputError(f"{label} is not an array ({e})") from None
-            if a.dtype != t.dtype:
-                raise InputError(f"{label} must be {t.dtype} ({t.type_name}), got {a.dtype}")
-            if batched:
-                if a.ndim != len(want) + 1 or tuple(a.shape[1:]) != want:
-                    raise InputError(f"{label} must have shape (N, {', '.join(map(str, want))}) for "
-                                     f"run_batch, got {tuple(a.shape)}")
-                if a.shape[0] == 0:
-                    raise InputError(f"{label} has no samples (run_batch needs N >= 1)")
-                if n is None:
-                    n = a.shape[0]
-                elif a.shape[0] != n:
-                    raise InputError(f"{label} has {a.shape[0]} samples, input 0 has {n}")
-            else:
-                if tuple(a.shape) != want:
-                    raise InputError(f"{label} must have shape {want}, got {tuple(a.shape)}")
-                a = a[None]
-            if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
-                raise InputError(f"{label} contains NaN or infinity")
-            arrays.append(a)
-        # A model without inputs runs once per call, batched or not.
-        return arrays, (n if batched and n is not None else 1)
+        return gather_inputs([self.tensors[i] for i in self.subgraph.inputs], inputs, batched)
 
     def _build_schedule(self, s: int):
         """Per operator of subgraph ``s``, once: where each input comes from, what each output must
@@ -662,32 +587,3 @@ class Interpreter:
         i = self.tensor_index(name_or_index, subgraph)
         return dequantize_tensor(self._subgraph_tensors(subgraph)[i], self.tensor(i, subgraph))
 
-
-def value_dtype(t: Tensor) -> np.dtype | None:
-    """The dtype of a tensor's values in the runtime: a RESOURCE handle holds an int32 id."""
-    return np.dtype(np.int32) if t.type_name == "RESOURCE" else t.dtype
-
-
-def variable_reset_value(t: Tensor) -> np.ndarray:
-    """A variable tensor's value after TFLM's ResetTensorData: every byte set to an int8 tensor's
-    zero point (memset takes it modulo 256), else to 0."""
-    q = t.quantization
-    byte = int(q.zero_points[0]) & 0xFF if t.type_name == "INT8" and q is not None and q.zero_points.size else 0
-    return np.full(t.nbytes, byte, np.uint8).view(t.dtype).reshape(t.shape)
-
-
-def dequantize_tensor(t: Tensor, q: np.ndarray) -> np.ndarray:
-    if t.quantization is None or t.dtype is None or t.dtype.kind == "f":
-        return np.asarray(q, dtype=np.float64)
-    qz = t.quantization
-    q64 = np.asarray(q, dtype=np.float64)
-    if qz.per_channel:
-        shape = [1] * q64.ndim
-        dim = qz.quantized_dimension
-        if dim >= len(t.shape):
-            # A 1-D bias keeps its filter's quantized dimension; its only axis is the channel axis.
-            dim = len(t.shape) - 1
-        axis = dim + (q64.ndim - len(t.shape))
-        shape[axis] = -1
-        return qz.scales.astype(np.float64).reshape(shape) * (q64 - qz.zero_points.reshape(shape))
-    return qz.scale * (q64 - qz.zero_point)
