@@ -369,9 +369,12 @@ class DepthwiseConv2D(_ConvBase):
             ctx.unsupported(f"depth_multiplier {self.depth_multiplier}: TFLM's kernel writes no output "
                             "(its loop over the multiplier never runs; the output keeps arena bytes)", out)
         ctx.check(w.shape[0] == 1, f"depthwise filter must have shape [1, KH, KW, C], has {list(w.shape)}", w)
-        ctx.check(out.shape[3] == x.shape[3] * self.depth_multiplier,
-                  f"output depth {out.shape[3]} != input depth {x.shape[3]} x depth_multiplier "
-                  f"{self.depth_multiplier}", out)
+        if out.shape[3] != x.shape[3] * self.depth_multiplier:
+            # TFLM only DCHECKs this: its loops write output channel m + ic * dm for every input channel,
+            # past the output or leaving part of it unwritten.
+            ctx.unsupported(f"output depth {out.shape[3]} != input depth {x.shape[3]} x depth_multiplier "
+                            f"{self.depth_multiplier}: TFLM's kernel would write outside the output or leave "
+                            "part of it unwritten", out)
         kh, kw = self.kernel_hw
         if self.kind == "FLOAT32":
             self.weights = np.asarray(w.data, np.float32).reshape(kh, kw, -1)

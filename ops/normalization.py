@@ -15,6 +15,7 @@ import numpy as np
 from . import fixedpoint as fp
 from .c_semantics import expf, logf
 from .common import _out_size_checked, activation_range_float, clamp_float, compute_padding_height_width
+from .parse_checks import converted_activation
 from .pooling import trim_window, window_cells_inside
 from .registry import OpKernel, PrepareContext, register
 
@@ -59,7 +60,8 @@ class L2Normalization(OpKernel):
         ctx.check(len(x.shape) <= 4, f"input rank {len(x.shape)} exceeds 4 (NumDimensions(input) <= 4)", x)
         ctx.check(out.type_name in ("FLOAT32", "INT8"), f"output type {out.type_name} is not FLOAT32 or INT8", out)
         ctx.check(x.type_name == out.type_name, f"input type {x.type_name} differs from output type {out.type_name}")
-        activation = ctx.options.get("fused_activation_function", 0)
+        # ConvertActivation turns codes past SIGN_BIT into NONE before this check sees them.
+        activation = converted_activation(ctx.options.get("fused_activation_function", 0))
         ctx.check(activation == 0, f"fused activation {activation} is not NONE (TF_LITE_ENSURE_EQ activation)")
         # The kernel normalises rows of depth = MatchingDim(input, t, output, t) = min(input.Dims(t),
         # output.Dims(t)) values (t the input's trailing axis), outer = the input's other dims many,

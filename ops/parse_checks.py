@@ -36,6 +36,13 @@ FC_WEIGHTS_FORMATS = (0, 1)
 INT_VECTOR_FIELDS = {"RESHAPE": ("new_shape", 8), "SQUEEZE": ("squeeze_dims", 8)}
 
 
+def converted_activation(value) -> int:
+    """ConvertActivation: the schema's fused activation as TFLM's params hold it. Codes outside
+    NONE (0) .. SIGN_BIT (5) fall out of its switch and become kTfLiteActNone."""
+    value = int(value)
+    return value if 0 <= value <= 5 else 0
+
+
 def check_parsed_options(ctx: PrepareContext) -> None:
     """Refuse (ModelError, as TFLM refuses the model) the option values TFLM's parser cannot take."""
     name = ctx.op.op_name

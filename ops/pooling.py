@@ -76,7 +76,8 @@ class _Pool2D(OpKernel):
         self.filter = (opts.get("filter_height", 0), opts.get("filter_width", 0))
         self.padding = opts.get("padding", 0)
         self.activation = opts.get("fused_activation_function", 0)
-        ctx.check(self.padding in (0, 1), f"unknown padding {self.padding}")
+        # Any other value is ConvertPadding's kTfLitePaddingUnknown, which TFLM's Prepare accepts: its
+        # padding helper computes no output size for it and the padding stays 0 (as for a bad stride).
         _, in_h, in_w, channels = x.shape
         ctx.check(out.shape[0] == x.shape[0] and out.shape[3] == channels,
                   f"output shape {list(out.shape)} does not keep the batch and channels of input {list(x.shape)}")
@@ -146,7 +147,8 @@ class _Pool2D(OpKernel):
     def describe(self):
         # The window as the model declares it, then the one TFLM's loops visit (params).
         return {"declared_filter": self.declared_filter, "declared_padding": self.declared_pad,
-                "padding": "SAME" if self.padding == 0 else "VALID", **params_as_dict(self.params)}
+                "padding": {0: "SAME", 1: "VALID"}.get(self.padding, f"unknown ({self.padding})"),
+                **params_as_dict(self.params)}
 
 
 # Outputs (values per tap) from which the taps are combined one slice at a time rather than by one

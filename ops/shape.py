@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .parse_checks import check_parsed_options
+from .parse_checks import check_parsed_options, converted_activation
 from .registry import OpKernel, PrepareContext, expect_types, register
 
 # Element types each kernel's Eval switch handles (anything else makes TFLM's Invoke fail).
@@ -246,7 +246,8 @@ class Concatenation(OpKernel):
         x0 = ctx.require_input(0, "input 0")
         out = ctx.output(0)
         self.out_tensor = out
-        activation = opts.get("fused_activation_function", 0)
+        # ConvertActivation turns codes past SIGN_BIT into NONE before this check sees them.
+        activation = converted_activation(opts.get("fused_activation_function", 0))
         ctx.check(activation == 0, f"fused activation {activation} is not NONE (params->activation == kTfLiteActNone)")
         ctx.check(x0.type_name in CONCATENATION_TYPES,
                   f"input type {x0.type_name} is not one of {', '.join(CONCATENATION_TYPES)}", x0)

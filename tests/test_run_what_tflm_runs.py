@@ -529,3 +529,73 @@ def test_pool_strides_whose_origins_fit_int32_still_run_as_tflm(stride):
     verdict, want = _tflm(data, inputs)
     assert verdict == "ok", want
     assert _same(_microref(data, inputs)[1], want)
+
+
+def _concat():
+    b = ModelBuilder()
+    xs = [b.input(f"x{i}", [2, 2], "INT8", **_q()) for i in range(2)]
+    y = b.tensor("y", [2, 4], "INT8", **_q())
+    b.op("CONCATENATION", xs, [y], axis=1)
+    b.output(y)
+    rng = np.random.default_rng(11)
+    return b.build(), [_int8(rng, [2, 2]), _int8(rng, [2, 2])]
+
+
+def _l2norm():
+    b = ModelBuilder()
+    x = b.input("x", [2, 4], "INT8", **_q())
+    y = b.tensor("y", [2, 4], "INT8", scale=1 / 128, zero_point=0)
+    b.op("L2_NORMALIZATION", [x], [y])
+    b.output(y)
+    return b.build(), [_int8(np.random.default_rng(12), [2, 4])]
+
+
+def _avg_pool():
+    b = ModelBuilder()
+    x = b.input("x", [1, 5, 5, 2], "INT8", **_q())
+    y = b.tensor("y", [1, 3, 3, 2], "INT8", **_q())
+    b.op("AVERAGE_POOL_2D", [x], [y], padding="SAME", stride_h=2, stride_w=2, filter_height=3, filter_width=3)
+    b.output(y)
+    return b.build(), [_int8(np.random.default_rng(13), [1, 5, 5, 2])]
+
+
+# Enum values outside the schema's: ConvertActivation makes them NONE, ConvertPadding
+# kTfLitePaddingUnknown (the padding helper then leaves the padding 0). TFLM runs the models.
+UNKNOWN_ENUMS = {
+    "CONCATENATION activation 7": (_concat, "fusedActivationFunction", 7),
+    "CONCATENATION activation -1": (_concat, "fusedActivationFunction", -1),
+    "L2_NORMALIZATION activation 100": (_l2norm, "fusedActivationFunction", 100),
+    "AVERAGE_POOL_2D padding 2": (_avg_pool, "padding", 2),
+    "MAX_POOL_2D padding -1": (lambda: _max_pool(2), "padding", -1),
+}
+
+
+@needs_oracle
+@pytest.mark.parametrize("case", sorted(UNKNOWN_ENUMS))
+def test_enum_values_past_the_schema_run_as_tflm_converts_them(case):
+    build, field, value = UNKNOWN_ENUMS[case]
+    data, inputs = build()
+    mutant = with_option(data, field, value)
+    verdict, want = _tflm(mutant, inputs)
+    assert verdict == "ok", want
+    got = _microref(mutant, inputs)
+    assert got[0] == "ok", got[1]
+    assert _same(got[1], want)
+
+
+@needs_oracle
+@pytest.mark.parametrize("value", [1, 3])
+def test_a_concatenation_relu_is_still_refused_as_tflm_refuses_it(value):
+    data, inputs = _concat()
+    mutant = with_option(data, "fusedActivationFunction", value)
+    assert _tflm(mutant, inputs)[0] == "rejected"
+    with pytest.raises(ModelError, match="is not NONE"):
+        Interpreter.from_bytes(mutant)
+
+
+@needs_oracle
+def test_a_depth_multiplier_disagreeing_with_the_shapes_is_refused_as_undefined():
+    data, inputs = _depthwise()
+    mutant = with_option(data, "depthMultiplier", 2)  # TFLM writes channels 0..5 of a 3-channel output
+    with pytest.raises(UnsupportedOpError, match="outside the output"):
+        Interpreter.from_bytes(mutant)
