@@ -495,43 +495,17 @@ def _align(n: int) -> int:
 
 
 def arena_bytes_needed(it: _Interpreter) -> dict[str, int]:
-    """The arena size TFLM needs for ``it``'s model, by phase (bytes, ``needed`` the largest):
+    """The arena TFLM (the x86-64 tflite-micro wheel) needs for ``it``'s model, in bytes:
 
-    * ``final``: the planned head (exact) plus the persistent tail (microref's estimate);
-    * ``planning``: while MicroAllocator::CommitStaticMemoryPlan plans, the tail as it is then
-      plus its temporary allocations in the head: the scratch-request array, the subgraph offsets,
-      one AllocationInfo (32 bytes) per tensor and scratch buffer, and the greedy planner's
-      working memory (40 bytes per planned buffer).
-
-    An estimate around the tail (see interp.planner.estimate_tail), exact in the head.
+    * ``needed``: the smallest ``arena_size`` with which TFLM's ``AllocateTensors`` succeeds,
+      found by replaying every allocation TFLM makes (``interp.planner.tail``): exact when
+      ``exact`` is 1 (every operator's allocations are known), else a lower bound;
+    * ``final``: head + tail after ``AllocateTensors`` (what ``print_allocations`` calls the total);
+    * ``head`` and ``tail``: the planned head and the persistent tail.
     """
-    plan = it.plan
-    tail = plan.tail_estimate
-    n_scratch = len(plan.scratch_requests)
-    n_tensors = sum(len(sg.tensors) for sg in it.model.subgraphs)
-    n_planned = len(plan.buffers)
-    # What AllocateTensors allocates in the tail only after planning.
-    after_planning = (tail["io_tensor_structs"] + tail["io_quantization"] + tail["io_pointer_arrays"]
-                      + tail["scratch_handles"])
-    before_planning = tail["total"] - after_planning
-    temporaries = (_align(16 * (n_scratch + 12)) + _align(8 * len(it.model.subgraphs))
-                   + _align(32 * (n_tensors + n_scratch)) + 40 * n_planned)
-    # While an operator is prepared, its kernel reads temporary TfLiteTensors of its inputs and
-    # outputs (64 bytes each, plus the quantization struct and zero-point array of a quantized
-    # one), next to the scratch-request array; variables are not allocated yet.
-    largest_prepare = 0
-    for sg in it.model.subgraphs:
-        for op in sg.operators:
-            temps = 0
-            for ti in [i for i in op.inputs if i >= 0] + list(op.outputs):
-                q = sg.tensors[ti].quantization
-                temps += _align(64) + (_align(24) + _align(4 + 4 * q.zero_points.size) if q is not None else 0)
-            largest_prepare = max(largest_prepare, temps)
-    preparing = before_planning - tail["variable_tensors"] + _align(16 * (n_scratch + 12)) + largest_prepare
-    phases = {"final": plan.arena_bytes + tail["total"], "planning": before_planning + temporaries,
-              "preparing": preparing}
-    phases["needed"] = max(phases.values())
-    return phases
+    req = it.plan.tail
+    return {"needed": req.minimum_arena, "final": req.total_bytes, "head": req.head_bytes,
+            "tail": req.tail_bytes, "exact": int(req.exact and it.plan.exact)}
 
 
 class MicroInterpreter:
@@ -563,10 +537,11 @@ class MicroInterpreter:
                             "TFLM failed to allocate tensors")
         self.arena = arena_bytes_needed(self._it)
         if self.arena_size < self.arena["needed"]:
+            bound = "" if self.arena["exact"] else "at least "
             raise RuntimeError(f"TFLM failed to allocate tensors: the arena of {self.arena_size:,} bytes is too small; "
-                               f"the model needs {self.arena['needed']:,} (planned head {self._it.plan.arena_bytes:,} "
-                               f"bytes, exact; persistent tail about {self._it.plan.tail_estimate['total']:,}; "
-                               f"while planning about {self.arena['planning']:,})")
+                               f"the model needs {bound}{self.arena['needed']:,} (planned head {self.arena['head']:,} "
+                               f"bytes, persistent tail {self.arena['tail']:,}; the smallest arena is set by "
+                               f"{self._it.plan.tail.binding})")
         sg = self._it.subgraph
         self._inputs_values = [np.zeros(t.shape, t.dtype) for t in (sg.tensors[i] for i in sg.inputs)]
         self._outputs_values = [np.zeros(t.shape, t.dtype) for t in (sg.tensors[i] for i in sg.outputs)]
@@ -690,40 +665,18 @@ class MicroInterpreter:
 
     def allocation_lines(self) -> list[str]:
         """What ``print_allocations`` prints: TFLM's RecordingMicroAllocator report, with
-        microref's numbers (the head exact, the tail and its parts estimated)."""
-        plan = self._it.plan
-        tail = plan.tail_estimate
-        model = self._it.model
-        sg0 = model.main
-        head = plan.arena_bytes
+        microref's numbers (replayed for the x86-64 wheel; see ``interp.planner.tail``)."""
+        req = self._it.plan.tail
         prefix = "[RecordingMicroAllocator]"
-        lines = [f"{prefix} Arena allocation total {head + tail['total']} bytes",
-                 f"{prefix} Arena allocation head {head} bytes",
-                 f"{prefix} Arena allocation tail {tail['total']} bytes"]
-
-        def record(name, used, requested, count, what):
+        lines = [f"{prefix} Arena allocation total {req.total_bytes} bytes",
+                 f"{prefix} Arena allocation head {req.head_bytes} bytes",
+                 f"{prefix} Arena allocation tail {req.tail_bytes} bytes"]
+        what = {"TfLiteEvalTensor data": "allocations", "Persistent TfLiteTensor data": "tensors",
+                "NodeAndRegistration struct": "NodeAndRegistration structs"}
+        for name, (requested, used, count) in req.records.items():
             if used > 0 or requested > 0:
                 lines.append(f"{prefix} '{name}' used {used} bytes with alignment overhead (requested {requested} "
-                             f"bytes for {count} {what})")
-
-        n_tensors = sum(len(sg.tensors) for sg in model.subgraphs)
-        record("TfLiteEvalTensor data", sum(_align(24 * len(sg.tensors)) for sg in model.subgraphs),
-               tail["eval_tensors"], n_tensors, "allocations")
-        io = list(sg0.inputs) + list(sg0.outputs)
-        record("Persistent TfLiteTensor data", tail["io_tensor_structs"], tail["io_tensor_structs"], len(io), "tensors")
-        quantized = sum(1 for ti in io if sg0.tensors[ti].quantization is not None)
-        record("Persistent TfLiteTensor quantization data", tail["io_quantization"], tail["io_quantization"],
-               2 * quantized, "allocations")
-        persistent = tail["kernel_op_data"] + tail["per_channel_and_tables"] + tail["io_pointer_arrays"]
-        count = (sum(1 for k in self._it.kernels if k is not None) + (1 if sg0.inputs else 0)
-                 + (1 if sg0.outputs else 0))
-        record("Persistent buffer data", persistent + tail["alignment_padding"], persistent, count, "allocations")
-        n_variables = sum(1 for sg in model.subgraphs for t in sg.tensors if t.is_variable)
-        record("TfLiteTensor variable buffer data", tail["variable_tensors"], tail["variable_tensors"], n_variables,
-               "allocations")
-        n_ops = sum(len(sg.operators) for sg in model.subgraphs)
-        record("NodeAndRegistration struct", tail["node_and_registration"], tail["node_and_registration"], n_ops,
-               "NodeAndRegistration structs")
+                             f"bytes for {count} {what.get(name, 'allocations')})")
         return lines
 
     def print_allocations(self) -> None:

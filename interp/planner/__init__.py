@@ -22,12 +22,14 @@ reproduces, step by step, what TFLM does in ``MicroAllocator::CommitStaticMemory
    it fits between the already-placed buffers whose lifetimes overlap its own.
 
 Built on that plan (``plan.ArenaPlan``): a per-operator timeline and the lower bound on any plan
-(the most bytes live at one time), an estimate of the persistent tail (``tail``), a better
+(the most bytes live at one time), TFLM's persistent tail and the smallest arena it accepts,
+replayed allocation by allocation (``tail``, ``persistent``, ``abi``), a better
 offset assignment than TFLM's greedy one (``improve``, ``plan.improved``) that can be written
 back into the model so that TFLM uses it (``offline``), a search over operator orders
 (``orders``), a checker that lays every buffer into one byte array (``check_plan``), text and
 JSON reports (``report``), and execution inside the arena (``arena_exec``).
 """
+from .abi import MCU32, WHEEL, Build
 from .checks import PlanError, check_offline_plan, check_plan
 from .greedy import arena_extent, greedy_offsets, live_profile, place_buffers
 from .improve import exact_search, improve_plan
@@ -48,6 +50,7 @@ from .lifetimes import (
 )
 from .offline import offline_plan_words, write_improved_model, write_model_metadata, write_offline_plan
 from .orders import OrderSearchResult, search_operator_orders
+from .persistent import OpAllocations, model_allocations
 from .plan import (
     DEFAULT_BUDGET,
     DEFAULT_FLASH_BUDGET,
@@ -69,18 +72,18 @@ from .scratch import (
     operator_scratch,
     reference_scratch_requests,
 )
-from .tail import estimate_tail
+from .tail import ArenaRequirement, arena_requirement
 
 __all__ = [
-    "ARENA_ALIGNMENT", "CONTROL_FLOW_SUBGRAPHS", "DEFAULT_BUDGET", "DEFAULT_FLASH_BUDGET",
-    "OFFLINE_METADATA", "ONLINE", "POINTER_BYTES",
-    "ArenaPlan", "ImprovedPlan", "Lifetimes", "OrderSearchResult", "PlanError", "PlannedBuffer",
-    "ScratchRequest", "TimelineStep", "UnknownScratch",
-    "align_up", "arena_extent", "build_plan", "check_offline_plan", "check_order", "check_plan",
-    "collect_buffers", "estimate_tail", "exact_search", "format_plan", "greedy_offsets",
-    "improve_plan", "live_profile", "mark_lifetimes", "model_scratch_requests", "normalise_scratch",
-    "offline_plan_words", "operator_dependencies", "operator_scratch", "place_buffers", "plan_arena",
-    "plan_to_json", "read_offline_offsets", "reference_scratch_requests", "search_operator_orders",
-    "subgraph_offsets", "tensor_slice", "tensor_view", "write_improved_model", "write_model_metadata",
-    "write_offline_plan",
+    "ARENA_ALIGNMENT", "CONTROL_FLOW_SUBGRAPHS", "DEFAULT_BUDGET", "DEFAULT_FLASH_BUDGET", "MCU32",
+    "OFFLINE_METADATA", "ONLINE", "POINTER_BYTES", "WHEEL", "ArenaPlan", "ArenaRequirement",
+    "Build", "ImprovedPlan", "Lifetimes", "OpAllocations", "OrderSearchResult", "PlanError",
+    "PlannedBuffer", "ScratchRequest", "TimelineStep", "UnknownScratch", "align_up", "arena_extent",
+    "arena_requirement", "build_plan", "check_offline_plan", "check_order", "check_plan",
+    "collect_buffers", "exact_search", "format_plan", "greedy_offsets", "improve_plan",
+    "live_profile", "mark_lifetimes", "model_allocations", "model_scratch_requests",
+    "normalise_scratch", "offline_plan_words", "operator_dependencies", "operator_scratch",
+    "place_buffers", "plan_arena", "plan_to_json", "read_offline_offsets",
+    "reference_scratch_requests", "search_operator_orders", "subgraph_offsets", "tensor_slice",
+    "tensor_view", "write_improved_model", "write_model_metadata", "write_offline_plan",
 ]

@@ -112,7 +112,7 @@ STRUCTS: dict[str, tuple[str, ...]] = {
     "PreluParams": ("i32",) * 7,
     "SpaceToBatchParams": ("i32",),
     "L2NormalizationParams": ("i32",),
-    "FullyConnectedParams": ("i32",) * 7 + ("f32", "f32", "bool", "bool", "enum"),
+    "FullyConnectedParams": ("i32",) * 7 + ("f32", "f32", "bool", "bool"),  # the wheel: no weights_format
     "CenterSizeEncoding": ("f32",) * 4,
     "TfLiteQuantizationParams": ("f32", "i32"),
     "ReluOpData": ("ReluParams",),

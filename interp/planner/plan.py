@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 
 from ..model import Model, load_model
+from .abi import MCU32, WHEEL
 from .checks import offline_plan_problems, raise_offline_problems, variables_overwritten
 from .greedy import arena_extent, greedy_offsets, live_profile
 from .lifetimes import PlannedBuffer, check_order, collect_buffers, mark_lifetimes, read_offline_offsets
+from .persistent import model_allocations
 from .scratch import (
     POINTER_SIZED_SCRATCH,
     ScratchRequest,
@@ -19,7 +21,7 @@ from .scratch import (
     model_scratch_requests,
     normalise_scratch,
 )
-from .tail import estimate_tail
+from .tail import ArenaRequirement, arena_requirement
 
 DEFAULT_BUDGET = 256 * 1024
 DEFAULT_FLASH_BUDGET = 1024 * 1024
@@ -55,7 +57,10 @@ class ArenaPlan:
     live_at_peak: list[str]
     lower_bound: int
     budget_bytes: int
-    tail_estimate: dict[str, int]
+    # TFLM's persistent tail and smallest working arena, replayed exactly for the x86-64 wheel
+    # (``tail``) and derived by the same rules for a 32-bit MCU build (``tail_32bit``).
+    tail: ArenaRequirement
+    tail_32bit: ArenaRequirement
     flash_bytes: int
     weight_bytes: int
     flash_budget_bytes: int
@@ -72,13 +77,24 @@ class ArenaPlan:
 
     # ------------------------------------------------------------------ derived numbers
     @property
+    def tail_bytes(self) -> dict[str, int]:
+        """The wheel's persistent tail by kind, plus ``total`` (TFLM's "Arena allocation tail")."""
+        return {**self.tail.parts, "total": self.tail.tail_bytes}
+
+    @property
+    def tail_estimate(self) -> dict[str, int]:
+        """Old name of ``tail_bytes`` (the tail is no longer an estimate)."""
+        return self.tail_bytes
+
+    @property
     def required_bytes(self) -> int:
-        """The arena size to give TFLM: the exact head plus the *estimated* tail."""
-        return self.arena_bytes + self.tail_estimate["total"]
+        """The arena size to give TFLM (the wheel): the smallest ``arena_size`` with which its
+        ``AllocateTensors`` succeeds (``tail.minimum_arena``; ``tail.exact`` says if it is exact)."""
+        return self.tail.minimum_arena
 
     @property
     def fits(self) -> bool:
-        """Whether head (exact) + tail (estimate) fit in ``budget_bytes``."""
+        """Whether the arena TFLM needs (``required_bytes``) fits in ``budget_bytes``."""
         return self.required_bytes <= self.budget_bytes
 
     @property
@@ -87,7 +103,7 @@ class ArenaPlan:
 
     @property
     def spare_bytes(self) -> int:
-        """Budget left after head + estimated tail (negative: over budget)."""
+        """Budget left after the arena TFLM needs (negative: over budget)."""
         return self.budget_bytes - self.required_bytes
 
     @property
@@ -141,6 +157,14 @@ def _kernel_scratch(interpreter) -> dict[tuple[int, int], list[int]]:
             for s, kernels in enumerate(per_subgraph) for i, k in enumerate(kernels) if k is not None}
 
 
+def _kernel_persistent(interpreter) -> dict[tuple[int, int], list]:
+    """(subgraph, operator) -> the persistent buffers its prepared kernel declared (``persistent_bytes``)."""
+    per_subgraph = getattr(interpreter, "subgraph_kernels", None) or [interpreter.kernels]
+    return {(s, i): list(k.persistent_bytes)
+            for s, kernels in enumerate(per_subgraph) for i, k in enumerate(kernels)
+            if k is not None and getattr(k, "persistent_bytes", None) is not None}
+
+
 def resolve_model(obj) -> tuple[Model, dict[tuple[int, int], list[int]] | None]:
     """(model, its prepared kernels' scratch requests or None) for an Interpreter, a Model, a path
     or the bytes of a model."""
@@ -178,13 +202,16 @@ def plan_arena(interpreter_or_model, budget_bytes: int = DEFAULT_BUDGET,
     requests, unknown = scratch_for(model, scratch, kernel_scratch)
     if order is not None:
         check_order(model, order)
-    return build_plan(model, requests, budget_bytes, flash_budget_bytes, order, unknown)
+    persistent = None if kernel_scratch is None else _kernel_persistent(interpreter_or_model)
+    return build_plan(model, requests, budget_bytes, flash_budget_bytes, order, unknown, persistent)
 
 
 def build_plan(model: Model, requests: list[ScratchRequest], budget_bytes: int = DEFAULT_BUDGET,
                flash_budget_bytes: int = DEFAULT_FLASH_BUDGET, order=None,
-               unknown: Sequence[UnknownScratch] = ()) -> ArenaPlan:
-    """The plan for these scratch requests (in TFLM's call order), without re-deriving them."""
+               unknown: Sequence[UnknownScratch] = (), kernel_persistent=None) -> ArenaPlan:
+    """The plan for these scratch requests (in TFLM's call order), without re-deriving them.
+
+    ``kernel_persistent``: (subgraph, op) -> a prepared kernel's ``persistent_bytes``."""
     offline = read_offline_offsets(model)
     life = mark_lifetimes(model, requests, order)
     buffers = collect_buffers(model, requests, life, offline)
@@ -231,14 +258,19 @@ def build_plan(model: Model, requests: list[ScratchRequest], budget_bytes: int =
     if pointer_ops:
         notes.append(f"{', '.join(pointer_ops)} request pointer-sized scratch: sized for a 64-bit host "
                      f"(as the tflite-micro wheel); a 32-bit MCU build asks for 4 bytes per pointer there")
-    tail = estimate_tail(model, requests, offline)
+    allocations = model_allocations(model, kernel_persistent)
+    tails = [arena_requirement(model, allocations, requests, arena, len(buffers), offline, build)
+             for build in (WHEEL, MCU32)]
+    if not tails[0].exact:
+        notes.append("persistent allocations unknown for " + "; ".join(tails[0].unknown)
+                     + ": the tail and the arena needed are lower bounds")
     return ArenaPlan(
         model_name=model.source, arena_bytes=arena, buffers=buffers,
         offsets={b.key: b.offset for b in buffers},
         lifetimes={b.key: (b.first, b.last) for b in buffers},
         timeline=timeline, peak_time=peak.time if peak else None,
         peak_op=peak.op if peak else None, live_at_peak=list(peak.live) if peak else [],
-        lower_bound=lower, budget_bytes=budget_bytes, tail_estimate=tail,
+        lower_bound=lower, budget_bytes=budget_bytes, tail=tails[0], tail_32bit=tails[1],
         flash_bytes=model.file_bytes, weight_bytes=model.weight_bytes,
         flash_budget_bytes=flash_budget_bytes, offline_planned=offline is not None,
         exact=not unknown, notes=notes, unknown_scratch=list(unknown),

@@ -57,12 +57,17 @@ def format_plan(plan: ArenaPlan, *, width: int = 40, improved: bool = True, max_
         imp = plan.improved
         row(f"Improved plan ({'optimal' if imp.optimal else 'best found'}):", f"{imp.arena_bytes:,}",
             f"bytes ({imp.saved_bytes:,} saved; {imp.method})")
-    tail = plan.tail_estimate
-    row("Tail (persistent, ESTIMATE):", f"~{tail['total']:,}", "bytes")
-    row("Arena needed (head + est. tail):", f"~{plan.required_bytes:,}", "bytes")
+    exact = plan.exact and plan.tail.exact
+    mark = "" if exact else ">="
+    what = "exact, x86-64 wheel" if plan.tail.exact else "AT LEAST; see the notes"
+    row(f"Tail (persistent, {what}):", f"{mark}{plan.tail.tail_bytes:,}", "bytes")
+    row("Arena needed (smallest arena_size):", f"{mark}{plan.required_bytes:,}",
+        f"bytes (set by {plan.tail.binding})")
+    row("  32-bit MCU build (derived):", f"{mark}{plan.tail_32bit.minimum_arena:,}",
+        f"bytes (tail {plan.tail_32bit.tail_bytes:,}; 4-byte pointers, no compression)")
     verdict = _verdict(plan.required_bytes, plan.budget_bytes)
-    if not plan.exact and plan.fits:
-        verdict += ", unless the unknown scratch buffers need more than that"
+    if not exact and plan.fits:
+        verdict += ", unless the unknown buffers need more than that"
     lines.append(f"RAM budget {plan.budget_bytes:,} bytes: {verdict}"
                  + ("" if plan.fits or not plan.head_fits else " (the head alone fits)"))
     for u in plan.unknown_scratch:
@@ -85,9 +90,11 @@ def plan_to_json(plan: ArenaPlan, *, improved: bool = True) -> dict:
         "peak_op": plan.peak_op,
         "live_at_peak": plan.live_at_peak,
         "budget_bytes": plan.budget_bytes,
-        "tail_estimate": dict(plan.tail_estimate),
-        "tail_is_estimate": True,
-        "required_bytes_estimate": plan.required_bytes,
+        "tail_bytes": dict(plan.tail_bytes),
+        "tail_is_estimate": not plan.tail.exact,
+        "required_bytes": plan.required_bytes,
+        "arena_requirement": plan.tail.to_json(),
+        "arena_requirement_32bit_derived": plan.tail_32bit.to_json(),
         "fits": plan.fits,
         "head_fits": plan.head_fits,
         "spare_bytes": plan.spare_bytes,

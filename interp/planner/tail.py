@@ -1,115 +1,257 @@
-"""An ESTIMATE of TFLM's persistent "tail": what the arena needs besides the planned head.
+"""TFLM's persistent tail and the smallest arena its ``AllocateTensors`` accepts, replayed exactly.
 
-The head (activations and scratch) is exact; the tail depends on kernel implementation details
-(OpData struct sizes, pointer width, alignment padding) that the model does not carry, so it is
-estimated from per-operator sizes measured on the x86-64 tflite-micro wheel.
+TFLM's arena (``SingleArenaBufferAllocator``) has a head growing up from the start (the planned
+activations and scratch buffers; during Prepare the scratch-request array and the kernels'
+temporary TfLiteTensors above it) and a tail growing down from the end (everything persistent).
+Every allocation is checked against the other end at the moment it is made, so the smallest
+arena is not simply head + tail: a kernel's temporaries during Prepare, or the planner's working
+arrays, can need more room than the final layout. ``arena_requirement`` replays, in TFLM's
+order, every allocation the tflite-micro Python interpreter makes while it is constructed
+(``RecordingMicroAllocator::Create``, ``MicroResourceVariables::Create``, ``AllocateTensors``:
+``StartModelAllocation``, the builtin-option parsers, every kernel's Init, every kernel's
+Prepare with its temporaries, ``FinishModelAllocation`` / ``CommitStaticMemoryPlan``, the
+persistent TfLiteTensors of the graph inputs and outputs) with the sizes and alignments of one
+``Build`` (``abi.WHEEL``: the x86-64 wheel, ``abi.MCU32``: a 32-bit MCU build, derived from the
+same rules), and finds the smallest arena size for which every check passes.
+
+What each kernel allocates comes from ``persistent.py``: the op's builtin-options struct, the
+temporary tensors its Prepare reads, and its ``AllocatePersistentBuffer`` calls, which microref's
+kernels declare in ``persistent_bytes`` (set in prepare, like ``scratch_bytes``).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from ..model import Model
-from .lifetimes import ONLINE, align_up
+from . import persistent
+from .abi import WHEEL, Build
+from .lifetimes import ARENA_ALIGNMENT, ONLINE
 from .scratch import ScratchRequest
 
-# Persistent ("tail") bytes TFLM allocates per operator, measured for the x86-64 tflite-micro
-# wheel's reference kernels with the RecordingMicroAllocator (print_allocations' categories):
-# kernel OpData from AllocatePersistentBuffer, and the builtin-options struct the op's parser
-# allocates. Per-channel quantized CONV/DEPTHWISE (and per-channel FC) add 2 int32 arrays of one
-# entry per output channel. Ops not listed use _DEFAULT_* and make the estimate rougher.
-_OP_DATA_BYTES = {
-    "FULLY_CONNECTED": 72, "CONV_2D": 80, "DEPTHWISE_CONV_2D": 80, "AVERAGE_POOL_2D": 32,
-    "MAX_POOL_2D": 32, "SOFTMAX": 80, "ADD": 60, "SUB": 60, "MUL": 48, "PAD": 56, "PADV2": 56,
-    "MEAN": 44, "SUM": 44, "RESHAPE": 0, "TRANSPOSE": 0, "SQUEEZE": 0, "QUANTIZE": 24,
-    "DEQUANTIZE": 24, "LOGISTIC": 24, "TANH": 24, "CONCATENATION": 64, "STRIDED_SLICE": 120,
-    "RELU": 16, "RELU6": 16, "LEAKY_RELU": 16, "HARD_SWISH": 32,
-}
-_BUILTIN_DATA_BYTES = {
-    "FULLY_CONNECTED": 32, "CONV_2D": 28, "DEPTHWISE_CONV_2D": 28, "AVERAGE_POOL_2D": 40,
-    "MAX_POOL_2D": 40, "SOFTMAX": 4, "RESHAPE": 36, "ADD": 8, "SUB": 8, "MUL": 4, "PAD": 0,
-    "PADV2": 0, "TRANSPOSE": 0, "MEAN": 4, "SUM": 4, "CONCATENATION": 8, "STRIDED_SLICE": 24,
-    "SQUEEZE": 36, "QUANTIZE": 0, "DEQUANTIZE": 0, "LOGISTIC": 0, "TANH": 0, "RELU": 0,
-    "RELU6": 0, "LEAKY_RELU": 4, "HARD_SWISH": 0,
-}
-_DEFAULT_OP_DATA = 64
-_DEFAULT_BUILTIN_DATA = 16
-_EVAL_TENSOR = 24  # sizeof(TfLiteEvalTensor)
-_NODE_AND_REGISTRATION = 64
-_TFLITE_TENSOR = 64  # persistent TfLiteTensor for each graph input and output
-_QUANT_STRUCT = 24  # TfLiteAffineQuantization
-_ALLOCATORS = 488  # allocator objects, planner, SubgraphAllocations: fixed per interpreter
-_SCRATCH_HANDLE = 8  # one ScratchBufferHandle (a pointer) per scratch request
+MAX_SCRATCH_BUFFERS_PER_OP = 12  # kMaxScratchBuffersPerOp (micro_allocator.cc)
+# RecordingMicroAllocator's categories (print_allocations), in its print order.
+PERSISTENT_BUFFER = "Persistent buffer data"
+IO_QUANT = "Persistent TfLiteTensor quantization data"
+RECORDED = ("TfLiteEvalTensor data", "Persistent TfLiteTensor data", IO_QUANT, PERSISTENT_BUFFER,
+            "TfLiteTensor variable buffer data", "NodeAndRegistration struct")
+_BIG = 1 << 48  # a 16-aligned arena size far larger than any model needs
 
 
-def estimate_tail(model: Model, requests: Sequence[ScratchRequest] = (),
-                  offline: list[int] | None = None) -> dict[str, int]:
-    """An ESTIMATE of TFLM's persistent "Arena allocation tail", by kind, plus ``total``.
+@dataclass
+class ArenaRequirement:
+    """What TFLM's ``AllocateTensors`` needs for one model in one build.
 
-    The head (the planned activations) is exact; the tail depends on kernel implementation
-    details (OpData struct sizes, pointer width, alignment padding) that the model does not
-    carry, so it is estimated from per-operator sizes measured on the x86-64 tflite-micro wheel.
-    On the eight sample models the estimate is within 0-40 bytes of TFLM's tail (the alignment
-    padding between persistent buffers is approximated). A 32-bit MCU build has 4-byte pointers
-    and so a smaller tail; CMSIS-NN/Xtensa kernels allocate different OpData.
+    ``tail_bytes``: the persistent tail after ``AllocateTensors`` ("Arena allocation tail" of
+    ``print_allocations`` for an arena size that is a multiple of 16), broken down in ``parts``.
+    ``minimum_arena``: the smallest ``arena_size`` with which TFLM allocates the model (its head
+    included); ``binding`` says which step sets it. ``exact`` is False when some operator's
+    allocations are unknown (``unknown``): the figures are then lower bounds.
     """
-    sg0 = model.main
-    n_tensors = sum(len(sg.tensors) for sg in model.subgraphs)
-    n_ops = sum(len(sg.operators) for sg in model.subgraphs)
-    persistent_structs: list[int] = []  # kernel OpData
-    persistent_arrays: list[int] = []  # per-channel multipliers/shifts, lookup tables
-    builtin = 0
-    unknown = set()
+
+    build: Build
+    head_bytes: int
+    tail_bytes: int
+    minimum_arena: int
+    binding: str
+    parts: dict[str, int]
+    # RecordingMicroAllocator's records: category -> (requested bytes, used bytes, count).
+    records: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    exact: bool = True
+    unknown: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        """head + tail: what ``print_allocations`` calls "Arena allocation total"."""
+        return self.head_bytes + self.tail_bytes
+
+    def to_json(self) -> dict:
+        return {"build": self.build.name, "pointer_bytes": self.build.pointer_bytes,
+                "head_bytes": self.head_bytes, "tail_bytes": self.tail_bytes,
+                "minimum_arena": self.minimum_arena, "binding": self.binding, "parts": dict(self.parts),
+                "exact": self.exact, "unknown": list(self.unknown)}
+
+
+class _Arena:
+    """``SingleArenaBufferAllocator``'s pointers for an arena of size ``size`` starting at 0 (the
+    wheel's ``new uint8_t[]`` is 16-aligned), recording the slack of every check."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.head = 0
+        self.temp = 0
+        self.tail = size
+        self.slack: list[tuple[int, str]] = []
+        self.parts: dict[str, int] = {}
+        self.records: dict[str, list[int]] = {}  # RecordingMicroAllocator: [requested, used, count]
+
+    def persistent(self, nbytes: int, align: int, part: str, what: str, record: str | None = None,
+                   count: int = 1) -> None:
+        new_tail = (self.tail - nbytes) // align * align
+        self.slack.append((new_tail - self.head, what))
+        self.parts[part] = self.parts.get(part, 0) + self.tail - new_tail
+        if record:
+            r = self.records.setdefault(record, [0, 0, 0])
+            r[0] += nbytes
+            r[1] += self.tail - new_tail
+            r[2] += count
+        self.tail = new_tail
+
+    def temp_alloc(self, nbytes: int, align: int, what: str) -> None:
+        start = -(-self.temp // align) * align
+        self.slack.append((self.tail - (start + nbytes), what))
+        self.temp = start + nbytes
+
+    def reset_temp(self) -> None:
+        self.temp = self.head
+
+    def resize_head(self, nbytes: int, what: str) -> None:
+        self.slack.append((self.tail - nbytes, what))
+        self.head = self.temp = nbytes
+
+    def planner(self, n_buffers: int, per_buffer: int, what: str) -> None:
+        # CommitStaticMemoryPlan gives the planner GetAvailableMemory(16) bytes of temp memory;
+        # the greedy planner fits (bytes / per_buffer) buffers in it.
+        a = ARENA_ALIGNMENT
+        available = self.tail // a * a - (-(-self.temp // a) * a)
+        self.slack.append((available - n_buffers * per_buffer, what))
+        self.temp = -(-self.temp // a) * a + max(available, 0)
+
+
+def _greedy_per_buffer(build: Build) -> int:
+    # GreedyMemoryPlanner::per_buffer_size(): requirements, two sorted int arrays, a list entry, offsets.
+    return build.sizeof("GreedyBufferRequirements") + 4 + 4 + build.sizeof("GreedyListEntry") + 4
+
+
+def resource_variable_count(model: Model) -> int:
+    """tflite_micro's ``count_resource_variables``: the distinct VAR_HANDLE shared names."""
+    names = {op.options.get("shared_name") for sg in model.subgraphs for op in sg.operators
+             if op.op_name == "VAR_HANDLE"}
+    return len(names)
+
+
+def _replay(model: Model, size: int, build: Build, ops: Mapping[tuple[int, int], persistent.OpAllocations],
+            requests: Sequence[ScratchRequest], head_bytes: int, n_planned: int,
+            offline: list[int] | None) -> _Arena:
+    a = _Arena(size)
+    s = build.sizeof
+    al = build.alignof
+
+    def struct(name: str, part: str, count: int = 1, what: str | None = None, record: str | None = None,
+               record_count: int = 1):
+        a.persistent(s(name) * count, al(name), part, what or name, record, record_count)
+
+    # RecordingMicroAllocator::Create, then MicroResourceVariables::Create (the Python wrapper).
+    struct("RecordingSingleArenaBufferAllocator", "allocators")
+    struct("GreedyMemoryPlanner", "allocators")
+    struct("RecordingMicroAllocator", "allocators")
+    n_resources = resource_variable_count(model)
+    if n_resources:
+        a.persistent(s("MicroResourceVariables"), ARENA_ALIGNMENT, "resource_variables", "MicroResourceVariables",
+                     PERSISTENT_BUFFER)
+        a.persistent(s("MicroResourceVariable") * n_resources, ARENA_ALIGNMENT, "resource_variables",
+                     "MicroResourceVariable array", PERSISTENT_BUFFER)
+    # StartModelAllocation.
+    struct("MicroBuiltinDataAllocator", "allocators")
+    request_bytes = s("ScratchBufferRequest")
+    a.resize_head(request_bytes * MAX_SCRATCH_BUFFERS_PER_OP, "scratch-request array")
+    struct("SubgraphAllocations", "allocators", len(model.subgraphs))
+    for sg in model.subgraphs:
+        struct("TfLiteEvalTensor", "eval_tensors", len(sg.tensors), f"TfLiteEvalTensors of subgraph {sg.index}",
+               "TfLiteEvalTensor data", len(sg.tensors))
+    for sg in model.subgraphs:
+        struct("NodeAndRegistration", "node_and_registration", len(sg.operators),
+               f"NodeAndRegistrations of subgraph {sg.index}", "NodeAndRegistration struct", len(sg.operators))
+    # PrepareNodeAndRegistrationDataFromFlatbuffer: the builtin-option parsers.
     for sg in model.subgraphs:
         for op in sg.operators:
-            name = op.op_name
-            if name not in _OP_DATA_BYTES:
-                unknown.add(name)
-            od = _OP_DATA_BYTES.get(name, _DEFAULT_OP_DATA)
-            if od:
-                persistent_structs.append(od)
-            builtin += _BUILTIN_DATA_BYTES.get(name, _DEFAULT_BUILTIN_DATA)
-            w = sg.tensors[op.inputs[1]] if len(op.inputs) > 1 and op.inputs[1] >= 0 else None
-            if name in ("CONV_2D", "DEPTHWISE_CONV_2D") or (
-                    name == "FULLY_CONNECTED" and w is not None and w.quantization is not None
-                    and w.quantization.per_channel):
-                out = sg.tensors[op.outputs[0]]
-                if out.type_name in ("INT8", "INT16") and out.shape:
-                    persistent_arrays += [4 * out.shape[-1]] * 2
-            if name == "SOFTMAX" and sg.tensors[op.inputs[0]].type_name == "INT16":
-                persistent_arrays += [2 * 513] * 2  # exp and 1/(1+x) lookup tables
-    io = list(sg0.inputs) + list(sg0.outputs)
-    quant = 0
-    for t in io:
-        q = sg0.tensors[t].quantization
-        if q is not None:
-            quant += _QUANT_STRUCT + align_up(4 + 4 * q.zero_points.size, 8)
-    pointer_arrays = [8 * len(sg0.inputs), 8 * len(sg0.outputs)]
-    variables = 0
+            name = ops[(sg.index, op.index)].builtin_struct
+            if name:
+                struct(name, "builtin_options", what=f"{name} of operator {op.index} ({op.display_name})")
+    # InitSubgraphs.
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            for nbytes in ops[(sg.index, op.index)].init_bytes(build):
+                a.persistent(nbytes, ARENA_ALIGNMENT, "kernel_persistent",
+                             f"Init of operator {op.index} ({op.display_name})", PERSISTENT_BUFFER)
+    # PrepareSubgraphs: temporaries in the head, persistent buffers in the tail, then the
+    # scratch-request array grows to hold 12 more requests.
+    count = 0
+    per_op = {}
+    for r in requests:
+        per_op[(r.subgraph, r.op)] = per_op.get((r.subgraph, r.op), 0) + 1
+    tensor_struct = s("TfLiteTensor")
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            where = f"Prepare of operator {op.index} ({op.display_name})"
+            if sg.index:
+                where += f" of subgraph {sg.index}"
+            for kind, value in ops[(sg.index, op.index)].prepare_events(build):
+                if kind == "temp":
+                    t = sg.tensors[value]
+                    a.temp_alloc(tensor_struct, al("TfLiteTensor"), where)
+                    if t.quantization is not None:
+                        a.temp_alloc(s("TfLiteAffineQuantization"), al("TfLiteAffineQuantization"), where)
+                        a.temp_alloc(4 + 4 * t.quantization.scales.size, 4, where)
+                else:
+                    a.persistent(value, ARENA_ALIGNMENT, "kernel_persistent", where, PERSISTENT_BUFFER)
+            count += per_op.get((sg.index, op.index), 0)
+            a.reset_temp()
+            a.resize_head(request_bytes * (count + MAX_SCRATCH_BUFFERS_PER_OP), f"{where}: scratch requests")
+    # FinishModelAllocation.
+    if count:
+        struct("ScratchBufferHandle", "scratch_handles", count, "ScratchBufferHandles")
+    planning = "planning (CommitStaticMemoryPlan)"
+    a.temp_alloc(build.pointer_bytes * len(model.subgraphs), build.pointer_bytes, planning)
+    n_tensors = sum(len(sg.tensors) for sg in model.subgraphs)
+    a.temp_alloc(s("AllocationInfo") * (n_tensors + count), al("AllocationInfo"), planning)
     flat = 0
     for sg in model.subgraphs:
         for t in sg.tensors:
             if t.is_variable and (offline is None or offline[flat] == ONLINE):
-                variables += align_up(t.nbytes)
+                a.persistent(t.size * t.element_bytes, ARENA_ALIGNMENT, "variable_tensors",
+                             f"variable tensor {t.index} of subgraph {sg.index}", "TfLiteTensor variable buffer data")
             flat += 1
-    # Persistent buffers are carved from the tail with 16-byte alignment: count each one's
-    # rounding up to 16 as lost (the true loss depends on the order of all tail allocations).
-    persistent = persistent_structs + persistent_arrays + pointer_arrays
-    padding = sum(align_up(x) - x for x in persistent)
-    est = {
-        "eval_tensors": _EVAL_TENSOR * n_tensors,
-        "node_and_registration": _NODE_AND_REGISTRATION * n_ops,
-        "io_tensor_structs": _TFLITE_TENSOR * len(io),
-        "io_quantization": quant,
-        "kernel_op_data": sum(persistent_structs),
-        "per_channel_and_tables": sum(persistent_arrays),
-        "io_pointer_arrays": sum(pointer_arrays),
-        "alignment_padding": padding,
-        "builtin_options": builtin,
-        "scratch_handles": _SCRATCH_HANDLE * len(requests),
-        "variable_tensors": variables,
-        "allocators_fixed": _ALLOCATORS + 16 * (len(model.subgraphs) - 1),
-    }
-    est["total"] = sum(est.values())
-    if unknown:
-        est["unmeasured_ops"] = len(unknown)  # kinds of op priced at the default size
-    return est
+    a.planner(n_planned, _greedy_per_buffer(build), planning)
+    a.reset_temp()
+    a.resize_head(0, planning)
+    a.resize_head(head_bytes, "the planned head (activations and scratch buffers)")
+    # The persistent TfLiteTensors of the graph inputs and outputs (MicroInterpreter::AllocateTensors).
+    sg0 = model.main
+    for label, indices in (("input", sg0.inputs), ("output", sg0.outputs)):
+        a.persistent(build.pointer_bytes * len(indices), ARENA_ALIGNMENT, "io_tensors", f"{label} tensor pointers",
+                     PERSISTENT_BUFFER)
+        for ti in indices:
+            struct("TfLiteTensor", "io_tensors", what=f"{label} TfLiteTensor", record="Persistent TfLiteTensor data")
+            q = sg0.tensors[ti].quantization
+            if q is not None:
+                struct("TfLiteAffineQuantization", "io_tensors", what=f"{label} quantization", record=IO_QUANT)
+                a.persistent(4 + 4 * q.scales.size, 4, "io_tensors", f"{label} zero points", IO_QUANT)
+    return a
+
+
+def arena_requirement(model: Model, ops: Mapping[tuple[int, int], persistent.OpAllocations],
+                      requests: Sequence[ScratchRequest], head_bytes: int, n_planned: int,
+                      offline: list[int] | None = None, build: Build = WHEEL) -> ArenaRequirement:
+    """Replay TFLM's allocations (module doc) and find the smallest arena that passes every check.
+
+    ``ops``: every operator's allocations (``persistent.model_allocations``); ``requests``: the
+    scratch requests in call order; ``head_bytes``: the planned head; ``n_planned``: the number of
+    buffers given to the planner.
+    """
+    best = None
+    for residue in range(ARENA_ALIGNMENT):
+        a = _replay(model, _BIG + residue, build, ops, requests, head_bytes, n_planned, offline)
+        slack, what = min(a.slack, key=lambda x: x[0])
+        n = a.size - ARENA_ALIGNMENT * (slack // ARENA_ALIGNMENT)
+        if best is None or n < best[0]:
+            best = (n, what)
+        if residue == 0:
+            tail = a.size - a.tail
+            parts = dict(a.parts)
+            records = {k: tuple(a.records[k]) for k in RECORDED if k in a.records}
+    unknown = [f"{o.op_name} (operator {o.op}{'' if o.subgraph == 0 else f' of subgraph {o.subgraph}'}): {o.unknown}"
+               for o in ops.values() if o.unknown]
+    return ArenaRequirement(build=build, head_bytes=head_bytes, tail_bytes=tail, minimum_arena=best[0],
+                            binding=best[1], parts=parts, records=records, exact=not unknown,
+                            unknown=unknown)
