@@ -43,10 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from .api import Interpreter as _Interpreter
-from .errors import InputError, MicrorefError, ModelError, UnsupportedOpError
-from .model import Model, Tensor, load_model
-from .model.parse import TENSOR_TYPES, SignatureDef
+from ..api import Interpreter as _Interpreter
+from ..errors import InputError, MicrorefError, ModelError, UnsupportedOpError
+from ..model import Model, Tensor, load_model
+from ..model.parse import TENSOR_TYPES, SignatureDef
 
 __all__ = ["Interpreter", "InterpreterConfig", "MicroInterpreter", "SignatureRunner"]
 
