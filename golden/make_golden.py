@@ -235,7 +235,8 @@ def case(name, description, shapes, build, expect, *, ranges=(-1.0, 1.0), mode="
     expect  builtin ops that must appear in the converted model (else the case is skipped).
     ranges  (lo, hi) of the representative data, for all inputs or one pair per input.
     mode    'int8' (int8 in/out), 'float_io' (float32 in/out: QUANTIZE/DEQUANTIZE at the edges),
-            '16x8' (int16 activations, int8 weights; int16 in/out).
+            '16x8' (int16 activations, int8 weights; int16 in/out), 'float' (no quantization:
+            float32 throughout, for the operators TFLM runs in float32 only).
     dynamic input signature with None dims (stored as 1 by the converter), to keep
             SQUEEZE/EXPAND_DIMS from being rewritten into RESHAPE.
     beta    patch SOFTMAX beta to this value after conversion.
@@ -722,6 +723,152 @@ case("net_tiny_cnn_float_io", "the tiny CNN with float32 input/output",
      [(1, 8, 8, 2)], tiny_cnn, ["QUANTIZE", "DEQUANTIZE", "CONV_2D", "SOFTMAX"], mode="float_io")
 
 
+# ---- issue 15: the operators TFLM registers beyond the first 41 (what the converter emits for them)
+def tconv(k, cout, stride, padding="SAME", use_bias=True):
+    """tf.nn.conv2d_transpose (+ bias): the converter's TRANSPOSE_CONV."""
+    def build(rng):
+        state = {}
+
+        def f(x):
+            n, h, w, cin = x.shape
+            if "w" not in state:
+                state["w"] = C(weights(rng, (k, k, cout, cin), k * k * cin))
+                state["b"] = C(bias(rng, cout)) if use_bias else None
+            oh = h * stride if padding == "SAME" else (h - 1) * stride + k
+            ow = w * stride if padding == "SAME" else (w - 1) * stride + k
+            y = tf.nn.conv2d_transpose(x, state["w"], (n, oh, ow, cout), stride, padding)
+            return y + state["b"] if state["b"] is not None else y
+        return f
+    return build
+
+
+def xla_dynamic_update_slice(x, update, start):
+    """tf2xla's dynamic_update_slice, which the converter turns into DYNAMIC_UPDATE_SLICE."""
+    from tensorflow.compiler.tf2xla.python import xla
+    return xla.dynamic_update_slice(x, update, tf.constant(start, tf.int32))
+
+
+def select_v2(x, y):
+    return tf.where(x > y, x, y * 0.5)
+
+
+ISSUE15 = [
+    # name, shapes, build, expect, extra, description
+    ("transpose_conv_k3_s2_same", [(1, 4, 4, 3)], tconv(3, 4, 2), ["TRANSPOSE_CONV"], {},
+     "TRANSPOSE_CONV 3x3 stride 2 SAME with bias (per-channel int8 filters)"),
+    ("transpose_conv_k2_s2_valid_pt", [(1, 3, 3, 2)], tconv(2, 3, 2, "VALID"), ["TRANSPOSE_CONV"], {"per_tensor": True},
+     "TRANSPOSE_CONV 2x2 stride 2 VALID, per-tensor filters"),
+    ("transpose_conv_k3_s1_same_16x8", [(1, 3, 3, 2)], tconv(3, 2, 1), ["TRANSPOSE_CONV"], {"mode": "16x8"},
+     "16x8 TRANSPOSE_CONV 3x3 stride 1 SAME (int64 bias)"),
+    ("batch_matmul_2x3x4_2x4x5", [(2, 3, 4), (2, 4, 5)], simple(lambda a, b: tf.matmul(a, b)), ["BATCH_MATMUL"], {},
+     "BATCH_MATMUL of two activations (2,3,4)x(2,4,5)"),
+    ("batch_matmul_adj_y", [(1, 3, 6), (1, 5, 6)], simple(lambda a, b: tf.matmul(a, b, transpose_b=True)),
+     ["BATCH_MATMUL"], {}, "BATCH_MATMUL with adj_y"),
+    ("gather_axis0", [(6, 4)], simple(lambda x: tf.gather(x, tf.constant([5, 0, 2, 2], tf.int32))), ["GATHER"], {},
+     "GATHER rows [5,0,2,2] of a (6,4) input"),
+    ("gather_axis2_4d", [(1, 3, 5, 2)], simple(lambda x: tf.gather(x, tf.constant([4, 1], tf.int32), axis=2)),
+     ["GATHER"], {}, "GATHER along axis 2 of a 4-D input"),
+    ("gather_nd_pairs", [(4, 3, 2)], simple(lambda x: tf.gather_nd(x, tf.constant([[3, 1], [0, 2], [1, 0]], tf.int32))),
+     ["GATHER_ND"], {}, "GATHER_ND of (row, column) pairs"),
+    ("l2_normalization_last_axis", [(1, 3, 8)], simple(lambda x: tf.math.l2_normalize(x, -1)), ["L2_NORMALIZATION"], {},
+     "L2_NORMALIZATION over the last axis"),
+    ("depth_to_space_b2", [(1, 2, 3, 8)], simple(lambda x: tf.nn.depth_to_space(x, 2)), ["DEPTH_TO_SPACE"], {},
+     "DEPTH_TO_SPACE block 2"),
+    ("space_to_depth_b2", [(1, 4, 6, 2)], simple(lambda x: tf.nn.space_to_depth(x, 2)), ["SPACE_TO_DEPTH"], {},
+     "SPACE_TO_DEPTH block 2"),
+    ("space_to_batch_nd_b2", [(1, 4, 4, 3)], simple(lambda x: tf.space_to_batch_nd(x, [2, 2], [[0, 0], [0, 0]])),
+     ["SPACE_TO_BATCH_ND"], {}, "SPACE_TO_BATCH_ND block 2x2"),
+    ("batch_to_space_nd_b2", [(4, 2, 2, 3)], simple(lambda x: tf.batch_to_space(x, [2, 2], [[0, 0], [0, 0]])),
+     ["BATCH_TO_SPACE_ND"], {}, "BATCH_TO_SPACE_ND block 2x2"),
+    ("mirror_pad_reflect", [(1, 4, 5, 2)], simple(lambda x: tf.pad(x, [[0, 0], [1, 2], [2, 1], [0, 0]], "REFLECT")),
+     ["MIRROR_PAD"], {}, "MIRROR_PAD REFLECT"),
+    ("mirror_pad_symmetric", [(3, 4)], simple(lambda x: tf.pad(x, [[1, 1], [0, 3]], "SYMMETRIC")), ["MIRROR_PAD"], {},
+     "MIRROR_PAD SYMMETRIC"),
+    ("slice_3d", [(2, 5, 4)], simple(lambda x: tf.slice(x, [1, 1, 0], [1, 3, 3])), ["SLICE"], {},
+     "SLICE of a 3-D input"),
+    ("log_softmax_1x10", [(1, 10)], simple(lambda x: tf.nn.log_softmax(x)), ["LOG_SOFTMAX"], {"ranges": (-4.0, 4.0)},
+     "LOG_SOFTMAX over 10 logits"),
+    ("reverse_v2_axis1", [(2, 5, 3)], simple(lambda x: tf.reverse(x, [1])), ["REVERSE_V2"], {}, "REVERSE_V2 axis 1"),
+    ("squared_difference", [(1, 12), (1, 12)], simple(lambda a, b: tf.math.squared_difference(a, b)),
+     ["SQUARED_DIFFERENCE"], {}, "SQUARED_DIFFERENCE of two inputs"),
+    ("rsqrt_positive", [(1, 16)], simple(lambda x: tf.math.rsqrt(x)), ["RSQRT"], {"ranges": (0.05, 4.0)},
+     "RSQRT of positive inputs"),
+    ("abs_1x16", [(1, 16)], simple(lambda x: tf.abs(x)), ["ABS"], {"ranges": (-3.0, 2.0)}, "ABS"),
+    ("elu_1x16", [(1, 16)], simple(lambda x: tf.nn.elu(x)), ["ELU"], {"ranges": (-4.0, 2.0)}, "ELU"),
+    ("sum_axis1", [(1, 6, 4)], simple(lambda x: tf.reduce_sum(x, 1)), ["SUM"], {}, "SUM over axis 1"),
+    ("reduce_max_axes12", [(1, 4, 3, 5)], simple(lambda x: tf.reduce_max(x, [1, 2])), ["REDUCE_MAX"], {},
+     "REDUCE_MAX over axes [1,2]"),
+    ("reduce_min_axis_last", [(2, 3, 7)], simple(lambda x: tf.reduce_min(x, -1)), ["REDUCE_MIN"], {},
+     "REDUCE_MIN over the last axis"),
+    ("select_v2_where", [(2, 6), (1, 6)], simple(select_v2), ["SELECT_V2"], {},
+     "tf.where(x > y, x, y/2) with broadcasting (SELECT_V2; same shapes give SELECT, which TFLM lacks)"),
+    ("comparisons_int8", [(1, 10), (1, 10)], simple(lambda a, b: (tf.less(a, b), tf.greater_equal(a, b),
+                                                                 tf.not_equal(a, b))),
+     ["LESS", "GREATER_EQUAL", "NOT_EQUAL"], {"ranges": [(-1.0, 1.0), (-0.5, 2.0)]},
+     "LESS, GREATER_EQUAL, NOT_EQUAL of int8 inputs with different scales (bool outputs)"),
+    ("greater_int8", [(1, 10), (1, 10)], simple(lambda a, b: tf.greater(a, b)), ["GREATER"], {},
+     "GREATER of int8 inputs with different scales (bool output)"),
+    ("equal_const", [(1, 10)], simple(lambda a: tf.equal(a, 0.25)), ["EQUAL"], {}, "EQUAL to a constant (bool output)"),
+    ("less_equal_broadcast", [(2, 5), (1, 5)], simple(lambda a, b: tf.less_equal(a, b)), ["LESS_EQUAL"], {},
+     "LESS_EQUAL with broadcasting (bool output)"),
+    ("div_int8", [(1, 10), (1, 10)], simple(lambda a, b: a / b), ["DIV"], {"ranges": [(-2.0, 2.0), (0.5, 3.0)]},
+     "DIV of int8 inputs"),
+    ("broadcast_to_3x4", [(1, 4)], simple(lambda x: tf.broadcast_to(x, (3, 4))), ["BROADCAST_TO"], {},
+     "BROADCAST_TO (1,4) -> (3,4)"),
+    ("cumsum_axis1", [(1, 8)], simple(lambda x: tf.cumsum(x, 1)), ["CUMSUM"], {}, "CUMSUM along axis 1"),
+    # float32 models: the ops TFLM runs in float32 only, and the float paths of the others
+    ("float_unary_chain", [(1, 12)],
+     simple(lambda x: (tf.floor(x) + tf.math.ceil(x * 0.5) + tf.round(x * 3.0) - tf.abs(x), tf.negative(x))),
+     ["FLOOR", "CEIL", "ROUND", "ABS", "NEG"], {"mode": "float", "ranges": (-4.0, 4.0)},
+     "float32 FLOOR, CEIL, ROUND (half to even), ABS, NEG"),
+    ("float_transcendentals", [(1, 12)],
+     simple(lambda x: (tf.exp(x) + tf.math.log(tf.abs(x) + 0.1) + tf.sin(x) * tf.cos(x) + tf.sqrt(tf.abs(x))
+                       + tf.square(x))),
+     ["EXP", "LOG", "SIN", "COS", "SQRT", "SQUARE"], {"mode": "float", "ranges": (-3.0, 3.0)},
+     "float32 EXP, LOG, SIN, COS, SQRT, SQUARE (the host libm's, as the wheel's)"),
+    ("float_floor_div_mod", [(1, 10), (1, 10)],
+     simple(lambda a, b: tf.math.floordiv(a, b) + tf.math.floormod(a, b)), ["FLOOR_DIV", "FLOOR_MOD"],
+     {"mode": "float", "ranges": [(-5.0, 5.0), (0.5, 2.0)]}, "float32 FLOOR_DIV and FLOOR_MOD"),
+    ("float_logical", [(1, 10), (1, 10)],
+     simple(lambda a, b: tf.logical_or(tf.logical_not(tf.logical_and(a > 0.0, b < 0.5)), a > b + 1.0)),
+     ["LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT"], {"mode": "float"},
+     "LOGICAL_AND/OR/NOT of comparisons (bool output)"),
+    ("float_reduce_all", [(2, 6)], simple(lambda a: tf.reduce_all(a > -0.5, axis=1)), ["REDUCE_ALL"], {"mode": "float"},
+     "REDUCE_ALL of a comparison"),
+    ("float_add_n", [(1, 6), (1, 6), (1, 6)], simple(lambda a, b, c: tf.add_n([a, b, c])), ["ADD_N"], {"mode": "float"},
+     "ADD_N of three inputs"),
+    ("float_cast_int32", [(1, 8)], simple(lambda a: tf.cast(tf.cast(a * 10.0, tf.int32), tf.float32) * 0.5), ["CAST"],
+     {"mode": "float", "ranges": (-20.0, 20.0)}, "CAST float32 -> int32 -> float32"),
+    ("float_log_softmax_l2norm", [(2, 7)], simple(lambda x: tf.nn.log_softmax(x) + tf.math.l2_normalize(x, -1)),
+     ["LOG_SOFTMAX", "L2_NORMALIZATION"], {"mode": "float", "ranges": (-6.0, 6.0)},
+     "float32 LOG_SOFTMAX and L2_NORMALIZATION"),
+    ("float_batch_matmul_gather", [(2, 3, 4), (2, 4, 3)],
+     simple(lambda a, b: tf.gather(tf.matmul(a, b), tf.constant([1, 0, 2], tf.int32), axis=2)),
+     ["BATCH_MATMUL", "GATHER"], {"mode": "float"}, "float32 BATCH_MATMUL then GATHER"),
+    ("float_transpose_conv", [(1, 3, 3, 2)], tconv(3, 2, 2), ["TRANSPOSE_CONV"], {"mode": "float"},
+     "float32 TRANSPOSE_CONV 3x3 stride 2 SAME"),
+    ("float_cumsum_exclusive_reverse", [(2, 6)], simple(lambda x: tf.cumsum(x, 1, exclusive=True, reverse=True)),
+     ["CUMSUM"], {"mode": "float"}, "float32 CUMSUM exclusive, reverse"),
+    ("dynamic_update_slice_const_index", [(4, 5), (2, 3)],
+     simple(lambda x, u: xla_dynamic_update_slice(x, u, [1, 2])),
+     ["DYNAMIC_UPDATE_SLICE"], {"mode": "float"}, "DYNAMIC_UPDATE_SLICE (XlaDynamicUpdateSlice) at a constant index"),
+    ("dynamic_update_slice_int8", [(4, 5), (2, 3)],
+     simple(lambda x, u: xla_dynamic_update_slice(x, u, [3, 4])),
+     ["DYNAMIC_UPDATE_SLICE"], {},
+     "DYNAMIC_UPDATE_SLICE with int8 I/O (the converter keeps it float32 between DEQUANTIZE and QUANTIZE) "
+     "whose start index TFLM clamps (3,4 -> 2,2)"),
+    ("float_broadcast_args", [(1, 3), (2, 1)],
+     simple(lambda a, b: (a + b, tf.broadcast_dynamic_shape(tf.shape(a), tf.shape(b)))),
+     ["BROADCAST_ARGS"], {"mode": "float", "dynamic": [(None, 3), (None, 1)]},
+     "BROADCAST_ARGS of two dynamic shapes (TFLM's BROADCAST_TO takes only a constant shape, so it is an output)"),
+    ("float_zeros_like_shape", [(1, 5)], simple(lambda x: (tf.zeros_like(x) + x, tf.shape(x))),
+     ["ZEROS_LIKE", "SHAPE"], {"mode": "float", "dynamic": [(None, 5)]},
+     "ZEROS_LIKE and SHAPE of a dynamic-batch input (a FILL of computed dims is refused by TFLM)"),
+]
+for nm, shapes, build, expect, extra, desc in ISSUE15:
+    case(nm, desc, shapes, build, expect, **extra)
+
+
 # --------------------------------------------------------------------------- conversion
 def convert(c: dict, rng) -> bytes:
     _import_tf()
@@ -749,6 +896,9 @@ def convert(c: dict, rng) -> bytes:
     if c["rep"] != "sparse":  # make sure the calibration sees the ends of the range
         rep.append([np.full(s, lo, np.float32) for s, (lo, hi) in zip(shapes, ranges)])
         rep.append([np.full(s, hi, np.float32) for s, (lo, hi) in zip(shapes, ranges)])
+    if c["mode"] == "float":  # float32 throughout: no quantization at all
+        with quiet_fds():
+            return converter.convert()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: iter(rep)
     if c["mode"] == "16x8":
@@ -897,7 +1047,8 @@ def verify() -> int:
 # --------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-k", dest="pattern", help="only (re)build cases whose name contains this substring")
+    ap.add_argument("-k", dest="pattern", action="append",
+                    help="only (re)build cases whose name contains this substring (repeatable: any of them)")
     ap.add_argument("--list", action="store_true", help="list the case names and exit")
     ap.add_argument("--verify", action="store_true", help="re-run stored models in TFLM and compare")
     args = ap.parse_args(argv)
@@ -910,7 +1061,7 @@ def main(argv=None) -> int:
 
     os.makedirs(MODELS_DIR, exist_ok=True)
     os.makedirs(CASES_DIR, exist_ok=True)
-    selected = [c for c in CASES if not args.pattern or args.pattern in c["name"]]
+    selected = [c for c in CASES if not args.pattern or any(p in c["name"] for p in args.pattern)]
     previous = {}
     if args.pattern and os.path.exists(MANIFEST):
         with open(MANIFEST) as f:
