@@ -112,10 +112,22 @@ def require_identical_shapes(ctx: PrepareContext, inp, out):
 class _Unary(OpKernel):
     """One input, one output, the output computed element by element."""
 
+    eval_types: tuple[str, ...] = ()  # the input types Eval's switch handles
+
     def operands(self, ctx: PrepareContext):
         self.inp = ctx.require_input(0, "input")
         self.out = ctx.output(0)
         return self.inp, self.out
+
+    def generic_operands(self, ctx: PrepareContext):
+        """elementwise.cc's GenericPrepare (one input, one output, of one type), Eval's type switch
+        (``eval_types``) and the element count Eval writes."""
+        ctx.check_io_counts(1, 1)
+        inp, out = self.operands(ctx)
+        require_same_type(ctx, inp, out)
+        require_eval_type(ctx, inp, self.eval_types)
+        same_element_count(ctx, inp, out)
+        return inp, out
 
     @ieee_float_arithmetic
     def eval(self, inputs):
@@ -130,15 +142,47 @@ class _Unary(OpKernel):
         return asdict(self.params)
 
 
-class _FloatUnary(_Unary):
-    """A float32-only kernel of elementwise.cc (GenericPrepare, then EvalNumeric's type check)."""
+class _GenericUnary(_Unary):
+    """A kernel of elementwise.cc with GenericPrepare and nothing more to prepare."""
 
     def prepare(self, ctx: PrepareContext):
-        ctx.check_io_counts(1, 1)
+        inp, _ = self.generic_operands(ctx)
+        self.params = UnaryParams(input_type=inp.type_name)
+
+
+class _FloatUnary(_GenericUnary):
+    """A float32-only kernel of elementwise.cc (GenericPrepare, then EvalNumeric's type check)."""
+
+    eval_types = ("FLOAT32",)
+
+
+class _IdenticalShapeFloat(_Unary):
+    """EXP, CEIL and ROUND: Prepare requires float32 and an output of exactly the input's type, bytes
+    and dims; their Eval copies the shapes into RuntimeShapes. EXP counts the inputs and outputs
+    before it fetches the tensors, CEIL and ROUND after (``counts_first``), as TFLM's Prepares do."""
+
+    counts_first = False
+
+    def prepare(self, ctx: PrepareContext):
+        if self.counts_first:
+            ctx.check_io_counts(1, 1)
         inp, out = self.operands(ctx)
-        require_same_type(ctx, inp, out)
+        if not self.counts_first:
+            ctx.check_io_counts(1, 1)
+        require_identical_shapes(ctx, inp, out)
+        require_runtime_shape_rank(ctx, inp, out)
+        self.params = UnaryParams(input_type=inp.type_name)
+
+
+class _UncheckedFloat(_Unary):
+    """NEG and FLOOR: no Prepare; Eval handles a float32 input only and writes float32 values."""
+
+    def prepare(self, ctx: PrepareContext):
+        inp, out = self.operands(ctx)
         require_eval_type(ctx, inp, ("FLOAT32",))
+        require_float32_output(ctx, out)
         same_element_count(ctx, inp, out)
+        require_runtime_shape_rank(ctx, inp, out)
         self.params = UnaryParams(input_type=inp.type_name)
 
 
@@ -192,53 +236,34 @@ class Square(_FloatUnary):
 
 
 @register("EXP")
-class Exp(_Unary):
+class Exp(_IdenticalShapeFloat):
     """EXP: Prepare requires float32 and an output of exactly the input's shape."""
 
     supported_types = "float32"
     notes = ("`expf` from the host's C library, as the wheel calls it; ranks above 6 refused (TFLM copies shapes "
              "into a 6-dimension RuntimeShape)")
 
-    def prepare(self, ctx: PrepareContext):
-        ctx.check_io_counts(1, 1)
-        inp, out = self.operands(ctx)
-        require_identical_shapes(ctx, inp, out)
-        require_runtime_shape_rank(ctx, inp, out)
-        self.params = UnaryParams(input_type=inp.type_name)
+    counts_first = True
 
     def compute(self, x):
         return float_function("exp")(x)
 
 
 @register("CEIL")
-class Ceil(_Unary):
+class Ceil(_IdenticalShapeFloat):
     supported_types = "float32"
     notes = "ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
-
-    def prepare(self, ctx: PrepareContext):
-        inp, out = self.operands(ctx)
-        ctx.check_io_counts(1, 1)
-        require_identical_shapes(ctx, inp, out)
-        require_runtime_shape_rank(ctx, inp, out)
-        self.params = UnaryParams(input_type=inp.type_name)
 
     def compute(self, x):
         return np.ceil(x.astype(np.float32, copy=False))
 
 
 @register("ROUND")
-class Round(_Unary):
+class Round(_IdenticalShapeFloat):
     """ROUND: reference_ops::RoundToNearest, half to even written with floor (round.h)."""
 
     supported_types = "float32"
     notes = "half to even; ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
-
-    def prepare(self, ctx: PrepareContext):
-        inp, out = self.operands(ctx)
-        ctx.check_io_counts(1, 1)
-        require_identical_shapes(ctx, inp, out)
-        require_runtime_shape_rank(ctx, inp, out)
-        self.params = UnaryParams(input_type=inp.type_name)
 
     def compute(self, x):
         return round_to_nearest(x.astype(np.float32, copy=False))
@@ -256,55 +281,33 @@ def round_to_nearest(value: np.ndarray) -> np.ndarray:
 
 
 @register("NEG")
-class Neg(_Unary):
+class Neg(_UncheckedFloat):
     """NEG has no Prepare; its Eval handles float32 only."""
 
     supported_types = "float32"
     notes = "ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
-
-    def prepare(self, ctx: PrepareContext):
-        inp, out = self.operands(ctx)
-        require_eval_type(ctx, inp, ("FLOAT32",))
-        require_float32_output(ctx, out)
-        same_element_count(ctx, inp, out)
-        require_runtime_shape_rank(ctx, inp, out)
-        self.params = UnaryParams(input_type=inp.type_name)
 
     def compute(self, x):
         return np.negative(x.astype(np.float32, copy=False))
 
 
 @register("FLOOR")
-class Floor(_Unary):
+class Floor(_UncheckedFloat):
     """FLOOR has no Prepare; Eval ensures a float32 input (TF_LITE_ENSURE_TYPES_EQ at Invoke)."""
 
     supported_types = "float32"
     notes = "ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
-
-    def prepare(self, ctx: PrepareContext):
-        inp, out = self.operands(ctx)
-        require_eval_type(ctx, inp, ("FLOAT32",))
-        require_float32_output(ctx, out)
-        same_element_count(ctx, inp, out)
-        require_runtime_shape_rank(ctx, inp, out)
-        self.params = UnaryParams(input_type=inp.type_name)
 
     def compute(self, x):
         return np.floor(x.astype(np.float32, copy=False))
 
 
 @register("LOGICAL_NOT")
-class LogicalNot(_Unary):
+class LogicalNot(_GenericUnary):
     supported_types = "bool"
     notes = ""
 
-    def prepare(self, ctx: PrepareContext):
-        ctx.check_io_counts(1, 1)
-        inp, out = self.operands(ctx)
-        require_same_type(ctx, inp, out)
-        require_eval_type(ctx, inp, ("BOOL",))
-        same_element_count(ctx, inp, out)
-        self.params = UnaryParams(input_type=inp.type_name)
+    eval_types = ("BOOL",)
 
     def compute(self, x):
         return np.logical_not(x)
@@ -330,14 +333,8 @@ class OpDataAbsRsqrt:
 class _AbsRsqrt(_Unary):
     """PrepareAbsRsqrt of elementwise.cc, shared by ABS and RSQRT."""
 
-    eval_types: tuple[str, ...] = ()
-
     def prepare(self, ctx: PrepareContext):
-        ctx.check_io_counts(1, 1)
-        inp, out = self.operands(ctx)
-        require_same_type(ctx, inp, out)
-        require_eval_type(ctx, inp, self.eval_types)
-        same_element_count(ctx, inp, out)
+        inp, out = self.generic_operands(ctx)
         kind = inp.type_name
         quantized = kind == "INT8" or (kind == "INT16" and inp.quantization is not None)
         input_offset = output_offset = multiplier = shift = 0
@@ -523,12 +520,10 @@ class Elu(_Unary):
     supported_types = "int8 (table built at prepare, `expf`), float32 (`expm1f`)"
     notes = ""
 
+    eval_types = ("FLOAT32", "INT8")
+
     def prepare(self, ctx: PrepareContext):
-        ctx.check_io_counts(1, 1)
-        inp, out = self.operands(ctx)
-        require_same_type(ctx, inp, out)
-        require_eval_type(ctx, inp, ("FLOAT32", "INT8"))
-        same_element_count(ctx, inp, out)
+        inp, out = self.generic_operands(ctx)
         require_runtime_shape_rank(ctx, inp, out)
         table = None
         if inp.type_name == "INT8":
