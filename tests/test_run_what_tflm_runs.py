@@ -433,6 +433,15 @@ def _transpose_conv():
     return b.build(), [_int8(rng, [1, 2, 2, 1])]
 
 
+def _shape():
+    b = ModelBuilder()
+    x = b.input("x", [2, 3], "INT8", **_q())
+    y = b.tensor("y", [2], "INT32")
+    b.op("SHAPE", [x], [y], out_type="INT32")
+    b.output(y)
+    return b.build(), [_int8(np.random.default_rng(14), [2, 3])]
+
+
 # (builder, camelCase option field, value TFLM's parser refuses)
 PARSER_REFUSES = {
     "CAST out_data_type 100": (_cast, "outDataType", 100),
@@ -444,6 +453,7 @@ PARSER_REFUSES = {
     "TRANSPOSE_CONV quantized_bias_type -3": (_transpose_conv, "quantizedBiasType", -3),
     "RESHAPE new_shape of 9": (SCALE_FREE["RESHAPE"], "newShape", [1] * 7 + [3, 2]),
     "SQUEEZE squeeze_dims of 9": (SCALE_FREE["SQUEEZE"], "squeezeDims", [0, 2] * 4 + [0]),
+    "SHAPE out_type 40": (lambda: _shape(), "outType", 40),
 }
 # Values the parser accepts and the kernel never reads: both run the model unchanged.
 PARSER_ACCEPTS = {

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..parse_checks import check_parsed_options
 from ..registry import OpKernel, expect_types, register
 from ..shape import ANY_COPYABLE, require_constant
 from .common import (
@@ -194,6 +195,7 @@ class Shape(OpKernel):
     notes = ""
 
     def prepare(self, ctx):
+        check_parsed_options(ctx)
         ctx.check_io_counts(1)
         x = ctx.require_input(0, "input")
         out = ctx.output(0)
