@@ -36,6 +36,7 @@ IO_QUANT = "Persistent TfLiteTensor quantization data"
 RECORDED = ("TfLiteEvalTensor data", "Persistent TfLiteTensor data", IO_QUANT, PERSISTENT_BUFFER,
             "TfLiteTensor variable buffer data", "NodeAndRegistration struct")
 _BIG = 1 << 48  # a 16-aligned arena size far larger than any model needs
+_OVERLAP_WINDOW = 64  # how far below the bound a buffer over dead temporary bytes is looked for
 
 
 @dataclass
@@ -76,10 +77,16 @@ class _Arena:
     """``SingleArenaBufferAllocator``'s pointers for an arena of size ``size`` starting at 0 (the
     wheel's ``new uint8_t[]`` is 16-aligned), recording the slack of every check."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, overlap: str = "bound"):
         self.size = size
+        # How a persistent buffer made while temporaries are live is checked: "bound" (it may not
+        # reach below the end of the last live temporary byte: linear in the arena size), or
+        # "exact" (its written bytes may not hit a live temporary byte; evaluated for one size).
+        self.overlap = overlap
+        self.live_ranges: list[tuple[int, int]] = []
         self.head = 0
         self.temp = 0
+        self.live = 0  # the end of the temporary bytes still read later
         self.tail = size
         self.slack: list[tuple[int, str]] = []
         self.parts: dict[str, int] = {}
@@ -88,7 +95,14 @@ class _Arena:
     def persistent(self, nbytes: int, align: int, part: str, what: str, record: str | None = None,
                    count: int = 1) -> None:
         new_tail = (self.tail - nbytes) // align * align
-        self.slack.append((new_tail - self.head, what))
+        # TFLM checks a persistent buffer against the head only: one made in Prepare may overlap
+        # the kernel's temporaries; the arena works as long as it overwrites none of their bytes
+        # that are read again (``self.live``, see temp_tensor).
+        if self.overlap == "bound":
+            self.slack.append((new_tail - max(self.head, self.live), what))
+        else:
+            hit = any(lo < new_tail + nbytes and new_tail < hi for lo, hi in self.live_ranges)
+            self.slack.append((-1 if hit or new_tail < self.head else 0, what))
         self.parts[part] = self.parts.get(part, 0) + self.tail - new_tail
         if record:
             r = self.records.setdefault(record, [0, 0, 0])
@@ -97,13 +111,20 @@ class _Arena:
             r[2] += count
         self.tail = new_tail
 
-    def temp_alloc(self, nbytes: int, align: int, what: str) -> None:
+    def temp_alloc(self, nbytes: int, align: int, what: str, live: tuple[int, int] | None = None) -> int:
+        """Allocate temp bytes; ``live``: the (offset, end) of those read again (default all)."""
         start = -(-self.temp // align) * align
         self.slack.append((self.tail - (start + nbytes), what))
         self.temp = start + nbytes
+        lo, hi = live if live is not None else (0, nbytes)
+        if hi > lo:
+            self.live_ranges.append((start + lo, start + hi))
+            self.live = start + hi
+        return start
 
     def reset_temp(self) -> None:
-        self.temp = self.head
+        self.temp = self.live = self.head
+        self.live_ranges = []
 
     def resize_head(self, nbytes: int, what: str) -> None:
         self.slack.append((self.tail - nbytes, what))
@@ -132,8 +153,8 @@ def resource_variable_count(model: Model) -> int:
 
 def _replay(model: Model, size: int, build: Build, ops: Mapping[tuple[int, int], persistent.OpAllocations],
             requests: Sequence[ScratchRequest], head_bytes: int, n_planned: int,
-            offline: list[int] | None) -> _Arena:
-    a = _Arena(size)
+            offline: list[int] | None, overlap: str = "bound") -> _Arena:
+    a = _Arena(size, overlap)
     s = build.sizeof
     al = build.alignof
 
@@ -181,6 +202,7 @@ def _replay(model: Model, size: int, build: Build, ops: Mapping[tuple[int, int],
     for r in requests:
         per_op[(r.subgraph, r.op)] = per_op.get((r.subgraph, r.op), 0) + 1
     tensor_struct = s("TfLiteTensor")
+    tensor_live = build.layout("TfLiteTensor")[2]
     for sg in model.subgraphs:
         for op in sg.operators:
             where = f"Prepare of operator {op.index} ({op.display_name})"
@@ -188,11 +210,18 @@ def _replay(model: Model, size: int, build: Build, ops: Mapping[tuple[int, int],
                 where += f" of subgraph {sg.index}"
             for kind, value in ops[(sg.index, op.index)].prepare_events(build):
                 if kind == "temp":
+                    # A temporary TfLiteTensor (its tail padding is never read), then for a
+                    # quantized tensor its TfLiteAffineQuantization, of which the kernel reads
+                    # the zero-point pointer again (DeallocateTempTfLiteTensor) and an input's
+                    # scale pointer (per-channel scales), and a zero-point array (not read again).
                     t = sg.tensors[value]
-                    a.temp_alloc(tensor_struct, al("TfLiteTensor"), where)
+                    a.temp_alloc(tensor_struct, al("TfLiteTensor"), where, (0, tensor_live))
                     if t.quantization is not None:
-                        a.temp_alloc(s("TfLiteAffineQuantization"), al("TfLiteAffineQuantization"), where)
-                        a.temp_alloc(4 + 4 * t.quantization.scales.size, 4, where)
+                        ptr = build.pointer_bytes
+                        first = ptr if value in op.outputs else 0
+                        a.temp_alloc(s("TfLiteAffineQuantization"), al("TfLiteAffineQuantization"), where,
+                                     (first, 2 * ptr))
+                        a.temp_alloc(4 + 4 * t.quantization.scales.size, 4, where, (0, 0))
                 else:
                     a.persistent(value, ARENA_ALIGNMENT, "kernel_persistent", where, PERSISTENT_BUFFER)
             count += per_op.get((sg.index, op.index), 0)
@@ -239,9 +268,10 @@ def arena_requirement(model: Model, ops: Mapping[tuple[int, int], persistent.OpA
     scratch requests in call order; ``head_bytes``: the planned head; ``n_planned``: the number of
     buffers given to the planner.
     """
+    args = (build, ops, requests, head_bytes, n_planned, offline)
     best = None
     for residue in range(ARENA_ALIGNMENT):
-        a = _replay(model, _BIG + residue, build, ops, requests, head_bytes, n_planned, offline)
+        a = _replay(model, _BIG + residue, *args)
         slack, what = min(a.slack, key=lambda x: x[0])
         n = a.size - ARENA_ALIGNMENT * (slack // ARENA_ALIGNMENT)
         if best is None or n < best[0]:
@@ -250,6 +280,14 @@ def arena_requirement(model: Model, ops: Mapping[tuple[int, int], persistent.OpA
             tail = a.size - a.tail
             parts = dict(a.parts)
             records = {k: tuple(a.records[k]) for k in RECORDED if k in a.records}
+    # The bound above keeps every persistent buffer made in Prepare clear of the last live
+    # temporary byte; TFLM only needs it to leave the live bytes unwritten (a buffer may sit over
+    # a zero-point array or padding). Look below the bound for the smallest size that works.
+    for n in range(max(best[0] - _OVERLAP_WINDOW, 0), best[0]):
+        a = _replay(model, n, *args, overlap="exact")
+        if min(x[0] for x in a.slack) >= 0:
+            best = (n, best[1] + ", a persistent buffer over dead temporary bytes")
+            break
     unknown = [f"{o.op_name} (operator {o.op}{'' if o.subgraph == 0 else f' of subgraph {o.subgraph}'}): {o.unknown}"
                for o in ops.values() if o.unknown]
     return ArenaRequirement(build=build, head_bytes=head_bytes, tail_bytes=tail, minimum_arena=best[0],
