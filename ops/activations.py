@@ -186,6 +186,48 @@ def int16_lut_input(x, multiplier: int, left_shift: int):
     return fp.wrap_int32(fp.as_int64(x) * multiplier + rounding) >> left_shift
 
 
+def logistic_int16(x, input_multiplier: int, input_left_shift: int):
+    """reference_integer_ops::Logistic(int16): 256-entry sigmoid table, 9-bit interpolation (LOGISTIC
+    and the LSTM's gates)."""
+    v = int16_lut_input(x, input_multiplier, input_left_shift)
+    abs_v = np.abs(v)
+    uh = abs_v >> 9
+    idx = np.minimum(uh, 254)
+    ua, ub = SIGMOID_TABLE_UINT16[idx], SIGMOID_TABLE_UINT16[idx + 1]
+    result = np.where(uh >= 255, 0x7FFF << 10, (ua << 9) + (abs_v & 0x1FF) * (ub - ua))
+    result = np.where(v >= 0, result + (1 << 9), (1 << (16 + 9)) - result + (1 << 9) - 1)
+    return fp.wrap_int16(result >> 10)
+
+
+def tanh_int16(x, input_multiplier: int, input_left_shift: int):
+    """reference_integer_ops::Tanh(int16): the sigmoid table read as tanh(x) = 2·sigmoid(2x) - 1 (TANH
+    and the LSTM's cell). The interpolation stays within [0, 0xFFFF << 8], so the result shifted
+    back lies in [-32767, 32767] and the int16 store (the wrap) keeps every value."""
+    v = int16_lut_input(x, input_multiplier, input_left_shift)
+    abs_v = np.abs(v)
+    uh = abs_v >> 8
+    idx = np.minimum(uh, 254)
+    ua, ub = SIGMOID_TABLE_UINT16[idx], SIGMOID_TABLE_UINT16[idx + 1]
+    result = np.where(uh >= 255, 0xFFFF << 8, (ua << 8) + (abs_v & 0xFF) * (ub - ua))
+    result = np.where(v >= 0, result - (1 << (14 + 9)) + (1 << (9 - 2)),
+                      -result + (1 << (14 + 9)) + (1 << (9 - 2)) - 1)
+    return fp.wrap_int16(result >> (9 - 1))
+
+
+def logistic_float(x: np.ndarray) -> np.ndarray:
+    """reference_ops::Logistic(float): 1 above 16.619047, expf(x) below -9, else 1/(1+expf(-x))
+    (LOGISTIC and the LSTM's float gates)."""
+    v = x.astype(np.float32, copy=False)
+    result = np.empty(v.shape, np.float32)
+    upper = v > np.float32(16.619047164916992188)
+    lower = v < np.float32(-9.0)
+    middle = ~(upper | lower)
+    result[upper] = np.float32(1.0)
+    result[lower] = float_function("exp")(v[lower])
+    result[middle] = np.float32(1.0) / (np.float32(1.0) + float_function("exp")(-v[middle]))
+    return result
+
+
 # ------------------------------------------------------------------------------ LOGISTIC / TANH
 
 class _SigmoidLike(UnaryKernel):
@@ -250,25 +292,10 @@ class Logistic(_SigmoidLike):
         return np.clip(out_q23 - 128, -128, 127)
 
     def int16_formula(self, x):
-        v = int16_lut_input(x, self.input_multiplier, self.input_left_shift)
-        abs_v = np.abs(v)
-        uh = abs_v >> 9
-        idx = np.minimum(uh, 254)
-        ua, ub = SIGMOID_TABLE_UINT16[idx], SIGMOID_TABLE_UINT16[idx + 1]
-        result = np.where(uh >= 255, 0x7FFF << 10, (ua << 9) + (abs_v & 0x1FF) * (ub - ua))
-        result = np.where(v >= 0, result + (1 << 9), (1 << (16 + 9)) - result + (1 << 9) - 1)
-        return fp.wrap_int16(result >> 10)
+        return logistic_int16(x, self.input_multiplier, self.input_left_shift)
 
     def compute(self, x):
-        v = x.astype(np.float32, copy=False)
-        result = np.empty(v.shape, np.float32)
-        upper = v > np.float32(16.619047164916992188)
-        lower = v < np.float32(-9.0)
-        middle = ~(upper | lower)
-        result[upper] = np.float32(1.0)
-        result[lower] = float_function("exp")(v[lower])
-        result[middle] = np.float32(1.0) / (np.float32(1.0) + float_function("exp")(-v[middle]))
-        return result
+        return logistic_float(x)
 
 
 @register("TANH")
@@ -285,15 +312,7 @@ class Tanh(_SigmoidLike):
         return np.clip(out_q24, -128, 127)
 
     def int16_formula(self, x):
-        v = int16_lut_input(x, self.input_multiplier, self.input_left_shift)
-        abs_v = np.abs(v)
-        uh = abs_v >> 8
-        idx = np.minimum(uh, 254)
-        ua, ub = SIGMOID_TABLE_UINT16[idx], SIGMOID_TABLE_UINT16[idx + 1]
-        result = np.where(uh >= 255, 0xFFFF << 8, (ua << 8) + (abs_v & 0xFF) * (ub - ua))
-        result = np.where(v >= 0, result - (1 << (14 + 9)) + (1 << (9 - 2)),
-                          -result + (1 << (14 + 9)) + (1 << (9 - 2)) - 1)
-        return result >> (9 - 1)
+        return tanh_int16(x, self.input_multiplier, self.input_left_shift)
 
     def compute(self, x):
         return float_function("tanh")(x)

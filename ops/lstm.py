@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import fixedpoint as fp
-from .activations import SIGMOID_TABLE_UINT16, checked_log2, int16_lut_input
+from .activations import checked_log2, logistic_float, logistic_int16, tanh_int16
 from .c_semantics import float_function, float_sequential_sum_of_products
 from .common import ExactIntegerMatmul, clamp_float, real_multiplier
 from .elementwise import ieee_float_arithmetic, multiply_by_quantized_multiplier, scale_and_zero_point
@@ -152,31 +152,6 @@ class OpDataLSTM:
 
 # ------------------------------------------------------------------------------ int16 nonlinearities
 
-def logistic_int16(x, input_multiplier: int, input_left_shift: int):
-    """reference_integer_ops::Logistic(int16): 256-entry sigmoid table, 9-bit interpolation."""
-    v = int16_lut_input(x, input_multiplier, input_left_shift)
-    abs_v = np.abs(v)
-    uh = abs_v >> 9
-    idx = np.minimum(uh, 254)
-    ua, ub = SIGMOID_TABLE_UINT16[idx], SIGMOID_TABLE_UINT16[idx + 1]
-    result = np.where(uh >= 255, 0x7FFF << 10, (ua << 9) + (abs_v & 0x1FF) * (ub - ua))
-    result = np.where(v >= 0, result + (1 << 9), (1 << (16 + 9)) - result + (1 << 9) - 1)
-    return fp.wrap_int16(result >> 10)
-
-
-def tanh_int16(x, input_multiplier: int, input_left_shift: int):
-    """reference_integer_ops::Tanh(int16): the sigmoid table read as tanh(x) = 2·sigmoid(2x) - 1."""
-    v = int16_lut_input(x, input_multiplier, input_left_shift)
-    abs_v = np.abs(v)
-    uh = abs_v >> 8
-    idx = np.minimum(uh, 254)
-    ua, ub = SIGMOID_TABLE_UINT16[idx], SIGMOID_TABLE_UINT16[idx + 1]
-    result = np.where(uh >= 255, 0xFFFF << 8, (ua << 8) + (abs_v & 0xFF) * (ub - ua))
-    result = np.where(v >= 0, result - (1 << (14 + 9)) + (1 << (9 - 2)),
-                      -result + (1 << (14 + 9)) + (1 << (9 - 2)) - 1)
-    return fp.wrap_int16(result >> (9 - 1))
-
-
 def lstm_tanh_scaling(cell_state_scale_power: int) -> TanhInputScaling:
     """lstm_internal::Tanh: left shift (15 + power) - 3; a negative one becomes multiplier 3 and a
     right shift."""
@@ -199,19 +174,6 @@ def lookup16(table: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ float helpers
-
-def logistic_float(x: np.ndarray) -> np.ndarray:
-    """reference_ops::Logistic(float): 1 above 16.619047, expf(x) below -9, else 1/(1+expf(-x))."""
-    v = x.astype(np.float32, copy=False)
-    result = np.empty(v.shape, np.float32)
-    upper = v > np.float32(16.619047164916992188)
-    lower = v < np.float32(-9.0)
-    middle = ~(upper | lower)
-    result[upper] = np.float32(1.0)
-    result[lower] = float_function("exp")(v[lower])
-    result[middle] = np.float32(1.0) / (np.float32(1.0) + float_function("exp")(-v[middle]))
-    return result
-
 
 def clip_cell_float(v: np.ndarray, clip: np.float32) -> np.ndarray:
     """Clipping(float): std::max(std::min(clip, v), -clip). Read literally, a NaN cell would become
