@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 
 import numpy as np
 
@@ -264,6 +265,39 @@ def _gathered_windows(x, out_hw, kernel_hw, stride_hw, dilation_hw, pad_tl, fill
 
 
 _workspace = threading.local()
+# The buffers of threads that have ended, handed to the next threads that need some: run_batch
+# starts its worker threads per call, and buffers that died with them would be page-faulted in
+# afresh by every call (measured on vww_96 at batch 32 on two threads: 2,300 page faults and 13%
+# of the CPU time in the kernel per call). At most MAX_SPARE_WORKSPACES sets are kept.
+_spare_workspaces: list[dict] = []
+_spare_lock = threading.Lock()
+MAX_SPARE_WORKSPACES = 8
+
+
+class _WorkspaceHolder:
+    """A thread's buffers; when the thread ends (its thread-local data is dropped), they go to
+    the spare list."""
+
+    __slots__ = ("buffers", "__weakref__")
+
+    def __init__(self, buffers: dict):
+        self.buffers = buffers
+
+
+def _return_workspace(buffers: dict) -> None:
+    with _spare_lock:
+        if len(_spare_workspaces) < MAX_SPARE_WORKSPACES:
+            _spare_workspaces.append(buffers)
+
+
+def _thread_buffers() -> dict:
+    holder = getattr(_workspace, "holder", None)
+    if holder is None:
+        with _spare_lock:
+            buffers = _spare_workspaces.pop() if _spare_workspaces else {}
+        holder = _workspace.holder = _WorkspaceHolder(buffers)
+        weakref.finalize(holder, _return_workspace, buffers)
+    return holder.buffers
 
 
 def workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -272,11 +306,10 @@ def workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     Blocked kernels create same-sized temporaries over and over; for arrays of a megabyte or so
     glibc hands out fresh mmap'd pages each time, and the page faults cost more than the
     arithmetic (measured: 11 ns vs 4 ns per requantized element). Contents are undefined; never
-    return a workspace array from eval.
+    return a workspace array from eval. A set of buffers belongs to one thread at a time (a
+    thread that ends passes its set on to a later thread).
     """
-    buffers = getattr(_workspace, "buffers", None)
-    if buffers is None:
-        buffers = _workspace.buffers = {}
+    buffers = _thread_buffers()
     dtype = np.dtype(dtype)
     size = math.prod(shape)
     buf = buffers.get((name, dtype))
