@@ -128,7 +128,8 @@ class _Arena:
 
     def resize_head(self, nbytes: int, what: str) -> None:
         self.slack.append((self.tail - nbytes, what))
-        self.head = self.temp = nbytes
+        self.head = self.temp = self.live = nbytes
+        self.live_ranges = []
 
     def planner(self, n_buffers: int, per_buffer: int, what: str) -> None:
         # CommitStaticMemoryPlan gives the planner GetAvailableMemory(16) bytes of temp memory;
