@@ -160,7 +160,7 @@ RULES: dict[str, Rule] = {
     "RELU": Rule(("ReluOpData",)), "RELU6": Rule(("Relu6OpData",)),
     "ADD": Rule(("OpDataAdd",)), "SUB": Rule(("OpDataSub",)), "MUL": Rule(("OpDataMul",)),
     "DIV": Rule(("OpDataDiv",)),
-    "FLOOR_DIV": Rule(("OpDataFloorDivMod",)), "FLOOR_MOD": Rule(("OpDataFloorDivMod",)),
+    "FLOOR_DIV": Rule(), "FLOOR_MOD": Rule(),  # their Init returns nullptr
     "SQUARED_DIFFERENCE": Rule(("OpDataSquaredDifference",)),
     "EQUAL": Rule(("OpDataComparison",), "I0 I1"), "NOT_EQUAL": Rule(("OpDataComparison",), "I0 I1"),
     "GREATER": Rule(("OpDataComparison",), "I0 I1"), "GREATER_EQUAL": Rule(("OpDataComparison",), "I0 I1"),
@@ -172,7 +172,7 @@ RULES: dict[str, Rule] = {
     "AVERAGE_POOL_2D": Rule(("OpDataPooling",)), "MAX_POOL_2D": Rule(("OpDataPooling",)),
     "L2_POOL_2D": Rule((), "O0 I0 P", _out_dims_copy),
     "SOFTMAX": Rule(("SoftmaxParams",), "I0 O0 P P", _softmax),
-    "LOG_SOFTMAX": Rule((), "I0 O0 P", lambda t, o: ["OpDataLogSoftmax"]),
+    "LOG_SOFTMAX": Rule((), "I0 O0 P", lambda t, o: ["OpDataLogSoftmax"] if _t(t, o, 0).type_name == "INT8" else []),
     "LOGISTIC": Rule(("OpDataLogistic",), "I0 O0"), "TANH": Rule(("OpDataTanh",), "I0 I0 O0"),
     "HARD_SWISH": Rule(("HardSwishParams",)), "LEAKY_RELU": Rule(("OpDataLeakyRelu",)),
     "PRELU": Rule(("PreluParams",)), "ELU": Rule(("OpDataElu",)),
@@ -180,13 +180,14 @@ RULES: dict[str, Rule] = {
     "QUANTIZE": Rule(("OpDataQuantizeReference",)), "DEQUANTIZE": Rule(("DequantizeOpData",)),
     "PAD": Rule(("OpDataPad",)), "PADV2": Rule(("OpDataPad",)),
     "MIRROR_PAD": Rule(("OpDataMirrorPad",)),
-    "MEAN": Rule(("OpDataReduce",), "I0 I1 O0 I0 O0 I1"), "SUM": Rule(("OpDataReduce",), "I0 I1 O0 I0 O0 I1"),
-    "REDUCE_MAX": Rule(("OpDataReduce",), "I0 I1 O0 I0 O0 I1"),
-    "REDUCE_MIN": Rule(("OpDataReduce",), "I0 I1 O0 I0 O0 I1"),
-    "REDUCE_ALL": Rule(("OpDataReduce",), "I0 I1 O0 I0 O0 I1"),
+    # reduce_common.cc: PrepareSimple reads the input, the axis and, for an int8 input, the output.
+    "MEAN": Rule(("OpDataReduce",), "I0 O0 I1 I0 I1 Q0"), "SUM": Rule(("OpDataReduce",), "I0 O0 I1 I0 I1 Q0"),
+    "REDUCE_MAX": Rule(("OpDataReduce",), "I0 I1 Q0 I0 O0 I1"),
+    "REDUCE_MIN": Rule(("OpDataReduce",), "I0 I1 Q0 I0 O0 I1"),
+    "REDUCE_ALL": Rule(("OpDataReduce",), "I0 O0 I1 I0 I1 Q0"),
     "RESHAPE": Rule((), "I0 O0 P", _reshape), "SQUEEZE": Rule(), "EXPAND_DIMS": Rule(),
     "STRIDED_SLICE": Rule(("StridedSliceParams",)), "SLICE": Rule(),
-    "CONCATENATION": Rule(("OpDataConcatenation",), "I0 O0 I* O0"),
+    "CONCATENATION": Rule(("OpDataConcatenation",), "I0 O0 I*"),
     "SPLIT": Rule(prepare="I0"), "SPLIT_V": Rule(prepare="I2"), "SHAPE": Rule(prepare=""),
     "TRANSPOSE": Rule(), "RESIZE_BILINEAR": Rule(), "RESIZE_NEAREST_NEIGHBOR": Rule(),
     "BATCH_TO_SPACE_ND": Rule(prepare="I0 O0"), "SPACE_TO_BATCH_ND": Rule(("SpaceToBatchParams",), "I0 O0"),
@@ -195,7 +196,7 @@ RULES: dict[str, Rule] = {
     "EMBEDDING_LOOKUP": Rule((), "I0 I1 O0 P P", lambda t, o: [*_out_dims_copy(t, o), "OpDataEmbeddingLookup"]),
     "BROADCAST_ARGS": Rule(), "BROADCAST_TO": Rule(), "FILL": Rule(), "REVERSE_V2": Rule(),
     "DYNAMIC_UPDATE_SLICE": Rule(),
-    "CUMSUM": Rule((), "I0 I1 O0 P", lambda t, o: ["OpDataCumSum"]),
+    "CUMSUM": Rule((), "I0 I1 O0 P", lambda t, o: ["OpDataCumSum"] if _t(t, o, 0).type_name == "INT8" else []),
     "TRANSPOSE_CONV": Rule(("OpDataTransposeConv",), "O0 I0 I1 P P I0 I1 I2 O0", _per_channel(0)),
     "SVDF": Rule(("OpDataSvdf",), "I0 I1 I2 I3 I4 O0"),
     "CIRCULAR_BUFFER": Rule(("OpDataCircularBuffer",)),
@@ -206,11 +207,15 @@ RULES: dict[str, Rule] = {
 }
 
 
-def _tokens(spec: str, op: Operator) -> list[str]:
+def _tokens(spec: str, op: Operator, tensors: list[Tensor]) -> list[str]:
     out: list[str] = []
     for tok in spec.split():
         if tok == "P":
             out.append("P")
+        elif tok == "Q0":  # the output, read only for an int8 input
+            x = tensors[op.inputs[0]] if op.inputs and op.inputs[0] >= 0 else None
+            if x is not None and x.type_name == "INT8" and op.outputs:
+                out.append(f"T{op.outputs[0]}")
         elif tok in ("I*", "O*"):
             idx = op.inputs if tok == "I*" else op.outputs
             out += [f"T{t}" for t in idx if t >= 0]
@@ -233,7 +238,7 @@ def operator_allocations(model: Model, subgraph: int, op: Operator,
     if rule is None:
         got.unknown = "no rule for this operator's TFLM kernel"
         return got
-    got.prepare_tokens = _tokens(rule.prepare, op)
+    got.prepare_tokens = _tokens(rule.prepare, op, tensors)
     if kernel_persistent is not None:
         allocs = list(kernel_persistent)
         n_init = len(rule.init)
