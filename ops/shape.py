@@ -61,6 +61,24 @@ def with_samples(a: np.ndarray, n: int) -> np.ndarray:
     return a if a.shape[0] == n else np.broadcast_to(a, (n,) + a.shape[1:])
 
 
+def row_major_strides(shape) -> list[int]:
+    """The flat stride of each dimension of a row-major (C order) shape."""
+    return [int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(len(shape))]
+
+
+def flat_offsets(axis_offsets) -> np.ndarray:
+    """The flat input offsets a kernel reads walking its output in C order, where each output axis k
+    adds ``axis_offsets[k][i_k]`` (an index times the input stride it moves along): the outer sum,
+    int64, flattened. The output's shape is the lengths of ``axis_offsets``."""
+    rank = len(axis_offsets)
+    offsets = np.zeros(tuple(len(o) for o in axis_offsets), dtype=np.int64)
+    for k, o in enumerate(axis_offsets):
+        axis_shape = [1] * rank
+        axis_shape[k] = len(o)
+        offsets = offsets + np.asarray(o, dtype=np.int64).reshape(axis_shape)
+    return offsets.reshape(-1)
+
+
 def check_types_equal(ctx: PrepareContext, a, b, what_a="input", what_b="output"):
     ctx.check(a.type_name == b.type_name,
               f"{what_a} type {a.type_name} differs from {what_b} type {b.type_name} "
@@ -211,15 +229,11 @@ class Transpose(OpKernel):
         # shape): TFLM still walks the output dims reading input element sum_k i_k * stride[perm[k]].
         if len(out.shape) != rank:
             ctx.unsupported(f"output rank {len(out.shape)} differs from input rank {rank}", out)
-        in_strides = [int(np.prod(x.shape[d + 1:], dtype=np.int64)) for d in range(rank)]
-        offsets = np.zeros(tuple(out.shape), dtype=np.int64)
-        for k, p in enumerate(perm):
-            axis_shape = [1] * rank
-            axis_shape[k] = out.shape[k]
-            offsets = offsets + (np.arange(out.shape[k], dtype=np.int64) * in_strides[p]).reshape(axis_shape)
+        in_strides = row_major_strides(x.shape)
+        offsets = flat_offsets([np.arange(out.shape[k], dtype=np.int64) * in_strides[p] for k, p in enumerate(perm)])
         if offsets.size and offsets.max() >= x.size:
             ctx.unsupported(f"perm {perm} with output shape {list(out.shape)} reads past the input", perm_t)
-        self.gather = offsets.reshape(-1)
+        self.gather = offsets
 
     def eval(self, inputs):
         x = inputs[0]

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..registry import OpKernel, expect_types, register
+from ..shape import flat_offsets, row_major_strides
 from .common import (
     MAX_SMALL_RANK,
     MapKernel,
@@ -56,15 +57,13 @@ def mirror_pad_map(in_shape, out_shape, offset: int, padding_sample: np.ndarray,
     else:
         # GetPadding is skipped for other types: left_pad / right_pad stay 0.
         pads = np.zeros((rank, 2), dtype=np.int64)
-    in_strides = [int(np.prod(in_shape[i + 1:], dtype=np.int64)) for i in range(rank)]
-    read_map = np.zeros(tuple(out_shape), dtype=np.int64)
+    in_strides = row_major_strides(in_shape)
+    axis_offsets = []
     for i in range(rank):
         idx = get_input_dimension(np.arange(out_shape[i]), int(pads[i, 0]), int(pads[i, 1]), in_shape[i], offset)
         check_int32("the mirrored index", idx, idx * in_strides[i])
-        axis = [1] * rank
-        axis[i] = out_shape[i]
-        read_map = read_map + (idx * in_strides[i]).reshape(axis)
-    read_map = read_map.reshape(-1)
+        axis_offsets.append(idx * in_strides[i])
+    read_map = flat_offsets(axis_offsets)
     size = int(np.prod(in_shape, dtype=np.int64))
     if read_map.size and (read_map.min() < 0 or read_map.max() >= size):
         raise Refusal(f"paddings {pads.tolist()} make TFLM read outside the input {list(in_shape)} (a pad "

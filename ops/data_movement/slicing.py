@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..registry import OpKernel, expect_types, register
+from ..shape import flat_offsets, row_major_strides
 from .common import (
     MAX_SMALL_RANK,
     MapKernel,
@@ -58,13 +59,8 @@ def slice_map(in_shape, out_size: int, begin_sample: np.ndarray, size_sample: np
                       f"of {out_size} ({'past its end' if writes > out_size else 'leaving the rest unwritten'})",
                       undefined=True)
     # Offset(ext_shape, i0..i4): flat addressing, each index walked from start to stop.
-    strides = [int(np.prod(ext[i + 1:], dtype=np.int64)) for i in range(SLICE_MAX_RANK)]
-    read_map = np.zeros(tuple(counts), dtype=np.int64)
-    for i in range(SLICE_MAX_RANK):
-        axis = [1] * SLICE_MAX_RANK
-        axis[i] = counts[i]
-        read_map = read_map + (np.arange(start[i], stop[i], dtype=np.int64) * strides[i]).reshape(axis)
-    read_map = read_map.reshape(-1)
+    strides = row_major_strides(ext)
+    read_map = flat_offsets([np.arange(start[i], stop[i], dtype=np.int64) * strides[i] for i in range(SLICE_MAX_RANK)])
     if read_map.size and (read_map.min() < 0 or read_map.max() >= int(np.prod(ext, dtype=np.int64))):
         raise Refusal(f"begin {b_vals.tolist()} and size {s_vals.tolist()} read outside the input "
                       f"{list(in_shape)}", undefined=True)
