@@ -109,17 +109,10 @@ def test_reference_kernels_match_tflm(name):
     check(name, it.run_batch(inputs), fresh, "reference run_batch")
 
 
-# TFLM's VarHandlePrepare points the VAR_HANDLE output's data at its OpData before the memory
-# planner runs, so the planner never places that tensor (needs_allocating is false); microref's
-# planner places it (16 bytes). Strict: the test fails once the planner leaves it out.
-PLANNER_PLACES_VAR_HANDLE_OUTPUT = pytest.mark.xfail(
-    strict=True, reason="interp/planner places the VAR_HANDLE output tensor, TFLM does not (16 bytes more)")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=PLANNER_PLACES_VAR_HANDLE_OUTPUT)
-                                  if "VAR_HANDLE" in CASES[n]["ops"] else n for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_arena_matches_tflm(name):
     """The planned arena equals TFLM's 'Arena allocation head' (LSTM scratch buffers, variable
-    tensors, every subgraph of the control-flow models)."""
+    tensors, every subgraph of the control-flow models; a VAR_HANDLE's output is not planned, as
+    TFLM's VarHandlePrepare points it at persistent data before its planner runs)."""
     _, _, _, _, head = load_case(name)
     assert interpreter(name).plan.arena_bytes == head

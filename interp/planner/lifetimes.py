@@ -213,8 +213,10 @@ def collect_buffers(model: Model, requests: Sequence[ScratchRequest], life: Life
 
     A tensor is planned when it has no data in the flatbuffer, is not variable and has a nonzero
     size; a variable tensor goes to the persistent tail (``AllocateVariables``) unless the
-    offline plan gives it an offset, which puts it in the head. Non-empty intermediate tensors
-    are refused, as TFLM's ``ValidateSubgraph`` does.
+    offline plan gives it an offset, which puts it in the head. A VAR_HANDLE's output is never
+    planned: its Prepare points it at the kernel's persistent data before the planner runs, and
+    TFLM plans only tensors whose data is still null. Non-empty intermediate tensors are refused,
+    as TFLM's ``ValidateSubgraph`` does.
     """
     buffers: list[PlannedBuffer] = []
     flat = 0
@@ -226,9 +228,10 @@ def collect_buffers(model: Model, requests: Sequence[ScratchRequest], life: Life
                     raise ModelError(f'operator {op.index} ({op.display_name}): intermediate tensor '
                                      f'{t} "{tt.name}" has {tt.nbytes} bytes; TFLM only accepts '
                                      f"empty intermediates")
+        handles = {t for op in sg.operators if op.op_name == "VAR_HANDLE" for t in op.outputs}
         for t in sg.tensors:
             off = offline[flat] if offline is not None else ONLINE
-            needs = (not t.is_constant) and (not t.is_variable) and t.nbytes != 0
+            needs = (not t.is_constant) and (not t.is_variable) and t.nbytes != 0 and t.index not in handles
             if t.is_variable and off != ONLINE:
                 needs = True  # an offline-planned variable goes in the head, not the tail
             if needs:
