@@ -26,6 +26,7 @@ import numpy as np
 
 from .data_movement.common import Refusal, check_int32, constant_sample, raise_at_run, refuse_at_load
 from .registry import OpKernel, PrepareContext, register
+from .shape import with_samples
 
 GATHER_TYPES = ("FLOAT32", "INT8")
 GATHER_ND_MAX_INDICES = 5  # MAX_INDICES_ND
@@ -43,10 +44,6 @@ def require_output_type(ctx: PrepareContext, out, type_name: str, role: str):
     if out.type_name != type_name:
         ctx.unsupported(f"output type {out.type_name} differs from the {role} type {type_name} (TFLM sets the "
                         "output's type from it)", out)
-
-
-def _samples(a: np.ndarray, n: int) -> np.ndarray:
-    return a if a.shape[0] == n else np.broadcast_to(a, (n,) + a.shape[1:])
 
 
 def _first_bad(values: np.ndarray, bad: np.ndarray) -> str:
@@ -130,8 +127,8 @@ class Gather(OpKernel):
                 check_gather_coords(c, p.axis_size)
             except Refusal as r:
                 raise_at_run(self.location, r)
-        xr = _samples(x, n).reshape(n, p.batch_size, p.outer_size, p.axis_size, p.inner_size)
-        c = _samples(c, n)
+        xr = with_samples(x, n).reshape(n, p.batch_size, p.outer_size, p.axis_size, p.inner_size)
+        c = with_samples(c, n)
         # output[s, batch, outer, coord, :] = input[s, batch, outer, coords[s, batch, coord], :]
         y = xr[np.arange(n)[:, None, None, None], np.arange(p.batch_size)[None, :, None, None],
                np.arange(p.outer_size)[None, None, :, None], c[:, :, None, :]]
@@ -221,8 +218,8 @@ class GatherNd(OpKernel):
         except Refusal as r:
             raise_at_run(self.location, r)
         n = max(params.shape[0], from_pos.shape[0])
-        from_pos = _samples(from_pos, n)
-        flat = _samples(params, n).reshape(n, -1)
+        from_pos = with_samples(from_pos, n)
+        flat = with_samples(params, n).reshape(n, -1)
         # memcpy(output + i * slice_size, params + from_pos[i], slice_size)
         offsets = from_pos[:, :, None] + np.arange(p.slice_size, dtype=np.int64)
         y = np.take_along_axis(flat, offsets.reshape(n, -1), axis=1)
@@ -310,8 +307,8 @@ class EmbeddingLookup(OpKernel):
         except Refusal as r:
             raise_at_run(self.location, r)
         n = max(lookup.shape[0], value.shape[0])
-        rows = _samples(value, n).reshape(n, p.num_rows, p.num_columns)
-        ids = _samples(lookup, n).astype(np.int64)
+        rows = with_samples(value, n).reshape(n, p.num_rows, p.num_columns)
+        ids = with_samples(lookup, n).astype(np.int64)
         y = rows[np.arange(n)[:, None], ids]  # (n, lookups, num_columns)
         if p.hybrid:
             # Dequantize: (values[i] - 0) * scale, an int converted to float times a float.

@@ -34,17 +34,23 @@ INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 # ---------------------------------------------------------------------------- shared helpers
 
+def int32_words(sample: np.ndarray) -> np.ndarray:
+    """Values read as int32 words, as GetTensorData<int32_t> reads a tensor whatever its type (an
+    int64 tensor gives low word, high word, ...), widened to int64."""
+    data = np.ascontiguousarray(sample)
+    if data.dtype == np.int32:
+        return data.reshape(-1).astype(np.int64)
+    raw = data.astype(data.dtype.newbyteorder("<"), copy=False).tobytes()
+    return np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<i4").astype(np.int64)
+
+
 def int32_view(tensor) -> np.ndarray:
     """A constant tensor's bytes read as int32, as TFLM's GetTensorData<int32_t> does.
 
     TFLM does not check the type of paddings/begin/end/strides/perm tensors; an int64 tensor is
     reinterpreted word by word, and so it is here.
     """
-    data = np.ascontiguousarray(tensor.data)
-    if data.dtype == np.int32:
-        return data.reshape(-1)
-    raw = data.astype(data.dtype.newbyteorder("<"), copy=False).tobytes()
-    return np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<i4").astype(np.int32)
+    return int32_words(tensor.data).astype(np.int32)
 
 
 def require_constant(ctx: PrepareContext, tensor, role: str):

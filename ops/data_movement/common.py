@@ -59,16 +59,6 @@ def wrap_int32(values) -> np.ndarray:
     return np.asarray(values, np.int64).astype(np.int32).astype(np.int64)
 
 
-def int32_words(sample: np.ndarray) -> np.ndarray:
-    """One sample of a parameter tensor read as int32 words, as GetTensorData<int32_t> reads it
-    whatever the tensor's type (an int64 tensor gives low word, high word, ...)."""
-    data = np.ascontiguousarray(sample)
-    if data.dtype == np.int32:
-        return data.reshape(-1).astype(np.int64)
-    raw = data.astype(data.dtype.newbyteorder("<"), copy=False).tobytes()
-    return np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<i4").astype(np.int64)
-
-
 def check_int32(what: str, *arrays):
     """Refuse arithmetic TFLM does in int whose results leave the int32 range (signed overflow
     is undefined behaviour in C++)."""
@@ -143,11 +133,6 @@ def expand_depth(pixel_map: np.ndarray, depth: int) -> np.ndarray:
     """A map over pixels (-1 = fill) widened to the ``depth`` elements each pixel holds."""
     d = np.arange(depth, dtype=np.int64)
     return np.where(pixel_map[:, None] < 0, -1, pixel_map[:, None] * depth + d).reshape(-1)
-
-
-def same_type(ctx, a, b, what_a="input", what_b="output"):
-    ctx.check(a.type_name == b.type_name,
-              f"{what_a} type {a.type_name} differs from {what_b} type {b.type_name} (TF_LITE_ENSURE_TYPES_EQ)")
 
 
 def describe_params(params) -> dict:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..registry import OpKernel, expect_types, register
-from ..shape import flat_offsets, row_major_strides
+from ..shape import check_types_equal, flat_offsets, row_major_strides
 from .common import (
     MAX_SMALL_RANK,
     MapKernel,
@@ -19,7 +19,6 @@ from .common import (
     parameter_groups,
     raise_at_run,
     refuse_at_load,
-    same_type,
     wrap_int32,
 )
 
@@ -166,7 +165,7 @@ class ReverseV2(OpKernel):
         ctx.check(rank >= axis_t.size, f"{axis_t.size} axes for a rank-{rank} input", axis_t)
         ctx.check(x.type_name in REVERSE_TYPES, f"Type '{x.type_name}' is not supported by reverse.", x)
         ctx.check(axis_t.type_name == "INT32", f"Axis Type '{axis_t.type_name}' is not supported by reverse.", axis_t)
-        same_type(ctx, x, out)
+        check_types_equal(ctx, x, out)
         ctx.check(axis_t.size > 0, "the axis tensor is empty: TFLM's Reverse then reads axes[-1] "
                   "(undefined behaviour; the wheel crashes)", axis_t)
         if out.size != x.size:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..registry import OpKernel, expect_types, register
-from ..shape import flat_offsets, row_major_strides
+from ..shape import check_types_equal, flat_offsets, row_major_strides
 from .common import (
     MAX_SMALL_RANK,
     MapKernel,
@@ -18,7 +18,6 @@ from .common import (
     constant_sample,
     parameter_groups,
     refuse_at_load,
-    same_type,
     wrap_int32,
 )
 
@@ -147,7 +146,7 @@ class DynamicUpdateSlice(OpKernel):
         idx_t = ctx.require_input(2, "start_indices")
         out = ctx.output(0)
         self.out_tensor = out
-        same_type(ctx, operand, update, "operand", "update")
+        check_types_equal(ctx, operand, update, "operand", "update")
         ctx.check(idx_t.type_name in ("INT32", "INT64"),
                   "start_indices->type == kTfLiteInt32 || start_indices->type == kTfLiteInt64 was not true", idx_t)
         ctx.check(len(idx_t.shape) == 1, f"NumDimensions(start_indices) is {len(idx_t.shape)}, must be 1", idx_t)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..registry import OpKernel, expect_types, register
+from ..shape import check_types_equal, int32_words
 from .common import (
     MapKernel,
     Refusal,
@@ -18,10 +19,8 @@ from .common import (
     check_int32,
     constant_sample,
     expand_depth,
-    int32_words,
     last_writes,
     refuse_at_load,
-    same_type,
 )
 
 SPACE_BATCH_TYPES = ("FLOAT32", "INT8")  # BatchToSpaceNDEval / SpaceToBatchNDEval switches
@@ -127,7 +126,7 @@ class _SpaceBatch(MapKernel):
         for t, role in ((x, "input"), (out, "output")):
             ctx.check(3 <= len(t.shape) <= 4, f"{role} rank {len(t.shape)} is not 3 or 4 "
                       "(kInputOutputMinDimensionNum..kInputOutputMaxDimensionNum)", t)
-        same_type(ctx, x, out)
+        check_types_equal(ctx, x, out)
         expect_types(ctx, x, SPACE_BATCH_TYPES, "input")
         if len(x.shape) != len(out.shape):
             ctx.unsupported(f"input rank {len(x.shape)} differs from output rank {len(out.shape)} "
@@ -208,7 +207,7 @@ class _DepthSpace(OpKernel):
         ctx.check(len(x.shape) == 4, f"NumDimensions(input) is {len(x.shape)}, must be 4", x)
         ctx.check(out.type_name in DEPTH_SPACE_TYPES,
                   f"output type {out.type_name} is not FLOAT32 or INT8", out)
-        same_type(ctx, x, out)
+        check_types_equal(ctx, x, out)
         block = int(ctx.options.get("block_size", 0))
         ctx.check(block > 0, f"block_size {block} is not > 0")
         self.params = DepthSpaceParams(block)
