@@ -36,6 +36,7 @@ from interp.errors import ModelError
 from interp.model import Tensor
 
 from .registry import OpKernel, PrepareContext, register
+from .shape import with_samples
 
 # A WHILE still looping after this many iterations of one call is reported as an error naming
 # the operator (TFLM would loop for ever). Interpreter(..., max_while_iterations=...) changes it.
@@ -92,11 +93,6 @@ def check_subgraph_index(ctx: PrepareContext, option: str, index: int) -> None:
     n = ctx.graph.num_subgraphs
     ctx.check(0 <= index < n, f"{option} {index} is not a subgraph (the model has {n}; "
                               f"TF_LITE_ENSURE(index < NumSubgraphs()))")
-
-
-def as_samples(a: np.ndarray, n: int) -> np.ndarray:
-    """An eval array with exactly n samples (a constant's single sample broadcast)."""
-    return a if a.shape[0] == n else np.broadcast_to(a, (n,) + a.shape[1:])
 
 
 def copy_into(values: Sequence[np.ndarray], targets: Sequence[Tensor]) -> list[np.ndarray]:
@@ -163,8 +159,8 @@ class If(OpKernel):
     def eval(self, inputs, graph):
         p = self.params
         n = graph.n
-        cond = as_samples(first_bool(inputs[0]), n)
-        args = [as_samples(a, n) for a in inputs[1:]]
+        cond = with_samples(first_bool(inputs[0]), n)
+        args = [with_samples(a, n) for a in inputs[1:]]
         if cond.all() or not cond.any():
             s = p.then_subgraph_index if cond[0] else p.else_subgraph_index
             return copy_into(graph.invoke(s, copy_into(args, self.branch_inputs[s])), self.outputs)
@@ -240,7 +236,7 @@ class While(OpKernel):
     def eval(self, inputs, graph):
         p = self.params
         n = graph.n
-        values = copy_into([as_samples(a, n) for a in inputs], self.outputs)
+        values = copy_into([with_samples(a, n) for a in inputs], self.outputs)
         running = np.arange(n)
         cond = first_bool(graph.invoke(p.cond_subgraph_index, copy_into(values, self.cond_inputs))[0])
         iterations = 0
@@ -307,7 +303,7 @@ class CallOnce(OpKernel):
 
     def eval(self, inputs, state, graph):
         (has_run,) = state
-        todo = np.flatnonzero(~as_samples(has_run, graph.n))
+        todo = np.flatnonzero(~with_samples(has_run, graph.n))
         if todo.size:
             graph.invoke(self.params.init_subgraph_index, [], None if todo.size == graph.n else todo)
         return [], (np.ones(graph.n, bool),)
