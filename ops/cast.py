@@ -20,7 +20,7 @@ import numpy as np
 
 from .parse_checks import check_parsed_options
 from .registry import OpKernel, PrepareContext, register
-from .unary import require_runtime_shape_rank
+from .unary import RUNTIME_SHAPE_RANK_NOTE, require_runtime_shape_rank
 
 CAST_TYPES = ("INT8", "INT16", "INT32", "UINT32", "FLOAT32", "BOOL")
 INTEGER_RANGES = {"INT8": (-128, 127), "INT16": (-(1 << 15), (1 << 15) - 1),
@@ -37,7 +37,7 @@ class CastParams:
 class Cast(OpKernel):
     supported_types = "int8, int16, int32, uint32, float32, bool → the same six"
     notes = ("the wheel's conversions: integers wrap, float → integer truncates and saturates (NaN → 0), → bool is "
-             "≠ 0; ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)")
+             "≠ 0; " + RUNTIME_SHAPE_RANK_NOTE)
 
     def prepare(self, ctx: PrepareContext):
         check_parsed_options(ctx)

@@ -27,9 +27,15 @@ import numpy as np
 from . import fixedpoint as fp
 from .elementwise import BroadcastShapes, ieee_float_arithmetic, multiply_by_quantized_multiplier
 from .registry import OpKernel, PrepareContext, register
-from .unary import require_runtime_shape_rank
+from .unary import RUNTIME_SHAPE_RANK_NOTE, require_runtime_shape_rank
 
 COMPARISON_LEFT_SHIFT = 8  # kLeftShift in ComparisonsPrepare
+
+# The operator table's rows for the six comparisons.
+EQUALITY_TYPES = "int8, int32, int64, float32, bool"  # EQUAL, NOT_EQUAL
+ORDERED_TYPES = "int8, int32, int64, float32"  # GREATER, GREATER_EQUAL, LESS, LESS_EQUAL
+COMPARISON_NOTES = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales "
+                    "must be in (0, 1): TFLM aborts otherwise); " + RUNTIME_SHAPE_RANK_NOTE)
 
 
 @dataclass(frozen=True)
@@ -130,10 +136,8 @@ class _Comparison(_BinaryBool):
 
 @register("EQUAL")
 class Equal(_Comparison):
-    supported_types = "int8, int32, int64, float32, bool"
-    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
-             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
-             "RuntimeShape)")
+    supported_types = EQUALITY_TYPES
+    notes = COMPARISON_NOTES
 
     compare = operator.eq
     eval_types = ("BOOL", "FLOAT32", "INT32", "INT64", "INT8")
@@ -141,10 +145,8 @@ class Equal(_Comparison):
 
 @register("NOT_EQUAL")
 class NotEqual(_Comparison):
-    supported_types = "int8, int32, int64, float32, bool"
-    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
-             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
-             "RuntimeShape)")
+    supported_types = EQUALITY_TYPES
+    notes = COMPARISON_NOTES
 
     compare = operator.ne
     eval_types = ("BOOL", "FLOAT32", "INT32", "INT64", "INT8")
@@ -152,40 +154,32 @@ class NotEqual(_Comparison):
 
 @register("GREATER")
 class Greater(_Comparison):
-    supported_types = "int8, int32, int64, float32"
-    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
-             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
-             "RuntimeShape); int16 refused (its Eval compares with parameters TFLM never sets)")
+    supported_types = ORDERED_TYPES
+    notes = COMPARISON_NOTES + "; int16 refused (its Eval compares with parameters TFLM never sets)"
 
     compare = operator.gt
 
 
 @register("GREATER_EQUAL")
 class GreaterEqual(_Comparison):
-    supported_types = "int8, int32, int64, float32"
-    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
-             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
-             "RuntimeShape)")
+    supported_types = ORDERED_TYPES
+    notes = COMPARISON_NOTES
 
     compare = operator.ge
 
 
 @register("LESS")
 class Less(_Comparison):
-    supported_types = "int8, int32, int64, float32"
-    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
-             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
-             "RuntimeShape)")
+    supported_types = ORDERED_TYPES
+    notes = COMPARISON_NOTES
 
     compare = operator.lt
 
 
 @register("LESS_EQUAL")
 class LessEqual(_Comparison):
-    supported_types = "int8, int32, int64, float32"
-    notes = ("broadcasting; int8 inputs rescaled to a common fixed-point scale before comparing (input scales must "
-             "be in (0, 1): TFLM aborts otherwise); ranks above 6 refused (TFLM copies shapes into a 6-dimension "
-             "RuntimeShape)")
+    supported_types = ORDERED_TYPES
+    notes = COMPARISON_NOTES
 
     compare = operator.le
 
@@ -220,7 +214,7 @@ class _Logical(_BinaryBool):
 @register("LOGICAL_AND")
 class LogicalAnd(_Logical):
     supported_types = "bool"
-    notes = "broadcasting; ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+    notes = "broadcasting; " + RUNTIME_SHAPE_RANK_NOTE
 
     combine = np.logical_and
 
@@ -228,7 +222,7 @@ class LogicalAnd(_Logical):
 @register("LOGICAL_OR")
 class LogicalOr(_Logical):
     supported_types = "bool"
-    notes = "broadcasting; ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+    notes = "broadcasting; " + RUNTIME_SHAPE_RANK_NOTE
 
     combine = np.logical_or
 
@@ -249,8 +243,7 @@ class SelectParams:
 @register("SELECT_V2")
 class SelectV2(OpKernel):
     supported_types = "int8, int16, float32 (bool condition)"
-    notes = ("condition, x and y broadcast; quantization ignored, as in TFLM; ranks above 6 refused (TFLM copies "
-             "shapes into a 6-dimension RuntimeShape)")
+    notes = "condition, x and y broadcast; quantization ignored, as in TFLM; " + RUNTIME_SHAPE_RANK_NOTE
 
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(3, 1)

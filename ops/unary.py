@@ -47,6 +47,9 @@ FLOAT32_HALF = np.float32(0.5)
 # six; a larger rank writes past it (undefined behaviour: the wheel's broadcast loops then compare
 # the wrong elements at rank 8). Kernels that only call ElementCount have no such limit.
 RUNTIME_SHAPE_MAX_RANK = 6
+# What the operator table says about it (the notes of every kernel require_runtime_shape_rank refuses for).
+RUNTIME_SHAPE_RANK_NOTE = (f"ranks above {RUNTIME_SHAPE_MAX_RANK} refused (TFLM copies shapes into a "
+                           f"{RUNTIME_SHAPE_MAX_RANK}-dimension RuntimeShape)")
 
 
 # ------------------------------------------------------------------------------ shared pieces
@@ -240,8 +243,7 @@ class Exp(_IdenticalShapeFloat):
     """EXP: Prepare requires float32 and an output of exactly the input's shape."""
 
     supported_types = "float32"
-    notes = ("`expf` from the host's C library, as the wheel calls it; ranks above 6 refused (TFLM copies shapes "
-             "into a 6-dimension RuntimeShape)")
+    notes = "`expf` from the host's C library, as the wheel calls it; " + RUNTIME_SHAPE_RANK_NOTE
 
     counts_first = True
 
@@ -252,7 +254,7 @@ class Exp(_IdenticalShapeFloat):
 @register("CEIL")
 class Ceil(_IdenticalShapeFloat):
     supported_types = "float32"
-    notes = "ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+    notes = RUNTIME_SHAPE_RANK_NOTE
 
     def compute(self, x):
         return np.ceil(x.astype(np.float32, copy=False))
@@ -263,7 +265,7 @@ class Round(_IdenticalShapeFloat):
     """ROUND: reference_ops::RoundToNearest, half to even written with floor (round.h)."""
 
     supported_types = "float32"
-    notes = "half to even; ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+    notes = "half to even; " + RUNTIME_SHAPE_RANK_NOTE
 
     def compute(self, x):
         return round_to_nearest(x.astype(np.float32, copy=False))
@@ -285,7 +287,7 @@ class Neg(_UncheckedFloat):
     """NEG has no Prepare; its Eval handles float32 only."""
 
     supported_types = "float32"
-    notes = "ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+    notes = RUNTIME_SHAPE_RANK_NOTE
 
     def compute(self, x):
         return np.negative(x.astype(np.float32, copy=False))
@@ -296,7 +298,7 @@ class Floor(_UncheckedFloat):
     """FLOOR has no Prepare; Eval ensures a float32 input (TF_LITE_ENSURE_TYPES_EQ at Invoke)."""
 
     supported_types = "float32"
-    notes = "ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+    notes = RUNTIME_SHAPE_RANK_NOTE
 
     def compute(self, x):
         return np.floor(x.astype(np.float32, copy=False))
@@ -488,7 +490,7 @@ class ZerosLike(_Unary):
     """ZEROS_LIKE writes zeros of the input's type (int64, int32, int8, float32) into the output."""
 
     supported_types = "int8, int32, int64, float32"
-    notes = "ranks above 6 refused (TFLM copies shapes into a 6-dimension RuntimeShape)"
+    notes = RUNTIME_SHAPE_RANK_NOTE
 
     def prepare(self, ctx: PrepareContext):
         ctx.check_io_counts(1, 1)
