@@ -15,6 +15,9 @@ import numpy as np
 from ..registry import OpKernel, PrepareContext
 
 TYPE_CODES = {0: "FLOAT32", 2: "INT32", 7: "INT16"}  # tflite::TensorType values the kernels switch on
+# The operator table's note on the front-end kernels whose options are flexbuffers.
+FRONT_END_NOTES = ("TFLM's signal library (the micro_speech audio front end), by custom_code; flexbuffer options read "
+                   "by position, as TFLM's FlexbufferWrapper reads them")
 
 
 class SignalKernel(OpKernel):
@@ -34,6 +37,12 @@ def require_rank(ctx: PrepareContext, tensor, rank: int, role: str) -> None:
 def require_type(ctx: PrepareContext, tensor, type_name: str, role: str) -> None:
     ctx.check(tensor.type_name == type_name,
               f"{role} is {tensor.type_name}, TFLM requires {type_name} (TF_LITE_ENSURE_TYPES_EQ)", tensor)
+
+
+def require_innermost(ctx: PrepareContext, tensor) -> None:
+    """Kernels that read the innermost dimension (Dims(-1)) of their input."""
+    if not tensor.shape:
+        ctx.unsupported("a scalar input has no innermost dimension (TFLM reads Dims(-1))", tensor)
 
 
 def require_nonempty(ctx: PrepareContext, tensor, role: str) -> None:

@@ -19,10 +19,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..registry import register
-from .base import TYPE_CODES, SignalKernel, flat, require_nonempty, require_rank, require_type, shaped
+from .base import (
+    TYPE_CODES,
+    SignalKernel,
+    flat,
+    require_innermost,
+    require_nonempty,
+    require_rank,
+    require_type,
+    shaped,
+)
 from .options import FlexOptions
 
 INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
+STREAM_NOTES = ("circular-buffer state persists across `run()` until `reset()`; when output_valid is false the output "
+                "keeps the previous call's values, as TFLM leaves it")
 
 
 def stream_input(x: np.ndarray, state: tuple) -> tuple[np.ndarray, int]:
@@ -70,8 +81,7 @@ class Framer(SignalKernel):
     frame of the call was not ready (its output slot is then not written)."""
 
     supported_types = "int16"
-    notes = ("circular-buffer state persists across `run()` until `reset()`; when output_valid is false the output "
-             "keeps the previous call's values, as TFLM leaves it")
+    notes = STREAM_NOTES
 
     def prepare(self, ctx):
         o = FlexOptions(ctx)
@@ -85,8 +95,7 @@ class Framer(SignalKernel):
         require_type(ctx, x, "INT16", "input")
         require_type(ctx, out, "INT16", "output")
         require_type(ctx, valid, "BOOL", "output_valid")
-        if not x.shape:
-            ctx.unsupported("a scalar input has no innermost dimension (TFLM reads Dims(-1))", x)
+        require_innermost(ctx, x)
         if frame_step <= 0:
             ctx.unsupported(f"frame_step = {frame_step}: TFLM divides by it / never advances")
         innermost = int(x.shape[-1])
@@ -153,8 +162,7 @@ class Stacker(SignalKernel):
     drop stacker_step frames."""
 
     supported_types = "int16"
-    notes = ("circular-buffer state persists across `run()` until `reset()`; when output_valid is false the output "
-             "keeps the previous call's values, as TFLM leaves it")
+    notes = STREAM_NOTES
 
     def prepare(self, ctx):
         o = FlexOptions(ctx)
@@ -225,8 +233,7 @@ class Delay(SignalKernel):
     first), through a circular buffer of frame_size + delay_length."""
 
     supported_types = "int16"
-    notes = ("circular-buffer state persists across `run()` until `reset()`; when output_valid is false the output "
-             "keeps the previous call's values, as TFLM leaves it")
+    notes = STREAM_NOTES
 
     def prepare(self, ctx):
         o = FlexOptions(ctx)
@@ -236,8 +243,7 @@ class Delay(SignalKernel):
         out = ctx.output(0)
         require_type(ctx, x, "INT16", "input")
         require_type(ctx, out, "INT16", "output")
-        if not x.shape:
-            ctx.unsupported("a scalar input has no innermost dimension (TFLM reads Dims(-1))", x)
+        require_innermost(ctx, x)
         require_nonempty(ctx, x, "input")
         if delay < 0:
             ctx.unsupported(f"delay_length = {delay}: TFLM writes a negative count of zeros (a crash)")
@@ -279,8 +285,7 @@ class OverlapAdd(SignalKernel):
     float32 addition for float), whose first frame_step values are output and shifted out."""
 
     supported_types = "int16, float32"
-    notes = ("circular-buffer state persists across `run()` until `reset()`; when output_valid is false the output "
-             "keeps the previous call's values, as TFLM leaves it")
+    notes = STREAM_NOTES
 
     def prepare(self, ctx):
         o = FlexOptions(ctx)

@@ -10,7 +10,18 @@ import numpy as np
 
 from ..registry import register
 from .arith import msb32
-from .base import TYPE_CODES, SignalKernel, flat, require_nonempty, require_rank, require_type, shaped, shift_count
+from .base import (
+    FRONT_END_NOTES,
+    TYPE_CODES,
+    SignalKernel,
+    flat,
+    require_innermost,
+    require_nonempty,
+    require_rank,
+    require_type,
+    shaped,
+    shift_count,
+)
 from .kiss_fft import KissFftr, UnsupportedLength
 from .options import FlexOptions
 
@@ -33,9 +44,7 @@ class Window(SignalKernel):
     consecutive weight_size-long chunk of the flattened input."""
 
     supported_types = "int16"
-    notes = ("TFLM's signal library (the micro_speech audio front end), by custom_code; flexbuffer options read by "
-             "position, as TFLM's FlexbufferWrapper reads them; shift counts past the type's width wrap as on x86 "
-             "(the wheel)")
+    notes = FRONT_END_NOTES + "; shift counts past the type's width wrap as on x86 (the wheel)"
 
     def prepare(self, ctx):
         options = FlexOptions(ctx)
@@ -112,8 +121,7 @@ class FftAutoScale(SignalKernel):
     output the shift."""
 
     supported_types = "int16"
-    notes = ("TFLM's signal library (the micro_speech audio front end), by custom_code; flexbuffer options read by "
-             "position, as TFLM's FlexbufferWrapper reads them")
+    notes = FRONT_END_NOTES
 
     def prepare(self, ctx):
         ctx.check_io_counts(1, 2)
@@ -142,6 +150,9 @@ class FftAutoScale(SignalKernel):
 # ---------------------------------------------------------------------------- SignalRfft / SignalIrfft
 
 _KIND = {"INT16": "int16", "INT32": "int32", "FLOAT32": "float32"}
+FFT_TYPES = "int16, int32, float32"
+FFT_NOTES = ("kissfft v130 as TFLM builds and patches it (per-stage fixed-point scaling, int wraparound, float32 in "
+             "C's order); lengths needing a radix other than 2–5 are refused (TFLM crashes on them)")
 
 
 def _fft_type(ctx, options: FlexOptions) -> str:
@@ -162,6 +173,25 @@ def _make_fftr(ctx, fft_length: int, inverse: bool, type_name: str) -> KissFftr:
         ctx.unsupported(f"fft_length {fft_length}: {e}")
 
 
+def _prepare_fft(ctx, inverse: bool):
+    """What rfft.cc's and irfft.cc's Init and Prepare share: the options (T, fft_length), one input and
+    one output of type T and equal rank, and the kiss_fftr state. Returns (T, fft_length, input,
+    output, the transform)."""
+    options = FlexOptions(ctx)
+    fft_type = _fft_type(ctx, options)
+    fft_length = options.int32(1, "fft_length")
+    ctx.check_io_counts(1, 1)
+    x = ctx.require_input(0, "input")
+    out = ctx.output(0)
+    require_rank(ctx, out, len(x.shape), "output (rank of the input)")
+    require_type(ctx, x, fft_type, "input")
+    require_type(ctx, out, fft_type, "output")
+    require_innermost(ctx, x)
+    require_nonempty(ctx, x, "input")
+    require_nonempty(ctx, out, "output")
+    return fft_type, fft_length, x, out, _make_fftr(ctx, fft_length, inverse, fft_type)
+
+
 @dataclass(frozen=True)
 class RfftParams:
     fft_type: str  # custom option 'T' (by name): the kernel's element type
@@ -177,25 +207,11 @@ class Rfft(SignalKernel):
     """rfft.cc: per row of the input, zero-pad to fft_length and run kiss_fftr, writing
     fft_length/2 + 1 complex values (interleaved real, imaginary) at each output row."""
 
-    supported_types = "int16, int32, float32"
-    notes = ("kissfft v130 as TFLM builds and patches it (per-stage fixed-point scaling, int wraparound, float32 "
-             "in C's order); lengths needing a radix other than 2–5 are refused (TFLM crashes on them)")
+    supported_types = FFT_TYPES
+    notes = FFT_NOTES
 
     def prepare(self, ctx):
-        options = FlexOptions(ctx)
-        fft_type = _fft_type(ctx, options)
-        fft_length = options.int32(1, "fft_length")
-        ctx.check_io_counts(1, 1)
-        x = ctx.require_input(0, "input")
-        out = ctx.output(0)
-        require_rank(ctx, out, len(x.shape), "output (rank of the input)")
-        require_type(ctx, x, fft_type, "input")
-        require_type(ctx, out, fft_type, "output")
-        if not x.shape:
-            ctx.unsupported("a scalar input has no innermost dimension (TFLM reads Dims(-1))", x)
-        require_nonempty(ctx, x, "input")
-        require_nonempty(ctx, out, "output")
-        self.fftr = _make_fftr(ctx, fft_length, False, fft_type)
+        fft_type, fft_length, x, out, self.fftr = _prepare_fft(ctx, inverse=False)
         input_length = int(x.shape[-1])
         output_length = int(out.shape[-1]) // 2
         # In the wheel (not in later source), Prepare refuses rows longer than the transform.
@@ -244,25 +260,11 @@ class Irfft(SignalKernel):
     """irfft.cc: per row, kiss_fftri of fft_length/2 + 1 complex values into fft_length real
     ones; the float kernel then divides by fft_length (the integer ones do not scale)."""
 
-    supported_types = "int16, int32, float32"
-    notes = ("kissfft v130 as TFLM builds and patches it (per-stage fixed-point scaling, int wraparound, float32 "
-             "in C's order); lengths needing a radix other than 2–5 are refused (TFLM crashes on them)")
+    supported_types = FFT_TYPES
+    notes = FFT_NOTES
 
     def prepare(self, ctx):
-        options = FlexOptions(ctx)
-        fft_type = _fft_type(ctx, options)
-        fft_length = options.int32(1, "fft_length")
-        ctx.check_io_counts(1, 1)
-        x = ctx.require_input(0, "input")
-        out = ctx.output(0)
-        require_rank(ctx, out, len(x.shape), "output (rank of the input)")
-        require_type(ctx, x, fft_type, "input")
-        require_type(ctx, out, fft_type, "output")
-        if not x.shape:
-            ctx.unsupported("a scalar input has no innermost dimension (TFLM reads Dims(-1))", x)
-        require_nonempty(ctx, x, "input")
-        require_nonempty(ctx, out, "output")
-        self.fftr = _make_fftr(ctx, fft_length, True, fft_type)
+        fft_type, fft_length, x, out, self.fftr = _prepare_fft(ctx, inverse=True)
         input_length = int(x.shape[-1]) // 2
         input_size = x.size // 2
         if input_length == 0:
@@ -313,9 +315,7 @@ class Energy(SignalKernel):
     (computed in int32, stored as uint32); the other outputs are left unwritten (see base)."""
 
     supported_types = "complex int16 (interleaved pairs) → uint32"
-    notes = ("TFLM's signal library (the micro_speech audio front end), by custom_code; flexbuffer options read by "
-             "position, as TFLM's FlexbufferWrapper reads them; elements outside [start, end) are 0 (TFLM leaves "
-             "arena bytes there)")
+    notes = FRONT_END_NOTES + "; elements outside [start, end) are 0 (TFLM leaves arena bytes there)"
 
     def prepare(self, ctx):
         options = FlexOptions(ctx)
