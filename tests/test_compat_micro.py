@@ -179,25 +179,14 @@ for _name in ("hello_world_int8", "ad01_int8", "kws_ref_model", "micro_speech_qu
     if (SHARED / f"{_name}.tflite").is_file():
         ARENA_MODELS[_name] = lambda _name=_name: (SHARED / f"{_name}.tflite").read_bytes()
 
-# How far microref's arena estimate may be from the wheel's true minimum: the head is exact, the
-# persistent tail and the planning temporaries are estimated (measured: -4..+24 bytes).
-ARENA_TOLERANCE = 64
 
-
-# Known gap: CONV_2D's Prepare takes more temporary memory than arena_bytes_needed models
-# (measured: microref 1604, the wheel 1848 bytes on conv_model()); kept visible, not hidden.
-KNOWN_ARENA_GAPS = {"conv"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    strict=True, reason="CONV_2D's prepare-time temporaries are under-estimated")) if n in KNOWN_ARENA_GAPS else n
-    for n in sorted(ARENA_MODELS)])
-def test_arena_estimate_is_close_to_tflm_s_minimum(name):
+@pytest.mark.parametrize("name", sorted(ARENA_MODELS))
+def test_arena_needed_is_tflm_s_minimum(name):
     model = ARENA_MODELS[name]()
     needed = compat.arena_bytes_needed(interp.Interpreter.from_bytes(model))["needed"]
     minimum = tflm_minimum_arena(model, needed)
     print(json.dumps({"model": name, "microref": needed, "tflm": minimum}))
-    assert abs(needed - minimum) <= ARENA_TOLERANCE, (needed, minimum)
+    assert needed == minimum, (needed, minimum)
 
 
 @pytest.mark.parametrize("name", ["conv", "two_inputs"])
@@ -244,6 +233,6 @@ def test_print_allocations_speaks_tflm_s_words_with_microref_s_numbers(name, cap
     theirs_n, ours_n = numbers
     assert ours_n[1] == theirs_n[1], "the arena head is exact"
     for line, a, b in zip(theirs, theirs_n, ours_n):
-        assert abs(a[0] - b[0]) <= ARENA_TOLERANCE, line
+        assert a[0] == b[0], line
         if "'" in line:  # the counts of allocations
             assert a[-1] == b[-1] or "Persistent buffer" in line, (line, b)

@@ -15,10 +15,12 @@ from interp.tools import cli
 def test_format_plan_verdicts_and_json():
     model = load_model(two_branch_model())
     plan = plan_arena(model, budget_bytes=100)
-    need = plan.arena_bytes + plan.tail_estimate["total"]
+    # The verdict compares the smallest arena_size TFLM accepts (head, tail and prepare's
+    # temporaries, replayed) with the budget.
+    need = plan.required_bytes
     text = format_plan(plan)
     assert f"over by {need - 100:,} bytes" in text
-    assert "ESTIMATE" in text and "<- peak" in text and "Lower bound" in text
+    assert "Tail (persistent, exact" in text and "<- peak" in text and "Lower bound" in text
     assert "Head (TFLM's greedy plan, exact)" in text
     roomy = plan_arena(model, budget_bytes=need + 5 * 1024, flash_budget_bytes=10)
     text = format_plan(roomy)
@@ -26,7 +28,8 @@ def test_format_plan_verdicts_and_json():
     assert f"over by {roomy.flash_bytes - 10:,} bytes" in text
     assert roomy.fits and not roomy.flash_fits and not plan.fits
     js = json.loads(json.dumps(plan_to_json(roomy)))
-    assert js["arena_bytes"] == roomy.arena_bytes and js["tail_is_estimate"] is True
+    assert js["arena_bytes"] == roomy.arena_bytes and js["tail_is_estimate"] is False
+    assert js["required_bytes"] == roomy.required_bytes
     assert js["exact"] is True and js["head_is_lower_bound"] is False and js["unknown_scratch"] == []
     assert js["offsets"]["2"] == roomy.offsets[2]
     assert js["improved"]["arena_bytes"] == roomy.improved.arena_bytes
