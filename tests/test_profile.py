@@ -54,5 +54,5 @@ def test_run_profile_prints_the_table(capsys):
     code = cli.main(["run", INT8, "--profile", "--batch", "2", "--repeat", "2"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "profile:" in out and "G MAC/s" in out and "by operator type:" in out
+    assert "profile (CPU time, one thread):" in out and "G MAC/s" in out and "by operator type:" in out
     assert "CONV_2D" in out and "raw:" in out

@@ -1,9 +1,10 @@
 """Where a run's time goes, operator by operator (``microref run --profile``).
 
 Each operator's kernel is timed around its ``eval`` while the model runs ``repeat`` times on the
-same inputs (single-threaded, so that every millisecond belongs to one operator); the table gives
-per operator its multiply-accumulates per sample, the median milliseconds per call and per sample,
-the rate in G MAC/s and its share of the run.
+same inputs, single-threaded, so that every millisecond belongs to one operator. The times are the
+thread's CPU time: on a shared machine a wall clock also counts the moments another process held
+the core. The table gives per operator its multiply-accumulates per sample, the median
+milliseconds per call, the rate in G MAC/s and its share of the run.
 """
 from __future__ import annotations
 
@@ -69,11 +70,11 @@ def _timed_kernels(kernels, times: dict[int, float]):
             inner = kernel.eval
 
             def timed(*args, _inner=inner, _position=position, **kwargs):
-                t0 = time.perf_counter()
+                t0 = time.thread_time()
                 try:
                     return _inner(*args, **kwargs)
                 finally:
-                    times[_position] = times.get(_position, 0.0) + time.perf_counter() - t0
+                    times[_position] = times.get(_position, 0.0) + time.thread_time() - t0
 
             kernel.eval = timed
             wrapped.append(kernel)
@@ -98,9 +99,9 @@ def profile(it, inputs, *, batch: int = 1, repeat: int = 5) -> tuple[list[OpTime
     for _ in range(max(1, repeat)):
         times: dict[int, float] = {}
         with _timed_kernels(it.kernels, times):
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             call()
-            totals.append(time.perf_counter() - t0)
+            totals.append(time.thread_time() - t0)
         for position, t in times.items():
             per_op.setdefault(position, []).append(t)
     rows = []
@@ -116,9 +117,10 @@ def format_profile(rows: list[OpTime], total_ms: float, batch: int) -> str:
     ops_ms = sum(r.ms for r in rows)
     macs = sum(r.macs for r in rows)
     unit = "ms/call" if batch == 1 else f"ms/{batch}"
-    lines = [f"profile: {len(rows)} operators, {total_ms:.3f} ms per call of {batch} sample(s) "
-             f"({total_ms / batch:.4f} ms per sample; operators {ops_ms:.3f} ms, the rest is the run loop), "
-             f"{macs:,} MACs per sample, {macs * batch / max(total_ms, 1e-12) / 1e6:.2f} G MAC/s overall",
+    lines = [f"profile (CPU time, one thread): {len(rows)} operators, {total_ms:.3f} ms per call of {batch} "
+             f"sample(s) ({total_ms / batch:.4f} ms per sample; operators {ops_ms:.3f} ms, the rest is the run loop, "
+             f"input checks and copies), {macs:,} MACs per sample, "
+             f"{macs * batch / max(total_ms, 1e-12) / 1e6:.2f} G MAC/s overall",
              f"  {'op':>4s} {'operator':24s} {'MACs':>12s} {unit:>10s} {'G MAC/s':>8s} {'share':>6s}"]
     for r in sorted(rows, key=lambda r: -r.ms):
         rate = f"{r.gmacs:8.2f}" if r.macs else f"{'-':>8s}"
