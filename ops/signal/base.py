@@ -70,3 +70,11 @@ def flat(x: np.ndarray) -> np.ndarray:
 def shaped(values: np.ndarray, tensor) -> np.ndarray:
     """(N, elements) values as (N,) + tensor.shape in the tensor's dtype."""
     return values.reshape((values.shape[0],) + tuple(tensor.shape)).astype(tensor.dtype, copy=False)
+
+
+def written_prefix(values: np.ndarray, tensor) -> np.ndarray:
+    """An output TFLM writes only at its start: the (N, k) ``values`` stored (C's conversion to the
+    tensor's type) into its first k elements, 0 in the rest (see above); as :func:`shaped` gives it."""
+    y = np.zeros((values.shape[0], tensor.size), tensor.dtype)
+    y[:, :values.shape[1]] = values
+    return shaped(y, tensor)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..registry import register
 from .arith import log32, msb32, sqrt64
-from .base import SignalKernel, flat, require_rank, require_type, shaped, shift_count
+from .base import SignalKernel, flat, require_rank, require_type, shaped, shift_count, written_prefix
 from .framing import stream_input
 from .options import FlexOptions
 
@@ -183,9 +183,7 @@ class FilterBankLog(SignalKernel):
         scaled = (flat(inputs[0]).astype(np.int64) << p.input_correction_bits) & MASK32
         big = scaled > 1
         log_value = log32(np.where(big, scaled, 2), p.output_scale)
-        y = np.zeros((scaled.shape[0], p.output_size), np.int16)
-        y[:, :p.num_channels] = np.where(big, np.minimum(log_value, INT16_MAX), 0)
-        return [shaped(y, self.out)]
+        return [written_prefix(np.where(big, np.minimum(log_value, INT16_MAX), 0), self.out)]
 
 
 # ---------------------------------------------------------------------------- SignalFilterBankSpectralSubtraction
@@ -269,12 +267,9 @@ class FilterBankSpectralSubtraction(SignalKernel):
             estimate = estimate_scaled_up
         floor = ((x * U64(p.min_signal_remaining)) >> ssb) & U64(MASK32)
         subtracted = ((signal_scaled_up - estimate_scaled_up) & U64(MASK32)) >> sb
-        n = x.shape[0]
-        y = np.zeros((n, p.output_size), np.uint32)
-        y[:, :nc] = np.maximum(subtracted, floor)
         new_state = estimate.astype(np.uint32)
         noise_out = np.ascontiguousarray(new_state[:, :p.noise_output_size])
-        return [shaped(y, self.out), shaped(noise_out, self.noise)], (new_state,)
+        return [written_prefix(np.maximum(subtracted, floor), self.out), shaped(noise_out, self.noise)], (new_state,)
 
 
 # ---------------------------------------------------------------------------- SignalPCAN

@@ -28,6 +28,7 @@ from .base import (
     require_rank,
     require_type,
     shaped,
+    written_prefix,
 )
 from .options import FlexOptions
 
@@ -262,9 +263,8 @@ class Delay(SignalKernel):
         x, n = stream_input(inputs[0], state)
         x = flat(x).reshape(n, p.outer_dims, p.frame_size)
         queue = np.concatenate([state[0], x], axis=-1)  # delay_length queued + frame_size written
-        y = np.zeros((n, p.output_size), np.int16)
-        y[:, :x.size // n] = queue[..., :p.frame_size].reshape(n, -1)
-        return [shaped(y, self.out)], (np.ascontiguousarray(queue[..., p.frame_size:]),)
+        return [written_prefix(queue[..., :p.frame_size].reshape(n, -1), self.out)], \
+            (np.ascontiguousarray(queue[..., p.frame_size:]),)
 
 
 # ---------------------------------------------------------------------------- SignalOverlapAdd
@@ -333,6 +333,4 @@ class OverlapAdd(SignalKernel):
             written[:, :, frame] = buffer[..., :p.frame_step]
             buffer = np.concatenate([buffer[..., p.frame_step:],
                                      np.zeros(buffer.shape[:-1] + (p.frame_step,), buffer.dtype)], axis=-1)
-        y = np.zeros((n, p.output_size), self.out.dtype)
-        y[:, :written.size // n] = written.reshape(n, -1)
-        return [shaped(y, self.out)], (np.ascontiguousarray(buffer),)
+        return [written_prefix(written.reshape(n, -1), self.out)], (np.ascontiguousarray(buffer),)

@@ -21,6 +21,7 @@ from .base import (
     require_type,
     shaped,
     shift_count,
+    written_prefix,
 )
 from .kiss_fft import KissFftr, UnsupportedLength
 from .options import FlexOptions
@@ -74,9 +75,7 @@ class Window(SignalKernel):
         x = flat(inputs[0]).astype(np.int32).reshape(inputs[0].shape[0], -1, p.weight_size)
         w = inputs[1].reshape(inputs[1].shape[0], 1, p.weight_size).astype(np.int32)  # |x*w| <= 2**30
         raw = (x * w) >> p.shift
-        y = np.zeros((x.shape[0], p.output_size), np.int16)
-        y[:, :p.input_size] = np.clip(raw, INT16_MIN, INT16_MAX).reshape(x.shape[0], -1)
-        return [shaped(y, self.out)]
+        return [written_prefix(np.clip(raw, INT16_MIN, INT16_MAX).reshape(x.shape[0], -1), self.out)]
 
 
 # ---------------------------------------------------------------------------- SignalFftAutoScale
