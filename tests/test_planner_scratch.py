@@ -134,7 +134,7 @@ def test_cli_plans_a_model_microref_cannot_run(tmp_path, capsys):
     path.write_bytes(custom_op_model("MyVendorOp"))
     assert cli.main(["plan", str(path)]) == cli.EXIT_OK
     out = capsys.readouterr().out
-    assert "AT LEAST" in out and "Unknown scratch" in out and "unless the unknown scratch" in out
+    assert "AT LEAST" in out and "Unknown scratch" in out and "unless the unknown buffers" in out
     assert cli.main(["plan", str(path), "--json"]) == cli.EXIT_OK
     js = json.loads(capsys.readouterr().out)
     assert js["head_is_lower_bound"] and js["unknown_scratch"][0]["op_name"] == "MyVendorOp"

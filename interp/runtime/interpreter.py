@@ -52,6 +52,22 @@ def _ufunc_buffer(elements: int):
 KERNEL_MODES = ("fast", "reference")
 
 
+def refuse_unrunnable(model: Model, subgraphs) -> None:
+    """UnsupportedOpError listing every operator with no kernel or with one that always refuses."""
+    found: dict[tuple[str, int], tuple[list[int], str]] = {}
+    for s in sorted(subgraphs):
+        for op in model.subgraphs[s].operators:
+            cls = registry.kernel_class(op)
+            why = "operator is not implemented" if cls is None else getattr(cls, "refused", "")
+            if why:
+                found.setdefault((op.display_name, op.version), ([], why))[0].append(op.index)
+    if found:
+        lines = [f"{name} (version {ver}) at operator{'s' if len(ops) > 1 else ''} {', '.join(map(str, ops))}: {why}"
+                 for (name, ver), (ops, why) in found.items()]
+        raise UnsupportedOpError("the model uses unsupported operators:\n  " + "\n  ".join(lines),
+                                 [(name, ver, ops, why) for (name, ver), (ops, why) in found.items()])
+
+
 class _PerThread:
     """An attribute whose value belongs to the thread that set it: what a call keeps for
     ``tensor()`` and ``state(before=True)`` is that call's, even while other threads run the
@@ -133,6 +149,10 @@ class Interpreter:
         # Subgraphs run by IF / WHILE / CALL_ONCE: indices and recursion checked, each reachable
         # subgraph's data flow checked like subgraph 0's.
         self.reachable = check_subgraph_calls(model)
+        # Operators microref can never run (no kernel, or one that always refuses: an NPU
+        # command stream) are reported before the data flow is checked, which such models (Vela's
+        # scratch tensors nothing writes) may not pass: the reason is the operator.
+        refuse_unrunnable(model, self.reachable)
         self.graphs = {s: analyse(model.subgraphs[s]) for s in self.reachable}
         self.graph = self.graphs[0]
         self.resources = ResourceTable()

@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 import ops  # noqa: F401  (importing the package registers every kernel)
-from ops.registry import REGISTRY
+from ops.registry import kernel_class
 
 from .. import planner
 from ..api import Interpreter
@@ -73,7 +73,7 @@ def cmd_info(args) -> int:
           f"{len(m.subgraphs)} subgraph{'s' if len(m.subgraphs) > 1 else ''}, schema v{m.version})")
     if m.description:
         print(f"description: {printable(m.description)}")
-    counts = collections.Counter((op.display_name, op.version, op.op_name in REGISTRY) for op in sg.operators)
+    counts = collections.Counter((op.display_name, op.version, kernel_class(op) is not None) for op in sg.operators)
     print(f"\noperators ({len(sg.operators)}):")
     unsupported = 0
     for (name, ver, ok), n in sorted(counts.items()):
