@@ -38,7 +38,14 @@ from typing import Any
 import flatbuffers
 import numpy as np
 
-from .parse import BUILTIN_OPERATOR_NAMES, BUILTIN_OPTIONS2_NAMES, BUILTIN_OPTIONS_NAMES, TENSOR_TYPES
+from .parse import (
+    BUILTIN_OPERATOR_NAMES,
+    BUILTIN_OPTIONS2_NAMES,
+    BUILTIN_OPTIONS_NAMES,
+    OPTION_FIELD_ENUMS,
+    TENSOR_TYPES,
+    _snake,  # the accessor-name conversion interp.model applies
+)
 
 __all__ = ["ModelBuilder", "SubgraphBuilder", "TENSOR_TYPE_CODES", "options_table_for"]
 
@@ -75,25 +82,6 @@ _OPTIONS_TABLE_OVERRIDES = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTMOptions",
     "RFFT2D": "Rfft2dOptions", "TRANSPOSE_CONV": "TransposeConvOptions",
 }
-
-# Options fields holding a schema enum, so that they accept the enum's names as strings.
-_ENUM_OF_FIELD = {
-    "padding": "Padding",
-    "fused_activation_function": "ActivationFunctionType",
-    "weights_format": "FullyConnectedOptionsWeightsFormat",
-    "quantized_bias_type": "TensorType", "output_type": "TensorType", "out_type": "TensorType",
-    "in_data_type": "TensorType", "out_data_type": "TensorType", "idx_out_type": "TensorType",
-    "mode": "MirrorPadMode", "kernel_type": "LSTMKernelType", "type": "LSHProjectionType",
-    "combiner": "CombinerType", "reduce_function": "ReduceWindowFunction", "algorithm": "RngAlgorithm",
-    "comparison_direction": "StablehloComparisonDirection",
-    "compare_type": "StablehloComparisonType",
-}
-
-
-def _snake(name: str) -> str:
-    # The same conversion interp.model applies to accessor names ("DilationHFactor" -> "dilation_hfactor").
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
 
 def _snake_every_word(name: str) -> str:
     # "DilationHFactor" -> "dilation_h_factor", the spelling of the schema itself.
@@ -306,7 +294,7 @@ class SubgraphBuilder:
     @staticmethod
     def _option_value(op_name: str, key: str, value):
         if isinstance(value, str):
-            enum_name = _ENUM_OF_FIELD.get(key)
+            enum_name = OPTION_FIELD_ENUMS.get(key)  # fields holding a schema enum take its names too
             if enum_name is None:
                 raise ValueError(f"{op_name} option {key}={value!r}: this field takes a number, not a name")
             return _enum_value(enum_name, value)
