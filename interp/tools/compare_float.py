@@ -132,6 +132,18 @@ def default_float_inputs(int8_it, float_it, count: int = 4, seed: int = 0) -> Fl
     return FloatInputs(samples, description)
 
 
+def as_samples_of(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``a`` as N samples of an input of ``shape``: an array of that shape is one sample, ``(N,) +
+    shape`` is N, and so are N rows in place of a batch of 1; None when it is none of these."""
+    if a.shape == shape:
+        return a[None]
+    if a.shape[1:] == shape:
+        return a
+    if shape and shape[0] == 1 and a.ndim == len(shape) and a.shape[1:] == shape[1:]:
+        return a[:, None]
+    return None
+
+
 def float_inputs_from_data(int8_it, float_it, arrays: dict[str, np.ndarray], source: str) -> FloatInputs:
     """Samples from named arrays (an .npz): by the float model's input names, else in key order.
     An array of the input's shape is one sample; (N,) + shape, or N rows in place of a batch of 1,
@@ -144,16 +156,11 @@ def float_inputs_from_data(int8_it, float_it, arrays: dict[str, np.ndarray], sou
     for i, (d, k) in enumerate(zip(float_it.input_details, keys)):
         shape = tuple(int(x) for x in d["shape"])
         a = np.asarray(arrays[k])
-        if a.shape == shape:
-            a = a[None]
-        elif a.shape[1:] == shape:
-            pass
-        elif shape and shape[0] == 1 and a.ndim == len(shape) and a.shape[1:] == shape[1:]:
-            a = a[:, None]
-        else:
+        samples = as_samples_of(a, shape)
+        if samples is None:
             raise InputError(f'{source}: "{k}" has shape {list(a.shape)}; input {i} takes {list(shape)} '
                              f"(or N samples of it: [N, {', '.join(map(str, shape))}])")
-        per_input.append(a.astype(np.float32))
+        per_input.append(samples.astype(np.float32))
     counts = {a.shape[0] for a in per_input}
     if len(counts) != 1:
         raise InputError(f"{source}: the inputs hold different numbers of samples ({sorted(counts)})")

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import InputError
 from ..runtime.inputs import random_inputs
 from .compare import describe_kernel
+from .compare_float import as_samples_of
 
 DEFAULT_COUNT = 4
 # vectors --input: at most this many samples are read from a file (an .npz member that would
@@ -80,16 +81,11 @@ def samples_from_arrays(it, arrays: list[np.ndarray], count: int | None, label: 
     for i, (d, a) in enumerate(zip(it.input_details, arrays)):
         a = np.asarray(a)
         shape = tuple(int(x) for x in d["shape"])
-        if a.shape == shape:
-            a = a[None]
-        elif a.shape[1:] == shape:
-            pass
-        elif shape and shape[0] == 1 and a.ndim == len(shape) and a.shape[1:] == shape[1:]:
-            a = a[:, None]
-        else:
+        samples = as_samples_of(a, shape)
+        if samples is None:
             raise InputError(f'input {i} "{d["name"]}": {label} holds shape {list(a.shape)}; the input takes '
                              f"{list(shape)}, or N samples of it as [N, {', '.join(map(str, shape))}]")
-        batched.append(a)
+        batched.append(samples)
     counts = [a.shape[0] for a in batched]
     if len(set(counts)) > 1:
         raise InputError(f"{label}: the inputs hold different numbers of samples: {counts}")
