@@ -42,6 +42,12 @@ from .shape import with_samples
 # the operator (TFLM would loop for ever). Interpreter(..., max_while_iterations=...) changes it.
 DEFAULT_MAX_WHILE_ITERATIONS = 100_000
 
+# The operator table's row for IF, WHILE and CALL_ONCE.
+CONTROL_FLOW_TYPES = "any types the branch/cond/body subgraphs take"
+CONTROL_FLOW_NOTES = ("every subgraph prepared; per-sample branches and trip counts in `run_batch`; CALL_ONCE runs "
+                      "once per interpreter (TFLM's `reset()` does not re-arm it); a WHILE still looping after "
+                      '`max_while_iterations` (100,000) is an error. See "Streaming models"')
+
 
 class GraphInfo(Protocol):
     """What a kernel's prepare may ask about the model's other subgraphs (``ctx.graph``)."""
@@ -118,10 +124,8 @@ class If(OpKernel):
     """Input 0 is a one-element BOOL condition; inputs 1.. are copied into the inputs of the
     branch it selects, which runs; its outputs are copied into the operator's outputs."""
 
-    supported_types = "any types the branch/cond/body subgraphs take"
-    notes = ("every subgraph prepared; per-sample branches and trip counts in `run_batch`; CALL_ONCE runs once per "
-             "interpreter (TFLM's `reset()` does not re-arm it); a WHILE still looping after "
-             '`max_while_iterations` (100,000) is an error. See "Streaming models"')
+    supported_types = CONTROL_FLOW_TYPES
+    notes = CONTROL_FLOW_NOTES
 
     uses_graph = True
 
@@ -192,10 +196,8 @@ class While(OpKernel):
     """The operator's inputs are the initial loop values and its outputs the final ones: TFLM
     copies the inputs to the outputs, then while cond(outputs) is true, outputs = body(outputs)."""
 
-    supported_types = "any types the branch/cond/body subgraphs take"
-    notes = ("every subgraph prepared; per-sample branches and trip counts in `run_batch`; CALL_ONCE runs once per "
-             "interpreter (TFLM's `reset()` does not re-arm it); a WHILE still looping after "
-             '`max_while_iterations` (100,000) is an error. See "Streaming models"')
+    supported_types = CONTROL_FLOW_TYPES
+    notes = CONTROL_FLOW_NOTES
 
     uses_graph = True
 
@@ -281,10 +283,8 @@ class CallOnce(OpKernel):
     reset function: Interpreter.reset() does not re-arm it (checked against the wheel), so after
     a reset the variables the init subgraph had assigned keep their reset values."""
 
-    supported_types = "any types the branch/cond/body subgraphs take"
-    notes = ("every subgraph prepared; per-sample branches and trip counts in `run_batch`; CALL_ONCE runs once per "
-             "interpreter (TFLM's `reset()` does not re-arm it); a WHILE still looping after "
-             '`max_while_iterations` (100,000) is an error. See "Streaming models"')
+    supported_types = CONTROL_FLOW_TYPES
+    notes = CONTROL_FLOW_NOTES
 
     uses_graph = True
     survives_reset = True  # the runtime keeps this kernel's state across reset()

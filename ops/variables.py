@@ -35,6 +35,11 @@ from interp.model import Tensor
 
 from .registry import OpKernel, PrepareContext, register
 
+# The operator table's row for these kernels.
+VARIABLE_TYPES = "any numeric type (the variable is bytes, as in TFLM)"
+VARIABLE_NOTES = ("resource variables keyed by container/shared_name, persist across `run()` until `reset()`; "
+                  "`state()` shows them")
+
 HANDLE_TYPES = ("RESOURCE", "INT32")  # ASSIGN_VARIABLE accepts either (TF_LITE_ENSURE)
 
 
@@ -148,9 +153,8 @@ class VarHandleParams:
 class VarHandle(OpKernel):
     """Outputs the resource id of its (container, shared_name), found or created at prepare."""
 
-    supported_types = "any numeric type (the variable is bytes, as in TFLM)"
-    notes = ("resource variables keyed by container/shared_name, persist across `run()` until `reset()`; `state()` "
-             "shows them")
+    supported_types = VARIABLE_TYPES
+    notes = VARIABLE_NOTES
 
     def prepare(self, ctx):
         table: ResourceTable = ctx.graph.resources
@@ -180,9 +184,8 @@ class ReadVariableParams:
 class ReadVariable(OpKernel):
     """Copies the resource variable's bytes into its output."""
 
-    supported_types = "any numeric type (the variable is bytes, as in TFLM)"
-    notes = ("resource variables keyed by container/shared_name, persist across `run()` until `reset()`; `state()` "
-             "shows them")
+    supported_types = VARIABLE_TYPES
+    notes = VARIABLE_NOTES
 
     uses_graph = True
 
@@ -215,9 +218,8 @@ class AssignVariableParams:
 class AssignVariable(OpKernel):
     """Copies its value (input 1) into the resource variable (input 0 is the handle)."""
 
-    supported_types = "any numeric type (the variable is bytes, as in TFLM)"
-    notes = ("resource variables keyed by container/shared_name, persist across `run()` until `reset()`; `state()` "
-             "shows them")
+    supported_types = VARIABLE_TYPES
+    notes = VARIABLE_NOTES
 
     uses_graph = True
 
