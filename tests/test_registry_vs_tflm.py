@@ -192,11 +192,6 @@ def test_refused_operators_are_registered_and_say_why():
 
 # ------------------------------------------------------------------------------- real models
 @needs_oracle
-@pytest.mark.xfail(strict=True, reason=(
-    "interp/model/parse.py reads OperatorCode.BuiltinCode() through the `tflite` package, which "
-    "returns deprecated_builtin_code for codes below 127; TFLM's compression tool writes "
-    "(deprecated 0, builtin 32 CUSTOM), so microref reads TFLM_DECODE as ADD. TFLM takes "
-    "max(builtin_code, deprecated_builtin_code) of the raw fields."))
 def test_a_model_compressed_by_tflms_tool_is_refused_as_decode():
     import numpy as np
     data = compressed_fc_model()

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+import flatbuffers
 import numpy as np
 
 from ..errors import MicrorefError, ModelError
@@ -235,6 +236,18 @@ class Model:
         return sum(t.data_bytes for sg in self.subgraphs for t in sg.tensors if t.data is not None)
 
 
+def builtin_code(oc) -> int:
+    """TFLM's GetBuiltinCode: max(builtin_code, deprecated_builtin_code) of the raw fields.
+
+    The ``tflite`` package's BuiltinCode() returns the deprecated field whenever the raw one is
+    below 127, which reads (deprecated 0, builtin 32 = CUSTOM), as TFLM's compression tool writes
+    its DECODE operator, as ADD.
+    """
+    field = oc._tab.Offset(10)  # OperatorCode.builtin_code (int32)
+    raw = oc._tab.Get(flatbuffers.number_types.Int32Flags, field + oc._tab.Pos) if field else 0
+    return max(int(oc.DeprecatedBuiltinCode()), int(raw))
+
+
 def load_model(source: str | os.PathLike | bytes | bytearray | memoryview) -> Model:
     """Read a model from a path or from the bytes of a .tflite file."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -294,7 +307,7 @@ class _Parser:
         codes = []
         for i in range(n_codes):
             oc = fb.OperatorCodes(i)
-            code = max(int(oc.DeprecatedBuiltinCode()), int(oc.BuiltinCode()))
+            code = builtin_code(oc)
             custom = oc.CustomCode()
             codes.append((BUILTIN_OPERATOR_NAMES.get(code, f"UNKNOWN_{code}"), max(1, oc.Version()),
                           custom.decode("utf-8", "replace") if custom is not None else None))

@@ -62,7 +62,9 @@ def refuse_unrunnable(model: Model, subgraphs) -> None:
             if why:
                 found.setdefault((op.display_name, op.version), ([], why))[0].append(op.index)
     if found:
-        lines = [f"{name} (version {ver}) at operator{'s' if len(ops) > 1 else ''} {', '.join(map(str, ops))}: {why}"
+        # Names come from the model: escaped, so that one cannot forge another line of the list.
+        lines = [f"{printable(name)} (version {ver}) at operator{'s' if len(ops) > 1 else ''} "
+                 f"{', '.join(map(str, ops))}: {why}"
                  for (name, ver), (ops, why) in found.items()]
         raise UnsupportedOpError("the model uses unsupported operators:\n  " + "\n  ".join(lines),
                                  [(name, ver, ops, why) for (name, ver), (ops, why) in found.items()])
