@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .data_movement.common import Refusal, check_int32, constant_sample, raise_at_run, refuse_at_load
+from .data_movement.common import Refusal, at_load, at_run, check_int32, constant_sample
 from .registry import OpKernel, PrepareContext, register
 from .shape import with_samples
 
@@ -112,10 +112,7 @@ class Gather(OpKernel):
                                    x.shape[axis], prod(x.shape[axis + 1:]), prod(coords.shape[batch_dims:]))
         c = constant_sample(coords)
         if c is not None and self.params.batch_size * self.params.outer_size:
-            try:
-                check_gather_coords(c[None], self.params.axis_size)
-            except Refusal as r:
-                refuse_at_load(ctx, r, coords)
+            at_load(ctx, coords, check_gather_coords, c[None], self.params.axis_size)
 
     def eval(self, inputs):
         x, coords = inputs
@@ -123,10 +120,7 @@ class Gather(OpKernel):
         n = max(x.shape[0], coords.shape[0])
         c = coords.reshape(coords.shape[0], p.batch_size, p.coord_size).astype(np.int64)
         if p.batch_size * p.outer_size:  # TFLM checks each coordinate as its loop reaches it
-            try:
-                check_gather_coords(c, p.axis_size)
-            except Refusal as r:
-                raise_at_run(self.location, r)
+            at_run(self.location, check_gather_coords, c, p.axis_size)
         xr = with_samples(x, n).reshape(n, p.batch_size, p.outer_size, p.axis_size, p.inner_size)
         c = with_samples(c, n)
         # output[s, batch, outer, coord, :] = input[s, batch, outer, coords[s, batch, coord], :]
@@ -205,18 +199,12 @@ class GatherNd(OpKernel):
                                      int(np.prod(params.shape[nd:], dtype=np.int64)), flat, tuple(dims_to_count))
         c = constant_sample(indices)
         if c is not None:
-            try:
-                gather_nd_positions(c[None], self.params)
-            except Refusal as r:
-                refuse_at_load(ctx, r, indices)
+            at_load(ctx, indices, gather_nd_positions, c[None], self.params)
 
     def eval(self, inputs):
         params, indices = inputs
         p = self.params
-        try:
-            from_pos = gather_nd_positions(indices, p)
-        except Refusal as r:
-            raise_at_run(self.location, r)
+        from_pos = at_run(self.location, gather_nd_positions, indices, p)
         n = max(params.shape[0], from_pos.shape[0])
         from_pos = with_samples(from_pos, n)
         flat = with_samples(params, n).reshape(n, -1)
@@ -294,18 +282,12 @@ class EmbeddingLookup(OpKernel):
         self.params = EmbeddingLookupOpData(hybrid, scale, value.shape[0], value.size // value.shape[0])
         c = constant_sample(lookup)
         if c is not None:
-            try:
-                check_ids(c[None], self.params.num_rows)
-            except Refusal as r:
-                refuse_at_load(ctx, r, lookup)
+            at_load(ctx, lookup, check_ids, c[None], self.params.num_rows)
 
     def eval(self, inputs):
         lookup, value = inputs
         p = self.params
-        try:
-            check_ids(lookup, p.num_rows)
-        except Refusal as r:
-            raise_at_run(self.location, r)
+        at_run(self.location, check_ids, lookup, p.num_rows)
         n = max(lookup.shape[0], value.shape[0])
         rows = with_samples(value, n).reshape(n, p.num_rows, p.num_columns)
         ids = with_samples(lookup, n).astype(np.int64)

@@ -12,10 +12,10 @@ from ..registry import OpKernel, expect_types, register
 from ..shape import ANY_COPYABLE, require_constant
 from .common import (
     Refusal,
+    at_load,
+    at_run,
     constant_sample,
     parameter_groups,
-    raise_at_run,
-    refuse_at_load,
     wrap_int32,
 )
 
@@ -75,10 +75,7 @@ class BroadcastArgs(OpKernel):
         c1, c2 = constant_sample(s1), constant_sample(s2)
         value = None
         if c1 is not None and c2 is not None:
-            try:
-                value = broadcast_args(c1, c2, out.size).astype(out.dtype)
-            except Refusal as r:
-                refuse_at_load(ctx, r)
+            value = at_load(ctx, None, broadcast_args, c1, c2, out.size).astype(out.dtype)
         self.params = BroadcastArgsParams(value)
 
     def eval(self, inputs):
@@ -88,10 +85,7 @@ class BroadcastArgs(OpKernel):
         n = max(s1.shape[0], s2.shape[0])
         y = np.empty((n, self.out_tensor.size), dtype=self.out_tensor.dtype)
         for samples, (a, b) in parameter_groups(n, [s1, s2]):
-            try:
-                y[samples] = broadcast_args(a, b, self.out_tensor.size)
-            except Refusal as r:
-                raise_at_run(self.location, r)
+            y[samples] = at_run(self.location, broadcast_args, a, b, self.out_tensor.size)
         return [y]
 
     def describe(self):

@@ -39,6 +39,23 @@ def raise_at_run(location: str, refusal: Refusal):
     raise InvokeError(f"{location}: {refusal} ({what})") from None
 
 
+def at_load(ctx: PrepareContext, tensor, build, *args):
+    """``build(*args)`` on constant parameters at prepare; a Refusal refuses the model (naming
+    ``tensor``, if any)."""
+    try:
+        return build(*args)
+    except Refusal as r:
+        refuse_at_load(ctx, r, tensor)
+
+
+def at_run(location: str, build, *args):
+    """``build(*args)`` on parameters computed at run; a Refusal becomes an InvokeError."""
+    try:
+        return build(*args)
+    except Refusal as r:
+        raise_at_run(location, r)
+
+
 # ---------------------------------------------------------------------------- shared helpers
 
 def c_div(a, b):
@@ -110,11 +127,7 @@ def apply_read_maps(kernel, x: np.ndarray, params: list[np.ndarray], build, out_
     x = np.broadcast_to(x, (n,) + x.shape[1:])
     y = np.empty((n,) + tuple(out_shape), dtype=x.dtype)
     for samples, values in parameter_groups(n, params):
-        try:
-            read_map = build(*values)
-        except Refusal as r:
-            raise_at_run(kernel.location, r)
-        y[samples] = gather_flat(x[samples], read_map, out_shape, fill)
+        y[samples] = gather_flat(x[samples], at_run(kernel.location, build, *values), out_shape, fill)
     return y
 
 

@@ -14,11 +14,11 @@ from .common import (
     MapKernel,
     Refusal,
     apply_read_maps,
+    at_load,
+    at_run,
     check_int32,
     constant_sample,
     parameter_groups,
-    raise_at_run,
-    refuse_at_load,
     wrap_int32,
 )
 
@@ -106,10 +106,7 @@ class MirrorPad(MapKernel):
         pads_c = constant_sample(pad_t)
         shown, read_map = None, None
         if pads_c is not None or self.padding_type not in ("INT32", "INT64"):
-            try:
-                shown, read_map = self.build(pads_c if pads_c is not None else np.zeros(0))
-            except Refusal as r:
-                refuse_at_load(ctx, r)
+            shown, read_map = at_load(ctx, None, self.build, pads_c if pads_c is not None else np.zeros(0))
         self.params = OpDataMirrorPad(rank, out.size, offset, shown, read_map)
 
     def build(self, padding_sample):
@@ -174,10 +171,7 @@ class ReverseV2(OpKernel):
         axes = None
         c = constant_sample(axis_t)
         if c is not None:
-            try:
-                axes = reverse_axes(c, rank)
-            except Refusal as r:
-                refuse_at_load(ctx, r, axis_t)
+            axes = at_load(ctx, axis_t, reverse_axes, c, rank)
         self.params = ReverseParams(axes)
 
     def eval(self, inputs):
@@ -190,10 +184,7 @@ class ReverseV2(OpKernel):
         x = np.broadcast_to(x, (n,) + x.shape[1:])
         y = np.empty((n,) + out_shape, dtype=x.dtype)
         for samples, (a,) in parameter_groups(n, [axis]):
-            try:
-                axes = reverse_axes(a, self.rank)
-            except Refusal as r:
-                raise_at_run(self.location, r)
+            axes = at_run(self.location, reverse_axes, a, self.rank)
             y[samples] = np.flip(x[samples], [v + 1 for v in axes]).reshape((len(samples),) + out_shape)
         return [y]
 

@@ -14,10 +14,10 @@ from .common import (
     MapKernel,
     Refusal,
     apply_read_maps,
+    at_load,
     check_int32,
     constant_sample,
     parameter_groups,
-    refuse_at_load,
     wrap_int32,
 )
 
@@ -103,10 +103,7 @@ class Slice(MapKernel):
         b, s = constant_sample(begin_t), constant_sample(size_t)
         params = SliceParams(None, None)
         if b is not None and s is not None:
-            try:
-                params = SliceParams(*self.build(b, s))
-            except Refusal as r:
-                refuse_at_load(ctx, r)
+            params = SliceParams(*at_load(ctx, None, self.build, b, s))
         self.params = params
 
     def build(self, begin_sample, size_sample):

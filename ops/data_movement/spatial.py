@@ -14,13 +14,13 @@ from .common import (
     MapKernel,
     Refusal,
     apply_read_maps,
+    at_load,
     c_div,
     c_mod,
     check_int32,
     constant_sample,
     expand_depth,
     last_writes,
-    refuse_at_load,
 )
 
 SPACE_BATCH_TYPES = ("FLOAT32", "INT8")  # BatchToSpaceNDEval / SpaceToBatchNDEval switches
@@ -140,10 +140,7 @@ class _SpaceBatch(MapKernel):
         block_c, pads_c = constant_sample(block), constant_sample(pads)
         read_map = shown_block = shown_pads = None
         if block_c is not None and pads_c is not None:
-            try:
-                read_map = self.build(block_c, pads_c)
-            except Refusal as r:
-                refuse_at_load(ctx, r)
+            read_map = at_load(ctx, None, self.build, block_c, pads_c)
             bh, bw, top, left = spatial_words(self.rank, int32_words(block_c), int32_words(pads_c), self.pad_role)
             shown_block, shown_pads = (bh, bw), (top, left)
         self.params = SpaceBatchParams(in4, out4, shown_block, shown_pads, read_map)
