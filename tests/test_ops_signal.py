@@ -332,3 +332,16 @@ def test_a_stateful_op_on_a_constant_input_keeps_one_state_per_sample():
     assert batch[1].tolist() == [[0, 0, 0, 5]] * 3
     assert it.run([np.zeros(4, np.int16)])[1].tolist() == [0, 0, 0, 5]
     assert it.run([np.zeros(4, np.int16)])[1].tolist() == [6, 7, 8, 5]
+
+
+def test_filter_bank_square_root_of_a_constant_with_per_sample_shifts_in_run_batch():
+    """A constant input (one row) with a scale_bits input that varies per sample: the output has a
+    row per sample (it once raised a broadcasting ValueError in run_batch)."""
+    x = np.array([13051415151, 14932650877, 18954728418, 8730126017], np.uint64)
+    data = signal_model("SignalFilterBankSquareRoot", [x, ((), "INT32")], [((4,), "UINT32")], None)
+    it = Interpreter.from_bytes(data)
+    shifts = np.array([0, 3, 5], np.int32)
+    batch = it.run_batch([shifts])[0]
+    assert batch.shape == (3, 4)
+    for k, s in enumerate(shifts):
+        assert batch[k].tolist() == it.run([s])[0].tolist()

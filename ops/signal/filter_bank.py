@@ -139,8 +139,9 @@ class FilterBankSquareRoot(SignalKernel):
         # uint32 >> scale_bits, the count modulo 32 (see shift_count; measured for 1 to 40
         # channels and counts 32, 33, 40, -1).
         shift = (flat(inputs[1]).astype(np.int64) & 31).astype(np.uint64)
-        y = np.zeros((x.shape[0], p.output_size), np.uint32)
-        y[:, :p.num_channels] = (sqrt64(x) >> shift).astype(np.uint32)
+        root = sqrt64(x) >> shift  # one row per sample of whichever input has them (a constant has one)
+        y = np.zeros((root.shape[0], p.output_size), np.uint32)
+        y[:, :p.num_channels] = root.astype(np.uint32)
         return [shaped(y, self.out)]
 
 
