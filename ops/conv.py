@@ -346,6 +346,12 @@ class DepthwiseConv2D(_ConvBase):
     force_layout: str | None = None
     # Taps from which the per-channel batched matrix product pays off over a loop over taps.
     MATMUL_MIN_TAPS = 17
+    # Calls with at most this many output values (all samples) take the per-channel matrix product
+    # whatever the prepared layout: its few numpy calls beat the layouts' per-tap passes on tiny
+    # tensors (a 7x7x4 3x3 depthwise: 37 -> 25 us; even at ~3,000 values). Tests force it.
+    SMALL_MATMUL_ELEMENTS = 1024
+    # (C_in, K, dm) float32 weights of the per-channel product, when the sums are exact in float32.
+    weights_by_channel = None
     def prepare(self, ctx: PrepareContext):
         self.prepare_fast(ctx)
         self.params = self.conv_params(self.depth_multiplier)
@@ -399,7 +405,7 @@ class DepthwiseConv2D(_ConvBase):
         dm = self.depth_multiplier
         # Output channel ic·dm + m reads input channel ic: keep (C_in, dm) apart instead of gathering.
         self.weights_split = self.weights.reshape(kh, kw, -1, dm) if dm > 1 else self.weights
-        if self.use_matmul:
+        if self.compute_dtype is np.float32:  # exact: every partial sum is below 2^24 (tap_bound)
             self.weights_by_channel = np.ascontiguousarray(
                 weights.reshape(kh * kw, -1, dm).transpose(1, 0, 2).astype(np.float32))  # (C_in, K, dm)
         # One input channel (a grayscale image) with a depth multiplier is an ordinary
@@ -481,9 +487,11 @@ class DepthwiseConv2D(_ConvBase):
         x = inputs[0]
         if self.scaled_weights is not None:
             return [self._eval_gemm(x)]
-        if self.channel_major:
+        small = (self.weights_by_channel is not None
+                 and x.shape[0] * self.out_tensor.size <= self.SMALL_MATMUL_ELEMENTS)
+        if self.channel_major and not small:
             return [self._eval_channel_major(x)]
-        if self.nhwc_phases:
+        if self.nhwc_phases and not small:
             return [self._eval_nhwc_phases(x)]
         win = self.windows(x)  # (N·B, OH, OW, KH, KW, C_in)
         oh, ow = self.out_hw
@@ -492,7 +500,7 @@ class DepthwiseConv2D(_ConvBase):
         # Only the accumulator is materialised (the windows are views): size blocks by output row.
         for bs, rs in self.output_blocks(win.shape[0], ow * oc):
             part = win[bs, rs]
-            out[bs, rs] = self.finish(self._taps(part))
+            out[bs, rs] = self.finish(self._taps(part, self.use_matmul or small))
         return [out.reshape((x.shape[0],) + self.out_tensor.shape)]
 
     def _eval_gemm(self, x: np.ndarray) -> np.ndarray:
@@ -505,11 +513,12 @@ class DepthwiseConv2D(_ConvBase):
             out[bs, rs] = self._scaled_product(part).reshape(part.shape[:3] + (oc,))
         return out.reshape((x.shape[0],) + self.out_tensor.shape)
 
-    def _taps(self, win: np.ndarray) -> np.ndarray:
-        """Σ over filter taps of window · weight, per output channel: (P…, OW, C_in·dm)."""
+    def _taps(self, win: np.ndarray, matmul: bool) -> np.ndarray:
+        """Σ over filter taps of window · weight, per output channel: (P…, OW, C_in·dm); with
+        ``matmul``, as one batched float32 product per channel (exact only with weights_by_channel)."""
         kh, kw = self.kernel_hw
         dm = self.depth_multiplier
-        if self.use_matmul:
+        if matmul:
             p = win.shape[0] * win.shape[1] * win.shape[2]
             by_channel = np.ascontiguousarray(win.reshape(p, kh * kw, -1).transpose(2, 0, 1))  # (C_in, P, K)
             acc = np.matmul(by_channel, self.weights_by_channel)  # (C_in, P, dm)

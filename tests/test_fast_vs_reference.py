@@ -155,9 +155,10 @@ LAYOUTS = [None, "matmul", "gemm", "channel_major", "nhwc_phases", "windows"]
 @settings(max_examples=80, deadline=None)
 @given(seed=seeds, kind=st.sampled_from(QUANTIZED + ("FLOAT32",)), per_channel=st.booleans(),
        layout=st.sampled_from(LAYOUTS), blocked=st.booleans(), large=st.booleans(),
-       padding=st.sampled_from(["SAME", "VALID"]), one_channel=st.booleans(), small=st.booleans())
+       padding=st.sampled_from(["SAME", "VALID"]), one_channel=st.booleans(), small=st.booleans(),
+       small_matmul=st.booleans())
 def test_depthwise_fast_layouts_equal_reference(seed, kind, per_channel, layout, blocked, large, padding, one_channel,
-                                                small):
+                                                small, small_matmul):
     rng = np.random.default_rng(seed)
     h, w_ = int(rng.integers(1, 10)), int(rng.integers(1, 10))
     channels = 1 if one_channel or layout == "gemm" else int(rng.integers(1, 5))
@@ -182,6 +183,8 @@ def test_depthwise_fast_layouts_equal_reference(seed, kind, per_channel, layout,
     b.output(y)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(DepthwiseConv2D, "force_layout", layout)
+        # The per-channel product of small calls, forced on every call or off (the layout runs).
+        mp.setattr(DepthwiseConv2D, "SMALL_MATMUL_ELEMENTS", 1 << 30 if small_matmul else 0)
         mp.setattr(common, "BLOCK_ELEMENTS", 8 if blocked else 1 << 17)
         mp.setattr(Requantizer, "large_elements", 0 if large else 1 << 30)
         mp.setattr(Requantizer, "small_elements", 1 << 30 if small else 0)
