@@ -306,26 +306,57 @@ def test_subgraph_io_out_of_range(base, field):
     model_error(patched(base, f"{SG}.{field}", 99), "refers to tensor 99")
 
 
+def undefined(data: bytes, *fragments: str) -> str:
+    """Load ``data``; assert a one-line UnsupportedOpError (TFLM runs the model, but its result is
+    undefined) containing every fragment."""
+    with pytest.raises(UnsupportedOpError) as info:
+        Interpreter.from_bytes(data)
+    message = str(info.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+# TFLM checks no data flow: it runs such graphs on arena memory. Reading what nothing wrote is
+# undefined there (UnsupportedOpError, with the reason), not a refusal (these were ModelErrors
+# while microref refused every graph TFLM does not define, and some it does: see
+# tests/test_run_what_tflm_runs_model.py).
 def test_operator_reading_its_own_output(base):
-    # FULLY_CONNECTED reads z, which it writes itself: a cycle.
-    model_error(patched(base, f"{SG}.operators[1].inputs[0]", Z), "operator 1 (FULLY_CONNECTED)",
-                "before it has a value")
+    # FULLY_CONNECTED reads z, which it writes itself and nothing wrote before: a cycle.
+    undefined(patched(base, f"{SG}.operators[1].inputs[0]", Z), "operator 1 (FULLY_CONNECTED)",
+              "before anything wrote it", "own output", "arena memory nobody wrote")
 
 
 def test_operator_reading_a_later_output(base):
-    model_error(patched(base, f"{SG}.operators[1].inputs[0]", PROBS), "operator 1", "produced later, by operator 2")
+    undefined(patched(base, f"{SG}.operators[1].inputs[0]", PROBS), "operator 1", "written later, by operator 2")
 
 
-def test_tensor_written_twice(base):
-    model_error(patched(base, f"{SG}.operators[2].outputs[0]", Z), "operator 2 (SOFTMAX)",
-                "already written by operator 1")
+def test_softmax_writing_its_own_input_in_place_is_undefined(base):
+    # SOFTMAX reads z and writes z: TFLM's kernel reads values it has already overwritten. (The
+    # graph output, probs, is then written by nobody either.) Elementwise operators in place run.
+    undefined(patched(base, f"{SG}.operators[2].outputs[0]", Z), "operator 2 (SOFTMAX)", "in place")
+
+
+def test_tensor_written_twice_holds_the_second_value():
+    b = ModelBuilder()
+    x = b.input("x", [1, 4], "INT8", scale=0.05, zero_point=0)
+    t = b.tensor("t", [1, 4], "INT8", scale=0.05, zero_point=0)
+    y = b.tensor("y", [1, 4], "INT8", scale=0.05, zero_point=0)
+    b.op("RELU", [x], [t])
+    b.op("ADD", [t, x], [y])
+    b.op("ADD", [x, x], [t])  # t again: later readers (and the graph output) see x + x
+    b.output(y, t)
+    it = Interpreter.from_bytes(b.build())
+    y_value, t_value = it.run([np.array([[-4, -1, 2, 100]], np.int8)])
+    assert y_value.tolist() == [[-4, -1, 4, 127]] and t_value.tolist() == [[-8, -2, 4, 127]]
 
 
 def test_output_never_produced(base):
     b = base_builder()
     orphan = b.tensor("orphan", [1, 3], "INT8", scale=0.1, zero_point=0)
     b.output(orphan)
-    model_error(b.build(), f'graph output tensor {orphan} "orphan" is never produced')
+    undefined(b.build(), f'tensor {orphan} "orphan"', "graph output nothing writes")
 
 
 def test_unknown_builtin_options_type(base):
@@ -341,9 +372,13 @@ def test_non_positive_or_non_finite_scale(base, value):
     model_error(patched(base, f"{SCALES}[1]", value), f'tensor {DW_FILTER} "dw_filter"', "must be finite and positive")
 
 
-def test_zero_point_count_must_match_scales_or_be_one(base):
-    # Two zero points for one scale.
-    model_error(patched(base, SCALES, 1, "length"), f'tensor {DW_FILTER} "dw_filter"', "2 zero points for 1 scales")
+def test_a_zero_point_count_unlike_the_scales_reads_zero_point_0_everywhere(base):
+    # Two zero points for one scale: TFLM takes zero_point[0] for every channel whenever the counts
+    # differ (it refused nothing here; microref did, "2 zero points for 1 scales", until the audit).
+    data = patched(base, SCALES, 1, "length")
+    q = load_model(data).main.tensors[DW_FILTER].quantization
+    assert q.scales.size == 1 and q.zero_points.tolist() == [0]
+    Interpreter.from_bytes(data)
 
 
 def test_single_zero_point_applies_to_every_channel(base):
@@ -776,11 +811,12 @@ def test_a_name_with_a_newline_and_esc_is_one_escaped_line():
     evil = b.tensor("evil\nname: \x1b[2Jfake", [1, 4], "INT8", scale=0.05, zero_point=-3)
     b.op("RELU", [evil], [evil])
     b.output(evil)
-    message = model_error(b.build(), '"evil\\nname: \\x1b[2Jfake"')
+    # RELU reads the tensor it writes, which nothing wrote before: undefined (UnsupportedOpError).
+    message = undefined(b.build(), '"evil\\nname: \\x1b[2Jfake"')
     assert message.isprintable()
     path = REPRO / "newline_name_error.tflite"
     if path.exists():
-        with pytest.raises(ModelError) as info:
+        with pytest.raises(UnsupportedOpError) as info:
             Interpreter.from_file(path)
         assert str(info.value).isprintable() and "evil\\nname" in str(info.value)
 

@@ -159,6 +159,12 @@ class Tensor:
     # Its buffer keeps the bytes outside the flatbuffer (Buffer.offset/size, the >2 GB layout),
     # which the pinned TFLM does not read: the tensor is then no constant (data is None).
     data_outside_flatbuffer: bool = False
+    # A tensor of no elements that has no data, that an operator of its subgraph reads (or the
+    # subgraph returns) and that none writes (not an input, not a variable), e.g. the [4, 0] input
+    # weights of an LSTM whose input has size 0: TFLM gives it no bytes (it is not a constant there:
+    # IsConstantTensor is false), so its value is the empty array, which ``data`` holds. Kernels
+    # that demand a constant in TFLM refuse it (graph.CONSTANT_INPUTS).
+    empty_without_buffer: bool = False
 
     @property
     def is_constant(self) -> bool:
@@ -398,6 +404,14 @@ class _Parser:
             for t in idx:
                 if not 0 <= t < n_t:
                     self.fail(f"subgraph {s} {kind} refers to tensor {t}, but it has {n_t} tensors")
+        written = {t for op in ops for t in op.outputs} | set(ins)
+        read = {t for op in ops for t in op.inputs} | set(outs)
+        for t in tensors:
+            if (t.data is None and t.size == 0 and t.dtype is not None and not t.is_variable
+                    and t.index in read and t.index not in written):
+                empty = np.zeros(t.shape, t.dtype)
+                empty.flags.writeable = False
+                t.data, t.empty_without_buffer = empty, True
         name = sg.Name()
         return Subgraph(index=s, name=(name or b"").decode("utf-8", "replace"), tensors=tensors,
                         operators=ops, inputs=ins, outputs=outs)
@@ -444,18 +458,21 @@ class _Parser:
         """The tensor's affine quantization as TFLM reads it (InitializeTfLiteTensorFromFlatbuffer).
 
         TFLM treats a tensor as quantized only when both scale and zero_point are non-empty, and
-        takes zero_point[0] for every channel when the counts differ (a single zero point for
-        per-channel weights is a documented space saving). Any other count mismatch is rejected
-        here. Zero points are truncated to int32, as TFLM's int32 fields hold them.
+        takes zero_point[0] for every channel whenever the counts differ (a single zero point for
+        per-channel weights is a documented space saving; any other count reads the same way, so
+        it is no error). Zero points are truncated to int32, as TFLM's int32 fields hold them.
+        Nothing here checks the scales or the quantized dimension: only the kernels that read
+        them do, as TFLM's do (verify.check_quantization keeps the scales TFLM's kernels read).
         """
         if q is None or q.ScaleLength() == 0 or q.ZeroPointLength() == 0:
             return None
         scales = np.asarray(q.ScaleAsNumpy(), dtype=np.float32).copy()
         zps = np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64)
-        if zps.size not in (1, scales.size):
-            self.fail(f"{where}: {zps.size} zero points for {scales.size} scales (must be equal, or one)")
         # TFLM stores the int64 zero points in int32 fields (static_cast): they wrap, as here.
         zps = ((zps + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+        if zps.size != scales.size:
+            # TFLM: zero_point[i] = zero_point()->Get(size == scale size ? i : 0), for any other count.
+            zps = zps[:1]
         zps = np.broadcast_to(zps, scales.shape).copy()
         qdim = int(q.QuantizedDimension())
         scales.flags.writeable = False
@@ -478,6 +495,10 @@ class _Parser:
         else:
             need = count * elem_bytes
             if len(raw) != need:
+                # Shorter: TFLM would read past the buffer. Longer: TFLM runs it, reading the bytes
+                # it needs from the start — but kernels that read a constant as another type
+                # (GetTensorData<int32_t> of a float16 tensor) read further into the buffer than
+                # the shape says, and a constant here holds only the shape's bytes.
                 self.fail(f"{where}: buffer holds {len(raw)} bytes, but shape {list(shape)} of "
                           f"{type_name} needs {need}")
             # A read-only view of the file's bytes (no copy on a little-endian host).

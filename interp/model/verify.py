@@ -17,9 +17,11 @@ a hang or a huge allocation. Two stages:
 
 ``check_model(model)`` (after parsing, before any kernel or arena exists)
     Per-tensor element counts and per-subgraph activation bytes against the limits below;
-    quantization arrays (finite, positive scales on integer tensors; per-channel scale counts
-    matching the quantized dimension); the bytes every operator reads and writes; and the
-    memory the model will need (``memory_estimate``) against the memory budget.
+    the quantization arrays TFLM's kernels read (``quantization_readers``: finite, positive
+    scales where a kernel reads the scale of an integer tensor; per-channel scale counts matching
+    the quantized dimension of the filters TFLM reads per channel — arrays no kernel reads are
+    left alone, as TFLM leaves them); the bytes every operator reads and writes; and the memory
+    the model will need (``memory_estimate``) against the memory budget.
 
 ``read_model_file(path)`` (before any byte is read)
     Only a regular file is read (a FIFO would block, ``/dev/zero`` never ends), at most
@@ -41,9 +43,9 @@ The memory budget
     Raise the budget for genuinely large models: ``verify.MAX_MEMORY_BYTES = 8 << 30``, or
     ``with verify.limits(max_memory_bytes=8 << 30): ...`` around loading and running.
 
-The parser itself (``interp.model``) checks tensor, buffer and opcode indices, shapes against
-buffer sizes and zero-point counts; ``interp.graph`` checks the data flow (nothing read before
-it is written, nothing written twice).
+The parser itself (``interp.model``) checks tensor, buffer and opcode indices and that buffers
+hold what their shapes need; ``interp.model.graph`` checks the data flow (nothing read before
+anything wrote it; what TFLM runs with an undefined result is refused with the reason).
 
 The limits are module attributes so a caller can change them (``verify.MAX_TENSOR_ELEMENTS =
 ...``, or temporarily with ``with verify.limits(max_tensor_elements=...)``); the limits are
@@ -56,6 +58,7 @@ few fields newer than that package are declared below from the schema (schema_ge
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.util
 import math
@@ -478,8 +481,64 @@ def _tensor_where(s: int, t) -> str:
     return f'subgraph {s}, tensor {t.index} "{printable(t.name)}"'
 
 
+# Which operands' quantization TFLM's kernels read (quantization_readers). Each entry is checked
+# against the wheel by mutating the scale (0, negative, NaN, inf) in tests/test_run_what_tflm_runs.py
+# (the data-movement kernels, MAXIMUM/MINIMUM, ARG_MAX, SELECT_V2, the convolutions' bias) and
+# tests/test_run_what_tflm_runs_model.py (the biases of every convolution and of a per-channel
+# FULLY_CONNECTED): TFLM runs those models and gives the unmutated model's values.
+#
+# Operators whose kernels read no scale of any operand (they move, compare or select values).
+SCALE_FREE_OPERATORS = frozenset({
+    "ARG_MAX", "BATCH_TO_SPACE_ND", "BROADCAST_TO", "DEPTH_TO_SPACE", "DYNAMIC_UPDATE_SLICE", "EXPAND_DIMS",
+    "GATHER", "GATHER_ND", "MAXIMUM", "MINIMUM", "MIRROR_PAD", "PACK", "PAD", "RESHAPE", "RESIZE_BILINEAR",
+    "RESIZE_NEAREST_NEIGHBOR", "REVERSE_V2", "SELECT_V2", "SLICE", "SPACE_TO_BATCH_ND", "SPACE_TO_DEPTH",
+    "SPLIT", "SPLIT_V", "SQUEEZE", "STRIDED_SLICE", "TRANSPOSE", "UNPACK", "ZEROS_LIKE",
+})
+# Inputs whose scale other kernels never read: a convolution's bias (TFLM's int8 and int16
+# convolutions derive their multipliers from the input and filter scales; only uint8 compared
+# the bias scale with them). FULLY_CONNECTED's bias joins them when its weights are per channel
+# (a per-tensor FULLY_CONNECTED checks the bias scale against input x weights scale).
+UNREAD_SCALE_INPUTS = {"CONV_2D": (2,), "DEPTHWISE_CONV_2D": (2,), "TRANSPOSE_CONV": (3,)}
+# Inputs TFLM reads per channel when they carry more than one scale (every scale, and
+# filter->dims->data[quantized_dimension]); every other operand is read per tensor (scale[0] and
+# zero_point[0]) if at all.
+PER_CHANNEL_INPUTS = {"CONV_2D": (1,), "DEPTHWISE_CONV_2D": (1,), "TRANSPOSE_CONV": (1,), "FULLY_CONNECTED": (1,)}
+
+
+@dataclass(frozen=True)
+class QuantizationReaders:
+    """Per subgraph: the tensors some kernel reads the scale of, and those read per channel."""
+
+    scales: frozenset[int]  # tensor indices whose scale (scale[0], or every scale if per channel) is read
+    per_channel: frozenset[int]  # tensor indices read per channel (when they have several scales)
+
+
+def quantization_readers(sg) -> QuantizationReaders:
+    """Which tensors of subgraph ``sg`` TFLM's kernels read the quantization of: every operand
+    of every operator except those of SCALE_FREE_OPERATORS and UNREAD_SCALE_INPUTS (and a
+    FULLY_CONNECTED bias beside per-channel weights). A tensor no operator uses is read by none."""
+    scales: set[int] = set()
+    per_channel: set[int] = set()
+    for op in sg.operators:
+        if op.op_name in SCALE_FREE_OPERATORS:
+            continue
+        unread = set(UNREAD_SCALE_INPUTS.get(op.op_name, ()))
+        if op.op_name == "FULLY_CONNECTED" and len(op.inputs) > 2 and 0 <= op.inputs[1] < len(sg.tensors):
+            wq = sg.tensors[op.inputs[1]].quantization
+            if wq is not None and wq.scales.size > 1:
+                unread.add(2)
+        channel_positions = PER_CHANNEL_INPUTS.get(op.op_name, ())
+        for position, t in enumerate(op.inputs):
+            if t >= 0 and position not in unread:
+                scales.add(t)
+                if position in channel_positions:
+                    per_channel.add(t)
+        scales.update(op.outputs)
+    return QuantizationReaders(frozenset(scales), frozenset(per_channel))
+
+
 def check_quantization(t, s: int, name: str = "<bytes>") -> None:
-    """Scales finite and positive on integer tensors; per-channel counts matching their dimension."""
+    """Scales finite and positive on an integer tensor (one whose scales a kernel reads)."""
     q = t.quantization
     if q is None or t.type_name not in _QUANTIZED_TYPES:
         return
@@ -492,18 +551,59 @@ def check_quantization(t, s: int, name: str = "<bytes>") -> None:
         i = int(np.argmax(bad))
         raise ModelError(f"{name}: {where}: quantization scale {float(scales[i])!r} (entry {i} of {scales.size}) "
                          f"must be finite and positive")
-    if scales.size > 1:
-        qd, rank = q.quantized_dimension, len(t.shape)
-        if qd < 0:
-            raise ModelError(f"{name}: {where}: quantized_dimension {qd} is negative")
-        if qd < rank:
-            if t.shape[qd] != scales.size:
-                raise ModelError(f"{name}: {where}: {scales.size} per-channel scales, but dimension {qd} "
-                                 f"of shape {list(t.shape)} has {t.shape[qd]} channels")
-        elif not (rank == 1 and t.shape[0] == scales.size):
-            # Converters write a 1-D bias with its filter's quantized_dimension (3 for depthwise).
-            raise ModelError(f"{name}: {where}: quantized_dimension {qd} is not a dimension of "
-                             f"shape {list(t.shape)}")
+
+
+def check_per_channel(t, s: int, name: str = "<bytes>") -> None:
+    """Per-channel scale counts matching their quantized dimension, on a tensor TFLM reads per
+    channel (PER_CHANNEL_INPUTS): TFLM compares the count with filter->dims->data[quantized_dimension],
+    which a negative or too large dimension reads outside the shape (undefined)."""
+    q = t.quantization
+    if q is None or q.scales.size <= 1:
+        return
+    where = _tensor_where(s, t)
+    qd, rank = q.quantized_dimension, len(t.shape)
+    if qd < 0:
+        raise ModelError(f"{name}: {where}: quantized_dimension {qd} is negative")
+    if qd < rank:
+        if t.shape[qd] != q.scales.size:
+            raise ModelError(f"{name}: {where}: {q.scales.size} per-channel scales, but dimension {qd} "
+                             f"of shape {list(t.shape)} has {t.shape[qd]} channels")
+    elif not (rank == 1 and t.shape[0] == q.scales.size):
+        # Converters write a 1-D bias with its filter's quantized_dimension (3 for depthwise).
+        raise ModelError(f"{name}: {where}: quantized_dimension {qd} is not a dimension of "
+                         f"shape {list(t.shape)}")
+
+
+def quantization_notes(model) -> list[str]:
+    """One line per quantization array TFLM never reads and that would be refused if a kernel read
+    it (a scale that is not finite and positive, per-channel scales that do not fit the quantized
+    dimension): the model runs, but its file says something no kernel uses (for ``microref info``)."""
+    notes = []
+    for sg in model.subgraphs:
+        readers = quantization_readers(sg)
+        for t in sg.tensors:
+            q = t.quantization
+            if q is None or t.type_name not in _QUANTIZED_TYPES:
+                continue
+            where = _tensor_where(sg.index, t)
+            if t.index not in readers.scales:
+                bad = ~np.isfinite(q.scales) | (q.scales <= 0)
+                if bad.any() and not (t.type_name in ("INT32", "INT64") and not q.scales.any()):
+                    notes.append(f"{where}: quantization scale {float(q.scales[int(np.argmax(bad))])!r} is never "
+                                 f"read by TFLM's kernels (ignored)")
+            if q.scales.size > 1 and t.index not in readers.per_channel:
+                notes.append(f"{where}: {q.scales.size} scales, read per tensor (scale[0] and zero_point[0]) "
+                             f"by every kernel that reads them")
+    return notes
+
+
+def _first_scale(t):
+    """``t`` as a kernel reading its quantization per tensor sees it: scale[0] and zero_point[0]."""
+    q = t.quantization
+    if q is None or q.scales.size <= 1:
+        return t
+    return dataclasses.replace(t, quantization=dataclasses.replace(q, scales=q.scales[:1],
+                                                                  zero_points=q.zero_points[:1]))
 
 
 def check_model(model) -> None:
@@ -512,9 +612,14 @@ def check_model(model) -> None:
     for sg in model.subgraphs:
         s = sg.index
         activation_bytes = 0
+        readers = quantization_readers(sg)
         for t in sg.tensors:
             check_shape(t.shape, _tensor_where(s, t), name)
-            check_quantization(t, s, name)
+            if t.index in readers.per_channel:
+                check_per_channel(t, s, name)
+                check_quantization(t, s, name)
+            elif t.index in readers.scales:
+                check_quantization(_first_scale(t), s, name)
             if t.data is None:
                 activation_bytes += t.nbytes
         if activation_bytes > MAX_ACTIVATION_BYTES:
