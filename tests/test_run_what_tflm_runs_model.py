@@ -434,6 +434,27 @@ def test_an_input_tflm_never_reads_may_be_unwritten_there_but_microref_needs_a_v
     _refused_as_undefined(data, "never reads it", "has no value for this one")
 
 
+@needs_oracle
+def test_a_dynamic_tensor_in_a_subgraph_nothing_calls_is_refused_as_tflm_refuses_it():
+    # TFLM's PrepareSubgraphs prepares (and checks for dynamic tensors) every subgraph.
+    b = ModelBuilder()
+    x = b.input("x", [1, 4], "INT8", **Q8)
+    y = b.tensor("y", [1, 4], "INT8", **Q8)
+    b.op("RELU", [x], [y])
+    b.output(y)
+    g = b.subgraph("never_called")
+    a = g.input("a", [1, 4], "INT8", **Q8)
+    z = g.tensor("z", [1, 0], "INT8", **Q8)
+    g.op("SLICE", [a, g.constant("begin", np.array([0, 0], np.int32)), g.constant("size", np.array([1, 0], np.int32))],
+         [z])
+    g.output(z)
+    data = b.build()
+    verdict, message = tflm_run(data, [[np.zeros((1, 4), np.int8)]])
+    assert verdict == "rejected" and "dynamic tensor" in message, message
+    with pytest.raises(ModelError, match="subgraph 1, operator 0 .*dynamic tensor"):
+        Interpreter.from_bytes(data)
+
+
 # ====================================================================== no elements
 def _lstm(kind: str):
     """A one-layer LSTM whose input has size 0: the four input weights are [2, 0] constants

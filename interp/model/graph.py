@@ -220,15 +220,30 @@ def subgraph_calls(op: Operator) -> list[tuple[str, int]]:
     return [(name, int(op.options.get(name, 0))) for name in SUBGRAPH_OPTIONS.get(op.op_name, ())]
 
 
+def check_dynamic_tensors(model: Model) -> None:
+    """TFLM's CheckDynamicTensors, which PrepareSubgraphs runs after every operator's Prepare in
+    every subgraph, reachable or not: an output with a dimension <= 0 (other than the legacy
+    scalar shape [0]) is a dynamic tensor, and TFLM refuses the model."""
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            for t in op.outputs:
+                shape = sg.tensors[t].shape
+                if any(d <= 0 for d in shape) and shape != (0,):
+                    raise ModelError(f"{_here(sg, op, sg.tensors[t])}: output shape {list(shape)} has a zero "
+                                     f"dimension; TFLM rejects it as a dynamic tensor")
+
+
 def check_subgraph_calls(model: Model) -> list[int]:
     """The subgraphs reachable from subgraph 0 through IF, WHILE and CALL_ONCE, in the order TFLM's
     planner first visits them (depth first, operators in order).
 
-    Refused, each naming the operator: an index outside the model (TFLM's Prepare checks
+    Refused, each naming the operator: an output that is a dynamic tensor in any subgraph
+    (``check_dynamic_tensors``), an index outside the model (TFLM's Prepare checks
     ``index < NumSubgraphs()`` only, so a negative one would make its planner read outside the
     subgraph vector) and a cycle of calls (TFLM's planner recurses into every called subgraph
     without a guard and overflows its stack; its interpreter would recurse for ever).
     """
+    check_dynamic_tensors(model)  # in every subgraph, as TFLM's PrepareSubgraphs
     n = len(model.subgraphs)
     order: list[int] = []
     done: set[int] = set()
