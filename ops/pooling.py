@@ -180,6 +180,8 @@ class AveragePool2D(_Pool2D):
     notes = "SAME/VALID, stride, fused activations"
 
     reference = staticmethod(average_pool)
+    # Sums below this bound never wrap in int32 (tests lower it to force the wrapping path).
+    WRAP_FREE_BOUND = 1 << 31
 
     def prepare(self, ctx):
         super().prepare(ctx)
@@ -188,6 +190,10 @@ class AveragePool2D(_Pool2D):
             ctx.unsupported("a pooling window lies entirely outside the input; TFLM's kernel then returns "
                             "early and leaves the remaining outputs unwritten")
         self.counts = counts.astype(np.int64)  # (OH, OW)
+        # TFLM sums in int32 and adds ±count/2, wrapping on overflow; |sum| <= 32768·taps, so only a
+        # window of tens of thousands of taps can wrap, and eval skips the wraps below that bound.
+        taps = self.filter[0] * self.filter[1]
+        self.may_wrap = 32768 * taps + int(self.counts.max(initial=0)) // 2 >= self.WRAP_FREE_BOUND
         self.params = self.pool_params()
 
     def eval(self, inputs):
@@ -197,12 +203,17 @@ class AveragePool2D(_Pool2D):
             with np.errstate(all="ignore"):  # inf/NaN arithmetic is C's, not an error
                 return self.finish(self.eval_float(x), n)
         # (NB, OH, OW, C): TFLM's int32 accumulator
-        acc = fp.wrap_int32(_combine_taps(np.add, self.windows(x, fill=0), np.int64, 0))
+        acc = _combine_taps(np.add, self.windows(x, fill=0), np.int64, 0)
         count = self.counts[None, :, :, None]
         half = count // 2
-        acc = fp.wrap_int32(np.where(acc > 0, acc + half, acc - half))
+        if self.may_wrap:
+            acc = fp.wrap_int32(acc)
+            acc = fp.wrap_int32(np.where(acc > 0, acc + half, acc - half))
+        else:
+            acc = np.where(acc > 0, acc + half, acc - half)
         avg = fp.truncating_divide(acc, count)
-        return self.finish(np.clip(avg, self.act_min, self.act_max), n)
+        # np.minimum/np.maximum: np.clip's per-call overhead is most of a tiny pool's time.
+        return self.finish(np.minimum(np.maximum(avg, self.act_min), self.act_max), n)
 
     def eval_float(self, x):
         """reference_ops::AveragePool (float): a float32 running sum over the in-image taps, row by row."""

@@ -201,8 +201,8 @@ def test_depthwise_fast_layouts_equal_reference(seed, kind, per_channel, layout,
 @settings(max_examples=60, deadline=None)
 @given(seed=seeds, kind=st.sampled_from(QUANTIZED + ("FLOAT32",)),
        op=st.sampled_from(["AVERAGE_POOL_2D", "MAX_POOL_2D"]), per_tap=st.booleans(),
-       padding=st.sampled_from(["SAME", "VALID"]))
-def test_pooling_fast_paths_equal_reference(seed, kind, op, per_tap, padding):
+       padding=st.sampled_from(["SAME", "VALID"]), wrap=st.booleans())
+def test_pooling_fast_paths_equal_reference(seed, kind, op, per_tap, padding, wrap):
     rng = np.random.default_rng(seed)
     h, w_, c = int(rng.integers(1, 10)), int(rng.integers(1, 10)), int(rng.integers(1, 5))
     fh, fw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
@@ -220,6 +220,7 @@ def test_pooling_fast_paths_equal_reference(seed, kind, op, per_tap, padding):
     b.output(y)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pooling, "PER_TAP_MIN_ELEMENTS", 0 if per_tap else 1 << 30)
+        mp.setattr(pooling.AveragePool2D, "WRAP_FREE_BOUND", 0 if wrap else 1 << 31)  # int32 wraps or none
         assert_fast_equals_reference(b.build(), rng)
 
 
