@@ -130,3 +130,26 @@ def test_offline_metadata_with_the_wrong_tensor_count_is_rejected():
     short = write_model_metadata(two_branch_model(), OFFLINE_METADATA, struct.pack("<2i", 1, 0))
     with pytest.raises(ModelError, match="at least 12"):
         read_offline_offsets(load_model(short))
+
+
+def test_operator_dependencies_with_a_tensor_written_twice():
+    """t is written by op 0, read by op 1, written again by op 2 and read by op 3: op 2 must wait
+    for op 1's read (and op 0's write), op 3 reads op 2's value — no reorder may change a read."""
+    from interp.builder import ModelBuilder
+    from interp.model import load_model
+    from interp.planner import operator_dependencies
+    q = dict(scale=0.1, zero_point=0)
+    b = ModelBuilder()
+    x = b.input("x", [1, 4], "INT8", **q)
+    t = b.tensor("t", [1, 4], "INT8", **q)
+    u = b.tensor("u", [1, 4], "INT8", **q)
+    v = b.tensor("v", [1, 4], "INT8", **q)
+    b.op("RELU", [x], [t])
+    b.op("RELU", [t], [u])
+    b.op("RELU6", [x], [t])
+    b.op("ADD", [t, u], [v])
+    b.output(v)
+    deps = operator_dependencies(load_model(b.build()))
+    assert deps[1] == {0}
+    assert deps[2] == {0, 1}
+    assert deps[3] == {1, 2}

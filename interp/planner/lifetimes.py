@@ -270,16 +270,31 @@ def check_order(model: Model, order: Sequence[int]) -> None:
 
 
 def operator_dependencies(model: Model) -> list[set[int]]:
-    """For each operator of subgraph 0, the operators that must run before it: the producers of
-    its inputs, the earlier users of a variable tensor it uses (its value carries over), and the
-    previous operator with effects beyond its tensors (``ORDERED_OPERATORS``)."""
+    """For each operator of subgraph 0, the operators that must run before it: the latest earlier
+    writer of each tensor it reads (a tensor may be written more than once), for each tensor it
+    writes the earlier writer and the readers since (so no reorder changes what anyone reads), the
+    earlier users of a variable tensor it uses (its value carries over), and the previous
+    operator with effects beyond its tensors (``ORDERED_OPERATORS``)."""
     sg = model.main
-    producer = {}
+    deps: list[set[int]] = [set() for _ in sg.operators]
+    last_writer: dict[int, int] = {}
+    readers_since_write: dict[int, list[int]] = {}
     for op in sg.operators:
+        mine = deps[op.index]
+        for t in op.inputs:
+            if t >= 0 and t in last_writer:
+                mine.add(last_writer[t])
         for t in op.outputs:
-            producer[t] = op.index
-    deps = [{producer[t] for t in op.inputs if t >= 0 and t in producer and producer[t] != op.index}
-            for op in sg.operators]
+            if t in last_writer:
+                mine.add(last_writer[t])
+            mine.update(readers_since_write.get(t, ()))
+        for t in op.inputs:
+            if t >= 0:
+                readers_since_write.setdefault(t, []).append(op.index)
+        for t in op.outputs:
+            last_writer[t] = op.index
+            readers_since_write[t] = []
+        mine.discard(op.index)
     last_user: dict[int, int] = {}
     last_ordered = None
     for op in sg.operators:
