@@ -1,31 +1,33 @@
 """The op registry. Importing this package registers every kernel module below."""
-from . import registry  # noqa: F401
-from . import fully_connected  # noqa: F401
-from . import conv  # noqa: F401
-from . import softmax  # noqa: F401
-from . import elementwise  # noqa: F401
-from . import shape  # noqa: F401
-from . import pad  # noqa: F401
-from . import pooling  # noqa: F401
-from . import reduce  # noqa: F401
-from . import resize  # noqa: F401
-from . import argminmax  # noqa: F401
-from . import activations  # noqa: F401
-from . import quantize  # noqa: F401
-from . import lstm  # noqa: F401
-from . import signal  # noqa: F401
-from . import control_flow  # noqa: F401
-from . import variables  # noqa: F401
-from . import transpose_conv  # noqa: F401
-from . import arithmetic  # noqa: F401
-from . import normalization  # noqa: F401
-from . import batch_matmul  # noqa: F401
-from . import circular_buffer  # noqa: F401
-from . import unary  # noqa: F401
-from . import comparisons  # noqa: F401
-from . import cast  # noqa: F401
-from . import data_movement  # noqa: F401
-from . import gather  # noqa: F401
-from . import detection_postprocess  # noqa: F401
-from . import svdf  # noqa: F401
-from . import unrunnable  # noqa: F401
+from . import (
+    activations,  # noqa: F401
+    argminmax,  # noqa: F401
+    arithmetic,  # noqa: F401
+    batch_matmul,  # noqa: F401
+    cast,  # noqa: F401
+    circular_buffer,  # noqa: F401
+    comparisons,  # noqa: F401
+    control_flow,  # noqa: F401
+    conv,  # noqa: F401
+    data_movement,  # noqa: F401
+    detection_postprocess,  # noqa: F401
+    elementwise,  # noqa: F401
+    fully_connected,  # noqa: F401
+    gather,  # noqa: F401
+    lstm,  # noqa: F401
+    normalization,  # noqa: F401
+    pad,  # noqa: F401
+    pooling,  # noqa: F401
+    quantize,  # noqa: F401
+    reduce,  # noqa: F401
+    registry,  # noqa: F401
+    resize,  # noqa: F401
+    shape,  # noqa: F401
+    signal,  # noqa: F401
+    softmax,  # noqa: F401
+    svdf,  # noqa: F401
+    transpose_conv,  # noqa: F401
+    unary,  # noqa: F401
+    unrunnable,  # noqa: F401
+    variables,  # noqa: F401
+)

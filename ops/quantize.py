@@ -6,8 +6,7 @@ import numpy as np
 
 from . import fixedpoint as fp
 from .activations import UnaryKernel
-from .elementwise import (multiply_by_quantized_multiplier, scale_and_zero_point,
-                          type_range_by_name)
+from .elementwise import multiply_by_quantized_multiplier, scale_and_zero_point, type_range_by_name
 from .registry import PrepareContext, register
 
 # (input type, output type) pairs EvalQuantizeReference has a kernel for.
