@@ -81,14 +81,20 @@ def cmd_info(args) -> int:
         unsupported += 0 if ok else n
         print(f"  {n:4d} x {printable(name)} (v{ver}){mark}")
     # Variant-level support (types, options) is decided by each kernel's prepare step.
+    warnings: list[str] = []
     try:
-        Interpreter(m)
+        it = Interpreter(m)
         verdict = "every operator is supported"
+        # What TFLM runs as written but a reader may not expect: in-place operators, tensors
+        # written twice, overwritten graph inputs.
+        warnings = [note for s in sorted(it.graphs) for note in it.graphs[s].notes]
     except UnsupportedOpError as e:
         verdict = str(e)
     except ModelError as e:
         verdict = f"the model is rejected: {e}"
     print(f"\nsupport: {verdict}")
+    for note in warnings:
+        print(f"  note: {printable(note)}")
 
     def qdesc(t):
         q = t.quantization
