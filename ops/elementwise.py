@@ -12,11 +12,13 @@ input pairs: prepare evaluates it once for all of them and eval is a table gathe
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import fixedpoint as fp
 from .common import TYPE_RANGES, activation_range_float, activation_range_quantized, clamp_float, type_range
+from .params import params_as_dict
 from .registry import OpKernel, PrepareContext, register
 
 FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
@@ -134,8 +136,9 @@ class BinaryKernel(OpKernel):
             ctx.check(t.type_name == reference_type,
                       f"{role} is {t.type_name} but {why} {reference_type}", t)
 
-    # int8 kernels: the quantized formula for every pair of int8 inputs, flattened in byte order
-    # (row x1 & 0xFF, column x2 & 0xFF); None otherwise.
+    # int8 kernels: the fast path's plan, not a parameter: the quantized formula (computed from
+    # self.params) for every pair of int8 inputs, flattened in byte order (row x1 & 0xFF, column
+    # x2 & 0xFF); None otherwise.
     table = None
 
     def tabulate_int8(self):
@@ -161,6 +164,77 @@ class BinaryKernel(OpKernel):
         return self.table.take(np.bitwise_or(index, x2.view(np.uint8)))
 
 
+# ------------------------------------------------------------------------------ prepared parameters
+
+@dataclass(frozen=True)
+class OpDataAdd:
+    """add.h OpDataAdd (SUB: sub.h OpDataSub, the same fields), as CalculateOpDataAdd/Sub leave it.
+    The quantized fields are 0 for float32 and int32, which read only the activation clamp."""
+    kind: str                      # FLOAT32, INT32, INT8 or INT16: every operand's type
+    requires_broadcast: bool       # !HaveSameShapes: the broadcast loop (same values per element)
+    activation: int                # the fused activation function code (TfLiteFusedActivation)
+    left_shift: int = 0            # 20 for int8, 15 for int16: both inputs shifted up by it first
+    input1_offset: int = 0         # -input1 zero point
+    input1_multiplier: int = 0     # QuantizeMultiplierSmallerThanOneExp(s1 / (2·max(s1, s2)))
+    input1_shift: int = 0          # its exponent (<= 0)
+    input2_offset: int = 0         # -input2 zero point
+    input2_multiplier: int = 0     # QuantizeMultiplierSmallerThanOneExp(s2 / (2·max(s1, s2)))
+    input2_shift: int = 0
+    output_offset: int = 0         # the output zero point, added after the output rescale
+    output_multiplier: int = 0     # QuantizeMultiplierSmallerThanOneExp(2·max(s1, s2) / (2^left_shift·s_out))
+    output_shift: int = 0
+    output_activation_min: int = 0  # the integer clamp: quantized activation range (int8/int16);
+    output_activation_max: int = 0  # int32: SUB's CalculateActivationRange<int32_t>, ADD's full int32 range
+    output_activation_min_f32: float = 0.0  # float32: CalculateActivationRange<float>
+    output_activation_max_f32: float = 0.0
+
+
+@dataclass(frozen=True)
+class OpDataMul:
+    """mul.h OpDataMul, as CalculateOpDataMul leaves it; the zero points held as the offsets
+    ArithmeticParams gives the reference MulElementwise (input offsets negated). Quantized fields
+    are 0 for float32 and int32."""
+    kind: str                      # FLOAT32, INT32, INT8 or INT16: every operand's type
+    requires_broadcast: bool       # !HaveSameShapes: the broadcast loop (same values per element)
+    activation: int                # the fused activation function code
+    input1_offset: int = 0         # -input1 zero point
+    input2_offset: int = 0         # -input2 zero point
+    output_offset: int = 0         # the output zero point, added after the rescale
+    output_multiplier: int = 0     # QuantizeMultiplier(s1·s2 / s_out)
+    output_shift: int = 0          # its exponent (either sign)
+    output_activation_min: int = 0  # int8/int16: the quantized activation range; int32:
+    output_activation_max: int = 0  # CalculateActivationRange<int32_t>
+    output_activation_min_f32: float = 0.0  # float32: CalculateActivationRange<float>
+    output_activation_max_f32: float = 0.0
+
+
+@dataclass(frozen=True)
+class OpDataMaximumMinimum:
+    """maximum_minimum.cc has no Prepare and no OpData: only the type and the loop it picks."""
+    kind: str                      # FLOAT32, INT8, INT16, INT32 or INT64: every operand's type
+    requires_broadcast: bool       # !HaveSameShapes: the broadcast loop (same values per element)
+
+
+@dataclass(frozen=True)
+class OpDataSquaredDifference:
+    """squared_difference.cc OpData: requires_broadcast and the ArithmeticParams PrepareQuantized
+    fills (0 for float32 and int32, which have no parameters)."""
+    kind: str                      # FLOAT32, INT32, INT8 or INT16: every operand's type
+    requires_broadcast: bool       # !HaveSameShapes: the broadcast loop (same values per element)
+    left_shift: int = 0            # 7 for int8, 0 for int16
+    input1_offset: int = 0         # -input1 zero point
+    input1_multiplier: int = 0     # QuantizeMultiplierSmallerThanOneExp(s1 / (2·max(s1, s2)))
+    input1_shift: int = 0
+    input2_offset: int = 0         # -input2 zero point
+    input2_multiplier: int = 0     # QuantizeMultiplierSmallerThanOneExp(s2 / (2·max(s1, s2)))
+    input2_shift: int = 0
+    output_offset: int = 0         # the output zero point
+    output_multiplier: int = 0     # QuantizeMultiplier((2·max(s1, s2))^2 / float32(2^(2L)·s_out))
+    output_shift: int = 0
+    quantized_activation_min: int = 0  # the output type's range (no fused activation)
+    quantized_activation_max: int = 0
+
+
 # ------------------------------------------------------------------------------ ADD and SUB
 
 class _AddSub(BinaryKernel):
@@ -180,8 +254,10 @@ class _AddSub(BinaryKernel):
         if self.kind not in ("FLOAT32", "INT32", "INT8", "INT16"):
             ctx.unsupported(f"output of type {self.kind} is not supported by TFLM's {self.op_name}", self.out)
         self.require_same_types(ctx, self.kind, f"TFLM's {self.op_name} reads every operand as the output type")
+        common = dict(kind=self.kind, requires_broadcast=not self.shapes.flat, activation=self.activation)
         if self.kind == "FLOAT32":
-            self.float_min, self.float_max = activation_range_float(self.activation)
+            float_min, float_max = activation_range_float(self.activation)
+            self.params = OpDataAdd(**common, output_activation_min_f32=float_min, output_activation_max_f32=float_max)
             return
         if self.kind == "INT32":
             unquantized = "(TF_LITE_ENSURE_EQ quantization.type, kTfLiteNoQuantization)"
@@ -191,60 +267,67 @@ class _AddSub(BinaryKernel):
             if self.op_name == "SUB":
                 ctx.check(self.out.quantization is None, f"int32 SUB requires an unquantized output {unquantized}",
                           self.out)
-                self.int_min, self.int_max = int32_activation_range(self.activation)
+                int_min, int_max = int32_activation_range(self.activation)
             else:
                 # ADD's int32 path ignores the fused activation entirely.
-                self.int_min, self.int_max = fp.INT32_MIN, fp.INT32_MAX
+                int_min, int_max = fp.INT32_MIN, fp.INT32_MAX
+            self.params = OpDataAdd(**common, output_activation_min=int_min, output_activation_max=int_max)
             return
-        self.prepare_quantized(ctx)
+        self.prepare_quantized(ctx, common)
 
-    def prepare_quantized(self, ctx: PrepareContext):
+    def prepare_quantized(self, ctx: PrepareContext, common: dict):
         ctx.check(self.out.quantization is not None,
                   f"quantized {self.op_name} needs a quantized output (TFLITE_CHECK_NE quantization.type)",
                   self.out)
         s1, z1 = scale_and_zero_point(self.in1)
         s2, z2 = scale_and_zero_point(self.in2)
         so, zo = scale_and_zero_point(self.out)
-        self.left_shift = 15 if self.kind == "INT16" else 20
+        left_shift = 15 if self.kind == "INT16" else 20
         if self.float32_scales_variant and self.numerics.scale_precision == "float32":
             twice_max = np.float32(2) * np.float32(max(np.float32(s1), np.float32(s2)))
             real1 = float(np.float32(np.float32(s1) / twice_max))
             real2 = float(np.float32(np.float32(s2) / twice_max))
-            shifted_output_scale = np.float32(np.float32(1 << self.left_shift) * np.float32(so))
+            shifted_output_scale = np.float32(np.float32(1 << left_shift) * np.float32(so))
             real_out = float(np.float32(twice_max / shifted_output_scale))
         else:
             twice_max = 2.0 * max(s1, s2)
             real1 = s1 / twice_max if twice_max else 0.0
             real2 = s2 / twice_max if twice_max else 0.0
-            real_out = twice_max / ((1 << self.left_shift) * so) if so else float("inf")
-        self.input1_offset, self.input2_offset, self.output_offset = -z1, -z2, zo
-        self.m1, self.shift1 = quantize_multiplier_smaller_than_one(ctx, real1, "input1")
-        self.m2, self.shift2 = quantize_multiplier_smaller_than_one(ctx, real2, "input2")
-        self.m_out, self.shift_out = quantize_multiplier_smaller_than_one(ctx, real_out, "output")
-        self.act_min, self.act_max = activation_range_quantized(self.activation, self.out, ctx)
+            real_out = twice_max / ((1 << left_shift) * so) if so else float("inf")
+        m1, shift1 = quantize_multiplier_smaller_than_one(ctx, real1, "input1")
+        m2, shift2 = quantize_multiplier_smaller_than_one(ctx, real2, "input2")
+        m_out, shift_out = quantize_multiplier_smaller_than_one(ctx, real_out, "output")
+        act_min, act_max = activation_range_quantized(self.activation, self.out, ctx)
+        self.params = OpDataAdd(**common, left_shift=left_shift,
+                                input1_offset=-z1, input1_multiplier=m1, input1_shift=shift1,
+                                input2_offset=-z2, input2_multiplier=m2, input2_shift=shift2,
+                                output_offset=zo, output_multiplier=m_out, output_shift=shift_out,
+                                output_activation_min=act_min, output_activation_max=act_max)
         if self.kind == "INT8":
             self.tabulate_int8()
 
     def quantized(self, x1, x2):
         """AddElementwise / SubElementwise for one pair of (broadcast) integer arrays."""
-        nm = self.numerics
-        shifted1 = fp.wrap_int32((np.asarray(x1, np.int64) + self.input1_offset) << self.left_shift)
-        shifted2 = fp.wrap_int32((np.asarray(x2, np.int64) + self.input2_offset) << self.left_shift)
-        scaled1 = multiply_by_quantized_multiplier(nm, shifted1, self.m1, self.shift1)
-        scaled2 = multiply_by_quantized_multiplier(nm, shifted2, self.m2, self.shift2)
+        nm, p = self.numerics, self.params
+        shifted1 = fp.wrap_int32((np.asarray(x1, np.int64) + p.input1_offset) << p.left_shift)
+        shifted2 = fp.wrap_int32((np.asarray(x2, np.int64) + p.input2_offset) << p.left_shift)
+        scaled1 = multiply_by_quantized_multiplier(nm, shifted1, p.input1_multiplier, p.input1_shift)
+        scaled2 = multiply_by_quantized_multiplier(nm, shifted2, p.input2_multiplier, p.input2_shift)
         raw = fp.wrap_int32(scaled1 + self.sign * scaled2)
-        out = multiply_by_quantized_multiplier(nm, raw, self.m_out, self.shift_out) + self.output_offset
-        return np.clip(fp.wrap_int32(out), self.act_min, self.act_max)
+        out = multiply_by_quantized_multiplier(nm, raw, p.output_multiplier, p.output_shift) + p.output_offset
+        return np.clip(fp.wrap_int32(out), p.output_activation_min, p.output_activation_max)
 
     @ieee_float_arithmetic
     def eval(self, inputs):
+        p = self.params
         x1, x2 = self.shapes.operands(inputs[0], inputs[1])
-        if self.kind == "FLOAT32":
+        if p.kind == "FLOAT32":
             y = x1 + x2 if self.sign > 0 else x1 - x2
-            y = clamp_float(y.astype(np.float32, copy=False), self.float_min, self.float_max)
-        elif self.kind == "INT32":
+            y = clamp_float(y.astype(np.float32, copy=False), p.output_activation_min_f32,
+                            p.output_activation_max_f32)
+        elif p.kind == "INT32":
             y = fp.wrap_int32(x1.astype(np.int64) + self.sign * x2.astype(np.int64))
-            y = np.clip(y, self.int_min, self.int_max)
+            y = np.clip(y, p.output_activation_min, p.output_activation_max)
         elif self.table is not None:
             y = self.lookup(x1, x2)
         else:
@@ -252,14 +335,7 @@ class _AddSub(BinaryKernel):
         return [self.shapes.result(y, self.out.dtype)]
 
     def describe(self):
-        if self.kind in ("FLOAT32", "INT32"):
-            return {"type": self.kind, "activation": self.activation, "broadcast": not self.shapes.flat}
-        return {"left_shift": self.left_shift,
-                "input1_offset": self.input1_offset, "input1_multiplier": self.m1, "input1_shift": self.shift1,
-                "input2_offset": self.input2_offset, "input2_multiplier": self.m2, "input2_shift": self.shift2,
-                "output_offset": self.output_offset, "output_multiplier": self.m_out,
-                "output_shift": self.shift_out, "act_min": self.act_min, "act_max": self.act_max,
-                "broadcast": not self.shapes.flat}
+        return params_as_dict(self.params)
 
 
 @register("ADD")
@@ -297,18 +373,21 @@ class Mul(BinaryKernel):
         if self.kind not in ("FLOAT32", "INT32", "INT8", "INT16"):
             ctx.unsupported(f"input of type {self.kind} is not supported by TFLM's MUL", self.in1)
         self.require_same_types(ctx, self.kind, "TFLM's MUL writes the output as the input type")
+        common = dict(kind=self.kind, requires_broadcast=not self.shapes.flat, activation=self.activation)
         if self.kind == "FLOAT32":
-            self.float_min, self.float_max = activation_range_float(self.activation)
+            float_min, float_max = activation_range_float(self.activation)
+            self.params = OpDataMul(**common, output_activation_min_f32=float_min, output_activation_max_f32=float_max)
             return
         if self.kind == "INT32":
-            self.int_min, self.int_max = int32_activation_range(self.activation)
+            int_min, int_max = int32_activation_range(self.activation)
+            self.params = OpDataMul(**common, output_activation_min=int_min, output_activation_max=int_max)
             return
         s1, z1 = scale_and_zero_point(self.in1)
         s2, z2 = scale_and_zero_point(self.in2)
         so, zo = scale_and_zero_point(self.out)
-        self.act_min, self.act_max = activation_range_quantized(self.activation, self.out, ctx)
+        act_min, act_max = activation_range_quantized(self.activation, self.out, ctx)
         real = s1 * s2 / so if so else float("inf")
-        self.multiplier, self.shift = fp.quantize_multiplier(real)
+        multiplier, shift = fp.quantize_multiplier(real)
         if self.kind == "INT16":
             ctx.check(z1 == 0, f"int16 MUL requires input1 zero_point == 0, has {z1} "
                                f"(TF_LITE_ENSURE_EQ input1_zero_point, 0)", self.in1)
@@ -316,23 +395,29 @@ class Mul(BinaryKernel):
                                f"(TF_LITE_ENSURE_EQ input2_zero_point, 0)", self.in2)
             ctx.check(zo == 0, f"int16 MUL requires output zero_point == 0, has {zo} "
                                f"(TF_LITE_ENSURE_EQ output_zero_point, 0)", self.out)
-        self.input1_offset, self.input2_offset, self.output_offset = -z1, -z2, zo
+        self.params = OpDataMul(**common, input1_offset=-z1, input2_offset=-z2, output_offset=zo,
+                                output_multiplier=multiplier, output_shift=shift,
+                                output_activation_min=act_min, output_activation_max=act_max)
         if self.kind == "INT8":
             self.tabulate_int8()
 
     def quantized(self, x1, x2):
-        product = fp.wrap_int32((np.asarray(x1, np.int64) + self.input1_offset)
-                                * (np.asarray(x2, np.int64) + self.input2_offset))
-        scaled = multiply_by_quantized_multiplier(self.numerics, product, self.multiplier, self.shift)
-        return np.clip(fp.wrap_int32(scaled + self.output_offset), self.act_min, self.act_max)
+        p = self.params
+        product = fp.wrap_int32((np.asarray(x1, np.int64) + p.input1_offset)
+                                * (np.asarray(x2, np.int64) + p.input2_offset))
+        scaled = multiply_by_quantized_multiplier(self.numerics, product, p.output_multiplier, p.output_shift)
+        return np.clip(fp.wrap_int32(scaled + p.output_offset), p.output_activation_min, p.output_activation_max)
 
     @ieee_float_arithmetic
     def eval(self, inputs):
+        p = self.params
         x1, x2 = self.shapes.operands(inputs[0], inputs[1])
-        if self.kind == "FLOAT32":
-            y = clamp_float((x1 * x2).astype(np.float32, copy=False), self.float_min, self.float_max)
-        elif self.kind == "INT32":
-            y = np.clip(fp.wrap_int32(x1.astype(np.int64) * x2.astype(np.int64)), self.int_min, self.int_max)
+        if p.kind == "FLOAT32":
+            y = clamp_float((x1 * x2).astype(np.float32, copy=False), p.output_activation_min_f32,
+                            p.output_activation_max_f32)
+        elif p.kind == "INT32":
+            y = np.clip(fp.wrap_int32(x1.astype(np.int64) * x2.astype(np.int64)), p.output_activation_min,
+                        p.output_activation_max)
         elif self.table is not None:
             y = self.lookup(x1, x2)
         else:
@@ -340,11 +425,7 @@ class Mul(BinaryKernel):
         return [self.shapes.result(y, self.out.dtype)]
 
     def describe(self):
-        if self.kind in ("FLOAT32", "INT32"):
-            return {"type": self.kind, "activation": self.activation, "broadcast": not self.shapes.flat}
-        return {"input1_offset": self.input1_offset, "input2_offset": self.input2_offset,
-                "output_offset": self.output_offset, "multiplier": self.multiplier, "shift": self.shift,
-                "act_min": self.act_min, "act_max": self.act_max, "broadcast": not self.shapes.flat}
+        return params_as_dict(self.params)
 
 
 # ------------------------------------------------------------------------------ MAXIMUM / MINIMUM
@@ -361,6 +442,10 @@ class _MaximumMinimum(BinaryKernel):
         if kind not in ("FLOAT32", "INT8", "INT16", "INT32", "INT64"):
             ctx.unsupported(f"output of type {kind} is not supported by TFLM's {self.op_name}", self.out)
         self.require_same_types(ctx, kind, f"TFLM's {self.op_name} reads every operand as the output type")
+        self.params = OpDataMaximumMinimum(kind=kind, requires_broadcast=not self.shapes.flat)
+
+    def describe(self):
+        return params_as_dict(self.params)
 
     @ieee_float_arithmetic
     def eval(self, inputs):
@@ -406,7 +491,9 @@ class SquaredDifference(BinaryKernel):
             ctx.unsupported(f"type {self.kind} is not supported by TFLM's SQUARED_DIFFERENCE", self.in1)
         # Prepare sets output->type = input2->type; a model disagreeing would be read in the wrong type.
         self.require_same_types(ctx, self.kind, "TFLM's SQUARED_DIFFERENCE gives the output the input type")
+        common = dict(kind=self.kind, requires_broadcast=not self.shapes.flat)
         if self.kind in ("FLOAT32", "INT32"):
+            self.params = OpDataSquaredDifference(**common)
             return
         s1, z1 = scale_and_zero_point(self.in1)
         s2, z2 = scale_and_zero_point(self.in2)
@@ -414,45 +501,47 @@ class SquaredDifference(BinaryKernel):
         if self.kind == "INT8":
             for z, role in ((z1, "input1"), (z2, "input2"), (zo, "output")):
                 ctx.check(-128 <= z <= 127, f"{role} zero_point {z} is outside int8 (TF_LITE_ENSURE)")
-            self.left_shift = 7
+            left_shift = 7
         else:
             for z, role in ((z1, "input1"), (z2, "input2"), (zo, "output")):
                 ctx.check(z == 0, f"int16 SQUARED_DIFFERENCE requires {role} zero_point == 0, has {z} "
                                   f"(TF_LITE_ENSURE)")
-            self.left_shift = 0
+            left_shift = 0
         twice_max = 2.0 * max(s1, s2)
-        self.m1, self.shift1 = quantize_multiplier_smaller_than_one(ctx, s1 / twice_max if twice_max else 0.0,
-                                                                    "input1")
-        self.m2, self.shift2 = quantize_multiplier_smaller_than_one(ctx, s2 / twice_max if twice_max else 0.0,
-                                                                    "input2")
+        m1, shift1 = quantize_multiplier_smaller_than_one(ctx, s1 / twice_max if twice_max else 0.0, "input1")
+        m2, shift2 = quantize_multiplier_smaller_than_one(ctx, s2 / twice_max if twice_max else 0.0, "input2")
         # (1 << 2L) * output_scale is a float32 product in C; a power of two times a float is exact.
-        denominator = float(np.float32(np.float32(1 << (2 * self.left_shift)) * np.float32(so)))
+        denominator = float(np.float32(np.float32(1 << (2 * left_shift)) * np.float32(so)))
         real_out = twice_max * twice_max / denominator if denominator else float("inf")
-        self.m_out, self.shift_out = fp.quantize_multiplier(real_out)
-        self.input1_offset, self.input2_offset, self.output_offset = -z1, -z2, zo
-        self.act_min, self.act_max = type_range(self.out)
+        m_out, shift_out = fp.quantize_multiplier(real_out)
+        act_min, act_max = type_range(self.out)
+        self.params = OpDataSquaredDifference(**common, left_shift=left_shift,
+                                              input1_offset=-z1, input1_multiplier=m1, input1_shift=shift1,
+                                              input2_offset=-z2, input2_multiplier=m2, input2_shift=shift2,
+                                              output_offset=zo, output_multiplier=m_out, output_shift=shift_out,
+                                              quantized_activation_min=act_min, quantized_activation_max=act_max)
         if self.kind == "INT8":
             self.tabulate_int8()
 
     def quantized(self, x1, x2):
-        nm = self.numerics
-        shifted1 = fp.wrap_int32((np.asarray(x1, np.int64) + self.input1_offset) << self.left_shift)
-        shifted2 = fp.wrap_int32((np.asarray(x2, np.int64) + self.input2_offset) << self.left_shift)
-        scaled1 = multiply_by_quantized_multiplier(nm, shifted1, self.m1, self.shift1)
-        scaled2 = multiply_by_quantized_multiplier(nm, shifted2, self.m2, self.shift2)
+        nm, p = self.numerics, self.params
+        shifted1 = fp.wrap_int32((np.asarray(x1, np.int64) + p.input1_offset) << p.left_shift)
+        shifted2 = fp.wrap_int32((np.asarray(x2, np.int64) + p.input2_offset) << p.left_shift)
+        scaled1 = multiply_by_quantized_multiplier(nm, shifted1, p.input1_multiplier, p.input1_shift)
+        scaled2 = multiply_by_quantized_multiplier(nm, shifted2, p.input2_multiplier, p.input2_shift)
         diff = fp.wrap_int32(scaled1 - scaled2)
         squared = fp.wrap_int32(diff * diff)
-        out = fp.wrap_int32(multiply_by_quantized_multiplier(nm, squared, self.m_out, self.shift_out)
-                            + self.output_offset)
-        return np.clip(out, self.act_min, self.act_max)
+        out = fp.wrap_int32(multiply_by_quantized_multiplier(nm, squared, p.output_multiplier, p.output_shift)
+                            + p.output_offset)
+        return np.clip(out, p.quantized_activation_min, p.quantized_activation_max)
 
     @ieee_float_arithmetic
     def eval(self, inputs):
         x1, x2 = self.shapes.operands(inputs[0], inputs[1])
-        if self.kind == "FLOAT32":
+        if self.params.kind == "FLOAT32":
             d = (x1 - x2).astype(np.float32, copy=False)
             y = d * d
-        elif self.kind == "INT32":
+        elif self.params.kind == "INT32":
             d = fp.wrap_int32(x1.astype(np.int64) - x2.astype(np.int64))
             y = fp.wrap_int32(d * d)
         elif self.table is not None:
@@ -462,10 +551,4 @@ class SquaredDifference(BinaryKernel):
         return [self.shapes.result(y, self.out.dtype)]
 
     def describe(self):
-        if self.kind in ("FLOAT32", "INT32"):
-            return {"type": self.kind, "broadcast": not self.shapes.flat}
-        return {"left_shift": self.left_shift,
-                "input1_offset": self.input1_offset, "input1_multiplier": self.m1, "input1_shift": self.shift1,
-                "input2_offset": self.input2_offset, "input2_multiplier": self.m2, "input2_shift": self.shift2,
-                "output_offset": self.output_offset, "output_multiplier": self.m_out,
-                "output_shift": self.shift_out, "broadcast": not self.shapes.flat}
+        return params_as_dict(self.params)

@@ -229,13 +229,15 @@ def test_elementwise_reference_equals_the_kernel_on_every_int8_pair(name, roundi
     op, k = it.subgraph.operators[0], it.kernels[0]
     d = k.describe()
     if op.op_name == "MUL":
-        p = ArithmeticParams(d["input1_offset"], d["input2_offset"], d["output_offset"], d["multiplier"], d["shift"],
-                             d["act_min"], d["act_max"], rounding=rounding)
+        p = ArithmeticParams(d["input1_offset"], d["input2_offset"], d["output_offset"], d["output_multiplier"],
+                             d["output_shift"], d["output_activation_min"], d["output_activation_max"],
+                             rounding=rounding)
         fn = reference.mul
     else:
         p = ArithmeticParams(d["input1_offset"], d["input2_offset"], d["output_offset"], d["output_multiplier"],
-                             d["output_shift"], d["act_min"], d["act_max"], d["left_shift"], d["input1_multiplier"],
-                             d["input1_shift"], d["input2_multiplier"], d["input2_shift"], rounding=rounding)
+                             d["output_shift"], d["output_activation_min"], d["output_activation_max"],
+                             d["left_shift"], d["input1_multiplier"], d["input1_shift"], d["input2_multiplier"],
+                             d["input2_shift"], rounding=rounding)
         fn = reference.add if op.op_name == "ADD" else reference.sub
     steps: dict = {}
     got = fn(p, BYTES[:, None], BYTES[None, :], steps=steps)

@@ -333,14 +333,17 @@ def _broadcast_element(k, value: np.ndarray, which: int, coords: tuple) -> tuple
 
 
 def _arithmetic_params(k) -> ArithmeticParams:
-    d = k.describe()
+    """The ArithmeticParams the reference AddFunc / SubElementwise / MulElementwise read, from the
+    kernel's prepared OpDataAdd / OpDataMul."""
+    d = k.params
     rounding = k.numerics.rounding
     if k.op_name == "MUL":
-        return ArithmeticParams(d["input1_offset"], d["input2_offset"], d["output_offset"], d["multiplier"],
-                                d["shift"], d["act_min"], d["act_max"], rounding=rounding)
-    return ArithmeticParams(d["input1_offset"], d["input2_offset"], d["output_offset"], d["output_multiplier"],
-                            d["output_shift"], d["act_min"], d["act_max"], d["left_shift"], d["input1_multiplier"],
-                            d["input1_shift"], d["input2_multiplier"], d["input2_shift"], rounding=rounding)
+        return ArithmeticParams(d.input1_offset, d.input2_offset, d.output_offset, d.output_multiplier,
+                                d.output_shift, d.output_activation_min, d.output_activation_max, rounding=rounding)
+    return ArithmeticParams(d.input1_offset, d.input2_offset, d.output_offset, d.output_multiplier,
+                            d.output_shift, d.output_activation_min, d.output_activation_max, d.left_shift,
+                            d.input1_multiplier, d.input1_shift, d.input2_multiplier, d.input2_shift,
+                            rounding=rounding)
 
 
 def _explain_arithmetic(e, it, op, k, coords):
