@@ -16,6 +16,7 @@ results rounded to float32 are used instead, which agree in all but rare last-bi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from .elementwise import (
     scale_and_zero_point,
     type_range_by_name,
 )
+from .params import params_as_dict
 from .registry import OpKernel, PrepareContext, register
 
 
@@ -46,6 +48,83 @@ def checked_log2(x: float) -> tuple[bool, int]:
     rounded = np.float32(fp.tflite_round(x_log2))
     frac = np.float32(x_log2 - rounded)
     return bool(abs(frac) < np.float32(1e-3)), int(rounded)
+
+
+# ------------------------------------------------------------------------------ prepared parameters
+
+@dataclass(frozen=True)
+class OpDataLogistic:
+    """logistic.h OpDataLogistic; TANH's tanh.cc OpData has the same fields (OpDataTanh).
+    float32 has no parameters (all 0)."""
+    kind: str                      # FLOAT32, INT8 or INT16: input and output type
+    input_zero_point: int = 0      # int8: the input zero point (int16: 0, checked)
+    input_range_radius: int = 0    # int8: CalculateInputRadius(4, input_left_shift, 31); |diff| beyond saturates
+    input_multiplier: int = 0      # int8: frexp(s_in·2^27) rounded to Q31; int16: the LUT input multiplier
+    input_left_shift: int = 0      # (0 with a power-of-two int16 scale: Eval then uses 3 << shift)
+
+
+@dataclass(frozen=True)
+class OpDataTanh(OpDataLogistic):
+    """tanh.cc OpData: the fields of OpDataLogistic."""
+
+
+@dataclass(frozen=True)
+class ReluOpData:
+    """activations.h ReluOpData: its ReluParams as CalculateReluOpData fills them (float32: all 0)."""
+    kind: str                      # FLOAT32, INT8 or INT16: input and output type
+    input_offset: int = 0          # the input zero point (subtracted: not negated, unlike ADD's)
+    output_offset: int = 0         # the output zero point, added after the rescale
+    output_multiplier: int = 0     # QuantizeMultiplier(s_in / s_out)
+    output_shift: int = 0
+    quantized_activation_min: int = 0  # max(qmin, output zero point): RELU's 0 in output units
+    quantized_activation_max: int = 0  # qmax
+
+
+@dataclass(frozen=True)
+class Relu6OpData:
+    """activations.h Relu6OpData (float32: all 0)."""
+    kind: str                      # FLOAT32, INT8 or INT16: input (and output) type
+    six: int = 0                   # FloatToQuantizedType(6.0) on the input scale
+    zero: int = 0                  # the input zero point converted to the input type (wraps)
+
+
+@dataclass(frozen=True)
+class LeakyReluOpData:
+    """leaky_relu.h LeakyReluOpData plus the alpha option (the float32 kernel's only parameter)."""
+    kind: str                      # FLOAT32, INT8 or INT16: input and output type
+    alpha: float                   # the option, as float32
+    output_multiplier_alpha: int = 0   # QuantizeMultiplier(s_in·alpha / s_out) (negative for alpha < 0)
+    output_shift_alpha: int = 0
+    output_multiplier_identity: int = 0  # QuantizeMultiplier(s_in / s_out)
+    output_shift_identity: int = 0
+    input_zero_point: int = 0
+    output_zero_point: int = 0
+
+
+@dataclass(frozen=True)
+class HardSwishParams:
+    """types.h HardSwishParams, as HardSwishPrepare fills them (float32: all 0)."""
+    kind: str                      # FLOAT32 or INT8: input and output type
+    input_zero_point: int = 0
+    output_zero_point: int = 0
+    reluish_multiplier_fixedpoint_int16: int = 0  # (s_in/128) / (3/32768), downscaled to int16
+    reluish_multiplier_exponent: int = 0          # its exponent (either sign)
+    output_multiplier_fixedpoint_int16: int = 0   # (s_in/128) / s_out, downscaled to int16
+    output_multiplier_exponent: int = 0           # its exponent (<= 0, checked)
+
+
+@dataclass(frozen=True)
+class PreluParams:
+    """types.h PreluParams, as PreluPrepare fills them (float32: all 0)."""
+    kind: str                      # FLOAT32, INT8 or INT16: the input and output type (alpha: int8 for int16)
+    requires_broadcast: bool       # shapes differ: the broadcast loop (same values per element)
+    input_offset: int = 0          # -input zero point
+    alpha_offset: int = 0          # -alpha zero point
+    output_offset: int = 0         # the output zero point
+    output_multiplier_1: int = 0   # QuantizeMultiplier(s_in / s_out): x >= zero point
+    output_shift_1: int = 0
+    output_multiplier_2: int = 0   # QuantizeMultiplier(s_in·s_alpha / s_out): below it
+    output_shift_2: int = 0
 
 
 # ------------------------------------------------------------------------------ shared pieces
@@ -70,7 +149,8 @@ class UnaryKernel(OpKernel):
                   f"output is {self.out.type_name} but {why} {self.kind}", self.out)
 
     def tabulate(self, formula):
-        """Evaluate ``formula`` on every value of the input's integer type, once."""
+        """Evaluate ``formula`` on every value of the input's integer type, once: the fast
+        path's plan (``table``, ``table_offset``), computed from ``self.params``."""
         domain = integer_domain(self.kind)
         self.table_offset = int(domain[0])
         self.table = np.asarray(formula(domain)).astype(self.out.dtype)
@@ -234,6 +314,7 @@ class _SigmoidLike(UnaryKernel):
     """Shared Prepare of LOGISTIC and TANH (int8: Q4.27 input rescale; int16: LUT scaling)."""
 
     pot_shifts: tuple[int, ...] = ()
+    params_class = OpDataLogistic
 
     def prepare(self, ctx: PrepareContext):
         self.prepare_operands(ctx, require_same_type=True)
@@ -241,36 +322,38 @@ class _SigmoidLike(UnaryKernel):
             ctx.unsupported(f"type {self.kind} is not supported by TFLM's {self.op_name}", self.inp)
         if self.kind == "INT8":
             self.prepare_int8(ctx)
-            s_in, self.input_zero_point = scale_and_zero_point(self.inp)
-            self.input_multiplier, self.input_left_shift = frexp_multiplier(s_in * float(1 << 27))
-            if self.input_left_shift < 0:
+            s_in, input_zero_point = scale_and_zero_point(self.inp)
+            input_multiplier, input_left_shift = frexp_multiplier(s_in * float(1 << 27))
+            if input_left_shift < 0:
                 ctx.unsupported(f"input scale {s_in:g} is too small (input_left_shift "
-                                f"{self.input_left_shift} < 0 makes CalculateInputRadius undefined)", self.inp)
-            self.input_range_radius = fp.calculate_input_radius(4, self.input_left_shift, 31)
+                                f"{input_left_shift} < 0 makes CalculateInputRadius undefined)", self.inp)
+            self.params = self.params_class(
+                kind=self.kind, input_zero_point=input_zero_point,
+                input_range_radius=fp.calculate_input_radius(4, input_left_shift, 31),
+                input_multiplier=input_multiplier, input_left_shift=input_left_shift)
             self.tabulate(self.int8_formula)
         elif self.kind == "INT16":
-            self.input_multiplier, self.input_left_shift = int16_table_input_scaling(
-                ctx, self.inp, self.out, self.pot_shifts)
+            input_multiplier, input_left_shift = int16_table_input_scaling(ctx, self.inp, self.out, self.pot_shifts)
+            self.params = self.params_class(kind=self.kind, input_multiplier=input_multiplier,
+                                            input_left_shift=input_left_shift)
             self.tabulate(self.int16_formula)
+        else:
+            self.params = self.params_class(kind=self.kind)
 
     def prepare_int8(self, ctx):
         pass
 
     def int8_formula(self, x):
-        diff = fp.as_int64(x) - self.input_zero_point
-        in_q4 = multiply_by_quantized_multiplier(self.numerics, diff, self.input_multiplier, self.input_left_shift)
+        p = self.params
+        diff = fp.as_int64(x) - p.input_zero_point
+        in_q4 = multiply_by_quantized_multiplier(self.numerics, diff, p.input_multiplier, p.input_left_shift)
         y = self.int8_from_q4(in_q4)
         # The C if / else-if order matters when the radius is 0: a zero difference gives -128.
-        y = np.where(diff >= self.input_range_radius, 127, y)
-        return np.where(diff <= -self.input_range_radius, -128, y)
+        y = np.where(diff >= p.input_range_radius, 127, y)
+        return np.where(diff <= -p.input_range_radius, -128, y)
 
     def describe(self):
-        if self.kind == "FLOAT32":
-            return {"type": "FLOAT32"}
-        d = {"input_multiplier": self.input_multiplier, "input_left_shift": self.input_left_shift}
-        if self.kind == "INT8":
-            d.update(input_zero_point=self.input_zero_point, input_range_radius=self.input_range_radius)
-        return d
+        return params_as_dict(self.params)
 
 
 @register("LOGISTIC")
@@ -292,7 +375,7 @@ class Logistic(_SigmoidLike):
         return np.clip(out_q23 - 128, -128, 127)
 
     def int16_formula(self, x):
-        return logistic_int16(x, self.input_multiplier, self.input_left_shift)
+        return logistic_int16(x, self.params.input_multiplier, self.params.input_left_shift)
 
     def compute(self, x):
         return logistic_float(x)
@@ -306,13 +389,14 @@ class Tanh(_SigmoidLike):
     notes = ""
 
     pot_shifts = (0, 1)
+    params_class = OpDataTanh
 
     def int8_from_q4(self, in_q4):
         out_q24 = fp.rounding_divide_by_pot(gemmlowp_tanh(in_q4), 31 - 7)
         return np.clip(out_q24, -128, 127)
 
     def int16_formula(self, x):
-        return tanh_int16(x, self.input_multiplier, self.input_left_shift)
+        return tanh_int16(x, self.params.input_multiplier, self.params.input_left_shift)
 
     def compute(self, x):
         return float_function("tanh")(x)
@@ -333,6 +417,7 @@ class Relu(UnaryKernel):
             ctx.unsupported(f"type {self.kind} is not supported by TFLM's RELU", self.inp)
         self.require_output_type(ctx, "TFLM's RELU writes the input type")
         if self.kind == "FLOAT32":
+            self.params = ReluOpData(kind=self.kind)
             return
         s_in, z_in = scale_and_zero_point(self.inp)
         s_out, z_out = scale_and_zero_point(self.out)
@@ -341,27 +426,26 @@ class Relu(UnaryKernel):
             ctx.check(z_out == 0, f"int16 output zero_point must be 0, is {z_out} (TF_LITE_ENSURE_EQ)", self.out)
         # The wheel divides in double; older TFLM in float32 (numerics.scale_precision).
         real = real_multiplier(self.numerics, s_in, divisor=s_out)
-        self.multiplier, self.shift = fp.quantize_multiplier(real)
+        multiplier, shift = fp.quantize_multiplier(real)
         qmin, qmax = type_range_by_name(self.kind)
         # zero_point + (int32)roundf(0.0f / scale) is the zero point itself.
-        self.act_min, self.act_max = max(qmin, z_out), qmax
-        self.input_offset, self.output_offset = z_in, z_out
+        self.params = ReluOpData(kind=self.kind, input_offset=z_in, output_offset=z_out,
+                                 output_multiplier=multiplier, output_shift=shift,
+                                 quantized_activation_min=max(qmin, z_out), quantized_activation_max=qmax)
         self.tabulate(self.quantized)
 
     def quantized(self, x):
-        scaled = multiply_by_quantized_multiplier(self.numerics, fp.as_int64(x) - self.input_offset,
-                                                  self.multiplier, self.shift)
-        return np.clip(fp.wrap_int32(scaled + self.output_offset), self.act_min, self.act_max)
+        p = self.params
+        scaled = multiply_by_quantized_multiplier(self.numerics, fp.as_int64(x) - p.input_offset,
+                                                  p.output_multiplier, p.output_shift)
+        return np.clip(fp.wrap_int32(scaled + p.output_offset), p.quantized_activation_min,
+                       p.quantized_activation_max)
 
     def compute(self, x):
         return np.where(x < np.float32(0), np.float32(0), x).astype(np.float32)
 
     def describe(self):
-        if self.kind == "FLOAT32":
-            return {"type": "FLOAT32"}
-        return {"input_offset": self.input_offset, "output_offset": self.output_offset,
-                "multiplier": self.multiplier, "shift": self.shift,
-                "act_min": self.act_min, "act_max": self.act_max}
+        return params_as_dict(self.params)
 
 
 def float_to_quantized(value: float, scale: float, zero_point: int, type_name: str) -> int:
@@ -393,25 +477,26 @@ class Relu6(UnaryKernel):
             ctx.unsupported(f"type {self.kind} is not supported by TFLM's RELU6", self.inp)
         self.require_output_type(ctx, "TFLM's RELU6 writes the input type")
         if self.kind == "FLOAT32":
+            self.params = Relu6OpData(kind=self.kind)
             return
         s_in, z_in = scale_and_zero_point(self.inp)
         lo, hi = type_range_by_name(self.kind)
         # Relu6OpData::zero is the int32 zero point; Relu6Quantized<T>(T lower, ...) converts it to T,
         # which wraps (two's complement) a zero point outside T's range: 300 -> 44 for int8.
-        self.zero = int((z_in - lo) % (hi - lo + 1) + lo)
-        self.six = float_to_quantized(6.0, s_in, z_in, self.kind)
+        self.params = Relu6OpData(kind=self.kind, six=float_to_quantized(6.0, s_in, z_in, self.kind),
+                                  zero=int((z_in - lo) % (hi - lo + 1) + lo))
         self.tabulate(self.quantized)
 
     def quantized(self, x):
-        x = fp.as_int64(x)
-        return np.where(x > self.six, self.six, np.where(x < self.zero, self.zero, x))
+        x, six, zero = fp.as_int64(x), self.params.six, self.params.zero
+        return np.where(x > six, six, np.where(x < zero, zero, x))
 
     def compute(self, x):
         six, zero = np.float32(6.0), np.float32(0.0)
         return np.where(x > six, six, np.where(x < zero, zero, x)).astype(np.float32)
 
     def describe(self):
-        return {"type": "FLOAT32"} if self.kind == "FLOAT32" else {"zero": self.zero, "six": self.six}
+        return params_as_dict(self.params)
 
 
 # ------------------------------------------------------------------------------ LEAKY_RELU
@@ -428,40 +513,42 @@ class LeakyRelu(UnaryKernel):
         self.prepare_operands(ctx, require_same_type=True)
         if self.kind not in ("FLOAT32", "INT8", "INT16"):
             ctx.unsupported(f"type {self.kind} is not supported by TFLM's LEAKY_RELU", self.inp)
-        self.alpha = np.float32(ctx.options.get("alpha", 0.0))
+        alpha = np.float32(ctx.options.get("alpha", 0.0))
         if self.kind == "FLOAT32":
+            self.params = LeakyReluOpData(kind=self.kind, alpha=alpha)
             return
         s_in, z_in = scale_and_zero_point(self.inp)
         s_out, z_out = scale_and_zero_point(self.out)
-        self.input_offset, self.output_offset = z_in, z_out
-        self.multiplier_alpha, self.shift_alpha = fp.quantize_multiplier(
-            real_multiplier(self.numerics, s_in, float(self.alpha), divisor=s_out))
-        self.multiplier_identity, self.shift_identity = fp.quantize_multiplier(
+        multiplier_alpha, shift_alpha = fp.quantize_multiplier(
+            real_multiplier(self.numerics, s_in, float(alpha), divisor=s_out))
+        multiplier_identity, shift_identity = fp.quantize_multiplier(
             real_multiplier(self.numerics, s_in, divisor=s_out))
+        self.params = LeakyReluOpData(kind=self.kind, alpha=alpha,
+                                      output_multiplier_alpha=multiplier_alpha, output_shift_alpha=shift_alpha,
+                                      output_multiplier_identity=multiplier_identity,
+                                      output_shift_identity=shift_identity,
+                                      input_zero_point=z_in, output_zero_point=z_out)
         self.tabulate(self.quantized)
 
     def quantized(self, x):
-        value = fp.as_int64(x) - self.input_offset
-        identity = multiply_by_quantized_multiplier(self.numerics, value, self.multiplier_identity,
-                                                    self.shift_identity)
-        alpha_negative = self.multiplier_alpha < 0
-        scaled_alpha = multiply_by_quantized_multiplier(self.numerics, value, abs(self.multiplier_alpha),
-                                                        self.shift_alpha)
+        p = self.params
+        value = fp.as_int64(x) - p.input_zero_point
+        identity = multiply_by_quantized_multiplier(self.numerics, value, p.output_multiplier_identity,
+                                                    p.output_shift_identity)
+        alpha_negative = p.output_multiplier_alpha < 0
+        scaled_alpha = multiply_by_quantized_multiplier(self.numerics, value, abs(p.output_multiplier_alpha),
+                                                        p.output_shift_alpha)
         if alpha_negative:
             scaled_alpha = -scaled_alpha
-        out = fp.wrap_int32(self.output_offset + np.where(value >= 0, identity, scaled_alpha))
+        out = fp.wrap_int32(p.output_zero_point + np.where(value >= 0, identity, scaled_alpha))
         lo, hi = type_range_by_name(self.kind)
         return np.clip(out, lo, hi)
 
     def compute(self, x):
-        return np.where(x > np.float32(0), x, x * self.alpha).astype(np.float32)
+        return np.where(x > np.float32(0), x, x * self.params.alpha).astype(np.float32)
 
     def describe(self):
-        if self.kind == "FLOAT32":
-            return {"alpha": float(self.alpha)}
-        return {"alpha": float(self.alpha), "input_offset": self.input_offset, "output_offset": self.output_offset,
-                "multiplier_identity": self.multiplier_identity, "shift_identity": self.shift_identity,
-                "multiplier_alpha": self.multiplier_alpha, "shift_alpha": self.shift_alpha}
+        return {**params_as_dict(self.params), "alpha": float(self.params.alpha)}
 
 
 # ------------------------------------------------------------------------------ HARD_SWISH
@@ -516,39 +603,44 @@ class HardSwish(UnaryKernel):
             ctx.unsupported(f"type {self.kind} is not supported by TFLM's HARD_SWISH", self.inp)
         self.require_output_type(ctx, "TFLM's HARD_SWISH writes the input type")
         if self.kind == "FLOAT32":
+            self.params = HardSwishParams(kind=self.kind)
             return
         s_in, z_in = scale_and_zero_point(self.inp)
         s_out, z_out = scale_and_zero_point(self.out)
-        self.input_zero_point, self.output_zero_point = z_in, z_out
         hires_input_scale = np.float32(np.float32(1.0 / 128.0) * np.float32(s_in))
         reluish_scale = np.float32(3.0 / 32768.0)
-        m_out, self.output_exponent = fp.quantize_multiplier(
+        m_out, output_exponent = fp.quantize_multiplier(
             real_multiplier(self.numerics, hires_input_scale, divisor=s_out))
-        self.output_multiplier = downscale_multiplier_to_int16(m_out)
-        ctx.check(self.output_exponent <= 0,
-                  f"output multiplier exponent {self.output_exponent} must be <= 0, i.e. input scale / 128 "
+        ctx.check(output_exponent <= 0,
+                  f"output multiplier exponent {output_exponent} must be <= 0, i.e. input scale / 128 "
                   f"must be below the output scale (TF_LITE_ENSURE output_multiplier_exponent <= 0)")
-        m_reluish, self.reluish_exponent = fp.quantize_multiplier(
+        m_reluish, reluish_exponent = fp.quantize_multiplier(
             real_multiplier(self.numerics, hires_input_scale, divisor=float(reluish_scale)))
-        self.reluish_multiplier = downscale_multiplier_to_int16(m_reluish)
+        self.params = HardSwishParams(
+            kind=self.kind, input_zero_point=z_in, output_zero_point=z_out,
+            reluish_multiplier_fixedpoint_int16=downscale_multiplier_to_int16(m_reluish),
+            reluish_multiplier_exponent=reluish_exponent,
+            output_multiplier_fixedpoint_int16=downscale_multiplier_to_int16(m_out),
+            output_multiplier_exponent=output_exponent)
         self.tabulate(self.quantized)
 
     def quantized(self, x):
-        value = fp.wrap_int16(fp.as_int64(x) - self.input_zero_point)
+        p = self.params
+        value = fp.wrap_int16(fp.as_int64(x) - p.input_zero_point)
         hires = fp.wrap_int16(value * (1 << 7))
-        preshift_output = saturating_rounding_doubling_high_mul_int16(hires, self.output_multiplier)
+        preshift_output = saturating_rounding_doubling_high_mul_int16(hires, p.output_multiplier_fixedpoint_int16)
         reluish = hires
-        if self.reluish_exponent > 0:
-            reluish = saturating_left_shift_int16(reluish, self.reluish_exponent - 1)
-        reluish = saturating_rounding_doubling_high_mul_int16(reluish, self.reluish_multiplier)
-        if self.reluish_exponent > 0:
+        if p.reluish_multiplier_exponent > 0:
+            reluish = saturating_left_shift_int16(reluish, p.reluish_multiplier_exponent - 1)
+        reluish = saturating_rounding_doubling_high_mul_int16(reluish, p.reluish_multiplier_fixedpoint_int16)
+        if p.reluish_multiplier_exponent > 0:
             reluish = saturating_left_shift_int16(reluish, 1)
-        if self.reluish_exponent < 0:
-            reluish = rounding_divide_by_pot_int16(reluish, -self.reluish_exponent)
+        if p.reluish_multiplier_exponent < 0:
+            reluish = rounding_divide_by_pot_int16(reluish, -p.reluish_multiplier_exponent)
         reluish = (reluish + (1 << 15)) >> 1
         preshift_value = saturating_doubling_high_mul_int16(reluish, preshift_output)
-        out = rounding_divide_by_pot_int16(preshift_value, -self.output_exponent)
-        out = fp.wrap_int16(out + self.output_zero_point)
+        out = rounding_divide_by_pot_int16(preshift_value, -p.output_multiplier_exponent)
+        out = fp.wrap_int16(out + p.output_zero_point)
         return np.clip(out, -128, 127)
 
     def compute(self, x):
@@ -559,11 +651,7 @@ class HardSwish(UnaryKernel):
         return ((x * relu6) / six).astype(np.float32)
 
     def describe(self):
-        if self.kind == "FLOAT32":
-            return {"type": "FLOAT32"}
-        return {"input_zero_point": self.input_zero_point, "output_zero_point": self.output_zero_point,
-                "output_multiplier_int16": self.output_multiplier, "output_exponent": self.output_exponent,
-                "reluish_multiplier_int16": self.reluish_multiplier, "reluish_exponent": self.reluish_exponent}
+        return params_as_dict(self.params)
 
 
 # ------------------------------------------------------------------------------ PRELU
@@ -597,23 +685,29 @@ class Prelu(OpKernel):
             if max(len(self.inp.shape), len(self.alpha.shape), len(self.out.shape)) > 4:
                 ctx.fail("float32 PRELU of rank above 4: TFLM's BroadcastPrelu4DSlowFloat is 4-D only and "
                          "its TFLITE_CHECK_GE(new_shape_size, DimensionsCount()) aborts")
+            self.params = PreluParams(kind=self.kind, requires_broadcast=not self.shapes.flat)
             return
         s_in, z_in = scale_and_zero_point(self.inp)
         s_alpha, z_alpha = scale_and_zero_point(self.alpha)
         s_out, z_out = scale_and_zero_point(self.out)
-        self.multiplier_1, self.shift_1 = fp.quantize_multiplier(s_in / s_out if s_out else float("inf"))
-        self.multiplier_2, self.shift_2 = fp.quantize_multiplier(s_in * s_alpha / s_out if s_out else float("inf"))
-        self.input_offset, self.alpha_offset, self.output_offset = -z_in, -z_alpha, z_out
+        multiplier_1, shift_1 = fp.quantize_multiplier(s_in / s_out if s_out else float("inf"))
+        multiplier_2, shift_2 = fp.quantize_multiplier(s_in * s_alpha / s_out if s_out else float("inf"))
+        self.params = PreluParams(kind=self.kind, requires_broadcast=not self.shapes.flat,
+                                  input_offset=-z_in, alpha_offset=-z_alpha, output_offset=z_out,
+                                  output_multiplier_1=multiplier_1, output_shift_1=shift_1,
+                                  output_multiplier_2=multiplier_2, output_shift_2=shift_2)
         if self.kind == "INT8":
+            # The fast path's plan: the formula for every (input, alpha) pair of int8 values.
             domain = integer_domain("INT8")
             self.table = self.quantized(domain[:, None], domain[None, :])
 
     def quantized(self, x, alpha):
-        value = fp.as_int64(x) + self.input_offset
-        positive = multiply_by_quantized_multiplier(self.numerics, value, self.multiplier_1, self.shift_1)
-        product = fp.wrap_int32(value * (fp.as_int64(alpha) + self.alpha_offset))
-        negative = multiply_by_quantized_multiplier(self.numerics, product, self.multiplier_2, self.shift_2)
-        out = fp.wrap_int32(np.where(value >= 0, positive, negative) + self.output_offset)
+        p = self.params
+        value = fp.as_int64(x) + p.input_offset
+        positive = multiply_by_quantized_multiplier(self.numerics, value, p.output_multiplier_1, p.output_shift_1)
+        product = fp.wrap_int32(value * (fp.as_int64(alpha) + p.alpha_offset))
+        negative = multiply_by_quantized_multiplier(self.numerics, product, p.output_multiplier_2, p.output_shift_2)
+        out = fp.wrap_int32(np.where(value >= 0, positive, negative) + p.output_offset)
         lo, hi = type_range_by_name(self.kind)
         return np.clip(out, lo, hi)
 
@@ -629,8 +723,4 @@ class Prelu(OpKernel):
         return [self.shapes.result(y, self.out.dtype)]
 
     def describe(self):
-        if self.kind == "FLOAT32":
-            return {"type": "FLOAT32", "broadcast": not self.shapes.flat}
-        return {"input_offset": self.input_offset, "alpha_offset": self.alpha_offset,
-                "output_offset": self.output_offset, "multiplier_1": self.multiplier_1, "shift_1": self.shift_1,
-                "multiplier_2": self.multiplier_2, "shift_2": self.shift_2, "broadcast": not self.shapes.flat}
+        return params_as_dict(self.params)

@@ -257,8 +257,8 @@ def test_requantize_reference_equals_the_kernel_on_every_int8_value(name, roundi
                              k.output_min, k.output_max, rounding)
         want = k.requantize(BYTES)
     else:
-        p = RequantizeParams(d["input_offset"], d["output_offset"], d["multiplier"], d["shift"], d["act_min"],
-                             d["act_max"], rounding)
+        p = RequantizeParams(d["input_offset"], d["output_offset"], d["output_multiplier"], d["output_shift"],
+                             d["quantized_activation_min"], d["quantized_activation_max"], rounding)
         want = k.quantized(BYTES)
     assert np.array_equal(reference.requantize_elementwise(p, BYTES), want)
 

@@ -392,8 +392,9 @@ def _explain_requantize(e, it, op, k, coords):
                              rounding)
         clamp_note = f"the output type's range [{lo}, {hi}]"
     else:
-        p = RequantizeParams(d["input_offset"], d["output_offset"], d["multiplier"], d["shift"], d["act_min"],
-                             d["act_max"], rounding)
+        r = k.params  # ReluOpData
+        p = RequantizeParams(r.input_offset, r.output_offset, r.output_multiplier, r.output_shift,
+                             r.quantized_activation_min, r.quantized_activation_max, rounding)
         clamp_note = f"[max(qmin, output zero point), qmax] = [{p.output_min}, {p.output_max}]"
     steps: dict = {}
     out = int(reference.requantize_elementwise(p, np.int64(x), steps=steps))
