@@ -10,11 +10,14 @@ Float sums run in the input's row-major order in float32, as the reference loops
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import fixedpoint as fp
 from .c_semantics import float_sequential_sum
 from .common import type_range
+from .params import params_as_dict
 from .registry import OpKernel, expect_types, register
 
 MEAN_SUM_TYPES = ("FLOAT32", "INT8", "INT16")
@@ -26,6 +29,28 @@ FLOAT32_MAX = np.finfo(np.float32).max
 def floor_log2(n: int) -> int:
     """63 - CountLeadingZeros(uint64 n), for n >= 1."""
     return int(n).bit_length() - 1
+
+
+@dataclass(frozen=True)
+class OpDataReduce:
+    """reduce.h OpDataReduce (the scratch buffer indices aside) plus the resolved axes that
+    ResolveAxis computes at Eval. Quantized fields are 0 for float32."""
+    kind: str                      # FLOAT32, INT8 or INT16: input and output type
+    axes: tuple[int, ...]          # resolved, de-duplicated axes in the order given (empty: none valid)
+    keep_dims: bool                # the option; the output tensor's shape already reflects it
+    count: int                     # elements reduced into each output (product of the axes' dims)
+    empty_input: bool              # the input has no elements: every output is the initial value
+    invalid_axis: int | None = None  # the first out-of-range axis value (quantized MEAN/SUM: outputs 0)
+    compute_sum: bool = False      # MEAN/SUM: SUM (no division by count)
+    is_max: bool = False           # REDUCE_MAX/MIN: REDUCE_MAX
+    input_zp: int = 0              # the input zero point, subtracted count times from the int32 sum
+    output_zp: int = 0             # the output zero point, added after the rescale
+    base_multiplier: int = 0       # QuantizeMultiplier(s_in / s_out), before MEAN folds in 1/count
+    base_shift: int = 0
+    multiplier: int = 0            # MEAN: (base_multiplier << extra) // count; SUM: base_multiplier
+    shift: int = 0                 # MEAN: base_shift - extra, extra = min(floor(log2 count), 32, 31 + base_shift)
+    quantized_activation_min: int = 0  # the output type's range
+    quantized_activation_max: int = 0
 
 
 class _Reduce(OpKernel):
@@ -89,7 +114,7 @@ class MeanOrSum(_Reduce):
 
     def prepare(self, ctx):
         x, axis_t, out = self.prepare_axes(ctx)
-        self.compute_sum = ctx.op.op_name == "SUM"
+        compute_sum = ctx.op.op_name == "SUM"
         expect_types(ctx, x, MEAN_SUM_TYPES, "input")
         self.kind = x.type_name
         if self.invalid_axis is not None:
@@ -97,49 +122,51 @@ class MeanOrSum(_Reduce):
             # the quantized path ignores QuantizedMeanOrSum's result, so TFLM outputs raw zeros.
             ctx.check(self.kind != "FLOAT32",
                       f"axis {self.invalid_axis} is out of range for input rank {len(x.shape)}", axis_t)
+        common = dict(kind=self.kind, axes=tuple(self.axes), keep_dims=self.keep_dims, count=self.count,
+                      empty_input=self.empty_input, invalid_axis=self.invalid_axis, compute_sum=compute_sum)
         if self.kind == "FLOAT32":
+            self.params = OpDataReduce(**common)
             self.scratch_bytes += [4 * len(x.shape), 4 * axis_t.size]
             return
         ctx.check(out.type_name == x.type_name, f"output type {out.type_name} differs from input type {x.type_name}")
         xq, oq = x.quantization, out.quantization
         ctx.check(xq is not None and oq is not None, "quantized MEAN/SUM needs input and output quantization")
-        self.input_zp, self.output_zp = xq.zero_point, oq.zero_point
         multiplier, shift = fp.quantize_multiplier(float(xq.scale) / float(oq.scale))
-        self.base_multiplier, self.base_shift = multiplier, shift
-        if not self.compute_sum and self.count > 0:
+        base_multiplier, base_shift = multiplier, shift
+        if not compute_sum and self.count > 0:
             # QuantizedMeanOrSum folds 1/count into the multiplier, clamping the extra shift so
             # that it stays <= 32 and the final shift stays >= -31.
             extra = min(floor_log2(self.count), 32, 31 + shift)
             multiplier = int((multiplier << extra) // self.count)
             shift -= extra
-        self.multiplier, self.shift = multiplier, shift
-        self.qmin, self.qmax = type_range(out)
+        qmin, qmax = type_range(out)
+        self.params = OpDataReduce(**common, input_zp=xq.zero_point, output_zp=oq.zero_point,
+                                   base_multiplier=base_multiplier, base_shift=base_shift,
+                                   multiplier=multiplier, shift=shift,
+                                   quantized_activation_min=qmin, quantized_activation_max=qmax)
         # RequestScratchBufferInArena calls, in Prepare's order: int32 sums, input iterator, axes.
         self.scratch_bytes += [4 * out.size, 4 * len(x.shape), 4 * axis_t.size]
 
     def eval(self, inputs):
+        p = self.params
         x = inputs[0]
         n = x.shape[0]
-        if self.empty_input or self.invalid_axis is not None:
+        if p.empty_input or p.invalid_axis is not None:
             return self.finish(np.zeros((n, self.out_tensor.size)), n)
         grouped = self.reduced_last(x)
-        if self.kind == "FLOAT32":
+        if p.kind == "FLOAT32":
             with np.errstate(all="ignore"):  # inf/NaN arithmetic is C's, not an error
                 total = float_sequential_sum(grouped.astype(np.float32, copy=False))
-                if not self.compute_sum and self.count > 0:
-                    total = total / np.float32(self.count)
+                if not p.compute_sum and p.count > 0:
+                    total = total / np.float32(p.count)
             return self.finish(total, n)
         total = fp.wrap_int32(grouped.sum(axis=-1, dtype=np.int64))
-        shifted = fp.wrap_int32(total - self.input_zp * self.count)
-        y = fp.multiply_by_quantized_multiplier(shifted, self.multiplier, self.shift) + self.output_zp
-        return self.finish(np.clip(y, self.qmin, self.qmax), n)
+        shifted = fp.wrap_int32(total - p.input_zp * p.count)
+        y = fp.multiply_by_quantized_multiplier(shifted, p.multiplier, p.shift) + p.output_zp
+        return self.finish(np.clip(y, p.quantized_activation_min, p.quantized_activation_max), n)
 
     def describe(self):
-        d = {"axes": self.axes, "keep_dims": self.keep_dims, "count": self.count}
-        if self.kind != "FLOAT32":
-            d.update(input_zp=self.input_zp, output_zp=self.output_zp, base_multiplier=self.base_multiplier,
-                     base_shift=self.base_shift, multiplier=self.multiplier, shift=self.shift)
-        return d
+        return params_as_dict(self.params)
 
 
 @register("REDUCE_MAX", "REDUCE_MIN")
@@ -152,7 +179,7 @@ class ReduceMinMax(_Reduce):
 
     def prepare(self, ctx):
         x, axis_t, out = self.prepare_axes(ctx)
-        self.is_max = ctx.op.op_name == "REDUCE_MAX"
+        is_max = ctx.op.op_name == "REDUCE_MAX"
         expect_types(ctx, x, MIN_MAX_TYPES, "input")
         ctx.check(self.invalid_axis is None,
                   f"axis {self.invalid_axis} is out of range for input rank {len(x.shape)}", axis_t)
@@ -169,26 +196,30 @@ class ReduceMinMax(_Reduce):
             ctx.check(in_zp == out_zp,
                       f"input zero point {in_zp} differs from output zero point {out_zp} "
                       "(op_data->input_zp == op_data->output_zp)")
+            # Min/max pick stored values: the equal scales and zero points need no parameters.
+        self.params = OpDataReduce(kind=self.kind, axes=tuple(self.axes), keep_dims=self.keep_dims,
+                                   count=self.count, empty_input=self.empty_input, is_max=is_max)
         self.scratch_bytes += [4 * len(x.shape), 4 * axis_t.size]
 
     def eval(self, inputs):
+        p = self.params
         x = inputs[0]
         n = x.shape[0]
-        if self.kind == "INT8":
-            init = -128 if self.is_max else 127
-            if self.empty_input:
+        if p.kind == "INT8":
+            init = -128 if p.is_max else 127
+            if p.empty_input:
                 return self.finish(np.full((n, self.out_tensor.size), init), n)
             grouped = self.reduced_last(x)
-            y = grouped.max(axis=-1) if self.is_max else grouped.min(axis=-1)
+            y = grouped.max(axis=-1) if p.is_max else grouped.min(axis=-1)
             return self.finish(y, n)
-        init = FLOAT32_LOWEST if self.is_max else FLOAT32_MAX
-        if self.empty_input:
+        init = FLOAT32_LOWEST if p.is_max else FLOAT32_MAX
+        if p.empty_input:
             return self.finish(np.full((n, self.out_tensor.size), init, dtype=np.float32), n)
         grouped = self.reduced_last(x).astype(np.float32, copy=False)
         # `(in > current) ? in : current` from init: NaNs never win, values beyond init never
         # pass it, and among equal values (+0.0 / -0.0) the first one stays.
         cleaned = np.where(np.isnan(grouped), init, grouped)
-        if self.is_max:
+        if p.is_max:
             best = np.maximum(cleaned.max(axis=-1), init)
         else:
             best = np.minimum(cleaned.min(axis=-1), init)
@@ -198,4 +229,4 @@ class ReduceMinMax(_Reduce):
         return self.finish(y, n)
 
     def describe(self):
-        return {"axes": self.axes, "keep_dims": self.keep_dims, "count": self.count}
+        return params_as_dict(self.params)

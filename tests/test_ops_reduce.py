@@ -49,7 +49,7 @@ def test_mean_rounds_through_the_adjusted_multiplier():
 def test_mean_divides_by_a_truncated_integer_multiplier():
     # 3 elements: multiplier (2^30 << 1) // 3 = 715827882 (truncated), shift 0.
     kernel = Interpreter.from_bytes(reduce_model("MEAN", [2, 3], [1], [2])).kernels[0]
-    assert (kernel.multiplier, kernel.shift) == (715827882, 0)
+    assert (kernel.params.multiplier, kernel.params.shift) == (715827882, 0)
     x = np.array([[1, 1, 0], [-128, -128, -127]], np.int8)
     np.testing.assert_array_equal(run(reduce_model("MEAN", [2, 3], [1], [2]), x), [1, -128])
 
