@@ -7,13 +7,27 @@ equal the output's, so no rescaling is ever needed).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from .params import params_as_dict
 from .registry import OpKernel, expect_types, register
 from .shape import int32_view, require_constant
 
 PAD_TYPES = ("FLOAT32", "INT8", "INT16", "INT32")
 PAD_MAX_RANK = 5  # reference_ops::PadKernelMaxDimensionCount()
+
+
+@dataclass(frozen=True)
+class PadOpData:
+    """pad.cc OpData: its PadParams (the paddings per dim) and the fill value Eval writes."""
+    kind: str                      # FLOAT32, INT8, INT16 or INT32: input and output type
+    left_padding: tuple[int, ...]  # elements before the input, per dim (negative: TFLM's loop shifts)
+    right_padding: tuple[int, ...]  # elements after the input, per dim
+    pad_value: np.ndarray          # 0-d, the output dtype: constant_values' element (raw), else int8's
+                                   # output zero point, else 0; unused when fill_from_input
+    fill_from_input: bool          # constant_values is computed by an earlier op: read at every Eval
 
 
 @register("PAD", "PADV2")
@@ -66,7 +80,7 @@ class Pad(OpKernel):
                 ctx.check(c_scale == out_scale,
                           f"constant_values scale {c_scale!r} differs from output scale {out_scale!r}", constant)
         # A constant_values tensor computed by an earlier op is read at every Eval.
-        self.fill_from_input = constant is not None and constant.data is None
+        fill_from_input = constant is not None and constant.data is None
         if constant is not None and constant.data is not None:
             fill = np.asarray(constant.data).reshape(-1)[0]
         elif constant is not None:
@@ -75,10 +89,13 @@ class Pad(OpKernel):
             fill = out.quantization.zero_point if out.quantization is not None else 0
         else:
             fill = 0
-        self.fill = np.asarray(fill).astype(out.dtype)
-        self.paddings = pads
-        # Negative paddings are legal for TFLM: its loop then copies the input's leading elements
-        # in order into the interior, rather than cropping.
+        pad_value = np.asarray(fill).astype(out.dtype)
+        pad_value.flags.writeable = False
+        self.params = PadOpData(kind=self.kind, left_padding=tuple(int(v) for v in pads[:, 0]),
+                                right_padding=tuple(int(v) for v in pads[:, 1]), pad_value=pad_value,
+                                fill_from_input=fill_from_input)
+        # The fast path's plan. Negative paddings are legal for TFLM: its loop then copies the
+        # input's leading elements in order into the interior, rather than cropping.
         self.has_negative = bool((pads < 0).any())
         if self.has_negative:
             grids = np.ix_(*[np.arange(d) for d in out.shape]) if out_rank else ()
@@ -91,10 +108,11 @@ class Pad(OpKernel):
             self.interior_count = int(self.interior.sum())
 
     def eval(self, inputs):
+        p = self.params
         x = inputs[0]
         n = x.shape[0]
         out_shape = (n,) + tuple(self.out_tensor.shape)
-        if self.fill_from_input:
+        if p.fill_from_input:
             fill = inputs[2].reshape(inputs[2].shape[0], -1)[:, 0]
             n = max(n, fill.shape[0])
             out_shape = (n,) + tuple(self.out_tensor.shape)
@@ -102,22 +120,21 @@ class Pad(OpKernel):
             y = np.empty(out_shape, dtype=self.out_tensor.dtype)
             y[...] = fill.reshape((-1,) + (1,) * (y.ndim - 1))
         elif self.has_negative:
-            y = np.full(out_shape, self.fill, dtype=self.out_tensor.dtype)
+            y = np.full(out_shape, p.pad_value, dtype=self.out_tensor.dtype)
         else:
             # Only the border is filled: writing the interior twice would double the traffic.
             y = np.empty(out_shape, dtype=self.out_tensor.dtype)
-            for d, (lo, hi) in enumerate(self.paddings, start=1):
+            for d, (lo, hi) in enumerate(zip(p.left_padding, p.right_padding), start=1):
                 before = (slice(None),) * d
-                y[before + (slice(0, int(lo)),)] = self.fill
-                y[before + (slice(out_shape[d] - int(hi), out_shape[d]),)] = self.fill
+                y[before + (slice(0, lo),)] = p.pad_value
+                y[before + (slice(out_shape[d] - hi, out_shape[d]),)] = p.pad_value
         if self.has_negative:
             flat = y.reshape(n, -1)
             flat[:, self.interior] = x.reshape(n, -1)[:, : self.interior_count]
             return [y]
-        interior = tuple(slice(int(lo), int(lo) + size) for (lo, _), size in zip(self.paddings, x.shape[1:]))
+        interior = tuple(slice(lo, lo + size) for lo, size in zip(p.left_padding, x.shape[1:]))
         y[(slice(None),) + interior] = x
         return [y]
 
     def describe(self):
-        return {"paddings": self.paddings.tolist(),
-                "fill": "constant_values input" if self.fill_from_input else self.fill.item()}
+        return params_as_dict(self.params)
