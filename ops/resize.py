@@ -8,10 +8,13 @@ by C's truncating division. Float bilinear evaluates TFLM's expression term by t
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import fixedpoint as fp
 from .c_semantics import float_to_int32_x86
+from .params import params_as_dict
 from .registry import OpKernel, expect_types, register
 
 NEAREST_TYPES = ("FLOAT32", "INT8", "INT16")
@@ -33,6 +36,42 @@ def nearest_source_index(output_size: int, input_size: int, align_corners: bool,
     return idx
 
 
+def read_only(a: np.ndarray) -> np.ndarray:
+    """The array itself (dtype kept), made read-only: a shared kernel's parameters cannot change."""
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True)
+class ResizeNearestNeighborParams:
+    """types.h ResizeNearestNeighborParams plus the source index GetNearestNeighbor gives every
+    output row and column (TFLM computes them per element at Eval; they depend on nothing else)."""
+    kind: str                      # FLOAT32, INT8 or INT16: input and output type
+    align_corners: bool
+    half_pixel_centers: bool
+    output_height: int             # the constant size tensor
+    output_width: int
+    rows: np.ndarray               # input row read by each output row (float32 scale, round/floor, clamped)
+    cols: np.ndarray               # input column read by each output column
+
+
+@dataclass(frozen=True)
+class ResizeBilinearParams:
+    """types.h ResizeBilinearParams plus ComputeInterpolationValues(Integer) for every output row
+    and column (TFLM computes them per element at Eval; they depend on nothing else)."""
+    kind: str                      # FLOAT32 or INT8: input and output type
+    align_corners: bool
+    half_pixel_centers: bool
+    output_height: int             # the constant size tensor
+    output_width: int
+    input_y: np.ndarray            # per output row: the source y (float32; int8: times 2^10, int64)
+    y0: np.ndarray                 # the lower source row, clamped at 0 only (may pass the last row)
+    y1: np.ndarray                 # the upper source row, clamped to the last row
+    input_x: np.ndarray            # per output column: the source x, as input_y
+    x0: np.ndarray
+    x1: np.ndarray
+
+
 class _Resize(OpKernel):
     def prepare_common(self, ctx, allowed_types):
         ctx.check_io_counts(2)
@@ -45,7 +84,7 @@ class _Resize(OpKernel):
         ctx.check(size.type_name == "INT32", f"size type {size.type_name} is not INT32", size)
         if size.data is None:
             ctx.fail("Non-constant >size< tensor is not supported", size)
-        self.align_corners = bool(ctx.options.get("align_corners", False))
+        self.align_corners = bool(ctx.options.get("align_corners", False))  # read by prepare only
         self.half_pixel = bool(ctx.options.get("half_pixel_centers", False))
         return x, size, out
 
@@ -64,8 +103,7 @@ class _Resize(OpKernel):
         self.out_hw = (out_h, out_w)
 
     def describe(self):
-        return {"align_corners": self.align_corners, "half_pixel_centers": self.half_pixel,
-                "output_hw": self.out_hw}
+        return params_as_dict(self.params)
 
 
 @register("RESIZE_NEAREST_NEIGHBOR")
@@ -77,17 +115,17 @@ class ResizeNearestNeighbor(_Resize):
         x, size, out = self.prepare_common(ctx, NEAREST_TYPES)
         ctx.check(size.shape[0] == 2, f"size has {size.shape[0]} values, needs 2", size)
         self.check_output(ctx, x, size, out, NEAREST_TYPES)
-        self.rows = nearest_source_index(self.out_hw[0], self.in_hw[0], self.align_corners, self.half_pixel)
-        self.cols = nearest_source_index(self.out_hw[1], self.in_hw[1], self.align_corners, self.half_pixel)
-        if self.rows.min() < 0 or self.cols.min() < 0:
+        rows = nearest_source_index(self.out_hw[0], self.in_hw[0], self.align_corners, self.half_pixel)
+        cols = nearest_source_index(self.out_hw[1], self.in_hw[1], self.align_corners, self.half_pixel)
+        if rows.min() < 0 or cols.min() < 0:
             ctx.unsupported("a source index is negative (TFLM reads before the input)")
+        self.params = ResizeNearestNeighborParams(
+            kind=self.kind, align_corners=self.align_corners, half_pixel_centers=self.half_pixel,
+            output_height=self.out_hw[0], output_width=self.out_hw[1], rows=read_only(rows), cols=read_only(cols))
 
     def eval(self, inputs):
         x = inputs[0]
-        return [np.ascontiguousarray(x[:, :, self.rows][:, :, :, self.cols])]
-
-    def describe(self):
-        return {**super().describe(), "rows": self.rows.tolist(), "cols": self.cols.tolist()}
+        return [np.ascontiguousarray(x[:, :, self.params.rows][:, :, :, self.params.cols])]
 
 
 def bilinear_integer_axis(out_size: int, in_size: int, align_corners: bool, half_pixel: bool):
@@ -132,10 +170,17 @@ class ResizeBilinear(_Resize):
                   "If half_pixel_centers is True, align_corners must be False.")
         self.check_output(ctx, x, size, out, BILINEAR_TYPES)
         axis = bilinear_float_axis if self.kind == "FLOAT32" else bilinear_integer_axis
-        self.y_scaled, self.y0, self.y1 = axis(self.out_hw[0], self.in_hw[0], self.align_corners, self.half_pixel)
-        self.x_scaled, self.x0, self.x1 = axis(self.out_hw[1], self.in_hw[1], self.align_corners, self.half_pixel)
+        y_scaled, y0, y1 = (read_only(a) for a in axis(self.out_hw[0], self.in_hw[0], self.align_corners,
+                                                        self.half_pixel))
+        x_scaled, x0, x1 = (read_only(a) for a in axis(self.out_hw[1], self.in_hw[1], self.align_corners,
+                                                        self.half_pixel))
+        self.params = p = ResizeBilinearParams(
+            kind=self.kind, align_corners=self.align_corners, half_pixel_centers=self.half_pixel,
+            output_height=self.out_hw[0], output_width=self.out_hw[1],
+            input_y=y_scaled, y0=y0, y1=y1, input_x=x_scaled, x0=x0, x1=x1)
+        # The fast path's plan (from the params): reads past a row as flat offsets, and the weights.
         self.flat_reads = None
-        if self.y0.max() >= self.in_hw[0] or self.x0.max() >= self.in_hw[1]:
+        if p.y0.max() >= self.in_hw[0] or p.x0.max() >= self.in_hw[1]:
             # The lower source index is not clamped to the input: upsampling a tiny input by a large
             # factor makes TFLM read past the row, i.e. the next pixels in memory. Reproduce that by
             # gathering from the flat tensor, as long as every read stays inside it.
@@ -145,13 +190,13 @@ class ResizeBilinear(_Resize):
                                 "whatever follows it in the arena)")
         if self.kind == "FLOAT32":
             # (input_y - y0) and (1 - (input_y - y0)) as float32, exactly as the C expression.
-            self.dy = (self.y_scaled - self.y0.astype(np.float32)).astype(np.float32)
-            self.dx = (self.x_scaled - self.x0.astype(np.float32)).astype(np.float32)
+            self.dy = (p.input_y - p.y0.astype(np.float32)).astype(np.float32)
+            self.dx = (p.input_x - p.x0.astype(np.float32)).astype(np.float32)
             self.one_minus_dy = (np.float32(1) - self.dy).astype(np.float32)
             self.one_minus_dx = (np.float32(1) - self.dx).astype(np.float32)
         else:
-            self.wy1 = self.y_scaled - (1 << 10) * self.y0
-            self.wx1 = self.x_scaled - (1 << 10) * self.x0
+            self.wy1 = p.input_y - (1 << 10) * p.y0
+            self.wx1 = p.input_x - (1 << 10) * p.x0
             self.wy0 = (1 << 10) - self.wy1
             self.wx0 = (1 << 10) - self.wx1
 
@@ -162,42 +207,40 @@ class ResizeBilinear(_Resize):
         c = np.arange(channels, dtype=np.int64)[None, None, None, :]
         def offsets(rows, cols):
             return ((b * height + rows[None, :, None, None]) * width + cols[None, None, :, None]) * channels + c
-        return {(0, 0): offsets(self.y0, self.x0), (1, 0): offsets(self.y1, self.x0),
-                (0, 1): offsets(self.y0, self.x1), (1, 1): offsets(self.y1, self.x1)}
+        p = self.params
+        return {(0, 0): offsets(p.y0, p.x0), (1, 0): offsets(p.y1, p.x0),
+                (0, 1): offsets(p.y0, p.x1), (1, 1): offsets(p.y1, p.x1)}
 
     def gather(self, x, rows, cols):
         if self.flat_reads is not None:
-            which = (0 if rows is self.y0 else 1, 0 if cols is self.x0 else 1)
+            which = (0 if rows is self.params.y0 else 1, 0 if cols is self.params.x0 else 1)
             return x.reshape(x.shape[0], -1)[:, self.flat_reads[which]]
         return x[:, :, rows][:, :, :, cols]
 
     def eval(self, inputs):
+        p = self.params
         x = inputs[0]
-        if self.kind == "FLOAT32":
+        if p.kind == "FLOAT32":
             with np.errstate(all="ignore"):  # inf/NaN arithmetic is C's, not an error
                 return [self.eval_float(x.astype(np.float32, copy=False))]
         xi = x.astype(np.int64)
         wy0, wy1 = self.wy0[:, None, None], self.wy1[:, None, None]
         wx0, wx1 = self.wx0[None, :, None], self.wx1[None, :, None]
         # Each product in the C order: value * y weight * x weight, all int64.
-        total = (self.gather(xi, self.y0, self.x0) * wy0 * wx0
-                 + self.gather(xi, self.y1, self.x0) * wy1 * wx0
-                 + self.gather(xi, self.y0, self.x1) * wy0 * wx1
-                 + self.gather(xi, self.y1, self.x1) * wy1 * wx1)
+        total = (self.gather(xi, p.y0, p.x0) * wy0 * wx0
+                 + self.gather(xi, p.y1, p.x0) * wy1 * wx0
+                 + self.gather(xi, p.y0, p.x1) * wy0 * wx1
+                 + self.gather(xi, p.y1, p.x1) * wy1 * wx1)
         rounded = fp.truncating_divide(total + np.where(total > 0, 1 << 19, -(1 << 19)), 1 << 20)
         return [rounded.astype(self.out_tensor.dtype)]
 
     def eval_float(self, x):
         """The float expression of reference_ops::ResizeBilinear, left to right in float32."""
+        p = self.params
         a, b = self.one_minus_dy[:, None, None], self.dy[:, None, None]
         c, d = self.one_minus_dx[None, :, None], self.dx[None, :, None]
-        t00 = self.gather(x, self.y0, self.x0) * a * c
-        t10 = self.gather(x, self.y1, self.x0) * b * c
-        t01 = self.gather(x, self.y0, self.x1) * a * d
-        t11 = self.gather(x, self.y1, self.x1) * b * d
+        t00 = self.gather(x, p.y0, p.x0) * a * c
+        t10 = self.gather(x, p.y1, p.x0) * b * c
+        t01 = self.gather(x, p.y0, p.x1) * a * d
+        t11 = self.gather(x, p.y1, p.x1) * b * d
         return (((t00 + t10) + t01) + t11 + np.float32(0)).astype(np.float32)
-
-    def describe(self):
-        d = super().describe()
-        d.update(y0=self.y0.tolist(), y1=self.y1.tolist(), x0=self.x0.tolist(), x1=self.x1.tolist())
-        return d
