@@ -2,11 +2,14 @@
 dequantize_common.cc, with the math of reference/quantize.h, requantize.h and dequantize.h."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import fixedpoint as fp
 from .activations import UnaryKernel
 from .elementwise import multiply_by_quantized_multiplier, scale_and_zero_point, type_range_by_name
+from .params import params_as_dict
 from .registry import PrepareContext, register
 
 # (input type, output type) pairs EvalQuantizeReference has a kernel for.
@@ -25,6 +28,30 @@ def float32_to_int32_like_x86(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     in_range = np.isfinite(x) & (x >= np.float32(-(2.0 ** 31))) & (x < np.float32(2.0 ** 31))
     return np.where(in_range, np.trunc(np.where(in_range, x, 0)).astype(np.int64), fp.INT32_MIN)
+
+
+@dataclass(frozen=True)
+class OpDataQuantizeReference:
+    """quantize.h OpDataQuantizeReference: the output's QuantizationParams, the requantization
+    multiplier and the input zero point (int -> int only; 0 for float32 input)."""
+    input_type: str                # FLOAT32, INT32, INT16, INT8 or UINT8
+    output_type: str               # INT8, INT16, INT32 or UINT8
+    output_scale: float            # quantization_params.scale (float32 input: the divisor, as float32)
+    output_zero_point: int         # quantization_params.zero_point
+    output_min: int                # the output type's range: the clamp
+    output_max: int
+    input_zero_point: int = 0      # int -> int: subtracted before the rescale
+    requantize_output_multiplier: int = 0  # int -> int: QuantizeMultiplier(s_in / s_out)
+    requantize_output_shift: int = 0
+
+
+@dataclass(frozen=True)
+class DequantizeOpData:
+    """dequantize.h DequantizeOpData's quantization_params (the multiplier fields go unused by
+    the reference float32 output)."""
+    input_type: str                # INT8, INT16 or UINT8 (the output is FLOAT32)
+    scale: float                   # the input scale, multiplied in double
+    zero_point: int                # the input zero point
 
 
 @register("QUANTIZE")
@@ -53,39 +80,44 @@ class Quantize(UnaryKernel):
         ctx.check((self.kind, self.out.type_name) in QUANTIZE_KERNELS,
                   f"TFLM's QUANTIZE has no {self.kind} -> {self.out.type_name} kernel (fails at Eval: "
                   f"\"Input {self.kind}, output {self.out.type_name} not supported\")")
-        self.output_scale, self.output_zero_point = scale_and_zero_point(self.out)
-        self.output_min, self.output_max = type_range_by_name(self.out.type_name)
+        output_scale, output_zero_point = scale_and_zero_point(self.out)
+        output_min, output_max = type_range_by_name(self.out.type_name)
+        common = dict(input_type=self.kind, output_type=self.out.type_name, output_scale=output_scale,
+                      output_zero_point=output_zero_point, output_min=output_min, output_max=output_max)
         if self.kind == "FLOAT32":
+            self.params = OpDataQuantizeReference(**common)
             return
-        s_in, self.input_zero_point = scale_and_zero_point(self.inp)
-        real = s_in / self.output_scale if self.output_scale else float("inf")
-        self.multiplier, self.shift = fp.quantize_multiplier(real)
+        s_in, input_zero_point = scale_and_zero_point(self.inp)
+        real = s_in / output_scale if output_scale else float("inf")
+        multiplier, shift = fp.quantize_multiplier(real)
+        self.params = OpDataQuantizeReference(**common, input_zero_point=input_zero_point,
+                                              requantize_output_multiplier=multiplier,
+                                              requantize_output_shift=shift)
         if self.kind != "INT32":
             self.tabulate(self.requantize)
 
     def requantize(self, x):
         """reference_ops::Requantize (its int8<->uint8 XOR fast path gives the same values)."""
-        diff = fp.wrap_int32(fp.as_int64(x) - self.input_zero_point)
-        scaled = multiply_by_quantized_multiplier(self.numerics, diff, self.multiplier, self.shift)
-        return np.clip(fp.wrap_int32(scaled + self.output_zero_point), self.output_min, self.output_max)
+        p = self.params
+        diff = fp.wrap_int32(fp.as_int64(x) - p.input_zero_point)
+        scaled = multiply_by_quantized_multiplier(self.numerics, diff, p.requantize_output_multiplier,
+                                                  p.requantize_output_shift)
+        return np.clip(fp.wrap_int32(scaled + p.output_zero_point), p.output_min, p.output_max)
 
     def affine_quantize(self, x):
         """reference_ops::AffineQuantize."""
+        p = self.params
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            quotient = np.asarray(x, np.float32) / np.float32(self.output_scale)
+            quotient = np.asarray(x, np.float32) / np.float32(p.output_scale)
             rounded = fp.tflite_round(quotient)
-        unclamped = fp.wrap_int32(float32_to_int32_like_x86(rounded) + self.output_zero_point)
-        return np.clip(unclamped, self.output_min, self.output_max)
+        unclamped = fp.wrap_int32(float32_to_int32_like_x86(rounded) + p.output_zero_point)
+        return np.clip(unclamped, p.output_min, p.output_max)
 
     def compute(self, x):
         return self.affine_quantize(x) if self.kind == "FLOAT32" else self.requantize(x)
 
     def describe(self):
-        d = {"input_type": self.kind, "output_type": self.out.type_name, "output_scale": self.output_scale,
-             "output_zero_point": self.output_zero_point}
-        if self.kind != "FLOAT32":
-            d.update(input_zero_point=self.input_zero_point, multiplier=self.multiplier, shift=self.shift)
-        return d
+        return params_as_dict(self.params)
 
 
 @register("DEQUANTIZE")
@@ -101,11 +133,13 @@ class Dequantize(UnaryKernel):
                   f"input type {self.kind} is not INT8, INT16 or UINT8 (TF_LITE_ENSURE)", self.inp)
         ctx.check(self.out.type_name == "FLOAT32",
                   f"output type {self.out.type_name} is not FLOAT32 (TF_LITE_ENSURE)", self.out)
-        self.scale, self.zero_point = scale_and_zero_point(self.inp)
+        scale, zero_point = scale_and_zero_point(self.inp)
+        self.params = DequantizeOpData(input_type=self.kind, scale=scale, zero_point=zero_point)
         self.tabulate(self.dequantize)
 
     def dequantize(self, q):
-        return (np.float64(self.scale) * (fp.as_int64(q) - self.zero_point).astype(np.float64)).astype(np.float32)
+        p = self.params
+        return (np.float64(p.scale) * (fp.as_int64(q) - p.zero_point).astype(np.float64)).astype(np.float32)
 
     def describe(self):
-        return {"scale": self.scale, "zero_point": self.zero_point}
+        return params_as_dict(self.params)

@@ -253,8 +253,8 @@ def test_requantize_reference_equals_the_kernel_on_every_int8_value(name, roundi
     op, k = next((op, k) for op, k in zip(it.subgraph.operators, it.kernels) if op.op_name in ("QUANTIZE", "RELU"))
     d = k.describe()
     if op.op_name == "QUANTIZE":
-        p = RequantizeParams(d["input_zero_point"], d["output_zero_point"], d["multiplier"], d["shift"],
-                             k.output_min, k.output_max, rounding)
+        p = RequantizeParams(d["input_zero_point"], d["output_zero_point"], d["requantize_output_multiplier"],
+                             d["requantize_output_shift"], d["output_min"], d["output_max"], rounding)
         want = k.requantize(BYTES)
     else:
         p = RequantizeParams(d["input_offset"], d["output_offset"], d["output_multiplier"], d["output_shift"],

@@ -383,13 +383,13 @@ def _explain_arithmetic(e, it, op, k, coords):
 
 def _explain_requantize(e, it, op, k, coords):
     """QUANTIZE int -> int (reference_ops::Requantize) and quantized RELU (ReluQuantized)."""
-    d = k.describe()
     x = int(_input(it, op, 0)[tuple(coords)])
     rounding = k.numerics.rounding
     if op.op_name == "QUANTIZE":
-        lo, hi = k.output_min, k.output_max
-        p = RequantizeParams(d["input_zero_point"], d["output_zero_point"], d["multiplier"], d["shift"], lo, hi,
-                             rounding)
+        q = k.params  # OpDataQuantizeReference
+        lo, hi = q.output_min, q.output_max
+        p = RequantizeParams(q.input_zero_point, q.output_zero_point, q.requantize_output_multiplier,
+                             q.requantize_output_shift, lo, hi, rounding)
         clamp_note = f"the output type's range [{lo}, {hi}]"
     else:
         r = k.params  # ReluOpData
@@ -411,14 +411,15 @@ def _explain_requantize(e, it, op, k, coords):
 def _explain_affine_quantize(e, it, op, k, coords):
     """QUANTIZE float32 -> int: roundf(x / scale) + zero point, clamped (reference_ops::AffineQuantize)."""
     x = np.float32(_input(it, op, 0)[tuple(coords)])
-    scale = np.float32(k.output_scale)
+    q = k.params  # OpDataQuantizeReference
+    scale = np.float32(q.output_scale)
     with np.errstate(all="ignore"):
         quotient = np.float32(x / scale)
     out = int(k.affine_quantize(np.asarray([x]))[0])
     e.lines += [_row("input (float32)", repr(float(x))),
                 _row(f"/ scale {float(scale)!r} (float32 division)", repr(float(quotient))),
                 _row("roundf (half away from zero)", int(fp.tflite_round(quotient))),
-                _row(f"+ zero point {k.output_zero_point}, clamp to [{k.output_min}, {k.output_max}]", out)]
+                _row(f"+ zero point {q.output_zero_point}, clamp to [{q.output_min}, {q.output_max}]", out)]
     e.values.update(quotient=float(quotient), output=out)
     return out
 
