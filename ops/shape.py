@@ -9,8 +9,11 @@ logic (STRIDED_SLICE especially).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
+from .params import params_as_dict
 from .parse_checks import check_parsed_options, converted_activation
 from .registry import OpKernel, PrepareContext, expect_types, register
 
@@ -91,6 +94,74 @@ def check_types_equal(ctx: PrepareContext, a, b, what_a="input", what_b="output"
               f"(TF_LITE_ENSURE_TYPES_EQ)")
 
 
+# ---------------------------------------------------------------------------- prepared parameters
+# TFLM keeps most of these in the builtin options or recomputes them in Eval; here Prepare fixes
+# them once, with TFLM's names where a params struct (types.h) has them.
+
+@dataclass(frozen=True)
+class ReshapeParams:
+    output_shape: tuple[int, ...]  # the output tensor's shape (Eval is a memcpy)
+
+
+@dataclass(frozen=True)
+class SqueezeParams:
+    squeeze_dims: tuple[int, ...]  # the input dims removed (non-negative; all size-1 dims when unspecified)
+
+
+@dataclass(frozen=True)
+class ExpandDimsParams:
+    axis: int                      # where the size-1 dim is inserted (non-negative)
+
+
+@dataclass(frozen=True)
+class TransposeParams:
+    """types.h TransposeParams."""
+    perm: tuple[int, ...]          # output dim k is input dim perm[k]
+
+
+@dataclass(frozen=True)
+class ConcatenationParams:
+    """types.h ConcatenationParams (the int8 inputs share the output's scale: no rescaling)."""
+    axis: int                      # non-negative
+    inputs_count: int
+
+
+@dataclass(frozen=True)
+class StridedSliceParams:
+    """types.h StridedSliceParams as the op gives them, plus the element indices Eval's loops
+    visit per dim (TFLM's StartForAxis / StopForAxis, computed once here)."""
+    start_indices: tuple[int, ...]  # the begin tensor
+    stop_indices: tuple[int, ...]   # the end tensor
+    strides: tuple[int, ...]
+    begin_mask: int
+    end_mask: int
+    shrink_axis_mask: int
+    indices: tuple[np.ndarray, ...]  # per input dim: the indices read, in order (read-only)
+    ignored_by_tflm: dict = field(default_factory=dict)  # ellipsis_mask, new_axis_mask, offset: TFLM forces 0
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """split.cc / split_v.cc have no OpData: the axis and the output sizes along it."""
+    axis: int                      # non-negative
+    sizes: tuple[int, ...]         # each output's extent along the axis (from the output tensors)
+
+
+@dataclass(frozen=True)
+class PackParams:
+    """types.h PackParams."""
+    axis: int                      # non-negative, in the output
+    inputs_count: int              # values_count
+    input_shape: tuple[int, ...]   # each input read as the output shape without the axis
+
+
+@dataclass(frozen=True)
+class UnpackParams:
+    """types.h UnpackParams."""
+    axis: int                      # non-negative, in the input
+    num_split: int                 # num: the number of outputs
+
+
 class _CopyKernel(OpKernel):
     """An op whose single output is its single activation input, reshaped."""
 
@@ -121,9 +192,10 @@ class Reshape(_CopyKernel):
         ctx.check(x.size == out.size,
                   f"input has {x.size} elements, output shape {list(out.shape)} has {out.size} "
                   f"(num_input_elements == num_output_elements)")
+        self.params = ReshapeParams(output_shape=tuple(out.shape))
 
     def describe(self):
-        return {"output_shape": list(self.out_tensor.shape)}
+        return params_as_dict(self.params)
 
 
 # ---------------------------------------------------------------------------- SQUEEZE
@@ -161,10 +233,10 @@ class Squeeze(_CopyKernel):
                   f"input and output byte lengths differ ({x.size * x.element_bytes} vs "
                   f"{out.size * out.element_bytes})")
         ctx.check(x.type_name == out.type_name, f"input type {x.type_name} differs from output {out.type_name}")
-        self.squeeze_dims = [i for i, q in enumerate(squeeze) if q]
+        self.params = SqueezeParams(squeeze_dims=tuple(i for i, q in enumerate(squeeze) if q))
 
     def describe(self):
-        return {"squeezed_dims": self.squeeze_dims}
+        return params_as_dict(self.params)
 
 
 # ---------------------------------------------------------------------------- EXPAND_DIMS
@@ -195,12 +267,12 @@ class ExpandDims(_CopyKernel):
         ctx.check(tuple(out.shape) == expected,
                   f"output shape {list(out.shape)} is not the input shape with a 1 inserted at "
                   f"axis {axis} ({list(expected)})")
-        self.axis = axis
         expect_types(ctx, x, EXPAND_DIMS_TYPES, "input")
         ctx.check(x.type_name == out.type_name, f"input type {x.type_name} differs from output {out.type_name}")
+        self.params = ExpandDimsParams(axis=axis)
 
     def describe(self):
-        return {"axis": self.axis}
+        return params_as_dict(self.params)
 
 
 # ---------------------------------------------------------------------------- TRANSPOSE
@@ -227,8 +299,8 @@ class Transpose(OpKernel):
         perm = [int(p) for p in int32_view(perm_t)[:rank]]
         ctx.check(all(0 <= p < rank for p in perm), "Transpose op permutations array is out of bounds.", perm_t)
         expect_types(ctx, x, TRANSPOSE_TYPES, "input")
-        self.perm = perm
-        self.gather = None
+        self.params = TransposeParams(perm=tuple(perm))
+        self.gather = None  # the fast path's plan for a perm that is not a true transpose
         if sorted(perm) == list(range(rank)) and tuple(out.shape) == tuple(x.shape[p] for p in perm):
             return
         # Not a true transpose (a repeated axis, or an output shape that is not the permuted input
@@ -246,10 +318,10 @@ class Transpose(OpKernel):
         n = x.shape[0]
         if self.gather is not None:
             return [x.reshape(n, -1)[:, self.gather].reshape((n,) + tuple(self.out_tensor.shape))]
-        return [np.ascontiguousarray(np.transpose(x, [0] + [p + 1 for p in self.perm]))]
+        return [np.ascontiguousarray(np.transpose(x, [0] + [p + 1 for p in self.params.perm]))]
 
     def describe(self):
-        return {"perm": self.perm}
+        return params_as_dict(self.params)
 
 
 # ---------------------------------------------------------------------------- CONCATENATION
@@ -311,15 +383,15 @@ class Concatenation(OpKernel):
             total += t.shape[axis]
         ctx.check(total == out.shape[axis],
                   f"inputs add up to {total} along axis {axis}, output has {out.shape[axis]}")
-        self.axis = axis
+        self.params = ConcatenationParams(axis=axis, inputs_count=n_inputs)
 
     def eval(self, inputs):
         n = common_sample_count(inputs)
         parts = [with_samples(a, n) for a in inputs]
-        return [np.concatenate(parts, axis=self.axis + 1)]
+        return [np.concatenate(parts, axis=self.params.axis + 1)]
 
     def describe(self):
-        return {"axis": self.axis}
+        return params_as_dict(self.params)
 
 
 # ---------------------------------------------------------------------------- STRIDED_SLICE
@@ -406,10 +478,10 @@ class StridedSlice(OpKernel):
         opts = ctx.options
         begin_mask, end_mask = opts.get("begin_mask", 0), opts.get("end_mask", 0)
         shrink_mask = opts.get("shrink_axis_mask", 0)
-        self.ignored = {k: opts.get(k, 0) for k in ("ellipsis_mask", "new_axis_mask", "offset") if opts.get(k, 0)}
+        ignored = {k: opts.get(k, 0) for k in ("ellipsis_mask", "new_axis_mask", "offset") if opts.get(k, 0)}
 
         out_dims, eval_counts = [], []
-        self.index = []
+        index = []
         for axis in range(rank):
             size = x.shape[axis]
             stride = vals["strides"][axis]
@@ -428,7 +500,8 @@ class StridedSlice(OpKernel):
             start = _eval_start(vals["begin"][axis], stride, size, bm)
             stop = _eval_stop(vals["end"][axis], stride, size, em, sh, start)
             idx = np.arange(start, stop, stride, dtype=np.int64)
-            self.index.append(idx)
+            idx.flags.writeable = False
+            index.append(idx)
             eval_counts.append(idx.size)
         ctx.check(len(out.shape) == len(out_dims) and all(o == d for o, d in zip(out.shape, out_dims)),
                   f"output shape {list(out.shape)} differs from the slice shape {out_dims} TFLM computes")
@@ -437,25 +510,23 @@ class StridedSlice(OpKernel):
         if int(np.prod(eval_counts, dtype=np.int64)) != out.size:
             ctx.unsupported("TFLM's Eval writes fewer elements than the output holds (a shrink axis that "
                             "indexes past the end or has a negative stride), leaving the rest unwritten")
-        for idx, size in zip(self.index, x.shape):
+        for idx, size in zip(index, x.shape):
             if idx.size and (idx.min() < 0 or idx.max() >= size):
                 ctx.unsupported("the slice reads outside the input")
-        self.begin, self.end, self.strides = vals["begin"], vals["end"], vals["strides"]
-        self.masks = (begin_mask, end_mask, shrink_mask)
+        self.params = StridedSliceParams(
+            start_indices=tuple(vals["begin"]), stop_indices=tuple(vals["end"]), strides=tuple(vals["strides"]),
+            begin_mask=begin_mask, end_mask=end_mask, shrink_axis_mask=shrink_mask, indices=tuple(index),
+            ignored_by_tflm=ignored)
 
     def eval(self, inputs):
         x = inputs[0]
-        grid = np.ix_(*self.index) if self.index else ()
+        index = self.params.indices
+        grid = np.ix_(*index) if index else ()
         y = x[(slice(None),) + tuple(grid)]
         return [np.ascontiguousarray(y).reshape((x.shape[0],) + tuple(self.out_tensor.shape))]
 
     def describe(self):
-        d = {"begin": self.begin, "end": self.end, "strides": self.strides, "begin_mask": self.masks[0],
-             "end_mask": self.masks[1], "shrink_axis_mask": self.masks[2],
-             "indices": [i.tolist() for i in self.index]}
-        if self.ignored:
-            d["ignored_by_tflm"] = self.ignored
-        return d
+        return {**params_as_dict(self.params), "indices": [i.tolist() for i in self.params.indices]}
 
 
 # ---------------------------------------------------------------------------- SPLIT / SPLIT_V
@@ -478,18 +549,16 @@ class _SplitBase(OpKernel):
             ctx.check(same, f"output {i} shape {list(o.shape)} does not match input {list(x.shape)} "
                             f"outside axis {axis}", o)
             sizes.append(o.shape[axis])
-        self.axis = axis
-        self.outs = outs
-        self.sizes = sizes
+        self.params = SplitParams(axis=axis, sizes=tuple(sizes))
         return sizes
 
     def eval(self, inputs):
         x = inputs[self.data_index]
-        bounds = np.cumsum(self.sizes)[:-1]
-        return [np.ascontiguousarray(p) for p in np.split(x, bounds, axis=self.axis + 1)]
+        bounds = np.cumsum(self.params.sizes)[:-1]
+        return [np.ascontiguousarray(p) for p in np.split(x, bounds, axis=self.params.axis + 1)]
 
     def describe(self):
-        return {"axis": self.axis, "sizes": self.sizes}
+        return params_as_dict(self.params)
 
 
 @register("SPLIT")
@@ -505,9 +574,10 @@ class Split(_SplitBase):
         axis_t = ctx.require_input(0, "axis")
         x = ctx.require_input(1, "input")
         sizes = self.prepare_split(ctx, x, axis_t)
-        ctx.check(all(s == sizes[0] for s in sizes) and sizes[0] * len(sizes) == x.shape[self.axis],
-                  f"output sizes {sizes} along axis {self.axis} do not split the input's "
-                  f"{x.shape[self.axis]} evenly")
+        axis = self.params.axis
+        ctx.check(all(s == sizes[0] for s in sizes) and sizes[0] * len(sizes) == x.shape[axis],
+                  f"output sizes {sizes} along axis {axis} do not split the input's "
+                  f"{x.shape[axis]} evenly")
 
 
 @register("SPLIT_V")
@@ -524,8 +594,9 @@ class SplitV(_SplitBase):
         x = ctx.require_input(0, "input")
         axis_t = ctx.require_input(2, "axis")
         sizes = self.prepare_split(ctx, x, axis_t)
-        ctx.check(sum(sizes) == x.shape[self.axis],
-                  f"output sizes {sizes} along axis {self.axis} do not add up to the input's {x.shape[self.axis]}")
+        axis = self.params.axis
+        ctx.check(sum(sizes) == x.shape[axis],
+                  f"output sizes {sizes} along axis {axis} do not add up to the input's {x.shape[axis]}")
 
 
 # ---------------------------------------------------------------------------- PACK / UNPACK
@@ -550,22 +621,23 @@ class Pack(OpKernel):
                   "along the axis must agree")
         expect_types(ctx, out, PACK_TYPES, "output")
         # TFLM copies each input as outer_size blocks of copy_size elements (DCHECKed only).
-        self.in_shape = tuple(out.shape[:axis]) + tuple(out.shape[axis + 1:])
-        expected = int(np.prod(self.in_shape, dtype=np.int64))
+        in_shape = tuple(out.shape[:axis]) + tuple(out.shape[axis + 1:])
+        expected = int(np.prod(in_shape, dtype=np.int64))
         for i in range(count):
             t = ctx.require_input(i, f"input {i}")
             ctx.check(t.type_name == out.type_name, f"input {i} type {t.type_name} differs from output", t)
             ctx.check(t.size == expected,
                       f"input {i} has {t.size} elements; the output without axis {axis} holds {expected}", t)
-        self.axis = axis
+        self.params = PackParams(axis=axis, inputs_count=count, input_shape=in_shape)
 
     def eval(self, inputs):
+        p = self.params
         n = common_sample_count(inputs)
-        parts = [with_samples(a, n).reshape((n,) + self.in_shape) for a in inputs]
-        return [np.stack(parts, axis=self.axis + 1)]
+        parts = [with_samples(a, n).reshape((n,) + p.input_shape) for a in inputs]
+        return [np.stack(parts, axis=p.axis + 1)]
 
     def describe(self):
-        return {"axis": self.axis}
+        return params_as_dict(self.params)
 
 
 @register("UNPACK")
@@ -591,15 +663,14 @@ class Unpack(OpKernel):
             ctx.check(o.type_name == x.type_name, f"output {i} type {o.type_name} differs from input", o)
             ctx.check(o.size == expected,
                       f"output {i} has {o.size} elements; the input without axis {axis} holds {expected}", o)
-        self.axis = axis
-        self.num = num
+        self.params = UnpackParams(axis=axis, num_split=num)
         self.outs = outs
 
     def eval(self, inputs):
         x = inputs[0]
         n = x.shape[0]
-        return [np.ascontiguousarray(np.take(x, i, axis=self.axis + 1)).reshape((n,) + tuple(o.shape))
+        return [np.ascontiguousarray(np.take(x, i, axis=self.params.axis + 1)).reshape((n,) + tuple(o.shape))
                 for i, o in enumerate(self.outs)]
 
     def describe(self):
-        return {"axis": self.axis, "num": self.num}
+        return params_as_dict(self.params)
