@@ -644,13 +644,13 @@ def test_broadcast_args_on_unbroadcastable_shapes_aborts_tflm():
 
 def test_reverse_with_an_empty_axis_tensor_crashes_tflm():
     from interp import Interpreter
-    from interp.errors import ModelError
+    from interp.errors import UnsupportedOpError
     data, feed = _model("REVERSE_V2", [("input", "x", np.zeros((2, 3), np.float32)),
                                        ("const", "a", np.zeros(0, np.int32), "INT32")], [2, 3], "FLOAT32")
     assert_tflm_aborts(data, feed)
-    # (refused before the kernel sees it: an empty constant has no buffer; the kernel's own check
-    # is in test_ops_data_movement.py)
-    with pytest.raises(ModelError):
+    # (refused as undefined before the kernel sees it: a zero-element tensor reaches only the
+    # operators checked against TFLM on them; the kernel's own check is in test_ops_data_movement.py)
+    with pytest.raises(UnsupportedOpError, match="no elements"):
         Interpreter.from_bytes(data)
 
 
