@@ -14,10 +14,12 @@ from . import (
     elementwise,  # noqa: F401
     fully_connected,  # noqa: F401
     gather,  # noqa: F401
+    hard_swish,  # noqa: F401
     lstm,  # noqa: F401
     normalization,  # noqa: F401
     pad,  # noqa: F401
     pooling,  # noqa: F401
+    prelu,  # noqa: F401
     quantize,  # noqa: F401
     reduce,  # noqa: F401
     registry,  # noqa: F401

@@ -1,9 +1,9 @@
-"""Activation kernels: LOGISTIC, TANH, RELU, RELU6, LEAKY_RELU, HARD_SWISH, PRELU.
+"""Activation kernels: LOGISTIC, TANH, RELU, RELU6, LEAKY_RELU (HARD_SWISH and PRELU are in their
+own modules, on the shared ``UnaryKernel`` here).
 
 TFLM reference kernels: logistic.cc / logistic_common.cc, tanh.cc, activations.cc /
-activations_common.cc, leaky_relu.cc / leaky_relu_common.cc, hard_swish.cc / hard_swish_common.cc,
-prelu.cc / prelu_common.cc; the math in reference/integer_ops/logistic.h and tanh.h,
-reference/logistic.h, tanh.h, leaky_relu.h, hard_swish.h and prelu.h.
+activations_common.cc, leaky_relu.cc / leaky_relu_common.cc; the math in
+reference/integer_ops/logistic.h and tanh.h, reference/logistic.h, tanh.h and leaky_relu.h.
 
 An int8 or int16 unary kernel is a function of the input value alone, so prepare evaluates its
 integer formula once over the whole input type (256 or 65536 values) and eval is a table lookup.
@@ -24,7 +24,6 @@ from . import fixedpoint as fp
 from .c_semantics import float_function
 from .common import real_multiplier
 from .elementwise import (
-    BroadcastShapes,
     ieee_float_arithmetic,
     integer_domain,
     multiply_by_quantized_multiplier,
@@ -99,32 +98,6 @@ class LeakyReluOpData:
     output_shift_identity: int = 0
     input_zero_point: int = 0
     output_zero_point: int = 0
-
-
-@dataclass(frozen=True)
-class HardSwishParams:
-    """types.h HardSwishParams, as HardSwishPrepare fills them (float32: all 0)."""
-    kind: str                      # FLOAT32 or INT8: input and output type
-    input_zero_point: int = 0
-    output_zero_point: int = 0
-    reluish_multiplier_fixedpoint_int16: int = 0  # (s_in/128) / (3/32768), downscaled to int16
-    reluish_multiplier_exponent: int = 0          # its exponent (either sign)
-    output_multiplier_fixedpoint_int16: int = 0   # (s_in/128) / s_out, downscaled to int16
-    output_multiplier_exponent: int = 0           # its exponent (<= 0, checked)
-
-
-@dataclass(frozen=True)
-class PreluParams:
-    """types.h PreluParams, as PreluPrepare fills them (float32: all 0)."""
-    kind: str                      # FLOAT32, INT8 or INT16: the input and output type (alpha: int8 for int16)
-    requires_broadcast: bool       # shapes differ: the broadcast loop (same values per element)
-    input_offset: int = 0          # -input zero point
-    alpha_offset: int = 0          # -alpha zero point
-    output_offset: int = 0         # the output zero point
-    output_multiplier_1: int = 0   # QuantizeMultiplier(s_in / s_out): x >= zero point
-    output_shift_1: int = 0
-    output_multiplier_2: int = 0   # QuantizeMultiplier(s_in·s_alpha / s_out): below it
-    output_shift_2: int = 0
 
 
 # ------------------------------------------------------------------------------ shared pieces
@@ -549,178 +522,3 @@ class LeakyRelu(UnaryKernel):
 
     def describe(self):
         return {**params_as_dict(self.params), "alpha": float(self.params.alpha)}
-
-
-# ------------------------------------------------------------------------------ HARD_SWISH
-
-def downscale_multiplier_to_int16(multiplier_int32: int) -> int:
-    """DownScaleInt32ToInt16Multiplier (kernels/internal/common.h)."""
-    if multiplier_int32 >= fp.INT32_MAX - (1 << 15):
-        return fp.INT16_MAX
-    return (multiplier_int32 + (1 << 15)) >> 16
-
-
-def saturating_rounding_doubling_high_mul_int16(a, b):
-    """gemmlowp SaturatingRoundingDoublingHighMul for int16 operands."""
-    a, b = fp.as_int64(a), fp.as_int64(b)
-    ab = a * b
-    nudged = ab + np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
-    high = fp.wrap_int16(fp.truncating_divide(nudged, 1 << 15))
-    return np.where((a == b) & (a == fp.INT16_MIN), fp.INT16_MAX, high)
-
-
-def saturating_doubling_high_mul_int16(a, b):
-    """reference_ops::SaturatingDoublingHighMul in hard_swish.h: a*b / 2^15 truncated, no rounding."""
-    a, b = fp.as_int64(a), fp.as_int64(b)
-    high = fp.wrap_int16(fp.truncating_divide(a * b, 1 << 15))
-    return np.where((a == b) & (a == fp.INT16_MIN), fp.INT16_MAX, high)
-
-
-def rounding_divide_by_pot_int16(x, exponent: int):
-    """gemmlowp RoundingDivideByPOT on int16 values; for exponents >= 16 the int16 mask wraps to -1,
-    as in C."""
-    x = fp.as_int64(x)
-    mask = int(fp.wrap_int16((1 << exponent) - 1))
-    remainder = fp.wrap_int16(x & mask)
-    threshold = (mask >> 1) + (x < 0)
-    return fp.wrap_int16((x >> exponent) + (remainder > threshold))
-
-
-def saturating_left_shift_int16(x, amount: int):
-    return np.clip(fp.as_int64(x) * (1 << amount), fp.INT16_MIN, fp.INT16_MAX)
-
-
-@register("HARD_SWISH")
-class HardSwish(UnaryKernel):
-    """HARD_SWISH int8: x·relu6(x+3)/6 in int16 fixed point (reference/hard_swish.h)."""
-
-    supported_types = "int8, float32"
-    notes = ""
-
-    def prepare(self, ctx: PrepareContext):
-        self.prepare_operands(ctx, require_same_type=False)
-        if self.kind not in ("FLOAT32", "INT8"):
-            ctx.unsupported(f"type {self.kind} is not supported by TFLM's HARD_SWISH", self.inp)
-        self.require_output_type(ctx, "TFLM's HARD_SWISH writes the input type")
-        if self.kind == "FLOAT32":
-            self.params = HardSwishParams(kind=self.kind)
-            return
-        s_in, z_in = scale_and_zero_point(self.inp)
-        s_out, z_out = scale_and_zero_point(self.out)
-        hires_input_scale = np.float32(np.float32(1.0 / 128.0) * np.float32(s_in))
-        reluish_scale = np.float32(3.0 / 32768.0)
-        m_out, output_exponent = fp.quantize_multiplier(
-            real_multiplier(self.numerics, hires_input_scale, divisor=s_out))
-        ctx.check(output_exponent <= 0,
-                  f"output multiplier exponent {output_exponent} must be <= 0, i.e. input scale / 128 "
-                  f"must be below the output scale (TF_LITE_ENSURE output_multiplier_exponent <= 0)")
-        m_reluish, reluish_exponent = fp.quantize_multiplier(
-            real_multiplier(self.numerics, hires_input_scale, divisor=float(reluish_scale)))
-        self.params = HardSwishParams(
-            kind=self.kind, input_zero_point=z_in, output_zero_point=z_out,
-            reluish_multiplier_fixedpoint_int16=downscale_multiplier_to_int16(m_reluish),
-            reluish_multiplier_exponent=reluish_exponent,
-            output_multiplier_fixedpoint_int16=downscale_multiplier_to_int16(m_out),
-            output_multiplier_exponent=output_exponent)
-        self.tabulate(self.quantized)
-
-    def quantized(self, x):
-        p = self.params
-        value = fp.wrap_int16(fp.as_int64(x) - p.input_zero_point)
-        hires = fp.wrap_int16(value * (1 << 7))
-        preshift_output = saturating_rounding_doubling_high_mul_int16(hires, p.output_multiplier_fixedpoint_int16)
-        reluish = hires
-        if p.reluish_multiplier_exponent > 0:
-            reluish = saturating_left_shift_int16(reluish, p.reluish_multiplier_exponent - 1)
-        reluish = saturating_rounding_doubling_high_mul_int16(reluish, p.reluish_multiplier_fixedpoint_int16)
-        if p.reluish_multiplier_exponent > 0:
-            reluish = saturating_left_shift_int16(reluish, 1)
-        if p.reluish_multiplier_exponent < 0:
-            reluish = rounding_divide_by_pot_int16(reluish, -p.reluish_multiplier_exponent)
-        reluish = (reluish + (1 << 15)) >> 1
-        preshift_value = saturating_doubling_high_mul_int16(reluish, preshift_output)
-        out = rounding_divide_by_pot_int16(preshift_value, -p.output_multiplier_exponent)
-        out = fp.wrap_int16(out + p.output_zero_point)
-        return np.clip(out, -128, 127)
-
-    def compute(self, x):
-        three, six, zero = np.float32(3), np.float32(6), np.float32(0)
-        shifted = x + three
-        relu6 = np.where(zero < shifted, shifted, zero)  # std::max(0, in + 3)
-        relu6 = np.where(relu6 < six, relu6, six)  # std::min(6, ...)
-        return ((x * relu6) / six).astype(np.float32)
-
-    def describe(self):
-        return params_as_dict(self.params)
-
-
-# ------------------------------------------------------------------------------ PRELU
-
-@register("PRELU")
-class Prelu(OpKernel):
-    """PRELU: x >= zp_in rescaled by s_in/s_out; below, (x - zp_in)·(alpha - zp_alpha) rescaled by
-    s_in·s_alpha/s_out. alpha broadcasts against the input (reference/prelu.h)."""
-
-    supported_types = "int8, int16 (int8 alpha), float32"
-    notes = "alpha broadcast to the input"
-
-    def prepare(self, ctx: PrepareContext):
-        self.inp = ctx.require_input(0, "input")
-        self.alpha = ctx.require_input(1, "alpha")
-        self.out = ctx.output(0)
-        self.kind = self.inp.type_name
-        self.shapes = BroadcastShapes(ctx, self.inp, self.alpha, self.out)
-        self.table = None
-        if self.kind not in ("FLOAT32", "INT8", "INT16"):
-            ctx.unsupported(f"input of type {self.kind} is not supported by TFLM's PRELU", self.inp)
-        ctx.check(self.out.type_name == self.kind,
-                  f"output is {self.out.type_name} but TFLM's PRELU writes the input type {self.kind}", self.out)
-        if self.kind == "INT16":
-            ctx.check(self.alpha.type_name == "INT8", f"int16 PRELU needs int8 alpha, has {self.alpha.type_name} "
-                                                      f"(TF_LITE_ENSURE alpha->type == kTfLiteInt8)", self.alpha)
-        else:
-            ctx.check(self.alpha.type_name == self.kind,
-                      f"alpha is {self.alpha.type_name} but TFLM's PRELU reads it as {self.kind}", self.alpha)
-        if self.kind == "FLOAT32":
-            if max(len(self.inp.shape), len(self.alpha.shape), len(self.out.shape)) > 4:
-                ctx.fail("float32 PRELU of rank above 4: TFLM's BroadcastPrelu4DSlowFloat is 4-D only and "
-                         "its TFLITE_CHECK_GE(new_shape_size, DimensionsCount()) aborts")
-            self.params = PreluParams(kind=self.kind, requires_broadcast=not self.shapes.flat)
-            return
-        s_in, z_in = scale_and_zero_point(self.inp)
-        s_alpha, z_alpha = scale_and_zero_point(self.alpha)
-        s_out, z_out = scale_and_zero_point(self.out)
-        multiplier_1, shift_1 = fp.quantize_multiplier(s_in / s_out if s_out else float("inf"))
-        multiplier_2, shift_2 = fp.quantize_multiplier(s_in * s_alpha / s_out if s_out else float("inf"))
-        self.params = PreluParams(kind=self.kind, requires_broadcast=not self.shapes.flat,
-                                  input_offset=-z_in, alpha_offset=-z_alpha, output_offset=z_out,
-                                  output_multiplier_1=multiplier_1, output_shift_1=shift_1,
-                                  output_multiplier_2=multiplier_2, output_shift_2=shift_2)
-        if self.kind == "INT8":
-            # The fast path's plan: the formula for every (input, alpha) pair of int8 values.
-            domain = integer_domain("INT8")
-            self.table = self.quantized(domain[:, None], domain[None, :])
-
-    def quantized(self, x, alpha):
-        p = self.params
-        value = fp.as_int64(x) + p.input_offset
-        positive = multiply_by_quantized_multiplier(self.numerics, value, p.output_multiplier_1, p.output_shift_1)
-        product = fp.wrap_int32(value * (fp.as_int64(alpha) + p.alpha_offset))
-        negative = multiply_by_quantized_multiplier(self.numerics, product, p.output_multiplier_2, p.output_shift_2)
-        out = fp.wrap_int32(np.where(value >= 0, positive, negative) + p.output_offset)
-        lo, hi = type_range_by_name(self.kind)
-        return np.clip(out, lo, hi)
-
-    @ieee_float_arithmetic
-    def eval(self, inputs):
-        x, alpha = self.shapes.operands(inputs[0], inputs[1])
-        if self.kind == "FLOAT32":
-            y = np.where(x >= np.float32(0), x, x * alpha)
-        elif self.table is not None:
-            y = self.table[x.astype(np.intp) + 128, alpha.astype(np.intp) + 128]
-        else:
-            y = self.quantized(x, alpha)
-        return [self.shapes.result(y, self.out.dtype)]
-
-    def describe(self):
-        return params_as_dict(self.params)
