@@ -23,6 +23,7 @@ from diff_support import (
     note_case,
     random_inputs,
     record,
+    require_oracle,
     run_examples,
     scales,
     seeds,
@@ -381,7 +382,9 @@ def test_reduce_all_matches_tflm():
 # ------------------------------------------------------------------------------ arena plan
 
 def tflm_arena_head(data: bytes) -> int:
-    """The wheel's "Arena allocation head" for a model (print_allocations goes to stderr)."""
+    """The wheel's "Arena allocation head" for a model (print_allocations goes to stderr); the
+    calling test skips where the wheel is not installed."""
+    require_oracle()
     from tflite_micro.python.tflite_micro import runtime
     it = runtime.Interpreter.from_bytes(data, arena_size=1 << 20)
     with tempfile.TemporaryFile() as tmp:

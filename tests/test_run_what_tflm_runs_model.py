@@ -38,7 +38,7 @@ import zlib
 
 import numpy as np
 import pytest
-from diff_support import NO_ORACLE, ORACLE_AVAILABLE, TflmCrashed, _assert_same, check_model, tflm_run
+from diff_support import NO_ORACLE, ORACLE_AVAILABLE, TflmCrashed, _assert_same, check_model, require_oracle, tflm_run
 
 from interp import Interpreter, ModelError, UnsupportedOpError, load_model
 from interp.builder import ModelBuilder
@@ -610,6 +610,7 @@ def with_quantization(data: bytes, tensor: int, **fields) -> bytes:
     """``data`` with tensor ``tensor`` of subgraph 0 given quantization fields (the wheel's schema
     names: scale, zeroPoint, quantizedDimension), written with the wheel's own schema."""
     import flatbuffers
+    require_oracle()  # the wheel's own schema writes the field
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
     model = s.ModelT.InitFromPackedBuf(data, 0)
     q = model.subgraphs[0].tensors[tensor].quantization
@@ -754,6 +755,7 @@ def test_scales_of_data_movement_operators_do_not_stop_the_model(scale):
 # ====================================================================== buffers
 def _with_buffer_of(data: bytes, tensor: int, size: int) -> bytes:
     import flatbuffers
+    require_oracle()  # the wheel's own schema writes the field
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
     model = s.ModelT.InitFromPackedBuf(data, 0)
     buffer = model.buffers[model.subgraphs[0].tensors[tensor].buffer]
