@@ -5,7 +5,6 @@ must equal TFLM's "Arena allocation head" (the LSTM's four scratch buffers inclu
 import os
 import re
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,40 +12,20 @@ import pytest
 from interp import Interpreter
 from interp.runtime.inputs import random_inputs
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 LSTM_MODELS = ["trained_lstm_int8.tflite", "trained_lstm.tflite", "micro_speech_lstm.tflite",
                "dtln_noise_suppression.tflite"]
 CALLS = 12  # consecutive calls without reset
 AFTER_RESET = 3
 
+from shared_model_support import assert_bit_equal, shared_model_path, tflm_invoke  # noqa: E402
+
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime",
                               reason="tflite-micro (the oracle) is not installed")
 
 
-def _path(name: str) -> Path:
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the shared real models are not here")
-    return path
-
-
-def _invoke(ref, xs, n_out):
-    for i, x in enumerate(xs):
-        ref.set_input(x, i)
-    ref.invoke()
-    return [np.array(ref.get_output(j), copy=True) for j in range(n_out)]
-
-
-def _assert_equal(got, want, what):
-    want = want.reshape(got.shape)
-    assert got.dtype == want.dtype, what
-    if not np.array_equal(got, want, equal_nan=got.dtype.kind == "f"):
-        raise AssertionError(f"{what}: {np.count_nonzero(got != want)} of {got.size} values differ")
-
-
 @pytest.mark.parametrize("name", LSTM_MODELS)
 def test_lstm_model_matches_tflm_call_after_call_and_after_reset(name):
-    path = str(_path(name))
+    path = str(shared_model_path(name))
     it = Interpreter.from_file(path)
     assert it.stateful
     ref = runtime.Interpreter.from_file(path, arena_size=16 << 20)
@@ -55,16 +34,16 @@ def test_lstm_model_matches_tflm_call_after_call_and_after_reset(name):
     calls = [random_inputs(it, rng) for _ in range(CALLS)]
     first = None
     for k, xs in enumerate(calls):
-        want = _invoke(ref, xs, n_out)
+        want = tflm_invoke(ref, xs, n_out)
         first = first or want
         for j, got in enumerate(it.run(xs)):
-            _assert_equal(got, want[j], f"{name}: call {k} without reset, output {j}")
+            assert_bit_equal(got, want[j], f"{name}: call {k} without reset, output {j}")
     ref.reset()
     it.reset()
     for k, xs in enumerate(calls[:AFTER_RESET]):
-        want = _invoke(ref, xs, n_out)
+        want = tflm_invoke(ref, xs, n_out)
         for j, got in enumerate(it.run(xs)):
-            _assert_equal(got, want[j], f"{name}: call {k} after reset(), output {j}")
+            assert_bit_equal(got, want[j], f"{name}: call {k} after reset(), output {j}")
     # The state carries over: the first call's outputs differ from a later call's on the same input.
     later = it.run(calls[0])
     assert any(not np.array_equal(a, b.reshape(a.shape)) for a, b in zip(later, first))
@@ -72,9 +51,9 @@ def test_lstm_model_matches_tflm_call_after_call_and_after_reset(name):
     batch = it.run_batch([np.stack([xs[i] for xs in calls[:4]]) for i in range(len(calls[0]))])
     for k, xs in enumerate(calls[:4]):
         ref.reset()
-        want = _invoke(ref, xs, n_out)
+        want = tflm_invoke(ref, xs, n_out)
         for j, out in enumerate(batch):
-            _assert_equal(out[k], want[j], f"{name}: run_batch sample {k}, output {j}")
+            assert_bit_equal(out[k], want[j], f"{name}: run_batch sample {k}, output {j}")
 
 
 def _tflm_arena_head(path: str) -> int:
@@ -95,5 +74,5 @@ def _tflm_arena_head(path: str) -> int:
 
 @pytest.mark.parametrize("name", LSTM_MODELS)
 def test_lstm_model_arena_plan_equals_tflm(name):
-    path = str(_path(name))
+    path = str(shared_model_path(name))
     assert Interpreter.from_file(path).plan.arena_bytes == _tflm_arena_head(path)

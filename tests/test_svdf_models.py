@@ -7,7 +7,6 @@ reset) must match a freshly reset TFLM; the arena plan must equal TFLM's "Arena 
 import os
 import re
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,34 +14,14 @@ import pytest
 from interp import Interpreter
 from interp.runtime.inputs import random_inputs
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 SVDF_MODELS = ["keyword_scrambled_8bit.tflite", "keyword_scrambled.tflite"]
 CALLS = 40  # consecutive calls without reset: past the longest memory (32)
 AFTER_RESET = 12
 
+from shared_model_support import assert_bit_equal, shared_model_path, tflm_invoke  # noqa: E402
+
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime",
                               reason="tflite-micro (the oracle) is not installed")
-
-
-def _path(name: str) -> Path:
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the shared real models are not here")
-    return path
-
-
-def _invoke(ref, xs, n_out):
-    for i, x in enumerate(xs):
-        ref.set_input(x, i)
-    ref.invoke()
-    return [np.array(ref.get_output(j), copy=True) for j in range(n_out)]
-
-
-def _assert_equal(got, want, what):
-    want = want.reshape(got.shape)
-    assert got.dtype == want.dtype, what
-    if not np.array_equal(got, want):
-        raise AssertionError(f"{what}: {np.count_nonzero(got != want)} of {got.size} values differ")
 
 
 def _stream(it, rng, n):
@@ -64,13 +43,13 @@ def _assert_every_tensor_equal(it, ref, what):
             continue
         mine = it.tensor(t.index)
         theirs = np.asarray(ref.GetTensor(t.index, 0)["tensor_data"])
-        _assert_equal(mine, theirs, f"{what}, tensor {t.index} {t.type_name}{list(t.shape)}"
+        assert_bit_equal(mine, theirs, f"{what}, tensor {t.index} {t.type_name}{list(t.shape)}"
                                     f"{' (SVDF state)' if t.is_variable else ''}")
 
 
 @pytest.mark.parametrize("name", SVDF_MODELS)
 def test_svdf_model_matches_tflm_call_after_call_and_after_reset(name):
-    path = str(_path(name))
+    path = str(shared_model_path(name))
     it = Interpreter.from_file(path)
     assert it.stateful
     assert sum(op.op_name == "SVDF" for op in it.model.subgraphs[0].operators) == 7
@@ -83,18 +62,18 @@ def test_svdf_model_matches_tflm_call_after_call_and_after_reset(name):
     calls = _stream(it, rng, CALLS)
     states = []
     for k, xs in enumerate(calls):
-        want = _invoke(ref, xs, n_out)
+        want = tflm_invoke(ref, xs, n_out)
         got = it.run(xs, keep=True)
         for j, out in enumerate(got):
-            _assert_equal(out, want[j], f"{name}: call {k} without reset, output {j}")
+            assert_bit_equal(out, want[j], f"{name}: call {k} without reset, output {j}")
         _assert_every_tensor_equal(it, ref, f"{name}: call {k} without reset")
         states.append(it.state()["variables"])
     ref.reset()
     it.reset()
     for k, xs in enumerate(calls[:AFTER_RESET]):
-        want = _invoke(ref, xs, n_out)
+        want = tflm_invoke(ref, xs, n_out)
         for j, out in enumerate(it.run(xs, keep=True)):
-            _assert_equal(out, want[j], f"{name}: call {k} after reset(), output {j}")
+            assert_bit_equal(out, want[j], f"{name}: call {k} after reset(), output {j}")
         _assert_every_tensor_equal(it, ref, f"{name}: call {k} after reset()")
         for key, value in it.state()["variables"].items():
             assert np.array_equal(value, states[k][key]), f"{name}: state {key!r} after reset, call {k}"
@@ -106,9 +85,9 @@ def test_svdf_model_matches_tflm_call_after_call_and_after_reset(name):
     batch = it.run_batch([np.stack([calls[k][i] for k in picks]) for i in range(len(calls[0]))])
     for s, k in enumerate(picks):
         ref.reset()
-        want = _invoke(ref, calls[k], n_out)
+        want = tflm_invoke(ref, calls[k], n_out)
         for j, out in enumerate(batch):
-            _assert_equal(out[s], want[j], f"{name}: run_batch sample {s} (call {k}), output {j}")
+            assert_bit_equal(out[s], want[j], f"{name}: run_batch sample {s} (call {k}), output {j}")
 
 
 def _tflm_arena_head(path: str) -> int:
@@ -129,7 +108,7 @@ def _tflm_arena_head(path: str) -> int:
 
 @pytest.mark.parametrize("name", SVDF_MODELS)
 def test_svdf_model_arena_plan_equals_tflm(name):
-    path = str(_path(name))
+    path = str(shared_model_path(name))
     it = Interpreter.from_file(path)
     plan = it.plan
     assert plan.exact and plan.arena_bytes == _tflm_arena_head(path)
