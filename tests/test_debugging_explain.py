@@ -21,6 +21,7 @@ from interp.runtime.inputs import random_inputs
 from interp.tools import cli
 from interp.tools.explain import NUMERICS_CHOICES, explain
 from ops import reference
+from ops.reference.activations import leaky_relu
 from ops.reference.elementwise import ArithmeticParams, RequantizeParams
 from ops.registry import Numerics
 
@@ -33,9 +34,11 @@ STORY_MODELS = [
     "add_const_scalar", "sub_broadcast_2x1x5_3x1", "sub_diff_scales_relu", "sub_const_tensor",
     "mul_broadcast_2x1x5_3x1", "mul_saturating", "mul_relu", "quantize_requant_concat_tanh",
     "quantize_requant_concat_logistic", "relu_after_concat", "relu_after_transpose", "add_float_io", "net_mobile_block",
+    "leaky_relu_alpha0p01_4d", "leaky_relu_alpha0p2", "leaky_relu_alpha1p5",
 ]
 STORY_OPS = {"AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD", "SUB", "MUL", "QUANTIZE", "RELU", "CONV_2D",
-             "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+             "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+             "LEAKY_RELU"}
 
 
 def _elements(shape, rng, count):
@@ -271,3 +274,46 @@ def test_pool_and_softmax_steps_do_not_change_the_result():
         steps: dict = {}
         assert np.array_equal(fn(it.kernels[0].params, x, steps=steps), fn(it.kernels[0].params, x))
         assert np.array_equal(steps["output"], fn(it.kernels[0].params, x))
+
+
+def _leaky_relu_model(type_name: str, alpha: float, scales=(0.05, 0.04), zero_points=(3, -7)):
+    b = ModelBuilder()
+    x = b.input("x", [2, 40], type_name, scale=scales[0], zero_point=zero_points[0] if type_name == "INT8" else 0)
+    y = b.tensor("y", [2, 40], type_name, scale=scales[1], zero_point=zero_points[1] if type_name == "INT8" else 0)
+    b.op("LEAKY_RELU", [x], [y], alpha=alpha)
+    b.output(y)
+    return Interpreter.from_bytes(b.build())
+
+
+@pytest.mark.parametrize("name", ["leaky_relu_alpha0p01_4d", "leaky_relu_alpha0p2", "leaky_relu_alpha1p5"])
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_leaky_relu_reference_equals_the_kernel_on_every_int8_value(name, rounding):
+    k = Interpreter.from_file(MODELS / f"{name}.tflite", numerics=Numerics(rounding=rounding)).kernels[0]
+    steps: dict = {}
+    assert np.array_equal(leaky_relu(k.params, BYTES, rounding, steps=steps), k.quantized(BYTES))
+    assert np.array_equal(steps["output"], k.quantized(BYTES))
+
+
+@pytest.mark.parametrize("alpha", [0.3, -0.7, 2.5])
+def test_leaky_relu_reference_equals_the_kernel_int16_and_negative_alpha(alpha):
+    for type_name, values in (("INT8", BYTES), ("INT16", np.random.default_rng(3).integers(-32768, 32768, 5000))):
+        k = _leaky_relu_model(type_name, alpha).kernels[0]
+        assert np.array_equal(leaky_relu(k.params, values), k.quantized(values))
+
+
+@pytest.mark.parametrize("type_name", ["INT8", "INT16"])
+@pytest.mark.parametrize("alpha", [0.2, -0.7])
+def test_leaky_relu_story_takes_the_multiplier_the_sign_picks(type_name, alpha):
+    it = _leaky_relu_model(type_name, alpha)
+    xs = random_inputs(it, np.random.default_rng(5))
+    out = it.run(xs)[0]
+    x = xs[0].astype(int)
+    zp = it.kernels[0].params.input_zero_point
+    for at in _elements((2, 40), np.random.default_rng(6), 12):
+        e = explain(it, 0, at, xs)
+        assert e.values["matches_kernel"] and e.value == out[at]
+        assert e.values["input_value"] == x[at] - zp
+        branch = "the identity multiplier" if x[at] >= zp else "the alpha multiplier"
+        assert branch in e.text and "SaturatingRoundingDoublingHighMul" in e.text and "!!" not in e.text
+        if x[at] < zp and alpha < 0:
+            assert "negated (alpha < 0)" in e.text

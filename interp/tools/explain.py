@@ -7,7 +7,7 @@ accumulator, the bias, each rounding of the requantization, the clamp. It checks
 ends in the value the interpreter produced.
 
 Stories are written for FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (int8, 16x8), AVERAGE_POOL_2D,
-MAX_POOL_2D, SOFTMAX (int8 input), ADD, SUB, MUL (int8, int16), QUANTIZE and RELU (int8, int16);
+MAX_POOL_2D, SOFTMAX (int8 input), ADD, SUB, MUL (int8, int16), QUANTIZE, RELU and LEAKY_RELU (int8, int16);
 other operators get their prepared parameters and the input values at the same position.
 
 ``numerics=`` (a ``Numerics`` variant, e.g. ``Numerics(rounding="single")``) tells the story the
@@ -24,6 +24,7 @@ import numpy as np
 from ops import fixedpoint as fp
 from ops import reference
 from ops import registry as reg
+from ops.reference import activations as reference_activations
 from ops.reference.elementwise import ArithmeticParams, RequantizeParams
 from ops.registry import Numerics
 
@@ -424,6 +425,36 @@ def _explain_affine_quantize(e, it, op, k, coords):
     return out
 
 
+def _explain_leaky_relu(e, it, op, k, coords):
+    """LEAKY_RELU int8/int16 (QuantizeLeakyRelu): one of two multipliers, picked by the sign of x - zp."""
+    p = k.params  # LeakyReluOpData
+    x = int(_input(it, op, 0)[tuple(coords)])
+    rounding = k.numerics.rounding
+    steps: dict = {}
+    out = int(reference_activations.leaky_relu(p, np.int64(x), rounding, steps=steps))
+    s = {name: int(a) for name, a in steps.items()}
+    value = s["input_value"]
+    e.lines += [f"input = {x}; alpha = {float(p.alpha)!r}; identity multiplier M = {p.output_multiplier_identity}, "
+                f"shift = {p.output_shift_identity} (s_in / s_out); alpha multiplier M = {p.output_multiplier_alpha}, "
+                f"shift = {p.output_shift_alpha} (s_in·alpha / s_out)",
+                _row(f"input_value = input - input zero point ({p.input_zero_point})", value)]
+    if value >= 0:
+        e.lines.append("input_value >= 0: the identity multiplier")
+        _mbqm_story(e, value, p.output_multiplier_identity, p.output_shift_identity, rounding, "x")
+    else:
+        negative = p.output_multiplier_alpha < 0
+        e.lines.append("input_value < 0: the alpha multiplier"
+                       + (" (|M|, negated after: alpha < 0)" if negative else ""))
+        _mbqm_story(e, value, abs(p.output_multiplier_alpha), p.output_shift_alpha, rounding, "x")
+        if negative:
+            e.lines.append(_row("negated (alpha < 0)", s["scaled"]))
+    lo, hi = reference_activations.TYPE_RANGES[p.kind]
+    e.lines += [_row(f"+ output zero point {p.output_zero_point}", s["unclamped_output"]),
+                _row(f"clamp to the output type's range [{lo}, {hi}]", out)]
+    e.values.update(s)
+    return out
+
+
 def _story(e, it, op, kernel, coords):
     """The story for this operator, or None when none is written for it."""
     kind = getattr(kernel, "kind", None)
@@ -444,6 +475,8 @@ def _story(e, it, op, kernel, coords):
         return _explain_affine_quantize(e, it, op, kernel, coords)
     if name == "RELU" and kind in ("INT8", "INT16"):
         return _explain_requantize(e, it, op, kernel, coords)
+    if name == "LEAKY_RELU" and kind in ("INT8", "INT16"):
+        return _explain_leaky_relu(e, it, op, kernel, coords)
     return None
 
 
