@@ -23,6 +23,7 @@ from interp.tools.explain import NUMERICS_CHOICES, explain
 from ops import reference
 from ops.reference.activations import leaky_relu
 from ops.reference.elementwise import ArithmeticParams, RequantizeParams
+from ops.reference.reduce import mean_or_sum
 from ops.registry import Numerics
 
 MODELS = Path(__file__).resolve().parents[1] / "golden" / "models"
@@ -35,10 +36,12 @@ STORY_MODELS = [
     "mul_broadcast_2x1x5_3x1", "mul_saturating", "mul_relu", "quantize_requant_concat_tanh",
     "quantize_requant_concat_logistic", "relu_after_concat", "relu_after_transpose", "add_float_io", "net_mobile_block",
     "leaky_relu_alpha0p01_4d", "leaky_relu_alpha0p2", "leaky_relu_alpha1p5",
+    "mean_axes12", "mean_axes12_keepdims", "mean_axes12_large", "mean_axes12_saturating", "mean_axis1",
+    "mean_axis1_keepdims_4d", "mean_axis_last", "sum_axis1",
 ]
 STORY_OPS = {"AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD", "SUB", "MUL", "QUANTIZE", "RELU", "CONV_2D",
              "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-             "LEAKY_RELU"}
+             "LEAKY_RELU", "MEAN", "SUM"}
 
 
 def _elements(shape, rng, count):
@@ -212,10 +215,9 @@ def test_unknown_numerics_name_is_an_input_error():
 
 
 def test_ops_without_a_story_still_list_their_parameters():
-    it = Interpreter.from_file(MODELS / "net_residual_block.tflite")
-    mean = next(op for op in it.subgraph.operators if op.op_name == "MEAN")
-    at = tuple(0 for _ in it.tensors[mean.outputs[0]].shape)
-    e = explain(it, mean.index, at)
+    it = Interpreter.from_file(MODELS / "hard_swish_small.tflite")
+    at = tuple(0 for _ in it.tensors[it.subgraph.operators[0].outputs[0]].shape)
+    e = explain(it, 0, at)
     assert "step-by-step arithmetic is not written out" in e.text and "matches_kernel" not in e.values
 
 
@@ -317,3 +319,59 @@ def test_leaky_relu_story_takes_the_multiplier_the_sign_picks(type_name, alpha):
         assert branch in e.text and "SaturatingRoundingDoublingHighMul" in e.text and "!!" not in e.text
         if x[at] < zp and alpha < 0:
             assert "negated (alpha < 0)" in e.text
+
+
+def _reduce_model(op: str, type_name: str, shape, axes, keep_dims=False, scales=(0.05, 0.02), zero_points=(5, -3)):
+    zps = zero_points if type_name == "INT8" else (0, 0)
+    b = ModelBuilder()
+    x = b.input("x", shape, type_name, scale=scales[0], zero_point=zps[0])
+    axis = b.constant("axis", np.array(axes, np.int32))
+    out_shape = [1 if i in axes else d for i, d in enumerate(shape) if keep_dims or i not in axes]
+    y = b.tensor("y", out_shape, type_name, scale=scales[1], zero_point=zps[1])
+    b.op(op, [x, axis], [y], keep_dims=keep_dims)
+    b.output(y)
+    return Interpreter.from_bytes(b.build())
+
+
+@pytest.mark.parametrize("op", ["MEAN", "SUM"])
+@pytest.mark.parametrize("type_name", ["INT8", "INT16"])
+def test_mean_or_sum_reference_equals_the_kernel_on_random_inputs(op, type_name):
+    rng = np.random.default_rng(7)
+    for shape, axes, scales in (([2, 5, 6, 3], [1, 2], (0.05, 0.02)), ([3, 40], [1], (0.01, 0.3)),
+                                ([2, 7, 3], [0, 2], (0.2, 0.2)), ([1, 12, 12, 2], [1, 2], (0.03, 0.001))):
+        it = _reduce_model(op, type_name, shape, axes, scales=scales)
+        k = it.kernels[0]
+        lo, hi = (-128, 128) if type_name == "INT8" else (-32768, 32768)
+        x = rng.integers(lo, hi, (64, *shape)).astype(type_name.lower())
+        want = k.eval([x, np.asarray(axes, np.int32)[None]])[0]
+        got = mean_or_sum(k.params, k.reduced_last(x)).reshape(want.shape)
+        assert np.array_equal(got, want), (shape, axes, scales)
+
+
+@pytest.mark.parametrize("op", ["MEAN", "SUM"])
+@pytest.mark.parametrize("type_name", ["INT8", "INT16"])
+def test_mean_or_sum_story_by_hand(op, type_name):
+    it = _reduce_model(op, type_name, [2, 4, 5, 3], [1, 2], keep_dims=op == "MEAN")
+    xs = random_inputs(it, np.random.default_rng(8))
+    out = it.run(xs)[0]
+    p = it.kernels[0].params
+    x = xs[0].astype(int)
+    for at in _elements(out.shape, np.random.default_rng(9), 6):
+        b, c = at[0], at[-1]
+        total = int(x[b, :, :, c].sum())
+        shifted = total - p.input_zp * 20
+        e = explain(it, 0, at, xs)
+        assert e.values["matches_kernel"] and e.value == out[at]
+        assert (e.values["sum"], e.values["shifted"]) == (total, shifted)
+        want = min(max(_mbqm(shifted, p.multiplier, p.shift) + p.output_zp, p.quantized_activation_min),
+                   p.quantized_activation_max)
+        assert e.value == want
+        assert f"reduces axes [1, 2]: 20 input values, [{b}, 0, 0, {c}]={x[b, 0, 0, c]}" in e.text
+        assert "the zero-point term" in e.text and "RoundingDivideByPOT" in e.text
+        assert ("1/count folded into s_in / s_out" in e.text) == (op == "MEAN")
+    if op == "MEAN":
+        op0 = it.subgraph.operators[0]
+        s_in, s_out = (float(it.tensors[t].quantization.scale) for t in (op0.inputs[0], op0.outputs[0]))
+        m, sh = _quantize_multiplier(s_in / s_out)
+        extra = min(int(math.log2(20)), 32, 31 + sh)
+        assert (p.multiplier, p.shift) == ((m << extra) // 20, sh - extra)

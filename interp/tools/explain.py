@@ -7,7 +7,7 @@ accumulator, the bias, each rounding of the requantization, the clamp. It checks
 ends in the value the interpreter produced.
 
 Stories are written for FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (int8, 16x8), AVERAGE_POOL_2D,
-MAX_POOL_2D, SOFTMAX (int8 input), ADD, SUB, MUL (int8, int16), QUANTIZE, RELU and LEAKY_RELU (int8, int16);
+MAX_POOL_2D, SOFTMAX (int8 input), ADD, SUB, MUL (int8, int16), QUANTIZE, RELU, LEAKY_RELU, MEAN and SUM (int8, int16);
 other operators get their prepared parameters and the input values at the same position.
 
 ``numerics=`` (a ``Numerics`` variant, e.g. ``Numerics(rounding="single")``) tells the story the
@@ -25,6 +25,7 @@ from ops import fixedpoint as fp
 from ops import reference
 from ops import registry as reg
 from ops.reference import activations as reference_activations
+from ops.reference import reduce as reference_reduce
 from ops.reference.elementwise import ArithmeticParams, RequantizeParams
 from ops.registry import Numerics
 
@@ -455,6 +456,46 @@ def _explain_leaky_relu(e, it, op, k, coords):
     return out
 
 
+def _explain_mean_or_sum(e, it, op, k, coords):
+    """Quantized MEAN / SUM (QuantizedMeanOrSum): int32 sum, the zero-point term, one MBQM with
+    1/count folded into the multiplier (MEAN), + output zero point, clamp."""
+    p = k.params  # OpDataReduce
+    x = _input(it, op, 0)
+    out_shape = it.tensors[op.outputs[0]].shape
+    flat = int(np.ravel_multi_index(coords, out_shape)) if coords else 0
+    if p.empty_input or p.invalid_axis is not None:
+        why = "the input has no elements" if p.empty_input else f"axis {p.invalid_axis} is out of range"
+        e.lines.append(_row(f"{why}: TFLM leaves the zeroed output", 0))
+        e.values["output"] = 0
+        return 0
+    where_from = k.reduced_last(np.arange(x.size).reshape(x.shape)[None])[0, flat]
+    grouped = k.reduced_last(x[None])[0, flat]
+    steps: dict = {}
+    out = int(reference_reduce.mean_or_sum(p, grouped, steps=steps))
+    s = {name: int(a) for name, a in steps.items()}
+    taps = [(tuple(int(c) for c in np.unravel_index(int(i), x.shape)), int(v)) for i, v in zip(where_from, grouped)]
+    shown = ", ".join(f"{list(pos)}={v}" for pos, v in taps[:MAX_TAPS_SHOWN])
+    more = len(taps) - MAX_TAPS_SHOWN
+    e.lines.append(f"reduces axes {list(p.axes)}: {p.count} input values" + (f", {shown}" if taps else "")
+                   + (f", … {more} more" if more > 0 else ""))
+    e.lines += [_row("sum of the raw inputs (int32, wrapping adds)", s["sum"]),
+                _row(f"- input zero point·count ({p.input_zp}·{p.count})", s["shifted"], "the zero-point term")]
+    if p.compute_sum:
+        e.lines.append(f"requantize: M = {p.multiplier}, shift = {p.shift} (s_in / s_out)")
+    else:
+        e.lines.append(f"requantize: M = {p.multiplier}, shift = {p.shift}: 1/count folded into s_in / s_out "
+                       f"(M = {p.base_multiplier}, shift {p.base_shift}) as ({p.base_multiplier} << "
+                       f"{p.base_shift - p.shift}) // {p.count}, shift {p.base_shift} - {p.base_shift - p.shift}")
+    got = _mbqm_story(e, s["shifted"], p.multiplier, p.shift, "double", "sum")
+    if got != s["scaled"]:
+        e.lines.append(f"!! written out {got}, reference kernel {s['scaled']}")
+    e.lines += [_row(f"+ output zero point {p.output_zp}", s["with_zero_point"]),
+                _row(f"clamp to the output type's range [{p.quantized_activation_min}, "
+                     f"{p.quantized_activation_max}]", out)]
+    e.values.update(s)
+    return out
+
+
 def _story(e, it, op, kernel, coords):
     """The story for this operator, or None when none is written for it."""
     kind = getattr(kernel, "kind", None)
@@ -477,6 +518,8 @@ def _story(e, it, op, kernel, coords):
         return _explain_requantize(e, it, op, kernel, coords)
     if name == "LEAKY_RELU" and kind in ("INT8", "INT16"):
         return _explain_leaky_relu(e, it, op, kernel, coords)
+    if name in ("MEAN", "SUM") and kind in ("INT8", "INT16"):
+        return _explain_mean_or_sum(e, it, op, kernel, coords)
     return None
 
 
