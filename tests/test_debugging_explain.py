@@ -21,7 +21,7 @@ from interp.runtime.inputs import random_inputs
 from interp.tools import cli
 from interp.tools.explain import NUMERICS_CHOICES, explain
 from ops import reference
-from ops.reference.activations import leaky_relu
+from ops.reference.activations import hard_swish, leaky_relu
 from ops.reference.elementwise import ArithmeticParams, RequantizeParams
 from ops.reference.reduce import mean_or_sum
 from ops.registry import Numerics
@@ -37,11 +37,11 @@ STORY_MODELS = [
     "quantize_requant_concat_logistic", "relu_after_concat", "relu_after_transpose", "add_float_io", "net_mobile_block",
     "leaky_relu_alpha0p01_4d", "leaky_relu_alpha0p2", "leaky_relu_alpha1p5",
     "mean_axes12", "mean_axes12_keepdims", "mean_axes12_large", "mean_axes12_saturating", "mean_axis1",
-    "mean_axis1_keepdims_4d", "mean_axis_last", "sum_axis1",
+    "mean_axis1_keepdims_4d", "mean_axis_last", "sum_axis1", "hard_swish_1x16", "hard_swish_small", "hard_swish_wide",
 ]
 STORY_OPS = {"AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD", "SUB", "MUL", "QUANTIZE", "RELU", "CONV_2D",
              "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-             "LEAKY_RELU", "MEAN", "SUM"}
+             "LEAKY_RELU", "MEAN", "SUM", "HARD_SWISH"}
 
 
 def _elements(shape, rng, count):
@@ -215,7 +215,7 @@ def test_unknown_numerics_name_is_an_input_error():
 
 
 def test_ops_without_a_story_still_list_their_parameters():
-    it = Interpreter.from_file(MODELS / "hard_swish_small.tflite")
+    it = Interpreter.from_file(MODELS / "cumsum_axis1.tflite")
     at = tuple(0 for _ in it.tensors[it.subgraph.operators[0].outputs[0]].shape)
     e = explain(it, 0, at)
     assert "step-by-step arithmetic is not written out" in e.text and "matches_kernel" not in e.values
@@ -375,3 +375,29 @@ def test_mean_or_sum_story_by_hand(op, type_name):
         m, sh = _quantize_multiplier(s_in / s_out)
         extra = min(int(math.log2(20)), 32, 31 + sh)
         assert (p.multiplier, p.shift) == ((m << extra) // 20, sh - extra)
+
+
+@pytest.mark.parametrize("name", ["hard_swish_1x16", "hard_swish_small", "hard_swish_wide"])
+def test_hard_swish_reference_equals_the_kernel_on_every_int8_value(name):
+    k = Interpreter.from_file(MODELS / f"{name}.tflite").kernels[0]
+    steps: dict = {}
+    assert np.array_equal(hard_swish(k.params, BYTES, steps=steps), k.quantized(BYTES))
+    assert np.all((steps["reluish_value"] >= 0) & (steps["reluish_value"] <= 32767))
+
+
+@pytest.mark.parametrize("name", ["hard_swish_1x16", "hard_swish_small", "hard_swish_wide"])
+def test_hard_swish_story_names_each_int16_step(name):
+    it = Interpreter.from_file(MODELS / f"{name}.tflite")
+    xs = random_inputs(it, np.random.default_rng(12))
+    out = it.run(xs)[0]
+    p = it.kernels[0].params
+    for at in _elements(out.shape, np.random.default_rng(13), 8):
+        e = explain(it, 0, at, xs)
+        assert e.values["matches_kernel"] and e.value == out[at] and "!!" not in e.text
+        assert e.values["input_value"] == int(xs[0][at]) - p.input_zero_point
+        assert e.values["input_value_on_hires_input_scale"] == e.values["input_value"] * 128
+        assert e.values["reluish_value"] == (e.values["reluish_scaled"] + 32768) >> 1
+        for step in ("input_value_on_hires_input_scale", "preshift output: SRDHM16", "reluish: SRDHM16",
+                     "reluish_value = (. + 2^15) >> 1", "SaturatingDoublingHighMul(reluish, preshift)",
+                     f"RoundingDivideByPOT(., {-p.output_multiplier_exponent})"):
+            assert step in e.text

@@ -7,8 +7,8 @@ accumulator, the bias, each rounding of the requantization, the clamp. It checks
 ends in the value the interpreter produced.
 
 Stories are written for FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (int8, 16x8), AVERAGE_POOL_2D,
-MAX_POOL_2D, SOFTMAX (int8 input), ADD, SUB, MUL (int8, int16), QUANTIZE, RELU, LEAKY_RELU, MEAN and SUM (int8, int16);
-other operators get their prepared parameters and the input values at the same position.
+MAX_POOL_2D, SOFTMAX (int8 input), ADD, SUB, MUL, QUANTIZE, RELU, LEAKY_RELU, MEAN and SUM (int8,
+int16), HARD_SWISH (int8); other operators get their prepared parameters and the input values at the same position.
 
 ``numerics=`` (a ``Numerics`` variant, e.g. ``Numerics(rounding="single")``) tells the story the
 variant computes for the same element, on the same op inputs, and sets it beside TFLM's value:
@@ -496,6 +496,41 @@ def _explain_mean_or_sum(e, it, op, k, coords):
     return out
 
 
+def _explain_hard_swish(e, it, op, k, coords):
+    """HARD_SWISH int8 (reference_ops::HardSwish): x·relu6(x+3)/6 in int16 fixed point."""
+    p = k.params  # HardSwishParams
+    x = int(_input(it, op, 0)[tuple(coords)])
+    steps: dict = {}
+    out = int(reference_activations.hard_swish(p, np.int64(x), steps=steps))
+    s = {name: int(a) for name, a in steps.items()}
+    r_exp, o_exp = p.reluish_multiplier_exponent, p.output_multiplier_exponent
+    e.lines += [
+        f"input = {x}; output multiplier {p.output_multiplier_fixedpoint_int16} (int16, exponent {o_exp}: "
+        f"(s_in/128) / s_out), reluish multiplier {p.reluish_multiplier_fixedpoint_int16} (int16, exponent "
+        f"{r_exp}: (s_in/128) / (3/32768))",
+        _row(f"input_value = input - input zero point ({p.input_zero_point})", s["input_value"]),
+        _row("input_value_on_hires_input_scale = · 2^7", s["input_value_on_hires_input_scale"]),
+        _row("preshift output: SRDHM16(hires, output M)", s["input_value_on_preshift_output_scale"],
+             "round(a·b / 2^15)"),
+    ]
+    if r_exp > 0:
+        e.lines.append(_row(f"reluish: SaturatingLeftShift(hires, {r_exp - 1})", s["reluish_prescaled"]))
+    e.lines.append(_row("reluish: SRDHM16(., reluish M)", s["reluish_srdhm"], "round(a·b / 2^15)"))
+    if r_exp > 0:
+        e.lines.append(_row("reluish: SaturatingLeftShift(., 1)", s["reluish_scaled"], "saturates at int16"))
+    elif r_exp < 0:
+        e.lines.append(_row(f"reluish: RoundingDivideByPOT(., {-r_exp})", s["reluish_scaled"]))
+    e.lines += [
+        _row("reluish_value = (. + 2^15) >> 1", s["reluish_value"],
+             f"relu6(x+3)/6 in Q0.15: {s['reluish_value'] / 32768:.6f}"),
+        _row("SaturatingDoublingHighMul(reluish, preshift)", s["preshift_output_value"], "a·b / 2^15, truncates"),
+        _row(f"RoundingDivideByPOT(., {-o_exp}) + output zero point {p.output_zero_point}", s["output_value"]),
+        _row("clamp to [-128, 127]", out),
+    ]
+    e.values.update(s)
+    return out
+
+
 def _story(e, it, op, kernel, coords):
     """The story for this operator, or None when none is written for it."""
     kind = getattr(kernel, "kind", None)
@@ -518,6 +553,8 @@ def _story(e, it, op, kernel, coords):
         return _explain_requantize(e, it, op, kernel, coords)
     if name == "LEAKY_RELU" and kind in ("INT8", "INT16"):
         return _explain_leaky_relu(e, it, op, kernel, coords)
+    if name == "HARD_SWISH" and kind == "INT8":
+        return _explain_hard_swish(e, it, op, kernel, coords)
     if name in ("MEAN", "SUM") and kind in ("INT8", "INT16"):
         return _explain_mean_or_sum(e, it, op, kernel, coords)
     return None
