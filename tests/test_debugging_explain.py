@@ -21,7 +21,7 @@ from interp.runtime.inputs import random_inputs
 from interp.tools import cli
 from interp.tools.explain import NUMERICS_CHOICES, explain
 from ops import reference
-from ops.reference.activations import hard_swish, leaky_relu
+from ops.reference.activations import hard_swish, leaky_relu, sigmoid_like_int8
 from ops.reference.elementwise import ArithmeticParams, RequantizeParams
 from ops.reference.reduce import mean_or_sum
 from ops.registry import Numerics
@@ -38,10 +38,12 @@ STORY_MODELS = [
     "leaky_relu_alpha0p01_4d", "leaky_relu_alpha0p2", "leaky_relu_alpha1p5",
     "mean_axes12", "mean_axes12_keepdims", "mean_axes12_large", "mean_axes12_saturating", "mean_axis1",
     "mean_axis1_keepdims_4d", "mean_axis_last", "sum_axis1", "hard_swish_1x16", "hard_swish_small", "hard_swish_wide",
+    "logistic_1x12", "logistic_asym_range", "logistic_wide_range", "tanh_1x12", "tanh_asym_range", "tanh_wide_range",
 ]
 STORY_OPS = {"AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD", "SUB", "MUL", "QUANTIZE", "RELU", "CONV_2D",
              "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-             "LEAKY_RELU", "MEAN", "SUM", "HARD_SWISH"}
+             "LEAKY_RELU", "MEAN", "SUM", "HARD_SWISH",
+             "LOGISTIC", "TANH"}
 
 
 def _elements(shape, rng, count):
@@ -401,3 +403,50 @@ def test_hard_swish_story_names_each_int16_step(name):
                      "reluish_value = (. + 2^15) >> 1", "SaturatingDoublingHighMul(reluish, preshift)",
                      f"RoundingDivideByPOT(., {-p.output_multiplier_exponent})"):
             assert step in e.text
+
+
+SIGMOID_MODELS = ["logistic_1x12", "logistic_asym_range", "logistic_wide_range", "tanh_1x12", "tanh_asym_range",
+                  "tanh_wide_range", "quantize_requant_concat_logistic", "quantize_requant_concat_tanh"]
+
+
+def _sigmoid_op(it):
+    return next((op, k) for op, k in zip(it.subgraph.operators, it.kernels) if op.op_name in ("LOGISTIC", "TANH"))
+
+
+@pytest.mark.parametrize("name", SIGMOID_MODELS)
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_logistic_tanh_reference_equals_the_kernel_on_every_int8_value(name, rounding):
+    it = Interpreter.from_file(MODELS / f"{name}.tflite", numerics=Numerics(rounding=rounding))
+    op, k = _sigmoid_op(it)
+    steps: dict = {}
+    assert np.array_equal(sigmoid_like_int8(k.params, BYTES, op.op_name, rounding, steps=steps), k.lookup(BYTES))
+    assert np.array_equal(steps["output"], k.lookup(BYTES))
+
+
+@pytest.mark.parametrize("name", SIGMOID_MODELS)
+def test_logistic_tanh_story_names_each_fixed_point_step(name):
+    it = Interpreter.from_file(MODELS / f"{name}.tflite")
+    op, k = _sigmoid_op(it)
+    xs = random_inputs(it, np.random.default_rng(14))
+    it.run(xs, keep=True)
+    x, y = it.tensor(op.inputs[0]), it.tensor(op.outputs[0])
+    p = k.params
+    fn = "logistic" if op.op_name == "LOGISTIC" else "tanh"
+    saturated = unsaturated = 0
+    for at in _elements(y.shape, np.random.default_rng(15), 10):
+        e = explain(it, op.index, at, xs)
+        assert e.values["matches_kernel"] and e.value == y[at] and "!!" not in e.text
+        diff = int(x[at]) - p.input_zero_point
+        assert e.values["input"] == diff
+        if abs(diff) >= p.input_range_radius:
+            assert "saturates to" in e.text and e.value == (127 if diff > 0 else -128)
+            saturated += 1
+        else:
+            for step in ("rescale to Q4.27", "input_in_q4 (Q4.27)", f"gemmlowp::{fn}(input_in_q4) (Q0.31)",
+                         f"RoundingDivideByPOT(., {23 if fn == 'logistic' else 24})"):
+                assert step in e.text
+            # Q0.31 -> the output: the rounded value is within one LSB of the exact quotient.
+            exact = e.values["output_in_q0"] / 2 ** (23 if fn == "logistic" else 24)
+            assert abs(e.values["output_rounded"] - exact) <= 0.5
+            unsaturated += 1
+    assert unsaturated > 0

@@ -8,7 +8,8 @@ ends in the value the interpreter produced.
 
 Stories are written for FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (int8, 16x8), AVERAGE_POOL_2D,
 MAX_POOL_2D, SOFTMAX (int8 input), ADD, SUB, MUL, QUANTIZE, RELU, LEAKY_RELU, MEAN and SUM (int8,
-int16), HARD_SWISH (int8); other operators get their prepared parameters and the input values at the same position.
+int16), HARD_SWISH, LOGISTIC and TANH (int8); other operators get their prepared parameters and
+the input values at the same position.
 
 ``numerics=`` (a ``Numerics`` variant, e.g. ``Numerics(rounding="single")``) tells the story the
 variant computes for the same element, on the same op inputs, and sets it beside TFLM's value:
@@ -531,6 +532,40 @@ def _explain_hard_swish(e, it, op, k, coords):
     return out
 
 
+def _explain_sigmoid_like(e, it, op, k, coords):
+    """int8 LOGISTIC / TANH: the input rescaled to Q4.27, gemmlowp's fixed-point logistic/tanh
+    (Q0.31), rounded to the fixed output scale (1/256 zp -128; 1/128 zp 0)."""
+    p = k.params  # OpDataLogistic / OpDataTanh
+    x = int(_input(it, op, 0)[tuple(coords)])
+    rounding = k.numerics.rounding
+    which = op.op_name
+    steps: dict = {}
+    out = int(reference_activations.sigmoid_like_int8(p, np.int64(x), which, rounding, steps=steps))
+    s = {name: int(a) for name, a in steps.items()}
+    diff = s["input"]
+    e.lines += [f"input = {x}; input multiplier M = {p.input_multiplier}, left shift {p.input_left_shift} "
+                f"(s_in·2^27: the input in Q4.27), input_range_radius {p.input_range_radius}",
+                _row(f"input - input zero point ({p.input_zero_point})", diff)]
+    if diff >= p.input_range_radius or diff <= -p.input_range_radius:
+        side = ">= input_range_radius: saturates to" if diff >= p.input_range_radius else \
+            "<= -input_range_radius: saturates to"
+        e.lines.append(_row(f"{diff} {side}", out, "gemmlowp is not called"))
+        e.values.update(s)
+        return out
+    e.lines.append(f"rescale to Q4.27: MultiplyByQuantizedMultiplier(diff, M, {p.input_left_shift})")
+    _mbqm_story(e, diff, p.input_multiplier, p.input_left_shift, rounding, "diff")
+    q4 = s["input_in_q4"]
+    e.lines.append(_row("input_in_q4 (Q4.27)", q4, f"{q4 / 2 ** 27:.6f}"))
+    fn, bits, zp = ("logistic", 8, -128) if which == "LOGISTIC" else ("tanh", 7, 0)
+    e.lines += [
+        _row(f"gemmlowp::{fn}(input_in_q4) (Q0.31)", s["output_in_q0"], f"{s['output_in_q0'] / 2 ** 31:.9f}"),
+        _row(f"RoundingDivideByPOT(., {31 - bits})", s["output_rounded"], f"Q0.{bits}"),
+        _row(f"{'- 128, ' if zp else ''}clamp to [-128, 127]", out),
+    ]
+    e.values.update(s)
+    return out
+
+
 def _story(e, it, op, kernel, coords):
     """The story for this operator, or None when none is written for it."""
     kind = getattr(kernel, "kind", None)
@@ -553,6 +588,8 @@ def _story(e, it, op, kernel, coords):
         return _explain_requantize(e, it, op, kernel, coords)
     if name == "LEAKY_RELU" and kind in ("INT8", "INT16"):
         return _explain_leaky_relu(e, it, op, kernel, coords)
+    if name in ("LOGISTIC", "TANH") and kind == "INT8":
+        return _explain_sigmoid_like(e, it, op, kernel, coords)
     if name == "HARD_SWISH" and kind == "INT8":
         return _explain_hard_swish(e, it, op, kernel, coords)
     if name in ("MEAN", "SUM") and kind in ("INT8", "INT16"):

@@ -1,6 +1,7 @@
 """Per-element activations with their integer steps recorded, for ``explain``:
-LEAKY_RELU (reference_ops::QuantizeLeakyRelu, leaky_relu.h), int8 and int16, and HARD_SWISH
-(reference_ops::HardSwish, hard_swish.h), int8.
+LEAKY_RELU (reference_ops::QuantizeLeakyRelu, leaky_relu.h), int8 and int16, HARD_SWISH
+(reference_ops::HardSwish, hard_swish.h), int8, and int8 LOGISTIC / TANH
+(reference_integer_ops::Logistic / Tanh, integer_ops/logistic.h and tanh.h).
 
 LEAKY_RELU:
     input_value = input - input_zero_point
@@ -19,12 +20,20 @@ HARD_SWISH (int16 fixed point throughout):
     reluish_value = (reluish_value + 2^15) >> 1      (from [-32768, 32767] to [0, 32767]: relu6(x+3)/6)
     preshift_output_value = SaturatingDoublingHighMul(reluish_value, preshift output)   (truncates)
     output = clamp(RoundingDivideByPOT(., -output_multiplier_exponent) + output_zero_point, int8)
+
+LOGISTIC / TANH int8:
+    input = x - input_zero_point
+    input >=  input_range_radius: output 127;   input <= -input_range_radius: output -128
+    otherwise input_in_q4 = MBQM(input, input_multiplier, input_left_shift)        (Q4.27)
+        LOGISTIC: output_in_q023 = RDBPOT(gemmlowp::logistic(input_in_q4), 31 - 8)  output - 128, clamped
+        TANH:     output_in_q024 = RDBPOT(gemmlowp::tanh(input_in_q4), 31 - 7)      clamped
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import fixedpoint as fp
+from ..activations import gemmlowp_logistic, gemmlowp_tanh
 from ..hard_swish import (
     rounding_divide_by_pot_int16,
     saturating_doubling_high_mul_int16,
@@ -89,4 +98,30 @@ def hard_swish(p, input: np.ndarray, steps: dict | None = None) -> np.ndarray:
                      input_value_on_preshift_output_scale=preshift_output, reluish_prescaled=prescaled,
                      reluish_srdhm=srdhm, reluish_scaled=scaled, reluish_value=reluish_value,
                      preshift_output_value=preshift_output_value, output_value=output_value, output=output)
+    return output
+
+
+def sigmoid_like_int8(p, input: np.ndarray, which: str, rounding: str = "double",
+                      steps: dict | None = None) -> np.ndarray:
+    """int8 LOGISTIC (``which="LOGISTIC"``) or TANH per element; ``p`` is the kernel's
+    OpDataLogistic / OpDataTanh. With ``steps``: ``input`` (x - zp), ``input_in_q4`` (Q4.27, with
+    its rounding steps as ``input_in_q4_shifted`` / ``input_in_q4_high``), ``output_in_q0`` (gemmlowp
+    logistic/tanh, Q0.31), ``output_rounded`` (Q0.8 / Q0.7, RoundingDivideByPOT), ``unsaturated``
+    (the clamped formula) and ``output`` (after the two saturation branches)."""
+    diff = fp.as_int64(input) - p.input_zero_point
+    in_q4 = multiply_by_quantized_multiplier(diff, p.input_multiplier, p.input_left_shift, rounding, steps,
+                                             "input_in_q4")
+    if which == "LOGISTIC":
+        out_q0 = gemmlowp_logistic(in_q4)
+        rounded = fp.rounding_divide_by_pot(out_q0, 31 - 8)
+        unsaturated = np.clip(rounded - 128, -128, 127)
+    else:
+        out_q0 = gemmlowp_tanh(in_q4)
+        rounded = fp.rounding_divide_by_pot(out_q0, 31 - 7)
+        unsaturated = np.clip(rounded, -128, 127)
+    # The C if / else-if order: >= radius first; with a radius of 0, a zero difference gives -128.
+    output = np.where(diff >= p.input_range_radius, 127, unsaturated)
+    output = np.where(diff <= -p.input_range_radius, -128, output)
+    if steps is not None:
+        steps.update(input=diff, output_in_q0=out_q0, output_rounded=rounded, unsaturated=unsaturated, output=output)
     return output
