@@ -24,6 +24,7 @@ from ops import reference
 from ops.reference.activations import hard_swish, leaky_relu, sigmoid_like_int8
 from ops.reference.elementwise import ArithmeticParams, RequantizeParams
 from ops.reference.reduce import mean_or_sum
+from ops.reference.softmax_int16 import params_of, softmax_int16
 from ops.registry import Numerics
 
 MODELS = Path(__file__).resolve().parents[1] / "golden" / "models"
@@ -38,6 +39,7 @@ STORY_MODELS = [
     "leaky_relu_alpha0p01_4d", "leaky_relu_alpha0p2", "leaky_relu_alpha1p5",
     "mean_axes12", "mean_axes12_keepdims", "mean_axes12_large", "mean_axes12_saturating", "mean_axis1",
     "mean_axis1_keepdims_4d", "mean_axis_last", "sum_axis1", "hard_swish_1x16", "hard_swish_small", "hard_swish_wide",
+    "softmax_1x10_16x8", "softmax_4d_16x8",
     "logistic_1x12", "logistic_asym_range", "logistic_wide_range", "tanh_1x12", "tanh_asym_range", "tanh_wide_range",
 ]
 STORY_OPS = {"AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD", "SUB", "MUL", "QUANTIZE", "RELU", "CONV_2D",
@@ -450,3 +452,38 @@ def test_logistic_tanh_story_names_each_fixed_point_step(name):
             assert abs(e.values["output_rounded"] - exact) <= 0.5
             unsaturated += 1
     assert unsaturated > 0
+
+
+def _softmax_int16_model(shape, input_scale: float, beta: float):
+    b = ModelBuilder()
+    x = b.input("x", shape, "INT16", scale=input_scale, zero_point=0)
+    y = b.tensor("y", shape, "INT16", scale=1 / 32768, zero_point=0)
+    b.op("SOFTMAX", [x], [y], beta=beta)
+    b.output(y)
+    return Interpreter.from_bytes(b.build())
+
+
+@pytest.mark.parametrize("input_scale, beta", [(0.001, 1.0), (0.0003, 2.5), (0.01, 0.5), (1 / 4096, 1.0)])
+def test_softmax_int16_reference_equals_the_kernel_on_random_inputs(input_scale, beta):
+    k = _softmax_int16_model([3, 2, 17], input_scale, beta).kernels[0]
+    rng = np.random.default_rng(16)
+    for x in (rng.integers(-32768, 32768, (40, 3, 2, 17)), rng.integers(-300, 300, (40, 3, 2, 17))):
+        want = k.eval([x.astype(np.int16)])[0]
+        assert np.array_equal(softmax_int16(params_of(k), x), want)
+
+
+@pytest.mark.parametrize("name", ["softmax_1x10_16x8", "softmax_4d_16x8"])
+def test_softmax_int16_story_names_each_table_step(name):
+    it = Interpreter.from_file(MODELS / f"{name}.tflite")
+    xs = random_inputs(it, np.random.default_rng(17))
+    out = it.run(xs)[0]
+    for at in _elements(out.shape, np.random.default_rng(18), 8):
+        e = explain(it, 0, at, xs)
+        assert e.values["matches_kernel"] and e.value == out[at] and "!!" not in e.text
+        row = xs[0][at[:-1]].astype(int)
+        assert e.values["input_diff"] == int(xs[0][at]) - row.max()
+        assert 0 < e.values["headroom_plus_one"] <= 32
+        for step in ("max_in_row", "sym_scaled_diff", "LUTLookup exp: index 256 + (x >> 7)", "sum_of_exps (int32)",
+                     "headroom_plus_one = CountLeadingZeros(sum)", "sym_shifted_sum", "LUTLookup 1/(1+x)",
+                     f"right_shift = 31 - {e.values['headroom_plus_one']}"):
+            assert step in e.text

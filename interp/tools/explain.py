@@ -7,7 +7,7 @@ accumulator, the bias, each rounding of the requantization, the clamp. It checks
 ends in the value the interpreter produced.
 
 Stories are written for FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (int8, 16x8), AVERAGE_POOL_2D,
-MAX_POOL_2D, SOFTMAX (int8 input), ADD, SUB, MUL, QUANTIZE, RELU, LEAKY_RELU, MEAN and SUM (int8,
+MAX_POOL_2D, SOFTMAX (int8, int16), ADD, SUB, MUL, QUANTIZE, RELU, LEAKY_RELU, MEAN and SUM (int8,
 int16), HARD_SWISH, LOGISTIC and TANH (int8); other operators get their prepared parameters and
 the input values at the same position.
 
@@ -27,6 +27,7 @@ from ops import reference
 from ops import registry as reg
 from ops.reference import activations as reference_activations
 from ops.reference import reduce as reference_reduce
+from ops.reference import softmax_int16 as reference_softmax_int16
 from ops.reference.elementwise import ArithmeticParams, RequantizeParams
 from ops.registry import Numerics
 
@@ -320,6 +321,55 @@ def _explain_softmax(e, it, op, k, coords):
     return int(v["output"][at])
 
 
+def _explain_softmax_int16(e, it, op, k, coords):
+    """int16 SOFTMAX (SoftmaxInt16): the exp and 1/(1+x) lookup tables, interpolated."""
+    p = reference_softmax_int16.params_of(k)
+    x = it.tensor(op.inputs[0])
+    steps: dict = {}
+    reference_softmax_int16.softmax_int16(p, x[None], steps=steps)
+    at = (0,) + tuple(coords)
+    row_at = at[:-1] + (0,)
+    v = {name: np.asarray(a) for name, a in steps.items()}
+    row = x[tuple(coords[:-1])].astype(np.int64)
+    e.lines.append(f"row {tuple(coords[:-1])} of {row.size} values, element {coords[-1]}: "
+                   + ", ".join(str(int(r)) for r in row[:16]) + (", …" if row.size > 16 else ""))
+    e.lines.append(f"input multiplier M = {p.input_multiplier}, shift {p.input_left_shift} "
+                   f"(beta·s_in / (10/65535): the exp table spans [-10, 0])")
+    diff = int(v["input_diff"][at])
+    e.lines += [_row("max_in_row", int(v["max_in_row"][row_at])),
+                _row("input_diff = input - max_in_row", diff)]
+    _mbqm_story(e, diff, p.input_multiplier, p.input_left_shift, "double", "diff")
+    e.lines.append(_row("sym_scaled_diff = . + 32767 (int16 clamp)", int(v["sym_scaled_diff"][at])))
+
+    def lookup(prefix, what, result):
+        i, o, b, sl = (int(v[f"{prefix}_{n}"][at if prefix == "exp" else row_at])
+                       for n in ("index", "offset", "base", "slope"))
+        e.lines.append(_row(f"LUTLookup {what}: index 256 + (x >> 7), offset x & 127", f"{i}, {o}"))
+        e.lines.append(_row(f"  lut[{i}] + ((slope {sl}·{o} + 64) >> 7)", result, f"base {b}"))
+
+    exp = int(v["exp_result"][at])
+    lookup("exp", "exp", exp)
+    exps = v["exp_result"][at[:-1]]
+    e.lines.append("  row's exp_results: " + ", ".join(str(int(t)) for t in exps[:12])
+                   + (", …" if exps.size > 12 else ""))
+    total, headroom = int(v["sum_of_exps"][row_at]), int(v["headroom_plus_one"][row_at])
+    e.lines += [_row("sum_of_exps (int32)", total),
+                _row("headroom_plus_one = CountLeadingZeros(sum)", headroom),
+                _row(f"shifted_sum = ((sum << {headroom - 1}) + 2^13) >> 14", int(v["shifted_sum"][row_at])),
+                _row("sym_shifted_sum = . - (2^15 + 2^16) (int16 clamp)", int(v["sym_shifted_sum"][row_at]))]
+    recip = int(v["reciprocal_scale_Q015"][row_at])
+    lookup("recip", "1/(1+x)", recip)
+    right = int(v["right_shift"][row_at])
+    out = int(v["output"][at])
+    e.lines += [_row(f"(exp_result·{recip} + 2^{right - 1}) >> {right}", int(v["unsat_output"][at]),
+                     f"right_shift = 31 - {headroom}"),
+                _row("clamp to [0, 32767]", out)]
+    e.values.update(input_diff=diff, exp_result=exp, sum_of_exps=total, headroom_plus_one=headroom,
+                    reciprocal_scale_Q015=recip, right_shift=right, unsat_output=int(v["unsat_output"][at]),
+                    output=out)
+    return out
+
+
 def _broadcast_element(k, value: np.ndarray, which: int, coords: tuple) -> tuple[tuple, int]:
     """The element of input ``which`` (0 or 1) that TFLM's loops pair with output ``coords``."""
     shapes = k.shapes
@@ -578,6 +628,8 @@ def _story(e, it, op, kernel, coords):
         return _explain_pool(e, it, op, kernel, coords, average=name == "AVERAGE_POOL_2D")
     if name == "SOFTMAX" and kind in (("INT8", "INT8"), ("INT8", "INT16")):
         return _explain_softmax(e, it, op, kernel, coords)
+    if name == "SOFTMAX" and kind == ("INT16", "INT16"):
+        return _explain_softmax_int16(e, it, op, kernel, coords)
     if name in ("ADD", "SUB", "MUL") and kind in ("INT8", "INT16"):
         return _explain_arithmetic(e, it, op, kernel, coords)
     if name == "QUANTIZE" and kind in ("INT8", "INT16", "UINT8"):
