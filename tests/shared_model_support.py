@@ -30,3 +30,25 @@ def assert_bit_equal(got: np.ndarray, want: np.ndarray, what: str) -> None:
     assert got.dtype == want.dtype, what
     if not np.array_equal(got, want, equal_nan=got.dtype.kind == "f"):
         raise AssertionError(f"{what}: {np.count_nonzero(got != want)} of {got.size} values differ")
+
+
+def tflm_arena_head(path: str) -> int:
+    """The wheel's "Arena allocation head" for a model file (print_allocations writes to stderr)."""
+    import os
+    import re
+    import tempfile
+
+    from tflite_micro.python.tflite_micro import runtime
+    ref = runtime.Interpreter.from_file(path, arena_size=16 << 20)
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            ref.print_allocations()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        match = re.search(rb"Arena allocation head (\d+) bytes", tmp.read())
+    assert match, "TFLM's print_allocations no longer reports the arena head"
+    return int(match.group(1))

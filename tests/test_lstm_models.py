@@ -2,9 +2,6 @@
 LSTM's variable tensors must match for many consecutive calls without reset, again after
 reset(), and run_batch (every sample from reset) must match a freshly reset TFLM; the arena plan
 must equal TFLM's "Arena allocation head" (the LSTM's four scratch buffers included)."""
-import os
-import re
-import tempfile
 
 import numpy as np
 import pytest
@@ -17,7 +14,7 @@ LSTM_MODELS = ["trained_lstm_int8.tflite", "trained_lstm.tflite", "micro_speech_
 CALLS = 12  # consecutive calls without reset
 AFTER_RESET = 3
 
-from shared_model_support import assert_bit_equal, shared_model_path, tflm_invoke  # noqa: E402
+from shared_model_support import assert_bit_equal, shared_model_path, tflm_arena_head, tflm_invoke  # noqa: E402
 
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime",
                               reason="tflite-micro (the oracle) is not installed")
@@ -56,23 +53,7 @@ def test_lstm_model_matches_tflm_call_after_call_and_after_reset(name):
             assert_bit_equal(out[k], want[j], f"{name}: run_batch sample {k}, output {j}")
 
 
-def _tflm_arena_head(path: str) -> int:
-    ref = runtime.Interpreter.from_file(path, arena_size=16 << 20)
-    with tempfile.TemporaryFile() as tmp:
-        saved = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            ref.print_allocations()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        tmp.seek(0)
-        match = re.search(rb"Arena allocation head (\d+) bytes", tmp.read())
-    assert match, "TFLM's print_allocations no longer reports the arena head"
-    return int(match.group(1))
-
-
 @pytest.mark.parametrize("name", LSTM_MODELS)
 def test_lstm_model_arena_plan_equals_tflm(name):
     path = str(shared_model_path(name))
-    assert Interpreter.from_file(path).plan.arena_bytes == _tflm_arena_head(path)
+    assert Interpreter.from_file(path).plan.arena_bytes == tflm_arena_head(path)

@@ -4,9 +4,6 @@ layers each with up to 32 steps of memory. The state in the SVDF variable tensor
 many consecutive calls without reset, again after reset(), and run_batch (every sample from
 reset) must match a freshly reset TFLM; the arena plan must equal TFLM's "Arena allocation head"
 (the SVDFs' fourteen scratch buffers included)."""
-import os
-import re
-import tempfile
 
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ SVDF_MODELS = ["keyword_scrambled_8bit.tflite", "keyword_scrambled.tflite"]
 CALLS = 40  # consecutive calls without reset: past the longest memory (32)
 AFTER_RESET = 12
 
-from shared_model_support import assert_bit_equal, shared_model_path, tflm_invoke  # noqa: E402
+from shared_model_support import assert_bit_equal, shared_model_path, tflm_arena_head, tflm_invoke  # noqa: E402
 
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime",
                               reason="tflite-micro (the oracle) is not installed")
@@ -90,28 +87,12 @@ def test_svdf_model_matches_tflm_call_after_call_and_after_reset(name):
             assert_bit_equal(out[s], want[j], f"{name}: run_batch sample {s} (call {k}), output {j}")
 
 
-def _tflm_arena_head(path: str) -> int:
-    ref = runtime.Interpreter.from_file(path, arena_size=16 << 20)
-    with tempfile.TemporaryFile() as tmp:
-        saved = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            ref.print_allocations()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        tmp.seek(0)
-        match = re.search(rb"Arena allocation head (\d+) bytes", tmp.read())
-    assert match, "TFLM's print_allocations no longer reports the arena head"
-    return int(match.group(1))
-
-
 @pytest.mark.parametrize("name", SVDF_MODELS)
 def test_svdf_model_arena_plan_equals_tflm(name):
     path = str(shared_model_path(name))
     it = Interpreter.from_file(path)
     plan = it.plan
-    assert plan.exact and plan.arena_bytes == _tflm_arena_head(path)
+    assert plan.exact and plan.arena_bytes == tflm_arena_head(path)
     # The fourteen scratch requests came from microref's SVDF kernels, in TFLM's order.
     svdf = [k for k in it.kernels if k is not None and k.op_name == "SVDF"]
     assert len(svdf) == 7 and all(len(k.scratch_bytes) == 2 for k in svdf)
