@@ -10,7 +10,9 @@ of percent from one second to the next: shared caches, other tenants), and media
    per-sample time of ``run_batch`` at its best batch size with all cores, against LiteRT's
    per-sample ``invoke`` time at its best batch (``resize_tensor_input``) with as many threads.
    The best batch of each side is picked in a pilot over a few sizes. Target: geometric mean of
-   the ratios <= 1.0.
+   the ratios <= 1.0. With numba installed (the ``fast`` extra) microref's kernels include the
+   compiled ones of ``ops.compiled``; the same batch is then also timed with the numpy kernels
+   only (``use_compiled(False)``), in the same rounds.
 2. **MAC rate** of those batched runs as a fraction of a float32 GEMM peak (numpy matmul of a large
    square product on all cores), measured in the same rounds. Target: >= 50%.
 3. **Batch 1 against TFLM** (``run`` against ``invoke`` of the tflite-micro wheel). Target <= 0.2.
@@ -41,6 +43,7 @@ from interp import Interpreter, limited_blas_threads  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
 from interp.runtime.inputs import random_inputs  # noqa: E402
 from interp.tools.profile import model_macs  # noqa: E402
+from ops import compiled  # noqa: E402
 
 BATCHED = ["vww_96_int8", "pretrainedResnet_quant", "kws_ref_model", "mobilenet_v2_quantized_1x3x224x224"]
 MICROREF_ONLY = ["person_detect"]  # LiteRT refuses it
@@ -191,16 +194,23 @@ def bench_batched(path: str, rounds: int, peak: GemmPeak, quick: bool) -> dict:
     except Exception as e:  # noqa: BLE001  (LiteRT refuses some models: report why)
         row["litert_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
         lite = None
-    ours, theirs, rates = [], [], []
+    ours, ours_numpy, theirs, rates = [], [], [], []
     reps = 1 if big else 3
     for _ in range(rounds):
         ours += [(w / ours_b, c / ours_b) for w, c in timed(lambda: it.run_batch(ours_in), reps, min_seconds=0.05)]
+        if compiled.available():  # the same batch with the numpy kernels only (no 'fast' extra)
+            with compiled.use_compiled(False):
+                ours_numpy += [(w / ours_b, c / ours_b)
+                               for w, c in timed(lambda: it.run_batch(ours_in), reps, min_seconds=0.05)]
         if lite is not None:
             theirs += [(w / lite.batch, c / lite.batch) for w, c in timed(lite.invoke, reps, min_seconds=0.05)]
         rates.append(peak.measure())
     row["ours_ms"] = statistics.median(wall(ours)) * 1e3
     row["ours_cpu_ms"] = statistics.median(cpu(ours)) * 1e3
     row["ours_gmacs"] = macs / (row["ours_ms"] * 1e6)
+    if ours_numpy:
+        row["numpy_only_ms"] = statistics.median(wall(ours_numpy)) * 1e3
+        row["numpy_only_cpu_ms"] = statistics.median(cpu(ours_numpy)) * 1e3
     row["peak_gmacs"] = statistics.median(rates)
     row["peak_fraction"] = row["ours_gmacs"] / row["peak_gmacs"]
     if lite is not None:
@@ -304,8 +314,8 @@ def main():
         blas = []
     print(f"machine: {platform.processor() or platform.machine()}, {CORES} cores, Python "
           f"{platform.python_version()}, numpy {np.__version__}, BLAS {', '.join(blas) or '?'}; "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; {rounds} alternating rounds, "
-          f"medians", flush=True)
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; compiled kernels (numba): "
+          f"{'on' if compiled.enabled() else 'off (numpy only)'}; {rounds} alternating rounds, medians", flush=True)
     result: dict = {}
     peak = GemmPeak()
     if "batched" in sections:
@@ -328,8 +338,14 @@ def main():
                   f"{100 * r['peak_fraction']:7.1f}%", flush=True)
             if "litert_error" in r:
                 print(f"      LiteRT: {r['litert_error']}")
+            if "numpy_only_ms" in r:
+                print(f"      the same batch with the numpy kernels only: {r['numpy_only_ms']:.3f} ms per sample "
+                      f"(CPU {r['numpy_only_cpu_ms']:.3f}); compiled kernels {r['numpy_only_ms'] / r['ours_ms']:.2f}x "
+                      f"faster", flush=True)
         compared = [r for r in rows if "ratio" in r]
+        numpy_only = [r["numpy_only_ms"] / r["litert_ms"] for r in compared if "numpy_only_ms" in r]
         summary = {"geomean_ratio_vs_litert": geomean([r["ratio"] for r in compared]),
+                   "geomean_numpy_only_ratio_vs_litert": geomean(numpy_only) if numpy_only else None,
                    "geomean_cpu_ratio_vs_litert": geomean([r["cpu_ratio"] for r in compared]),
                    "models_compared": [r["model"] for r in compared],
                    "geomean_peak_fraction": geomean([r["peak_fraction"] for r in rows]),
@@ -339,6 +355,8 @@ def main():
               f"{summary['geomean_cpu_ratio_vs_litert']:.2f}); MAC rate "
               f"{100 * summary['geomean_peak_fraction']:.1f}% of the {summary['peak_gmacs']:.1f} G MAC/s float32 "
               f"GEMM peak (geometric mean; target >= 50%)", flush=True)
+        if numpy_only:
+            print(f"  with the numpy kernels only: {summary['geomean_numpy_only_ratio_vs_litert']:.2f}", flush=True)
         result["batched"] = {"rows": rows, "summary": summary}
     if "batch1" in sections:
         names = [n for n in BATCH1 if not (args.quick and n.startswith("mobilenet")) and find(args.models, n)]
