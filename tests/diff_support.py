@@ -241,6 +241,64 @@ def check_model(data: bytes, inputs: list[np.ndarray], *, label: str = "") -> Ou
     return Outcome(True)
 
 
+def calls_from(inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Per-call input lists from inputs stacked on axis 0 (input i's call k is inputs[i][k])."""
+    return [[x[k] for x in inputs] for k in range(inputs[0].shape[0])]
+
+
+def check_stateful(data: bytes, sequence: list, *, label: str, stateful: bool | None = True,
+                   batch_calls: int | None = None, fresh: tuple[int, ...] = (-1,)) -> Outcome:
+    """The differential property of a model with state across calls.
+
+    ``sequence`` holds the calls' inputs (one list of arrays per call), with None where the
+    interpreter is reset. TFLM runs the sequence on one interpreter; microref's run() must give the
+    same outputs call after call, and reset() where TFLM resets. Then run_batch over the first
+    ``batch_calls`` calls (default: those before the first reset) treats each sample as a stream
+    from the reset state: sample 0 must equal TFLM's first call, and the samples at ``fresh``
+    (indices into those calls) a fresh TFLM interpreter's first call on that input. ``stateful``:
+    what ``Interpreter.stateful`` must say (None: not checked).
+    """
+    from interp import Interpreter
+    from interp.errors import ModelError, UnsupportedOpError
+
+    verdict, payload = tflm_run(data, sequence)
+    if verdict != "ok":
+        try:
+            Interpreter.from_bytes(data)
+        except (ModelError, UnsupportedOpError):
+            OUTCOMES[label]["rejected by both"] += 1
+            return Outcome(False, payload)
+        raise AssertionError(f"TFLM refuses this model ({verdict}) but microref loads it. TFLM: {payload}")
+    try:
+        it = Interpreter.from_bytes(data)
+    except (ModelError, UnsupportedOpError) as e:
+        raise AssertionError(f"TFLM accepts this model but microref refuses it: {type(e).__name__}: {e}") from None
+    if stateful is not None:
+        assert it.stateful == stateful, f"Interpreter.stateful is {it.stateful}, expected {stateful}"
+    resets = 0
+    for k, (xs, want) in enumerate(zip(sequence, payload)):
+        if xs is None:
+            it.reset()
+            resets += 1
+            continue
+        got = it.run(xs)
+        assert len(got) == len(want), f"microref gives {len(got)} outputs, TFLM {len(want)}"
+        for j, w in enumerate(want):
+            _assert_same(got[j], w, f"output {j}, call {k - resets} after {resets} reset(s)", it)
+    first_stream = sequence[:sequence.index(None)] if None in sequence else sequence
+    calls = [c for c in sequence if c is not None][:batch_calls] if batch_calls else first_stream
+    batch = it.run_batch([np.stack([c[i] for c in calls]) for i in range(len(calls[0]))])
+    for j, w in enumerate(payload[0]):
+        _assert_same(batch[j][0], w, f"output {j}, run_batch() sample 0", it)
+    for s in sorted({f % len(calls) for f in fresh} - {0}):
+        verdict, first = tflm_run(data, [calls[s]])
+        assert verdict == "ok", first
+        for j, w in enumerate(first[0]):
+            _assert_same(batch[j][s], w, f"output {j}, run_batch() sample {s} (a fresh interpreter's first call)", it)
+    OUTCOMES[label]["compared"] += 1
+    return Outcome(True)
+
+
 def _assert_same(got: np.ndarray, want: np.ndarray, where: str, it) -> None:
     """numpy.array_equal (NaN equal to NaN), same dtype and shape: the project's 'bit-exact'.
 

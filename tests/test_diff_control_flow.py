@@ -10,8 +10,7 @@ sample with a fresh TFLM interpreter's first call.
 import numpy as np
 import pytest
 from diff_support import (
-    OUTCOMES,
-    _assert_same,
+    check_stateful,
     dims,
     note_case,
     random_inputs,
@@ -34,36 +33,13 @@ KINDS = ["INT8", "INT16", "FLOAT32", "INT32"]
 UPDATES = ["ADD", "SUB", "MUL"]
 
 
-def check_stateful(data: bytes, calls: list[list[np.ndarray]], label: str) -> bool:
+def check_calls(data: bytes, calls: list[list[np.ndarray]], label: str) -> bool:
     """microref against TFLM over ``calls``: CALLS consecutive calls, reset(), the rest; then
-    run_batch on the first BATCH calls. Returns whether the model was compared (False: both refuse)."""
-    from interp import Interpreter
-    from interp.errors import ModelError, UnsupportedOpError
-
+    run_batch on the first BATCH calls, each against a fresh interpreter's first call. Returns
+    whether the model was compared (False: both refuse)."""
     sequence = calls[:CALLS] + [None] + calls[CALLS:]
-    verdict, payload = tflm_run(data, sequence)
-    if verdict != "ok":
-        with pytest.raises((ModelError, UnsupportedOpError)):
-            Interpreter.from_bytes(data)
-        OUTCOMES[label]["rejected by both"] += 1
-        return False
-    it = Interpreter.from_bytes(data)
-    for k, (xs, want) in enumerate(zip(sequence, payload)):
-        if xs is None:
-            it.reset()
-            continue
-        got = it.run(xs)
-        assert len(got) == len(want)
-        for j, w in enumerate(want):
-            _assert_same(got[j], w, f"call {k} ({'after reset' if k > CALLS else 'no reset yet'}), output {j}", it)
-    batch = it.run_batch([np.stack([xs[i] for xs in calls[:BATCH]]) for i in range(len(calls[0]))])
-    for s, xs in enumerate(calls[:BATCH]):
-        verdict, first = tflm_run(data, [xs])
-        assert verdict == "ok", first
-        for j, w in enumerate(first[0]):
-            _assert_same(batch[j][s], w, f"run_batch sample {s} (a fresh interpreter's first call), output {j}", it)
-    OUTCOMES[label]["compared"] += 1
-    return True
+    return check_stateful(data, sequence, label=label, stateful=None, batch_calls=BATCH,
+                          fresh=tuple(range(BATCH))).compared
 
 
 # ---------------------------------------------------------------------------- building blocks
@@ -168,7 +144,7 @@ def test_resource_variables_match_tflm_call_after_call_and_after_reset():
         small = case["op"] == "MUL"
         calls = [[values(rng, case["shape"], case["kind"], 1, case["zp"], small)[0]]
                  for _ in range(CALLS + AFTER_RESET)]
-        check_stateful(resource_model(case), calls, f"ASSIGN_VARIABLE {case['kind']} {case['init']}")
+        check_calls(resource_model(case), calls, f"ASSIGN_VARIABLE {case['kind']} {case['init']}")
     run_examples(resource_cases(), check, fraction=0.5)
 
 
@@ -232,7 +208,7 @@ def test_if_matches_tflm_both_branches_call_after_call():
                   values(rng, case["shape"], case["kind"], 1, case["zp"], case["op"] == "MUL")[0]]
                  for _ in range(CALLS + AFTER_RESET)]
         calls[0][0][...], calls[1][0][...] = True, False  # run_batch's samples take both branches
-        check_stateful(if_model(case), calls, f"IF {case['kind']}")
+        check_calls(if_model(case), calls, f"IF {case['kind']}")
     run_examples(if_cases(), check, fraction=0.5)
 
 
@@ -328,7 +304,7 @@ def test_while_matches_tflm_trip_counts_differ_per_call():
                  for _ in range(CALLS + AFTER_RESET)]
         calls[0][0][:] = True  # the batch's samples loop 'steps', 0 and some other number of times
         calls[1][0][:] = False
-        check_stateful(while_model(case), calls, f"WHILE {case['kind']}")
+        check_calls(while_model(case), calls, f"WHILE {case['kind']}")
     run_examples(while_cases(), check, fraction=0.5)
 
 
@@ -376,7 +352,7 @@ def test_if_branch_output_of_other_byte_count_is_refused_by_both():
 def test_if_branch_output_of_other_shape_same_bytes_is_copied_by_both():
     data = _if_with_branch_output([2, 2])
     x = np.arange(4, dtype=np.int8)
-    assert check_stateful(data, [[np.array(k % 2 == 0), x + k] for k in range(CALLS + AFTER_RESET)], "IF reshaped")
+    assert check_calls(data, [[np.array(k % 2 == 0), x + k] for k in range(CALLS + AFTER_RESET)], "IF reshaped")
 
 
 def test_var_handle_null_container_after_named_one_crashes_tflm_and_is_refused():
@@ -428,4 +404,4 @@ def test_resource_handle_passed_into_a_while_body_matches_tflm():
     calls = [[schedule(rng, 3), rng.integers(-1000, 1000, 2).astype(np.int32)] for _ in range(CALLS + AFTER_RESET)]
     calls[0][0][:] = True
     calls[1][0][:] = False
-    assert check_stateful(b.build(), calls, "WHILE resource handle")
+    assert check_calls(b.build(), calls, "WHILE resource handle")

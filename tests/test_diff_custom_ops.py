@@ -12,7 +12,19 @@ writes, bit for bit, and the number of detections.
 """
 import numpy as np
 import pytest
-from diff_support import OUTCOMES, Outcome, _assert_same, note_case, record, run_examples, seeds, tflm_run, zero_points
+from diff_support import (
+    OUTCOMES,
+    Outcome,
+    _assert_same,
+    calls_from,
+    check_stateful,
+    note_case,
+    record,
+    run_examples,
+    seeds,
+    tflm_run,
+    zero_points,
+)
 from flatbuffers import flexbuffers
 from hypothesis import strategies as st
 
@@ -23,43 +35,6 @@ from interp.errors import InvokeError
 # The ops this module tests (see test_diff_regressions.py).
 DIFF_OPS = {"CIRCULAR_BUFFER", "TFLite_Detection_PostProcess"}
 CALLS = 7
-
-
-def check_stateful(data: bytes, inputs: list, *, label: str) -> Outcome:
-    """A stateful model's differential property: TFLM's consecutive calls (one interpreter, no
-    reset) equal microref's consecutive run() calls; a reset() in the middle restarts both; and
-    run_batch (every sample from the reset state) equals a fresh TFLM interpreter's first call."""
-    n = inputs[0].shape[0]
-    samples = [[x[i] for x in inputs] for i in range(n)]
-    middle = n // 2
-    verdict, payload = tflm_run(data, samples[:middle] + [None] + samples[middle:])
-    if verdict != "ok":
-        try:
-            Interpreter.from_bytes(data)
-        except (ModelError, UnsupportedOpError):
-            OUTCOMES[label]["rejected by both"] += 1
-            return Outcome(False, payload)
-        raise AssertionError(f"TFLM refuses this model ({verdict}) but microref loads it. TFLM: {payload}")
-    payload = payload[:middle] + payload[middle + 1:]  # drop the reset marker's None
-    try:
-        it = Interpreter.from_bytes(data)
-    except (ModelError, UnsupportedOpError) as e:
-        raise AssertionError(f"TFLM accepts this model but microref refuses it: {type(e).__name__}: {e}") from None
-    assert it.stateful
-    for i, sample in enumerate(samples):
-        if i == middle:
-            it.reset()
-        got = it.run(sample)
-        for j, want in enumerate(payload[i]):
-            _assert_same(got[j], want, f"output {j}, call {i}{' (after reset)' if i >= middle else ''}", it)
-    batch = it.run_batch(inputs)
-    verdict, fresh = tflm_run(data, [[x[n - 1] for x in inputs]])
-    assert verdict == "ok", fresh
-    for j in range(len(payload[0])):
-        _assert_same(batch[j][0], payload[0][j], f"output {j}, run_batch() sample 0", it)
-        _assert_same(batch[j][n - 1], fresh[0][j], f"output {j}, run_batch() sample {n - 1} (from reset)", it)
-    OUTCOMES[label]["compared"] += 1
-    return Outcome(True)
 
 
 # ------------------------------------------------------------------------------ CIRCULAR_BUFFER
@@ -120,7 +95,9 @@ def run_circular_buffer_case(case: dict):
     inputs = [rng.integers(-128, 128, shape).astype(np.int8)]
     label = "CIRCULAR_BUFFER"
     if expected_period(case) == 1 and case["variable"]:
-        record(check_stateful(data, inputs, label=label), label)
+        calls = calls_from(inputs)
+        middle = len(calls) // 2  # a reset() in the middle restarts both
+        record(check_stateful(data, calls[:middle] + [None] + calls[middle:], label=label), label)
         return
     # TFLM runs it; microref refuses it, saying why.
     verdict, payload = tflm_run(data, [[inputs[0][0]]])

@@ -14,9 +14,8 @@ import math
 import numpy as np
 import pytest
 from diff_support import (
-    OUTCOMES,
-    Outcome,
-    _assert_same,
+    calls_from,
+    check_stateful,
     dims,
     input_styles,
     note_case,
@@ -24,14 +23,12 @@ from diff_support import (
     record,
     run_examples,
     seeds,
-    tflm_run,
     zero_points,
 )
 from hypothesis import strategies as st
 
 from interp import Interpreter
 from interp.builder import ModelBuilder
-from interp.errors import ModelError, UnsupportedOpError
 
 DIFF_OPS = {"UNIDIRECTIONAL_SEQUENCE_LSTM"}  # the ops this module tests (see test_diff_regressions.py)
 KINDS = ["FLOAT32", "INT8", "INT16"]
@@ -205,41 +202,10 @@ def build_lstm(case):
     return data, [xs]
 
 
-def check_stateful(data: bytes, inputs: list, *, label: str) -> Outcome:
-    """The differential property of a stateful model: TFLM's consecutive calls (one request, no
-    reset) equal microref's consecutive run() calls; after reset() the first call again; and
-    run_batch (every sample from reset) equals TFLM's fresh interpreter sample by sample."""
-    n = inputs[0].shape[0]
-    samples = [[x[i] for x in inputs] for i in range(n)]
-    verdict, payload = tflm_run(data, samples)
-    if verdict != "ok":
-        try:
-            Interpreter.from_bytes(data)
-        except (ModelError, UnsupportedOpError):
-            OUTCOMES[label]["rejected by both"] += 1
-            return Outcome(False, payload)
-        raise AssertionError(f"TFLM refuses this model ({verdict}) but microref loads it. TFLM: {payload}")
-    try:
-        it = Interpreter.from_bytes(data)
-    except (ModelError, UnsupportedOpError) as e:
-        raise AssertionError(f"TFLM accepts this model but microref refuses it: {type(e).__name__}: {e}") from None
-    assert it.stateful
-    for i, sample in enumerate(samples):
-        got = it.run(sample)
-        for j, want in enumerate(payload[i]):
-            _assert_same(got[j], want, f"output {j}, call {i} without reset", it)
-    it.reset()
-    for j, want in enumerate(payload[0]):
-        _assert_same(it.run(samples[0])[j], want, f"output {j}, first call after reset()", it)
-    batch = it.run_batch(inputs)
-    for j, want in enumerate(payload[0]):
-        _assert_same(batch[j][0], want, f"output {j}, run_batch() sample 0", it)
-    verdict, fresh = tflm_run(data, [samples[-1]])
-    assert verdict == "ok", fresh
-    for j, want in enumerate(fresh[0]):
-        _assert_same(batch[j][n - 1], want, f"output {j}, run_batch() sample {n - 1} (from reset)", it)
-    OUTCOMES[label]["compared"] += 1
-    return Outcome(True)
+def check_lstm_stream(data: bytes, inputs: list, *, label: str):
+    """The calls in ``inputs`` (stacked on axis 0) without reset, then reset() and the first again."""
+    calls = calls_from(inputs)
+    return check_stateful(data, calls + [None] + calls[:1], label=label)
 
 
 def run_case(op, case):
@@ -247,7 +213,7 @@ def run_case(op, case):
     note_case(**case)
     data, inputs = nan_cell_model() if case.get("explicit") == "nan_cell" else build_lstm(case)
     label = f"UNIDIRECTIONAL_SEQUENCE_LSTM {case['kind']}"
-    record(check_stateful(data, inputs, label=label), label)
+    record(check_lstm_stream(data, inputs, label=label), label)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -307,7 +273,7 @@ def test_float_nan_cell_state_stays_nan():
     # TFLM's Clipping is std::max(std::min(clip, v), -clip), which read literally turns a NaN into
     # +clip; the wheel keeps the NaN (microref first clipped it to 10 and differed).
     data, inputs = nan_cell_model()
-    outcome = check_stateful(data, inputs, label="UNIDIRECTIONAL_SEQUENCE_LSTM FLOAT32")
+    outcome = check_lstm_stream(data, inputs, label="UNIDIRECTIONAL_SEQUENCE_LSTM FLOAT32")
     assert outcome.compared, outcome.message
     y = Interpreter.from_bytes(data).run([inputs[0][0]])[0]
     assert y[0, 0, 0] == np.float32(0.5) and np.isnan(y[0, 1, 0])

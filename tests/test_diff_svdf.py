@@ -15,10 +15,9 @@ import math
 import numpy as np
 import pytest
 from diff_support import (
-    OUTCOMES,
-    Outcome,
-    _assert_same,
     assert_tflm_aborts,
+    calls_from,
+    check_stateful,
     dims,
     input_styles,
     note_case,
@@ -26,7 +25,6 @@ from diff_support import (
     record,
     run_examples,
     seeds,
-    tflm_run,
     zero_points,
 )
 from hypothesis import strategies as st
@@ -229,45 +227,10 @@ def build_svdf(case):
 
 # ------------------------------------------------------------------------------ the property
 
-def check_stateful(data: bytes, inputs: list, *, label: str, after_reset: int = AFTER_RESET) -> Outcome:
-    """The differential property of a stateful model. TFLM runs the samples as consecutive calls
-    without reset, then resets and runs the first ``after_reset`` again (one interpreter); microref's
-    run() must give the same outputs call after call, and again after reset(); run_batch (every
-    sample from the reset state) must equal a fresh TFLM interpreter sample by sample."""
-    n = inputs[0].shape[0]
-    samples = [[x[i] for x in inputs] for i in range(n)]
-    verdict, payload = tflm_run(data, samples + [None] + samples[:after_reset])
-    if verdict != "ok":
-        try:
-            Interpreter.from_bytes(data)
-        except (ModelError, UnsupportedOpError):
-            OUTCOMES[label]["rejected by both"] += 1
-            return Outcome(False, payload)
-        raise AssertionError(f"TFLM refuses this model ({verdict}) but microref loads it. TFLM: {payload}")
-    try:
-        it = Interpreter.from_bytes(data)
-    except (ModelError, UnsupportedOpError) as e:
-        raise AssertionError(f"TFLM accepts this model but microref refuses it: {type(e).__name__}: {e}") from None
-    assert it.stateful
-    for i, sample in enumerate(samples):
-        got = it.run(sample)
-        assert len(got) == len(payload[i])
-        for j, want in enumerate(payload[i]):
-            _assert_same(got[j], want, f"output {j}, call {i} without reset", it)
-    it.reset()
-    for i, sample in enumerate(samples[:after_reset]):
-        got = it.run(sample)
-        for j, want in enumerate(payload[n + 1 + i]):
-            _assert_same(got[j], want, f"output {j}, call {i} after reset()", it)
-    batch = it.run_batch(inputs)
-    for j, want in enumerate(payload[0]):
-        _assert_same(batch[j][0], want, f"output {j}, run_batch() sample 0", it)
-    verdict, fresh = tflm_run(data, [samples[-1]])
-    assert verdict == "ok", fresh
-    for j, want in enumerate(fresh[0]):
-        _assert_same(batch[j][n - 1], want, f"output {j}, run_batch() sample {n - 1} (from reset)", it)
-    OUTCOMES[label]["compared"] += 1
-    return Outcome(True)
+def check_svdf_stream(data: bytes, inputs: list, *, label: str):
+    """The calls in ``inputs`` (stacked on axis 0) without reset, then reset() and AFTER_RESET more."""
+    calls = calls_from(inputs)
+    return check_stateful(data, calls + [None] + calls[:AFTER_RESET], label=label)
 
 
 def run_case(op, case):
@@ -275,7 +238,7 @@ def run_case(op, case):
     note_case(**case)
     data, inputs = EXPLICIT[case["explicit"]]() if "explicit" in case else build_svdf(case)
     label = f"SVDF {case['kind']}"
-    record(check_stateful(data, inputs, label=label), label)
+    record(check_svdf_stream(data, inputs, label=label), label)
     return data, inputs
 
 
@@ -462,4 +425,4 @@ for _kind in INTEGER_TYPES:
 @pytest.mark.parametrize("shape", ["2x2x10", "1x16x64"])
 def test_tflm_svdf_test_shapes_and_scales(kind, shape):
     data, inputs = EXPLICIT[f"tflm_test_{shape}_{kind}"]()
-    assert check_stateful(data, inputs, label=f"SVDF {kind}").compared
+    assert check_svdf_stream(data, inputs, label=f"SVDF {kind}").compared
