@@ -209,27 +209,35 @@ class Outcome:
     message: str = ""
 
 
-def check_model(data: bytes, inputs: list[np.ndarray], *, label: str = "") -> Outcome:
-    """The differential property for one model. ``inputs[i]`` holds input i's samples on axis 0."""
+def load_like_tflm(data: bytes, verdict: str, payload, label: str):
+    """microref's Interpreter for a model TFLM ran (verdict "ok"), or None when TFLM refused it
+    (at Prepare, or at Invoke: some kernels notice an unsupported type combination only then) and
+    microref refuses it at load too; any other combination fails the test."""
     from interp import Interpreter
     from interp.errors import ModelError, UnsupportedOpError
 
-    n = inputs[0].shape[0]
-    samples = [[x[s] for x in inputs] for s in range(n)]
-    verdict, payload = tflm_run(data, samples)
-    if verdict in ("rejected", "invoke failed"):
-        # Some TFLM kernels notice an unsupported type combination only at Invoke; microref
-        # must refuse such a model already at load.
+    if verdict != "ok":
         try:
             Interpreter.from_bytes(data)
         except (ModelError, UnsupportedOpError):
             OUTCOMES[label]["rejected by both"] += 1
-            return Outcome(False, payload)
+            return None
         raise AssertionError(f"TFLM refuses this model ({verdict}) but microref loads it. TFLM: {payload}")
     try:
-        it = Interpreter.from_bytes(data)
+        return Interpreter.from_bytes(data)
     except (ModelError, UnsupportedOpError) as e:
         raise AssertionError(f"TFLM accepts this model but microref refuses it: {type(e).__name__}: {e}") from None
+
+
+def check_model(data: bytes, inputs: list[np.ndarray], *, label: str = "") -> Outcome:
+    """The differential property for one model. ``inputs[i]`` holds input i's samples on axis 0."""
+
+    n = inputs[0].shape[0]
+    samples = [[x[s] for x in inputs] for s in range(n)]
+    verdict, payload = tflm_run(data, samples)
+    it = load_like_tflm(data, verdict, payload, label)
+    if it is None:
+        return Outcome(False, payload)
     batch = it.run_batch(inputs)
     single = it.run([x[0] for x in inputs])
     assert len(single) == len(payload[0]), f"microref gives {len(single)} outputs, TFLM {len(payload[0])}"
@@ -258,21 +266,11 @@ def check_stateful(data: bytes, sequence: list, *, label: str, stateful: bool | 
     (indices into those calls) a fresh TFLM interpreter's first call on that input. ``stateful``:
     what ``Interpreter.stateful`` must say (None: not checked).
     """
-    from interp import Interpreter
-    from interp.errors import ModelError, UnsupportedOpError
 
     verdict, payload = tflm_run(data, sequence)
-    if verdict != "ok":
-        try:
-            Interpreter.from_bytes(data)
-        except (ModelError, UnsupportedOpError):
-            OUTCOMES[label]["rejected by both"] += 1
-            return Outcome(False, payload)
-        raise AssertionError(f"TFLM refuses this model ({verdict}) but microref loads it. TFLM: {payload}")
-    try:
-        it = Interpreter.from_bytes(data)
-    except (ModelError, UnsupportedOpError) as e:
-        raise AssertionError(f"TFLM accepts this model but microref refuses it: {type(e).__name__}: {e}") from None
+    it = load_like_tflm(data, verdict, payload, label)
+    if it is None:
+        return Outcome(False, payload)
     if stateful is not None:
         assert it.stateful == stateful, f"Interpreter.stateful is {it.stateful}, expected {stateful}"
     resets = 0

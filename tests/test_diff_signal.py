@@ -15,7 +15,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from diff_support import OUTCOMES, Outcome, _assert_same, note_case, record, run_examples, seeds, tflm_run
+from diff_support import (
+    OUTCOMES,
+    Outcome,
+    _assert_same,
+    load_like_tflm,
+    note_case,
+    record,
+    run_examples,
+    seeds,
+    tflm_run,
+)
 from flatbuffers import flexbuffers
 from hypothesis import strategies as st
 
@@ -61,21 +71,11 @@ def check_signal(data: bytes, calls: list[list[np.ndarray]], *, label: str, stat
     call of a stream, one boolean mask per output of the elements TFLM has written by then (None:
     all), and only those are compared.
     """
-    from interp import Interpreter
-    from interp.errors import ModelError, UnsupportedOpError
 
     verdict, payload = tflm_run(data, calls)
-    if verdict != "ok":
-        try:
-            Interpreter.from_bytes(data)
-        except (ModelError, UnsupportedOpError):
-            OUTCOMES[label]["rejected by both"] += 1
-            return Outcome(False, payload)
-        raise AssertionError(f"TFLM refuses this model ({verdict}) but microref loads it. TFLM: {payload}")
-    try:
-        it = Interpreter.from_bytes(data)
-    except (ModelError, UnsupportedOpError) as e:
-        raise AssertionError(f"TFLM accepts this model but microref refuses it: {type(e).__name__}: {e}") from None
+    it = load_like_tflm(data, verdict, payload, label)
+    if it is None:
+        return Outcome(False, payload)
     assert it.stateful == stateful
 
     def same(got, want, k, where):
