@@ -20,6 +20,10 @@ model's inputs against the int8 model's, a Ray address that does not answer.
 The samples are cut into chunks (``chunk_size``, by default what fits about 64 MB of the model's
 activations, smaller when there are few samples per worker); at most a few chunks per worker
 are in memory at a time, plus the outputs kept (``keep_outputs``).
+
+``map_ordered(fn, items, context=..., engine=..., workers=..., address=...)`` runs any picklable
+``fn(context, item)`` over items on the same engines, results in order (the conformance sweeps
+of ``microref compare DIR`` / ``vectors DIR``, ``interp.tools.sweep``, are built on it).
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ from .engines import (
     RayAddressError,
     WorkerError,
     make_litert,
+    map_ordered,
     ray_module,
     run_local,
     run_ray,
@@ -52,7 +57,7 @@ from .engines import (
 from .metrics import EvalStats, class_scores
 
 __all__ = ["Dataset", "ENGINES", "Evaluation", "LiteRTRefused", "MissingPackage", "RayAddressError", "WorkerError",
-           "evaluate", "open_data", "read_labels", "run_outputs"]
+           "evaluate", "map_ordered", "open_data", "read_labels", "run_outputs"]
 
 AGAINST = ("litert",)
 CHUNKS_PER_WORKER = 4  # with few samples, chunks shrink so that every worker gets about this many

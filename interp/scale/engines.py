@@ -13,6 +13,11 @@ in the order of the input, with a bounded number of chunks in flight (memory sta
   keeps its interpreters between tasks; a task whose worker dies is retried (``max_retries``).
   Without an address a local Ray is started (and stopped after); with one, that cluster is used
   (microref must be installed on its nodes). A Ray already initialised by the caller is used as is.
+
+The chunks of an evaluation are one use of ``map_ordered``: any picklable module-level function
+``fn(context, item)`` mapped over items on the same engines, the context sent once per worker, the
+results in the order of the items (conformance sweeps over folders of models run through it too,
+``interp.tools.sweep``).
 """
 from __future__ import annotations
 
@@ -21,11 +26,13 @@ import contextlib
 import hashlib
 import logging
 import os
+import pickle
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +46,7 @@ ADDRESS_TIMEOUT_S = 5.0
 IN_FLIGHT_PER_WORKER = 2  # chunks submitted ahead of the one awaited, per worker
 # Testing hook: when this names a file in a folder that exists, the first Ray task to create the
 # file kills its own worker process, so that the retry can be seen (tests/test_scale_ray.py).
+CACHED_CONTEXTS = 4  # contexts (and the interpreters built from them) a worker process keeps
 FAULT_ONCE_ENV = "MICROREF_TEST_KILL_RAY_WORKER_ONCE"
 
 
@@ -157,60 +165,138 @@ def make_litert(model: bytes):
     return lit
 
 
-# ----------------------------------------------------------------------------- local
+# ----------------------------------------------------------------------------- any task, in order
 
-_PROCESS_WORKER: Worker | None = None
+def context_key(context: Any) -> str:
+    """What identifies a context in a worker's cache: its ``key`` (a Job's), else its pickle's hash."""
+    key = getattr(context, "key", None)
+    if isinstance(key, str):
+        return key
+    return hashlib.sha256(pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL)).hexdigest()
 
 
-def _init_process(job: Job) -> None:
-    global _PROCESS_WORKER
+def worker_cache(cache: dict, key: str, build: Callable[[], Any]) -> Any:
+    """``cache[key]``, built once per worker process, the least recently used dropped beyond
+    CACHED_CONTEXTS (a long-lived Ray worker serves many jobs)."""
+    if key in cache:
+        value = cache.pop(key)
+    else:
+        value = build()
+        while len(cache) >= CACHED_CONTEXTS:
+            cache.pop(next(iter(cache)))
+    cache[key] = value
+    return value
+
+
+def _describe(describe: Callable[[Any], str] | None, item, number: int) -> str:
+    if describe is not None:
+        with contextlib.suppress(Exception):
+            return describe(item)
+    return f"task {number}"
+
+
+_PROCESS_CONTEXT: Any = None
+
+
+def _init_process(context: Any) -> None:
+    global _PROCESS_CONTEXT
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=1, user_api="blas")  # this process is one worker: BLAS on one thread
-    _PROCESS_WORKER = Worker(job)
+    _PROCESS_CONTEXT = context
 
 
-def _process_chunk(arrays: list[np.ndarray]) -> ChunkResult:
-    assert _PROCESS_WORKER is not None
-    return _PROCESS_WORKER.run(arrays)
+def _process_apply(fn: Callable, item) -> Any:
+    return fn(_PROCESS_CONTEXT, item)
+
+
+def map_ordered(fn: Callable[[Any, Any], Any], items: Iterable, *, context: Any = None, engine: str = "local",
+                workers: int | None = 1, address: str | None = None, retries: int = RAY_TASK_RETRIES,
+                describe: Callable[[Any], str] | None = None) -> Iterator[Any]:
+    """``fn(context, item)`` for every item, the results yielded in the order of ``items``.
+
+    ``fn``: a module-level function (pickled by name); ``context``: what every call shares, sent
+    once per worker (processes: at start; Ray: put in the object store once, fetched once per
+    worker process); ``items``: consumed lazily, at most a few per worker in flight, so memory
+    holds a bounded number of items and results whatever their count. ``engine`` "local" with one
+    worker runs in this process; with N, in N ``spawn`` processes; "ray" as Ray tasks (``address``
+    of a cluster, else a local Ray with ``workers`` CPUs; a Ray the caller initialised is used as
+    is), a task whose worker dies retried ``retries`` times. ``describe(item)`` names an item in
+    the errors (WorkerError when a worker dies; a MicrorefError raised by ``fn`` is raised as is).
+    The same items give the same results on every engine when ``fn`` depends only on its
+    arguments.
+    """
+    if engine not in ENGINES:
+        raise InputError(f"engine must be one of {ENGINES}, not {engine!r}")
+    if engine == "ray":
+        return _map_ray(fn, items, context, address=address, workers=workers, retries=retries, describe=describe)
+    if workers is None or workers <= 1:
+        return _map_here(fn, items, context)
+    return _map_processes(fn, items, context, workers, describe)
+
+
+def _map_here(fn, items, context):
+    with limited_blas_threads():
+        for item in items:
+            yield fn(context, item)
+
+
+def _map_processes(fn, items, context, workers: int, describe):
+    import multiprocessing
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_process, initargs=(context,))
+    pending: collections.deque = collections.deque()
+    try:
+        source = enumerate(items)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < IN_FLIGHT_PER_WORKER * workers:
+                try:
+                    number, item = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending.append((number, item, pool.submit(_process_apply, fn, item)))
+            if not pending:
+                return
+            number, item, future = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool as e:
+                raise WorkerError(f"a worker process died while running {_describe(describe, item, number)} ({e}); "
+                                  f"rerun with fewer workers (--workers 1 runs in this process)") from None
+            del item
+            yield result
+    finally:
+        for _, _, future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ----------------------------------------------------------------------------- chunks of an evaluation
+
+_WORKERS: dict[str, Worker] = {}  # per worker process: the interpreters of the jobs it has run
+
+
+def _run_chunk(job: Job, item: tuple[int, list[np.ndarray]]) -> tuple[int, ChunkResult]:
+    start, arrays = item
+    worker = worker_cache(_WORKERS, job.key, lambda: Worker(job))
+    return start, worker.run(arrays)
+
+
+def _chunk_name(item) -> str:
+    return f"samples from {item[0]} on"
 
 
 def run_local(job: Job, chunks: Iterable[tuple[int, list[np.ndarray]]], workers: int,
               it: Interpreter | None = None) -> Iterator[tuple[int, ChunkResult]]:
     """(start, result) per chunk, in order: in this process (workers == 1) or in worker processes."""
     if workers <= 1:
-        worker = Worker(job, it)
+        worker = Worker(job, it)  # this process's own, not cached: it ends with the evaluation
         with limited_blas_threads():
             for start, arrays in chunks:
                 yield start, worker.run(arrays)
         return
-    import multiprocessing
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_process, initargs=(job,))
-    pending: collections.deque = collections.deque()
-    try:
-        source = iter(chunks)
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < IN_FLIGHT_PER_WORKER * workers:
-                try:
-                    start, arrays = next(source)
-                except StopIteration:
-                    exhausted = True
-                    break
-                pending.append((start, pool.submit(_process_chunk, arrays)))
-            if not pending:
-                return
-            start, future = pending.popleft()
-            try:
-                result = future.result()
-            except BrokenProcessPool as e:
-                raise WorkerError(f"a worker process died while running samples from {start} on ({e}); rerun with "
-                                  f"fewer workers (--workers 1 runs in this process)") from None
-            yield start, result
-    finally:
-        for _, future in pending:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+    yield from map_ordered(_run_chunk, chunks, context=job, workers=workers, describe=_chunk_name)
 
 
 # ----------------------------------------------------------------------------- ray
@@ -249,12 +335,12 @@ def check_ray_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
                               f"Ray") from None
 
 
-_RAY_WORKERS: dict[str, Worker] = {}
+_RAY_CONTEXTS: dict[str, Any] = {}  # per Ray worker process: the contexts fetched from the object store
 
 
-def _ray_task(job_ref: list, key: str, arrays: list[np.ndarray]) -> ChunkResult:
-    """A Ray task: the job fetched from the object store once per worker process (the ref comes in a
-    list so that Ray does not fetch it for every task)."""
+def _ray_apply(fn: Callable, context_ref: list, key: str, item) -> Any:
+    """A Ray task: ``fn(context, item)``, the context fetched from the object store once per worker
+    process (the ref comes in a list so that Ray does not fetch it for every task)."""
     marker = os.environ.get(FAULT_ONCE_ENV)
     if marker and os.path.isdir(os.path.dirname(marker)):
         try:
@@ -265,13 +351,13 @@ def _ray_task(job_ref: list, key: str, arrays: list[np.ndarray]) -> ChunkResult:
             os.write(fd, str(os.getpid()).encode())
             os.close(fd)
             os._exit(1)  # the worker dies mid-task: Ray must retry the task
-    worker = _RAY_WORKERS.get(key)
-    if worker is None:
+
+    def fetch():
         import ray
         from threadpoolctl import threadpool_limits
         threadpool_limits(limits=1, user_api="blas")
-        worker = _RAY_WORKERS[key] = Worker(ray.get(job_ref[0]))
-    return worker.run(arrays)
+        return ray.get(context_ref[0])
+    return fn(worker_cache(_RAY_CONTEXTS, key, fetch), item)
 
 
 @contextlib.contextmanager
@@ -300,44 +386,49 @@ def ray_session(address: str | None, workers: int | None):
         ray.shutdown()
 
 
-def run_ray(job: Job, chunks: Iterable[tuple[int, list[np.ndarray]]], *, address: str | None = None,
-            workers: int | None = None, retries: int = RAY_TASK_RETRIES) -> Iterator[tuple[int, ChunkResult]]:
-    """(start, result) per chunk, in order, from Ray tasks."""
-    with ray_session(address, workers) as ray:
-        task = ray.remote(max_retries=retries)(_ray_task)
-        job_ref = ray.put(job)
-        key = job.key
+def _map_ray(fn, items, context, *, address, workers, retries, describe):
+    with ray_session(address, workers if not address else None) as ray:
+        task = ray.remote(max_retries=retries)(_ray_apply)
+        context_ref = ray.put(context)
+        key = context_key(context)
         cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
         window = max(2, IN_FLIGHT_PER_WORKER * cpus)
         pending: collections.deque = collections.deque()
-        source = iter(chunks)
+        source = enumerate(items)
         exhausted = False
         try:
             while True:
                 while not exhausted and len(pending) < window:
                     try:
-                        start, arrays = next(source)
+                        number, item = next(source)
                     except StopIteration:
                         exhausted = True
                         break
-                    pending.append((start, task.remote([job_ref], key, arrays)))
+                    pending.append((number, _describe(describe, item, number),
+                                    task.remote(fn, [context_ref], key, item)))
                 if not pending:
                     return
-                start, ref = pending.popleft()
+                number, name, ref = pending.popleft()
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:
                     cause = getattr(e, "cause", None)
                     if isinstance(cause, MicrorefError):
                         raise cause from None
-                    raise WorkerError(f"a Ray task failed on samples from {start} on: "
+                    raise WorkerError(f"a Ray task failed on {name}: "
                                       f"{printable(str(cause or e).splitlines()[0])}") from None
                 except ray.exceptions.WorkerCrashedError as e:
-                    raise WorkerError(f"a Ray worker died on samples from {start} on, {retries} retries "
+                    raise WorkerError(f"a Ray worker died on {name}, {retries} retries "
                                       f"included: {printable(str(e).splitlines()[0])}") from None
-                yield start, result
+                yield result
         finally:
-            for _, ref in pending:
+            for _, _, ref in pending:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref)
 
+
+def run_ray(job: Job, chunks: Iterable[tuple[int, list[np.ndarray]]], *, address: str | None = None,
+            workers: int | None = None, retries: int = RAY_TASK_RETRIES) -> Iterator[tuple[int, ChunkResult]]:
+    """(start, result) per chunk, in order, from Ray tasks."""
+    return map_ordered(_run_chunk, chunks, context=job, engine="ray", workers=workers, address=address,
+                       retries=retries, describe=_chunk_name)
