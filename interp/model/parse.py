@@ -7,18 +7,20 @@ accessors. The parser reads defensively: any inconsistency in the file becomes a
 from __future__ import annotations
 
 import enum
+import functools
 import importlib
+import math
 import os
 import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-import flatbuffers
 import numpy as np
 
 from ..errors import MicrorefError, ModelError
 from . import verify
+from .schema import table_fields
 
 # Refuse absurd models before allocating anything for them.
 MAX_MODEL_BYTES = 1 << 31
@@ -172,7 +174,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return int(math.prod(self.shape))
 
     @property
     def nbytes(self) -> int:
@@ -242,18 +244,6 @@ class Model:
         return sum(t.data_bytes for sg in self.subgraphs for t in sg.tensors if t.data is not None)
 
 
-def builtin_code(oc) -> int:
-    """TFLM's GetBuiltinCode: max(builtin_code, deprecated_builtin_code) of the raw fields.
-
-    The ``tflite`` package's BuiltinCode() returns the deprecated field whenever the raw one is
-    below 127, which reads (deprecated 0, builtin 32 = CUSTOM), as TFLM's compression tool writes
-    its DECODE operator, as ADD.
-    """
-    field = oc._tab.Offset(10)  # OperatorCode.builtin_code (int32)
-    raw = oc._tab.Get(flatbuffers.number_types.Int32Flags, field + oc._tab.Pos) if field else 0
-    return max(int(oc.DeprecatedBuiltinCode()), int(raw))
-
-
 def load_model(source: str | os.PathLike | bytes | bytearray | memoryview) -> Model:
     """Read a model from a path or from the bytes of a .tflite file."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -268,13 +258,148 @@ def load_model(source: str | os.PathLike | bytes | bytearray | memoryview) -> Mo
         raise
     except (struct.error, IndexError, ValueError, TypeError, OverflowError, UnicodeDecodeError,
             AttributeError, MemoryError, RecursionError) as e:
-        # The flatbuffers accessors do not bounds-check; any of these means an offset or a
-        # length in the file points outside it.
+        # The verifier bounds-checks what the parser reads; these remain for what it does not
+        # walk (options tables of a type the schema lacks, read through the generated class).
         raise ModelError(f"{name}: malformed flatbuffer ({type(e).__name__}: {e})") from None
 
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+# --------------------------------------------------------------------------- reading the bytes
+# The parser reads the flatbuffer directly, one struct unpack per value, at the vtable slots that
+# interp.model.schema derives from the generated ``tflite`` accessors (the same table the verifier
+# walks, so the two cannot disagree): verify_flatbuffer has bounds-checked every offset, vector
+# and string read here. Reading through the generated accessors costs a vtable lookup and several
+# calls per field, most of the time a one-operator model takes to load.
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_I32 = struct.Struct("<i").unpack_from
+_STRUCT_CODES = {"Bool": "?", "Uint8": "B", "Int8": "b", "Uint16": "H", "Int16": "h", "Uint32": "I",
+                 "Int32": "i", "Float32": "f", "Uint64": "Q", "Int64": "q", "Float64": "d"}
+_SCALAR_READERS = {name: struct.Struct("<" + code).unpack_from for name, code in _STRUCT_CODES.items()}
+_VTABLE_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def _slots(buf: bytes, pos: int, known: int) -> tuple[int, ...]:
+    """The field offsets of the table at ``pos`` (0 for an absent field), by slot index
+    ((voffset - 4) / 2), padded with zeros to ``known`` entries."""
+    vtable = pos - _I32(buf, pos)[0]
+    n = (_U16(buf, vtable)[0] - 4) >> 1
+    unpack = _VTABLE_STRUCTS.get(n)
+    if unpack is None:
+        unpack = struct.Struct(f"<{n}H")
+        if n <= 64:
+            _VTABLE_STRUCTS[n] = unpack
+    offsets = unpack.unpack_from(buf, vtable + 4)
+    return offsets + (0,) * (known - n) if n < known else offsets
+
+
+def _vector(buf: bytes, at: int) -> tuple[int, int]:
+    """(first element, count) of the vector whose offset is stored at ``at``."""
+    start = at + _U32(buf, at)[0]
+    return start + 4, _U32(buf, start)[0]
+
+
+def _ints(buf: bytes, at: int) -> tuple[int, ...]:
+    """An int32 vector as a tuple of ints; () for an absent one (at == 0)."""
+    if not at:
+        return ()
+    start, n = _vector(buf, at)
+    return struct.unpack_from(f"<{n}i", buf, start) if n else ()
+
+
+def _text(buf: bytes, at: int) -> str:
+    """A string field decoded as the model layer keeps names (UTF-8, errors replaced); '' if absent."""
+    if not at:
+        return ""
+    start, n = _vector(buf, at)
+    return buf[start:start + n].decode("utf-8", "replace")
+
+
+def _tables(buf: bytes, at: int) -> list[int]:
+    """Positions of the tables of a vector of tables; [] when absent."""
+    if not at:
+        return []
+    start, n = _vector(buf, at)
+    return [p + u for p, u in zip(range(start, start + 4 * n, 4), struct.unpack_from(f"<{n}I", buf, start))]
+
+
+class _Layout:
+    """Slot indices and defaults of the fields the parser reads, from interp.model.schema."""
+
+    def __init__(self):
+        self.known: dict[str, int] = {}
+        for table, names in (
+                ("Model", ("Version", "OperatorCodes", "Subgraphs", "Description", "Buffers", "Metadata",
+                           "SignatureDefs")),
+                ("OperatorCode", ("DeprecatedBuiltinCode", "CustomCode", "Version", "BuiltinCode")),
+                ("SubGraph", ("Tensors", "Inputs", "Outputs", "Operators", "Name")),
+                ("Tensor", ("Shape", "Type", "Buffer", "Name", "Quantization", "IsVariable", "ShapeSignature")),
+                ("QuantizationParameters", ("Scale", "ZeroPoint", "QuantizedDimension")),
+                ("Operator", ("OpcodeIndex", "Inputs", "Outputs", "BuiltinOptionsType", "BuiltinOptions",
+                              "CustomOptions", "Intermediates", "BuiltinOptions2Type", "BuiltinOptions2")),
+                ("Buffer", ("Data", "Offset")),
+                ("Metadata", ("Name", "Buffer")),
+                ("SignatureDef", ("Inputs", "Outputs", "SignatureKey", "SubgraphIndex")),
+                ("TensorMap", ("Name", "TensorIndex"))):
+            fields = {f.name: f for f in (table_fields(table) or {}).values()}
+            missing = [n for n in names if n not in fields]
+            if missing:
+                raise RuntimeError(f"the tflite package's {table} lacks {missing}")
+            for n in names:
+                f = fields[n]
+                setattr(self, f"{table}_{n}", (f.voffset - 4) >> 1)
+                if f.kind == "scalar":
+                    setattr(self, f"{table}_{n}_read", _SCALAR_READERS[f.scalar])
+                    setattr(self, f"{table}_{n}_default", f.default)
+            self.known[table] = max(f.voffset for f in fields.values() if f.name in names) // 2 - 1
+
+
+@functools.cache
+def _layout() -> _Layout:
+    return _Layout()
+
+
+@dataclass(frozen=True)
+class _OptionField:
+    key: str  # snake_case key in Operator.options
+    slot: int  # slot index
+    kind: str  # "scalar", "string", "vector"
+    read: Any = None  # scalar: struct unpack_from; vector: numpy dtype
+    default: Any = None
+
+
+@functools.cache
+def _options_layout(cls_name: str) -> tuple[tuple[_OptionField, ...], int] | None:
+    """How to read a builtin options table directly: the fields ``_read_table`` reads through the
+    generated class, in its (sorted) order; None when a field is of a kind this reader does not
+    know, which then reads through the class (``_read_table``)."""
+    fields = table_fields(cls_name)
+    if fields is None:
+        return None
+    cls = getattr(importlib.import_module(f"tflite.{cls_name}"), cls_name)
+    by_name = {f.name: f for f in fields.values()}
+    out = []
+    for attr in sorted(_table_attributes(cls)):
+        f = by_name.get(attr)
+        if f is None:
+            return None
+        slot = (f.voffset - 4) >> 1
+        if f.kind == "scalar":
+            if f.default is None or not hasattr(cls, attr):
+                return None
+            out.append(_OptionField(_snake(attr), slot, "scalar", _SCALAR_READERS[f.scalar], f.default))
+        elif f.kind == "string":
+            out.append(_OptionField(_snake(attr), slot, "string"))
+        elif f.kind == "vector":
+            if not hasattr(cls, attr + "AsNumpy"):
+                return None
+            dtype = np.dtype("<" + _STRUCT_CODES[f.scalar]) if f.scalar != "Bool" else np.dtype(np.bool_)
+            out.append(_OptionField(_snake(attr), slot, "vector", dtype))
+        elif f.kind not in ("table", "tables", "union"):  # those three _read_table skips
+            return None
+    return tuple(out), max(fields, default=2) // 2 - 1
 
 
 class _Parser:
@@ -291,11 +416,10 @@ class _Parser:
             self.fail(f"{what} claims {length} entries, more than the {len(self.buf)}-byte file holds")
 
     def parse(self) -> Model:
-        from tflite.Model import Model as FbModel
-
         buf = self.buf
         # Nothing below reads a byte the verifier has not bounds-checked.
         verify.verify_flatbuffer(buf, self.name)
+        self.L = L = _layout()
         self.buffer_cache: dict[int, bytes] = {}
         self.constant_cache: dict[tuple, np.ndarray] = {}
         self.outside_flatbuffer: set[int] = set()  # buffers whose bytes lie outside the flatbuffer
@@ -303,64 +427,89 @@ class _Parser:
             self.fail(f"only {len(buf)} bytes: not a TFLite flatbuffer")
         if buf[4:8] != b"TFL3":
             self.fail("not a TFLite flatbuffer (file identifier is not 'TFL3')")
-        root = struct.unpack_from("<I", buf, 0)[0]
+        root = _U32(buf, 0)[0]
         if root + 4 > len(buf):
             self.fail("root table offset points outside the file (truncated?)")
-        fb = FbModel.GetRootAs(buf, 0)
+        m = _slots(buf, root, L.known["Model"])
 
-        n_codes = fb.OperatorCodesLength()
-        self.check_vector(n_codes, 4, "operator_codes")
         codes = []
-        for i in range(n_codes):
-            oc = fb.OperatorCodes(i)
-            code = builtin_code(oc)
-            custom = oc.CustomCode()
-            codes.append((BUILTIN_OPERATOR_NAMES.get(code, f"UNKNOWN_{code}"), max(1, oc.Version()),
-                          custom.decode("utf-8", "replace") if custom is not None else None))
+        code_tables = _tables(buf, m[L.Model_OperatorCodes] and root + m[L.Model_OperatorCodes])
+        self.check_vector(len(code_tables), 4, "operator_codes")
+        known = L.known["OperatorCode"]
+        for pos in code_tables:
+            f = _slots(buf, pos, known)
+            # TFLM's GetBuiltinCode: max(builtin_code, deprecated_builtin_code) of the raw fields
+            # (a raw builtin_code below 127 with deprecated 0 is read as such, as TFLM's compression
+            # tool writes its DECODE operator).
+            at = f[L.OperatorCode_DeprecatedBuiltinCode]
+            deprecated = L.OperatorCode_DeprecatedBuiltinCode_read(buf, pos + at)[0] if at else \
+                L.OperatorCode_DeprecatedBuiltinCode_default
+            at = f[L.OperatorCode_BuiltinCode]
+            raw = L.OperatorCode_BuiltinCode_read(buf, pos + at)[0] if at else 0
+            code = max(int(deprecated), int(raw))
+            at = f[L.OperatorCode_Version]
+            version = L.OperatorCode_Version_read(buf, pos + at)[0] if at else L.OperatorCode_Version_default
+            at = f[L.OperatorCode_CustomCode]
+            custom = _text(buf, pos + at) if at else None
+            codes.append((BUILTIN_OPERATOR_NAMES.get(code, f"UNKNOWN_{code}"), max(1, version), custom))
 
-        n_buffers = fb.BuffersLength()
-        self.check_vector(n_buffers, 4, "buffers")
-        self.fb = fb
-        self.n_buffers = n_buffers
+        at = m[L.Model_Buffers]
+        self.buffer_tables = _tables(buf, at and root + at)
+        self.n_buffers = len(self.buffer_tables)
+        self.check_vector(self.n_buffers, 4, "buffers")
 
-        n_sub = fb.SubgraphsLength()
+        at = m[L.Model_Subgraphs]
+        subgraph_tables = _tables(buf, at and root + at)
+        n_sub = len(subgraph_tables)
         if n_sub == 0:
             self.fail("the model has no subgraph")
         if n_sub > MAX_SUBGRAPHS:
             self.fail(f"{n_sub} subgraphs is more than the {MAX_SUBGRAPHS} microref accepts")
-        subgraphs = [self.subgraph(fb.Subgraphs(s), s, codes) for s in range(n_sub)]
+        subgraphs = [self.subgraph(pos, s, codes) for s, pos in enumerate(subgraph_tables)]
 
         metadata = {}
-        n_meta = fb.MetadataLength()
-        self.check_vector(n_meta, 4, "metadata")
-        for i in range(n_meta):
-            md = fb.Metadata(i)
-            key = (md.Name() or b"").decode("utf-8", "replace")
-            metadata[key] = self.buffer_bytes(md.Buffer(), f'metadata "{key}"')
-        n_sig = fb.SignatureDefsLength()
-        self.check_vector(n_sig, 4, "signature_defs")
-        signatures = [self.signature(fb.SignatureDefs(i), i, subgraphs) for i in range(n_sig)]
-        desc = fb.Description()
-        model = Model(version=fb.Version(), description=(desc or b"").decode("utf-8", "replace"),
+        at = m[L.Model_Metadata]
+        meta_tables = _tables(buf, at and root + at)
+        self.check_vector(len(meta_tables), 4, "metadata")
+        known = L.known["Metadata"]
+        for pos in meta_tables:
+            f = _slots(buf, pos, known)
+            key = _text(buf, f[L.Metadata_Name] and pos + f[L.Metadata_Name])
+            at = f[L.Metadata_Buffer]
+            index = L.Metadata_Buffer_read(buf, pos + at)[0] if at else L.Metadata_Buffer_default
+            metadata[key] = self.buffer_bytes(index, f'metadata "{key}"')
+        at = m[L.Model_SignatureDefs]
+        signature_tables = _tables(buf, at and root + at)
+        self.check_vector(len(signature_tables), 4, "signature_defs")
+        signatures = [self.signature(pos, i, subgraphs) for i, pos in enumerate(signature_tables)]
+        at = m[L.Model_Version]
+        version = L.Model_Version_read(buf, root + at)[0] if at else L.Model_Version_default
+        model = Model(version=version, description=_text(buf, m[L.Model_Description] and root + m[L.Model_Description]),
                       subgraphs=subgraphs, metadata=metadata, file_bytes=len(buf), source=self.name,
                       signatures=signatures)
         verify.check_model(model)
         return model
 
-    def signature(self, sd, i: int, subgraphs: list[Subgraph]) -> SignatureDef:
-        key = (sd.SignatureKey() or b"").decode("utf-8", "replace")
-        s = int(sd.SubgraphIndex())
+    def signature(self, pos: int, i: int, subgraphs: list[Subgraph]) -> SignatureDef:
+        buf, L = self.buf, self.L
+        f = _slots(buf, pos, L.known["SignatureDef"])
+        key = _text(buf, f[L.SignatureDef_SignatureKey] and pos + f[L.SignatureDef_SignatureKey])
+        at = f[L.SignatureDef_SubgraphIndex]
+        s = L.SignatureDef_SubgraphIndex_read(buf, pos + at)[0] if at else L.SignatureDef_SubgraphIndex_default
         if not 0 <= s < len(subgraphs):
             self.fail(f'signature {i} "{key}" refers to subgraph {s}, but the model has {len(subgraphs)}')
         n_tensors = len(subgraphs[s].tensors)
         maps = []
-        for kind, length, get in (("input", sd.InputsLength(), sd.Inputs), ("output", sd.OutputsLength(), sd.Outputs)):
-            self.check_vector(length, 4, f'signature "{key}" {kind}s')
+        known = L.known["TensorMap"]
+        for kind, slot in (("input", L.SignatureDef_Inputs), ("output", L.SignatureDef_Outputs)):
+            maps_at = _tables(buf, f[slot] and pos + f[slot])
+            self.check_vector(len(maps_at), 4, f'signature "{key}" {kind}s')
             names: dict[str, int] = {}
-            for j in range(length):
-                tm = get(j)
-                name = (tm.Name() or b"").decode("utf-8", "replace")
-                t = int(tm.TensorIndex())
+            for tpos in maps_at:
+                g = _slots(buf, tpos, known)
+                name = _text(buf, g[L.TensorMap_Name] and tpos + g[L.TensorMap_Name])
+                at = g[L.TensorMap_TensorIndex]
+                t = L.TensorMap_TensorIndex_read(buf, tpos + at)[0] if at else L.TensorMap_TensorIndex_default
                 if not 0 <= t < n_tensors:
                     self.fail(f'signature "{key}" {kind} "{name}" refers to tensor {t}, but subgraph {s} has '
                               f"{n_tensors} tensors")
@@ -372,89 +521,96 @@ class _Parser:
         if index < 0 or index >= self.n_buffers:
             self.fail(f"{what} refers to buffer {index}, but the model has {self.n_buffers}")
         # Tensors may share a buffer; read (and hold) its bytes once.
-        if index not in self.buffer_cache:
-            self.buffer_cache[index] = self._read_buffer(index, what)
-        return self.buffer_cache[index]
+        raw = self.buffer_cache.get(index)
+        if raw is None:
+            raw = self.buffer_cache[index] = self._read_buffer(index)
+        return raw
 
-    def _read_buffer(self, index: int, what: str) -> bytes:
-        b = self.fb.Buffers(index)
-        offset = int(b.Offset())
+    def _read_buffer(self, index: int) -> bytes:
+        buf, L = self.buf, self.L
+        pos = self.buffer_tables[index]
+        f = _slots(buf, pos, L.known["Buffer"])
+        at = f[L.Buffer_Offset]
+        offset = L.Buffer_Offset_read(buf, pos + at)[0] if at else L.Buffer_Offset_default
         if offset > 1:
             # Models over 2 GB keep buffer data after the flatbuffer, addressed from file start.
             # The pinned TFLM reads only Buffer.data: such a tensor is not a constant there but an
             # arena tensor nobody writes. Mirror that (the graph check then says why it refuses).
             self.outside_flatbuffer.add(index)
             return b""
-        n = b.DataLength()
-        if n == 0:
+        at = f[L.Buffer_Data]
+        if not at:
             return b""
-        arr = b.DataAsNumpy()  # frombuffer raises if the vector runs off the end
-        return arr.tobytes()
+        start, n = _vector(buf, pos + at)
+        return buf[start:start + n]
 
-    def subgraph(self, sg, s: int, codes) -> Subgraph:
-        n_t = sg.TensorsLength()
+    def subgraph(self, pos: int, s: int, codes) -> Subgraph:
+        buf, L = self.buf, self.L
+        f = _slots(buf, pos, L.known["SubGraph"])
+        tensor_tables = _tables(buf, f[L.SubGraph_Tensors] and pos + f[L.SubGraph_Tensors])
+        n_t = len(tensor_tables)
         self.check_vector(n_t, 4, f"subgraph {s} tensors")
-        tensors = [self.tensor(sg.Tensors(i), i, s) for i in range(n_t)]
-        n_ops = sg.OperatorsLength()
-        self.check_vector(n_ops, 4, f"subgraph {s} operators")
-        ops = [self.operator(sg.Operators(i), i, codes, n_t) for i in range(n_ops)]
-        ins = self.int_vector(sg.InputsAsNumpy(), sg.InputsLength())
-        outs = self.int_vector(sg.OutputsAsNumpy(), sg.OutputsLength())
+        tensors = [self.tensor(tpos, i, s) for i, tpos in enumerate(tensor_tables)]
+        op_tables = _tables(buf, f[L.SubGraph_Operators] and pos + f[L.SubGraph_Operators])
+        self.check_vector(len(op_tables), 4, f"subgraph {s} operators")
+        ops = [self.operator(opos, i, codes, n_t) for i, opos in enumerate(op_tables)]
+        ins = _ints(buf, f[L.SubGraph_Inputs] and pos + f[L.SubGraph_Inputs])
+        outs = _ints(buf, f[L.SubGraph_Outputs] and pos + f[L.SubGraph_Outputs])
         for kind, idx in (("input", ins), ("output", outs)):
             for t in idx:
                 if not 0 <= t < n_t:
                     self.fail(f"subgraph {s} {kind} refers to tensor {t}, but it has {n_t} tensors")
-        written = {t for op in ops for t in op.outputs} | set(ins)
-        read = {t for op in ops for t in op.inputs} | set(outs)
-        for t in tensors:
-            if (t.data is None and t.size == 0 and t.dtype is not None and not t.is_variable
-                    and t.index in read and t.index not in written):
-                empty = np.zeros(t.shape, t.dtype)
-                empty.flags.writeable = False
-                t.data, t.empty_without_buffer = empty, True
-        name = sg.Name()
-        return Subgraph(index=s, name=(name or b"").decode("utf-8", "replace"), tensors=tensors,
+        empty = [t for t in tensors if t.data is None and t.dtype is not None and not t.is_variable and 0 in t.shape]
+        if empty:
+            written = {t for op in ops for t in op.outputs} | set(ins)
+            read = {t for op in ops for t in op.inputs} | set(outs)
+            for t in empty:
+                if t.index in read and t.index not in written:
+                    value = np.zeros(t.shape, t.dtype)
+                    value.flags.writeable = False
+                    t.data, t.empty_without_buffer = value, True
+        return Subgraph(index=s, name=_text(buf, f[L.SubGraph_Name] and pos + f[L.SubGraph_Name]), tensors=tensors,
                         operators=ops, inputs=ins, outputs=outs)
 
-    @staticmethod
-    def int_vector(arr, length) -> tuple[int, ...]:
-        if length == 0 or isinstance(arr, int):
-            return ()
-        return tuple(int(v) for v in arr)
-
-    def tensor(self, t, i: int, s: int) -> Tensor:
-        raw_name = t.Name()
-        name = (raw_name or b"").decode("utf-8", "replace")
-        shape = self.int_vector(t.ShapeAsNumpy(), t.ShapeLength())
+    def tensor(self, pos: int, i: int, s: int) -> Tensor:
+        buf, L = self.buf, self.L
+        f = _slots(buf, pos, L.known["Tensor"])
+        name = _text(buf, f[L.Tensor_Name] and pos + f[L.Tensor_Name])
+        shape = _ints(buf, f[L.Tensor_Shape] and pos + f[L.Tensor_Shape])
         where = f'subgraph {s}, tensor {i} "{name}"'
         if len(shape) > MAX_RANK:
             self.fail(f"{where} has rank {len(shape)}; at most {MAX_RANK} is supported")
         if any(d < 0 for d in shape):
             self.fail(f"{where} has a negative dimension in shape {list(shape)}")
-        ttype = t.Type()
+        at = f[L.Tensor_Type]
+        ttype = L.Tensor_Type_read(buf, pos + at)[0] if at else L.Tensor_Type_default
         if ttype not in TENSOR_TYPES:
             self.fail(f"{where} has unknown tensor type {ttype}")
         type_name, dtype, elem_bytes = TENSOR_TYPES[ttype]
-        sig = None
-        if t.ShapeSignatureLength():
-            sig = self.int_vector(t.ShapeSignatureAsNumpy(), t.ShapeSignatureLength())
+        sig = _ints(buf, f[L.Tensor_ShapeSignature] and pos + f[L.Tensor_ShapeSignature]) or None
 
-        quant = self.quantization(t.Quantization(), where)
+        at = f[L.Tensor_Quantization]
+        quant = self.quantization(at + _U32(buf, pos + at)[0] + pos) if at else None
 
         count = verify.check_shape(shape, where, self.name)
-        raw = self.buffer_bytes(t.Buffer(), where)
+        at = f[L.Tensor_Buffer]
+        buffer_index = L.Tensor_Buffer_read(buf, pos + at)[0] if at else L.Tensor_Buffer_default
+        raw = self.buffer_bytes(buffer_index, where)
         data = None
         if raw:
-            key = (int(t.Buffer()), type_name, shape)
-            if key not in self.constant_cache:
-                self.constant_cache[key] = self.constant(raw, count, shape, type_name, dtype, elem_bytes, where)
-            data = self.constant_cache[key]
+            key = (buffer_index, type_name, shape)
+            data = self.constant_cache.get(key)
+            if data is None:
+                data = self.constant_cache[key] = self.constant(raw, count, shape, type_name, dtype, elem_bytes,
+                                                                where)
+        at = f[L.Tensor_IsVariable]
+        is_variable = L.Tensor_IsVariable_read(buf, pos + at)[0] if at else L.Tensor_IsVariable_default
         return Tensor(index=i, name=name, shape=shape, type_name=type_name, dtype=dtype,
                       element_bytes=elem_bytes, quantization=quant, data=data, data_bytes=len(raw),
-                      is_variable=bool(t.IsVariable()), buffer_index=int(t.Buffer()), shape_signature=sig,
-                      data_outside_flatbuffer=int(t.Buffer()) in self.outside_flatbuffer)
+                      is_variable=bool(is_variable), buffer_index=buffer_index, shape_signature=sig,
+                      data_outside_flatbuffer=buffer_index in self.outside_flatbuffer)
 
-    def quantization(self, q, where: str) -> Quantization | None:
+    def quantization(self, pos: int) -> Quantization | None:
         """The tensor's affine quantization as TFLM reads it (InitializeTfLiteTensorFromFlatbuffer).
 
         TFLM treats a tensor as quantized only when both scale and zero_point are non-empty, and
@@ -464,17 +620,26 @@ class _Parser:
         Nothing here checks the scales or the quantized dimension: only the kernels that read
         them do, as TFLM's do (verify.check_quantization keeps the scales TFLM's kernels read).
         """
-        if q is None or q.ScaleLength() == 0 or q.ZeroPointLength() == 0:
+        buf, L = self.buf, self.L
+        f = _slots(buf, pos, L.known["QuantizationParameters"])
+        at_scale, at_zp = f[L.QuantizationParameters_Scale], f[L.QuantizationParameters_ZeroPoint]
+        if not at_scale or not at_zp:
             return None
-        scales = np.asarray(q.ScaleAsNumpy(), dtype=np.float32).copy()
-        zps = np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64)
+        scale_start, n_scales = _vector(buf, pos + at_scale)
+        zp_start, n_zps = _vector(buf, pos + at_zp)
+        if n_scales == 0 or n_zps == 0:
+            return None
+        scales = np.frombuffer(buf, "<f4", n_scales, scale_start).astype(np.float32)
+        zps = np.frombuffer(buf, "<i8", n_zps, zp_start)
         # TFLM stores the int64 zero points in int32 fields (static_cast): they wrap, as here.
-        zps = ((zps + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-        if zps.size != scales.size:
+        if n_zps == n_scales:
+            zps = ((zps + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+        else:
             # TFLM: zero_point[i] = zero_point()->Get(size == scale size ? i : 0), for any other count.
-            zps = zps[:1]
-        zps = np.broadcast_to(zps, scales.shape).copy()
-        qdim = int(q.QuantizedDimension())
+            zps = np.full(n_scales, ((int(zps[0]) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31), np.int64)
+        at = f[L.QuantizationParameters_QuantizedDimension]
+        qdim = L.QuantizationParameters_QuantizedDimension_read(buf, pos + at)[0] if at else \
+            L.QuantizationParameters_QuantizedDimension_default
         scales.flags.writeable = False
         zps.flags.writeable = False
         return Quantization(scales, zps, qdim)
@@ -507,46 +672,88 @@ class _Parser:
         values.flags.writeable = False
         return values
 
-    def operator(self, op, i: int, codes, n_tensors: int) -> Operator:
-        ci = op.OpcodeIndex()
+    def operator(self, pos: int, i: int, codes, n_tensors: int) -> Operator:
+        buf, L = self.buf, self.L
+        f = _slots(buf, pos, L.known["Operator"])
+        at = f[L.Operator_OpcodeIndex]
+        ci = L.Operator_OpcodeIndex_read(buf, pos + at)[0] if at else L.Operator_OpcodeIndex_default
         if not 0 <= ci < len(codes):
             self.fail(f"operator {i} uses opcode {ci}, but the model has {len(codes)} operator codes")
         op_name, version, custom = codes[ci]
-        ins = self.int_vector(op.InputsAsNumpy(), op.InputsLength())
-        outs = self.int_vector(op.OutputsAsNumpy(), op.OutputsLength())
-        inter = self.int_vector(op.IntermediatesAsNumpy(), op.IntermediatesLength())
+        ins = _ints(buf, f[L.Operator_Inputs] and pos + f[L.Operator_Inputs])
+        outs = _ints(buf, f[L.Operator_Outputs] and pos + f[L.Operator_Outputs])
+        inter = _ints(buf, f[L.Operator_Intermediates] and pos + f[L.Operator_Intermediates])
         for kind, idx, optional in (("input", ins, True), ("output", outs, False),
                                     ("intermediate", inter, False)):
             for t in idx:
                 if not (0 <= t < n_tensors or (optional and t == -1)):
                     self.fail(f"operator {i} ({op_name}) {kind} refers to tensor {t}, "
                               f"but the subgraph has {n_tensors} tensors")
-        options_type, options = self.options(op, i, op_name)
+        options_type, options = self.options(pos, f, i, op_name)
         custom_options = b""
-        if op.CustomOptionsLength():
-            custom_options = op.CustomOptionsAsNumpy().tobytes()
+        at = f[L.Operator_CustomOptions]
+        if at:
+            start, n = _vector(buf, pos + at)
+            custom_options = buf[start:start + n]
         return Operator(index=i, op_name=op_name, version=version, inputs=ins, outputs=outs,
                         options=options, options_type=options_type, custom_code=custom,
                         custom_options=custom_options, intermediates=inter, opcode_index=ci)
 
-    def options(self, op, i: int, op_name: str):
-        for type_getter, table_getter, names in (
-                (op.BuiltinOptionsType, op.BuiltinOptions, BUILTIN_OPTIONS_NAMES),
-                (op.BuiltinOptions2Type, op.BuiltinOptions2, BUILTIN_OPTIONS2_NAMES)):
-            otype = type_getter()
+    def options(self, pos: int, f: tuple[int, ...], i: int, op_name: str):
+        buf, L = self.buf, self.L
+        for type_slot, table_slot, names in (
+                (L.Operator_BuiltinOptionsType, L.Operator_BuiltinOptions, BUILTIN_OPTIONS_NAMES),
+                (L.Operator_BuiltinOptions2Type, L.Operator_BuiltinOptions2, BUILTIN_OPTIONS2_NAMES)):
+            at = f[type_slot]
+            otype = buf[pos + at] if at else 0  # a ubyte
             if otype == 0:
                 continue
             cls_name = names.get(otype)
             if cls_name is None:
                 self.fail(f"operator {i} ({op_name}) has unknown builtin options type {otype}")
-            table = table_getter()
-            if table is None:
+            at = f[table_slot]
+            if not at:
                 return cls_name, {}
-            cls = getattr(importlib.import_module(f"tflite.{cls_name}"), cls_name)
-            obj = cls()
-            obj.Init(table.Bytes, table.Pos)
-            return cls_name, _read_table(obj)
+            table = pos + at + _U32(buf, pos + at)[0]
+            return cls_name, _read_options(buf, table, cls_name)
         return "NONE", {}
+
+
+def _read_options(buf: bytes, pos: int, cls_name: str) -> dict[str, Any]:
+    """All scalar fields, strings and scalar vectors of a builtin options table, snake_case keys
+    (what ``_read_table`` reads through the generated class, read directly)."""
+    layout = _options_layout(cls_name)
+    if layout is None:
+        cls = getattr(importlib.import_module(f"tflite.{cls_name}"), cls_name)
+        obj = cls()
+        obj.Init(buf, pos)
+        return _read_table(obj)
+    fields, known = layout
+    f = _slots(buf, pos, known)
+    out: dict[str, Any] = {}
+    for field_ in fields:
+        at = f[field_.slot]
+        kind = field_.kind
+        if kind == "scalar":
+            value = field_.read(buf, pos + at)[0] if at else field_.default
+            out[field_.key] = option_value(field_.key, value)
+        elif kind == "vector":
+            if at:
+                start, n = _vector(buf, pos + at)
+                out[field_.key] = np.frombuffer(buf, field_.read, n, start).tolist() if n else []
+            else:
+                out[field_.key] = []
+        elif at:  # a string: absent ones are left out, as _read_table leaves out None
+            out[field_.key] = _text(buf, pos + at)
+    return out
+
+
+def _table_attributes(cls) -> list[str]:
+    """The field accessors of a generated table class that ``_read_table`` calls."""
+    return [attr for attr in dir(cls)
+            if not (attr.startswith("_") or attr in ("Init",) or attr.startswith("GetRootAs")
+                    or attr.endswith(_SKIP_SUFFIXES) or attr.endswith("BufferHasIdentifier"))
+            and callable(getattr(cls, attr))]
 
 
 _SKIP_SUFFIXES = ("AsNumpy", "Length", "IsNone")
@@ -555,13 +762,8 @@ _SKIP_SUFFIXES = ("AsNumpy", "Length", "IsNone")
 def _read_table(obj) -> dict[str, Any]:
     """All scalar fields and scalar vectors of a generated options table, snake_case keys."""
     out = {}
-    for attr in dir(type(obj)):
-        if attr.startswith("_") or attr in ("Init",) or attr.startswith("GetRootAs") \
-                or attr.endswith(_SKIP_SUFFIXES) or attr.endswith("BufferHasIdentifier"):
-            continue
+    for attr in _table_attributes(type(obj)):
         fn = getattr(obj, attr)
-        if not callable(fn):
-            continue
         if hasattr(obj, attr + "AsNumpy"):
             n = getattr(obj, attr + "Length")()
             arr = getattr(obj, attr + "AsNumpy")()

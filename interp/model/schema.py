@@ -3,6 +3,7 @@ union's members, read from the ``tflite`` package's generated accessors, so that
 walk (``verify``) checks exactly what the parser will read."""
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.util
 import re
@@ -22,6 +23,7 @@ class Field:
     size: int = 4  # inline bytes of a scalar; element bytes of a vector
     target: str = ""  # table name (table, tables) or union enum name (union)
     scalar: str = ""  # element type of a scalar or a vector: "Int32", "Float32", ...
+    default: object = None  # what the accessor returns for an absent scalar (0, 1, False, 0.0, ...)
 
     @property
     def label(self) -> str:
@@ -59,6 +61,8 @@ _ACCESSOR = re.compile(
     r"(.*?)(?=^    \S|^\S|\Z)", re.M | re.S)
 _IMPORTED = re.compile(r"from tflite\.(\w+) import")
 _FLAGS = re.compile(r"number_types\.(\w+)Flags, (?:a|o) \+")
+# The value an absent scalar reads as: the accessor's last line.
+_DEFAULT = re.compile(r"^        return (\S.*?)\s*\Z", re.M)
 
 
 def _module_source(name: str) -> str | None:
@@ -109,8 +113,20 @@ def _classify(table: str, name: str, voffset: int, body: str) -> Field:
     if "a = self._tab.Vector(o)" in body and flags:
         return Field(name, voffset, "vector", _SCALAR_BYTES[flags.group(1)], scalar=flags.group(1))
     if flags:
-        return Field(name, voffset, "scalar", _SCALAR_BYTES[flags.group(1)], scalar=flags.group(1))
+        return Field(name, voffset, "scalar", _SCALAR_BYTES[flags.group(1)], scalar=flags.group(1),
+                     default=_default(body))
     raise RuntimeError(f"cannot tell what kind of field {table}.{name} is")
+
+
+def _default(body: str):
+    """The literal an accessor returns when its scalar is absent, or None when its last line is no
+    literal (OperatorCode.BuiltinCode, patched to fall back on the deprecated field)."""
+    last = _DEFAULT.search(body)
+    try:
+        value = ast.literal_eval(last.group(1)) if last else None
+    except (ValueError, SyntaxError):
+        return None
+    return value if isinstance(value, (bool, int, float)) else None
 
 
 @functools.cache
