@@ -24,8 +24,11 @@ from .registry import OpKernel, PrepareContext, register
 
 @register("FULLY_CONNECTED")
 class FullyConnected(OpKernel):
-    # (weights, offset row) with the requantization folded in, for small products (see prepare_fast).
+    # (K+1, C) float64 weights with the requantization folded in, the offset as a last row, for
+    # small products (see prepare_fast); ``one_row`` is [0..0, 1], the product's left operand
+    # for one row, copied per call.
     scaled = None
+    one_row = None
 
     supported_types = "int8 (int8 or int4 weights), int16x8 (int32 or int64 bias), float32"
     notes = "per-tensor and per-channel, optional bias, any input rank (`keep_num_dims` is ignored, as in TFLM)"
@@ -146,23 +149,35 @@ class FullyConnected(OpKernel):
         self.requantizer = Requantizer(self.multiplier, self.shift, self.output_offset, self.act_min, self.act_max,
                                        out.dtype, self.matmul.bound, self.numerics, bias=self.bias_folded)
         # Small products (a few rows, as in batch-1 runs of small models) go through float64 weights
-        # with the requantization's scale folded in, and the offset row added after: the product
-        # is then the scaled accumulator itself (Requantizer.scaled_weights proves it exact), and
-        # two numpy calls replace the conversion, the product, the scaling and the offset.
-        self.scaled = None
+        # with the requantization's scale folded in and its offset as a last row: the product of
+        # [rows, 1] with them is the scaled accumulator itself (Requantizer.scaled_weights proves
+        # it exact in any summation order), so one product replaces the conversion, the product,
+        # the scaling and the offset. (The ones column costs less than adding the offset row after
+        # the product: a ufunc call on a few values costs more than the product itself.)
+        self.scaled = self.one_row = None
         if self.requantizer.use_float and not self.int64_accumulator:
-            folded = self.requantizer.scaled_weights(self.weights_t)
-            self.scaled = (np.ascontiguousarray(folded[:-1]), np.ascontiguousarray(folded[-1]))
+            self.scaled = self.requantizer.scaled_weights(self.weights_t)
+            self.one_row = np.zeros((1, self.accum_depth + 1), np.float64)
+            self.one_row[0, -1] = 1.0
 
     def eval(self, inputs):
         x = inputs[0]
         n = x.shape[0]
         rows = x.reshape(-1, self.accum_depth)
-        if self.scaled is not None and rows.shape[0] * self.output_depth <= Requantizer.small_elements:
-            weights, offset = self.scaled
-            t = np.dot(rows, weights)  # float64: the weights are (np.dot converts the rows to them)
-            t += offset
-            return [self.requantizer.from_scaled(t).reshape((n,) + self.out_tensor.shape)]
+        m = rows.shape[0]
+        if self.scaled is not None and m * self.output_depth <= Requantizer.small_elements:
+            # [rows, 1] in float64 (exact: the rows are int8 or int16), a fresh array per call.
+            if m == 1:
+                a = self.one_row.copy()
+            else:
+                a = np.empty((m, self.accum_depth + 1), np.float64)
+                a[:, -1] = 1.0
+            a[:, :-1] = rows
+            t = a.dot(self.scaled)
+            rq = self.requantizer
+            # from_scaled's test, made here: t has at most small_elements values.
+            y = rq.from_levels(t) if rq.thresholds is not None else rq.from_scaled(t)
+            return [y.reshape((n,) + self.out_tensor.shape)]
         if self.kind == "FLOAT32":
             acc = float_sequential_sum_of_products(rows.astype(np.float32), self.weights_f32)
             # C adds bias_value, 0.0f without a bias: that also turns a -0.0 sum into +0.0.
