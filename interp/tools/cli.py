@@ -55,6 +55,7 @@ from .commands import (  # noqa: F401
     cmd_trace,
     cmd_vectors,
 )
+from .eval import _positive
 from .eval import add_parser as add_eval_parser
 from .explain import NUMERICS_CHOICES
 
@@ -76,9 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     writing.add_argument("--force", action="store_true", help="overwrite output files that exist")
     running.add_argument("--kernels", choices=("fast", "reference"), default="fast",
                          help="fast kernels (default) or the plain reference kernels of ops.reference")
+    # Long-running commands show a progress bar on stderr when it is a terminal.
+    quiet = _Parser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a "
+                       "terminal)")
+    # The sweeps (a folder of models) run on the engines of interp.scale, as eval does.
+    engines = _Parser(add_help=False)
+    engines.add_argument("--workers", type=_positive, metavar="N",
+                         help="with a folder of models: worker processes (default: the machine's cores, or this "
+                              "process for fewer than 8 tasks)")
+    engines.add_argument("--engine", choices=("local", "ray"), default=None,
+                         help="with a folder of models: local processes (default) or Ray tasks (pip install "
+                              "'microref[ray]')")
+    engines.add_argument("--address", metavar="ADDR",
+                         help="with --engine ray: an existing cluster (host:port, ray://...)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", parents=[running, writing], help="run a model on given or seeded random inputs")
+    r = sub.add_parser("run", parents=[running, writing, quiet], help="run a model on given or seeded random inputs")
     r.add_argument("model")
     r.add_argument("--input", nargs="+", metavar="X.npy", help="one .npy per model input, or one .npz")
     r.add_argument("--seed", type=_seed_arg, default=0, help="seed for random inputs (default 0)")
@@ -116,9 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dump", metavar="TRACE.npz", help="write every tensor to an .npz (.npz is appended when missing)")
     t.set_defaults(func=cmd_trace)
 
-    c = sub.add_parser("compare", parents=[running, writing],
-                       help="compare with TFLM/LiteRT tensor by tensor, or int8 against a float model")
-    c.add_argument("model")
+    c = sub.add_parser("compare", parents=[running, writing, quiet, engines],
+                       help="compare with TFLM/LiteRT tensor by tensor, or int8 against a float model; a folder of "
+                            "models × N seeds as a conformance sweep",
+                       description="Compare MODEL with TFLM (or LiteRT) tensor by tensor, or with its float original "
+                                   "(--float). MODEL a folder (every *.tflite under it, sorted) or --seeds N: a "
+                                   "conformance sweep, every model × N seeds on the engines of eval (--workers, "
+                                   "--engine ray), one row per model; exit 7 when any case differs or the other "
+                                   "runtime refuses or crashes, models microref refuses reported, not fatal.")
+    c.add_argument("model", help="a .tflite file, or a folder of them (a sweep)")
     c.add_argument("--against", choices=("tflm", "litert", "litert-ref", "all"), default="tflm",
                    help="runtime to compare with (litert = LiteRT's default kernels, litert-ref = its reference "
                         "kernels)")
@@ -130,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--samples", type=_count_arg, default=4, metavar="N",
                    help="with --float and no --data: how many random samples (default 4)")
     c.add_argument("--input", nargs="+", metavar="X.npy")
-    c.add_argument("--seed", type=_seed_arg, default=0)
+    c.add_argument("--seed", type=_seed_arg, default=0, help="seed of the random inputs (a sweep: the first seed)")
+    c.add_argument("--seeds", type=_count_arg, default=None, metavar="N",
+                   help="a sweep: N seeds per model, --seed .. --seed+N-1 (default 1)")
     c.add_argument("--json", action="store_true")
     c.add_argument("--plot", metavar="OUT.png", help="with --float: SNR per layer chart (needs matplotlib)")
     c.set_defaults(func=cmd_compare)
@@ -148,10 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "variant's value)")
     e.set_defaults(func=cmd_explain)
 
-    v = sub.add_parser("vectors", parents=[running, writing],
-                       help="export inputs and expected outputs (npz and C header) for conformance suites")
-    v.add_argument("model")
+    v = sub.add_parser("vectors", parents=[running, writing, quiet, engines],
+                       help="export inputs and expected outputs (npz and C header) for conformance suites; a folder "
+                            "of models gives a subfolder per model")
+    v.add_argument("model", help="a .tflite file, or a folder of them (OUTPUT/<model path without .tflite>/ each)")
     v.add_argument("-o", "--output", required=True, metavar="DIR")
+    v.add_argument("--json", action="store_true", help="what was written, as JSON")
     v.add_argument("--count", type=_count_arg, default=None,
                    help=f"number of samples: seeded random ones (default 4, at most {MAX_VECTOR_COUNT:,}), or the "
                         f"first N of --input (default: all it holds)")

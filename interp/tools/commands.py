@@ -4,6 +4,7 @@ parsed arguments and returns an exit code. The parser and main() are in ``cli``;
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..model import load_model, verify
 from ..runtime import dequantize_tensor
 from . import compare as cmp
 from . import plots
+from . import sweep as swp
 from . import vectors as vec
 from .cli_io import (  # noqa: F401
     EXIT_DIFFERS,
@@ -33,6 +35,7 @@ from .cli_io import (  # noqa: F401
     save_npz,
 )
 from .explain import NUMERICS_CHOICES, explain
+from .progress import Progress
 
 
 def _fmt_array(a: np.ndarray, limit: int = 16) -> str:
@@ -52,7 +55,9 @@ def cmd_run(args) -> int:
     outs = it.run(xs)
     if args.profile:
         from .profile import format_profile, profile
-        rows, total_ms = profile(it, xs, batch=args.batch, repeat=args.repeat)
+        with Progress("profile", quiet=getattr(args, "quiet", False), unit="run") as bar, \
+                _counting_runs(it, bar, args.repeat + 1):
+            rows, total_ms = profile(it, xs, batch=args.batch, repeat=args.repeat)
         print(format_profile(rows, total_ms, args.batch))
     for d, y in zip(it.output_details, outs):
         t = it.tensors[d["index"]]
@@ -64,6 +69,30 @@ def cmd_run(args) -> int:
         # The keys vectors writes too (interp.tools.vectors): input_<i>, output_<j>, <key>_scale/_zero_point.
         print(save_npz(args.output, vec.io_payload(it, xs, outs), args.force))
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _counting_runs(it, bar, total: int):
+    """The bar moves after every run or run_batch of ``it`` inside the block (profile's warm-up and
+    timed runs); ``it`` is this command's own interpreter, left as it was after the block."""
+    if not bar.enabled:
+        yield
+        return
+    done = [0]
+
+    def counted(method):
+        def call(*a, **kw):
+            try:
+                return method(*a, **kw)
+            finally:
+                done[0] += 1
+                bar(min(done[0], total), total)
+        return call
+    it.run, it.run_batch = counted(it.run), counted(it.run_batch)
+    try:
+        yield
+    finally:
+        del it.run, it.run_batch
 
 
 def cmd_info(args) -> int:
@@ -256,6 +285,9 @@ def cmd_trace(args) -> int:
 
 def cmd_compare(args) -> int:
     import json
+    if swp.is_sweep(args):
+        return swp.cmd_compare_sweep(args)
+    swp.check_single(args)
     plot = _plot_path(args.plot, args.force) if args.plot else None  # before the work, not after
     if args.data and not args.float_model:
         raise UsageError("--data gives the real-valued inputs of --float; the inputs of a runtime comparison "
@@ -273,7 +305,8 @@ def cmd_compare(args) -> int:
             inputs = cmp.float_inputs_from_data(it, float_it, arrays, printable(args.data))
         else:
             inputs = cmp.default_float_inputs(it, float_it, args.samples, args.seed)
-        rows = cmp.compare_float_samples(it, float_it, inputs.samples)
+        with Progress("compare --float", quiet=args.quiet) as bar:
+            rows = cmp.compare_float_samples(it, float_it, inputs.samples, progress=bar)
         if args.json:
             print(json.dumps(cmp.float_comparison_to_json(rows, inputs), indent=2, default=float))
         else:
@@ -354,37 +387,21 @@ def _vector_files(args, base: str, operators) -> list[str]:
     return files
 
 
-def _vector_fit(it) -> int:
-    """How many samples run_batch can hold within the memory budget."""
-    estimate = verify.memory_estimate(it.model)
-    return max(1, (verify.MAX_MEMORY_BYTES - estimate.file_bytes - estimate.work_bytes)
-               // max(estimate.activation_bytes, 1))
-
-
-def _check_vector_count(it, count: int) -> None:
-    """--count samples go through run_batch at once: refuse more than the memory budget holds."""
-    estimate = verify.memory_estimate(it.model)
-    need = estimate.file_bytes + estimate.work_bytes + count * max(estimate.activation_bytes, 1)
-    if need > verify.MAX_MEMORY_BYTES:
-        fit = max(0, (verify.MAX_MEMORY_BYTES - estimate.file_bytes - estimate.work_bytes)
-                  // max(estimate.activation_bytes, 1))
-        raise UsageError(f"--count {count:,}: that many samples need an estimated {need:,} bytes, more than the "
-                         f"memory budget of {verify.MAX_MEMORY_BYTES:,} (at most {fit:,} samples fit; run vectors "
-                         f"several times with different --seed values for more)")
-
-
 def _op_file_names(op) -> list[str]:
     # A custom operator's code comes from the model: vec.op_stem keeps it from naming another directory.
     return [vec.op_stem(op) + ".npz", vec.op_stem(op) + ".h"]
 
 
 def cmd_vectors(args) -> int:
+    if os.path.isdir(args.model):
+        return swp.cmd_vectors_sweep(args)
+    swp.check_single(args)
     it = Interpreter.from_file(args.model, kernels=args.kernels)
     base = os.path.splitext(os.path.basename(args.model))[0]
     _vector_files(args, base, [name for op in it.subgraph.operators for name in _op_file_names(op)])
     if args.input:
         # One .npz, or one .npy per input, each holding one sample or N: [N, …].
-        bound = _max_input_elements(it.input_details) * min(_vector_fit(it), vec.MAX_FILE_SAMPLES)
+        bound = _max_input_elements(it.input_details) * min(vec.vector_fit(it), vec.MAX_FILE_SAMPLES)
         loaded = [read_arrays(p, bound) for p in args.input]
         label = ", ".join(printable(p) for p in args.input)
         if any(isinstance(a, dict) for a in loaded):
@@ -392,17 +409,24 @@ def cmd_vectors(args) -> int:
                 raise InputError("pass one .npz holding every input, or one .npy per input, not both")
             loaded = vec.arrays_for_inputs(it, loaded[0], label)
         inputs, source = vec.samples_from_arrays(it, loaded, args.count, label)
-        _check_vector_count(it, int(inputs[0].shape[0]) if inputs else 1)
+        vec.check_vector_count(it, int(inputs[0].shape[0]) if inputs else 1)
     else:
-        _check_vector_count(it, args.count or vec.DEFAULT_COUNT)
+        vec.check_vector_count(it, args.count or vec.DEFAULT_COUNT)
         inputs, source = vec.random_samples(it, args.count, args.seed)
     try:
         os.makedirs(args.output, exist_ok=True)
-        result = vec.write_vectors(it, inputs, args.output, base, per_op=args.per_op,
-                                   flash_budget=args.flash_budget, model_bytes=os.path.getsize(args.model),
-                                   source=source)
+        with Progress("vectors: run", quiet=args.quiet) as bar:
+            result = vec.write_vectors(it, inputs, args.output, base, per_op=args.per_op,
+                                       flash_budget=args.flash_budget, model_bytes=os.path.getsize(args.model),
+                                       source=source, progress=bar)
     except OSError as e:
         raise UsageError(f"cannot write into {printable(args.output)!r}: {e.strerror or e}") from None
+    if args.json:
+        import json
+        print(json.dumps({"model": args.model, "samples": result.samples, "source": source,
+                          "written": result.written, "warnings": result.warnings,
+                          "data_bytes": result.data_bytes}, indent=2))
+        return EXIT_OK
     print(f"{result.samples} vector{'s' if result.samples != 1 else ''}: {source}")
     for w in result.warnings:
         print(w)

@@ -210,9 +210,37 @@ def compare_float(int8_it, float_it, real_inputs: list[np.ndarray]) -> list[Laye
     return compare_float_samples(int8_it, float_it, [list(real_inputs)])
 
 
-def compare_float_samples(int8_it, float_it, samples: list[list[np.ndarray]]) -> list[LayerError]:
+PROGRESS_STEPS = 50  # with a progress bar, the samples run in about this many chunks
+
+
+def _run_keeping(it, inputs: list[np.ndarray], n: int, progress, done: int, total: int) -> dict[int, np.ndarray]:
+    """Every tensor of ``it`` over the N samples (run_batch with keep=True). With a progress bar
+    shown, a chunk at a time, the kept tensors joined along the sample axis (the same values:
+    every sample is independent)."""
+    if progress is None or not getattr(progress, "enabled", True) or n < 2:
+        it.run_batch(inputs, keep=True)
+        if progress is not None:
+            progress(done + n, total)
+        return it._kept
+    size = max(1, math.ceil(n / PROGRESS_STEPS))
+    parts: list[dict[int, np.ndarray]] = []
+    for lo in range(0, n, size):
+        hi = min(n, lo + size)
+        it.run_batch([x[lo:hi] for x in inputs], keep=True)
+        # Copies: nothing kept may share memory with what the next chunk's run reuses.
+        parts.append({k: (np.array(v), hi - lo) for k, v in it._kept.items()})
+        progress(done + hi, total)
+    kept = {}
+    for k, (first, _) in parts[0].items():
+        per_sample = all(k in p and np.ndim(p[k][0]) and np.shape(p[k][0])[0] == p[k][1] for p in parts)
+        kept[k] = np.concatenate([p[k][0] for p in parts]) if per_sample else first
+    return kept
+
+
+def compare_float_samples(int8_it, float_it, samples: list[list[np.ndarray]], progress=None) -> list[LayerError]:
     """``compare_float`` over N samples: each layer's error over all of them, with the mean and the
-    minimum of the per-sample SNRs and the worst sample's index."""
+    minimum of the per-sample SNRs and the worst sample's index. ``progress(done, total)``: samples
+    run by the two models (2N in all)."""
     n = len(samples)
     real = [np.stack([np.asarray(s[i], np.float32) for s in samples]) for i in range(len(samples[0]))]
     q_inputs = []
@@ -222,9 +250,8 @@ def compare_float_samples(int8_it, float_it, samples: list[list[np.ndarray]]) ->
             q_inputs.append(np.asarray(x, t.dtype))
         else:
             q_inputs.append(quantize_like_tflm(x, t.quantization.scale, t.quantization.zero_point, t.dtype))
-    float_it.run_batch(real, keep=True)
-    int8_it.run_batch(q_inputs, keep=True)
-    f_kept, q_kept = float_it._kept, int8_it._kept
+    f_kept = _run_keeping(float_it, real, n, progress, 0, 2 * n)
+    q_kept = _run_keeping(int8_it, q_inputs, n, progress, n, 2 * n)
     f_tensors = float_it.tensors
     by_name = {t.name: t.index for t in f_tensors if t.index in f_kept}
     f_ops = [op for op in float_it.subgraph.operators if op.op_name not in ("QUANTIZE", "DEQUANTIZE")]

@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import MicrorefError, printable
 from ..scale import evaluate
 from .cli_io import UsageError
+from .progress import Progress  # noqa: F401  (its home is interp.tools.progress)
 
 SHOWN_INDICES = 20  # disagreeing sample indices printed (--json lists them all)
 SHOWN_CLASSES = 20  # classes in the per-class table (the worst recall first beyond this)
@@ -33,53 +34,6 @@ SHOWN_CLASSES = 20  # classes in the per-class table (the worst recall first bey
 def usage_error(message: str) -> MicrorefError:
     """The CLI's UsageError (exit 2)."""
     return UsageError(message)
-
-
-# ----------------------------------------------------------------------------- progress
-
-class Progress:
-    """A tqdm bar on stderr (samples, rate, ETA) when stderr is a terminal and not ``quiet``;
-    nothing otherwise. Call it with (done, total)."""
-
-    def __init__(self, label: str, quiet: bool = False, stream=None, mininterval: float = 0.1):
-        self.stream = stream if stream is not None else sys.stderr
-        self.mininterval = mininterval  # seconds between redraws
-        self.enabled = not quiet and _isatty(self.stream)
-        self.label = label
-        self.bar = None
-        self.done = 0
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            try:
-                from tqdm import tqdm
-            except ImportError:  # the bar is a convenience: without tqdm, none
-                self.enabled = False
-                return
-            self.bar = tqdm(total=total, desc=self.label, unit="sample", file=self.stream, dynamic_ncols=True,
-                            smoothing=0.1, leave=False, mininterval=self.mininterval)
-        self.bar.update(done - self.done)
-        self.done = done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def _isatty(stream) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..model import verify
 from ..runtime.inputs import random_inputs
 from .compare import describe_kernel
 from .compare_float import as_samples_of
@@ -44,6 +45,26 @@ C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "uint16": "
 
 
 # ----------------------------------------------------------------------------- inputs
+
+def vector_fit(it) -> int:
+    """How many samples run_batch can hold within the memory budget."""
+    estimate = verify.memory_estimate(it.model)
+    return max(1, (verify.MAX_MEMORY_BYTES - estimate.file_bytes - estimate.work_bytes)
+               // max(estimate.activation_bytes, 1))
+
+
+def check_vector_count(it, count: int) -> None:
+    """--count samples go through run_batch at once: refuse more than the memory budget holds."""
+    from .cli_io import UsageError
+    estimate = verify.memory_estimate(it.model)
+    need = estimate.file_bytes + estimate.work_bytes + count * max(estimate.activation_bytes, 1)
+    if need > verify.MAX_MEMORY_BYTES:
+        fit = max(0, (verify.MAX_MEMORY_BYTES - estimate.file_bytes - estimate.work_bytes)
+                  // max(estimate.activation_bytes, 1))
+        raise UsageError(f"--count {count:,}: that many samples need an estimated {need:,} bytes, more than the "
+                         f"memory budget of {verify.MAX_MEMORY_BYTES:,} (at most {fit:,} samples fit; run vectors "
+                         f"several times with different --seed values for more)")
+
 
 def random_samples(it, count: int | None, seed: int) -> tuple[list[np.ndarray], str]:
     """``count`` (default 4) seeded random samples over each input's full range, with a leading
@@ -209,7 +230,7 @@ def _c_literal(v, dtype: np.dtype) -> str:
     return str(i)
 
 
-def _c_body(a: np.ndarray, indent: str) -> str:
+def _c_body(a: np.ndarray, indent: str, on_row=None) -> str:
     if a.ndim == 1:
         chunks, line = [], []
         for v in (_c_literal(v, a.dtype) for v in a):
@@ -222,12 +243,17 @@ def _c_body(a: np.ndarray, indent: str) -> str:
         if len(chunks) <= 1:
             return "{" + (chunks[0] if chunks else "0") + "}"
         return "{\n" + ",\n".join(indent + "  " + c for c in chunks) + "\n" + indent + "}"
-    inner = [indent + "  " + _c_body(sub, indent + "  ") for sub in a]
+    inner = []
+    for sub in a:
+        inner.append(indent + "  " + _c_body(sub, indent + "  "))
+        if on_row is not None:
+            on_row()
     return "{\n" + ",\n".join(inner) + "\n" + indent + "}"
 
 
-def c_array(name: str, a: np.ndarray) -> str:
-    """``static const T name[d0][d1]… = {{…}, …};`` with braces for every dimension, 16 values a line."""
+def c_array(name: str, a: np.ndarray, on_row=None) -> str:
+    """``static const T name[d0][d1]… = {{…}, …};`` with braces for every dimension, 16 values a line.
+    ``on_row()`` is called after each row of the first axis (a sample of a vectors array) is written."""
     a = np.asarray(a)
     if a.ndim == 0:
         a = a.reshape(1)
@@ -236,13 +262,13 @@ def c_array(name: str, a: np.ndarray) -> str:
     ctype = C_TYPES[a.dtype.name]
     dims = "".join(f"[{d}]" for d in a.shape)
     head = f"static const {ctype} {name}{dims} = "
-    body = _c_body(a, "")
+    body = _c_body(a, "", on_row if a.ndim > 1 else None)
     if "\n" not in body and len(head) + len(body) > LINE_CHARS + 24:
         body = "{\n  " + body[1:-1] + "\n}"  # a long name: the values on their own line
     return f"{head}{body};\n"
 
 
-def _c_tensor(ident: str, key: str, a: np.ndarray, t, note: str) -> list[str]:
+def _c_tensor(ident: str, key: str, a: np.ndarray, t, note: str, on_row=None) -> list[str]:
     """A tensor's array and its constants (shape, rank, size, scale, zero point)."""
     name, macro = f"{ident}_{key}", f"{ident}_{key}".upper()
     out = [f"\n/* {key}: {note} */\n"]
@@ -264,14 +290,15 @@ def _c_tensor(ident: str, key: str, a: np.ndarray, t, note: str) -> list[str]:
             out.append(f"#define {macro}_QUANTIZED_DIMENSION {q.quantized_dimension}\n")
             out.append(c_array(f"{name}_scale", scales))
             out.append(c_array(f"{name}_zero_point", zps.astype(np.int32)))
-    out.append(c_array(name, a))
+    out.append(c_array(name, a, on_row))
     return out
 
 
 def c_header(ident: str, guard: str, comment: list[str], tensors: list[tuple[str, np.ndarray, object, str]],
              defines: dict[str, int] | None = None, params: dict[str, np.ndarray] | None = None,
-             text_params: dict[str, str] | None = None) -> str:
-    """A header: tensors (key, array, Tensor or None, note), integer #defines, parameter arrays."""
+             text_params: dict[str, str] | None = None, on_row=None) -> str:
+    """A header: tensors (key, array, Tensor or None, note), integer #defines, parameter arrays.
+    ``on_row()`` after each row of a tensor's first axis (see ``c_array``)."""
     lines = ["/* " + comment[0]] + [" * " + c for c in comment[1:]] + [" */\n"]
     lines = ["\n".join(lines)]
     lines.append(f"#ifndef {guard}\n#define {guard}\n\n#include <stdbool.h>\n#include <stdint.h>\n")
@@ -281,7 +308,7 @@ def c_header(ident: str, guard: str, comment: list[str], tensors: list[tuple[str
     for name, value in (defines or {}).items():
         lines.append(f"#define {ident.upper()}_{name} {value}\n")
     for key, a, t, note in tensors:
-        lines += _c_tensor(ident, key, a, t, note)
+        lines += _c_tensor(ident, key, a, t, note, on_row)
     if params:
         lines.append("\n/* prepared parameters of the kernel */\n")
         for key, a in params.items():
@@ -314,14 +341,38 @@ def _note(t, with_samples: int | None) -> str:
     return f'tensor {t.index} "{t.name.replace("*/", "* /")}": {samples}{t.type_name}{list(t.shape)}{quant}'
 
 
+PROGRESS_STEPS = 50  # with a progress bar, the samples run in about this many chunks
+
+
+def _run_samples(it, inputs: list[np.ndarray], n: int, keep: bool, progress) -> list[np.ndarray]:
+    """run_batch over the samples; with a progress bar shown (and not ``keep``), a chunk at a time
+    (the same bytes: run_iter is run_batch's chunks) so that the bar moves."""
+    if progress is None or not getattr(progress, "enabled", True) or keep or not inputs or n < 2:
+        outs = it.run_batch(inputs, keep=keep)
+        if progress is not None:
+            progress(n, n)
+        return outs
+    from ..runtime.streaming import default_chunk_size
+    size = max(1, min(default_chunk_size(it), math.ceil(n / PROGRESS_STEPS)))
+    parts, done = [], 0
+    for outs in it.run_iter(inputs, chunk_size=size):
+        parts.append(outs)
+        done += len(outs[0]) if outs else size
+        progress(min(done, n), n)
+    return [np.concatenate(chunks) for chunks in zip(*parts)]
+
+
 def write_vectors(it, inputs: list[np.ndarray], out_dir: str, base: str, *, per_op: bool = False,
-                  flash_budget: int | None = None, model_bytes: int = 0, source: str = "") -> VectorsResult:
+                  flash_budget: int | None = None, model_bytes: int = 0, source: str = "",
+                  progress=None) -> VectorsResult:
     """Run ``inputs`` (leading sample axis) and write ``<base>_vectors.npz`` and ``.h`` (and per op
-    files with ``per_op``) into ``out_dir``."""
+    files with ``per_op``) into ``out_dir``. ``progress(done, total)``: samples run; when it has a
+    ``phase(label, unit)`` method (``interp.tools.progress.Progress``), the C header's rows are
+    counted on the bar it returns."""
     os.makedirs(out_dir, exist_ok=True)
     ident = c_identifier(base)
     n = int(inputs[0].shape[0]) if inputs else 1
-    outs = it.run_batch(inputs, keep=per_op)
+    outs = _run_samples(it, inputs, n, per_op, progress)
     payload = io_payload(it, inputs, outs)
     npz = os.path.join(out_dir, f"{base}_vectors.npz")
     np.savez(npz, **payload)
@@ -336,8 +387,21 @@ def write_vectors(it, inputs: list[np.ndarray], out_dir: str, base: str, *, per_
                "tflite-micro==0.dev20261023182759). Arrays: [sample][tensor dims...]; keys as in the .npz.",
                f"The arrays take {data_bytes:,} bytes of flash."]
     header = os.path.join(out_dir, f"{base}_vectors.h")
+    bar = progress.phase("vectors: C header", "row") if hasattr(progress, "phase") else None
+    rows = [0]
+    total_rows = sum(int(a.shape[0]) for _, a, _, _ in tensors if a.ndim > 1)
+
+    def on_row():
+        rows[0] += 1
+        bar(rows[0], total_rows)
+    try:
+        text = c_header(ident, f"MICROREF_{ident.upper()}_VECTORS_H", comment, tensors, {"NUM_VECTORS": n},
+                        on_row=on_row if bar is not None and bar.enabled else None)
+    finally:
+        if bar is not None:
+            bar.close()
     with open(header, "w") as f:
-        f.write(c_header(ident, f"MICROREF_{ident.upper()}_VECTORS_H", comment, tensors, {"NUM_VECTORS": n}))
+        f.write(text)
     result = VectorsResult([npz, header], n, data_bytes)
     if flash_budget is not None:
         total = data_bytes + model_bytes
