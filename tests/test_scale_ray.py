@@ -1,6 +1,7 @@
 """The Ray engine on a local Ray (ray.init(num_cpus=2), started here): the same bytes and the same
-report as one process, in order, a task whose worker dies retried, and an address that does not
-answer refused before any work. Skips with a reason when Ray is not installed (microref[ray])."""
+report as one process, in order, a task whose worker dies retried, an address that does not
+answer refused before any work, and the conformance sweeps (compare DIR, vectors DIR) on Ray giving
+the local report and files. Skips with a reason when Ray is not installed (microref[ray])."""
 import json
 import os
 from pathlib import Path
@@ -80,3 +81,31 @@ def test_bad_data_is_refused_before_any_task(local_ray):
     bad[5, 0, 0, 0] = np.inf
     with pytest.raises(Exception, match="sample 5 of input 0 .* holds NaN or infinity"):
         evaluate(INT8, bad, engine="ray")
+
+
+def test_sweeps_on_ray_give_the_local_report_and_files(local_ray, tmp_path, capsys):
+    """compare DIR and vectors DIR through Ray tasks (TFLM in a child process of each Ray worker):
+    the same JSON as in this process, and the same vectors."""
+    pytest.importorskip("tflite_micro", reason="the oracle is the tflite-micro wheel (Linux x86-64)")
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("abs_1x16", "add_relu", "conv2d_k1x1_s1"):
+        (folder / f"{name}.tflite").write_bytes((ROOT / "golden" / "models" / f"{name}.tflite").read_bytes())
+    (folder / "broken.tflite").write_bytes(b"not a model")
+    reports = []
+    for engine in (["--workers", "1"], ["--engine", "ray"]):
+        code = cli.main(["compare", str(folder), "--seeds", "2", "--json", *engine])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        reports.append(json.loads(out.out))
+    local, remote = reports
+    assert remote["run"]["engine"] == "ray" and local["run"]["engine"] == "local"
+    local.pop("run"), remote.pop("run")
+    assert remote == local and local["totals"]["exact"] == 6 and local["totals"]["refused"] == 2
+    for engine, out_dir in ((["--workers", "1"], tmp_path / "local"), (["--engine", "ray"], tmp_path / "ray")):
+        code = cli.main(["vectors", str(folder), "-o", str(out_dir), "--count", "5", *engine])
+        assert code == 0, capsys.readouterr().err
+    for name in ("abs_1x16", "add_relu", "conv2d_k1x1_s1"):
+        header = f"{name}/{name}_vectors.h"
+        assert (tmp_path / "ray" / header).read_bytes() == (tmp_path / "local" / header).read_bytes()
+    assert ray.is_initialized()
