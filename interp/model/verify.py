@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import stat
@@ -172,10 +173,13 @@ class _Walk:
 
     def follow(self, pos: int, path: str) -> int:
         """The position an unsigned 32-bit offset stored at ``pos`` refers to."""
-        self.span(pos, 4, path, "offset")
-        self.aligned(pos, 4, path, "offset")
-        self.note("offset", pos, 4, path)
-        off = self.u32(pos)
+        if pos < 0 or pos + 4 > self.n:
+            self.span(pos, 4, path, "offset")
+        if pos & 3:
+            self.aligned(pos, 4, path, "offset")
+        if self.record is not None:
+            self.note("offset", pos, 4, path)
+        off = _U32(self.buf, pos)[0]
         if off == 0:
             self.fail(path, "offset is 0")
         if off >= 1 << 31:
@@ -186,14 +190,20 @@ class _Walk:
 
     def vector(self, pos: int, elem: int, path: str, what: str = "vector") -> tuple[int, int]:
         """(position of the first element, element count) of a vector or string at ``pos``."""
-        self.span(pos, 4, path, f"{what} length")
-        self.aligned(pos, 4, path, f"{what} length")
-        self.note("length", pos, 4, path)
-        count = self.u32(pos)
+        if pos < 0 or pos + 4 > self.n:
+            self.span(pos, 4, path, f"{what} length")
+        if pos & 3:
+            self.aligned(pos, 4, path, f"{what} length")
+        if self.record is not None:
+            self.note("length", pos, 4, path)
+        count = _U32(self.buf, pos)[0]
         if count >= _FLATBUFFERS_MAX_SIZE // elem:
             self.fail(path, f"{what} claims {count:,} elements")
-        self.span(pos + 4, count * elem, path, f"{what} of {count:,} elements")
-        self.charge(4 + count * elem, path)
+        if pos + 4 + count * elem > self.n:
+            self.span(pos + 4, count * elem, path, f"{what} of {count:,} elements")
+        self.work += 4 + count * elem
+        if self.work > self.budget:
+            self.charge(0, path)
         return pos + 4, count
 
     def string(self, pos: int, path: str):
@@ -205,42 +215,65 @@ class _Walk:
     def table(self, pos: int, table: str, path: str, depth: int):
         if depth > MAX_DEPTH:
             self.fail(path, f"tables nest deeper than {MAX_DEPTH} levels")
-        self.span(pos, 4, path, f"{table} table")
-        self.aligned(pos, 4, path, f"{table} table")
-        self.note("soffset", pos, 4, path)
-        vtable = pos - struct.unpack_from("<i", self.buf, pos)[0]
-        self.span(vtable, 4, path, f"{table} vtable")
-        self.aligned(vtable, 2, path, f"{table} vtable")
-        vsize, tsize = self.u16(vtable), self.u16(vtable + 2)
-        self.note("vtable", vtable, 2, path)
-        self.note("vtable", vtable + 2, 2, path)
+        buf, n, record = self.buf, self.n, self.record
+        if pos < 0 or pos + 4 > n:
+            self.span(pos, 4, path, f"{table} table")
+        if pos & 3:
+            self.aligned(pos, 4, path, f"{table} table")
+        if record is not None:
+            self.note("soffset", pos, 4, path)
+        vtable = pos - _I32(buf, pos)[0]
+        if vtable < 0 or vtable + 4 > n:
+            self.span(vtable, 4, path, f"{table} vtable")
+        if vtable & 1:
+            self.aligned(vtable, 2, path, f"{table} vtable")
+        vsize, tsize = _U16_PAIR(buf, vtable)
+        if record is not None:
+            self.note("vtable", vtable, 2, path)
+            self.note("vtable", vtable + 2, 2, path)
         if vsize < 4 or vsize % 2:
             self.fail(path, f"{table} vtable size {vsize} is not an even number >= 4")
-        self.span(vtable, vsize, path, f"{table} vtable of {vsize} bytes")
+        if vtable + vsize > n:
+            self.span(vtable, vsize, path, f"{table} vtable of {vsize} bytes")
         if tsize < 4:
             self.fail(path, f"{table} table size {tsize} is smaller than its 4-byte vtable offset")
-        self.span(pos, tsize, path, f"{table} table of {tsize} bytes")
+        if pos + tsize > n:
+            self.span(pos, tsize, path, f"{table} table of {tsize} bytes")
         self.charge(tsize, path)
-        fields = table_fields(table) or {}
-        known_end = max(fields, default=2) + 2
+        fields, labels, known_end = _table_plan(table)
         if vsize > known_end:
             # Slots past the schema's fields (a newer writer) are only range-checked; they are
             # charged so that a huge vtable shared by many tables cannot mean unbounded work.
             self.charge(vsize - known_end, path)
-        for slot in range(4, vsize, 2):
-            self.note("vtable", vtable + slot, 2, path)
-            at = self.u16(vtable + slot)
+        count = (vsize - 4) >> 1
+        for k, at in enumerate(struct.unpack_from(f"<{count}H", buf, vtable + 4)):
+            slot = 4 + 2 * k
+            if record is not None:
+                self.note("vtable", vtable + slot, 2, path)
             if at == 0:
                 continue
             field = fields.get(slot)
-            label = f"{path}.{field.label}" if field else f"{path}.<field {slot // 2 - 2}>"
+            if field is None:
+                if at < 4 or at >= tsize:
+                    self.fail(f"{path}.<field {slot // 2 - 2}>",
+                              f"field offset {at} lies outside the {tsize}-byte {table} table")
+                continue  # a field newer than this schema: flatbuffers skips it too
+            label = path + labels[slot]
             if at < 4 or at >= tsize:
                 self.fail(label, f"field offset {at} lies outside the {tsize}-byte {table} table")
-            if field is None:
-                continue  # a field newer than this schema: flatbuffers skips it too
-            inline = field.size if field.kind == "scalar" else 4
-            if at + inline > tsize:
-                self.fail(label, f"{inline}-byte field at offset {at} runs past the end of the "
+            kind = field.kind
+            if kind == "scalar":
+                size = field.size
+                if at + size > tsize:
+                    self.fail(label, f"{size}-byte field at offset {at} runs past the end of the "
+                                     f"{tsize}-byte {table} table")
+                if (pos + at) % size:
+                    self.aligned(pos + at, size, label, "field")
+                if record is not None:
+                    self.note("scalar", pos + at, size, label, field.scalar)
+                continue
+            if at + 4 > tsize:
+                self.fail(label, f"4-byte field at offset {at} runs past the end of the "
                                  f"{tsize}-byte {table} table")
             self.field(pos + at, field, fields, pos, vtable, vsize, label, depth)
 
@@ -271,6 +304,19 @@ class _Walk:
             # parser rejects an unknown builtin-options type itself.
             if member is not None and table_fields(member) is not None:
                 self.table(self.follow(at, path), member, path, depth + 1)
+
+
+_U32 = struct.Struct("<I").unpack_from
+_I32 = struct.Struct("<i").unpack_from
+_U16_PAIR = struct.Struct("<HH").unpack_from
+
+
+@functools.cache
+def _table_plan(table: str) -> tuple[dict[int, Field], dict[int, str], int]:
+    """A table's fields by vtable slot, each one's path suffix ('.shape'), and the end of its
+    known slots (the walk's per-table constants)."""
+    fields = table_fields(table) or {}
+    return fields, {slot: "." + f.label for slot, f in fields.items()}, max(fields, default=2) + 2
 
 
 def verify_flatbuffer(buf: bytes, name: str = "<bytes>", record: list[Location] | None = None) -> None:
