@@ -520,3 +520,140 @@ def test_options_read_directly_equal_the_generated_class(cls_name):
         want = _read_table(obj)
         got = parse._read_options(buf, pos, cls_name)
         assert canonical(got) == canonical(want), cls_name
+
+
+# ------------------------------------------------------------------ int8 binary ops: table or formula
+TABULATED_OPS = ["ADD", "SUB", "MUL", "SQUARED_DIFFERENCE"]
+SHAPES = [([1, 4, 4, 8], [1, 4, 4, 8], [1, 4, 4, 8]), ([2, 3, 1], [1, 5], [2, 3, 5]), ([7], [1], [7]),
+          ([1, 1, 300], [1, 40, 1], [1, 40, 300])]
+
+
+def _binary_int8(op: str, rng, shapes) -> bytes | None:
+    from interp.builder import ModelBuilder
+
+    s1, s2, so = shapes
+    b = ModelBuilder()
+
+    def quant():
+        return dict(scale=float(10 ** rng.uniform(-3, 0)), zero_point=int(rng.integers(-128, 128)))
+
+    x1, x2 = b.input("x1", s1, "INT8", **quant()), b.input("x2", s2, "INT8", **quant())
+    y = b.tensor("y", so, "INT8", **quant())
+    options = {} if op == "SQUARED_DIFFERENCE" else {
+        "fused_activation_function": str(rng.choice(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"]))}
+    b.op(op, [x1, x2], [y], **options)
+    b.output(y)
+    return b.build()
+
+
+def _interpreter(data):
+    from interp import Interpreter
+    try:
+        return Interpreter.from_bytes(data)
+    except ModelError:  # scales TFLM's Prepare refuses
+        return None
+
+
+@pytest.mark.parametrize("op", TABULATED_OPS)
+def test_int8_binary_ops_give_the_same_bytes_through_the_table_and_the_formula(op, monkeypatch):
+    """Eval forced through the formula (the table never pays) and through the table (it always
+    pays) on random scales, zero points, activations, shapes (broadcasting included) and inputs
+    with every int8 extreme: the same bytes; and which path ran is the one forced."""
+    from ops import elementwise
+
+    rng = np.random.default_rng(zlib.crc32(op.encode()))
+    checked = 0
+    for trial in range(24):
+        shapes = SHAPES[trial % len(SHAPES)]
+        data = _binary_int8(op, rng, shapes)
+        direct, tabled = _interpreter(data), _interpreter(data)
+        if direct is None:
+            continue
+        assert direct.kernels[0].tabulated and direct.kernels[0]._table is None  # prepare builds nothing
+        n = 3
+        xs = [rng.integers(-128, 128, (n, *s)).astype(np.int8) for s in shapes[:2]]
+        xs[0].reshape(n, -1)[:, :2] = [-128, 127]
+        monkeypatch.setattr(elementwise, "TABLE_BUILD_COST", 1 << 62)
+        want = direct.run_batch(xs)[0]
+        assert direct.kernels[0]._table is None
+        monkeypatch.setattr(elementwise, "TABLE_BUILD_COST", 0)
+        got = tabled.run_batch(xs)[0]
+        assert tabled.kernels[0]._table is not None
+        assert got.dtype == want.dtype == np.int8 and got.tobytes() == want.tobytes(), (op, trial)
+        # And the formula itself, as the reference kernel computes it, per sample.
+        assert tabled.run([x[0] for x in xs])[0].tobytes() == want[0].tobytes()
+        checked += 1
+    assert checked >= 12
+
+
+def test_small_calls_use_the_formula_until_they_have_paid_for_the_table(monkeypatch):
+    """The ski rental: direct calls accumulate their cost; the call that would bring it past the
+    build cost builds the table; a call as large as the build builds it at once."""
+    from ops import elementwise
+
+    data = _binary_int8("ADD", np.random.default_rng(1), SHAPES[0])
+    it = _interpreter(data)
+    kernel = it.kernels[0]
+    x = [np.zeros((1, 4, 4, 8), np.int8)] * 2
+    per_call = elementwise.DIRECT_CALL_COST + 128
+    calls_before = (elementwise.TABLE_BUILD_COST - 1) // per_call
+    for _ in range(calls_before):
+        it.run(x)
+        assert kernel._table is None
+    it.run(x)
+    assert kernel._table is not None
+    big = _interpreter(_binary_int8("MUL", np.random.default_rng(2), ([1, 200, 200], [1, 200, 200], [1, 200, 200])))
+    if big is not None:
+        assert 200 * 200 + elementwise.DIRECT_CALL_COST >= elementwise.TABLE_BUILD_COST
+        big.run([np.ones((1, 200, 200), np.int8)] * 2)
+        assert big.kernels[0]._table is not None
+
+
+def _race(op: str, rng):
+    import threading
+
+    it = None
+    while it is None:
+        it = _interpreter(_binary_int8(op, rng, SHAPES[1]))
+    kernel = it.kernels[0]
+    xs = [rng.integers(-128, 128, (4, *s)).astype(np.int8) for s in SHAPES[1][:2]]
+    x1, x2 = kernel.shapes.operands(xs[0], xs[1])
+    want = kernel.shapes.result(kernel.quantized(x1, x2), np.int8)
+    blocks = []
+    formula = kernel.quantized
+
+    def counting(a, b):
+        blocks.append(np.shape(a))
+        return formula(a, b)
+
+    kernel.quantized = counting
+    barrier = threading.Barrier(8)
+    results, errors = [None] * 8, []
+
+    def work(i):
+        try:
+            barrier.wait()
+            results[i] = it.run_batch(xs)[0]
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert blocks == [(32, 1)] * 8, (op, blocks)
+    assert all(r.tobytes() == want.tobytes() for r in results), op
+    assert not kernel._table.flags.writeable
+
+
+def test_threads_racing_to_build_the_table_build_it_once_and_agree(monkeypatch):
+    """Eight threads released together on a fresh kernel whose first call builds the table: one
+    build (8 blocks of 32 rows), every thread's output the formula's, one published table."""
+    from ops import elementwise
+
+    monkeypatch.setattr(elementwise, "TABLE_BUILD_COST", 0)
+    rng = np.random.default_rng(3)
+    for op in TABULATED_OPS:
+        _race(op, rng)
