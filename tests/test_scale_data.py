@@ -232,6 +232,57 @@ def test_unreadable_images_are_named_before_any_work(tmp_path):
         D.open_data(tmp_path, m)
 
 
+def jpeg_bytes(pixels, **kw):
+    import io
+    out = io.BytesIO()
+    PIL.fromarray(pixels).save(out, "JPEG", **kw)
+    return out.getvalue()
+
+
+def pillow_decodes(data) -> bool:
+    import io
+    try:
+        with PIL.open(io.BytesIO(data)) as img:
+            img.load()
+        return True
+    except Exception:
+        return False
+
+
+@needs_pillow
+def test_a_truncated_jpeg_is_named_before_any_work_and_data_after_the_image_is_not(tmp_path):
+    """Pillow's verify reads a JPEG's header only: the walk of its markers finds a file cut short
+    before the first sample runs; bytes appended after the end-of-image marker are fine."""
+    pixels = np.random.default_rng(5).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    whole = jpeg_bytes(pixels)
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) * 2 // 3])
+    (tmp_path / "no_end_marker.jpg").write_bytes(whole[:-2])
+    (tmp_path / "appended.jpg").write_bytes(whole + b"\xff\xda\x00\x08 data appended by a camera")
+    (tmp_path / "whole.jpg").write_bytes(whole)
+    m = image_model((1, 4, 4, 3), 0.1, 0)
+    with pytest.raises(InputError, match=r"^2 of the 4 image files in .* cannot be read: .*cut\.jpg \(OSError: JPEG "
+                                         r"truncated.*; .*no_end_marker\.jpg"):
+        D.open_data(tmp_path, m)
+    (tmp_path / "cut.jpg").unlink()
+    (tmp_path / "no_end_marker.jpg").unlink()
+    assert D.open_data(tmp_path, m).n == 2
+
+
+@needs_pillow
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"optimize": True, "quality": 100},
+                                     {"restart_marker_blocks": 2}])
+def test_the_jpeg_marker_walk_agrees_with_pillow_on_every_cut(options):
+    pixels = np.random.default_rng(6).integers(0, 256, (20, 28, 3), dtype=np.uint8)
+    try:
+        whole = jpeg_bytes(pixels, **options)
+    except TypeError:
+        pytest.skip(f"this Pillow has no JPEG option {sorted(options)}")
+    cuts = sorted({*range(0, len(whole), max(1, len(whole) // 40)), len(whole) - 2, len(whole) - 1, len(whole)})
+    for cut in cuts:
+        data = whole[:cut]
+        assert (D.jpeg_problem(data) is None) == pillow_decodes(data), (cut, D.jpeg_problem(data))
+
+
 @needs_pillow
 def test_image_folder_mistakes(tmp_path):
     m = image_model((1, 4, 4, 1), 0.1, 0)

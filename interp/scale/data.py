@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -569,6 +570,66 @@ def load_image(path: str, height: int, width: int, channels: int, layout: str) -
     return pixels.transpose(2, 0, 1) if layout == "NCHW" else pixels
 
 
+# In a JPEG's entropy-coded data a 0xFF byte is followed by 0x00 (stuffing) or a restart marker
+# (0xD0..0xD7); anything else is the next marker.
+_JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+
+
+def jpeg_problem(data: bytes) -> str | None:
+    """Why a JPEG file cannot be decoded whole, found from its markers without decoding it (None
+    when it is complete): Pillow's ``verify`` reads only a JPEG's header, so a truncated file would
+    otherwise pass the check and fail mid-run. The segments are walked from the start of image to
+    the end-of-image marker (0xFFD9), which Pillow needs (it refuses a file without it as
+    truncated); what follows that marker (a thumbnail's is inside an APP segment; data appended
+    after the image, as some cameras do) is not looked at."""
+    if not data.startswith(b"\xff\xd8"):
+        return "not a JPEG start-of-image marker"
+    pos, n = 2, len(data)
+    while True:
+        if pos + 1 >= n:
+            return "truncated: the data ends before the end-of-image marker"
+        if data[pos] != 0xFF:
+            return f"no marker at byte {pos:,}"
+        while pos + 1 < n and data[pos + 1] == 0xFF:  # fill bytes before a marker
+            pos += 1
+        if pos + 1 >= n:
+            return "truncated: the data ends before the end-of-image marker"
+        code = data[pos + 1]
+        if code == 0xD9:
+            return None
+        if 0xD0 <= code <= 0xD7 or code == 0x01:  # markers without a length
+            pos += 2
+            continue
+        if pos + 4 > n:
+            return "truncated: the data ends inside a segment header"
+        end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if end > n:
+            return "truncated: the data ends inside a segment"
+        if code != 0xDA:
+            pos = end
+            continue
+        found = _JPEG_NEXT_MARKER.search(data, end)  # the scan's entropy-coded data, to the next marker
+        if found is None:
+            return "truncated: the data ends inside the image data"
+        pos = found.start()
+
+
+def _check_image(Image, path: str) -> None:
+    """An exception when the image file cannot be read: Pillow's verify (PNG: every chunk's CRC),
+    and for a JPEG the walk of its markers (``jpeg_problem``)."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError("not a regular file")
+    with Image.open(path) as img:
+        kind = img.format
+        img.verify()
+    if kind == "JPEG":
+        with open(path, "rb") as f:
+            problem = jpeg_problem(f.read())
+        if problem:
+            raise OSError(f"JPEG {problem}")
+
+
 def _image_files(root: str) -> tuple[list[str], list[int] | None, list[str] | None, list[str]]:
     """(image files, labels, class names, ignored files) of a folder: files directly in it, or in
     class subfolders (one level)."""
@@ -608,8 +669,9 @@ def _image_files(root: str) -> tuple[list[str], list[int] | None, list[str] | No
 def image_folder(root: str, it, *, image_range: tuple[float, float] | None = None,
                  check_range: bool = True) -> Dataset:
     """A folder of images for a one-input image model (see ``load_image`` and ``image_to_real``).
-    Every file is opened (its header read and verified) before the Dataset is returned; the ones
-    that cannot be are named together in one InputError."""
+    Every file is opened (its header read and verified; a JPEG's markers walked to its end, a PNG's
+    chunks checked) before the Dataset is returned; the ones that cannot be are named together in
+    one InputError."""
     Image = _pil()
     if len(it.subgraph.inputs) != 1:
         raise InputError(f"a folder of images feeds one input; the model takes {len(it.subgraph.inputs)}")
@@ -622,11 +684,7 @@ def image_folder(root: str, it, *, image_range: tuple[float, float] | None = Non
     bad = []
     for path in files:
         try:
-            st = os.stat(path)
-            if not stat.S_ISREG(st.st_mode):
-                raise OSError("not a regular file")
-            with Image.open(path) as img:
-                img.verify()
+            _check_image(Image, path)
         except Exception as e:  # noqa: BLE001 - Pillow raises many kinds for a broken file
             bad.append(f"{printable(path)} ({type(e).__name__}: {printable(str(e))[:80]})")
     if bad:
