@@ -263,3 +263,17 @@ def test_progress_bar_shows_rate_on_a_terminal_only():
         with Progress("eval", stream=stream, **kwargs) as bar:
             bar(5, 10)
         assert stream.getvalue() == ""
+
+
+def test_compare_float_data_refuses_nan_and_non_numbers_naming_the_sample(capsys, tmp_path):
+    """compare --float --data over N samples: NaN or infinity names the first sample holding it, and
+    an array of strings is refused, before either model runs (exit 6, one line)."""
+    x = real_data(6, seed=13)
+    x[4, 0, 0, 0] = np.inf
+    x[5, 1, 1, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x)
+    np.savez(tmp_path / "text.npz", x=np.full((3, 12, 12, 3), "a"))
+    for name, message in (("nan.npz", 'sample 4 of "x" (input 0) holds NaN or infinity (2 samples do)'),
+                          ("text.npz", '"x" holds <U1 values; input 0 takes real numbers')):
+        code, out, err = run(capsys, "compare", INT8, "--float", FLOAT, "--data", tmp_path / name)
+        assert code == cli.EXIT_INPUT and out == "" and err.count("\n") == 1 and message in err, err

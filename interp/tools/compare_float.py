@@ -160,7 +160,15 @@ def float_inputs_from_data(int8_it, float_it, arrays: dict[str, np.ndarray], sou
         if samples is None:
             raise InputError(f'{source}: "{k}" has shape {list(a.shape)}; input {i} takes {list(shape)} '
                              f"(or N samples of it: [N, {', '.join(map(str, shape))}])")
-        per_input.append(samples.astype(np.float32))
+        if samples.dtype.kind not in "biuf":
+            raise InputError(f'{source}: "{k}" holds {samples.dtype} values; input {i} takes real numbers')
+        samples = samples.astype(np.float32)
+        finite = np.isfinite(samples.reshape(len(samples), -1)).all(axis=1)
+        if not finite.all():
+            first = int(np.argmin(finite))
+            raise InputError(f'{source}: sample {first} of "{k}" (input {i}) holds NaN or infinity'
+                             + (f" ({int((~finite).sum())} samples do)" if (~finite).sum() > 1 else ""))
+        per_input.append(samples)
     counts = {a.shape[0] for a in per_input}
     if len(counts) != 1:
         raise InputError(f"{source}: the inputs hold different numbers of samples ({sorted(counts)})")
