@@ -275,6 +275,7 @@ def _snake(name: str) -> str:
 _U16 = struct.Struct("<H").unpack_from
 _U32 = struct.Struct("<I").unpack_from
 _I32 = struct.Struct("<i").unpack_from
+_I64 = struct.Struct("<q").unpack_from
 _STRUCT_CODES = {"Bool": "?", "Uint8": "B", "Int8": "b", "Uint16": "H", "Int16": "h", "Uint32": "I",
                  "Int32": "i", "Float32": "f", "Uint64": "Q", "Int64": "q", "Float64": "d"}
 _SCALAR_READERS = {name: struct.Struct("<" + code).unpack_from for name, code in _STRUCT_CODES.items()}
@@ -630,13 +631,12 @@ class _Parser:
         if n_scales == 0 or n_zps == 0:
             return None
         scales = np.frombuffer(buf, "<f4", n_scales, scale_start).astype(np.float32)
-        zps = np.frombuffer(buf, "<i8", n_zps, zp_start)
         # TFLM stores the int64 zero points in int32 fields (static_cast): they wrap, as here.
-        if n_zps == n_scales:
-            zps = ((zps + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+        if n_zps == n_scales and n_zps > 1:
+            zps = ((np.frombuffer(buf, "<i8", n_zps, zp_start) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
         else:
             # TFLM: zero_point[i] = zero_point()->Get(size == scale size ? i : 0), for any other count.
-            zps = np.full(n_scales, ((int(zps[0]) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31), np.int64)
+            zps = np.full(n_scales, ((_I64(buf, zp_start)[0] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31), np.int64)
         at = f[L.QuantizationParameters_QuantizedDimension]
         qdim = L.QuantizationParameters_QuantizedDimension_read(buf, pos + at)[0] if at else \
             L.QuantizationParameters_QuantizedDimension_default

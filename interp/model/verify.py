@@ -472,8 +472,10 @@ def check_quantization(t, s: int, name: str = "<bytes>") -> None:
     q = t.quantization
     if q is None or t.type_name not in _QUANTIZED_TYPES:
         return
-    where = _tensor_where(s, t)
     scales = q.scales
+    if scales.size == 1 and 0.0 < float(scales[0]) < math.inf:
+        return  # the common case, without the array passes below
+    where = _tensor_where(s, t)
     bad = ~np.isfinite(scales) | (scales <= 0)
     # An all-zero scale on an int32/int64 tensor (indices, shapes, some biases) means "not
     # quantized": TFLM's kernels never read it. On narrower types every kernel uses the scale.
@@ -544,7 +546,8 @@ def check_model(model) -> None:
         activation_bytes = 0
         readers = quantization_readers(sg)
         for t in sg.tensors:
-            check_shape(t.shape, _tensor_where(s, t), name)
+            if any(d < 0 for d in t.shape) or tensor_elements(t.shape) > MAX_TENSOR_ELEMENTS:
+                check_shape(t.shape, _tensor_where(s, t), name)  # raises, saying where
             if t.index in readers.per_channel:
                 check_per_channel(t, s, name)
                 check_quantization(t, s, name)
