@@ -187,14 +187,13 @@ def analyse(sg: Subgraph) -> GraphInfo:
                 # every variable a persistent buffer of its own.)
                 raise _undefined(sg, op, "writes a constant: TFLM would write into the model's own bytes (flash "
                                          "on a device), which the model's later invocations then read", tensor)
-            label = _here(sg, op, tensor)
             if t in op.inputs:
-                notes.append(f"{label}: computed in place")
+                notes.append(f"{_here(sg, op, tensor)}: computed in place")
             elif t in writers:
-                notes.append(f"{label}: written again (first by operator {writers[t][0]}); readers after "
-                             f"this one see the new value")
+                notes.append(f"{_here(sg, op, tensor)}: written again (first by operator {writers[t][0]}); "
+                             f"readers after this one see the new value")
             elif t in inputs:
-                notes.append(f"{label}: overwrites a graph input")
+                notes.append(f"{_here(sg, op, tensor)}: overwrites a graph input")
             writers.setdefault(t, []).append(op.index)
             available.add(t)
     for t in sg.outputs:
