@@ -106,3 +106,35 @@ def gather_inputs(tensors, inputs, batched: bool) -> tuple[list[np.ndarray], int
         arrays.append(a)
     # A model without inputs runs once per call, batched or not.
     return arrays, (n if batched and n is not None else 1)
+
+
+class SampleInputs:
+    """``gather_inputs(tensors, inputs, batched=False)`` with its common case precomputed: a list
+    or tuple (or, for one input, an array) of plain ``np.ndarray`` values, each of its input's
+    exact dtype and shape, is accepted after one comparison each; anything else — another
+    sequence, a dict, an ndarray subclass (masked, matrix, memmap), a wrong dtype, shape or count
+    — goes through ``gather_inputs`` itself, which accepts or refuses it with its own messages.
+    Models with a float (or complex) input, whose values are also checked for NaN and infinity,
+    or with an input microref cannot feed, always take that path."""
+
+    def __init__(self, tensors):
+        self.tensors = list(tensors)
+        plain = all(t.dtype is not None and t.dtype.kind not in "fc" for t in self.tensors)
+        # (dtype, shape) per input; None when every call takes gather_inputs.
+        self.specs = tuple((t.dtype, tuple(t.shape)) for t in self.tensors) if plain else None
+
+    def __call__(self, inputs) -> list[np.ndarray]:
+        """The inputs as arrays with a leading sample axis of 1 (views of the caller's arrays)."""
+        specs = self.specs
+        if specs is not None:
+            kind = type(inputs)
+            values = inputs if kind is list or kind is tuple else (inputs,) if kind is np.ndarray else None
+            if values is not None and len(values) == len(specs):
+                arrays = []
+                for (dtype, shape), v in zip(specs, values):
+                    if type(v) is not np.ndarray or v.dtype != dtype or v.shape != shape:
+                        break
+                    arrays.append(v[None])
+                else:
+                    return arrays
+        return gather_inputs(self.tensors, inputs, False)[0]

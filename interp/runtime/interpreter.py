@@ -17,7 +17,7 @@ from ops.variables import ResourceTable
 from ..errors import InputError, MicrorefError, ModelError, TensorLookupError, UnsupportedOpError, printable, where
 from ..model import Model, Tensor, analyse, load_model
 from ..model.graph import check_subgraph_calls, subgraph_calls
-from .inputs import gather_inputs, tensor_details
+from .inputs import SampleInputs, gather_inputs, tensor_details
 from .state import GraphCall, GraphInfo, PrepareContext, State
 from .values import dequantize_tensor, value_dtype, variable_reset_value
 
@@ -164,6 +164,11 @@ class Interpreter:
         self.kernels = self.subgraph_kernels[0]
         self._callees = {s: self._reachable_from(s) for s in self.reachable}
         self._schedules: dict[int, list] = {}
+        # run()'s input check, with its common case precomputed.
+        self._sample_inputs = SampleInputs([self.tensors[i] for i in sg.inputs])
+        # run()'s lean loop over subgraph 0 (see _build_plain_plan): None until the first run(),
+        # False for a model it does not fit.
+        self._plain_plan: list | bool | None = None
         self._activation_elements = sum(t.size for t in self.tensors if t.data is None)  # per sample
         self._kept: dict[int, np.ndarray] | None = None
         self._io: dict[int, np.ndarray] | None = None  # the last call's inputs and outputs
@@ -323,6 +328,8 @@ class Interpreter:
 
     # ------------------------------------------------------------------ running
     def _gather_inputs(self, inputs, batched: bool) -> tuple[list[np.ndarray], int]:
+        if not batched:
+            return self._sample_inputs(inputs), 1
         return gather_inputs([self.tensors[i] for i in self.subgraph.inputs], inputs, batched)
 
     def _build_schedule(self, s: int):
@@ -354,6 +361,48 @@ class Interpreter:
                              location if s == 0 else f"subgraph {s}, {location}"))
         return schedule
 
+    def _build_plain_plan(self) -> list | bool:
+        """Subgraph 0's schedule for run() without keep=True, when every operator is a plain
+        function of its inputs (no state, no subgraph calls, no variable tensors): per operator,
+        its kernel, its input list with the constants in place, the positions to fill from the
+        values computed so far, each output's index, shape (one sample) and dtype, the tensors
+        that die after it, and its location for errors. False when the model needs the general
+        loop."""
+        if self._variables[0]:
+            return False
+        plan = []
+        for _op, kernel, sources, outputs, dying, _key, stateful, uses_graph, location in self._schedule(0):
+            if stateful or uses_graph or kernel.writes_inputs:
+                return False
+            template = [const for _, const in sources]
+            fill = tuple((position, ti) for position, (ti, _) in enumerate(sources) if ti is not None)
+            checks = tuple((ti, (1,) + shape, dtype) for ti, shape, dtype in outputs)
+            plan.append((kernel, template, fill, checks, tuple(dying), location))
+        return plan
+
+    def _run_plain(self, plan: list, arrays: list[np.ndarray]) -> dict[int, np.ndarray]:
+        """One sample through subgraph 0 on the plain plan: what _run_subgraph does for such a
+        model with keep=False, without the branches it does not need."""
+        env = dict(zip(self.subgraph.inputs, arrays))
+        for kernel, template, fill, checks, dying, location in plan:
+            ins = template.copy()
+            for position, ti in fill:
+                ins[position] = env[ti]
+            outs = kernel.eval(ins)
+            for (ti, shape, dtype), value in zip(checks, outs):
+                if value.shape != shape or value.dtype != dtype:
+                    value = self._fix_output(location, self.tensors[ti], value, 1)
+                env[ti] = value
+            for ti in dying:
+                env.pop(ti, None)
+        return env
+
+    def _schedule(self, s: int) -> list:
+        schedule = self._schedules.get(s)
+        if schedule is None:
+            schedule = self._schedules[s] = self._build_schedule(s)
+        return schedule
+
     def _execute(self, arrays: list[np.ndarray], n: int, keep: bool, state: State) -> dict[int, np.ndarray]:
         """Run subgraph 0 on ``arrays`` (n samples) from ``state``, which is updated in place to the
         state after the call."""
@@ -367,9 +416,7 @@ class Interpreter:
                       keep: bool) -> dict[int, np.ndarray]:
         """One invocation of subgraph ``s`` (TFLM's InvokeSubgraph): its inputs are ``arrays``, its
         operators run in order; ``state`` (n samples) is read and updated."""
-        schedule = self._schedules.get(s)
-        if schedule is None:
-            schedule = self._schedules[s] = self._build_schedule(s)
+        schedule = self._schedule(s)
         sg = self.model.subgraphs[s]
         if len(arrays) != len(sg.inputs):
             # A control-flow kernel passing another number of values than the subgraph takes (a
@@ -430,6 +477,11 @@ class Interpreter:
         after any call; with keep=True every intermediate tensor is kept too, and the state before
         the call for ``state(before=True)``.
         """
+        plan = self._plain_plan
+        if plan is None:
+            plan = self._plain_plan = self._build_plain_plan()
+        if plan and not keep:
+            return self._run_plain_call(plan, inputs)
         arrays, n = self._gather_inputs(inputs, batched=False)
         state = self._state.copy()
         if keep:
@@ -443,6 +495,31 @@ class Interpreter:
         # the inputs a passed-through or reshaped output would view, not the state, not each other).
         outputs = [np.array(self._output_value(0, env, ti, n)[0]) for ti in self.subgraph.outputs]
         self._io = self._io_values([a[0] for a in arrays], outputs)
+        return outputs
+
+    def _run_plain_call(self, plan: list, inputs) -> list[np.ndarray]:
+        """run(inputs) on the plain plan: the same checks, values, copies and kept inputs and
+        outputs as the general path; the state, which such a model does not have, is untouched."""
+        arrays = self._sample_inputs(inputs)
+        if self._activation_elements < SMALL_RUN_ELEMENTS:
+            env = self._run_plain(plan, arrays)
+        else:
+            with _ufunc_buffer(UFUNC_BUFFER_ELEMENTS):
+                env = self._run_plain(plan, arrays)
+        # What tensor() gives after the call: copies of the inputs (the caller may change its
+        # arrays) and of the outputs (the caller owns those it gets back, which are copies too:
+        # sharing memory with nothing, as in run()).
+        io = {ti: np.array(a[0]) for ti, a in zip(self.subgraph.inputs, arrays)}
+        outputs = []
+        for ti in self.subgraph.outputs:
+            value = env[ti] if ti in env else self._output_value(0, env, ti, 1)
+            out = np.array(value[0])
+            outputs.append(out)
+            io[ti] = np.array(out)
+        calls = self._calls  # the per-thread attributes, set as run() sets them
+        calls._kept = None
+        calls._state_before = None
+        calls._io = io
         return outputs
 
     def run_batch(self, inputs, *, keep: bool = False, threads: int | None = None,
