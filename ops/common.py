@@ -9,8 +9,10 @@ import numpy as np
 
 from interp.model import Tensor
 
+from . import compiled
 from . import fixedpoint as fp
 from .c_semantics import float_to_int32_x86_scalar
+from .compiled import requantize as compiled_requantize
 
 ACTIVATION_NAMES = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
@@ -351,6 +353,11 @@ class Requantizer:
 
     Otherwise (left shifts, accumulators that may wrap int32, numerics variants) the int64
     primitives are used.
+
+    With compiled kernels enabled (ops.compiled) and the default double rounding, calls on more
+    than ``compiled_elements`` values instead run TFLM's integer arithmetic itself in one compiled
+    pass (ops/compiled/requantize.py), whatever the mode; from_scaled's rounding of a scaled
+    accumulator likewise runs _finish's float64 steps in one compiled pass.
     """
 
     def __init__(self, multiplier, shift, zero_point: int, act_min: int, act_max: int, out_dtype,
@@ -381,6 +388,9 @@ class Requantizer:
         self.thresholds = self.levels = None  # single mode's step thresholds (see _prepare_levels)
         self._tile_cache: dict = {}
         self._columns = None
+        # Built on the first compiled call (see _compiled_arguments / _compiled_finish).
+        self._compiled_args = False
+        self._compiled_tiled = self._finish_constants = None
         # Per-channel when any of multiplier, shift or bias is (a per-tensor scale with a bias).
         self.channels = int(np.broadcast(self.multiplier, self.shift,
                                          self.bias if self.bias is not None else 0).size)
@@ -469,8 +479,73 @@ class Requantizer:
                                for c in (scale, offset, high + rounding, threshold, np.ldexp(1.0, -right)))
         _assert_float64(self.constants)
 
+    # Calls on more values than this take the compiled kernels of ops.compiled.requantize when they
+    # are enabled. A compiled call costs ~2.4 µs + 0.4–0.6 ns per value, against numpy's ~7 µs +
+    # 1.5–2.5 ns (the thresholds: ~2.8 µs + 9 ns), so per call it wins at any size; the threshold
+    # is there for the first call, which imports numba and loads the kernels (~0.4 s): models whose
+    # requantizations are all small never pay that. At batch 32, 95–100% of the benchmark models'
+    # requantized values come in calls above it. A class attribute so that tests can force either path.
+    compiled_elements = 4096
+
+    def compiled_for(self, size: int) -> bool:
+        """Whether a call on ``size`` values takes the compiled kernel. Then the plain accumulator
+        (a float32 GEMM) is the cheaper input: with compiled kernels on, a float64 GEMM through
+        scaled_weights followed by from_scaled was measured 15–45% slower than the float32 GEMM
+        followed by this requantization, on the convolutions that use it (depth <= 16)."""
+        return self._use_compiled(size)
+
+    def _compiled_arguments(self):
+        """The compiled kernels' per-channel int64 parameters, or None where the numpy path must
+        run (a numerics variant: single rounding; multipliers beyond int32 or right shifts beyond
+        31, which quantize_multiplier never produces). Built on first use (prepare stays cheap);
+        building it twice from two threads gives the same tuple."""
+        got = self._compiled_args
+        if got is not False:
+            return got
+        got = None
+        m, shift = self.multiplier, self.shift
+        right = np.maximum(-shift, 0)
+        if (self.numerics is None or self.numerics.rounding == "double") \
+                and bool(np.all((m >= fp.INT32_MIN) & (m <= fp.INT32_MAX))) and bool(np.all(right <= 31)):
+            c = self.channels
+            left = np.maximum(shift, 0) & 31  # C's 1 << shift on x86: the count masked to 5 bits
+            per_channel = tuple(np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64), (c,))) for v in (
+                self.bias if self.bias is not None else 0, m, left, right))
+            got = per_channel + (np.int64(self.zero_point), np.int64(self.act_min), np.int64(self.act_max),
+                                 bool(self.may_wrap), bool(np.any(left)))
+        self._compiled_args = got
+        return got
+
+    def _use_compiled(self, size: int) -> bool:
+        return size > self.compiled_elements and compiled.enabled() and self._compiled_arguments() is not None
+
+    def _compiled_last_axis(self, acc: np.ndarray) -> np.ndarray | None:
+        """The compiled requantization of a (…, C) accumulator, or None when its layout does not
+        match the channels (the numpy path broadcasts; this kernel does not)."""
+        c = self.channels
+        if acc.ndim == 0 or c > 1 and acc.shape[-1] != c:
+            return None
+        out = np.empty(acc.shape, self.out_dtype)
+        args = self._compiled_arguments()
+        if c == 1:  # per-tensor: one long row, whatever the layout
+            compiled_requantize.requantize_channel_major(
+                np.ascontiguousarray(acc).reshape(1, 1, -1), *args, out.reshape(1, 1, -1))
+        else:
+            tiled = self._compiled_tiled
+            if tiled is None:  # rows of ~512 values: short rows of a few channels do not vectorise
+                k = max(1, 512 // c)
+                tiled = self._compiled_tiled = tuple(np.tile(v, k) for v in args[:4]) + args[4:]
+            compiled_requantize.requantize_last_axis(np.ascontiguousarray(acc).reshape(-1), *tiled, out.reshape(-1))
+        return out
+
     def __call__(self, acc: np.ndarray) -> np.ndarray:
         """Requantize an accumulator (integer-valued, any numeric dtype); the bias is added here."""
+        if self.thresholds is not None and acc.size <= self.small_elements:
+            return self.from_levels(self._scaled(acc, self.constants))
+        if self._use_compiled(acc.size):
+            out = self._compiled_last_axis(acc)
+            if out is not None:
+                return out
         if self.mode is None:
             a = acc.astype(np.int64)
             if self.bias is not None:
@@ -479,8 +554,6 @@ class Requantizer:
                 a = fp.wrap_int32(a)
             return requantize(a, self.multiplier, self.shift, self.zero_point, self.act_min, self.act_max,
                               self.numerics).astype(self.out_dtype)
-        if self.thresholds is not None and acc.size <= self.small_elements:
-            return self.from_levels(self._scaled(acc, self.constants))
         shape = acc.shape
         acc, constants = self._rows(acc)
         return self._finish(self._scaled(acc, constants), constants).reshape(shape)
@@ -498,6 +571,15 @@ class Requantizer:
         half as much as going through a transposed view, and leaves the caller a narrow array
         to transpose.
         """
+        if self._use_compiled(acc.size) and acc.ndim >= 2 and (self.channels == 1 or acc.shape[-2] == self.channels) \
+                and not (self.thresholds is not None and acc.size <= self.small_elements):
+            out = np.empty(acc.shape, self.out_dtype)
+            # (B, C, L); per-tensor: one row (-1 cannot stand for B in an empty tensor).
+            shape = ((math.prod(acc.shape[:-2]), self.channels, acc.shape[-1]) if self.channels > 1
+                     else (1, 1, acc.size))
+            compiled_requantize.requantize_channel_major(np.ascontiguousarray(acc).reshape(shape),
+                                                         *self._compiled_arguments(), out.reshape(shape))
+            return out
         if self.mode is None:
             return np.swapaxes(self(np.swapaxes(acc, -1, -2)), -1, -2)
         if self._columns is None:
@@ -546,9 +628,27 @@ class Requantizer:
         """The output from the product of [x, 1] with scaled_weights; ``t`` is clobbered."""
         if self.thresholds is not None and t.size <= self.small_elements:
             return self.from_levels(t)
+        if t.size > self.compiled_elements and compiled.enabled() and t.ndim \
+                and (self.channels == 1 or t.shape[-1] == self.channels):
+            return self._compiled_finish(t)
         shape = t.shape
         t, constants = self._rows(t)
         return self._finish(t, constants).reshape(shape)
+
+    def _compiled_finish(self, t: np.ndarray) -> np.ndarray:
+        """_finish of a (…, C) scaled accumulator by one compiled pass (the same float64
+        operations in the same order, value by value)."""
+        tiled = self._finish_constants
+        if tiled is None:  # each channel's constants repeated to rows of ~512 values (they vectorise)
+            c = self.channels
+            tiled = self._finish_constants = tuple(
+                np.tile(np.broadcast_to(np.asarray(v, np.float64), (c,)), max(1, 512 // c)) for v in self.constants[2:])
+        out = np.empty(t.shape, self.out_dtype)
+        kernel = (compiled_requantize.finish_single_last_axis if self.mode == "single"
+                  else compiled_requantize.finish_split_last_axis)
+        kernel(np.ascontiguousarray(t).reshape(-1), *tiled, self.negative_step_matters, self.low, self.high,
+               out.reshape(-1))
+        return out
 
     def _rows(self, a: np.ndarray):
         """``a`` with rows of k·C elements and the constants repeated to match.
