@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import common
+from . import common, compiled
 from . import fixedpoint as fp
 from .common import (
     ExactIntegerMatmul,
@@ -27,10 +27,11 @@ from .common import (
     sliding_windows,
     workspace,
 )
+from .compiled import depthwise as compiled_depthwise
 from .params import ConvParams, QuantizedOutput, frozen_array, params_as_dict
 from .parse_checks import check_parsed_options
 from .reference import conv_2d, depthwise_conv_2d
-from .registry import OpKernel, PrepareContext, register
+from .registry import DEFAULT_NUMERICS, OpKernel, PrepareContext, register
 
 
 class _ConvBase(OpKernel):
@@ -352,6 +353,12 @@ class DepthwiseConv2D(_ConvBase):
     SMALL_MATMUL_ELEMENTS = 1024
     # (C_in, K, dm) float32 weights of the per-channel product, when the sums are exact in float32.
     weights_by_channel = None
+    # Calls with at least this many output values (all samples) run the compiled integer kernel
+    # (ops/compiled/depthwise.py) when compiled kernels are enabled: below it, numba's one-time
+    # import and load (~0.3 s) would cost more than tiny models ever save. Tests set it to 0.
+    COMPILED_MIN_ELEMENTS = 1 << 15
+    # The compiled kernel's parameters (int8 and 16x8 with the default numerics), else None.
+    compiled_params = None
     def prepare(self, ctx: PrepareContext):
         self.prepare_fast(ctx)
         self.params = self.conv_params(self.depth_multiplier)
@@ -414,6 +421,12 @@ class DepthwiseConv2D(_ConvBase):
         wants_gemm = kh * kw <= 16 if forced is None else forced == "gemm"
         if self.kind == "INT8" and self.in_hwc[2] == 1 and dm > 1 and wants_gemm and not self.use_matmul:
             self.scaled_weights = self.requantizer.scaled_weights(weights.reshape(kh * kw, dm))
+        if self.numerics == DEFAULT_NUMERICS:
+            # TFLM's integer loop itself, with the raw bias (it wraps int32 as C does; see the module).
+            self.compiled_params = compiled_depthwise.plan(
+                self.kind, self.in_hwc, self.out_hw, self.stride, self.dilation, (self.pad_top, self.pad_left), dm,
+                self.input_offset, self.output_offset, self.act_min, self.act_max, weights, self.bias,
+                self.multiplier, self.shift)
         self._prepare_layout()
 
     def _prepare_layout(self):
@@ -485,6 +498,10 @@ class DepthwiseConv2D(_ConvBase):
 
     def eval(self, inputs):
         x = inputs[0]
+        if (self.compiled_params is not None and x.shape[0] * self.out_tensor.size >= self.COMPILED_MIN_ELEMENTS
+                and compiled.enabled()):
+            y = compiled_depthwise.depthwise_conv(self.compiled_params, x, self.out_hw, self.out_tensor.dtype)
+            return [y.reshape((x.shape[0],) + self.out_tensor.shape)]
         if self.scaled_weights is not None:
             return [self._eval_gemm(x)]
         small = (self.weights_by_channel is not None
