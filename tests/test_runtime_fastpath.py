@@ -226,3 +226,21 @@ def test_models_with_state_or_subgraph_calls_keep_the_general_loop():
     assert it.run([np.array([True]), v])[0].tolist() == [3, 4]
     assert it.run([np.array([False]), v])[0].tolist() == [3, -4]
     assert it._plain_plan is False
+
+
+def test_zero_dimensional_inputs_and_outputs_are_arrays_as_in_the_general_path():
+    b = ModelBuilder()
+    x = b.input("x", [], "INT8", **Q)
+    y = b.tensor("y", [], "INT8", **Q)
+    b.op("ABS", [x], [y])
+    b.output(y, x)
+    it = Interpreter.from_bytes(b.build())
+    x0 = np.array(-5, np.int8)
+    plain = it.run([x0])
+    assert isinstance(it._plain_plan, list)
+    general = it.run([x0], keep=True)
+    for p, g in zip(plain, general):
+        assert type(p) is type(g) is np.ndarray and p.shape == g.shape == () and p.tobytes() == g.tobytes()
+    it.run([x0])
+    assert type(it.tensor(y)) is np.ndarray and it.tensor(y).shape == () and it.tensor(y) == general[0]
+    assert type(it.tensor(x)) is np.ndarray and it.tensor(x).shape == () and it.tensor(x) == -5

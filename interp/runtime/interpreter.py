@@ -377,7 +377,9 @@ class Interpreter:
             template = [const for _, const in sources]
             fill = tuple((position, ti) for position, (ti, _) in enumerate(sources) if ti is not None)
             checks = tuple((ti, (1,) + shape, dtype) for ti, shape, dtype in outputs)
-            plan.append((kernel, template, fill, checks, tuple(dying), location))
+            # Only computed values are ever in the loop's values (constants are in the template).
+            dying = tuple(ti for ti in dying if any(ti == t for _, t in fill))
+            plan.append((kernel, template, fill, checks, dying, location))
         return plan
 
     def _run_plain(self, plan: list, arrays: list[np.ndarray]) -> dict[int, np.ndarray]:
@@ -388,8 +390,7 @@ class Interpreter:
             ins = template.copy()
             for position, ti in fill:
                 ins[position] = env[ti]
-            outs = kernel.eval(ins)
-            for (ti, shape, dtype), value in zip(checks, outs):
+            for (ti, shape, dtype), value in zip(checks, kernel.eval(ins)):
                 if value.shape != shape or value.dtype != dtype:
                     value = self._fix_output(location, self.tensors[ti], value, 1)
                 env[ti] = value
@@ -509,10 +510,16 @@ class Interpreter:
         # What tensor() gives after the call: copies of the inputs (the caller may change its
         # arrays) and of the outputs (the caller owns those it gets back, which are copies too:
         # sharing memory with nothing, as in run()).
-        io = {ti: np.array(a[0]) for ti, a in zip(self.subgraph.inputs, arrays)}
+        # (np.array, not ndarray.copy: one sample of a 0-d tensor is a numpy scalar, which np.array
+        # makes a 0-d array.)
+        io = {}
+        for ti, a in zip(self.subgraph.inputs, arrays):
+            io[ti] = np.array(a[0])
         outputs = []
         for ti in self.subgraph.outputs:
-            value = env[ti] if ti in env else self._output_value(0, env, ti, 1)
+            value = env.get(ti)
+            if value is None:
+                value = self._output_value(0, env, ti, 1)
             out = np.array(value[0])
             outputs.append(out)
             io[ti] = np.array(out)
