@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import compiled
 from . import fixedpoint as fp
 from .common import (
     activation_range_float,
@@ -18,6 +19,7 @@ from .common import (
     compute_padding_height_width,
     sliding_windows,
 )
+from .compiled import pooling as compiled_pooling
 from .params import PoolParams, params_as_dict
 from .reference import average_pool, max_pool
 from .registry import OpKernel, expect_types, register
@@ -182,6 +184,10 @@ class AveragePool2D(_Pool2D):
     reference = staticmethod(average_pool)
     # Sums below this bound never wrap in int32 (tests lower it to force the wrapping path).
     WRAP_FREE_BOUND = 1 << 31
+    # int8/int16 calls reading at least this many input values (all samples) run TFLM's loop
+    # compiled (ops/compiled/pooling.py) when compiled kernels are enabled: smaller ones would pay
+    # numba's first import (~0.4 s) for microseconds. Tests set it to 0 or beyond any input.
+    COMPILED_MIN_ELEMENTS = 1 << 15
 
     def prepare(self, ctx):
         super().prepare(ctx)
@@ -202,6 +208,12 @@ class AveragePool2D(_Pool2D):
         if self.kind == "FLOAT32":
             with np.errstate(all="ignore"):  # inf/NaN arithmetic is C's, not an error
                 return self.finish(self.eval_float(x), n)
+        if x.size >= self.COMPILED_MIN_ELEMENTS and compiled.enabled():
+            images = np.ascontiguousarray(x.reshape((-1,) + x.shape[-3:]))
+            y = np.empty((images.shape[0],) + self.out_hw + (images.shape[3],), self.out_tensor.dtype)
+            compiled_pooling.average_pool_int(images, self.stride[0], self.stride[1], self.pad[0], self.pad[1],
+                                              self.filter[0], self.filter[1], self.act_min, self.act_max, y)
+            return self.finish(y, n)
         # (NB, OH, OW, C): TFLM's int32 accumulator
         acc = _combine_taps(np.add, self.windows(x, fill=0), np.int64, 0)
         count = self.counts[None, :, :, None]
