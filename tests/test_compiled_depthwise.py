@@ -11,6 +11,7 @@ accumulators. Skipped without numba.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -20,6 +21,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("numba")
+if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
+    pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 from interp import Interpreter, ModelError  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
@@ -287,7 +290,6 @@ it.run([np.zeros((1, 64, 64, 16), np.int8)])
 assert "numba" in sys.modules, "the large eval did not take the compiled path"
 """
     env_path = [p for p in sys.path if p]
-    import os
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join([root] + env_path),
