@@ -609,8 +609,11 @@ class Interpreter:
         """The values ``tensor()`` gives after a call without keep=True: the model's inputs and
         outputs."""
         # Copies: the caller owns the arrays it passed and the ones it got back.
-        io = {ti: np.array(v) for ti, v in zip(self.subgraph.inputs, inputs)}
-        io.update((ti, np.array(v)) for ti, v in zip(self.subgraph.outputs, outputs))
+        io = {}
+        for ti, v in zip(self.subgraph.inputs, inputs):
+            io[ti] = np.array(v)
+        for ti, v in zip(self.subgraph.outputs, outputs):
+            io[ti] = np.array(v)
         return io
 
     def _output_value(self, s: int, env, ti: int, n: int) -> np.ndarray:
