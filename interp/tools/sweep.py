@@ -355,7 +355,8 @@ def format_sweep(result: SweepResult, command: str = "microref compare") -> str:
     seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else (
         f"seeds {seeds[0]}..{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else f"{len(seeds)} seeds")
     n = len(result.cases)
-    where = printable(result.folder) if result.folder else "the models given"
+    where = printable(result.folder) if result.folder else (
+        printable(result.models[0].model) if len(result.models) == 1 else "(the models given)")
     rate = n / result.seconds if result.seconds > 0 else math.inf
     lines = [f"{command} {where} --against {result.against}: {len(result.models)} model"
              f"{'s' if len(result.models) != 1 else ''} × {len(seeds)} ({seed_text}) = {n} case{'s' if n != 1 else ''}",
