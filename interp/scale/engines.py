@@ -360,6 +360,25 @@ def _ray_apply(fn: Callable, context_ref: list, key: str, item) -> Any:
     return fn(worker_cache(_RAY_CONTEXTS, key, fetch), item)
 
 
+class _DropTokenAuthNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Token authentication is enabled for this Ray cluster")
+
+
+@contextlib.contextmanager
+def _without_token_auth_notice():
+    """Ray's notice that the local Ray started for a command has token authentication on (a
+    secure default, nothing the user did) kept off the command's stderr; its warning that
+    authentication is off still shows."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    notice = _DropTokenAuthNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None, workers: int | None):
     """Ray, initialised for the block if the caller has not done it (and shut down after)."""
@@ -373,7 +392,9 @@ def ray_session(address: str | None, workers: int | None):
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+            with _without_token_auth_notice():
+                ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING,
+                         log_to_driver=False)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
         with contextlib.suppress(Exception):
             ray.shutdown()
