@@ -10,7 +10,9 @@ numpy broadcasting reproduces both. For int8 operands the formula is a function 
 input pairs: its tabulation turns eval into a table gather. The table is built lazily, on the
 first call large enough to pay for it (or once small calls have spent what building it costs);
 until then eval computes the formula directly. Loading and preparing a model (what every fuzzing
-example pays) never builds it.
+example pays) never builds it. Large calls (batched inference) with compiled kernels enabled
+gather from the table in one compiled pass, and int16 ADD/SUB/MUL run their formula compiled
+(ops/compiled/elementwise.py); ``eval_reference`` is ops.reference's plain formula.
 """
 from __future__ import annotations
 
