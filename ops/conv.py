@@ -28,6 +28,7 @@ from .common import (
     workspace,
 )
 from .compiled import depthwise as compiled_depthwise
+from .compiled import gemm as compiled_gemm
 from .params import ConvParams, QuantizedOutput, frozen_array, params_as_dict
 from .parse_checks import check_parsed_options
 from .reference import conv_2d, depthwise_conv_2d
@@ -224,6 +225,20 @@ class Conv2D(_ConvBase):
     notes = "SAME/VALID, stride, dilation, per-channel, grouped"
 
     SCALED_GEMM_MAX_DEPTH = 16
+    # The compiled integer direct convolution (ops/compiled/gemm.py) runs calls with at least
+    # COMPILED_MIN_ELEMENTS output values (all samples) when compiled kernels are on, for filters
+    # with at least COMPILED_MIN_DEPTH taps·channels whose output channels pad to sixteens with at
+    # most a quarter wasted. Below those its per-block overhead loses to the float32 GEMM (measured,
+    # batch 32, one thread: 1x1 over 8 or 16 channels 0.6-0.9x; 3x3 x 3 channels -> 8 0.8x; K >= 27
+    # with 16+ channels 1.1-3.1x; benchmarks/gemm_probe.py). Tests set them to force either path.
+    COMPILED_MIN_ELEMENTS = 1 << 15
+    COMPILED_MIN_DEPTH = 24
+    COMPILED_MAX_PADDING = 1.25
+    # (weights, geometry) of the compiled kernel (int8 / 16x8, groups 1, default numerics), else None.
+    compiled_gemm = None
+    # Images per compiled call: about this many int32 accumulators (L2-sized), at least one image.
+    COMPILED_CHUNK_VALUES = 1 << 16
+
     def prepare(self, ctx: PrepareContext):
         check_parsed_options(ctx)
         self.prepare_fast(ctx)
@@ -275,6 +290,18 @@ class Conv2D(_ConvBase):
         # A 1x1 stride-1 convolution over the same-sized output is a plain product over pixels.
         self.pointwise = (self.kernel_hw == (1, 1) and self.stride == (1, 1) and self.groups == 1
                           and self.out_hw == self.in_hwc[:2] and (self.pad_top, self.pad_left) == (0, 0))
+        self.compiled_gemm = None
+        oc = self.out_tensor.shape[3]
+        if (self.groups == 1 and self.numerics == DEFAULT_NUMERICS and weights.shape[0] >= self.COMPILED_MIN_DEPTH
+                and -(-oc // 16) * 16 <= self.COMPILED_MAX_PADDING * oc):
+            # Exact: weights_plan proves every partial sum below 2^31 (its int32 accumulators are
+            # then the integers the GEMM above computes) or returns None; the same requantizer follows.
+            planned = compiled_gemm.weights_plan(weights, filter_depth, self.max_abs_input)
+            geometry = compiled_gemm.conv_plan(self.in_hwc, self.out_hw, self.kernel_hw, self.stride, self.dilation,
+                                               (self.pad_top, self.pad_left), self.pad_value)
+            if planned is not None and geometry is not None:
+                assert planned.bound < (1 << 31)
+                self.compiled_gemm = (planned, geometry)
 
     def eval(self, inputs):
         x = inputs[0]
@@ -282,6 +309,9 @@ class Conv2D(_ConvBase):
             return [self._eval_float(x)]
         oh, ow = self.out_hw
         oc = self.out_tensor.shape[3]
+        if (self.compiled_gemm is not None and x.shape[0] * self.out_tensor.size >= self.COMPILED_MIN_ELEMENTS
+                and compiled.enabled()):
+            return [self._eval_compiled(x)]
         out = np.empty((x.size // math.prod(self.in_hwc), oh, ow, oc), self.out_tensor.dtype)
         if self.pointwise:
             # A 1x1 stride-1 convolution is a plain matrix product over pixels.
@@ -316,6 +346,22 @@ class Conv2D(_ConvBase):
                                       for g, m in enumerate(self.matmuls)], axis=1)
             out[bs, rs] = self.finish(acc).reshape(part.shape[:3] + (oc,))
         return [out.reshape((x.shape[0],) + self.out_tensor.shape)]
+
+    def _eval_compiled(self, x: np.ndarray) -> np.ndarray:
+        """The compiled direct convolution's exact int32 accumulators, a chunk of images at a time,
+        through the op's requantizer."""
+        w, g = self.compiled_gemm
+        (oh, ow), oc = self.out_hw, self.out_tensor.shape[3]
+        images = x.reshape((-1,) + self.in_hwc)
+        out = np.empty((images.shape[0] * oh * ow, oc), self.out_tensor.dtype)
+        step = max(1, self.COMPILED_CHUNK_VALUES // (oh * ow * w.padded_channels))
+        for start in range(0, images.shape[0], step):
+            part = images[start:start + step]
+            padded = workspace("conv-compiled-padded", (part.shape[0],) + g.padded_hwc, np.int16)
+            acc = workspace("conv-compiled-acc", (part.shape[0] * oh * ow, w.padded_channels), np.int32)
+            out[start * oh * ow:(start + part.shape[0]) * oh * ow] = self.finish(
+                compiled_gemm.conv(w, g, np.ascontiguousarray(part), padded, acc))
+        return out.reshape((x.shape[0],) + self.out_tensor.shape)
 
     def _wants_scaled_product(self, size: int) -> bool:
         """Whether a block of ``size`` outputs runs the scale-folded float64 GEMM. Not when the

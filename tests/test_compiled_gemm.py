@@ -1,0 +1,228 @@
+"""The compiled integer direct convolution of CONV_2D (ops/compiled/gemm.py) equals the reference
+kernel byte for byte, and TFLM itself.
+
+The compiled path is forced (``use_compiled(True)``, ``COMPILED_MIN_ELEMENTS = 0``,
+``COMPILED_MIN_DEPTH = 0``, any channel padding) on random models over shapes, strides,
+dilations, both paddings, per-channel scales from tiny to huge, zero points at the ends of the
+range, int4 and 16x8 filters, the largest |w| everywhere, biases near ±2^31 and model batches,
+and compared with ``kernels="reference"``; accumulator bounds just under 2^31 take the path and
+just over are refused (and still equal). A few cases run against TFLM. Skipped without numba.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("numba")
+if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
+    pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
+
+import diff_support as ds  # noqa: E402
+
+from interp import Interpreter, ModelError  # noqa: E402
+from interp.builder import ModelBuilder  # noqa: E402
+from interp.errors import UnsupportedOpError  # noqa: E402
+from ops.compiled import gemm as compiled_gemm  # noqa: E402
+from ops.compiled import use_compiled  # noqa: E402
+from ops.conv import Conv2D  # noqa: E402
+
+SAMPLES = 3
+seeds = st.integers(0, 2 ** 32 - 1)
+
+
+def _forced(mp):
+    mp.setattr(Conv2D, "COMPILED_MIN_ELEMENTS", 0)
+    mp.setattr(Conv2D, "COMPILED_MIN_DEPTH", 0)
+    mp.setattr(Conv2D, "COMPILED_MAX_PADDING", 100.0)
+
+
+def _inputs(rng, interpreter, zero_point, extremes):
+    d = interpreter.input_details[0]
+    shape = (SAMPLES,) + tuple(int(s) for s in d["shape"])
+    info = np.iinfo(np.dtype(d["dtype"]))
+    if extremes:  # the ends of the range and the zero point: the largest |x - zp|
+        values = rng.choice(np.array([info.min, info.min + 1, info.max, np.clip(zero_point, info.min, info.max)]),
+                            shape)
+    else:
+        values = rng.integers(info.min, info.max, shape, endpoint=True)
+    return values.astype(d["dtype"])
+
+
+def assert_compiled_equals_reference(data: bytes, rng, zero_point: int, extremes: bool) -> Conv2D:
+    try:
+        reference = Interpreter.from_bytes(data, kernels="reference")
+    except (ModelError, UnsupportedOpError):
+        assume(False)
+    with pytest.MonkeyPatch.context() as mp, use_compiled(True):
+        _forced(mp)
+        fast = Interpreter.from_bytes(data)
+        x = _inputs(rng, fast, zero_point, extremes)
+        got, want = fast.run_batch([x])[0], reference.run_batch([x])[0]
+        single = fast.run([x[0]])[0]
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert got.tobytes() == want.tobytes(), \
+        f"{np.count_nonzero(got != want)} of {got.size} values differ: compiled {got.ravel()[:8]}, " \
+        f"reference {want.ravel()[:8]}"
+    assert single.tobytes() == want[0].tobytes()
+    return fast.kernels[0]
+
+
+def _size(padding, size, kernel, stride, dilation):
+    return ds.window_output_size(padding, size, kernel, stride, dilation)
+
+
+def conv_model(rng, *, kind="INT8", batch=1, h=6, w=6, c=4, oc=16, kh=3, kw=3, stride=(1, 1), dilation=(1, 1),
+               padding="SAME", zp_in=0, zp_out=0, input_scale=0.02, output_scale=0.05, filter_scales=(0.01,),
+               bias_kind="INT32", bias_bits=16, activation="NONE", extreme_weights=False, bias_wrap=False):
+    io = "INT16" if kind == "INT16" else "INT8"
+    filter_type = "INT4" if kind == "INT4" else "INT8"
+    per_channel = len(filter_scales) > 1
+    oh, ow = _size(padding, h, kh, stride[0], dilation[0]), _size(padding, w, kw, stride[1], dilation[1])
+    b = ModelBuilder()
+    x = b.input("x", [batch, h, w, c], io, scale=input_scale, zero_point=zp_in)
+    lo, hi = (-8, 7) if filter_type == "INT4" else (-128, 127)
+    weights = rng.integers(lo, hi, (oc, kh, kw, c), endpoint=True).astype(np.int8)
+    if extreme_weights:
+        weights = np.where(rng.integers(0, 2, weights.shape) == 1, lo, hi).astype(np.int8)
+    wt = b.constant("w", weights, filter_type, scale=list(filter_scales) if per_channel else filter_scales[0],
+                    zero_point=0, quantized_dimension=0)
+    inputs = [x, wt]
+    if bias_kind is not None:
+        top = 2 ** bias_bits - 1
+        values = rng.integers(-top - 1, top, oc, endpoint=True, dtype=np.int64)
+        if bias_wrap:
+            values = np.where(rng.integers(0, 2, oc) == 1, (1 << 31) - 1, -(1 << 31))
+        inputs.append(b.constant("b", values.astype(bias_kind.lower()), bias_kind,
+                                 scale=[input_scale * s for s in filter_scales] if per_channel
+                                 else input_scale * filter_scales[0], zero_point=0))
+    y = b.tensor("y", [batch, oh, ow, oc], io, scale=output_scale, zero_point=zp_out)
+    b.op("CONV_2D", inputs, [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
+         dilation_h_factor=dilation[0], dilation_w_factor=dilation[1], fused_activation_function=activation)
+    b.output(y)
+    return b.build()
+
+
+@st.composite
+def conv_models(draw, kind):
+    rng = np.random.default_rng(draw(seeds))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.sampled_from([1, 1, 2, 3])), draw(st.sampled_from([1, 1, 2, 3])))
+    dilation = (draw(st.sampled_from([1, 1, 2])), draw(st.sampled_from([1, 1, 2])))
+    padding = draw(st.sampled_from(["SAME", "VALID"]))
+    h, w = draw(st.integers(1, 11)), draw(st.integers(1, 11))
+    if padding == "VALID":
+        h, w = max(h, (kh - 1) * dilation[0] + 1), max(w, (kw - 1) * dilation[1] + 1)
+    c = draw(st.sampled_from([1, 2, 3, 5, 8, 16, 33]))
+    oc = draw(st.sampled_from([1, 3, 8, 16, 17, 32, 40, 64, 80]))
+    io = "INT16" if kind == "INT16" else "INT8"
+    zp_in = 0 if io == "INT16" else draw(st.sampled_from([-128, 127, 0, -1]) | st.integers(-128, 127))
+    zp_out = 0 if io == "INT16" else draw(st.sampled_from([-128, 127, 0]) | st.integers(-128, 127))
+    input_scale = float(np.float32(2.0 ** draw(st.floats(-12, 2))))
+    output_scale = float(np.float32(2.0 ** draw(st.floats(-14, 10))))
+    n_scales = oc if draw(st.booleans()) else 1
+    exponents = draw(st.lists(st.floats(-30, 0) | st.sampled_from([-30.0, -9.0, 0.0]), min_size=n_scales,
+                              max_size=n_scales))
+    bias_kind = draw(st.sampled_from([None, "INT64", "INT32"] if io == "INT16" else [None, "INT32", "INT32"]))
+    bias_bits = draw(st.sampled_from([0, 12, 20, 31]) | st.integers(0, 31))
+    data = conv_model(rng, kind=kind, batch=draw(st.integers(1, 2)), h=h, w=w, c=c, oc=oc, kh=kh, kw=kw,
+                      stride=stride, dilation=dilation, padding=padding, zp_in=zp_in, zp_out=zp_out,
+                      input_scale=input_scale, output_scale=output_scale,
+                      filter_scales=[float(np.float32(2.0 ** e)) for e in exponents], bias_kind=bias_kind,
+                      bias_bits=bias_bits, activation=draw(st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"])),
+                      extreme_weights=draw(st.booleans()),
+                      bias_wrap=bias_kind == "INT32" and bias_bits == 31 and draw(st.booleans()))
+    return data, rng, zp_in, draw(st.booleans())
+
+
+@pytest.mark.parametrize("kind", ["INT8", "INT4", "INT16"])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_compiled_conv_equals_reference(kind, data):
+    model, rng, zp_in, extremes = data.draw(conv_models(kind))
+    kernel = assert_compiled_equals_reference(model, rng, zp_in, extremes)
+    if kind != "INT16":  # (16x8 filters may be refused by the 2^31 bound: numpy runs then, equally exact)
+        assert kernel.compiled_gemm is not None
+
+
+def test_real_layer_shapes_equal_reference():
+    """ResNet / MobileNet-like layers: 3x3 over 16-64 channels, 1x1 pointwise up to 160 channels,
+    channel counts that use every register block (16, 32, 48, 64, 96)."""
+    rng = np.random.default_rng(3)
+    for h, c, oc, k, stride in [(16, 16, 16, 3, 1), (8, 32, 64, 3, 2), (8, 64, 64, 3, 1), (7, 96, 48, 1, 1),
+                                (5, 160, 96, 1, 1), (9, 3, 32, 3, 2)]:
+        data = conv_model(rng, batch=2, h=h, w=h, c=c, oc=oc, kh=k, kw=k, stride=(stride, stride), zp_in=-7,
+                          zp_out=4, filter_scales=tuple(rng.uniform(1e-3, 2e-2, oc)), activation="RELU6")
+        assert assert_compiled_equals_reference(data, rng, -7, False).compiled_gemm is not None
+
+
+def _bound_model(rng, depth_channels, kind="INT16"):
+    """A 1x1 convolution whose accumulator bound is Σ|w|·32768 = depth_channels·128·32768."""
+    b = ModelBuilder()
+    x = b.input("x", [1, 2, 2, depth_channels], kind, scale=1e-4, zero_point=0)
+    weights = np.full((16, 1, 1, depth_channels), -128, np.int8)
+    wt = b.constant("w", weights, "INT8", scale=1e-6, zero_point=0)
+    y = b.tensor("y", [1, 2, 2, 16], kind, scale=1.0, zero_point=0)
+    b.op("CONV_2D", [x, wt], [y], padding="VALID", stride_h=1, stride_w=1, quantized_bias_type=2)
+    b.output(y)
+    return b.build()
+
+
+def test_accumulator_bound_near_2_31():
+    """16x8 with |w| = 128 everywhere: K = 511 gives a bound of 511·2^22 < 2^31 (the compiled
+    path, whose int32 sums reach -2^31 + 2^22 on inputs of -32768), K = 512 gives exactly 2^31
+    (refused: the numpy path runs); both equal the reference on the extreme inputs."""
+    rng = np.random.default_rng(5)
+    for depth, taken in [(511, True), (512, False)]:
+        kernel = assert_compiled_equals_reference(_bound_model(rng, depth), rng, 0, True)
+        assert (kernel.compiled_gemm is not None) == taken
+        assert kernel.compiled_gemm is None or kernel.compiled_gemm[0].bound == depth * 128 * 32768
+
+
+def test_weights_plan_refuses_what_int32_cannot_hold():
+    w = np.full((4, 3), 127, np.int64)
+    assert compiled_gemm.weights_plan(w, 4, 128).bound == 4 * 127 * 128
+    assert compiled_gemm.weights_plan(np.full((1 << 17, 1), 127, np.int64), 1 << 17, 128).bound < (1 << 31)
+    assert compiled_gemm.weights_plan(np.full((1 << 17, 1), -128, np.int64), 1 << 17, 128) is None  # = 2^31
+    assert compiled_gemm.weights_plan(np.full((2, 2), 1 << 15, np.int64), 2, 128) is None  # beyond int16
+    assert compiled_gemm.weights_plan(w, 3, 128) is None  # 4 is not a whole number of taps of 3 channels
+    assert compiled_gemm.conv_plan((4, 4, 2), (4, 4), (3, 3), (0, 1), (1, 1), (1, 1), 0) is None
+    assert compiled_gemm.conv_plan((4, 4, 2), (4, 4), (3, 3), (1, 1), (1, 1), (1, 1), 1 << 15) is None
+
+
+def test_packing_matches_the_plain_product():
+    """The packed layout (taps, Cp/2, OCp, 2) with odd channels and padded output channels gives
+    Σ x·w for a direct check without any model (plain int64 arithmetic)."""
+    rng = np.random.default_rng(11)
+    for c, oc, k in [(3, 5, 3), (1, 16, 1), (7, 40, 2), (64, 64, 3)]:
+        weights = rng.integers(-128, 128, (k * k * c, oc))
+        x = rng.integers(-128, 128, (2, 6, 7, c)).astype(np.int8)
+        w = compiled_gemm.weights_plan(weights, c, 128)
+        g = compiled_gemm.conv_plan((6, 7, c), (6 - k + 1, 7 - k + 1), (k, k), (1, 1), (1, 1), (0, 0), 0)
+        padded = np.empty((2,) + g.padded_hwc, np.int16)
+        acc = np.empty((2 * g.out_hw[0] * g.out_hw[1], w.padded_channels), np.int32)
+        got = compiled_gemm.conv(w, g, x, padded, acc)
+        windows = np.lib.stride_tricks.sliding_window_view(x.astype(np.int64), (k, k), axis=(1, 2))
+        want = np.einsum("nhwcij,ijco->nhwo", windows, weights.reshape(k, k, c, oc)).reshape(-1, oc)
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_compiled_conv_equals_tflm(case):
+    ds.require_oracle()
+    rng = np.random.default_rng(100 + case)
+    params = [dict(h=9, w=9, c=16, oc=32, zp_in=-128, zp_out=127),
+              dict(h=8, w=7, c=5, oc=17, kh=2, kw=3, stride=(2, 1), dilation=(1, 2), padding="VALID", zp_in=127),
+              dict(h=6, w=6, c=33, oc=64, filter_scales=tuple(rng.uniform(1e-4, 3e-2, 64)), bias_wrap=True,
+                   bias_bits=31, extreme_weights=True),
+              dict(kind="INT16", h=5, w=5, c=8, oc=16, bias_kind="INT64", bias_bits=30)][case]
+    data = conv_model(rng, batch=1, **params)
+    with pytest.MonkeyPatch.context() as mp, use_compiled(True):
+        _forced(mp)
+        it = Interpreter.from_bytes(data)
+        assert it.kernels[0].compiled_gemm is not None
+        x = _inputs(rng, it, params.get("zp_in", 0), case == 2)
+        assert ds.check_model(data, [x], label="CONV_2D compiled").compared
