@@ -227,13 +227,14 @@ class Conv2D(_ConvBase):
     SCALED_GEMM_MAX_DEPTH = 16
     # The compiled integer direct convolution (ops/compiled/gemm.py) runs calls with at least
     # COMPILED_MIN_ELEMENTS output values (all samples) when compiled kernels are on, for filters
-    # with at least COMPILED_MIN_DEPTH taps·channels whose output channels pad to sixteens with at
-    # most a quarter wasted. Below those its per-block overhead loses to the float32 GEMM (measured,
-    # batch 32, one thread: 1x1 over 8 or 16 channels 0.6-0.9x; 3x3 x 3 channels -> 8 0.8x; K >= 27
-    # with 16+ channels 1.1-3.1x; benchmarks/gemm_probe.py). Tests set them to force either path.
+    # of at least COMPILED_MIN_DEPTH taps·channels whose output channels, padded to sixteens, grow
+    # by at most COMPILED_MAX_PADDING. Measured against the float32 GEMM path (benchmarks/
+    # gemm_probe.py, one thread, batch 32): K >= 24 1.1-3.1x (ResNet's 3x3 2.2-2.9x, MobileNetV2's
+    # and vww's pointwise 1.3-2.3x), K = 16 1.0-1.2x, K = 8 0.56x; 8 channels (padded to 16) 0.93x.
+    # Tests set them to force either path.
     COMPILED_MIN_ELEMENTS = 1 << 15
-    COMPILED_MIN_DEPTH = 24
-    COMPILED_MAX_PADDING = 1.25
+    COMPILED_MIN_DEPTH = 16
+    COMPILED_MAX_PADDING = 1.5
     # (weights, geometry) of the compiled kernel (int8 / 16x8, groups 1, default numerics), else None.
     compiled_gemm = None
     # Images per compiled call: about this many int32 accumulators (L2-sized), at least one image.
