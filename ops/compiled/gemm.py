@@ -17,7 +17,8 @@ vpdpwssd instruction. LLVM's loop vectoriser does not find this by itself (with 
 products in flight it falls back to 4-lane vectors and vpmulld), so the block is written as LLVM
 IR (a numba intrinsic built on first use) in target-independent form: sext, mul, shufflevector,
 add; the x86 back end selects vpdpwssd (AVX512-VNNI) or vpmaddwd + vpaddd, other targets their own
-multiply-adds. A FULLY_CONNECTED is the case of 1x1 images with K channels and a 1x1 filter.
+multiply-adds. (A FULLY_CONNECTED would be the case of 1x1 images of K channels and a 1x1 filter;
+not wired up yet.)
 
 Exactness. Every operation above is an int32 addition or multiplication of integers, which the IR
 performs modulo 2^32 (no nsw flags, no saturating instruction: vpdpwssd, not vpdpwssds). So each
@@ -41,7 +42,7 @@ import numpy as np
 
 from . import lazy_njit
 
-__all__ = ["GemmWeights", "ConvGeometry", "weights_plan", "conv_plan", "conv", "matmul"]
+__all__ = ["GemmWeights", "ConvGeometry", "weights_plan", "conv_plan", "conv"]
 
 LANES = 16  # int32 accumulator lanes per vector (512 bits), so output channels go in sixteens
 # The register blocks (output pixels R, channel vectors V): R·V accumulators + V weight vectors +
@@ -326,16 +327,3 @@ def conv(w: GemmWeights, g: ConvGeometry, x: np.ndarray, padded: np.ndarray, acc
     (oh, ow), (sh, sw), (pt, pl) = g.out_hw, g.stride, g.padding
     _conv_kernel(x, oh, ow, sh, sw, pt, pl, g.pad_value, padded, g.taps, w.pairs, w.packed, acc, w.block)
     return acc[:, :w.channels]
-
-
-def matmul(w: GemmWeights, rows: np.ndarray, padded: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """The exact int32 product (M, OC) of (M, K) integer rows with the weights (a 1x1 filter over
-    1x1 images of K channels); ``padded`` (M, 1, 1, Kp) int16 and ``acc`` (M, OCp) int32 scratch."""
-    _intrinsics()
-    m, k = rows.shape
-    _conv_kernel(rows.reshape(m, 1, 1, k), 1, 1, 1, 1, 0, 0, 0, padded, _ONE_TAP, w.pairs, w.packed, acc, w.block)
-    return acc[:, :w.channels]
-
-
-_ONE_TAP = np.zeros(1, np.int64)
-_ONE_TAP.flags.writeable = False
