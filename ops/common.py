@@ -35,6 +35,21 @@ def quantize_float_for_activation(f: float, scale: float, zero_point: int) -> in
     return int(fp.wrap_int32(zero_point + float_to_int32_x86_scalar(rounded)))
 
 
+_ACTIVATION_BOUNDS = {1: (0.0,), 3: (0.0, 6.0), 2: (-1.0, 1.0)}
+
+
+def _rounded_quotient(f: float, scale) -> float:
+    """roundf(float32(f) / float32(scale)) as a Python float (the float32 value, exactly), for a
+    scale with 1e-30 < |scale| < 1e30: then float32(scale) is a normal number and |f / scale| <= 6e30
+    a finite float32, so no floating-point exception can occur and no np.errstate is needed.
+
+    roundf in Python on the exact float32 quotient q: trunc(q) and q - trunc(q) are exact; when the
+    fraction is nonzero |q| < 2^23, so trunc(q) ± 1 is a float32 too (fp.tflite_round's value)."""
+    q = float(np.float32(f) / np.float32(scale))
+    t = float(math.trunc(q))
+    return t + math.copysign(1.0, q) if abs(q - t) >= 0.5 else t
+
+
 def activation_range_quantized(activation: int, output: Tensor, ctx=None) -> tuple[int, int]:
     """TFLM CalculateActivationRangeQuantized: the integer clamp for a fused activation.
 
@@ -44,26 +59,29 @@ def activation_range_quantized(activation: int, output: Tensor, ctx=None) -> tup
     ``ctx`` that becomes a ModelError naming the operator.
     """
     qmin, qmax = type_range(output)
+    bounds = _ACTIVATION_BOUNDS.get(activation)
+    if bounds is None:
+        return qmin, qmax
     q = output.quantization
     scale, zp = (q.scale, q.zero_point) if q is not None else (0.0, 0)
-    bounds = {1: (0.0,), 3: (0.0, 6.0), 2: (-1.0, 1.0)}.get(activation, ())
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for f in bounds:
-            r = fp.tflite_round(np.float32(np.float32(f) / np.float32(scale)))
-            if not -(2.0 ** 31) <= float(r) <= 2.0 ** 31:
-                message = (f"fused activation bound {f} / output scale {scale:g} does not fit an int32 "
-                           "(TF_LITE_ENSURE no_integer_overflow_from_quantization)")
-                if ctx is not None:
-                    ctx.fail(message, output)
-                raise ValueError(message)
-        quantize = lambda f: quantize_float_for_activation(f, scale, zp)  # noqa: E731
-        if activation == 1:
-            return max(qmin, quantize(0.0)), qmax
-        if activation == 3:
-            return max(qmin, quantize(0.0)), min(qmax, quantize(6.0))
-        if activation == 2:
-            return max(qmin, quantize(-1.0)), min(qmax, quantize(1.0))
-    return qmin, qmax
+    if 1e-30 < abs(scale) < 1e30:  # the usual scales: Python floats, no np.errstate (~2 µs to enter)
+        rounded = [_rounded_quotient(f, scale) for f in bounds]
+    else:  # zero, tiny, huge or NaN scales: numpy's float32 division, quietly giving inf or NaN
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            rounded = [float(fp.tflite_round(np.float32(np.float32(f) / np.float32(scale)))) for f in bounds]
+    for f, r in zip(bounds, rounded):
+        if not -(2.0 ** 31) <= r <= 2.0 ** 31:
+            message = (f"fused activation bound {f} / output scale {scale:g} does not fit an int32 "
+                       "(TF_LITE_ENSURE no_integer_overflow_from_quantization)")
+            if ctx is not None:
+                ctx.fail(message, output)
+            raise ValueError(message)
+    # zero_point + int(rounded), the int32 sum wrapping as C's does (float_to_int32_x86: a rounded
+    # bound of exactly 2^31 converts to INT32_MIN).
+    quantized = [((int(zp) + float_to_int32_x86_scalar(r) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31) for r in rounded]
+    if activation == 1:
+        return max(qmin, quantized[0]), qmax
+    return max(qmin, quantized[0]), min(qmax, quantized[1])
 
 
 def activation_range_float(activation: int) -> tuple[float, float]:
@@ -335,6 +353,13 @@ def blocks(count: int, elements_per_item: int, target: int | None = None):
         yield slice(start, min(count, start + step))
 
 
+# _prepare_levels' tables by (act_min, act_max, nb, step, output type): the few activation ranges,
+# zero points and shifts a process meets, prepared once instead of per operator (~10 µs each).
+# Read-only arrays; a race only builds the same table twice.
+_LEVELS_CACHE: dict = {}
+MAX_CACHED_LEVELS = 1024
+
+
 class Requantizer:
     """clamp(MultiplyByQuantizedMultiplier(acc + bias, M_c, shift_c) + zero_point, act_min, act_max).
 
@@ -389,17 +414,24 @@ class Requantizer:
         self._tile_cache: dict = {}
         self._columns = None
         # Built on the first compiled call (see _compiled_arguments / _compiled_finish).
-        self._compiled_args = False
+        self._compiled_args = self._python_args = False
         self._compiled_tiled = self._finish_constants = None
         # Per-channel when any of multiplier, shift or bias is (a per-tensor scale with a bias).
         self.channels = int(np.broadcast(self.multiplier, self.shift,
                                          self.bias if self.bias is not None else 0).size)
-        right = -self.shift
-        m_max = int(self.multiplier.max(initial=0))
-        if (numerics is not None and numerics.rounding != "double") or acc_bound is None or self.may_wrap \
-                or not bool(np.all((right >= 0) & (right <= 31))):
+        if (numerics is not None and numerics.rounding != "double") or acc_bound is None or self.may_wrap:
             return
-        e_max, zp = int(right.max(initial=0)), abs(self.zero_point)
+        right = -self.shift
+        if right.ndim == 0 and self.multiplier.ndim == 0:  # per-tensor: Python integers, no ufunc calls
+            e_max, m_max = int(right), max(int(self.multiplier), 0)
+            if not 0 <= e_max <= 31:
+                return
+        else:
+            m_max = int(self.multiplier.max(initial=0))
+            if not bool(np.all((right >= 0) & (right <= 31))):
+                return
+            e_max = int(right.max(initial=0))
+        zp = abs(self.zero_point)
         # C adds the zero point to the int32 result of MultiplyByQuantizedMultiplier, wrapping on
         # overflow (zero points near ±2^31); the float modes add it exactly, so they are used only
         # where that sum provably fits (|result| <= (acc_bound·M + 2^30) / 2^31 + 1).
@@ -416,18 +448,34 @@ class Requantizer:
 
     def _prepare_single(self, right):
         self.mode = "single"
-        total = -(31 + right)
-        scale = np.ldexp(self.multiplier.astype(np.float64), total)  # M·2^-(31+e), exact
         bias = self.bias if self.bias is not None else np.zeros(1, np.int64)
-        half = np.where(right > 0, 0.5, 0.0)
-        # (bias·M + 2^30)·2^-(31+e) + 1/2 + zero_point: the rest of q, scaled, the rounding half
-        # and the zero point (an integer: floor(x + zp) = floor(x) + zp).
-        offset = np.ldexp(bias.astype(np.float64) * self.multiplier + (1 << 30), total) + half + self.zero_point
-        negative_step = np.where(right > 0, np.ldexp(1.0, -right), 0.0)
-        # q < 0 exactly when t < 1/2 + zero_point (one scalar when every shift is a right shift).
-        negative_below = half + self.zero_point
-        self.constants = tuple(_scalar_if_uniform(np.broadcast_to(c, np.broadcast(scale, offset).shape))
-                               for c in (scale, offset, negative_below, negative_step))
+        if right.ndim == 0 and self.multiplier.ndim == 0:
+            # Per-tensor multiplier and shift: the same float64 operations on Python floats (IEEE
+            # doubles, exact here as below), then carried as np.float64 scalars; only the offset
+            # is per channel, and only with a bias.
+            e, m = int(right), int(self.multiplier)
+            total = -(31 + e)
+            scale = math.ldexp(float(m), total)
+            half = 0.5 if e > 0 else 0.0
+            if self.bias is None:
+                offset = math.ldexp(0.0 * float(m) + (1 << 30), total) + half + self.zero_point
+            else:
+                offset = np.ldexp(bias.astype(np.float64) * np.float64(m) + (1 << 30), total) + half + self.zero_point
+            negative_step = math.ldexp(1.0, -e) if e > 0 else 0.0
+            negative_below = half + self.zero_point
+            shape = np.shape(offset) if self.bias is not None else (1,)
+        else:
+            total = -(31 + right)
+            scale = np.ldexp(self.multiplier.astype(np.float64), total)  # M·2^-(31+e), exact
+            half = np.where(right > 0, 0.5, 0.0)
+            # (bias·M + 2^30)·2^-(31+e) + 1/2 + zero_point: the rest of q, scaled, the rounding half
+            # and the zero point (an integer: floor(x + zp) = floor(x) + zp).
+            offset = np.ldexp(bias.astype(np.float64) * self.multiplier + (1 << 30), total) + half + self.zero_point
+            negative_step = np.where(right > 0, np.ldexp(1.0, -right), 0.0)
+            # q < 0 exactly when t < 1/2 + zero_point (one scalar when every shift is a right shift).
+            negative_below = half + self.zero_point
+            shape = np.broadcast(scale, offset).shape
+        self.constants = tuple(_uniform_constant(c, shape) for c in (scale, offset, negative_below, negative_step))
         _assert_float64(self.constants)
         self._prepare_levels()
 
@@ -451,12 +499,19 @@ class Requantizer:
         if not (isinstance(nb, np.float64) and isinstance(step, np.float64)) \
                 or not 0 <= self.act_max - self.act_min <= 255:
             return
-        k = np.arange(self.act_min + 1, self.act_max + 1, dtype=np.float64)
-        thresholds = np.where(k + step < nb, k + step, np.maximum(k, nb))
-        if np.any(np.diff(thresholds) <= 0):
-            raise AssertionError("requantizer thresholds are not increasing")
-        self.thresholds = thresholds
-        self.levels = np.arange(self.act_min, self.act_max + 1, dtype=np.int64).astype(self.out_dtype)
+        key = (self.act_min, self.act_max, float(nb), float(step), np.dtype(self.out_dtype))
+        got = _LEVELS_CACHE.get(key)
+        if got is None:
+            k = np.arange(self.act_min + 1, self.act_max + 1, dtype=np.float64)
+            thresholds = np.where(k + step < nb, k + step, np.maximum(k, nb))
+            if np.any(np.diff(thresholds) <= 0):
+                raise AssertionError("requantizer thresholds are not increasing")
+            levels = np.arange(self.act_min, self.act_max + 1, dtype=np.int64).astype(self.out_dtype)
+            thresholds.flags.writeable = levels.flags.writeable = False  # shared by every requantizer of the key
+            got = (thresholds, levels)
+            if len(_LEVELS_CACHE) < MAX_CACHED_LEVELS:
+                _LEVELS_CACHE[key] = got
+        self.thresholds, self.levels = got
 
     # Tensors of at most this many values go through the thresholds (when there are any) instead of
     # _finish's passes. A class attribute so that tests can force either path.
@@ -466,7 +521,7 @@ class Requantizer:
         self.mode = "split"
         bias = self.bias if self.bias is not None else np.zeros(1, np.int64)
         constant = [int(b) * int(m) + (1 << 30) for b, m in
-                    zip(*np.broadcast_arrays(bias, self.multiplier))]
+                    zip(*np.broadcast_arrays(np.atleast_1d(bias), self.multiplier))]  # (a 0-d bias cannot be zipped)
         high = np.array([c >> 31 for c in constant], np.float64)
         low = np.array([c - ((c >> 31) << 31) for c in constant], np.float64)
         scale = np.ldexp(self.multiplier.astype(np.float64), -31)
@@ -475,7 +530,8 @@ class Requantizer:
         # exactly when v < 2^(e-1) + zp·2^e; a zero shift has no rounding step.
         rounding = np.where(right > 0, np.ldexp(1.0, right - 1), 0.0) + np.ldexp(float(self.zero_point), right)
         threshold = np.where(right > 0, rounding, -np.inf)
-        self.constants = tuple(_scalar_if_uniform(np.broadcast_to(c, np.broadcast(scale, high).shape))
+        shape = np.broadcast(scale, high).shape
+        self.constants = tuple(_uniform_constant(c, shape)
                                for c in (scale, offset, high + rounding, threshold, np.ldexp(1.0, -right)))
         _assert_float64(self.constants)
 
@@ -547,6 +603,10 @@ class Requantizer:
             if out is not None:
                 return out
         if self.mode is None:
+            if acc.size <= self.python_elements:
+                out = self._python_call(acc)
+                if out is not None:
+                    return out
             a = acc.astype(np.int64)
             if self.bias is not None:
                 a += self.bias
@@ -557,6 +617,68 @@ class Requantizer:
         shape = acc.shape
         acc, constants = self._rows(acc)
         return self._finish(self._scaled(acc, constants), constants).reshape(shape)
+
+    # Calls of at most this many values on the int64 path (mode None) compute in Python integers:
+    # a dozen numpy calls on a few int64 values cost ~20 µs (micro_speech's last FULLY_CONNECTED,
+    # 4 values), Python's arithmetic ~1 µs per value. A class attribute so that tests can force
+    # either path (-1: never; a large value: always).
+    python_elements = 16
+
+    def _python_arguments(self):
+        """Per channel (bias, M, left shift, right shift) as Python ints, or None where the numpy
+        path must run: single rounding, multipliers beyond int32, right shifts beyond 31, a zero
+        point beyond int32 (its int64 arithmetic is then not C's), parameters of more than one
+        axis. Built on first use (prepare stays cheap); two threads building it build the same."""
+        got = self._python_args
+        if got is not False:
+            return got
+        got = None
+        m, shift = self.multiplier, self.shift
+        right = np.maximum(-shift, 0)
+        if (self.numerics is None or self.numerics.rounding == "double") \
+                and bool(np.all((m >= fp.INT32_MIN) & (m <= fp.INT32_MAX))) and bool(np.all(right <= 31)) \
+                and fp.INT32_MIN <= self.zero_point <= fp.INT32_MAX:
+            per_channel = np.broadcast_arrays(*(np.asarray(v, np.int64) for v in (
+                self.bias if self.bias is not None else 0, m, np.maximum(shift, 0) & 31, right)))
+            if per_channel[0].ndim <= 1:
+                c = self.channels
+                got = tuple(zip(*(np.broadcast_to(v, (c,)).tolist() for v in per_channel)))
+        self._python_args = got
+        return got
+
+    def _python_call(self, acc: np.ndarray) -> np.ndarray | None:
+        """The int64 path (bias, int32 wrap, requantize, clamp) on a few values in Python integers,
+        each step as ops/fixedpoint.py computes it; None when the numpy path must run (see
+        _python_arguments, or a layout whose last axis is not the channels).
+
+        Per value, as C's int32 arithmetic: a = acc + bias (wrapped to int32 when it may leave
+        it); x = a << left, wrapped (left shifts are masked to 5 bits, as x86 does);
+        SaturatingRoundingDoublingHighMul h = (x·M + 2^30) >> 31, INT32_MAX for INT32_MIN·INT32_MIN;
+        RoundingDivideByPOT r = (h + 2^(e-1) - [h < 0]) >> e for e > 0; then r + zero_point
+        wrapped to int32 and clamped. Python's >> floors, as numpy's arithmetic shift does, and no
+        intermediate leaves int64 (|x|, |M| <= 2^31), so every value is the numpy path's."""
+        params = self._python_arguments()
+        if params is None:
+            return None
+        c = len(params)
+        if acc.ndim == 0 or c > 1 and acc.shape[-1] != c:
+            return None
+        wrap, zp, lo, hi = self.may_wrap, self.zero_point, self.act_min, self.act_max
+        out = []
+        for i, v in enumerate(acc.reshape(-1).tolist()):
+            b, m, left, e = params[i % c]
+            a = int(v) + b
+            if wrap:
+                a = ((a + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            if left:
+                a = (((a << left) + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            h = 0x7FFFFFFF if a == m == -0x80000000 else (a * m + 0x40000000) >> 31
+            if e:
+                h = (h + (1 << (e - 1)) - (h < 0)) >> e
+            r = ((h + zp + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            r = lo if r < lo else r  # np.minimum(np.maximum(r, lo), hi), also when lo > hi
+            out.append(hi if r > hi else r)
+        return np.array(out, np.int64).astype(self.out_dtype).reshape(acc.shape)
 
     def from_levels(self, t: np.ndarray) -> np.ndarray:
         """The output for a scaled accumulator t (single mode) through the step thresholds of
@@ -723,11 +845,22 @@ def _assert_float64(constants) -> None:
             raise AssertionError(f"requantizer constant {c!r} is not a float64 scalar or array")
 
 
-def _scalar_if_uniform(values):
-    """A float64 scalar when every entry is the same (per-tensor constants broadcast fastest).
+def _uniform_constant(value, shape: tuple[int, ...]):
+    """``value`` broadcast to ``shape`` as a float64 constant: an np.float64 scalar when every
+    entry is the same (per-tensor constants broadcast fastest), else a float64 array of ``shape``.
 
     np.float64, never a Python float: numpy 2 treats a Python float as a weak scalar that takes
-    the other operand's type, so float32 · 0.0013 would be computed in float32.
+    the other operand's type, so float32 · 0.0013 would be computed in float32. A scalar
+    ``value`` (Python or numpy) costs no numpy call beyond its conversion; an empty ``shape``
+    (no channels) gives an empty array, as broadcasting it does.
     """
-    flat = np.reshape(values, -1)
-    return np.float64(flat[0]) if flat.size and np.all(flat == flat[0]) else np.asarray(values, np.float64)
+    if np.ndim(value) == 0 and math.prod(shape):
+        return np.float64(value)
+    values = np.asarray(value, np.float64)
+    if values.shape != shape:
+        values = np.broadcast_to(values, shape)
+    if values.size:
+        first = values.flat[0]
+        if (values == first).all():
+            return first
+    return values
