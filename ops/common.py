@@ -28,13 +28,6 @@ def type_range(tensor: Tensor) -> tuple[int, int]:
     return TYPE_RANGES[tensor.type_name]
 
 
-def quantize_float_for_activation(f: float, scale: float, zero_point: int) -> int:
-    """zero_point + int(roundf(float32(f) / float32(scale))), as CalculateActivationRangeQuantized."""
-    q = np.float32(f) / np.float32(scale)
-    rounded = fp.tflite_round(np.float32(q))
-    return int(fp.wrap_int32(zero_point + float_to_int32_x86_scalar(rounded)))
-
-
 _ACTIVATION_BOUNDS = {1: (0.0,), 3: (0.0, 6.0), 2: (-1.0, 1.0)}
 
 
