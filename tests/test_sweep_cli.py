@@ -125,17 +125,6 @@ def test_sweep_report_and_json_the_same_from_this_process_and_from_workers(capsy
 
 
 @needs_tflm
-def test_a_case_equals_compare_of_the_model_with_that_seed(capsys, models):
-    """The sweep's inputs for seed S are `microref compare MODEL --seed S`'s (the same outputs compared)."""
-    result = sweep.sweep([models / "add_relu.tflite"], seeds=[5])
-    case = result.cases[0]
-    code, out, _ = run(capsys, "compare", models / "add_relu.tflite", "--seed", "5", "--json")
-    single = json.loads(out)[0]
-    assert code == 0 and case.status == "exact"
-    assert case.size == sum(o["size"] for o in single["outputs"])
-
-
-@needs_tflm
 def test_a_model_that_differs_is_found(capsys, models, monkeypatch):
     """ABS made to add one LSB (in this process: --workers 1): the sweep finds it, exit 7, with the
     seeds, the LSB and the first divergent op, and the command to see it whole."""
@@ -187,6 +176,126 @@ def test_tflm_crashing_inside_a_worker_is_reported_as_tflm_crashing(capsys, mode
                         "zz_not_a_model.tflite": "refused"}
     crashed = payload["models"][0]["crashed_other"]["message"]
     assert "TFLM crashed on this model (killed by SIGABRT)" in crashed and "tensor index out of range" in crashed
+
+
+def fake_tflm_crashing_on(tmp_path, crash_inputs: list[np.ndarray]) -> Path:
+    """A tflite_micro package (to put first on PYTHONPATH) that is the real one, except that it
+    aborts, after a last word, when given one of ``crash_inputs``: the real package's folders are
+    on the fake packages' paths, and the fake runtime wraps the real runtime module."""
+    import tflite_micro
+    real = Path(tflite_micro.__file__).parent
+    top = tmp_path / "fake_crash"
+    fake = top / "tflite_micro" / "python" / "tflite_micro"
+    fake.mkdir(parents=True)
+    for here, there in ((fake.parent.parent, real), (fake.parent, real / "python"),
+                        (fake, real / "python" / "tflite_micro")):
+        (here / "__init__.py").write_text(f"__path__.append({str(there)!r})\n")
+    real_runtime = real / "python" / "tflite_micro" / "runtime.py"
+    digests = sorted(__import__("hashlib").sha256(np.asarray(x).tobytes()).hexdigest() for x in crash_inputs)
+    (fake / "runtime.py").write_text(
+        "import hashlib, importlib.util, os\n"
+        f"spec = importlib.util.spec_from_file_location('real_tflm_runtime', {str(real_runtime)!r})\n"
+        "real = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(real)\n"
+        "InterpreterConfig = real.InterpreterConfig\n"
+        f"CRASH = {digests!r}\n"
+        "class Interpreter:\n"
+        "    def __init__(self, inner):\n"
+        "        self.inner = inner\n"
+        "    @staticmethod\n"
+        "    def from_bytes(*args, **kwargs):\n"
+        "        return Interpreter(real.Interpreter.from_bytes(*args, **kwargs))\n"
+        "    def set_input(self, x, i):\n"
+        "        if hashlib.sha256(x.tobytes()).hexdigest() in CRASH:\n"
+        "            print('fake TFLM: a poisoned input', flush=True)\n"
+        "            os.abort()\n"
+        "        self.inner.set_input(x, i)\n"
+        "    def __getattr__(self, name):\n"
+        "        return getattr(self.inner, name)\n")
+    return top
+
+
+def case_inputs(path: Path, seed: int) -> list[np.ndarray]:
+    """The inputs of case (model, seed): those of `microref compare MODEL --seed S`."""
+    from interp.runtime.inputs import random_inputs
+    return random_inputs(Interpreter.from_file(path), np.random.default_rng(seed))
+
+
+@needs_tflm
+def test_tflm_crashing_mid_model_costs_that_case_only(capsys, models, tmp_path, monkeypatch):
+    """One long-lived TFLM child runs case after case; TFLM aborting on seed 2 of one model (of
+    seeds 0..4) is that case's crash, with the message a child of its own gives, and the seeds
+    before and after it (and the next model) keep their exact results."""
+    abs_model = models / "abs_1x16.tflite"
+    top = fake_tflm_crashing_on(tmp_path, case_inputs(abs_model, 2))
+    monkeypatch.setenv("PYTHONPATH", str(top) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code, out, err = run(capsys, "compare", models, "--seeds", "5", "--workers", "1", "--json")
+    assert code == cli.EXIT_DIFFERS, err
+    payload = json.loads(out)
+    statuses = [(c["model"], c["seed"], c["status"]) for c in payload["cases"]][:10]
+    assert statuses == [("abs_1x16.tflite", s, "other_crashed" if s == 2 else "exact") for s in range(5)] + \
+        [("add_relu.tflite", s, "exact") for s in range(5)]
+    crash = payload["cases"][2]["message"]
+    assert crash == "TFLM crashed on this model (killed by SIGABRT); its last words: fake TFLM: a poisoned input"
+    with pytest.raises(cmp.OtherRuntimeCrashed) as e:  # the same words from a child of its own
+        cmp.run_other_runtime("tflm", abs_model.read_bytes(), case_inputs(abs_model, 2))
+    assert str(e.value) == crash
+    # The sweep's records are those of each case compared on its own (a child per case).
+    options = sweep.CompareOptions()
+    for m in ("abs_1x16.tflite", "add_relu.tflite"):
+        task = sweep.ModelTask(m, (models / m).read_bytes(), (0, 1, 2, 3, 4))
+        alone = [sweep.compare_case(options, task, s).to_json() for s in (1, 2, 3)]
+        assert alone == [c for c in payload["cases"] if c["model"] == m][1:4]
+    # The child: the crash in a child that had run cases before is asked again of a fresh one
+    # (which crashes too), and the next seed starts a third.
+    child = cmp.RuntimeChild("tflm")
+    try:
+        data = abs_model.read_bytes()
+        for s in (0, 1):
+            child.run(data, case_inputs(abs_model, s))
+        assert (child.started, child.served) == (1, 2)
+        with pytest.raises(cmp.OtherRuntimeCrashed, match="SIGABRT"):
+            child.run(data, case_inputs(abs_model, 2))
+        assert child.started == 2 and child.last_fresh
+        assert child.run(data, case_inputs(abs_model, 3)).keys()
+        assert (child.started, child.served) == (3, 1)
+    finally:
+        child.close()
+
+
+@needs_tflm
+def test_a_multi_seed_sweep_is_the_per_case_compare_runs(capsys, models):
+    """Every record of a sweep (one TFLM child for all its cases; its seeds shared out among two
+    workers for a single model) equals the case compared with a TFLM child of its own, which is
+    what `microref compare MODEL --seed S` runs."""
+    result = sweep.sweep(models, seeds=3, workers=1)
+    options = sweep.CompareOptions()
+    for m in result.models:
+        path = models / m.model
+        task = sweep.ModelTask(m.model, path.read_bytes() if m.model != "zz_not_a_model.tflite" else None, (0, 1, 2))
+        if task.data is None:
+            continue
+        assert [c.to_json() for c in m.cases] == [sweep.compare_case(options, task, s).to_json() for s in (0, 1, 2)]
+    code, out, _ = run(capsys, "compare", models / "add_relu.tflite", "--seed", "2", "--json")
+    single = json.loads(out)[0]
+    case = result.models[1].cases[2]
+    assert code == 0 and (case.model, case.seed, case.status) == ("add_relu.tflite", 2, "exact")
+    assert case.size == sum(o["size"] for o in single["outputs"])
+    one = sweep.sweep([models / "abs_1x16.tflite"], seeds=5, seed=3, workers=1)
+    shared = sweep.sweep([models / "abs_1x16.tflite"], seeds=5, seed=3, workers=2)  # 4 tasks of seeds
+    assert [c.seed for c in shared.cases] == [3, 4, 5, 6, 7]
+    assert without_run(shared.to_json()) == without_run(one.to_json())
+
+
+def test_seeds_are_shared_out_only_among_few_models():
+    assert sweep._pieces(models=100, seeds=10, workers=2) == 1
+    assert sweep._pieces(models=1, seeds=10, workers=2) == 4
+    assert sweep._pieces(models=1, seeds=3, workers=2) == 3
+    assert sweep._pieces(models=3, seeds=10, workers=2) == 2
+    assert sweep._pieces(models=1, seeds=10, workers=1) == 1
+    assert sweep._pieces(models=500, seeds=1000, workers=2) == 20  # at most MAX_SEEDS_PER_TASK (50) a task
+    tasks = list(sweep._tasks("", ["a.tflite"], [0, 1, 2, 3, 4], pieces=2))
+    assert [t.seeds for t in tasks] == [(0, 1, 2), (3, 4)]
 
 
 def test_sweep_mistakes_are_one_line_before_any_work(capsys, models, tmp_path):

@@ -43,6 +43,7 @@ from .other_runtimes import (  # noqa: F401
     MissingPackage,
     OtherRuntimeCrashed,
     OtherRuntimeRefused,
+    RuntimeChild,
     litert_all_tensors,
     other_runtime_tensors,
     run_other_runtime,
@@ -219,14 +220,16 @@ def _top1(mine: np.ndarray, theirs: np.ndarray) -> tuple[int, int, dict | None]:
 
 
 def compare_runtime(it, model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm",
-                    explain: bool = True) -> RuntimeComparison:
+                    explain: bool = True, other=None) -> RuntimeComparison:
     """Compare every tensor of microref's run with ``runtime`` on the same inputs (the runtime
-    runs in a child process: see ``run_other_runtime`` for what it raises)."""
+    runs in a child process: see ``run_other_runtime`` for what it raises). ``other(model_bytes,
+    inputs)``, when given, runs the runtime instead (a sweep's long-lived child,
+    ``RuntimeChild.run``: the same answers and errors)."""
     # microref first: inputs it refuses are refused before the other runtime is bothered, and
     # "microref runs this model" holds whenever the other runtime's refusal or crash is reported.
     it.run(inputs, keep=True)
     mine = it._kept
-    theirs = run_other_runtime(runtime, model_bytes, inputs)
+    theirs = run_other_runtime(runtime, model_bytes, inputs) if other is None else other(model_bytes, inputs)
     ops_out = []
     for op, kernel in zip(it.subgraph.operators, it.kernels):
         chained = [_diff(it.tensors[ti], mine[ti], theirs[ti]) for ti in op.outputs if ti in theirs and ti in mine]

@@ -6,14 +6,22 @@ DIR``), or its test vectors written (``microref vectors DIR -o OUT``), on the en
     result = sweep("models/", seeds=3, workers=2)            # or engine="ray", address="head:6379"
     result.exit_code, [m.verdict for m in result.models], result.to_json()
 
-Every (model, seed) is one task, ``compare_case``: the model loaded by microref (a refusal is a
-finding, reported, not fatal), seeded random inputs exactly as ``microref compare MODEL --seed S``
-draws them, every tensor compared with the other runtime run in a child process of the worker
-(``other_runtimes.run_other_runtime``: TFLM crashing on a model is reported as a crash of TFLM and
-takes no worker down). A task depends on nothing but its model's bytes, its seed and the options,
-so the results are the same whatever the engine, and they come back in the order of the tasks
-(models sorted by path, then seeds). The models are read by the command, a few tasks ahead of
-the workers, and shipped with the tasks: a Ray cluster needs microref installed, not the files.
+A task is a model with its seeds (all of them, up to MAX_SEEDS_PER_TASK; or, when there are
+fewer models than twice the workers, a share of them), ``compare_model``; each (model, seed) is
+a case, ``compare_case``: the model loaded by microref (a refusal is a finding, reported, not
+fatal), seeded random inputs exactly as ``microref compare MODEL --seed S`` draws them, every
+tensor compared with the other runtime, run in a child process of the worker. That child is long-lived
+(``other_runtimes.RuntimeChild``, one per worker process, serving model after model): it builds
+the runtime's interpreter afresh for every case, as the child of ``microref compare MODEL`` does,
+and costs its start (~0.3 s of CPU) once instead of per case. TFLM crashing on a case is reported
+as a crash of TFLM for that case and takes no worker down; the next case starts a fresh child.
+Every answer that is not "exact" — a crash, a hang, a refusal, a difference — comes from a child
+that ran nothing before that case (it is asked again of a fresh child otherwise), so a case's
+record is the one ``microref compare MODEL --seed S`` gives. A task depends on nothing but its
+model's bytes, its seeds and the options, so the results are the same whatever the engine, and
+they come back in the order of the tasks (models sorted by path, then seeds). The models are
+read by the command, a few tasks ahead of the workers, and shipped with the tasks: a Ray cluster
+needs microref installed, not the files.
 
 ``vectors_case`` is the task of a vectors sweep (one per model): the files ``microref vectors
 MODEL`` writes, made in a temporary folder of the worker and returned as bytes, so that the
@@ -24,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,7 +51,16 @@ from . import vectors as vec
 # Fewer tasks than this run in the command's own process by default: starting worker processes
 # (a second or two each, importing numpy and the kernels) would cost more than they save.
 SMALL_SWEEP_TASKS = 8
+# A compare sweep runs in the command's own process by default when its work is estimated below
+# SMALL_SWEEP_SECONDS: two worker processes and their TFLM children took ~4 s to start on 2 busy
+# cores, which a sweep must save before they pay. The estimate, measured with one long-lived TFLM
+# child: ~3 ms a case (golden/models: 729 cases in 2.4 s) and ~0.23 us per byte of model per seed
+# (16 real models, 6 MB, × 3 seeds in 4.2 s).
+SMALL_SWEEP_SECONDS = 8.0
+CASE_SECONDS = 0.003
+MODEL_BYTE_SECONDS = 2.5e-7
 MAX_SEEDS = 100_000
+MAX_SEEDS_PER_TASK = 50
 MESSAGE_CHARS = 300  # a refusal or crash message kept per case (one line)
 
 STATUSES = ("exact", "differs", "refused", "other_refused", "other_crashed", "error")
@@ -86,24 +104,25 @@ def model_list(models) -> tuple[str, list[str]]:
 
 @dataclass(frozen=True)
 class ModelTask:
-    """One task: a model's bytes (or why they could not be read) and a seed."""
+    """One task: a model's bytes (or why they could not be read) and its seeds."""
 
     name: str           # the model's path relative to the folder swept
     data: bytes | None  # None when the file could not be read (``unreadable`` says why)
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
     unreadable: str = ""
 
 
-def _tasks(root: str, names: list[str], seeds: list[int]) -> Iterator[ModelTask]:
-    """The tasks in order, each model read once, when its first task is due (lazily: a sweep of
-    thousands of models never holds them all)."""
+def _tasks(root: str, names: list[str], seeds: list[int], pieces: int = 1) -> Iterator[ModelTask]:
+    """The tasks in order, each model read once, when its task is due (lazily: a sweep of
+    thousands of models never holds them all), its seeds cut into ``pieces`` tasks."""
+    size = max(1, math.ceil(len(seeds) / max(1, pieces)))
     for name in names:
         try:
             data, why = read_model_file(os.path.join(root, name) if root else name), ""
         except MicrorefError as e:
             data, why = None, _one_line(f"{type(e).__name__}: {e}")
-        for seed in seeds:
-            yield ModelTask(name, data, seed, why)
+        for start in range(0, len(seeds), size):
+            yield ModelTask(name, data, tuple(seeds[start:start + size]), why)
 
 
 def _one_line(text: str) -> str:
@@ -144,11 +163,53 @@ class CaseResult:
                 "first_divergent_op": self.first_divergent_op}
 
 
-def compare_case(options: CompareOptions, task: ModelTask) -> CaseResult:
-    """A task of a compare sweep (run in a worker): microref against ``options.against`` on the
-    model with inputs drawn from the seed as ``microref compare MODEL --seed S`` draws them."""
+_CHILDREN = threading.local()  # per thread of a worker: {runtime: its RuntimeChild}
+
+
+def runtime_child(against: str) -> cmp.RuntimeChild:
+    """This thread's long-lived child running ``against`` (started with its first case)."""
+    children = _CHILDREN.__dict__.setdefault("by_runtime", {})
+    if against not in children:
+        children[against] = cmp.RuntimeChild(against)
+    return children[against]
+
+
+def close_runtime_children() -> None:
+    """End this thread's children (a sweep run in this process ends its own)."""
+    for child in _CHILDREN.__dict__.pop("by_runtime", {}).values():
+        child.close()
+
+
+def compare_model(options: CompareOptions, task: ModelTask) -> list[CaseResult]:
+    """A task of a compare sweep (run in a worker): ``compare_case`` for each of its seeds, the
+    other runtime run by this worker's long-lived child."""
+    child = None if task.data is None else runtime_child(options.against)
+    return [compare_case(options, task, seed, child) for seed in task.seeds]
+
+
+def compare_case(options: CompareOptions, task: ModelTask, seed: int,
+                 child: cmp.RuntimeChild | None = None) -> CaseResult:
+    """One case: microref against ``options.against`` on the model with inputs drawn from the seed
+    as ``microref compare MODEL --seed S`` draws them; the other runtime run by ``child`` (a
+    child process of its own when None). A case not exact whose other runtime answered from a
+    child that had run other cases before is compared again with a fresh child's answer."""
+    if child is None:
+        return _compare_case(options, task, seed, None)
+    fresh = []
+
+    def other(model_bytes, inputs):
+        values = child.run(model_bytes, inputs)
+        fresh.append(child.last_fresh)
+        return values
+    result = _compare_case(options, task, seed, other)
+    if result.status in ("differs", "error") and fresh == [False]:
+        result = _compare_case(options, task, seed, lambda m, x: child.run(m, x, fresh=True))
+    return result
+
+
+def _compare_case(options: CompareOptions, task: ModelTask, seed: int, other) -> CaseResult:
     def result(status, message="", **kw):
-        return CaseResult(task.name, task.seed, status, message, **kw)
+        return CaseResult(task.name, seed, status, message, **kw)
 
     if task.data is None:
         return result("refused", task.unreadable)
@@ -156,11 +217,11 @@ def compare_case(options: CompareOptions, task: ModelTask) -> CaseResult:
         # A fresh interpreter per task: a stateful model (LSTM, SVDF, CALL_ONCE) starts each case
         # from the state TFLM's freshly loaded interpreter has.
         it = Interpreter.from_bytes(task.data, kernels=options.kernels)
-        inputs = random_inputs(it, np.random.default_rng(task.seed))
+        inputs = random_inputs(it, np.random.default_rng(seed))
     except MicrorefError as e:
         return result("refused", _refusal(e))
     try:
-        c = cmp.compare_runtime(it, task.data, inputs, options.against)
+        c = cmp.compare_runtime(it, task.data, inputs, options.against, other=other)
     except cmp.MissingPackage:
         raise
     except cmp.OtherRuntimeCrashed as e:
@@ -284,8 +345,10 @@ def _seed_list(seeds, seed: int) -> list[int]:
     return list(range(int(seed), int(seed) + int(seeds)))
 
 
-def _engine_setup(engine: str, workers, address: str | None, tasks: int) -> int:
-    """The number of workers, after checking the engine and (before any work) a Ray address."""
+def _engine_setup(engine: str, workers, address: str | None, tasks: int, small: bool | None = None) -> int:
+    """The number of workers, after checking the engine and (before any work) a Ray address; by
+    default, one (this process) for a ``small`` sweep (fewer than SMALL_SWEEP_TASKS tasks unless
+    told), else one per core."""
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {ENGINES}, not {engine!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
@@ -299,12 +362,36 @@ def _engine_setup(engine: str, workers, address: str | None, tasks: int) -> int:
             check_ray_address(address)
         return int(workers) if workers else (os.cpu_count() or 1)
     if workers is None:
-        return 1 if tasks < SMALL_SWEEP_TASKS else max(1, min(os.cpu_count() or 1, tasks))
+        small = tasks < SMALL_SWEEP_TASKS if small is None else small
+        return 1 if small else max(1, min(os.cpu_count() or 1, tasks))
     return max(1, min(int(workers), tasks))
 
 
 def _task_name(task: ModelTask) -> str:
-    return f"model {printable(task.name)!r}, seed {task.seed}"
+    seeds = task.seeds
+    return f"model {printable(task.name)!r}, " + (f"seed {seeds[0]}" if len(seeds) == 1 else
+                                                    f"seeds {seeds[0]}..{seeds[-1]}")
+
+
+def _estimated_seconds(root: str, names: list[str], seeds: int) -> float:
+    """A compare sweep's work in one process, roughly (CASE_SECONDS, MODEL_BYTE_SECONDS)."""
+    size = 0
+    for name in names:
+        try:
+            size += os.stat(os.path.join(root, name) if root else name).st_size
+        except OSError:
+            pass  # reported by its task
+    return seeds * (len(names) * CASE_SECONDS + size * MODEL_BYTE_SECONDS)
+
+
+def _pieces(models: int, seeds: int, workers: int) -> int:
+    """Tasks per model: 1 (the model loaded once per worker), or, with fewer models than twice
+    the workers, the seeds shared out so that every worker has work; and at most
+    MAX_SEEDS_PER_TASK seeds a task (the progress moves, the workers stay evenly loaded)."""
+    pieces = math.ceil(seeds / MAX_SEEDS_PER_TASK)
+    if workers > 1 and models < 2 * workers:
+        pieces = max(pieces, math.ceil(2 * workers / models))
+    return max(1, min(seeds, pieces))
 
 
 def sweep(models, *, seeds=1, seed: int = 0, against: str = "tflm", engine: str = "local", workers: int | None = None,
@@ -314,28 +401,37 @@ def sweep(models, *, seeds=1, seed: int = 0, against: str = "tflm", engine: str 
     paths) with ``against`` (TFLM, or "litert" / "litert-ref") on ``seeds`` seeded random inputs
     each (a count: seeds ``seed`` .. ``seed + seeds - 1``; or a list of seeds).
 
-    ``engine`` "local" (``workers`` processes; by default this process for fewer than
-    SMALL_SWEEP_TASKS tasks, else one per core) or "ray" (``address`` of a cluster, or a local Ray
-    started for the call). ``progress(done, total)`` after every case. Checked before any work:
-    the folder has models, the runtime is installed, the Ray address answers.
+    ``engine`` "local" (``workers`` processes; by default this process for a sweep estimated to
+    take less than SMALL_SWEEP_SECONDS there, else one per core) or "ray" (``address`` of a
+    cluster, or a local Ray started for the call). ``progress(done, total)`` (in cases) after every
+    task. Checked before any work: the folder has models, the runtime is installed, the Ray
+    address answers.
     """
     started = time.perf_counter()
     root, names = model_list(models)
     seed_values = _seed_list(seeds, seed)
     _check_runtime(against)
     total = len(names) * len(seed_values)
-    n_workers = _engine_setup(engine, workers, address, total)
-    results = map_ordered(compare_case, _tasks(root, names, seed_values), context=CompareOptions(against, kernels),
-                          engine=engine, workers=n_workers, address=address, describe=_task_name)
+    small = workers is None and engine == "local" and \
+        _estimated_seconds(root, names, len(seed_values)) < SMALL_SWEEP_SECONDS
+    n_workers = _engine_setup(engine, workers, address, total, small)
+    tasks = _tasks(root, names, seed_values, _pieces(len(names), len(seed_values), n_workers))
     if progress is not None:
         progress(0, total)  # the bar from the start: the first case waits for the workers to start
     summaries: list[ModelSummary] = []
-    for done, case in enumerate(results, 1):
-        if not summaries or summaries[-1].model != case.model:
-            summaries.append(ModelSummary(case.model))
-        summaries[-1].cases.append(case)
-        if progress is not None:
-            progress(done, total)
+    done = 0
+    try:
+        for cases in map_ordered(compare_model, tasks, context=CompareOptions(against, kernels), engine=engine,
+                                 workers=n_workers, address=address, describe=_task_name):
+            for case in cases:
+                if not summaries or summaries[-1].model != case.model:
+                    summaries.append(ModelSummary(case.model))
+                summaries[-1].cases.append(case)
+            done += len(cases)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        close_runtime_children()  # the child of a sweep run in this process
     return SweepResult(root, against, seed_values, summaries, engine, n_workers, time.perf_counter() - started)
 
 
