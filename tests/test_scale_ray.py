@@ -84,8 +84,8 @@ def test_bad_data_is_refused_before_any_task(local_ray):
 
 
 def test_sweeps_on_ray_give_the_local_report_and_files(local_ray, tmp_path, capsys):
-    """compare DIR and vectors DIR through Ray tasks (TFLM in a child process of each Ray worker):
-    the same JSON as in this process, and the same vectors."""
+    """compare DIR and vectors DIR through Ray tasks (TFLM in a long-lived child process of each
+    Ray worker): the same JSON as in this process, and the same vectors."""
     pytest.importorskip("tflite_micro", reason="the oracle is the tflite-micro wheel (Linux x86-64)")
     folder = tmp_path / "models"
     folder.mkdir()
@@ -102,6 +102,12 @@ def test_sweeps_on_ray_give_the_local_report_and_files(local_ray, tmp_path, caps
     assert remote["run"]["engine"] == "ray" and local["run"]["engine"] == "local"
     local.pop("run"), remote.pop("run")
     assert remote == local and local["totals"]["exact"] == 6 and local["totals"]["refused"] == 2
+    # One model: its seeds shared out among Ray tasks (each worker's long-lived TFLM child), the same records.
+    from interp.tools import sweep
+    one = [folder / "add_relu.tflite"]
+    here, shared = sweep.sweep(one, seeds=6, workers=1), sweep.sweep(one, seeds=6, engine="ray")
+    assert [c.to_json() for c in shared.cases] == [c.to_json() for c in here.cases]
+    assert [c.seed for c in shared.cases] == list(range(6)) and {c.status for c in shared.cases} == {"exact"}
     for engine, out_dir in ((["--workers", "1"], tmp_path / "local"), (["--engine", "ray"], tmp_path / "ray")):
         code = cli.main(["vectors", str(folder), "-o", str(out_dir), "--count", "5", *engine])
         assert code == 0, capsys.readouterr().err

@@ -178,10 +178,11 @@ def test_tflm_crashing_inside_a_worker_is_reported_as_tflm_crashing(capsys, mode
     assert "TFLM crashed on this model (killed by SIGABRT)" in crashed and "tensor index out of range" in crashed
 
 
-def fake_tflm_crashing_on(tmp_path, crash_inputs: list[np.ndarray]) -> Path:
+def fake_tflm_crashing_on(tmp_path, crash_inputs: list[np.ndarray], hang_inputs: list[np.ndarray] = ()) -> Path:
     """A tflite_micro package (to put first on PYTHONPATH) that is the real one, except that it
-    aborts, after a last word, when given one of ``crash_inputs``: the real package's folders are
-    on the fake packages' paths, and the fake runtime wraps the real runtime module."""
+    aborts, after a last word, when given one of ``crash_inputs`` (and hangs on ``hang_inputs``):
+    the real package's folders are on the fake packages' paths, and the fake runtime wraps the
+    real runtime module."""
     import tflite_micro
     real = Path(tflite_micro.__file__).parent
     top = tmp_path / "fake_crash"
@@ -191,14 +192,16 @@ def fake_tflm_crashing_on(tmp_path, crash_inputs: list[np.ndarray]) -> Path:
                         (fake, real / "python" / "tflite_micro")):
         (here / "__init__.py").write_text(f"__path__.append({str(there)!r})\n")
     real_runtime = real / "python" / "tflite_micro" / "runtime.py"
-    digests = sorted(__import__("hashlib").sha256(np.asarray(x).tobytes()).hexdigest() for x in crash_inputs)
+    def digests(arrays):
+        return sorted(__import__("hashlib").sha256(np.asarray(x).tobytes()).hexdigest() for x in arrays)
     (fake / "runtime.py").write_text(
-        "import hashlib, importlib.util, os\n"
+        "import hashlib, importlib.util, os, time\n"
         f"spec = importlib.util.spec_from_file_location('real_tflm_runtime', {str(real_runtime)!r})\n"
         "real = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(real)\n"
         "InterpreterConfig = real.InterpreterConfig\n"
-        f"CRASH = {digests!r}\n"
+        f"CRASH = {digests(crash_inputs)!r}\n"
+        f"HANG = {digests(hang_inputs)!r}\n"
         "class Interpreter:\n"
         "    def __init__(self, inner):\n"
         "        self.inner = inner\n"
@@ -209,6 +212,9 @@ def fake_tflm_crashing_on(tmp_path, crash_inputs: list[np.ndarray]) -> Path:
         "        if hashlib.sha256(x.tobytes()).hexdigest() in CRASH:\n"
         "            print('fake TFLM: a poisoned input', flush=True)\n"
         "            os.abort()\n"
+        "        if hashlib.sha256(x.tobytes()).hexdigest() in HANG:\n"
+        "            print('fake TFLM: waiting forever', flush=True)\n"
+        "            time.sleep(600)\n"
         "        self.inner.set_input(x, i)\n"
         "    def __getattr__(self, name):\n"
         "        return getattr(self.inner, name)\n")
@@ -259,6 +265,28 @@ def test_tflm_crashing_mid_model_costs_that_case_only(capsys, models, tmp_path, 
         assert child.started == 2 and child.last_fresh
         assert child.run(data, case_inputs(abs_model, 3)).keys()
         assert (child.started, child.served) == (3, 1)
+    finally:
+        child.close()
+
+
+@needs_tflm
+def test_tflm_hanging_on_a_case_is_killed_and_the_next_case_runs(models, tmp_path, monkeypatch):
+    abs_model = models / "abs_1x16.tflite"
+    data = abs_model.read_bytes()
+    top = fake_tflm_crashing_on(tmp_path, [], case_inputs(abs_model, 1))
+    monkeypatch.setenv("PYTHONPATH", str(top) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = cmp.RuntimeChild("tflm")
+    try:
+        child.run(data, case_inputs(abs_model, 0))
+        first = child._proc
+        child.timeout = 3.0
+        with pytest.raises(cmp.OtherRuntimeCrashed) as e:
+            child.run(data, case_inputs(abs_model, 1))
+        assert str(e.value) == ("TFLM hung on this model (no answer after 3 s); its last words: fake TFLM: "
+                                "waiting forever")
+        assert e.value.how == "hung for 3 s" and first.poll() is not None  # the hung child is gone
+        child.timeout = 120.0
+        assert child.run(data, case_inputs(abs_model, 2)).keys() and child.started == 3
     finally:
         child.close()
 

@@ -29,6 +29,7 @@ command writes them where it runs (OUT/<model path without .tflite>/), whichever
 """
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import tempfile
@@ -170,7 +171,8 @@ def runtime_child(against: str) -> cmp.RuntimeChild:
     """This thread's long-lived child running ``against`` (started with its first case)."""
     children = _CHILDREN.__dict__.setdefault("by_runtime", {})
     if against not in children:
-        children[against] = cmp.RuntimeChild(against)
+        children[against] = child = cmp.RuntimeChild(against)
+        atexit.register(child.close)  # a worker process ending waits for its child (no orphan, its CPU counted)
     return children[against]
 
 
@@ -178,6 +180,7 @@ def close_runtime_children() -> None:
     """End this thread's children (a sweep run in this process ends its own)."""
     for child in _CHILDREN.__dict__.pop("by_runtime", {}).values():
         child.close()
+        atexit.unregister(child.close)
 
 
 def compare_model(options: CompareOptions, task: ModelTask) -> list[CaseResult]:
