@@ -351,6 +351,7 @@ class RuntimeChild:
         finally:
             os.close(answers_write)
             os.close(requests_read)
+        os.set_blocking(requests_write, False)  # a child that stops reading cannot block us (_write_all)
         self._requests, self._answers = requests_write, answers_read
         self.started += 1
 
@@ -370,7 +371,7 @@ class RuntimeChild:
                                protocol=pickle.HIGHEST_PROTOCOL)
         deadline = time.monotonic() + self.timeout
         try:
-            _write_all(self._requests, _FRAME.pack(len(request)) + request)
+            _write_all(self._requests, _FRAME.pack(len(request)) + request, deadline)
             size = _FRAME.unpack(_read_exact(self._answers, _FRAME.size, deadline))[0]
             verdict, payload = pickle.loads(_read_exact(self._answers, size, deadline))
         except TimeoutError:
@@ -398,10 +399,19 @@ class RuntimeChild:
         return payload
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
+    """All of ``data`` into the pipe; with a ``deadline`` the pipe is non-blocking, and a child
+    that stops reading is a TimeoutError past it."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([], [fd], [], wait)[1]:
+                raise TimeoutError
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            continue
 
 
 def _read_exact(fd: int, size: int, deadline: float) -> bytes:
