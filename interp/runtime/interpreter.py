@@ -132,6 +132,9 @@ class Interpreter:
     _io = _PerThread()  # the model's inputs and outputs (any call)
     _kept_subgraphs = _PerThread(dict)  # other subgraphs' tensors (keep=True)
     _state_before = _PerThread()  # the state the call started from (keep=True)
+    # The state each operator that reads state (stateful, calling subgraphs, overwriting variable
+    # tensors) of subgraph 0 started from, by operator index (run(..., keep=True), for eval_operator).
+    _op_states = _PerThread(dict)
 
     def __init__(self, model: Model, *, numerics=None, kernels: str = "fast",
                  max_while_iterations: int = DEFAULT_MAX_WHILE_ITERATIONS):
@@ -426,8 +429,13 @@ class Interpreter:
                              f"TFLM would read the others from arena memory nobody wrote")
         env: dict[int, np.ndarray] = {ti: state.variables[(s, ti)] for ti in self._variables[s]}
         env.update(zip(sg.inputs, arrays))
+        record = keep and s == 0 and n == 1
         for op, kernel, sources, outputs, dying, key, stateful, uses_graph, location in schedule:
             ins = [env[ti] if ti is not None else const for ti, const in sources]
+            if record and (stateful or uses_graph or kernel.writes_inputs):
+                snapshot = state.copy()  # shallow: arrays are replaced, never written in place
+                snapshot.variables.update({(0, ti): env[ti] for ti in self._variables[0]})
+                self._op_states[op.index] = snapshot
             if uses_graph:
                 call = GraphCall(self, state, n, keep, location)
                 if stateful:
@@ -487,6 +495,7 @@ class Interpreter:
         state = self._state.copy()
         if keep:
             self._kept_subgraphs = {}
+            self._op_states = {}
             arrays = [a.copy() for a in arrays]  # kept tensors (views of inputs too) are not the caller's arrays
         env = self._execute(arrays, n, keep, state)
         self._state_before = self._state if keep else None
@@ -579,6 +588,7 @@ class Interpreter:
             return outputs
         if keep:
             self._kept_subgraphs = {}
+            self._op_states = {}
             arrays = [a.copy() for a in arrays]  # as in run
         env = self._execute(arrays, n, keep, self._fresh_state(n))
         self._kept = dict(env) if keep else None
@@ -622,6 +632,32 @@ class Interpreter:
         # A graph output that is a constant (or an input passed straight through) has its data.
         t = self.model.subgraphs[s].tensors[ti]
         return np.broadcast_to(t.data, (n,) + tuple(t.shape)).copy()
+
+    def eval_operator(self, op, inputs: list, kernel=None) -> list[np.ndarray]:
+        """Operator ``op`` of the main subgraph evaluated alone on ``inputs`` (``op_inputs``'s
+        convention), by its own kernel or by ``kernel`` (a numerics variant's, say). Whatever the
+        operator reads besides its inputs (a stateful kernel's buffers, the variable tensors it
+        overwrites such as LSTM and SVDF state, resource variables, the subgraphs IF, WHILE and
+        CALL_ONCE run) is taken as it was when the operator started in the last
+        ``run(..., keep=True)`` (the reset state when no single-sample call was kept), so that
+        re-running one operator of a kept call gives that call's values. Nothing is stored."""
+        kernel = self.kernels[op.index] if kernel is None else kernel
+        entry = next(e for e in self._schedule(0) if e[0] is op)
+        _, _, _, _, _, key, stateful, uses_graph, location = entry
+        recorded = self._op_states.get(op.index) if self._kept is not None else None
+        state = recorded.copy() if recorded is not None else self._fresh_state(1)
+        if kernel.writes_inputs:
+            # Afterwards these variable tensors hold the call's result; the operator read them as
+            # they were before.
+            inputs = list(inputs)
+            for position in kernel.writes_inputs:
+                inputs[position] = np.array(state.variables[(0, op.inputs[position])], copy=True)
+        extra = {"graph": GraphCall(self, state, 1, False, location)} if uses_graph else {}
+        if stateful:
+            outputs, _ = kernel.eval(inputs, state.kernels[key], **extra)
+        else:
+            outputs = kernel.eval(inputs, **extra)
+        return outputs[:len(op.outputs)]
 
     def op_inputs(self, op, value_of) -> list[np.ndarray | None]:
         """One sample's inputs for ``op`` in the kernels' eval convention (leading sample axis of 1):

@@ -193,8 +193,7 @@ def explain_difference(it, op, theirs: dict[int, np.ndarray]) -> list[dict]:
     results = []
     for label, kw in NUMERICS_VARIANTS:
         try:
-            kernel = _kernel_for(it, op, Numerics(**kw))
-            outs = kernel.eval(ins)
+            outs = it.eval_operator(op, ins, _kernel_for(it, op, Numerics(**kw)))
         except Exception as e:  # a variant may not apply to this op; say so rather than fail
             results.append({"variant": label, "error": str(e)})
             continue
@@ -236,7 +235,7 @@ def compare_runtime(it, model_bytes: bytes, inputs: list[np.ndarray], runtime: s
         isolated = None
         ins = _op_inputs(it, op, theirs)
         if ins is not None:
-            outs = kernel.eval(ins)
+            outs = it.eval_operator(op, ins)
             isolated = [_diff(it.tensors[ti], o[0], theirs[ti]) for ti, o in zip(op.outputs, outs) if ti in theirs]
         row = OpComparison(op.index, op.display_name, chained, isolated, parameters=_safe_describe(kernel))
         if explain and row.differs_in_isolation:

@@ -683,7 +683,7 @@ def explain(it, op_index: int, coords, inputs=None, numerics: Numerics | str | N
     if variant:
         # What the variant's kernel gives for the element, on the same op inputs.
         ins = it.op_inputs(op, it.tensor)
-        value = np.asarray(kernel.eval(ins)[0])[0][coords].item()
+        value = np.asarray(it.eval_operator(op, ins, kernel)[0])[0][coords].item()
     else:
         value = actual
     name = numerics_name(numerics)
