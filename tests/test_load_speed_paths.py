@@ -267,33 +267,8 @@ class ReferenceParser:
         zps.flags.writeable = False
         return Quantization(scales, zps, qdim)
 
-    def constant(self, raw: bytes, count: int, shape, type_name, dtype, elem_bytes, where):
-        if dtype is None:
-            self.fail(f"{where}: constant data of type {type_name} is not supported")
-        if type_name == "INT4":
-            need = (count + 1) // 2
-            if len(raw) < need:
-                self.fail(f"{where}: int4 data has {len(raw)} bytes; shape {list(shape)} needs {need}")
-            packed = np.frombuffer(raw, np.uint8, count=need)
-            # Two's-complement nibbles, low nibble first (TFLM UnpackDenseInt4IntoInt8).
-            nibbles = np.empty(need * 2, np.int8)
-            nibbles[0::2] = (packed & 0x0F).astype(np.int8)
-            nibbles[1::2] = (packed >> 4).astype(np.int8)
-            values = np.where(nibbles > 7, nibbles - 16, nibbles).astype(np.int8)[:count]
-        else:
-            need = count * elem_bytes
-            if len(raw) != need:
-                # Shorter: TFLM would read past the buffer. Longer: TFLM runs it, reading the bytes
-                # it needs from the start — but kernels that read a constant as another type
-                # (GetTensorData<int32_t> of a float16 tensor) read further into the buffer than
-                # the shape says, and a constant here holds only the shape's bytes.
-                self.fail(f"{where}: buffer holds {len(raw)} bytes, but shape {list(shape)} of "
-                          f"{type_name} needs {need}")
-            # A read-only view of the file's bytes (no copy on a little-endian host).
-            values = np.frombuffer(raw, dtype.newbyteorder("<"), count=count).astype(dtype, copy=False)
-        values = values.reshape(shape)
-        values.flags.writeable = False
-        return values
+    # Turning a buffer's bytes into values is not what the two parsers differ in: the same code.
+    constant = parse._Parser.constant
 
     def operator(self, op, i: int, codes, n_tensors: int) -> Operator:
         ci = op.OpcodeIndex()
