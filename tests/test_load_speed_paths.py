@@ -39,6 +39,7 @@ from interp.model.parse import (
     SignatureDef,
     Subgraph,
     Tensor,
+    _Parser,
     option_value,
 )
 
@@ -268,7 +269,7 @@ class ReferenceParser:
         return Quantization(scales, zps, qdim)
 
     # Turning a buffer's bytes into values is not what the two parsers differ in: the same code.
-    constant = parse._Parser.constant
+    constant = _Parser.constant
 
     def operator(self, op, i: int, codes, n_tensors: int) -> Operator:
         ci = op.OpcodeIndex()
