@@ -543,6 +543,14 @@ class Requantizer:
         followed by this requantization, on the convolutions that use it (depth <= 16)."""
         return self._use_compiled(size)
 
+    def _integer_steps_apply(self) -> bool:
+        """Whether TFLM's integer steps can run as written (compiled, or in Python integers): the
+        default double rounding, multipliers within int32 and right shifts of at most 31 (which
+        quantize_multiplier always gives; other values are left to the numpy path)."""
+        m = self.multiplier
+        return (self.numerics is None or self.numerics.rounding == "double") \
+            and bool(np.all((m >= fp.INT32_MIN) & (m <= fp.INT32_MAX))) and bool(np.all(-self.shift <= 31))
+
     def _compiled_arguments(self):
         """The compiled kernels' per-channel int64 parameters, or None where the numpy path must
         run (a numerics variant: single rounding; multipliers beyond int32 or right shifts beyond
@@ -554,8 +562,7 @@ class Requantizer:
         got = None
         m, shift = self.multiplier, self.shift
         right = np.maximum(-shift, 0)
-        if (self.numerics is None or self.numerics.rounding == "double") \
-                and bool(np.all((m >= fp.INT32_MIN) & (m <= fp.INT32_MAX))) and bool(np.all(right <= 31)):
+        if self._integer_steps_apply():
             c = self.channels
             left = np.maximum(shift, 0) & 31  # C's 1 << shift on x86: the count masked to 5 bits
             per_channel = tuple(np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.int64), (c,))) for v in (
@@ -628,9 +635,7 @@ class Requantizer:
         got = None
         m, shift = self.multiplier, self.shift
         right = np.maximum(-shift, 0)
-        if (self.numerics is None or self.numerics.rounding == "double") \
-                and bool(np.all((m >= fp.INT32_MIN) & (m <= fp.INT32_MAX))) and bool(np.all(right <= 31)) \
-                and fp.INT32_MIN <= self.zero_point <= fp.INT32_MAX:
+        if self._integer_steps_apply() and fp.INT32_MIN <= self.zero_point <= fp.INT32_MAX:
             per_channel = np.broadcast_arrays(*(np.asarray(v, np.int64) for v in (
                 self.bias if self.bias is not None else 0, m, np.maximum(shift, 0) & 31, right)))
             if per_channel[0].ndim <= 1:
