@@ -103,10 +103,13 @@ def conv_plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, pad_value: i
                         (int(dh), int(dw)), (int(pt), int(pl)), int(pad_value), (int(hp), int(wp), int(cp)), taps)
 
 
-def weights_plan(weights: np.ndarray, channels_in: int, max_abs_input: int) -> GemmWeights | None:
+def weights_plan(weights: np.ndarray, channels_in: int, max_abs_input: int,
+                 channel_multiple: int = LANES) -> GemmWeights | None:
     """``weights`` (KH·KW·C, OC) integers in TFLM's order (ky, kx, c) — the numpy path's x @ W
     operand. None when the int32 accumulator could leave int32 (the module docstring's bound) or a
-    value does not fit int16."""
+    value does not fit int16. ``channels_in`` is the length of each tap's run of consecutive
+    values (ops/compiled/small_conv.py passes KW·C: a whole filter row); output channels are
+    padded to a multiple of ``channel_multiple`` (16; 8 or 4 for blocks of shared vectors)."""
     w = np.asarray(weights, np.int64)
     depth, channels = w.shape
     if depth == 0 or channels == 0 or depth % channels_in:
@@ -117,7 +120,7 @@ def weights_plan(weights: np.ndarray, channels_in: int, max_abs_input: int) -> G
     if bound >= _INT32_LIMIT:
         return None
     taps, pairs = depth // channels_in, _round_up(channels_in, 2) // 2
-    padded = _round_up(channels, LANES)
+    padded = _round_up(channels, channel_multiple)
     block = 0 if padded % 64 == 0 else 1 if padded % 32 == 0 else 2
     packed = np.zeros((taps, 2 * pairs, padded), np.int16)
     packed[:, :channels_in, :channels] = w.reshape(taps, channels_in, channels)
@@ -145,13 +148,24 @@ def _intrinsics():
             _block_8x1 = made[2]
 
 
-def _make_block(rows: int, vectors: int):
+def _make_block(rows: int, vectors: int, pixels_per_vector: int = 1):
     """An intrinsic ``block(image, pixels, taps, pairs, weights, acc, acc_rows, column)``: for r <
-    rows and output channels column .. column + 16·vectors,
+    rows and output channels column .. column + G·vectors (G = 16 / pixels_per_vector lanes per
+    pixel),
         acc[acc_rows[r], oc] = Σ_tap Σ_q Σ_{i<2} image[pixels[r] + taps[tap] + 2q + i]
                                                  · weights[((tap·pairs + q)·OCp + oc)·2 + i]
     (int32, modulo 2^32); image, weights: flat int16; pixels, acc_rows: (rows,) int64; taps:
-    (T,) int64, T >= 1; pairs >= 1; acc: 2-D int32 (…, OCp), C-contiguous."""
+    (T,) int64, T >= 1; pairs >= 1; acc: 2-D int32 (…, OCp), C-contiguous.
+
+    With pixels_per_vector P > 1 (ops/compiled/small_conv.py: few output channels) one 16-lane
+    accumulator holds P pixels' G channels: the weight row's G pairs are repeated P times, the P
+    pixels' input pairs each broadcast over their G lanes, and each pixel's G lanes are stored in
+    its own accumulator row (rows must be a multiple of P)."""
+    share = int(pixels_per_vector)
+    if share not in (1, 2, 4, 8) or rows % share:
+        raise ValueError(f"pixels_per_vector {pixels_per_vector} with {rows} rows")
+    lanes = LANES // share  # output channels per pixel in one vector
+    groups = rows // share  # accumulator vectors per channel vector
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
@@ -163,6 +177,11 @@ def _make_block(rows: int, vectors: int):
     even = ir.Constant(ir.VectorType(i32, LANES), [2 * q for q in range(LANES)])
     odd = ir.Constant(ir.VectorType(i32, LANES), [2 * q + 1 for q in range(LANES)])
     broadcast = ir.Constant(ir.VectorType(i32, 2 * LANES), [q % 2 for q in range(2 * LANES)])
+    # Shared vectors: a weight row of `lanes` pairs repeated `share` times, and pixel k's pair
+    # (elements 2k, 2k + 1 of the gathered pairs) over lanes k·lanes .. (k + 1)·lanes - 1.
+    part_operand = ir.VectorType(i16, 2 * lanes)
+    repeat = ir.Constant(ir.VectorType(i32, 2 * LANES), [q % (2 * lanes) for q in range(2 * LANES)])
+    spread = ir.Constant(ir.VectorType(i32, 2 * LANES), [2 * (q // (2 * lanes)) + q % 2 for q in range(2 * LANES)])
 
     def block(typingctx, image, pixels, taps, pairs, weights, acc, acc_rows, column):
         arrays = (image, pixels, taps, weights, acc, acc_rows)
@@ -197,7 +216,7 @@ def _make_block(rows: int, vectors: int):
             tap = builder.phi(i64)
             tap.add_incoming(ir.Constant(i64, 0), entry)
             tap_sums = []
-            for _ in range(rows * vectors):
+            for _ in range(groups * vectors):
                 phi = builder.phi(accumulator)
                 phi.add_incoming(ir.Constant(accumulator, None), entry)
                 tap_sums.append(phi)
@@ -210,24 +229,40 @@ def _make_block(rows: int, vectors: int):
             q = builder.phi(i64)
             q.add_incoming(ir.Constant(i64, 0), tap_loop)
             sums = []
-            for k in range(rows * vectors):
+            for k in range(groups * vectors):
                 phi = builder.phi(accumulator)
                 phi.add_incoming(tap_sums[k], tap_loop)
                 sums.append(phi)
             weight_row = builder.add(tap_weights, builder.mul(q, pair_stride))
             ws = []
             for v in range(vectors):
-                address = builder.gep(weight_data, [builder.add(weight_row, ir.Constant(i64, 2 * LANES * v))])
-                ws.append(builder.sext(builder.load(builder.bitcast(address, operand.as_pointer()), align=2), widened))
+                if share == 1:
+                    address = builder.gep(weight_data, [builder.add(weight_row, ir.Constant(i64, 2 * LANES * v))])
+                    ws.append(builder.sext(builder.load(builder.bitcast(address, operand.as_pointer()), align=2),
+                                           widened))
+                else:  # the row's `lanes` pairs, repeated for each pixel of the vector
+                    address = builder.gep(weight_data, [builder.add(weight_row, ir.Constant(i64, 2 * lanes * v))])
+                    row = builder.load(builder.bitcast(address, part_operand.as_pointer()), align=2)
+                    ws.append(builder.sext(builder.shuffle_vector(row, row, repeat), widened))
             pair_offset = builder.add(tap_offset, builder.mul(q, ir.Constant(i64, 2)))
             xs = []
-            for r in range(rows):
-                address = builder.gep(image_data, [builder.add(pixel_base[r], pair_offset)])
-                word = builder.load(builder.bitcast(address, i32.as_pointer()), align=2)
-                two = builder.bitcast(word, ir.VectorType(i16, 2))
-                xs.append(builder.sext(builder.shuffle_vector(two, two, broadcast), widened))
+            if share == 1:
+                for r in range(rows):
+                    address = builder.gep(image_data, [builder.add(pixel_base[r], pair_offset)])
+                    word = builder.load(builder.bitcast(address, i32.as_pointer()), align=2)
+                    two = builder.bitcast(word, ir.VectorType(i16, 2))
+                    xs.append(builder.sext(builder.shuffle_vector(two, two, broadcast), widened))
+            else:  # each pixel's pair over its own `lanes` lanes
+                for j in range(groups):
+                    words = ir.Constant(ir.VectorType(i32, share), None)
+                    for k in range(share):
+                        address = builder.gep(image_data, [builder.add(pixel_base[j * share + k], pair_offset)])
+                        word = builder.load(builder.bitcast(address, i32.as_pointer()), align=2)
+                        words = builder.insert_element(words, word, ir.Constant(i32, k))
+                    pairs_vector = builder.bitcast(words, ir.VectorType(i16, 2 * share))
+                    xs.append(builder.sext(builder.shuffle_vector(pairs_vector, pairs_vector, spread), widened))
             updated = []
-            for r in range(rows):
+            for r in range(groups):
                 for v in range(vectors):
                     product = builder.mul(xs[r], ws[v])
                     pair_sum = builder.add(builder.shuffle_vector(product, product, even),
@@ -252,13 +287,20 @@ def _make_block(rows: int, vectors: int):
                 row = builder.load(builder.gep(rows_a.data, [ir.Constant(i64, r)]))
                 start = builder.add(builder.mul(row, width), column_v)
                 for v in range(vectors):
-                    address = builder.gep(acc_data, [builder.add(start, ir.Constant(i64, LANES * v))])
-                    builder.store(updated[r * vectors + v], builder.bitcast(address, accumulator.as_pointer()), align=4)
+                    address = builder.gep(acc_data, [builder.add(start, ir.Constant(i64, lanes * v))])
+                    value = updated[(r // share) * vectors + v]
+                    if share == 1:
+                        builder.store(value, builder.bitcast(address, accumulator.as_pointer()), align=4)
+                    else:  # this pixel's lanes of the shared vector
+                        k = r % share
+                        part = builder.shuffle_vector(value, value, ir.Constant(
+                            ir.VectorType(i32, lanes), [k * lanes + i for i in range(lanes)]))
+                        builder.store(part, builder.bitcast(address, ir.VectorType(i32, lanes).as_pointer()), align=4)
             return context.get_dummy_value()
 
         return sig, codegen
 
-    block.__name__ = f"block_{rows}x{vectors}"
+    block.__name__ = f"block_{rows}x{vectors}" + (f"_shared{share}" if share > 1 else "")
     return intrinsic(block)
 
 
