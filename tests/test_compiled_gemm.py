@@ -38,6 +38,7 @@ def _forced(mp):
     mp.setattr(Conv2D, "COMPILED_MIN_ELEMENTS", 0)
     mp.setattr(Conv2D, "COMPILED_MIN_DEPTH", 0)
     mp.setattr(Conv2D, "COMPILED_MAX_PADDING", 100.0)
+    mp.setattr(Conv2D, "SMALL_CONV_FORCE", False)  # gemm.py's path, not small_conv's, on every shape
 
 
 def _inputs(rng, interpreter, zero_point, extremes):
