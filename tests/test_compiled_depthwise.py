@@ -73,10 +73,10 @@ def assert_compiled_equals_reference(data: bytes, rng, zero_point: int, extremes
 
 
 @st.composite
-def depthwise_models(draw, kind):
+def depthwise_models(draw, kind, kernel=None):
     seed = draw(seeds)
     rng = np.random.default_rng(seed)
-    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    kh, kw = kernel if kernel is not None else (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     stride = (draw(st.sampled_from([1, 1, 2, 3])), draw(st.sampled_from([1, 1, 2, 3])))
     dilation = (draw(st.sampled_from([1, 1, 2, 3])), draw(st.sampled_from([1, 1, 2, 3])))
     padding = draw(st.sampled_from(["SAME", "VALID"]))
@@ -140,6 +140,17 @@ def test_compiled_depthwise_equals_reference(kind, data):
     kernel = assert_compiled_equals_reference(model, rng, zp_in, extremes)
     # The forced path was taken (these geometries all qualify).
     assert kernel.compiled_params is not None
+
+
+@pytest.mark.parametrize("kind", ["INT8", "INT16"])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_compiled_3x3_equals_reference(kind, data):
+    """3x3 filters (nearly every real model's): tiny images where every pixel is a border, strides
+    past the kernel, dilations, depth multipliers, extreme zero points, weights and wrapping biases."""
+    model, rng, zp_in, extremes = data.draw(depthwise_models(kind, kernel=(3, 3)))
+    kernel = assert_compiled_equals_reference(model, rng, zp_in, extremes)
+    assert kernel.compiled_params is not None and kernel.compiled_params.weights.shape[0] == 9
 
 
 def test_mobilenet_shaped_layers_equal_reference():
