@@ -261,8 +261,9 @@ class Conv2D(_ConvBase):
     # weights, four products per int32 lane with vpdpbusd, -128·Σw as the accumulators' start;
     # AVX512-VNNI hosts only) replaces the two compiled paths above for int8 layers (same
     # COMPILED_MIN_ELEMENTS gate) with K >= U8_MIN_DEPTH and at least U8_MIN_CHANNELS output
-    # channels. Measured (each layer alone, alternating with the path it replaces, one thread, CPU time, batch 64, 4 for
-    # MobileNetV2's 112x112 and 56x56 layers; G MAC/s of the path it replaces -> this): ResNet 3x3
+    # channels. Measured (each layer alone, alternating with the path it replaces, one thread, CPU
+    # time, batch 64, 4 for MobileNetV2's 112x112 and 56x56 layers; G MAC/s of the path it
+    # replaces -> this): ResNet 3x3
     # K=144..576 67-98 -> 90-169 (1.32-1.73x), 3x3 3->16 1.02x, 1x1/2 1.14-1.27x; vww 1x1 K=32..256
     # 1.07-1.53x, K=16 1.06x; MobileNetV2 1x1 1.03-1.80x (K >= 144: 1.40-1.80x, 155-185 G MAC/s),
     # 3x3/2 3->32 1.14x; kws 1.17-1.27x. Not taken: vww's 3x3/2 3->8 0.57x (8 channels padded to 16
