@@ -37,6 +37,7 @@ seeds = st.integers(0, 2 ** 32 - 1)
 def _forced(mp, on=True):
     mp.setattr(Conv2D, "COMPILED_MIN_ELEMENTS", 0)
     mp.setattr(Conv2D, "SMALL_CONV_FORCE", on)
+    mp.setattr(Conv2D, "U8_FORCE", False)  # small_conv's own path, not gemm_u8's, on int8 models
 
 
 def _inputs(rng, interpreter, zero_point, extremes):
