@@ -10,6 +10,7 @@ same rules with 4-byte pointers and cannot be checked against a wheel.
 """
 from __future__ import annotations
 
+import faulthandler
 import os
 import re
 import sys
@@ -61,6 +62,7 @@ def wheel_allocates(data: bytes, arena_size: int) -> bool:
     """Whether the wheel's interpreter is built with this arena (in a child: it may crash)."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
+        faulthandler.disable()  # a crash is the answer here, not a traceback on pytest's stderr
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
