@@ -45,7 +45,8 @@ def checked_log2(x: float) -> tuple[bool, int]:
     inv_log2 = np.float32(np.float32(1.0) / float_function("log")(np.float32(2.0)))
     x_log2 = np.float32(log_x * inv_log2)
     rounded = np.float32(fp.tflite_round(x_log2))
-    frac = np.float32(x_log2 - rounded)
+    with np.errstate(invalid="ignore"):  # an infinite scale: inf - inf is NaN, and NaN < 1e-3 is false, as in C
+        frac = np.float32(x_log2 - rounded)
     return bool(abs(frac) < np.float32(1e-3)), int(rounded)
 
 

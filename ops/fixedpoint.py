@@ -56,7 +56,8 @@ def tflite_round(x):
     if x.dtype.kind != "f":
         return x
     t = np.trunc(x)
-    return np.where(np.abs(x - t) >= x.dtype.type(0.5), t + np.sign(x), t).astype(x.dtype, copy=False)
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, and the comparison is False (t, as roundf gives)
+        return np.where(np.abs(x - t) >= x.dtype.type(0.5), t + np.sign(x), t).astype(x.dtype, copy=False)
 
 
 def round_half_away_scalar(x: float) -> int:

@@ -139,7 +139,8 @@ class Dequantize(UnaryKernel):
 
     def dequantize(self, q):
         p = self.params
-        return (np.float64(p.scale) * (fp.as_int64(q) - p.zero_point).astype(np.float64)).astype(np.float32)
+        with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinite scale gives NaN/inf, as in C
+            return (np.float64(p.scale) * (fp.as_int64(q) - p.zero_point).astype(np.float64)).astype(np.float32)
 
     def describe(self):
         return params_as_dict(self.params)
