@@ -1,13 +1,26 @@
 """Optional compiled kernels: TFLM's integer loops compiled by numba, for dataset-scale speed.
 
 microref's kernels are numpy: a whole-tensor pass costs 0.1–0.4 ns per value, and a depthwise
-convolution or a requantization takes many passes where a compiled loop touches each value once
-(``benchmarks/compiled_probe.py`` measured 3.6–5.3x on MobileNetV2's layers). When numba is
-installed (``pip install 'microref[fast]'``), the kernels that a benchmark showed it pays for run
-such loops instead. They compute TFLM's own integer arithmetic (int32 accumulators, the int64
-MultiplyByQuantizedMultiplier), so their exactness needs no float bound at all, only the integer
-ranges of C, which each kernel's prepare checks; and tests/test_compiled_kernels.py pins each one
-to the plain kernels of ``ops.reference`` byte for byte.
+convolution or a requantization takes many passes where a compiled loop touches each value once.
+When numba is installed (``pip install 'microref[fast]'``), the kernels that a benchmark showed it
+pays for run such loops instead (2–3.6x per sample on the benchmark models: benchmarks/bench.py
+times both in the same rounds). They compute TFLM's own integer arithmetic (int32 accumulators,
+the int64 MultiplyByQuantizedMultiplier), so their exactness needs no float bound at all, only the
+integer ranges of C, which each kernel's prepare checks (each module states its proof); and
+tests/test_compiled_*.py pin each one to the plain kernels of ``ops.reference`` byte for byte.
+
+| module | kernel |
+|---|---|
+| gemm_u8 | CONV_2D, int8: byte dot products (AVX512-VNNI ``vpdpbusd``, on hosts that have it) |
+| small_conv | CONV_2D: first and narrow layers, whole filter rows as the reduction |
+| gemm | CONV_2D: int16 pair dot products (an LLVM IR intrinsic, ``vpdpwssd`` with VNNI) |
+| depthwise | DEPTHWISE_CONV_2D with the requantization fused |
+| requantize | MultiplyByQuantizedMultiplier + offset + clamp + narrowing in one pass |
+| pooling | AVERAGE_POOL_2D |
+| elementwise | int8/int16 ADD, SUB, MUL, SQUARED_DIFFERENCE |
+
+A ``lazy_njit`` function cannot be called from inside another compiled function (it is not a
+numba dispatcher until its first call), which is why the kernels inline their small helpers.
 
 Nothing here is imported at load or prepare: numba itself (~0.3 s to import) and each compiled
 function (compiled once per signature, then cached on disk) are loaded on the first call that is
