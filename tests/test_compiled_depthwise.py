@@ -60,6 +60,7 @@ def assert_compiled_equals_reference(data: bytes, rng, zero_point: int, extremes
         assume(False)  # refused at prepare (as TFLM refuses it): nothing runs
     with pytest.MonkeyPatch.context() as mp, use_compiled(True):
         mp.setattr(DepthwiseConv2D, "COMPILED_MIN_ELEMENTS", 0)
+        mp.setattr(DepthwiseConv2D, "VNNI_FORCE", False)  # this file tests ops/compiled/depthwise.py
         fast = Interpreter.from_bytes(data)
         x = _inputs(rng, fast, zero_point, extremes)
         got, want = fast.run_batch([x])[0], reference.run_batch([x])[0]
@@ -323,6 +324,7 @@ def test_compiled_depthwise_matches_tflm(kind):
         data, inputs = build_conv(case, depthwise=True)
         with pytest.MonkeyPatch.context() as mp, use_compiled(True):
             mp.setattr(DepthwiseConv2D, "COMPILED_MIN_ELEMENTS", 0)
+            mp.setattr(DepthwiseConv2D, "VNNI_FORCE", False)
             check_model(data, inputs, label=f"DEPTHWISE_CONV_2D {kind} compiled")
 
     run_examples(conv_cases(depthwise=True, kind=kind), run, fraction=0.5)

@@ -162,6 +162,21 @@ def _intrinsics():
             _blocks = made
 
 
+def vpdpbusd(builder):
+    """``(dot, operand)``: the declaration of llvm.x86.avx512.vpdpbusd.512 in the builder's module,
+    ``dot(acc, u, w)`` with acc <16 x i32> and the byte operands of type ``operand`` (LLVM 22's
+    <64 x i8>, older releases' <16 x i32>: bitcast 64 bytes to it). Imports llvmlite: eval time
+    only (ops/compiled/depthwise_vnni.py builds its blocks on it)."""
+    from llvmlite import binding, ir
+    from numba.core import cgutils
+
+    accumulator = ir.VectorType(ir.IntType(32), LANES)
+    operand = ir.VectorType(ir.IntType(8), 4 * LANES) if binding.llvm_version_info >= (22,) else accumulator
+    dot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+        accumulator, [accumulator, operand, operand]), "llvm.x86.avx512.vpdpbusd.512")
+    return dot, operand
+
+
 def _make_block(rows: int, vectors: int):
     """An intrinsic ``block(image, pixels, runs, quads, weights, init, acc, acc_rows, column)``:
     for r < rows and output channels oc in column .. column + 16·vectors,

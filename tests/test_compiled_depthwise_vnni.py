@@ -1,0 +1,175 @@
+"""The int8 DEPTHWISE_CONV_2D on VNNI byte dot products (ops/compiled/depthwise_vnni.py) equals the
+reference kernel byte for byte, and TFLM itself.
+
+The path is forced (``use_compiled(True)``, ``COMPILED_MIN_ELEMENTS = 0``, ``VNNI_FORCE = True``)
+on test_compiled_depthwise.py's random models: kernels 1x1..5x5 (1 to 4 quads' worth of taps per
+row, the last quad's slots past KW zero-weighted), strides 1-3, dilations, SAME / VALID on tiny
+all-border images, depth multipliers 1-4, channel counts not multiples of 16, zero points over
+-128..127 (the padded taps' byte zp + 128 from 0 to 255), weights at -128 / 127, biases near ±2^31
+(the accumulator's start value wraps) and model batches; compared with ``kernels="reference"``.
+A host without VNNI falls back to ops/compiled/depthwise.py. Skipped without numba.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("numba")
+if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
+    pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
+
+from test_compiled_depthwise import _inputs, depthwise_models  # noqa: E402
+
+from interp import Interpreter, ModelError  # noqa: E402
+from interp.builder import ModelBuilder  # noqa: E402
+from interp.errors import UnsupportedOpError  # noqa: E402
+from ops.compiled import depthwise as compiled_depthwise  # noqa: E402
+from ops.compiled import depthwise_vnni, use_compiled  # noqa: E402
+from ops.conv import DepthwiseConv2D  # noqa: E402
+
+needs_vnni = pytest.mark.skipif(not depthwise_vnni.available(), reason="the host has no AVX512-VNNI (or numba "
+                                "does not target the host)")
+
+
+def _forced(mp, on=True):
+    mp.setattr(DepthwiseConv2D, "COMPILED_MIN_ELEMENTS", 0)
+    mp.setattr(DepthwiseConv2D, "VNNI_FORCE", on)
+
+
+def assert_vnni_equals_reference(data: bytes, rng, zero_point: int, extremes: bool) -> DepthwiseConv2D:
+    try:
+        reference = Interpreter.from_bytes(data, kernels="reference")
+    except (ModelError, UnsupportedOpError):
+        assume(False)  # refused at prepare (as TFLM refuses it): nothing runs
+    with pytest.MonkeyPatch.context() as mp, use_compiled(True):
+        _forced(mp)
+        mp.setattr(compiled_depthwise, "depthwise_conv", lambda *a: pytest.fail("the VNNI path was not taken"))
+        fast = Interpreter.from_bytes(data)
+        x = _inputs(rng, fast, zero_point, extremes)
+        got, want = fast.run_batch([x])[0], reference.run_batch([x])[0]
+        single = fast.run([x[0]])[0]
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert got.tobytes() == want.tobytes(), \
+        f"{np.count_nonzero(got != want)} of {got.size} values differ: vnni {got.ravel()[:8]}, " \
+        f"reference {want.ravel()[:8]}"
+    assert single.tobytes() == want[0].tobytes()
+    kernel = fast.kernels[0]
+    assert kernel.compiled_vnni is not None  # int8 geometries with positive strides all qualify
+    return kernel
+
+
+@needs_vnni
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_vnni_depthwise_equals_reference(data):
+    model, rng, zp_in, extremes = data.draw(depthwise_models("INT8"))
+    assert_vnni_equals_reference(model, rng, zp_in, extremes)
+
+
+@needs_vnni
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_vnni_3x3_equals_reference(data):
+    """3x3 (two quads' worth of zero-weight slots per filter: 3 real taps + 1 per row)."""
+    model, rng, zp_in, extremes = data.draw(depthwise_models("INT8", kernel=(3, 3)))
+    kernel = assert_vnni_equals_reference(model, rng, zp_in, extremes)
+    assert kernel.compiled_vnni.quads_per_row == 1
+
+
+@needs_vnni
+def test_wide_layers_and_extreme_values_equal_reference():
+    """Many channels (several 16-lane blocks, a partial last one), the widest |x - zp| and |w|,
+    biases at ±2^31 so that init = bias + (off - 128)·Σw wraps, both zero-point ends."""
+    rng = np.random.default_rng(11)
+    for h, c, stride, zp, kernel_hw in [(15, 144, 1, -128, (3, 3)), (16, 96, 2, 127, (3, 3)), (9, 520, 1, 0, (5, 5)),
+                                        (7, 40, 3, 127, (5, 2)), (6, 17, 1, -128, (1, 1))]:
+        b = ModelBuilder()
+        x = b.input("x", [2, h, h, c], "INT8", scale=0.02, zero_point=zp)
+        weights = np.where(rng.integers(0, 2, (1,) + kernel_hw + (c,)) == 1, -128, 127).astype(np.int8)
+        scales = list(rng.uniform(1e-9, 2e-2, c))
+        wt = b.constant("w", weights, "INT8", scale=scales, zero_point=0, quantized_dimension=3)
+        bias = np.where(rng.integers(0, 2, c) == 1, (1 << 31) - 1, -(1 << 31)).astype(np.int32)
+        bt = b.constant("b", bias, "INT32", scale=[0.02 * s for s in scales], zero_point=0)
+        o = -(-h // stride)
+        y = b.tensor("y", [2, o, o, c], "INT8", scale=0.05, zero_point=3)
+        b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [y], padding="SAME", stride_h=stride, stride_w=stride,
+             depth_multiplier=1, fused_activation_function="NONE")
+        b.output(y)
+        for extremes in (True, False):
+            assert_vnni_equals_reference(b.build(), rng, zp, extremes)
+
+
+def test_plan_refusals_and_start_value():
+    """plan refuses zero points outside int8 (their padded byte would not be a byte) and weights
+    outside int8; its start value is bias + (input_offset - 128)·Σw modulo 2^32."""
+    args = dict(in_hwc=(4, 4, 2), out_hw=(4, 4), stride=(1, 1), dilation=(1, 1), padding=(1, 1),
+                depth_multiplier=1, output_offset=0, activation_min=-128, activation_max=127,
+                multiplier=[1 << 30] * 2, shift=[0, -3])
+    w = np.full((3, 3, 2), 127, np.int64)
+    bias = np.array([(1 << 31) - 1, -(1 << 31)], np.int64)
+    p = depthwise_vnni.plan(**args, input_offset=128, weights=w, bias=bias)
+    assert p is not None and p.pad_byte == 0 and p.padded_channels == 16
+    assert p.init[:2].tolist() == [(1 << 31) - 1, -(1 << 31)]  # offset 128: (off - 128)·Σw = 0
+    p = depthwise_vnni.plan(**args, input_offset=-127, weights=w, bias=bias)
+    want = [((int(v) - 255 * 9 * 127 + (1 << 31)) % (1 << 32)) - (1 << 31) for v in bias]
+    assert p.pad_byte == 255 and p.init[:2].tolist() == want and not p.init[2:].any()
+    assert depthwise_vnni.plan(**args, input_offset=129, weights=w, bias=bias) is None
+    assert depthwise_vnni.plan(**args, input_offset=-128, weights=w, bias=bias) is None
+    assert depthwise_vnni.plan(**args, input_offset=0, weights=w * 2, bias=bias) is None
+
+
+def _layer(channels=32, dm=1):
+    b = ModelBuilder()
+    x = b.input("x", [1, 8, 8, channels], "INT8", scale=0.02, zero_point=-3)
+    wt = b.constant("w", np.arange(9 * channels * dm).reshape(1, 3, 3, channels * dm).astype(np.int8), "INT8",
+                    scale=0.01, zero_point=0, quantized_dimension=3)
+    y = b.tensor("y", [1, 8, 8, channels * dm], "INT8", scale=0.05, zero_point=1)
+    b.op("DEPTHWISE_CONV_2D", [x, wt], [y], padding="SAME", stride_h=1, stride_w=1, depth_multiplier=dm)
+    b.output(y)
+    return b.build()
+
+
+def test_default_choice_by_shape():
+    """By default the VNNI kernel is planned for dm 1 and channels a multiple of 16 (where it was
+    measured faster), not for 8 channels or a depth multiplier."""
+    assert Interpreter.from_bytes(_layer(32)).kernels[0].compiled_vnni is not None
+    assert Interpreter.from_bytes(_layer(8)).kernels[0].compiled_vnni is None
+    assert Interpreter.from_bytes(_layer(16, dm=2)).kernels[0].compiled_vnni is None
+
+
+def test_host_without_vnni_falls_back(monkeypatch):
+    """Without AVX512-VNNI (gemm_u8's host check) ops/compiled/depthwise.py runs, same bytes."""
+    data = _layer(32)
+    x = np.random.default_rng(3).integers(-128, 128, (2, 1, 8, 8, 32)).astype(np.int8)
+    want = Interpreter.from_bytes(data, kernels="reference").run_batch([x])[0]
+    calls = []
+    with use_compiled(True):
+        _forced(monkeypatch)
+        monkeypatch.setattr(depthwise_vnni, "available", lambda: False)
+        monkeypatch.setattr(depthwise_vnni, "depthwise_conv", lambda *a: pytest.fail("the VNNI path ran"))
+        original = compiled_depthwise.depthwise_conv
+        monkeypatch.setattr(compiled_depthwise, "depthwise_conv", lambda *a: calls.append(1) or original(*a))
+        got = Interpreter.from_bytes(data).run_batch([x])[0]
+    assert calls and got.tobytes() == want.tobytes()
+
+
+@needs_vnni
+def test_vnni_matches_tflm():
+    """test_diff_conv's int8 depthwise cases with the VNNI path forced, run_batch and run against TFLM."""
+    from diff_support import check_model, note_case, require_oracle, run_examples
+    from test_diff_conv import build_conv, conv_cases
+
+    require_oracle()
+
+    def run(case):
+        note_case(**case)
+        data, inputs = build_conv(case, depthwise=True)
+        with pytest.MonkeyPatch.context() as mp, use_compiled(True):
+            _forced(mp)
+            check_model(data, inputs, label="DEPTHWISE_CONV_2D INT8 vnni")
+
+    run_examples(conv_cases(depthwise=True, kind="INT8"), run, fraction=0.5)
