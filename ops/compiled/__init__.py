@@ -3,7 +3,7 @@
 microref's kernels are numpy: a whole-tensor pass costs 0.1–0.4 ns per value, and a depthwise
 convolution or a requantization takes many passes where a compiled loop touches each value once.
 When numba is installed (``pip install 'microref[fast]'``), the kernels that a benchmark showed it
-pays for run such loops instead (2–3.6x per sample on the benchmark models: benchmarks/bench.py
+pays for run such loops instead (2.3–4.4x per sample on the benchmark models: benchmarks/bench.py
 times both in the same rounds). They compute TFLM's own integer arithmetic (int32 accumulators,
 the int64 MultiplyByQuantizedMultiplier), so their exactness needs no float bound at all, only the
 integer ranges of C, which each kernel's prepare checks (each module states its proof); and
@@ -14,6 +14,7 @@ tests/test_compiled_*.py pin each one to the plain kernels of ``ops.reference`` 
 | gemm_u8 | CONV_2D, int8: byte dot products (AVX512-VNNI ``vpdpbusd``, on hosts that have it) |
 | small_conv | CONV_2D: first and narrow layers, whole filter rows as the reduction |
 | gemm | CONV_2D: int16 pair dot products (an LLVM IR intrinsic, ``vpdpwssd`` with VNNI) |
+| depthwise_vnni | DEPTHWISE_CONV_2D, int8: four taps per byte dot product (VNNI hosts) |
 | depthwise | DEPTHWISE_CONV_2D with the requantization fused |
 | requantize | MultiplyByQuantizedMultiplier + offset + clamp + narrowing in one pass |
 | pooling | AVERAGE_POOL_2D |
