@@ -40,6 +40,7 @@ needs_vnni = pytest.mark.skipif(not gemm_u8.available(), reason="the host has no
 def _forced(mp, on=True):
     mp.setattr(Conv2D, "COMPILED_MIN_ELEMENTS", 0)
     mp.setattr(Conv2D, "U8_FORCE", on)
+    mp.setattr(Conv2D, "POINTWISE_FORCE", False)  # gemm_u8's own path, not pointwise_small's, on 1x1 models
 
 
 def _inputs(rng, interpreter, zero_point, extremes):

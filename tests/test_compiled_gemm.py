@@ -40,6 +40,7 @@ def _forced(mp):
     mp.setattr(Conv2D, "COMPILED_MAX_PADDING", 100.0)
     mp.setattr(Conv2D, "SMALL_CONV_FORCE", False)  # gemm.py's path, not small_conv's, on every shape
     mp.setattr(Conv2D, "U8_FORCE", False)  # nor gemm_u8's on int8 models
+    mp.setattr(Conv2D, "POINTWISE_FORCE", False)  # nor pointwise_small's on int8 1x1 models
 
 
 def _inputs(rng, interpreter, zero_point, extremes):

@@ -38,6 +38,7 @@ def _forced(mp, on=True):
     mp.setattr(Conv2D, "COMPILED_MIN_ELEMENTS", 0)
     mp.setattr(Conv2D, "SMALL_CONV_FORCE", on)
     mp.setattr(Conv2D, "U8_FORCE", False)  # small_conv's own path, not gemm_u8's, on int8 models
+    mp.setattr(Conv2D, "POINTWISE_FORCE", False)  # nor pointwise_small's on int8 1x1 models
 
 
 def _inputs(rng, interpreter, zero_point, extremes):
