@@ -282,10 +282,12 @@ class Conv2D(_ConvBase):
     # 1x1 layers without padding with at most POINTWISE_MAX_DEPTH input channels. Measured (each layer
     # alone, alternating with the path it replaces, one thread, CPU time, batch 64, ns per output):
     # vww_96 / person_detect 48x48 8->16 0.92-0.95 -> 0.58-0.66 (1.44-1.59x), 24x24 16->32
-    # 0.93-1.14 -> 0.50-0.54 (1.82-2.12x). Wider inputs win too (K=32..128: 1.4-1.9x; 3x3x128->256
-    # 1.24x) but are left to gemm_u8 until measured on more models. POINTWISE_FORCE: None chooses by
-    # the threshold, True / False forces it on every eligible layer / off (tests).
-    POINTWISE_MAX_DEPTH = 16
+    # 0.93-1.14 -> 0.50-0.54 (1.82-2.12x). Wider inputs win too (K=32..128: 1.4-1.9x), and so do
+    # whole models with every 1x1 layer on it (run_batch, 2 threads, CPU per sample, K <= 16 -> every
+    # K, same bytes): vww_96 1.32x, person_detect 1.22x, kws_ref_model 1.25x, MobileNetV2-224 1.17x,
+    # pretrainedResnet 1.00x (no unpadded 1x1 layers). POINTWISE_FORCE: None chooses by the
+    # threshold, True / False forces it on every eligible layer / off (tests).
+    POINTWISE_MAX_DEPTH = 1 << 30
     POINTWISE_FORCE: bool | None = None
     # Its plan (int8 input and filter, 1x1, padding 0, groups 1, default numerics), else None.
     compiled_pointwise = None

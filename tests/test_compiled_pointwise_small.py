@@ -108,7 +108,7 @@ def pointwise_models(draw):
     stride = (draw(st.sampled_from([1, 1, 2])), draw(st.sampled_from([1, 1, 2])))
     padding = draw(st.sampled_from(["SAME", "VALID"]))
     h, w = draw(st.integers(1, 13)), draw(st.integers(1, 11))
-    c = draw(st.integers(1, 16) | st.sampled_from([24, 33]))
+    c = draw(st.integers(1, 16) | st.sampled_from([24, 33, 64, 96, 160]))
     oc = draw(st.integers(1, 64) | st.sampled_from([16, 32, 48, 64]))
     zp_in = draw(st.sampled_from([-128, 127, 0, -1]) | st.integers(-128, 127))
     zp_out = draw(st.sampled_from([-128, 127, 0]) | st.integers(-128, 127))
@@ -152,12 +152,17 @@ def test_real_layers_equal_reference():
 
 def test_default_threshold_and_forcing():
     """By default the path is planned for 1x1 int8 layers with at most POINTWISE_MAX_DEPTH input
-    channels, never for other kernels, 16x8, padding; POINTWISE_FORCE=False plans nothing."""
+    channels (every depth, by default), never for other kernels, 16x8, padding;
+    POINTWISE_FORCE=False plans nothing."""
     rng = np.random.default_rng(4)
-    for params, planned in [(dict(c=8, oc=16), True), (dict(c=16, oc=32), True), (dict(c=17, oc=8), False),
-                            (dict(c=3, oc=4, stride=(2, 2)), True)]:
+    cases = [(dict(c=8, oc=16), True), (dict(c=16, oc=32), True), (dict(c=17, oc=8), True),
+             (dict(c=96, oc=24), True), (dict(c=3, oc=4, stride=(2, 2)), True)]
+    for params, planned in cases:
         it = Interpreter.from_bytes(pointwise_model(rng, **params))
         assert (it.kernels[0].compiled_pointwise is not None) == planned, params
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Conv2D, "POINTWISE_MAX_DEPTH", 16)
+        assert Interpreter.from_bytes(pointwise_model(rng, c=17, oc=8)).kernels[0].compiled_pointwise is None
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Conv2D, "POINTWISE_FORCE", False)
         assert Interpreter.from_bytes(pointwise_model(rng)).kernels[0].compiled_pointwise is None
