@@ -17,22 +17,22 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
-from interp import Interpreter, ModelError  # noqa: E402
+from compiled_support import SAMPLES, assert_forced_equals_reference, boundary_inputs  # noqa: E402,F401
+
+from interp import Interpreter  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
-from interp.errors import UnsupportedOpError  # noqa: E402
 from ops import fixedpoint as fp  # noqa: E402
 from ops.compiled import depthwise as compiled_depthwise  # noqa: E402
 from ops.compiled import use_compiled  # noqa: E402
 from ops.conv import DepthwiseConv2D  # noqa: E402
 
-SAMPLES = 3
 seeds = st.integers(0, 2 ** 32 - 1)
 
 
@@ -41,36 +41,13 @@ def _output_size(padding, size, kernel, stride, dilation):
     return -(-size // stride) if padding == "SAME" else (size - effective + stride) // stride
 
 
-def _inputs(rng, interpreter, zero_point, extremes):
-    d = interpreter.input_details[0]
-    shape = (SAMPLES,) + tuple(int(s) for s in d["shape"])
-    info = np.iinfo(np.dtype(d["dtype"]))
-    if extremes:  # the ends of the range and the zero point: the largest |x - zp|
-        values = rng.choice(np.array([info.min, info.min + 1, info.max, np.clip(zero_point, info.min, info.max)]),
-                            shape)
-    else:
-        values = rng.integers(info.min, info.max, shape, endpoint=True)
-    return values.astype(d["dtype"])
+def _forced(mp):
+    mp.setattr(DepthwiseConv2D, "COMPILED_MIN_ELEMENTS", 0)
+    mp.setattr(DepthwiseConv2D, "VNNI_FORCE", False)  # this file tests ops/compiled/depthwise.py
 
 
 def assert_compiled_equals_reference(data: bytes, rng, zero_point: int, extremes: bool) -> DepthwiseConv2D:
-    try:
-        reference = Interpreter.from_bytes(data, kernels="reference")
-    except (ModelError, UnsupportedOpError):
-        assume(False)  # refused at prepare (as TFLM refuses it): nothing runs
-    with pytest.MonkeyPatch.context() as mp, use_compiled(True):
-        mp.setattr(DepthwiseConv2D, "COMPILED_MIN_ELEMENTS", 0)
-        mp.setattr(DepthwiseConv2D, "VNNI_FORCE", False)  # this file tests ops/compiled/depthwise.py
-        fast = Interpreter.from_bytes(data)
-        x = _inputs(rng, fast, zero_point, extremes)
-        got, want = fast.run_batch([x])[0], reference.run_batch([x])[0]
-        single = fast.run([x[0]])[0]
-    assert got.dtype == want.dtype and got.shape == want.shape
-    assert got.tobytes() == want.tobytes(), \
-        f"{np.count_nonzero(got != want)} of {got.size} values differ: compiled {got.ravel()[:8]}, " \
-        f"reference {want.ravel()[:8]}"
-    assert single.tobytes() == want[0].tobytes()
-    return fast.kernels[0]
+    return assert_forced_equals_reference(data, rng, zero_point, extremes, _forced)
 
 
 @st.composite

@@ -15,18 +15,18 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
-from test_compiled_depthwise import _inputs, depthwise_models  # noqa: E402
+from compiled_support import assert_forced_equals_reference  # noqa: E402
+from test_compiled_depthwise import depthwise_models  # noqa: E402
 
-from interp import Interpreter, ModelError  # noqa: E402
+from interp import Interpreter  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
-from interp.errors import UnsupportedOpError  # noqa: E402
 from ops.compiled import depthwise as compiled_depthwise  # noqa: E402
 from ops.compiled import depthwise_vnni, use_compiled  # noqa: E402
 from ops.conv import DepthwiseConv2D  # noqa: E402
@@ -40,24 +40,13 @@ def _forced(mp, on=True):
     mp.setattr(DepthwiseConv2D, "VNNI_FORCE", on)
 
 
+def _forced_with_spy(mp):
+    _forced(mp)
+    mp.setattr(compiled_depthwise, "depthwise_conv", lambda *a: pytest.fail("the VNNI path was not taken"))
+
+
 def assert_vnni_equals_reference(data: bytes, rng, zero_point: int, extremes: bool) -> DepthwiseConv2D:
-    try:
-        reference = Interpreter.from_bytes(data, kernels="reference")
-    except (ModelError, UnsupportedOpError):
-        assume(False)  # refused at prepare (as TFLM refuses it): nothing runs
-    with pytest.MonkeyPatch.context() as mp, use_compiled(True):
-        _forced(mp)
-        mp.setattr(compiled_depthwise, "depthwise_conv", lambda *a: pytest.fail("the VNNI path was not taken"))
-        fast = Interpreter.from_bytes(data)
-        x = _inputs(rng, fast, zero_point, extremes)
-        got, want = fast.run_batch([x])[0], reference.run_batch([x])[0]
-        single = fast.run([x[0]])[0]
-    assert got.dtype == want.dtype and got.shape == want.shape
-    assert got.tobytes() == want.tobytes(), \
-        f"{np.count_nonzero(got != want)} of {got.size} values differ: vnni {got.ravel()[:8]}, " \
-        f"reference {want.ravel()[:8]}"
-    assert single.tobytes() == want[0].tobytes()
-    kernel = fast.kernels[0]
+    kernel = assert_forced_equals_reference(data, rng, zero_point, extremes, _forced_with_spy)
     assert kernel.compiled_vnni is not None  # int8 geometries with positive strides all qualify
     return kernel
 

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("numba")
@@ -22,15 +22,14 @@ if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no",
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 import diff_support as ds  # noqa: E402
+from compiled_support import SAMPLES, assert_forced_equals_reference, boundary_inputs  # noqa: E402,F401
 
-from interp import Interpreter, ModelError  # noqa: E402
+from interp import Interpreter  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
-from interp.errors import UnsupportedOpError  # noqa: E402
 from ops.compiled import gemm as compiled_gemm  # noqa: E402
 from ops.compiled import use_compiled  # noqa: E402
 from ops.conv import Conv2D  # noqa: E402
 
-SAMPLES = 3
 seeds = st.integers(0, 2 ** 32 - 1)
 
 
@@ -43,39 +42,12 @@ def _forced(mp):
     mp.setattr(Conv2D, "POINTWISE_FORCE", False)  # nor pointwise_small's on int8 1x1 models
 
 
-def _inputs(rng, interpreter, zero_point, extremes):
-    d = interpreter.input_details[0]
-    shape = (SAMPLES,) + tuple(int(s) for s in d["shape"])
-    info = np.iinfo(np.dtype(d["dtype"]))
-    if extremes:  # the ends of the range and the zero point: the largest |x - zp|
-        values = rng.choice(np.array([info.min, info.min + 1, info.max, np.clip(zero_point, info.min, info.max)]),
-                            shape)
-    else:
-        values = rng.integers(info.min, info.max, shape, endpoint=True)
-    return values.astype(d["dtype"])
+def _size(padding, size, kernel, stride, dilation):
+    return ds.window_output_size(padding, size, kernel, stride, dilation)
 
 
 def assert_compiled_equals_reference(data: bytes, rng, zero_point: int, extremes: bool) -> Conv2D:
-    try:
-        reference = Interpreter.from_bytes(data, kernels="reference")
-    except (ModelError, UnsupportedOpError):
-        assume(False)
-    with pytest.MonkeyPatch.context() as mp, use_compiled(True):
-        _forced(mp)
-        fast = Interpreter.from_bytes(data)
-        x = _inputs(rng, fast, zero_point, extremes)
-        got, want = fast.run_batch([x])[0], reference.run_batch([x])[0]
-        single = fast.run([x[0]])[0]
-    assert got.dtype == want.dtype and got.shape == want.shape
-    assert got.tobytes() == want.tobytes(), \
-        f"{np.count_nonzero(got != want)} of {got.size} values differ: compiled {got.ravel()[:8]}, " \
-        f"reference {want.ravel()[:8]}"
-    assert single.tobytes() == want[0].tobytes()
-    return fast.kernels[0]
-
-
-def _size(padding, size, kernel, stride, dilation):
-    return ds.window_output_size(padding, size, kernel, stride, dilation)
+    return assert_forced_equals_reference(data, rng, zero_point, extremes, _forced)
 
 
 def conv_model(rng, *, kind="INT8", batch=1, h=6, w=6, c=4, oc=16, kh=3, kw=3, stride=(1, 1), dilation=(1, 1),
@@ -227,5 +199,5 @@ def test_compiled_conv_equals_tflm(case):
         _forced(mp)
         it = Interpreter.from_bytes(data)
         assert it.kernels[0].compiled_gemm is not None
-        x = _inputs(rng, it, params.get("zp_in", 0), case == 2)
+        x = boundary_inputs(rng, it, params.get("zp_in", 0), case == 2)
         assert ds.check_model(data, [x], label="CONV_2D compiled").compared
