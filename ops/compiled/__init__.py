@@ -3,7 +3,7 @@
 microref's kernels are numpy: a whole-tensor pass costs 0.1–0.4 ns per value, and a depthwise
 convolution or a requantization takes many passes where a compiled loop touches each value once.
 When numba is installed (``pip install 'microref[fast]'``), the kernels that a benchmark showed it
-pays for run such loops instead (2.3–4.4x per sample on the benchmark models: benchmarks/bench.py
+pays for run such loops instead (2.8–4.2x per sample on the benchmark models: benchmarks/bench.py
 times both in the same rounds). They compute TFLM's own integer arithmetic (int32 accumulators,
 the int64 MultiplyByQuantizedMultiplier), so their exactness needs no float bound at all, only the
 integer ranges of C, which each kernel's prepare checks (each module states its proof); and
