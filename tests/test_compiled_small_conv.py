@@ -23,7 +23,8 @@ if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no",
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 import diff_support as ds  # noqa: E402
-from compiled_support import SAMPLES, assert_forced_equals_reference, boundary_inputs  # noqa: E402,F401
+from compiled_support import assert_forced_equals_reference, boundary_inputs
+from compiled_support import conv_model as shared_conv_model  # noqa: E402,F401
 
 from interp import Interpreter  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
@@ -44,34 +45,9 @@ def assert_small_equals_reference(data: bytes, rng, zero_point: int, extremes: b
     return assert_forced_equals_reference(data, rng, zero_point, extremes, _forced)
 
 
-def conv_model(rng, *, kind="INT8", batch=1, h=6, w=6, c=3, oc=8, kh=3, kw=3, stride=(1, 1), dilation=(1, 1),
-               padding="SAME", zp_in=0, zp_out=0, input_scale=0.02, output_scale=0.05, filter_scales=(0.01,),
-               bias_kind="INT32", bias_bits=16, activation="NONE", extreme_weights=False, bias_wrap=False):
-    io = "INT16" if kind == "INT16" else "INT8"
-    per_channel = len(filter_scales) > 1
-    oh = ds.window_output_size(padding, h, kh, stride[0], dilation[0])
-    ow = ds.window_output_size(padding, w, kw, stride[1], dilation[1])
-    b = ModelBuilder()
-    x = b.input("x", [batch, h, w, c], io, scale=input_scale, zero_point=zp_in)
-    weights = rng.integers(-128, 127, (oc, kh, kw, c), endpoint=True).astype(np.int8)
-    if extreme_weights:
-        weights = np.where(rng.integers(0, 2, weights.shape) == 1, -128, 127).astype(np.int8)
-    wt = b.constant("w", weights, "INT8", scale=list(filter_scales) if per_channel else filter_scales[0],
-                    zero_point=0, quantized_dimension=0)
-    inputs = [x, wt]
-    if bias_kind is not None:
-        top = 2 ** bias_bits - 1
-        values = rng.integers(-top - 1, top, oc, endpoint=True, dtype=np.int64)
-        if bias_wrap:
-            values = np.where(rng.integers(0, 2, oc) == 1, (1 << 31) - 1, -(1 << 31))
-        inputs.append(b.constant("b", values.astype(bias_kind.lower()), bias_kind,
-                                 scale=[input_scale * s for s in filter_scales] if per_channel
-                                 else input_scale * filter_scales[0], zero_point=0))
-    y = b.tensor("y", [batch, oh, ow, oc], io, scale=output_scale, zero_point=zp_out)
-    b.op("CONV_2D", inputs, [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
-         dilation_h_factor=dilation[0], dilation_w_factor=dilation[1], fused_activation_function=activation)
-    b.output(y)
-    return b.build()
+def conv_model(rng, **kw) -> bytes:
+    """compiled_support.conv_model with this file's defaults ("c": 3, "oc": 8)."""
+    return shared_conv_model(rng, **{"c": 3, "oc": 8, **kw})
 
 
 @st.composite
