@@ -88,3 +88,16 @@ def conv_model(rng, *, kind="INT8", batch=1, h=6, w=6, c=4, oc=16, kh=3, kw=3, s
          dilation_h_factor=dilation[0], dilation_w_factor=dilation[1], fused_activation_function=activation)
     b.output(y)
     return b.build()
+
+
+def bound_model(depth_channels: int, output_channels: int) -> bytes:
+    """A 16x8 1x1 CONV_2D with |w| = 128 everywhere: its accumulator bound is exactly
+    Σ|w|·32768 = depth_channels·2^22, so depth 511 stays below 2^31 and 512 reaches it."""
+    b = ModelBuilder()
+    x = b.input("x", [1, 2, 2, depth_channels], "INT16", scale=1e-4, zero_point=0)
+    weights = np.full((output_channels, 1, 1, depth_channels), -128, np.int8)
+    wt = b.constant("w", weights, "INT8", scale=1e-6, zero_point=0)
+    y = b.tensor("y", [1, 2, 2, output_channels], "INT16", scale=1.0, zero_point=0)
+    b.op("CONV_2D", [x, wt], [y], padding="VALID", stride_h=1, stride_w=1, quantized_bias_type=2)
+    b.output(y)
+    return b.build()

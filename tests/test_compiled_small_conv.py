@@ -23,11 +23,10 @@ if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no",
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 import diff_support as ds  # noqa: E402
-from compiled_support import assert_forced_equals_reference, boundary_inputs
+from compiled_support import assert_forced_equals_reference, bound_model, boundary_inputs
 from compiled_support import conv_model as shared_conv_model  # noqa: E402,F401
 
 from interp import Interpreter  # noqa: E402
-from interp.builder import ModelBuilder  # noqa: E402
 from ops.compiled import small_conv, use_compiled  # noqa: E402
 from ops.conv import Conv2D  # noqa: E402
 
@@ -117,25 +116,13 @@ def test_default_thresholds_choose_the_measured_winners():
         assert (it.kernels[0].compiled_small is not None) == planned, params
 
 
-def _bound_model(rng, depth_channels, kind="INT16"):
-    """A 1x1 convolution whose accumulator bound is Σ|w|·32768 = depth_channels·128·32768."""
-    b = ModelBuilder()
-    x = b.input("x", [1, 2, 2, depth_channels], kind, scale=1e-4, zero_point=0)
-    weights = np.full((8, 1, 1, depth_channels), -128, np.int8)
-    wt = b.constant("w", weights, "INT8", scale=1e-6, zero_point=0)
-    y = b.tensor("y", [1, 2, 2, 8], kind, scale=1.0, zero_point=0)
-    b.op("CONV_2D", [x, wt], [y], padding="VALID", stride_h=1, stride_w=1, quantized_bias_type=2)
-    b.output(y)
-    return b.build()
-
-
 def test_accumulator_bound_near_2_31():
     """16x8 with |w| = 128 everywhere: K = 511 gives a bound of 511·2^22 < 2^31 (the compiled
     path, whose int32 sums reach -2^31 + 2^22 on inputs of -32768), K = 512 gives exactly 2^31
     (refused: the numpy path runs); both equal the reference on the extreme inputs."""
     rng = np.random.default_rng(5)
     for depth, taken in [(511, True), (512, False)]:
-        kernel = assert_small_equals_reference(_bound_model(rng, depth), rng, 0, True)
+        kernel = assert_small_equals_reference(bound_model(depth, 8), rng, 0, True)
         assert (kernel.compiled_small is not None) == taken
         assert kernel.compiled_small is None or kernel.compiled_small.weights.bound == depth * 128 * 32768
 
