@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import compiled
 from . import fixedpoint as fp
 from .c_semantics import expf
+from .compiled import softmax as compiled_softmax
 from .params import SoftmaxParams, params_as_dict
 from .reference import softmax_int8
 from .registry import OpKernel, PrepareContext, register
@@ -103,6 +105,9 @@ class Softmax(OpKernel):
     # int8 inputs of at most this many rows compute their reciprocals in Python ints
     # (reciprocal_scalar); more rows use the array version. Tests force either.
     SCALAR_RECIPROCAL_MAX_ROWS = 8
+    # int8 inputs of more rows than this run ops/compiled/softmax.py when compiled kernels are
+    # enabled (a batched classifier head: 128 rows of 12 classes 133 -> ~10 µs). Tests force it.
+    COMPILED_MIN_ROWS = 9
 
     def prepare(self, ctx: PrepareContext):
         ctx.check(len(ctx.op.inputs) == 1 and len(ctx.op.outputs) == 1, "takes exactly one input and one output")
@@ -183,6 +188,14 @@ class Softmax(OpKernel):
         return [y.reshape((x.shape[0],) + self.out_tensor.shape)]
 
     def _eval_int8(self, x):
+        columns = x.shape[-1]
+        rows = x.size // columns if columns else 0
+        if rows >= self.COMPILED_MIN_ROWS and columns and compiled.enabled():
+            flat = np.ascontiguousarray(x.reshape(rows, columns))
+            out = np.empty((rows, columns), self.out_tensor.dtype)
+            lo, hi = (-32768, 32767) if self.output_bits == 16 else (-128, 127)
+            compiled_softmax.softmax_int8_rows(flat, self.exp_table, self.term_table, self.output_bits, lo, hi, out)
+            return out.reshape(x.shape)
         wide = x.astype(np.intp)
         index = wide - wide.max(axis=-1, keepdims=True) + 255
         exps = self.exp_table[index]

@@ -16,10 +16,12 @@ tests/test_compiled_*.py pin each one to the plain kernels of ``ops.reference`` 
 | small_conv | CONV_2D: first and narrow layers, whole filter rows as the reduction |
 | gemm | CONV_2D: int16 pair dot products (an LLVM IR intrinsic, ``vpdpwssd`` with VNNI) |
 | depthwise_vnni | DEPTHWISE_CONV_2D, int8: four taps per byte dot product (VNNI hosts) |
+| depthwise_narrow | DEPTHWISE_CONV_2D, int8, 8 output channels: 16/OC pixels per byte dot product vector, requantized in registers (VNNI + VBMI hosts) |
 | depthwise | DEPTHWISE_CONV_2D with the requantization fused |
 | requantize | MultiplyByQuantizedMultiplier + offset + clamp + narrowing in one pass |
 | pooling | AVERAGE_POOL_2D |
 | elementwise | int8/int16 ADD, SUB, MUL, SQUARED_DIFFERENCE |
+| softmax | int8-input SOFTMAX, every row of a batch in one call |
 
 A ``lazy_njit`` function cannot be called from inside another compiled function (it is not a
 numba dispatcher until its first call), which is why the kernels inline their small helpers.
