@@ -1,18 +1,24 @@
 """Compiled int8 DEPTHWISE_CONV_2D on AVX512-VNNI byte dot products: four taps x 16 channels per
-``vpdpbusd``, the 16 int32 accumulators of a channel block kept in a register across all taps,
-then ops/compiled/depthwise.py's fused exact requantization.
+``vpdpbusd``, the 16 int32 accumulators of a channel block kept in a register across all taps and
+requantized there (ops/compiled/depthwise.py's exact int64 form, in the same LLVM IR), one pass
+from the int8 input to the int8 output.
 
 Layout. A filter row's taps kx = 4j .. 4j + 3 form quad j (J = ceil(KW / 4) quads per row; the
-missing taps of the last one get zero weights). Per image, the padded image (Hp, Wp, OCp) uint8
-holds u = x + 128 for output channel oc (input channel oc // dm, so the depth multiplier is a
-plain channel index; OCp = OC rounded up to 16), the pad byte outside the image and in the extra
-channels; with dm = 1 and OC = OCp its rows are copied whole. For output pixel (oy, ox), quad
-(ky, j) and 16 channels, the four taps' 16-byte runs (padded columns ox·sw + (4j + k)·dw, k < 4)
-are interleaved in registers (one vpermt2b-style shuffle) into 64 bytes, byte 4i + k = tap k of
-channel i, which one vpdpbusd multiplies by the packed weights (KH·J, OCp, 4) int8 and adds into
-the 16 int32 lanes. A register block of R = 4 output pixels x 16 channels runs all KH·J quads
-with its accumulators in registers and stores them once into a row (OW, OCp); the row is then
-requantized and stored as int8.
+missing taps of the last one get zero weights). Per image, a quad image Q is built once: for every
+row py the quads read ((OH - 1)·sh + (KH - 1)·dh + 1 rows from the top padding on) and every
+(output column ox, quad j), 64 bytes per 16 channels whose byte 4i + k is u = x + 128 of channel i
+at column ox·sw + (4j + k)·dw (padded coordinates): four 16-byte runs interleaved in registers
+(one vpermt2b-style shuffle) and stored. A tap outside the image reads the pad vector, the int8
+zero point in every channel, whose u is zero point + 128. Then for output pixel (oy, ox) and 16
+channels, quad (ky, j) is the single 64-byte load Q[oy·sh + ky·dh, ox, j], multiplied by the packed
+weights (KH·J, OCp, 4) int8 in one vpdpbusd. The quads of a pixel thus cost one load each instead
+of four loads and a shuffle each (a tap run is shuffled once per row it starts, not once per
+output pixel and filter row that reads it). Register blocks of R = 4 output pixels x 16 channels
+run over the image's pixels in (oy, ox) order across row ends (kws's 5-pixel rows fill every
+slot but the image's last block's, which repeats the last pixel, storing the same bytes again).
+Depth multipliers and channel counts that are not a multiple of 16 first get an int8 copy of the
+input with each channel repeated dm times and the zero point in the extra channels (they have
+zero weights); the outputs of the extra channels are dropped.
 
 Why it equals TFLM byte for byte. TFLM forms, per output, ``int32 acc = bias + Σ w·(x + input_offset)``
 over the taps inside the image, in int32 arithmetic that wraps (modulo 2^32, as the oracle's x86
@@ -20,17 +26,27 @@ does). With u = x + 128 (0..255, the int8 byte with its top bit flipped) and off
 
     Σ w·(x + off) = Σ w·u + (off - 128)·Σ w        (Σ over all KH·KW taps)
 
-provided a tap outside the image holds the u whose x + off is 0, u = 128 - off = zero point + 128:
-then its w·u + (off - 128)·w is 0, as TFLM skipping the tap adds nothing. ``plan`` refuses a zero
-point outside -128..127 (a malformed model's), whose u would not be a byte. The zero-weight slots
-of a last quad add 0 whatever their bytes. The accumulator starts at the per-channel constant
+provided a tap outside the image holds the u whose x + off is 0, u = 128 - off = zero point + 128
+(the pad vector's bytes, flipped like every other byte): then its w·u + (off - 128)·w is 0, as
+TFLM skipping the tap adds nothing. ``plan`` refuses a zero point outside -128..127 (a malformed
+model's), whose u would not be a byte. The zero-weight slots of a last quad and of the extra
+channels add 0 whatever their bytes. The accumulator starts at the per-channel constant
 ``init = bias + (off - 128)·Σw`` taken modulo 2^32. vpdpbusd (NOT vpdpbusds, the saturating form,
 and no vpmaddubsw, which saturates to int16) forms each product u·w exactly (|u·w| <= 255·128),
 adds four of them exactly (< 2^17 in magnitude) and adds that to the int32 lane modulo 2^32.
 So every accumulator is congruent modulo 2^32 to TFLM's int32 value, i.e. equal to it as an int32,
-for EVERY accumulator bound: no bound needs checking, and biases near ±2^31 wrap as C's do. The
-requantization is ops/compiled/depthwise.py's (its docstring proves the single int64 shift equal to
-TFLM's two roundings); ``plan`` reuses that module's plan for its per-channel constants.
+for EVERY accumulator bound: no bound needs checking, and biases near ±2^31 wrap as C's do.
+
+The requantization is ops/compiled/depthwise.py's, whose docstring proves the single int64 shift
+equal to TFLM's two roundings; ``plan`` takes its per-channel constants from that module's plan.
+Per lane, in LLVM IR integer operations with C's / numpy's semantics: a = acc << left (an i32
+shift by 0..31, wrapping as the int32 multiply by 2^left does), p = sext64(a)·sext64(M) (exact:
+|p| <= 2^62), scaled = (p + rounding - (p < -2^30 ? negative_rounding : 0)) >> right_shift (an
+arithmetic i64 shift by 31..62; no overflow: |p| + 2^30 + 2^61 < 2^63), then
+trunc32(scaled) + output_offset as an i32 addition (which wraps exactly as depthwise.py's int64 sum
+truncated to int32: truncation modulo 2^32 commutes with the addition), the clamp to the
+activation bounds (signed i32 compares) and the truncation to int8 of a value already in
+-128..127. No float operation anywhere.
 
 The LLVM intrinsic is x86-only (gemm_u8.vpdpbusd): ``available()`` is gemm_u8's host check
 (numba targets the host, which has AVX512-VNNI and AVX512-BW); else the caller keeps
@@ -57,9 +73,15 @@ def available() -> bool:
     return gemm_u8.available()
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.flags.writeable = False
+    return a
+
+
 @dataclass(frozen=True)
 class VnniDepthwisePlan:
-    """The VNNI kernel's layout; the requantization constants are ``requant``'s."""
+    """The VNNI kernel's layout and its requantization constants (``requant``'s, padded)."""
     requant: depthwise.CompiledDepthwiseParams  # ops/compiled/depthwise.py's per-channel constants
     in_hwc: tuple
     out_hw: tuple
@@ -69,11 +91,19 @@ class VnniDepthwisePlan:
     kernel_hw: tuple
     depth_multiplier: int
     quads_per_row: int  # J = ceil(KW / 4)
-    padded_hw: tuple  # (Hp, Wp): the rows and columns the quads read, (OH - 1)·s + (KH - 1 or 4J - 1)·d + 1
+    quad_rows: int  # rows of Q: (OH - 1)·sh + (KH - 1)·dh + 1, from padded row 0 (input row -top)
     pad_byte: int  # u of a tap outside the image: zero point + 128 (0..255)
+    pad: np.ndarray  # (OCp,) int8: the zero point, what a tap outside the image reads (before the flip)
     packed: np.ndarray  # flat (KH·J, OCp, 4) int8, zeros past KW and OC; read-only
-    quad_offsets: np.ndarray  # (KH·J,) int64: quad (ky, j)'s first byte relative to its output pixel's
+    columns: np.ndarray  # (OW·J·4,) int64: input column of tap k of quad j at output column ox, times OCp; -1 outside
+    quad_offsets: np.ndarray  # (KH·J,) int64: quad (ky, j)'s byte in Q relative to its output pixel's
+    pixel_offsets: np.ndarray  # (OH·OW,) int64: output pixel (oy, ox)'s first byte in Q
     init: np.ndarray  # (OCp,) int32: bias + (input_offset - 128)·Σw modulo 2^32 (0 in the padding)
+    multiplier: np.ndarray  # (OCp,) int32, requant's (0 in the padding)
+    left_shift: np.ndarray  # (OCp,) int32, 0..31
+    rounding: np.ndarray  # (OCp,) int64
+    negative_rounding: np.ndarray  # (OCp,) int64
+    right_shift: np.ndarray  # (OCp,) int64, 31..62
     channels: int  # OC = C·dm
     padded_channels: int  # OCp, a multiple of 16
 
@@ -94,217 +124,284 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
     kh, kw, channels = w.shape
     if channels == 0 or int(w.min()) < -128 or int(w.max()) > 127:
         return None
-    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    (h, width, _), (oh, ow), (sh, sw), (dh, dw) = in_hwc, out_hw, stride, dilation
+    top, left = int(padding[0]), int(padding[1])
     quads = -(-kw // 4)
     padded = -(-channels // LANES) * LANES
-    # The padded image: every row and column a quad reads (the last quad's zero-weight taps too).
-    hp = (oh - 1) * sh + (kh - 1) * dh + 1
-    wp = (ow - 1) * sw + (4 * quads - 1) * dw + 1
-    if hp * wp * padded > 8 * (in_hwc[0] * in_hwc[1] * channels + oh * ow * padded) + 4096:
-        return None  # strides or dilations reaching far past the image: a huge padded copy
+    rows = (oh - 1) * sh + (kh - 1) * dh + 1
+    entry = quads * padded * 4  # bytes of Q per (row, output column)
+    if rows * ow * entry > 16 * (h * width * channels + oh * ow * padded) + 65536:
+        return None  # strides or dilations reaching far past the image: a huge quad image
     packed = np.zeros((kh, quads * 4, padded), np.int8)
     packed[:, :kw, :channels] = w
-    packed = np.ascontiguousarray(packed.reshape(kh, quads, 4, padded).transpose(0, 1, 3, 2)).reshape(-1)
-    packed.flags.writeable = False
-    offsets = np.array([(ky * dh * wp + 4 * j * dw) * padded for ky in range(kh) for j in range(quads)], np.int64)
-    offsets.flags.writeable = False
+    packed = packed.reshape(kh, quads, 4, padded).transpose(0, 1, 3, 2).reshape(-1)
+    cols = np.array([ox * sw + (4 * j + k) * dw - left for ox in range(ow) for j in range(quads) for k in range(4)],
+                    np.int64)
+    cols = np.where((cols >= 0) & (cols < width), cols * padded, -1)
+    quad_offsets = np.array([ky * dh * ow * entry + j * padded * 4 for ky in range(kh) for j in range(quads)],
+                            np.int64)
+    pixel_offsets = (np.arange(oh, dtype=np.int64)[:, None] * (sh * ow * entry)
+                     + np.arange(ow, dtype=np.int64)[None, :] * entry).reshape(-1)
     init = np.zeros(padded, np.int64)
     init[:channels] = requant.bias.astype(np.int64) + (int(input_offset) - 128) * w.sum(axis=(0, 1))
     init = (((init + (1 << 31)) % _INT32) - (1 << 31)).astype(np.int32)  # modulo 2^32, as int32
-    init.flags.writeable = False
-    return VnniDepthwisePlan(requant, tuple(int(v) for v in in_hwc), (int(oh), int(ow)), (int(sh), int(sw)),
-                             (int(dh), int(dw)), (int(padding[0]), int(padding[1])), (int(kh), int(kw)),
-                             int(depth_multiplier), quads, (hp, wp), 128 - int(input_offset), packed, offsets, init,
-                             channels, padded)
+
+    def per_channel(values, dtype, fill):
+        out = np.full(padded, fill, dtype)
+        out[:channels] = values
+        return _read_only(out)
+
+    return VnniDepthwisePlan(
+        requant, tuple(int(v) for v in in_hwc), (int(oh), int(ow)), (int(sh), int(sw)), (int(dh), int(dw)),
+        (top, left), (int(kh), int(kw)), int(depth_multiplier), quads, int(rows), 128 - int(input_offset),
+        _read_only(np.full(padded, -int(input_offset), np.int8)), _read_only(packed), _read_only(cols),
+        _read_only(quad_offsets), _read_only(pixel_offsets), _read_only(init),
+        per_channel(requant.multiplier, np.int32, 0), per_channel(requant.left_shift, np.int32, 0),
+        per_channel(requant.rounding, np.int64, 0), per_channel(requant.negative_rounding, np.int64, 0),
+        per_channel(requant.right_shift, np.int64, 31), channels, padded)
 
 
-# --- the intrinsic ------------------------------------------------------------------------------
+# --- the intrinsics -----------------------------------------------------------------------------
 
-_block = None
+_quad_row = None
+_conv_column = None
 _build_lock = threading.Lock()
 
 
 def _intrinsics():
-    global _block
-    if _block is None:
+    global _quad_row, _conv_column
+    if _conv_column is None:
         with _build_lock:
-            if _block is None:
-                _block = _make_block(ROWS)
+            if _conv_column is None:
+                _quad_row = _make_quad_row()
+                _conv_column = _make_conv_column(ROWS)
 
 
-def _make_block(rows: int):
-    """An intrinsic ``block(image, pixels, offsets, step, weights, init, acc, acc_rows, column)``:
-    for r < rows and the 16 output channels oc = column .. column + 15 (i = oc - column),
-        acc[acc_rows[r], oc] = init[oc] + Σ_g Σ_{k<4} image[pixels[r] + offsets[g] + k·step + oc]
-                                                   · weights[(g·OCp + oc)·4 + k]
-    (int32, modulo 2^32): for each quad g the four 16-byte runs k are interleaved in registers
-    (byte 4i + k of the operand is run k's byte i) and one vpdpbusd adds them. image flat uint8,
-    weights flat int8, pixels / offsets / acc_rows int64 (G >= 1 offsets), step an integer, init
-    (OCp,) int32, acc 2-D int32 (…, OCp) C-contiguous."""
+def _arrays(context, builder, signature, args):
+    from numba import types
+
+    return [context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
+            for t, v in zip(signature.args, args)]
+
+
+def _make_quad_row():
+    """An intrinsic ``quad_row(src, row_start, inside, columns, pad, q, q_start)``: one row of the
+    quad image. For each entry e < len(columns) / 4 (an (output column, quad) pair) and 16-channel
+    block c (OCp = len(pad) channels), the 64 bytes at q[q_start + e·4·OCp + 64c ...] get byte
+    4i + k = (s[16c + i] ^ 0x80) with s = src[row_start + columns[4e + k] ...] when inside != 0 and
+    columns[4e + k] >= 0, else s = pad. src, pad flat int8; q flat uint8; columns int64."""
     from llvmlite import ir
     from numba import types
+    from numba.core import cgutils
     from numba.extending import intrinsic
 
-    i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-    accumulator = ir.VectorType(i32, LANES)
+    i8, i64 = ir.IntType(8), ir.IntType(64)
     run = ir.VectorType(i8, LANES)
     bytes64 = ir.VectorType(i8, 4 * LANES)
-    concat = ir.Constant(ir.VectorType(i32, 2 * LANES), list(range(2 * LANES)))
-    interleave = ir.Constant(ir.VectorType(i32, 4 * LANES), [16 * (q % 4) + q // 4 for q in range(4 * LANES)])
+    concat = ir.Constant(ir.VectorType(ir.IntType(32), 2 * LANES), list(range(2 * LANES)))
+    interleave = ir.Constant(ir.VectorType(ir.IntType(32), 4 * LANES),
+                             [16 * (q % 4) + q // 4 for q in range(4 * LANES)])
+    flip = ir.Constant(bytes64, [0x80] * (4 * LANES))
 
-    def block(typingctx, image, pixels, offsets, step, weights, init, acc, acc_rows, column):
-        arrays = (image, pixels, offsets, weights, init, acc, acc_rows)
-        if not all(isinstance(a, types.Array) for a in arrays):
+    def quad_row(typingctx, src, row_start, inside, columns, pad, q, q_start):
+        if not all(isinstance(a, types.Array) for a in (src, columns, pad, q)):
             return None
-        if not (image.dtype == types.uint8 and weights.dtype == types.int8 and acc.dtype == init.dtype == types.int32
-                and pixels.dtype == offsets.dtype == acc_rows.dtype == types.int64
-                and isinstance(step, types.Integer) and isinstance(column, types.Integer)):
+        if not (src.dtype == pad.dtype == types.int8 and q.dtype == types.uint8 and columns.dtype == types.int64
+                and all(isinstance(v, types.Integer) for v in (row_start, inside, q_start))):
             return None
-        sig = types.void(image, pixels, offsets, step, weights, init, acc, acc_rows, column)
+        sig = types.void(src, row_start, inside, columns, pad, q, q_start)
 
         def codegen(context, builder, signature, args):
-            (image_a, pixels_a, offsets_a, _, weights_a, init_a, acc_a, rows_a, _) = [
-                context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
-                for t, v in zip(signature.args, args)]
-            dot, operand = gemm_u8.vpdpbusd(builder)
-            step_v = context.cast(builder, args[3], signature.args[3], types.int64)
-            column_v = context.cast(builder, args[8], signature.args[8], types.int64)
-            count = builder.extract_value(offsets_a.shape, 0)
-            width = builder.extract_value(acc_a.shape, 1)  # OCp
-            image_data = builder.bitcast(image_a.data, i8.as_pointer())
-            weight_data = builder.bitcast(weights_a.data, i8.as_pointer())
-            init_data = builder.bitcast(init_a.data, i32.as_pointer())
-            pixel_base = [builder.add(builder.load(builder.gep(pixels_a.data, [ir.Constant(i64, r)])), column_v)
-                          for r in range(rows)]
-            weight_stride = builder.mul(width, ir.Constant(i64, 4))  # bytes per quad of weights
-            column_bytes = builder.mul(column_v, ir.Constant(i64, 4))
-            steps = [builder.mul(step_v, ir.Constant(i64, k)) for k in range(4)]
-            start = builder.load(builder.bitcast(builder.gep(init_data, [column_v]), accumulator.as_pointer()),
-                                 align=4)
-            entry = builder.block
-            loop = builder.append_basic_block("dw.quad")
-            done = builder.append_basic_block("dw.done")
-            builder.branch(loop)
-
-            builder.position_at_end(loop)
-            g = builder.phi(i64)
-            g.add_incoming(ir.Constant(i64, 0), entry)
-            sums = []
-            for _ in range(rows):
-                phi = builder.phi(accumulator)
-                phi.add_incoming(start, entry)
-                sums.append(phi)
-            offset = builder.load(builder.gep(offsets_a.data, [g]))
-            w_address = builder.gep(weight_data, [builder.add(builder.mul(g, weight_stride), column_bytes)])
-            w = builder.load(builder.bitcast(w_address, operand.as_pointer()), align=1)
-            updated = []
-            for r in range(rows):
-                first = builder.add(pixel_base[r], offset)
-                runs = [builder.load(builder.bitcast(builder.gep(image_data, [builder.add(first, steps[k])]),
-                                                     run.as_pointer()), align=1) for k in range(4)]
-                low = builder.shuffle_vector(runs[0], runs[1], concat)
-                high = builder.shuffle_vector(runs[2], runs[3], concat)
-                u = builder.shuffle_vector(low, high, interleave)
-                if operand != bytes64:
-                    u = builder.bitcast(u, operand)
-                updated.append(builder.call(dot, [sums[r], u, w]))
-            g_next = builder.add(g, ir.Constant(i64, 1))
-            g.add_incoming(g_next, loop)
-            for phi, value in zip(sums, updated):
-                phi.add_incoming(value, loop)
-            builder.cbranch(builder.icmp_signed("<", g_next, count), loop, done)
-
-            builder.position_at_end(done)
-            acc_data = builder.bitcast(acc_a.data, i32.as_pointer())
-            for r in range(rows):
-                row = builder.load(builder.gep(rows_a.data, [ir.Constant(i64, r)]))
-                address = builder.gep(acc_data, [builder.add(builder.mul(row, width), column_v)])
-                builder.store(updated[r], builder.bitcast(address, accumulator.as_pointer()), align=4)
+            src_a, _, _, columns_a, pad_a, q_a, _ = _arrays(context, builder, signature, args)
+            row_start_v, inside_v, q_start_v = (context.cast(builder, args[i], signature.args[i], types.int64)
+                                                for i in (1, 2, 6))
+            src_data = builder.bitcast(src_a.data, i8.as_pointer())
+            pad_data = builder.bitcast(pad_a.data, i8.as_pointer())
+            q_data = builder.bitcast(q_a.data, i8.as_pointer())
+            row_data = builder.gep(src_data, [row_start_v])
+            row_inside = builder.icmp_signed("!=", inside_v, ir.Constant(i64, 0))
+            channels = builder.extract_value(pad_a.shape, 0)
+            entries = builder.sdiv(builder.extract_value(columns_a.shape, 0), ir.Constant(i64, 4))
+            blocks = builder.sdiv(channels, ir.Constant(i64, LANES))
+            entry_bytes = builder.mul(channels, ir.Constant(i64, 4))
+            with cgutils.for_range(builder, entries) as e_loop:
+                e = e_loop.index
+                sources = []
+                for k in range(4):
+                    col = builder.load(builder.gep(columns_a.data, [builder.add(builder.mul(
+                        e, ir.Constant(i64, 4)), ir.Constant(i64, k))]))
+                    ok = builder.and_(row_inside, builder.icmp_signed(">=", col, ir.Constant(i64, 0)))
+                    sources.append(builder.select(ok, builder.gep(row_data, [col]), pad_data))
+                out_row = builder.gep(q_data, [builder.add(q_start_v, builder.mul(e, entry_bytes))])
+                with cgutils.for_range(builder, blocks) as c_loop:
+                    channel = builder.mul(c_loop.index, ir.Constant(i64, LANES))
+                    runs = [builder.load(builder.bitcast(builder.gep(s, [channel]), run.as_pointer()), align=1)
+                            for s in sources]
+                    low = builder.shuffle_vector(runs[0], runs[1], concat)
+                    high = builder.shuffle_vector(runs[2], runs[3], concat)
+                    u = builder.xor(builder.shuffle_vector(low, high, interleave), flip)
+                    address = builder.gep(out_row, [builder.mul(channel, ir.Constant(i64, 4))])
+                    builder.store(u, builder.bitcast(address, bytes64.as_pointer()), align=1)
             return context.get_dummy_value()
 
         return sig, codegen
 
-    block.__name__ = f"depthwise_vnni_{rows}"
-    return intrinsic(block)
+    return intrinsic(quad_row)
+
+
+def _make_conv_column(rows: int):
+    """An intrinsic ``conv_column(q, pixel_offsets, quad_offsets, weights, init, multiplier,
+    left_shift, rounding, negative_rounding, right_shift, out, out_start, column, output_offset,
+    act_min, act_max)``: for every output pixel p < P = len(pixel_offsets) (in register blocks of
+    ``rows`` pixels; the last block repeats pixel P - 1) and the 16 channels oc = column + i,
+        acc = init[oc] + Σ_g Σ_{k<4} q[pixel_offsets[p] + quad_offsets[g] + 4·oc + k]
+                                  · weights[(g·OCp + oc)·4 + k]          (int32, modulo 2^32)
+    then depthwise.py's requantization (the module docstring), stored as int8 at
+    out[out_start + p·OCp + oc]. q flat uint8, weights flat int8, OCp = len(init)."""
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+    accumulator = ir.VectorType(i32, LANES)
+    wide = ir.VectorType(i64, LANES)
+    narrow = ir.VectorType(i8, LANES)
+
+    def splat32(builder, value, vector):
+        one = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(i32, 0))
+        return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
+
+    def conv_column(typingctx, q, pixel_offsets, quad_offsets, weights, init, multiplier, left_shift, rounding,
+                    negative_rounding, right_shift, out, out_start, column, output_offset, act_min, act_max):
+        arrays = (q, pixel_offsets, quad_offsets, weights, init, multiplier, left_shift, rounding,
+                  negative_rounding, right_shift, out)
+        if not all(isinstance(a, types.Array) for a in arrays):
+            return None
+        if not (q.dtype == types.uint8 and weights.dtype == out.dtype == types.int8
+                and init.dtype == multiplier.dtype == left_shift.dtype == types.int32
+                and pixel_offsets.dtype == quad_offsets.dtype == rounding.dtype == negative_rounding.dtype
+                == right_shift.dtype == types.int64
+                and all(isinstance(v, types.Integer) for v in (out_start, column, output_offset, act_min, act_max))):
+            return None
+        sig = types.void(q, pixel_offsets, quad_offsets, weights, init, multiplier, left_shift, rounding,
+                         negative_rounding, right_shift, out, out_start, column, output_offset, act_min, act_max)
+
+        def codegen(context, builder, signature, args):
+            (q_a, pixels_a, quads_a, weights_a, init_a, mult_a, left_a, round_a, neg_a, right_a, out_a,
+             *_) = _arrays(context, builder, signature, args)
+            out_start_v, column_v = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (11, 12))
+            offset_v, low_v, high_v = (context.cast(builder, args[i], signature.args[i], types.int32)
+                                       for i in (13, 14, 15))
+            dot, operand = gemm_u8.vpdpbusd(builder)
+
+            def vector_at(array, vector, element):
+                data = builder.bitcast(array.data, element.as_pointer())
+                return builder.load(builder.bitcast(builder.gep(data, [column_v]), vector.as_pointer()), align=4)
+
+            start = vector_at(init_a, accumulator, i32)
+            mult = builder.sext(vector_at(mult_a, accumulator, i32), wide)
+            left = vector_at(left_a, accumulator, i32)
+            rounding_v = vector_at(round_a, wide, i64)
+            negative_v = vector_at(neg_a, wide, i64)
+            right = vector_at(right_a, wide, i64)
+            offset = splat32(builder, offset_v, accumulator)
+            low = splat32(builder, low_v, accumulator)
+            high = splat32(builder, high_v, accumulator)
+            threshold = ir.Constant(wide, [-(1 << 30)] * LANES)
+            zero64 = ir.Constant(wide, [0] * LANES)
+
+            q_data = builder.bitcast(q_a.data, i8.as_pointer())
+            w_data = builder.bitcast(weights_a.data, i8.as_pointer())
+            out_data = builder.bitcast(out_a.data, i8.as_pointer())
+            width = builder.extract_value(init_a.shape, 0)  # OCp
+            quad_bytes = builder.mul(width, ir.Constant(i64, 4))
+            column_bytes = builder.mul(column_v, ir.Constant(i64, 4))
+            count = builder.extract_value(quads_a.shape, 0)
+            total = builder.extract_value(pixels_a.shape, 0)
+            last = builder.sub(total, ir.Constant(i64, 1))
+            blocks = builder.sdiv(builder.add(total, ir.Constant(i64, rows - 1)), ir.Constant(i64, rows))
+            with cgutils.for_range(builder, blocks) as block_loop:
+                first = builder.mul(block_loop.index, ir.Constant(i64, rows))
+                pixels, bases = [], []
+                for r in range(rows):
+                    p = builder.add(first, ir.Constant(i64, r))
+                    p = builder.select(builder.icmp_signed("<", p, last), p, last)
+                    pixels.append(p)
+                    base = builder.load(builder.gep(pixels_a.data, [p]))
+                    bases.append(builder.gep(q_data, [builder.add(base, column_bytes)]))
+                entry = builder.block
+                loop = builder.append_basic_block("dw.quad")
+                done = builder.append_basic_block("dw.done")
+                builder.branch(loop)
+
+                builder.position_at_end(loop)
+                g = builder.phi(i64)
+                g.add_incoming(ir.Constant(i64, 0), entry)
+                sums = []
+                for _ in range(rows):
+                    phi = builder.phi(accumulator)
+                    phi.add_incoming(start, entry)
+                    sums.append(phi)
+                quad_offset = builder.load(builder.gep(quads_a.data, [g]))
+                w_address = builder.gep(w_data, [builder.add(builder.mul(g, quad_bytes), column_bytes)])
+                w = builder.load(builder.bitcast(w_address, operand.as_pointer()), align=1)
+                updated = []
+                for r in range(rows):
+                    u = builder.load(builder.bitcast(builder.gep(bases[r], [quad_offset]), operand.as_pointer()),
+                                     align=1)
+                    updated.append(builder.call(dot, [sums[r], u, w]))
+                g_next = builder.add(g, ir.Constant(i64, 1))
+                g.add_incoming(g_next, loop)
+                for phi, value in zip(sums, updated):
+                    phi.add_incoming(value, loop)
+                builder.cbranch(builder.icmp_signed("<", g_next, count), loop, done)
+
+                builder.position_at_end(done)
+                for r in range(rows):
+                    a = builder.shl(updated[r], left)  # int32 acc·2^left, modulo 2^32
+                    product = builder.mul(builder.sext(a, wide), mult)  # exact: |p| <= 2^62
+                    negative = builder.select(builder.icmp_signed("<", product, threshold), negative_v, zero64)
+                    scaled = builder.ashr(builder.sub(builder.add(product, rounding_v), negative), right)
+                    value = builder.add(builder.trunc(scaled, accumulator), offset)  # int32, wraps
+                    value = builder.select(builder.icmp_signed("<", value, low), low, value)
+                    value = builder.select(builder.icmp_signed(">", value, high), high, value)
+                    address = builder.gep(out_data, [builder.add(out_start_v, builder.add(
+                        builder.mul(pixels[r], width), column_v))])
+                    builder.store(builder.trunc(value, narrow), builder.bitcast(address, narrow.as_pointer()),
+                                  align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    conv_column.__name__ = f"depthwise_vnni_{rows}"
+    return intrinsic(conv_column)
 
 
 # --- the kernel ---------------------------------------------------------------------------------
 
 @lazy_njit
-def _kernel(x, image, packed, offsets, step, init, acc, out, multiplier, left_shift, rounding, negative_rounding,
-            right_shift, stride_h, stride_w, pad_top, pad_left, depth_multiplier, pad_byte, output_offset,
-            act_min, act_max, left_shifts):
-    """Per image: the padded image of u bytes (the pad byte outside the image and in the padded
-    channels), then per output row the register blocks into acc (OW, OCp) and the
-    requantization into out[b, oy]."""
-    batches, height, width, channels = x.shape
-    _, out_height, out_width, out_channels = out.shape
-    padded_height, padded_width, padded = image.shape
-    flat = image.reshape(-1)
-    pixels = np.empty(ROWS, np.int64)
-    acc_rows = np.empty(ROWS, np.int64)
-    # Whole rows at once where the copy is contiguous (no depth multiplier, no padded channels).
-    contiguous = depth_multiplier == 1 and channels == padded and pad_left >= 0 and pad_left + width <= padded_width
+def _kernel(src, q, pad, columns, packed, quad_offsets, pixel_offsets, init, multiplier, left_shift, rounding,
+            negative_rounding, right_shift, out, pad_top, output_offset, act_min, act_max):
+    """Per image: the quad image's rows (src (N, H, W, OCp) int8), then every 16-channel block of
+    every output pixel, requantized into out (N, OH, OW, OCp) int8."""
+    batches, height, width, channels = src.shape
+    _, out_height, out_width, _ = out.shape
+    rows, row_bytes = q.shape
+    flat = src.reshape(-1)
+    q_flat = q.reshape(-1)
+    out_flat = out.reshape(-1)
+    plane = out_height * out_width * channels
     for b in range(batches):
-        for py in range(padded_height):
-            in_y = py - pad_top
-            if contiguous:
-                line = image[py].reshape(-1)
-                if 0 <= in_y < height:
-                    src_line = x[b, in_y].reshape(-1)
-                    left = pad_left * padded
-                    for i in range(left):
-                        line[i] = pad_byte
-                    dst_line = line[left:left + width * padded]
-                    for i in range(dst_line.size):
-                        dst_line[i] = np.uint8(src_line[i] ^ -128)
-                    rest = line[left + width * padded:]
-                    for i in range(rest.size):
-                        rest[i] = pad_byte
-                else:
-                    for i in range(line.size):
-                        line[i] = pad_byte
-                continue
-            for px in range(padded_width):
-                in_x = px - pad_left
-                dst = image[py, px]
-                if 0 <= in_y < height and 0 <= in_x < width:
-                    src = x[b, in_y, in_x]
-                    if depth_multiplier == 1:
-                        for c in range(channels):
-                            dst[c] = np.uint8(src[c] ^ -128)
-                    else:
-                        for c in range(channels):
-                            v = np.uint8(src[c] ^ -128)
-                            for m in range(depth_multiplier):
-                                dst[c * depth_multiplier + m] = v
-                    for c in range(out_channels, padded):
-                        dst[c] = pad_byte
-                else:
-                    for c in range(padded):
-                        dst[c] = pad_byte
-        for oy in range(out_height):
-            base = oy * stride_h * padded_width * padded
-            for column in range(0, padded, LANES):
-                for first in range(0, out_width, ROWS):
-                    for r in range(ROWS):
-                        ox = min(first + r, out_width - 1)
-                        pixels[r] = base + ox * stride_w * padded
-                        acc_rows[r] = ox
-                    _block(flat, pixels, offsets, step, packed, init, acc, acc_rows, column)
-            dst_row = out[b, oy]
-            for ox in range(out_width):
-                a = acc[ox]
-                d = dst_row[ox]
-                if left_shifts:
-                    for c in range(out_channels):
-                        a[c] = np.int32(np.int64(a[c]) << left_shift[c])  # int32 x·2^left, wraps
-                for c in range(out_channels):
-                    # depthwise.py's requantization: both roundings in one int64 shift.
-                    product = np.int64(a[c]) * np.int64(multiplier[c])
-                    negative = (product < -(1 << 30)) * negative_rounding[c]
-                    scaled = (product + rounding[c] - negative) >> right_shift[c]
-                    d[c] = min(max(np.int64(np.int32(scaled + output_offset)), act_min), act_max)
+        for py in range(rows):
+            y = py - pad_top
+            inside = 0 <= y < height
+            row_start = ((b * height + y) * width * channels) if inside else 0
+            _quad_row(flat, row_start, np.int64(inside), columns, pad, q_flat, py * row_bytes)
+        for column in range(0, channels, 16):
+            _conv_column(q_flat, pixel_offsets, quad_offsets, packed, init, multiplier, left_shift, rounding,
+                         negative_rounding, right_shift, out_flat, b * plane, column, output_offset, act_min,
+                         act_max)
 
 
 def depthwise_conv(p: VnniDepthwisePlan, x: np.ndarray, out_dtype=np.int8) -> np.ndarray:
@@ -313,12 +410,18 @@ def depthwise_conv(p: VnniDepthwisePlan, x: np.ndarray, out_dtype=np.int8) -> np
     _intrinsics()
     h, w, c = p.in_hwc
     images = np.ascontiguousarray(x.reshape((-1, h, w, c)))
+    n = images.shape[0]
+    if p.depth_multiplier != 1 or p.channels != p.padded_channels:
+        src = np.empty((n, h, w, p.padded_channels), np.int8)
+        src[..., :p.channels] = np.repeat(images, p.depth_multiplier, axis=3) if p.depth_multiplier > 1 else images
+        src[..., p.channels:] = p.pad[0]
+        images = src
     (oh, ow), q = p.out_hw, p.requant
-    out = np.empty((images.shape[0], oh, ow, p.channels), out_dtype)
-    image = np.empty(p.padded_hw + (p.padded_channels,), np.uint8)
-    acc = np.empty((ow, p.padded_channels), np.int32)
-    _kernel(images, image, p.packed, p.quad_offsets, p.dilation[1] * p.padded_channels, p.init, acc, out,
-            q.multiplier, q.left_shift, q.rounding, q.negative_rounding, q.right_shift, p.stride[0], p.stride[1],
-            p.padding[0], p.padding[1], p.depth_multiplier, np.uint8(p.pad_byte), q.output_offset,
-            q.activation_min, q.activation_max, q.left_shifts)
-    return out
+    out = np.empty((n, oh, ow, p.padded_channels), np.int8)
+    quad_image = np.empty((p.quad_rows, ow * p.quads_per_row * p.padded_channels * 4), np.uint8)
+    _kernel(images, quad_image, p.pad, p.columns, p.packed, p.quad_offsets, p.pixel_offsets, p.init, p.multiplier,
+            p.left_shift, p.rounding, p.negative_rounding, p.right_shift, out, p.padding[0], q.output_offset,
+            q.activation_min, q.activation_max)
+    if p.channels != p.padded_channels:
+        out = out[..., :p.channels]
+    return out if out_dtype == np.int8 else out.astype(out_dtype)
