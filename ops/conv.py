@@ -28,6 +28,7 @@ from .common import (
     workspace,
 )
 from .compiled import depthwise as compiled_depthwise
+from .compiled import depthwise_narrow as compiled_depthwise_narrow
 from .compiled import depthwise_vnni as compiled_depthwise_vnni
 from .compiled import gemm as compiled_gemm
 from .compiled import gemm_u8 as compiled_gemm_u8
@@ -554,6 +555,12 @@ class DepthwiseConv2D(_ConvBase):
     # VNNI_FORCE: None chooses so, True / False force it on (wherever plan applies) / off (tests).
     VNNI_FORCE: bool | None = None
     compiled_vnni = None
+    # int8 layers of 8 output channels (ops/compiled/depthwise_narrow.py: P = 16 / OC pixels per
+    # 16-lane vpdpbusd, the requantization in registers; VNNI + VBMI hosts). NARROW_FORCE: None
+    # takes it for C·dm == 8 unless VNNI_FORCE is set (the other kernels' tests keep their
+    # paths), True / False force it on (wherever plan applies) / off.
+    NARROW_FORCE: bool | None = None
+    compiled_narrow = None
     def prepare(self, ctx: PrepareContext):
         self.prepare_fast(ctx)
         self.params = self.conv_params(self.depth_multiplier)
@@ -625,6 +632,13 @@ class DepthwiseConv2D(_ConvBase):
             force = self.VNNI_FORCE
             channels = self.out_tensor.shape[3]
             wanted = dm == 1 and channels % 16 == 0 if force is None else force
+            narrow = channels == 8 and force is None if self.NARROW_FORCE is None else self.NARROW_FORCE
+            if self.kind == "INT8" and narrow and self.compiled_params is not None:
+                # Exact for every accumulator: int32 sums modulo 2^32 (the module's docstring).
+                self.compiled_narrow = compiled_depthwise_narrow.plan(
+                    self.in_hwc, self.out_hw, self.stride, self.dilation, (self.pad_top, self.pad_left), dm,
+                    self.input_offset, self.output_offset, self.act_min, self.act_max, weights, self.bias,
+                    self.multiplier, self.shift)
             if self.kind == "INT8" and wanted and self.compiled_params is not None:
                 # Exact for every accumulator: int32 sums modulo 2^32 (the module's docstring).
                 self.compiled_vnni = compiled_depthwise_vnni.plan(
@@ -704,6 +718,9 @@ class DepthwiseConv2D(_ConvBase):
         x = inputs[0]
         if (self.compiled_params is not None and x.shape[0] * self.out_tensor.size >= self.COMPILED_MIN_ELEMENTS
                 and compiled.enabled()):
+            if self.compiled_narrow is not None and compiled_depthwise_narrow.available():
+                y = compiled_depthwise_narrow.depthwise_conv(self.compiled_narrow, x, self.out_tensor.dtype)
+                return [y.reshape((x.shape[0],) + self.out_tensor.shape)]
             if self.compiled_vnni is not None and compiled_depthwise_vnni.available():
                 y = compiled_depthwise_vnni.depthwise_conv(self.compiled_vnni, x, self.out_tensor.dtype)
                 return [y.reshape((x.shape[0],) + self.out_tensor.shape)]

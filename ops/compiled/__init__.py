@@ -16,7 +16,7 @@ tests/test_compiled_*.py pin each one to the plain kernels of ``ops.reference`` 
 | small_conv | CONV_2D: first and narrow layers, whole filter rows as the reduction |
 | gemm | CONV_2D: int16 pair dot products (an LLVM IR intrinsic, ``vpdpwssd`` with VNNI) |
 | depthwise_vnni | DEPTHWISE_CONV_2D, int8: four taps per byte dot product (VNNI hosts) |
-| depthwise_narrow | DEPTHWISE_CONV_2D, int8, 8 output channels: 16/OC pixels per byte dot product vector, requantized in registers (VNNI + VBMI hosts) |
+| depthwise_narrow | DEPTHWISE_CONV_2D, int8, 8 channels: 2 pixels per dot product vector (VNNI + VBMI) |
 | depthwise | DEPTHWISE_CONV_2D with the requantization fused |
 | requantize | MultiplyByQuantizedMultiplier + offset + clamp + narrowing in one pass |
 | pooling | AVERAGE_POOL_2D |
