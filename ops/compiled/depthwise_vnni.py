@@ -104,6 +104,9 @@ class VnniDepthwisePlan:
     rounding: np.ndarray  # (OCp,) int64
     negative_rounding: np.ndarray  # (OCp,) int64
     right_shift: np.ndarray  # (OCp,) int64, 31..62
+    # (rounding, negative_rounding, right_shift in conv_column's lane order: per 16 channels the
+    # even ones, then the odd ones)
+    mode: int  # conv_column's: 1 = the clamp absorbs the negative rounding, 2 = bounds -128, 127
     channels: int  # OC = C·dm
     padded_channels: int  # OCp, a multiple of 16
 
@@ -145,10 +148,17 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
     init = np.zeros(padded, np.int64)
     init[:channels] = requant.bias.astype(np.int64) + (int(input_offset) - 128) * w.sum(axis=(0, 1))
     init = (((init + (1 << 31)) % _INT32) - (1 << 31)).astype(np.int32)  # modulo 2^32, as int32
+    # The negative rounding (2^31 where p < -2^30, for e >= 1) changes r only from r' = k <= 0 to
+    # k - 1 (see the module docstring): when act_min >= output_offset both clamp to act_min.
+    offset = int(output_offset)
+    mode = int(int(activation_min) >= offset and abs(offset) < (1 << 29))
+    mode |= 2 * (int(activation_min) == -128 and int(activation_max) == 127)
 
-    def per_channel(values, dtype, fill):
+    def per_channel(values, dtype, fill, lanes=False):
         out = np.full(padded, fill, dtype)
         out[:channels] = values
+        if lanes:  # (column + 2i for i < 8, then column + 2i + 1) per 16 channels: conv_column's order
+            out = out.reshape(-1, LANES // 2, 2).transpose(0, 2, 1).reshape(-1)
         return _read_only(out)
 
     return VnniDepthwisePlan(
@@ -157,8 +167,8 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
         _read_only(np.full(padded, -int(input_offset), np.int8)), _read_only(packed), _read_only(cols),
         _read_only(quad_offsets), _read_only(pixel_offsets), _read_only(init),
         per_channel(requant.multiplier, np.int32, 0), per_channel(requant.left_shift, np.int32, 0),
-        per_channel(requant.rounding, np.int64, 0), per_channel(requant.negative_rounding, np.int64, 0),
-        per_channel(requant.right_shift, np.int64, 31), channels, padded)
+        per_channel(requant.rounding, np.int64, 0, True), per_channel(requant.negative_rounding, np.int64, 0, True),
+        per_channel(requant.right_shift, np.int64, 31, True), mode, channels, padded)
 
 
 # --- the intrinsics -----------------------------------------------------------------------------
@@ -252,12 +262,17 @@ def _make_quad_row():
 def _make_conv_column(rows: int):
     """An intrinsic ``conv_column(q, pixel_offsets, quad_offsets, weights, init, multiplier,
     left_shift, rounding, negative_rounding, right_shift, out, out_start, column, output_offset,
-    act_min, act_max)``: for every output pixel p < P = len(pixel_offsets) (in register blocks of
-    ``rows`` pixels; the last block repeats pixel P - 1) and the 16 channels oc = column + i,
+    act_min, act_max, mode)``: for every output pixel p < P = len(pixel_offsets) (in register
+    blocks of ``rows`` pixels; the last block repeats pixel P - 1) and the 16 channels
+    oc = column + i,
         acc = init[oc] + Σ_g Σ_{k<4} q[pixel_offsets[p] + quad_offsets[g] + 4·oc + k]
                                   · weights[(g·OCp + oc)·4 + k]          (int32, modulo 2^32)
     then depthwise.py's requantization (the module docstring), stored as int8 at
-    out[out_start + p·OCp + oc]. q flat uint8, weights flat int8, OCp = len(init)."""
+    out[out_start + p·OCp + oc]. q flat uint8, weights flat int8, OCp = len(init). rounding,
+    negative_rounding and right_shift are in lane order (column + 2i for i < 8, then column + 2i + 1):
+    the products of the even and the odd int32 lanes are two vectors of 8 int64. ``mode`` bit 0:
+    leave out the negative rounding (``plan``'s proof that the clamp absorbs it); bit 1: the
+    activation bounds are -128 and 127."""
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
@@ -265,15 +280,19 @@ def _make_conv_column(rows: int):
 
     i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
     accumulator = ir.VectorType(i32, LANES)
-    wide = ir.VectorType(i64, LANES)
+    wide = ir.VectorType(i64, LANES // 2)  # 8 int64: the even or the odd int32 lanes' products
     narrow = ir.VectorType(i8, LANES)
+    lane_order = ir.Constant(ir.VectorType(i32, LANES), [i // 2 * 2 + (LANES if i % 2 else 0) for i in range(LANES)])
 
-    def splat32(builder, value, vector):
-        one = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(i32, 0))
-        return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
+    def splat(value, vector):
+        return ir.Constant(vector, [value] * vector.count)
+
+    def splat32(builder, value):
+        one = builder.insert_element(ir.Constant(accumulator, None), value, ir.Constant(i32, 0))
+        return builder.shuffle_vector(one, one, splat(0, ir.VectorType(i32, LANES)))
 
     def conv_column(typingctx, q, pixel_offsets, quad_offsets, weights, init, multiplier, left_shift, rounding,
-                    negative_rounding, right_shift, out, out_start, column, output_offset, act_min, act_max):
+                    negative_rounding, right_shift, out, out_start, column, output_offset, act_min, act_max, mode):
         arrays = (q, pixel_offsets, quad_offsets, weights, init, multiplier, left_shift, rounding,
                   negative_rounding, right_shift, out)
         if not all(isinstance(a, types.Array) for a in arrays):
@@ -282,34 +301,39 @@ def _make_conv_column(rows: int):
                 and init.dtype == multiplier.dtype == left_shift.dtype == types.int32
                 and pixel_offsets.dtype == quad_offsets.dtype == rounding.dtype == negative_rounding.dtype
                 == right_shift.dtype == types.int64
-                and all(isinstance(v, types.Integer) for v in (out_start, column, output_offset, act_min, act_max))):
+                and all(isinstance(v, types.Integer) for v in (out_start, column, output_offset, act_min, act_max,
+                                                                mode))):
             return None
         sig = types.void(q, pixel_offsets, quad_offsets, weights, init, multiplier, left_shift, rounding,
-                         negative_rounding, right_shift, out, out_start, column, output_offset, act_min, act_max)
+                         negative_rounding, right_shift, out, out_start, column, output_offset, act_min, act_max,
+                         mode)
 
         def codegen(context, builder, signature, args):
             (q_a, pixels_a, quads_a, weights_a, init_a, mult_a, left_a, round_a, neg_a, right_a, out_a,
              *_) = _arrays(context, builder, signature, args)
-            out_start_v, column_v = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (11, 12))
+            out_start_v, column_v, mode_v = (context.cast(builder, args[i], signature.args[i], types.int64)
+                                             for i in (11, 12, 16))
             offset_v, low_v, high_v = (context.cast(builder, args[i], signature.args[i], types.int32)
                                        for i in (13, 14, 15))
             dot, operand = gemm_u8.vpdpbusd(builder)
 
-            def vector_at(array, vector, element):
+            def vector_at(array, vector, element, extra=0):
                 data = builder.bitcast(array.data, element.as_pointer())
-                return builder.load(builder.bitcast(builder.gep(data, [column_v]), vector.as_pointer()), align=4)
+                index = builder.add(column_v, ir.Constant(i64, extra))
+                return builder.load(builder.bitcast(builder.gep(data, [index]), vector.as_pointer()), align=4)
 
             start = vector_at(init_a, accumulator, i32)
-            mult = builder.sext(vector_at(mult_a, accumulator, i32), wide)
             left = vector_at(left_a, accumulator, i32)
-            rounding_v = vector_at(round_a, wide, i64)
-            negative_v = vector_at(neg_a, wide, i64)
-            right = vector_at(right_a, wide, i64)
-            offset = splat32(builder, offset_v, accumulator)
-            low = splat32(builder, low_v, accumulator)
-            high = splat32(builder, high_v, accumulator)
-            threshold = ir.Constant(wide, [-(1 << 30)] * LANES)
-            zero64 = ir.Constant(wide, [0] * LANES)
+            mult = builder.bitcast(vector_at(mult_a, accumulator, i32), wide)
+            thirty_two = splat(32, wide)
+            # The multipliers of the even lanes (low halves) and of the odd lanes, sign-extended.
+            mults = (builder.ashr(builder.shl(mult, thirty_two), thirty_two), builder.ashr(mult, thirty_two))
+            roundings = [vector_at(round_a, wide, i64, h * LANES // 2) for h in (0, 1)]
+            negatives = [vector_at(neg_a, wide, i64, h * LANES // 2) for h in (0, 1)]
+            rights = [vector_at(right_a, wide, i64, h * LANES // 2) for h in (0, 1)]
+            offset, low, high = splat32(builder, offset_v), splat32(builder, low_v), splat32(builder, high_v)
+            threshold = splat(-(1 << 30), wide)
+            zero64 = splat(0, wide)
 
             q_data = builder.bitcast(q_a.data, i8.as_pointer())
             w_data = builder.bitcast(weights_a.data, i8.as_pointer())
@@ -321,55 +345,79 @@ def _make_conv_column(rows: int):
             total = builder.extract_value(pixels_a.shape, 0)
             last = builder.sub(total, ir.Constant(i64, 1))
             blocks = builder.sdiv(builder.add(total, ir.Constant(i64, rows - 1)), ir.Constant(i64, rows))
-            with cgutils.for_range(builder, blocks) as block_loop:
-                first = builder.mul(block_loop.index, ir.Constant(i64, rows))
-                pixels, bases = [], []
-                for r in range(rows):
-                    p = builder.add(first, ir.Constant(i64, r))
-                    p = builder.select(builder.icmp_signed("<", p, last), p, last)
-                    pixels.append(p)
-                    base = builder.load(builder.gep(pixels_a.data, [p]))
-                    bases.append(builder.gep(q_data, [builder.add(base, column_bytes)]))
-                entry = builder.block
-                loop = builder.append_basic_block("dw.quad")
-                done = builder.append_basic_block("dw.done")
-                builder.branch(loop)
 
-                builder.position_at_end(loop)
-                g = builder.phi(i64)
-                g.add_incoming(ir.Constant(i64, 0), entry)
-                sums = []
-                for _ in range(rows):
-                    phi = builder.phi(accumulator)
-                    phi.add_incoming(start, entry)
-                    sums.append(phi)
-                quad_offset = builder.load(builder.gep(quads_a.data, [g]))
-                w_address = builder.gep(w_data, [builder.add(builder.mul(g, quad_bytes), column_bytes)])
-                w = builder.load(builder.bitcast(w_address, operand.as_pointer()), align=1)
-                updated = []
-                for r in range(rows):
-                    u = builder.load(builder.bitcast(builder.gep(bases[r], [quad_offset]), operand.as_pointer()),
-                                     align=1)
-                    updated.append(builder.call(dot, [sums[r], u, w]))
-                g_next = builder.add(g, ir.Constant(i64, 1))
-                g.add_incoming(g_next, loop)
-                for phi, value in zip(sums, updated):
-                    phi.add_incoming(value, loop)
-                builder.cbranch(builder.icmp_signed("<", g_next, count), loop, done)
+            def requantize(acc, skip_negative, saturate):
+                a = builder.bitcast(builder.shl(acc, left), wide)  # int32 acc·2^left, modulo 2^32
+                halves = []
+                for h, x in enumerate((builder.ashr(builder.shl(a, thirty_two), thirty_two),
+                                       builder.ashr(a, thirty_two))):
+                    product = builder.mul(x, mults[h])  # exact: |p| <= 2^62
+                    total_ = builder.add(product, roundings[h])
+                    if not skip_negative:
+                        total_ = builder.sub(total_, builder.select(builder.icmp_signed("<", product, threshold),
+                                                                    negatives[h], zero64))
+                    halves.append(builder.bitcast(builder.ashr(total_, rights[h]), accumulator))
+                # Lane 2i from the even products' low halves, lane 2i + 1 from the odd ones'.
+                value = builder.add(builder.shuffle_vector(halves[0], halves[1], lane_order), offset)  # wraps
+                lo, hi = (splat(-128, accumulator), splat(127, accumulator)) if saturate else (low, high)
+                value = builder.select(builder.icmp_signed("<", value, lo), lo, value)
+                value = builder.select(builder.icmp_signed(">", value, hi), hi, value)
+                return builder.trunc(value, narrow)
 
-                builder.position_at_end(done)
-                for r in range(rows):
-                    a = builder.shl(updated[r], left)  # int32 acc·2^left, modulo 2^32
-                    product = builder.mul(builder.sext(a, wide), mult)  # exact: |p| <= 2^62
-                    negative = builder.select(builder.icmp_signed("<", product, threshold), negative_v, zero64)
-                    scaled = builder.ashr(builder.sub(builder.add(product, rounding_v), negative), right)
-                    value = builder.add(builder.trunc(scaled, accumulator), offset)  # int32, wraps
-                    value = builder.select(builder.icmp_signed("<", value, low), low, value)
-                    value = builder.select(builder.icmp_signed(">", value, high), high, value)
-                    address = builder.gep(out_data, [builder.add(out_start_v, builder.add(
-                        builder.mul(pixels[r], width), column_v))])
-                    builder.store(builder.trunc(value, narrow), builder.bitcast(address, narrow.as_pointer()),
-                                  align=1)
+            def emit(skip_negative, saturate):
+                with cgutils.for_range(builder, blocks) as block_loop:
+                    first = builder.mul(block_loop.index, ir.Constant(i64, rows))
+                    pixels, bases = [], []
+                    for r in range(rows):
+                        p = builder.add(first, ir.Constant(i64, r))
+                        p = builder.select(builder.icmp_signed("<", p, last), p, last)
+                        pixels.append(p)
+                        base = builder.load(builder.gep(pixels_a.data, [p]))
+                        bases.append(builder.gep(q_data, [builder.add(base, column_bytes)]))
+                    entry = builder.block
+                    loop = builder.append_basic_block("dw.quad")
+                    done = builder.append_basic_block("dw.done")
+                    builder.branch(loop)
+
+                    builder.position_at_end(loop)
+                    g = builder.phi(i64)
+                    g.add_incoming(ir.Constant(i64, 0), entry)
+                    sums = []
+                    for _ in range(rows):
+                        phi = builder.phi(accumulator)
+                        phi.add_incoming(start, entry)
+                        sums.append(phi)
+                    quad_offset = builder.load(builder.gep(quads_a.data, [g]))
+                    w_address = builder.gep(w_data, [builder.add(builder.mul(g, quad_bytes), column_bytes)])
+                    w = builder.load(builder.bitcast(w_address, operand.as_pointer()), align=1)
+                    updated = []
+                    for r in range(rows):
+                        u = builder.load(builder.bitcast(builder.gep(bases[r], [quad_offset]),
+                                                         operand.as_pointer()), align=1)
+                        updated.append(builder.call(dot, [sums[r], u, w]))
+                    g_next = builder.add(g, ir.Constant(i64, 1))
+                    g.add_incoming(g_next, loop)
+                    for phi, value in zip(sums, updated):
+                        phi.add_incoming(value, loop)
+                    builder.cbranch(builder.icmp_signed("<", g_next, count), loop, done)
+
+                    builder.position_at_end(done)
+                    for r in range(rows):
+                        address = builder.gep(out_data, [builder.add(out_start_v, builder.add(
+                            builder.mul(pixels[r], width), column_v))])
+                        builder.store(requantize(updated[r], skip_negative, saturate),
+                                      builder.bitcast(address, narrow.as_pointer()), align=1)
+
+            skip = builder.icmp_signed("!=", builder.and_(mode_v, ir.Constant(i64, 1)), ir.Constant(i64, 0))
+            full = builder.icmp_signed("!=", builder.and_(mode_v, ir.Constant(i64, 2)), ir.Constant(i64, 0))
+            with builder.if_else(skip) as (then, otherwise):
+                for flag, branch in ((True, then), (False, otherwise)):
+                    with branch:
+                        with builder.if_else(full) as (then2, otherwise2):
+                            with then2:
+                                emit(flag, True)
+                            with otherwise2:
+                                emit(flag, False)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -382,7 +430,7 @@ def _make_conv_column(rows: int):
 
 @lazy_njit
 def _kernel(src, q, pad, columns, packed, quad_offsets, pixel_offsets, init, multiplier, left_shift, rounding,
-            negative_rounding, right_shift, out, pad_top, output_offset, act_min, act_max):
+            negative_rounding, right_shift, out, pad_top, output_offset, act_min, act_max, mode):
     """Per image: the quad image's rows (src (N, H, W, OCp) int8), then every 16-channel block of
     every output pixel, requantized into out (N, OH, OW, OCp) int8."""
     batches, height, width, channels = src.shape
@@ -401,7 +449,7 @@ def _kernel(src, q, pad, columns, packed, quad_offsets, pixel_offsets, init, mul
         for column in range(0, channels, 16):
             _conv_column(q_flat, pixel_offsets, quad_offsets, packed, init, multiplier, left_shift, rounding,
                          negative_rounding, right_shift, out_flat, b * plane, column, output_offset, act_min,
-                         act_max)
+                         act_max, mode)
 
 
 def depthwise_conv(p: VnniDepthwisePlan, x: np.ndarray, out_dtype=np.int8) -> np.ndarray:
@@ -421,7 +469,7 @@ def depthwise_conv(p: VnniDepthwisePlan, x: np.ndarray, out_dtype=np.int8) -> np
     quad_image = np.empty((p.quad_rows, ow * p.quads_per_row * p.padded_channels * 4), np.uint8)
     _kernel(images, quad_image, p.pad, p.columns, p.packed, p.quad_offsets, p.pixel_offsets, p.init, p.multiplier,
             p.left_shift, p.rounding, p.negative_rounding, p.right_shift, out, p.padding[0], q.output_offset,
-            q.activation_min, q.activation_max)
+            q.activation_min, q.activation_max, p.mode)
     if p.channels != p.padded_channels:
         out = out[..., :p.channels]
     return out if out_dtype == np.int8 else out.astype(out_dtype)
