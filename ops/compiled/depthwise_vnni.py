@@ -64,7 +64,11 @@ from . import depthwise, gemm_u8, lazy_njit
 __all__ = ["VnniDepthwisePlan", "plan", "depthwise_conv", "available"]
 
 LANES = 16
-ROWS = 4  # output pixels per register block
+BLOCK_ROWS = (4, 5, 3)  # output pixels per register block: the variants compiled (ties prefer the first)
+# The int64 table's header (VnniDepthwisePlan.wide).
+(_H_COLUMNS, _H_QUADS, _H_PIXELS, _H_CHANNELS, _H_INTERIOR_LO, _H_INTERIOR_HI, _H_PAD_TOP, _H_OUTPUT_OFFSET,
+ _H_ACT_MIN, _H_ACT_MAX, _H_MODE, _H_QUAD_ROWS, _H_ROW_BYTES, _H_OUT_HEIGHT, _H_OUT_WIDTH, _H_BLOCK_ROWS) = range(16)
+_HEADER = 16
 _INT32 = 1 << 32
 
 
@@ -93,22 +97,28 @@ class VnniDepthwisePlan:
     quads_per_row: int  # J = ceil(KW / 4)
     quad_rows: int  # rows of Q: (OH - 1)·sh + (KH - 1)·dh + 1, from padded row 0 (input row -top)
     pad_byte: int  # u of a tap outside the image: zero point + 128 (0..255)
-    pad: np.ndarray  # (OCp,) int8: the zero point, what a tap outside the image reads (before the flip)
-    packed: np.ndarray  # flat (KH·J, OCp, 4) int8, zeros past KW and OC; read-only
-    columns: np.ndarray  # (OW·J·4,) int64: input column of tap k of quad j at output column ox, times OCp; -1 outside
-    quad_offsets: np.ndarray  # (KH·J,) int64: quad (ky, j)'s byte in Q relative to its output pixel's
-    pixel_offsets: np.ndarray  # (OH·OW,) int64: output pixel (oy, ox)'s first byte in Q
-    init: np.ndarray  # (OCp,) int32: bias + (input_offset - 128)·Σw modulo 2^32 (0 in the padding)
-    multiplier: np.ndarray  # (OCp,) int32, requant's (0 in the padding)
-    left_shift: np.ndarray  # (OCp,) int32, 0..31
-    rounding: np.ndarray  # (OCp,) int64
-    negative_rounding: np.ndarray  # (OCp,) int64
-    right_shift: np.ndarray  # (OCp,) int64, 31..62
-    # (rounding, negative_rounding, right_shift in conv_column's lane order: per 16 channels the
-    # even ones, then the odd ones)
     mode: int  # conv_column's: 1 = the clamp absorbs the negative rounding, 2 = bounds -128, 127
+    rows_per_block: int  # R, output pixels per register block (one of BLOCK_ROWS: the fewest wasted slots)
+    # The kernel's tables (read-only), one per element type:
+    # int64: _HEADER values (_H_* below), then columns (OW·J·4: input column of tap k of quad j at
+    #   output column ox, times OCp; -1 outside the image), quad offsets (KH·J: quad (ky, j)'s byte
+    #   in Q relative to its output pixel's), pixel offsets (OH·OW: output pixel (oy, ox)'s first
+    #   byte in Q), rounding, negative rounding, right shift (OCp each, 31..62, in conv_column's
+    #   lane order: per 16 channels the even ones, then the odd ones);
+    # int32: init (bias + (input_offset - 128)·Σw modulo 2^32, 0 in the padding), multiplier,
+    #   left shift (0..31), OCp each;
+    # int8: pad (OCp: the zero point, what a tap outside the image reads before the flip), then the
+    #   packed weights (KH·J, OCp, 4), zeros past KW and OC.
+    wide: np.ndarray
+    words: np.ndarray
+    bytes: np.ndarray
     channels: int  # OC = C·dm
     padded_channels: int  # OCp, a multiple of 16
+
+    @property
+    def init(self) -> np.ndarray:
+        """(OCp,) int32: each channel's accumulator start, bias + (input_offset - 128)·Σw modulo 2^32."""
+        return self.words[:self.padded_channels]
 
 
 def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input_offset: int,
@@ -138,9 +148,14 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
     packed = np.zeros((kh, quads * 4, padded), np.int8)
     packed[:, :kw, :channels] = w
     packed = packed.reshape(kh, quads, 4, padded).transpose(0, 1, 3, 2).reshape(-1)
-    cols = np.array([ox * sw + (4 * j + k) * dw - left for ox in range(ow) for j in range(quads) for k in range(4)],
-                    np.int64)
+    # A zero-weight slot (4j + k >= KW) reads its quad's first tap's column: any byte adds 0 there,
+    # and an in-image one leaves more entries wholly inside the image (no per-tap choice).
+    cols = np.array([ox * sw + 4 * j * dw - left + (k * dw if 4 * j + k < kw else 0)
+                     for ox in range(ow) for j in range(quads) for k in range(4)], np.int64)
     cols = np.where((cols >= 0) & (cols < width), cols * padded, -1)
+    inside = (cols.reshape(-1, 4) >= 0).all(axis=1)
+    interior_lo = int(np.argmax(inside)) if inside.any() else 0
+    interior_hi = interior_lo + int(np.argmin(np.append(inside[interior_lo:], False)))
     quad_offsets = np.array([ky * dh * ow * entry + j * padded * 4 for ky in range(kh) for j in range(quads)],
                             np.int64)
     pixel_offsets = (np.arange(oh, dtype=np.int64)[:, None] * (sh * ow * entry)
@@ -159,32 +174,46 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
         out[:channels] = values
         if lanes:  # (column + 2i for i < 8, then column + 2i + 1) per 16 channels: conv_column's order
             out = out.reshape(-1, LANES // 2, 2).transpose(0, 2, 1).reshape(-1)
-        return _read_only(out)
+        return out
 
+    pixels = oh * ow
+    rows_per_block = min(BLOCK_ROWS, key=lambda r: (-(-pixels // r) * r, BLOCK_ROWS.index(r)))
+    header = [len(cols), len(quad_offsets), pixels, padded, interior_lo, interior_hi, top, int(output_offset),
+              int(activation_min), int(activation_max), mode, rows, ow * entry, oh, ow, rows_per_block]
+    # Three flat tables (the kernel's arguments: each array costs the call ~0.2 µs to type-check).
+    wide = np.concatenate([np.array(header, np.int64), cols, quad_offsets, pixel_offsets,
+                           per_channel(requant.rounding, np.int64, 0, True),
+                           per_channel(requant.negative_rounding, np.int64, 0, True),
+                           per_channel(requant.right_shift, np.int64, 31, True)])
+    words = np.concatenate([init, per_channel(requant.multiplier, np.int32, 0),
+                            per_channel(requant.left_shift, np.int32, 0)])
+    bytes_ = np.concatenate([np.full(padded, -int(input_offset), np.int8), packed])
+    for table in (wide, words, bytes_):
+        table.flags.writeable = False
     return VnniDepthwisePlan(
         requant, tuple(int(v) for v in in_hwc), (int(oh), int(ow)), (int(sh), int(sw)), (int(dh), int(dw)),
-        (top, left), (int(kh), int(kw)), int(depth_multiplier), quads, int(rows), 128 - int(input_offset),
-        _read_only(np.full(padded, -int(input_offset), np.int8)), _read_only(packed), _read_only(cols),
-        _read_only(quad_offsets), _read_only(pixel_offsets), _read_only(init),
-        per_channel(requant.multiplier, np.int32, 0), per_channel(requant.left_shift, np.int32, 0),
-        per_channel(requant.rounding, np.int64, 0, True), per_channel(requant.negative_rounding, np.int64, 0, True),
-        per_channel(requant.right_shift, np.int64, 31, True), mode, channels, padded)
+        (top, left), (int(kh), int(kw)), int(depth_multiplier), quads, int(rows), 128 - int(input_offset), mode,
+        rows_per_block, wide, words, bytes_, channels, padded)
 
 
 # --- the intrinsics -----------------------------------------------------------------------------
 
 _quad_row = None
-_conv_column = None
+_conv_column = None  # R = 4
+_conv_column_5 = None
+_conv_column_3 = None
 _build_lock = threading.Lock()
 
 
 def _intrinsics():
-    global _quad_row, _conv_column
+    global _quad_row, _conv_column, _conv_column_5, _conv_column_3
     if _conv_column is None:
         with _build_lock:
             if _conv_column is None:
                 _quad_row = _make_quad_row()
-                _conv_column = _make_conv_column(ROWS)
+                _conv_column_5 = _make_conv_column(5)
+                _conv_column_3 = _make_conv_column(3)
+                _conv_column = _make_conv_column(4)
 
 
 def _arrays(context, builder, signature, args):
@@ -195,11 +224,13 @@ def _arrays(context, builder, signature, args):
 
 
 def _make_quad_row():
-    """An intrinsic ``quad_row(src, row_start, inside, columns, pad, q, q_start)``: one row of the
-    quad image. For each entry e < len(columns) / 4 (an (output column, quad) pair) and 16-channel
-    block c (OCp = len(pad) channels), the 64 bytes at q[q_start + e·4·OCp + 64c ...] get byte
-    4i + k = (s[16c + i] ^ 0x80) with s = src[row_start + columns[4e + k] ...] when inside != 0 and
-    columns[4e + k] >= 0, else s = pad. src, pad flat int8; q flat uint8; columns int64."""
+    """An intrinsic ``quad_row(src, row_start, inside, columns, pad, q, q_start, interior_lo,
+    interior_hi)``: one row of the quad image. For each entry e < len(columns) / 4 (an (output
+    column, quad) pair) and 16-channel block c (OCp = len(pad) channels), the 64 bytes at
+    q[q_start + e·4·OCp + 64c ...] (64-byte aligned) get byte 4i + k = (s[16c + i] ^ 0x80) with
+    s = src[row_start + columns[4e + k] ...] when inside != 0 and columns[4e + k] >= 0, else
+    s = pad. The caller promises columns[4e + k] >= 0 for interior_lo <= e < interior_hi. src,
+    pad flat int8; q flat uint8; columns int64."""
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
@@ -213,45 +244,60 @@ def _make_quad_row():
                              [16 * (q % 4) + q // 4 for q in range(4 * LANES)])
     flip = ir.Constant(bytes64, [0x80] * (4 * LANES))
 
-    def quad_row(typingctx, src, row_start, inside, columns, pad, q, q_start):
+    def quad_row(typingctx, src, row_start, inside, columns, pad, q, q_start, interior_lo, interior_hi):
         if not all(isinstance(a, types.Array) for a in (src, columns, pad, q)):
             return None
         if not (src.dtype == pad.dtype == types.int8 and q.dtype == types.uint8 and columns.dtype == types.int64
-                and all(isinstance(v, types.Integer) for v in (row_start, inside, q_start))):
+                and all(isinstance(v, types.Integer) for v in (row_start, inside, q_start, interior_lo,
+                                                                interior_hi))):
             return None
-        sig = types.void(src, row_start, inside, columns, pad, q, q_start)
+        sig = types.void(src, row_start, inside, columns, pad, q, q_start, interior_lo, interior_hi)
 
         def codegen(context, builder, signature, args):
-            src_a, _, _, columns_a, pad_a, q_a, _ = _arrays(context, builder, signature, args)
-            row_start_v, inside_v, q_start_v = (context.cast(builder, args[i], signature.args[i], types.int64)
-                                                for i in (1, 2, 6))
+            src_a, _, _, columns_a, pad_a, q_a, *_ = _arrays(context, builder, signature, args)
+            row_start_v, inside_v, q_start_v, lo_v, hi_v = (
+                context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 2, 6, 7, 8))
             src_data = builder.bitcast(src_a.data, i8.as_pointer())
             pad_data = builder.bitcast(pad_a.data, i8.as_pointer())
             q_data = builder.bitcast(q_a.data, i8.as_pointer())
             row_data = builder.gep(src_data, [row_start_v])
-            row_inside = builder.icmp_signed("!=", inside_v, ir.Constant(i64, 0))
+            zero = ir.Constant(i64, 0)
+            row_inside = builder.icmp_signed("!=", inside_v, zero)
             channels = builder.extract_value(pad_a.shape, 0)
             entries = builder.sdiv(builder.extract_value(columns_a.shape, 0), ir.Constant(i64, 4))
             blocks = builder.sdiv(channels, ir.Constant(i64, LANES))
             entry_bytes = builder.mul(channels, ir.Constant(i64, 4))
-            with cgutils.for_range(builder, entries) as e_loop:
-                e = e_loop.index
-                sources = []
-                for k in range(4):
-                    col = builder.load(builder.gep(columns_a.data, [builder.add(builder.mul(
-                        e, ir.Constant(i64, 4)), ir.Constant(i64, k))]))
-                    ok = builder.and_(row_inside, builder.icmp_signed(">=", col, ir.Constant(i64, 0)))
-                    sources.append(builder.select(ok, builder.gep(row_data, [col]), pad_data))
-                out_row = builder.gep(q_data, [builder.add(q_start_v, builder.mul(e, entry_bytes))])
-                with cgutils.for_range(builder, blocks) as c_loop:
-                    channel = builder.mul(c_loop.index, ir.Constant(i64, LANES))
-                    runs = [builder.load(builder.bitcast(builder.gep(s, [channel]), run.as_pointer()), align=1)
-                            for s in sources]
-                    low = builder.shuffle_vector(runs[0], runs[1], concat)
-                    high = builder.shuffle_vector(runs[2], runs[3], concat)
-                    u = builder.xor(builder.shuffle_vector(low, high, interleave), flip)
-                    address = builder.gep(out_row, [builder.mul(channel, ir.Constant(i64, 4))])
-                    builder.store(u, builder.bitcast(address, bytes64.as_pointer()), align=1)
+            # Entries interior_lo .. interior_hi - 1 of a row inside the image read the image only
+            # (the caller's promise): no per-tap choice there.
+            lo = builder.select(row_inside, lo_v, zero)
+            hi = builder.select(row_inside, hi_v, zero)
+
+            def entries_in(start, stop, checked):
+                with cgutils.for_range(builder, stop, start=start) as e_loop:
+                    e = e_loop.index
+                    sources = []
+                    for k in range(4):
+                        col = builder.load(builder.gep(columns_a.data, [builder.add(builder.mul(
+                            e, ir.Constant(i64, 4)), ir.Constant(i64, k))]))
+                        source = builder.gep(row_data, [col])
+                        if checked:
+                            ok = builder.and_(row_inside, builder.icmp_signed(">=", col, zero))
+                            source = builder.select(ok, source, pad_data)
+                        sources.append(source)
+                    out_row = builder.gep(q_data, [builder.add(q_start_v, builder.mul(e, entry_bytes))])
+                    with cgutils.for_range(builder, blocks) as c_loop:
+                        channel = builder.mul(c_loop.index, ir.Constant(i64, LANES))
+                        runs = [builder.load(builder.bitcast(builder.gep(s, [channel]), run.as_pointer()), align=1)
+                                for s in sources]
+                        low = builder.shuffle_vector(runs[0], runs[1], concat)
+                        high = builder.shuffle_vector(runs[2], runs[3], concat)
+                        u = builder.xor(builder.shuffle_vector(low, high, interleave), flip)
+                        address = builder.gep(out_row, [builder.mul(channel, ir.Constant(i64, 4))])
+                        builder.store(u, builder.bitcast(address, bytes64.as_pointer()), align=64)
+
+            entries_in(zero, lo, True)
+            entries_in(lo, hi, False)
+            entries_in(hi, entries, True)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -429,47 +475,73 @@ def _make_conv_column(rows: int):
 # --- the kernel ---------------------------------------------------------------------------------
 
 @lazy_njit
-def _kernel(src, q, pad, columns, packed, quad_offsets, pixel_offsets, init, multiplier, left_shift, rounding,
-            negative_rounding, right_shift, out, pad_top, output_offset, act_min, act_max, mode):
-    """Per image: the quad image's rows (src (N, H, W, OCp) int8), then every 16-channel block of
-    every output pixel, requantized into out (N, OH, OW, OCp) int8."""
+def _kernel(src, wide, words, bytes_):
+    """src (N, H, W, OCp) int8 -> (N, OH, OW, OCp) int8. Per image: the quad image's rows, then
+    every 16-channel block of every output pixel, requantized."""
     batches, height, width, channels = src.shape
-    _, out_height, out_width, _ = out.shape
-    rows, row_bytes = q.shape
+    n_columns, n_quads, n_pixels = wide[_H_COLUMNS], wide[_H_QUADS], wide[_H_PIXELS]
+    interior_lo, interior_hi, pad_top = wide[_H_INTERIOR_LO], wide[_H_INTERIOR_HI], wide[_H_PAD_TOP]
+    output_offset, act_min, act_max, mode = wide[_H_OUTPUT_OFFSET], wide[_H_ACT_MIN], wide[_H_ACT_MAX], wide[_H_MODE]
+    rows, row_bytes, block_rows = wide[_H_QUAD_ROWS], wide[_H_ROW_BYTES], wide[_H_BLOCK_ROWS]
+    at = _HEADER
+    columns = wide[at:at + n_columns]
+    at += n_columns
+    quad_offsets = wide[at:at + n_quads]
+    at += n_quads
+    pixel_offsets = wide[at:at + n_pixels]
+    at += n_pixels
+    rounding = wide[at:at + channels]
+    negative_rounding = wide[at + channels:at + 2 * channels]
+    right_shift = wide[at + 2 * channels:at + 3 * channels]
+    init = words[:channels]
+    multiplier = words[channels:2 * channels]
+    left_shift = words[2 * channels:3 * channels]
+    pad = bytes_[:channels]
+    packed = bytes_[channels:]
+    out = np.empty((batches, wide[_H_OUT_HEIGHT], wide[_H_OUT_WIDTH], channels), np.int8)
+    # The quad image, 64-byte aligned: its 64-byte loads and stores never straddle cache lines
+    # (quad_row's stores rely on it).
+    size = rows * row_bytes
+    raw = np.empty(size + 64, np.uint8)
+    skip = (-raw.ctypes.data) % 64
+    q = raw[skip:skip + size]
     flat = src.reshape(-1)
-    q_flat = q.reshape(-1)
     out_flat = out.reshape(-1)
-    plane = out_height * out_width * channels
+    plane = n_pixels * channels
     for b in range(batches):
         for py in range(rows):
             y = py - pad_top
             inside = 0 <= y < height
             row_start = ((b * height + y) * width * channels) if inside else 0
-            _quad_row(flat, row_start, np.int64(inside), columns, pad, q_flat, py * row_bytes)
+            _quad_row(flat, row_start, np.int64(inside), columns, pad, q, py * row_bytes, interior_lo, interior_hi)
         for column in range(0, channels, 16):
-            _conv_column(q_flat, pixel_offsets, quad_offsets, packed, init, multiplier, left_shift, rounding,
-                         negative_rounding, right_shift, out_flat, b * plane, column, output_offset, act_min,
-                         act_max, mode)
+            if block_rows == 5:
+                _conv_column_5(q, pixel_offsets, quad_offsets, packed, init, multiplier, left_shift, rounding,
+                               negative_rounding, right_shift, out_flat, b * plane, column, output_offset, act_min,
+                               act_max, mode)
+            elif block_rows == 3:
+                _conv_column_3(q, pixel_offsets, quad_offsets, packed, init, multiplier, left_shift, rounding,
+                               negative_rounding, right_shift, out_flat, b * plane, column, output_offset, act_min,
+                               act_max, mode)
+            else:
+                _conv_column(q, pixel_offsets, quad_offsets, packed, init, multiplier, left_shift, rounding,
+                             negative_rounding, right_shift, out_flat, b * plane, column, output_offset, act_min,
+                             act_max, mode)
+    return out
 
 
 def depthwise_conv(p: VnniDepthwisePlan, x: np.ndarray, out_dtype=np.int8) -> np.ndarray:
     """x (…, H, W, C) int8 (samples and the model's batch folded together) -> (N·B, OH, OW, C·dm)
     int8. Callers check ``available()`` first."""
-    _intrinsics()
+    if _conv_column is None:
+        _intrinsics()
     h, w, c = p.in_hwc
     images = np.ascontiguousarray(x.reshape((-1, h, w, c)))
-    n = images.shape[0]
     if p.depth_multiplier != 1 or p.channels != p.padded_channels:
-        src = np.empty((n, h, w, p.padded_channels), np.int8)
+        src = np.empty(images.shape[:3] + (p.padded_channels,), np.int8)
         src[..., :p.channels] = np.repeat(images, p.depth_multiplier, axis=3) if p.depth_multiplier > 1 else images
-        src[..., p.channels:] = p.pad[0]
-        images = src
-    (oh, ow), q = p.out_hw, p.requant
-    out = np.empty((n, oh, ow, p.padded_channels), np.int8)
-    quad_image = np.empty((p.quad_rows, ow * p.quads_per_row * p.padded_channels * 4), np.uint8)
-    _kernel(images, quad_image, p.pad, p.columns, p.packed, p.quad_offsets, p.pixel_offsets, p.init, p.multiplier,
-            p.left_shift, p.rounding, p.negative_rounding, p.right_shift, out, p.padding[0], q.output_offset,
-            q.activation_min, q.activation_max, p.mode)
-    if p.channels != p.padded_channels:
-        out = out[..., :p.channels]
+        src[..., p.channels:] = p.bytes[0]
+        out = _kernel(src, p.wide, p.words, p.bytes)[..., :p.channels]
+    else:
+        out = _kernel(images, p.wide, p.words, p.bytes)
     return out if out_dtype == np.int8 else out.astype(out_dtype)
