@@ -175,6 +175,33 @@ def test_real_layer_shapes_and_extreme_values_equal_reference():
             assert_narrow_equals_reference(data, rng, zp, extreme)
 
 
+@needs_host
+@pytest.mark.parametrize("left, folded", [(False, True), (True, True), (False, False), (True, False)])
+def test_each_requantization_variant_equals_reference(left, folded):
+    """The kernel's four row loops: with / without a left shift (a real multiplier above 1), the
+    output offset folded into the rounding constant or added after the shift (a channel whose
+    shift is so large, multiplier ~2^-29, that zp·2^right would pass 2^60)."""
+    rng = np.random.default_rng(17)
+    scales = [1e-2] * 8
+    if left:
+        scales[1] = scales[6] = 40.0  # 0.5 · 40 / 0.05: shift 9
+    if not folded:
+        scales[3] = 2e-10  # 0.5 · 2e-10 / 0.05 ~ 2^-33.2 -> shift -31 (right 62)
+    for zp_out, extreme in ((-128, True), (93, False), (127, True)):
+        b = ModelBuilder()
+        x = b.input("x", [2, 11, 13, 8], "INT8", scale=0.5, zero_point=-7)
+        weights = rng.integers(-128, 128, (1, 3, 3, 8)).astype(np.int8)
+        wt = b.constant("w", weights, "INT8", scale=scales, zero_point=0, quantized_dimension=3)
+        bias = rng.integers(-(1 << 20), 1 << 20, 8).astype(np.int32)
+        bt = b.constant("b", bias, "INT32", scale=[0.5 * s for s in scales], zero_point=0)
+        y = b.tensor("y", [2, 11, 13, 8], "INT8", scale=0.05, zero_point=zp_out)
+        b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [y], padding="SAME", stride_h=1, stride_w=1, depth_multiplier=1)
+        b.output(y)
+        kernel = assert_narrow_equals_reference(b.build(), rng, -7, extreme)
+        flags = kernel.compiled_narrow.scalars[7:].tolist()
+        assert flags == [int(left), int(not folded)]
+
+
 def test_plan_refusals_and_constants():
     """plan refuses channel counts not dividing 16, zero points and weights outside int8, rows
     narrower than P pixels and taps reaching past one 64-byte window; its start value is

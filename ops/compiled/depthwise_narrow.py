@@ -42,7 +42,13 @@ equal to TFLM's two roundings, here on the 16 lanes in registers: a = acc·2^lef
 r = (p + rounding - [p < -2^30]·negative_rounding) >> right_shift (arithmetic, right 31..62),
 then TFLM's ``+ output_offset`` truncated to int32, the clamp to [activation_min, activation_max],
 and the int8 store. Every per-channel constant is depthwise.plan's (``requant``), repeated P times
-along the 16 lanes. LLVM IR integer operations are wrapping two's complement (no nsw/nuw flags are
+along the 16 lanes. Where no sum can overflow, the offset is folded into the rounding constant:
+floor(X / 2^r) + off = floor((X + off·2^r) / 2^r) for integers, and |X| = |p + rounding - negative|
+< 2^62 + 2^61 + 2^31, so ``plan`` folds only when |off|·2^r <= 2^60 on every lane (the sum stays
+below 2^63, and the int64 value then truncated to int32 is the same one); otherwise the kernel adds
+it after the shift. The int64 steps run on the even and the odd lanes as two vectors of 8 (the
+int32 lanes sign-extended in place), which is only a different grouping of the same lane-wise
+operations. LLVM IR integer operations are wrapping two's complement (no nsw/nuw flags are
 emitted here) and no float operation appears anywhere.
 
 The LLVM intrinsics llvm.x86.avx512.vpdpbusd.512 and llvm.x86.avx512.permvar.qi.512 are
@@ -51,9 +57,11 @@ AVX512-BW and AVX512-VBMI; else the caller keeps its other kernels. Only eval im
 llvmlite; ``plan`` runs on numpy.
 
 Measured (one thread, CPU time, median of 9 alternating rounds, ns per output, depthwise.py ->
-this kernel, the same bytes): vww_96 op 1 (48x48x8 3x3/1, batch 64) 1.30 -> 0.44 (2.95x),
-person_detect op 1 (the same shape, batch 128) 1.37 -> 0.45 (3.06x), person_detect op 0 (96x96x1
-dm 8 3x3/2, batch 128) 2.19 -> 0.47 (4.70x).
+this kernel, the same bytes): vww_96 op 1 (48x48x8 3x3/1, batch 64) 1.37 -> 0.47 (2.92x),
+person_detect op 1 (the same shape, batch 128) 1.35 -> 0.41 (3.27x), person_detect op 0 (96x96x1
+dm 8 3x3/2, batch 128) 2.19 -> 0.42 (5.23x). Of the ~0.4 ns, ~0.09 is the padded copy and ~0.31
+the register blocks (3 vpermb + 3 vpdpbusd + ~18 requantization instructions per 16 outputs).
+Two or four pixel groups per loop iteration (independent accumulators) measured the same as one.
 """
 from __future__ import annotations
 
@@ -89,8 +97,12 @@ class NarrowDepthwisePlan:
     permutation: np.ndarray  # (64,) uint8: the vpermb index (byte 4i + k of the operand <- window byte)
     packed: np.ndarray  # flat (KH·J, 64) int8: byte 4i + k = w[ky, 4j + k, i mod OC], 0 past KW
     lanes32: np.ndarray  # (3, 16) int32: init, multiplier, left shift per lane
-    lanes64: np.ndarray  # (3, 16) int64: rounding, negative rounding, right shift per lane
-    scalars: np.ndarray  # (7,) int64: input bytes per output pixel (sw·C), OC, P, OW, output offset, act min, max
+    # (3, 2, 8) int64: rounding (+ output offset·2^right when folded), negative rounding, right
+    # shift; [n, h, j] is lane 2j + h's.
+    lanes64: np.ndarray
+    # (9,) int64: input bytes per output pixel (sw·C), OC, P, OW, output offset, activation min and
+    # max, whether any lane shifts left, whether the output offset is added after the shift.
+    scalars: np.ndarray
     channels: int  # OC = C·dm
 
 
@@ -161,12 +173,21 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
     init = ((init + (1 << 31)) % _INT32) - (1 << 31)  # modulo 2^32, as int32
     lanes32 = np.stack([_lanes(init, pixels), _lanes(requant.multiplier, pixels),
                         _lanes(requant.left_shift, pixels)]).astype(np.int32)
-    lanes64 = np.stack([_lanes(requant.rounding, pixels), _lanes(requant.negative_rounding, pixels),
-                        _lanes(requant.right_shift, pixels)]).astype(np.int64)
-    scalars = np.array([sw * c, channels, pixels, ow, requant.output_offset, requant.activation_min,
-                        requant.activation_max], np.int64)
-    arrays = [permutation.reshape(-1).astype(np.uint8), packed.reshape(-1).astype(np.int8), offsets, lanes32,
-              lanes64, scalars]
+    # The output offset folds into the rounding constant, (X >> r) + off = (X + off·2^r) >> r, where
+    # that cannot overflow int64: |X| = |p + rounding - negative| < 2^62 + 2^61 + 2^31, so
+    # |off|·2^r <= 2^60 keeps every sum below 2^63 (else the offset is added after the shift).
+    rounding = requant.rounding
+    off = int(requant.output_offset)
+    fold = all(abs(off) << int(r) <= 1 << 60 for r in requant.right_shift)
+    if fold:
+        rounding = np.array([int(v) + (off << int(r)) for v, r in zip(rounding, requant.right_shift)], np.int64)
+    # (rounding, negative rounding, right shift) x (even lanes, odd lanes).
+    lanes64 = np.ascontiguousarray(np.stack([_lanes(v, pixels).reshape(LANES // 2, 2).T for v in
+                                             (rounding, requant.negative_rounding, requant.right_shift)]), np.int64)
+    scalars = np.array([sw * c, channels, pixels, ow, off, requant.activation_min, requant.activation_max,
+                        requant.left_shifts, not fold], np.int64)
+    arrays = [np.ascontiguousarray(a) for a in (permutation.reshape(-1).astype(np.uint8),
+                                                packed.reshape(-1).astype(np.int8), offsets, lanes32, lanes64, scalars)]
     for a in arrays:
         a.flags.writeable = False
     return NarrowDepthwisePlan(requant, tuple(int(v) for v in in_hwc), (int(oh), int(ow)), (int(sh), int(sw)),
@@ -197,26 +218,39 @@ def _make_row():
                                   packed[g])                       (16 int32 lanes, modulo 2^32)
     requantized in registers (depthwise.py's one-shift form) and stored as 16 int8 at
     out[out_base + ox·OC]. image flat uint8 (64 bytes of slack), out flat int8, offsets int64
-    (G >= 1), permutation (64,) uint8, packed (G·64,) int8, lanes32 (3, 16) int32, lanes64 (3, 16)
-    int64, scalars (7,) int64 (see NarrowDepthwisePlan)."""
+    (G >= 1), permutation (64,) uint8, packed (G·64,) int8, lanes32 (3, 16) int32, lanes64
+    (3, 2, 8) int64, scalars (9,) int64 (see NarrowDepthwisePlan).
+
+    The requantization runs on the even and the odd lanes as two vectors of 8 int64 (the int32
+    lanes sign-extended in place, so LLVM multiplies with vpmuldq and needs no widening or
+    narrowing shuffles), the two halves' low 32 bits interleaved back into 16 int32 lanes. The row
+    loop exists in four copies (with / without the left shift, the output offset added after the
+    shift or folded into the rounding constant), chosen once per call by the plan's flags."""
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
     from numba.extending import intrinsic
 
     i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-    v32, v64, bytes64, bytes16 = (ir.VectorType(i32, LANES), ir.VectorType(i64, LANES), ir.VectorType(i8, WINDOW),
-                                  ir.VectorType(i8, LANES))
+    half = LANES // 2
+    v32, h64 = ir.VectorType(i32, LANES), ir.VectorType(i64, half)
+    bytes64, bytes16 = ir.VectorType(i8, WINDOW), ir.VectorType(i8, LANES)
+    lane_sets = [ir.Constant(ir.VectorType(i32, half), list(range(h, LANES, 2))) for h in range(2)]
+    threshold = ir.Constant(h64, [-(1 << 30)] * half)
+    zeros = ir.Constant(h64, [0] * half)
+    thirty_two = ir.Constant(h64, [32] * half)
+    low_half = ir.Constant(h64, [0xFFFFFFFF] * half)
 
     def splat(builder, value, vector_type):
         undef = ir.Constant(vector_type, ir.Undefined)
         one = builder.insert_element(undef, value, ir.Constant(i32, 0))
-        return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
+        return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(i32, vector_type.count),
+                                                              [0] * vector_type.count))
 
     def row(typingctx, image, out, row_base, out_base, offsets, permutation, packed, lanes32, lanes64, scalars):
         arrays = (image, out, offsets, permutation, packed, lanes32, lanes64, scalars)
-        if not all(isinstance(a, types.Array) for a in arrays):
-            return None
+        if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
+            return None  # (the code below indexes their data as C-contiguous)
         if not (image.dtype == permutation.dtype == types.uint8 and out.dtype == packed.dtype == types.int8
                 and offsets.dtype == lanes64.dtype == scalars.dtype == types.int64 and lanes32.dtype == types.int32
                 and isinstance(row_base, types.Integer) and isinstance(out_base, types.Integer)):
@@ -242,70 +276,101 @@ def _make_row():
 
             def lane_vector(array, n, vector_type, element):
                 data = builder.bitcast(array.data, element.as_pointer())
-                return builder.load(builder.bitcast(builder.gep(data, [ir.Constant(i64, LANES * n)]),
+                return builder.load(builder.bitcast(builder.gep(data, [ir.Constant(i64, vector_type.count * n)]),
                                                     vector_type.as_pointer()), align=element.width // 8)
 
             in_step, out_step, pixels, width = scalar(0), scalar(1), scalar(2), scalar(3)
-            output_offset = splat(builder, scalar(4), v64)
+            output_offset = splat(builder, scalar(4), h64)
             act_min = splat(builder, builder.trunc(scalar(5), i32), v32)
             act_max = splat(builder, builder.trunc(scalar(6), i32), v32)
             index = builder.load(builder.bitcast(perm_a.data, bytes64.as_pointer()), align=1)
             init, multiplier, left = (lane_vector(lanes32_a, n, v32, i32) for n in range(3))
-            multiplier = builder.sext(multiplier, v64)
-            rounding, negative_rounding, right = (lane_vector(lanes64_a, n, v64, i64) for n in range(3))
-            threshold = ir.Constant(v64, [-(1 << 30)] * LANES)
-            zeros64 = ir.Constant(v64, [0] * LANES)
+            # Per half h (lanes h, h + 2, ...): the multiplier sign-extended, rounding, negative
+            # rounding and right shift.
+            multiplier = [builder.sext(builder.shuffle_vector(multiplier, multiplier, lane_sets[h]), h64)
+                          for h in range(2)]
+            rounding, negative_rounding, right = ([lane_vector(lanes64_a, 2 * n + h, h64, i64) for h in range(2)]
+                                                  for n in range(3))
             groups = builder.sdiv(builder.sub(builder.add(width, pixels), ir.Constant(i64, 1)), pixels)
             last = builder.sub(width, pixels)
+            zero = ir.Constant(i64, 0)
 
-            entry = builder.block
-            group_loop = builder.append_basic_block("narrow.group")
-            quad_loop = builder.append_basic_block("narrow.quad")
-            finish = builder.append_basic_block("narrow.finish")
+            def requantize(acc, shifts_left, add_offset):
+                """depthwise.py's requantization on the 16 lanes (module docstring)."""
+                if shifts_left:
+                    acc = builder.shl(acc, left)  # int32 acc·2^left, wraps (left 0..31)
+                pairs = builder.bitcast(acc, h64)
+                # The even lanes' int32 sign-extended in place, and the odd lanes'.
+                values = (builder.ashr(builder.shl(pairs, thirty_two), thirty_two), builder.ashr(pairs, thirty_two))
+                results = []
+                for h in range(2):
+                    product = builder.mul(values[h], multiplier[h])  # exact in int64 (|p| < 2^62)
+                    negative = builder.select(builder.icmp_signed("<", product, threshold), negative_rounding[h],
+                                              zeros)
+                    scaled = builder.ashr(builder.sub(builder.add(product, rounding[h]), negative), right[h])
+                    # + output_offset (unless folded into the rounding constant), wrapped to int32 below.
+                    results.append(builder.add(scaled, output_offset) if add_offset else scaled)
+                value = builder.bitcast(builder.or_(builder.and_(results[0], low_half),
+                                                    builder.shl(results[1], thirty_two)), v32)
+                value = builder.select(builder.icmp_signed("<", value, act_min), act_min, value)
+                return builder.select(builder.icmp_signed(">", value, act_max), act_max, value)
+
             done = builder.append_basic_block("narrow.done")
-            builder.branch(group_loop)
 
-            builder.position_at_end(group_loop)
-            t = builder.phi(i64)
-            t.add_incoming(ir.Constant(i64, 0), entry)
-            first = builder.mul(t, pixels)
-            ox = builder.select(builder.icmp_signed("<", first, last), first, last)
-            base = builder.add(row_base, builder.mul(ox, in_step))
-            builder.branch(quad_loop)
+            def emit_loop(shifts_left, add_offset):
+                entry = builder.block
+                group_loop = builder.append_basic_block("narrow.group")
+                quad_loop = builder.append_basic_block("narrow.quad")
+                finish = builder.append_basic_block("narrow.finish")
+                builder.branch(group_loop)
 
-            builder.position_at_end(quad_loop)
-            g = builder.phi(i64)
-            g.add_incoming(ir.Constant(i64, 0), group_loop)
-            acc = builder.phi(v32)
-            acc.add_incoming(init, group_loop)
-            offset = builder.load(builder.gep(offsets_a.data, [g]))
-            window = builder.load(builder.bitcast(builder.gep(image_data, [builder.add(base, offset)]),
-                                                  bytes64.as_pointer()), align=1)
-            u = builder.call(permute, [window, index])
-            w = builder.load(builder.bitcast(builder.gep(packed_data, [builder.mul(g, ir.Constant(i64, WINDOW))]),
-                                             bytes64.as_pointer()), align=1)
-            if operand != bytes64:
-                u, w = builder.bitcast(u, operand), builder.bitcast(w, operand)
-            updated = builder.call(dot, [acc, u, w])
-            g_next = builder.add(g, ir.Constant(i64, 1))
-            g.add_incoming(g_next, quad_loop)
-            acc.add_incoming(updated, quad_loop)
-            builder.cbranch(builder.icmp_signed("<", g_next, count), quad_loop, finish)
+                builder.position_at_end(group_loop)
+                t = builder.phi(i64)
+                t.add_incoming(zero, entry)
+                first = builder.mul(t, pixels)
+                ox = builder.select(builder.icmp_signed("<", first, last), first, last)
+                base = builder.add(row_base, builder.mul(ox, in_step))
+                builder.branch(quad_loop)
 
-            builder.position_at_end(finish)
-            # depthwise.py's requantization on the 16 lanes (module docstring).
-            shifted = builder.shl(updated, left)  # int32 acc·2^left, wraps (left 0..31)
-            product = builder.mul(builder.sext(shifted, v64), multiplier)  # exact in int64
-            negative = builder.select(builder.icmp_signed("<", product, threshold), negative_rounding, zeros64)
-            scaled = builder.ashr(builder.sub(builder.add(product, rounding), negative), right)
-            value = builder.trunc(builder.add(scaled, output_offset), v32)  # TFLM's int32 + output_offset
-            value = builder.select(builder.icmp_signed("<", value, act_min), act_min, value)
-            value = builder.select(builder.icmp_signed(">", value, act_max), act_max, value)
-            target = builder.gep(out_data, [builder.add(out_base, builder.mul(ox, out_step))])
-            builder.store(builder.trunc(value, bytes16), builder.bitcast(target, bytes16.as_pointer()), align=1)
-            t_next = builder.add(t, ir.Constant(i64, 1))
-            t.add_incoming(t_next, finish)
-            builder.cbranch(builder.icmp_signed("<", t_next, groups), group_loop, done)
+                builder.position_at_end(quad_loop)
+                g = builder.phi(i64)
+                g.add_incoming(zero, group_loop)
+                acc = builder.phi(v32)
+                acc.add_incoming(init, group_loop)
+                offset = builder.load(builder.gep(offsets_a.data, [g]))
+                window = builder.load(builder.bitcast(builder.gep(image_data, [builder.add(base, offset)]),
+                                                      bytes64.as_pointer()), align=1)
+                u = builder.call(permute, [window, index])
+                w = builder.load(builder.bitcast(builder.gep(packed_data, [builder.mul(g, ir.Constant(i64, WINDOW))]),
+                                                 bytes64.as_pointer()), align=1)
+                if operand != bytes64:
+                    u, w = builder.bitcast(u, operand), builder.bitcast(w, operand)
+                updated = builder.call(dot, [acc, u, w])
+                g_next = builder.add(g, ir.Constant(i64, 1))
+                g.add_incoming(g_next, quad_loop)
+                acc.add_incoming(updated, quad_loop)
+                builder.cbranch(builder.icmp_signed("<", g_next, count), quad_loop, finish)
+
+                builder.position_at_end(finish)
+                value = requantize(updated, shifts_left, add_offset)
+                target = builder.gep(out_data, [builder.add(out_base, builder.mul(ox, out_step))])
+                builder.store(builder.trunc(value, bytes16), builder.bitcast(target, bytes16.as_pointer()), align=1)
+                t_next = builder.add(t, ir.Constant(i64, 1))
+                t.add_incoming(t_next, finish)
+                builder.cbranch(builder.icmp_signed("<", t_next, groups), group_loop, done)
+
+            # One loop per (left shift, offset added) pair, chosen by the plan's flags.
+            shifts_left = builder.icmp_signed("!=", scalar(7), zero)
+            add_offset = builder.icmp_signed("!=", scalar(8), zero)
+            variants = [builder.append_basic_block(f"narrow.variant{n}") for n in range(4)]
+            choose_offset = [builder.append_basic_block(f"narrow.choose{n}") for n in range(2)]
+            builder.cbranch(shifts_left, choose_offset[1], choose_offset[0])
+            for n in range(2):
+                builder.position_at_end(choose_offset[n])
+                builder.cbranch(add_offset, variants[2 * n + 1], variants[2 * n])
+            for n in range(4):
+                builder.position_at_end(variants[n])
+                emit_loop(bool(n >> 1), bool(n & 1))
 
             builder.position_at_end(done)
             return context.get_dummy_value()
