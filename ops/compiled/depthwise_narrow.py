@@ -393,19 +393,22 @@ def _kernel(x, image, out, offsets, permutation, packed, lanes32, lanes64, scala
     row_out = out.shape[2] * out.shape[3]
     flat_out = out.reshape(-1)
     row_bytes = padded_width * channels
-    # The input columns that land inside the padded image, and where.
+    # The input columns that land inside the padded image, and where. (1-D slices indexed by the
+    # loop variable alone: the copy vectorises, and no per-row reshape is called.)
     first_x = max(0, -pad_left)
     stop_x = min(width, padded_width - pad_left)
+    run = max(stop_x - first_x, 0) * channels
+    flat_x = x.reshape(-1)
     for b in range(batches):
-        if stop_x > first_x:
-            for in_y in range(height):
-                py = in_y + pad_top
-                if 0 <= py < padded_height:
-                    src = x[b, in_y].reshape(-1)[first_x * channels:stop_x * channels]
-                    start = py * row_bytes + (first_x + pad_left) * channels
-                    dst = image[start:start + src.size]
-                    for i in range(src.size):
-                        dst[i] = np.uint8(src[i] ^ -128)
+        for in_y in range(height):
+            py = in_y + pad_top
+            if run > 0 and 0 <= py < padded_height:
+                source = ((b * height + in_y) * width + first_x) * channels
+                src = flat_x[source:source + run]
+                start = py * row_bytes + (first_x + pad_left) * channels
+                dst = image[start:start + run]
+                for i in range(run):
+                    dst[i] = np.uint8(src[i] ^ -128)
         for oy in range(out_height):
             _row(image, flat_out, oy * stride_h * row_bytes, (b * out_height + oy) * row_out, offsets, permutation,
                  packed, lanes32, lanes64, scalars)
