@@ -23,7 +23,7 @@ if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no",
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 from compiled_support import assert_forced_equals_reference  # noqa: E402
-from test_compiled_depthwise import depthwise_models  # noqa: E402
+from test_compiled_depthwise import _output_size, depthwise_models  # noqa: E402
 
 from interp import Interpreter  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
@@ -67,6 +67,96 @@ def test_vnni_3x3_equals_reference(data):
     model, rng, zp_in, extremes = data.draw(depthwise_models("INT8", kernel=(3, 3)))
     kernel = assert_vnni_equals_reference(model, rng, zp_in, extremes)
     assert kernel.compiled_vnni.quads_per_row == 1
+
+
+@needs_vnni
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_vnni_stride_2_row_quads_equal_reference(data):
+    """Stride-2 layers with dilation 1 take the 2x2-tap quads by default; with PATCHES off they
+    take the row quads, which must give the same bytes too."""
+    model, rng, zp_in, extremes = data.draw(depthwise_models("INT8"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(depthwise_vnni, "PATCHES", False)
+        kernel = assert_vnni_equals_reference(model, rng, zp_in, extremes)
+    assert not kernel.compiled_vnni.patches
+
+
+@needs_vnni
+@pytest.mark.parametrize("rows", [3, 4, 5])
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_vnni_each_register_block_equals_reference(rows, data):
+    """Each register block height (3, 4 or 5 output pixels; the last block repeats the image's last
+    pixel) forced on every geometry."""
+    model, rng, zp_in, extremes = data.draw(depthwise_models("INT8"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(depthwise_vnni, "BLOCK_ROWS", (rows,))
+        kernel = assert_vnni_equals_reference(model, rng, zp_in, extremes)
+    assert kernel.compiled_vnni.rows_per_block == rows
+
+
+def _stride_model(rng, h, w, c, kernel_hw, stride, padding, zp_in, zp_out, activation, output_scale=0.05, dm=1,
+                  dilation=(1, 1)):
+    """One int8 depthwise layer with per-channel scales from ~1e-9 to 2e-2 (right shifts 31..62,
+    so both roundings matter) and biases at ±2^31 or random: its accumulators wrap."""
+    b = ModelBuilder()
+    x = b.input("x", [2, h, w, c], "INT8", scale=0.02, zero_point=zp_in)
+    oc = c * dm
+    weights = rng.integers(-128, 128, (1,) + tuple(kernel_hw) + (oc,)).astype(np.int8)
+    weights[..., ::3] = np.where(rng.integers(0, 2, weights[..., ::3].shape) == 1, -128, 127)
+    scales = list(rng.uniform(1e-9, 2e-2, oc))
+    wt = b.constant("w", weights, "INT8", scale=scales, zero_point=0, quantized_dimension=3)
+    bias = rng.integers(-(1 << 31), 1 << 31, oc, dtype=np.int64)
+    bias[::2] = np.where(rng.integers(0, 2, bias[::2].shape) == 1, (1 << 31) - 1, -(1 << 31))
+    bt = b.constant("b", bias.astype(np.int32), "INT32", scale=[0.02 * s for s in scales], zero_point=0)
+    oh = _output_size(padding, h, kernel_hw[0], stride[0], dilation[0])
+    ow = _output_size(padding, w, kernel_hw[1], stride[1], dilation[1])
+    y = b.tensor("y", [2, oh, ow, oc], "INT8", scale=output_scale, zero_point=zp_out)
+    b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
+         depth_multiplier=dm, dilation_h_factor=dilation[0], dilation_w_factor=dilation[1],
+         fused_activation_function=activation)
+    b.output(y)
+    return b.build()
+
+
+@needs_vnni
+def test_requantization_modes_equal_reference():
+    """The four requantization variants of the kernel (mode bit 0: the clamp at act_min >= output
+    zero point absorbs the negative rounding, so it is left out; bit 1: bounds -128..127 clamp by
+    constants), each on accumulators that wrap and on both kinds of quads."""
+    rng = np.random.default_rng(5)
+    seen = set()
+    for activation, zp_out, scale, mode in [("RELU_N1_TO_1", 3, 0.05, 0), ("RELU6", 3, 0.05, 1),
+                                            ("NONE", 3, 0.05, 2), ("RELU", -128, 0.05, 3), ("NONE", -128, 0.5, 3),
+                                            ("RELU", 100, 0.001, 1), ("RELU_N1_TO_1", -120, 0.3, 0)]:
+        for stride, patches in [((1, 1), False), ((2, 2), True)]:
+            data = _stride_model(rng, 9, 7, 32, (3, 3), stride, "SAME", -128, zp_out, activation, scale)
+            for extremes in (True, False):
+                kernel = assert_vnni_equals_reference(data, rng, -128, extremes)
+            assert kernel.compiled_vnni.mode == mode and kernel.compiled_vnni.patches == patches
+            seen.add(mode)
+    assert seen == {0, 1, 2, 3}
+
+
+@needs_vnni
+def test_stride_2_shapes_equal_reference():
+    """Stride 2 with 2x2-tap quads (and with row quads): even and odd sizes, SAME / VALID, kernels
+    1x1 .. 5x4 (2x2 quads past the kernel zero-weighted), zero points at both ends, several
+    channel blocks, a depth multiplier, and stride (2, 1) / (1, 2) (row quads)."""
+    rng = np.random.default_rng(17)
+    cases = [(48, 48, 16, (3, 3), (2, 2), "SAME", 1), (12, 12, 64, (3, 3), (2, 2), "VALID", 1),
+             (7, 9, 16, (5, 4), (2, 2), "SAME", 1), (6, 5, 48, (1, 1), (2, 2), "VALID", 1),
+             (5, 6, 16, (2, 5), (2, 2), "SAME", 1), (3, 3, 8, (3, 3), (2, 2), "SAME", 2),
+             (8, 7, 32, (3, 3), (2, 1), "SAME", 1), (7, 8, 32, (3, 3), (1, 2), "SAME", 1)]
+    for h, w, c, kernel_hw, stride, padding, dm in cases:
+        for zp_in in (-128, 127, 5):
+            data = _stride_model(rng, h, w, c, kernel_hw, stride, padding, zp_in, -2, "NONE", dm=dm)
+            for patches in (True, False):
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr(depthwise_vnni, "PATCHES", patches)
+                    kernel = assert_vnni_equals_reference(data, rng, zp_in, zp_in != 5)
+                assert kernel.compiled_vnni.patches == (patches and stride == (2, 2))
 
 
 @needs_vnni

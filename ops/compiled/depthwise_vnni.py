@@ -64,11 +64,15 @@ from . import depthwise, gemm_u8, lazy_njit
 __all__ = ["VnniDepthwisePlan", "plan", "depthwise_conv", "available"]
 
 LANES = 16
-BLOCK_ROWS = (4, 5, 3)  # output pixels per register block: the variants compiled (ties prefer the first)
+BLOCK_ROWS = (4, 5, 3)
+# Stride-2 layers (dilation 1) use quads of 2x2 taps (plan's ``patches``); tests turn it off to pin
+# the row quads on them too.
+PATCHES = True  # output pixels per register block: the variants compiled (ties prefer the first)
 # The int64 table's header (VnniDepthwisePlan.wide).
 (_H_COLUMNS, _H_QUADS, _H_PIXELS, _H_CHANNELS, _H_INTERIOR_LO, _H_INTERIOR_HI, _H_PAD_TOP, _H_OUTPUT_OFFSET,
- _H_ACT_MIN, _H_ACT_MAX, _H_MODE, _H_QUAD_ROWS, _H_ROW_BYTES, _H_OUT_HEIGHT, _H_OUT_WIDTH, _H_BLOCK_ROWS) = range(16)
-_HEADER = 16
+ _H_ACT_MIN, _H_ACT_MAX, _H_MODE, _H_QUAD_ROWS, _H_ROW_BYTES, _H_OUT_HEIGHT, _H_OUT_WIDTH, _H_BLOCK_ROWS,
+ _H_ROW_STEP, _H_SECOND_ROW) = range(18)
+_HEADER = 18
 _INT32 = 1 << 32
 
 
@@ -95,7 +99,8 @@ class VnniDepthwisePlan:
     kernel_hw: tuple
     depth_multiplier: int
     quads_per_row: int  # J = ceil(KW / 4)
-    quad_rows: int  # rows of Q: (OH - 1)·sh + (KH - 1)·dh + 1, from padded row 0 (input row -top)
+    patches: bool  # quads of 2x2 taps (stride 2), else of 4 taps of a filter row
+    quad_rows: int  # rows of Q: (OH - 1)·sh + (KH - 1)·dh + 1 padded rows (patches: OH + ceil(KH / 2) - 1 pairs)
     pad_byte: int  # u of a tap outside the image: zero point + 128 (0..255)
     mode: int  # conv_column's: 1 = the clamp absorbs the negative rounding, 2 = bounds -128, 127
     rows_per_block: int  # R, output pixels per register block (one of BLOCK_ROWS: the fewest wasted slots)
@@ -141,25 +146,43 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
     top, left = int(padding[0]), int(padding[1])
     quads = -(-kw // 4)
     padded = -(-channels // LANES) * LANES
-    rows = (oh - 1) * sh + (kh - 1) * dh + 1
-    entry = quads * padded * 4  # bytes of Q per (row, output column)
-    if rows * ow * entry > 16 * (h * width * channels + oh * ow * padded) + 65536:
+    entry = padded * 4  # bytes of Q per quad
+    patches = PATCHES and sh == sw == 2 and dh == dw == 1
+    if patches:
+        # Quads of 2x2 taps: Q row R, entry C holds padded rows 2R, 2R + 1 x columns 2C, 2C + 1
+        # (byte 4i + 2dy + dx), and output pixel (oy, ox) reads entries (oy + a, ox + b).
+        ph, pw = -(-kh // 2), -(-kw // 2)
+        rows, entries, row_step, second = oh + ph - 1, ow + pw - 1, 2, 1
+        row_bytes = entries * entry
+        packed = np.zeros((2 * ph, 2 * pw, padded), np.int8)
+        packed[:kh, :kw, :channels] = w
+        packed = packed.reshape(ph, 2, pw, 2, padded).transpose(0, 2, 4, 1, 3).reshape(-1)
+        cols = np.array([2 * c + k % 2 - left for c in range(entries) for k in range(4)], np.int64)
+        quad_offsets = np.array([a * row_bytes + b * entry for a in range(ph) for b in range(pw)], np.int64)
+        pixel_offsets = (np.arange(oh, dtype=np.int64)[:, None] * row_bytes
+                         + np.arange(ow, dtype=np.int64)[None, :] * entry).reshape(-1)
+    else:
+        # Quads of 4 taps of a filter row: Q row py (padded row py), entry ox·J + j holds columns
+        # ox·sw + (4j + k)·dw (byte 4i + k); output pixel (oy, ox) reads rows oy·sh + ky·dh.
+        rows, entries, row_step, second = (oh - 1) * sh + (kh - 1) * dh + 1, ow * quads, 1, 0
+        row_bytes = entries * entry
+        packed = np.zeros((kh, quads * 4, padded), np.int8)
+        packed[:, :kw, :channels] = w
+        packed = packed.reshape(kh, quads, 4, padded).transpose(0, 1, 3, 2).reshape(-1)
+        # A zero-weight slot (4j + k >= KW) reads its quad's first tap's column: any byte adds 0
+        # there, and an in-image one leaves more entries wholly inside the image (no per-tap choice).
+        cols = np.array([ox * sw + 4 * j * dw - left + (k * dw if 4 * j + k < kw else 0)
+                         for ox in range(ow) for j in range(quads) for k in range(4)], np.int64)
+        quad_offsets = np.array([ky * dh * row_bytes + j * entry for ky in range(kh) for j in range(quads)],
+                                np.int64)
+        pixel_offsets = (np.arange(oh, dtype=np.int64)[:, None] * (sh * row_bytes)
+                         + np.arange(ow, dtype=np.int64)[None, :] * quads * entry).reshape(-1)
+    if rows * row_bytes > 16 * (h * width * channels + oh * ow * padded) + 65536:
         return None  # strides or dilations reaching far past the image: a huge quad image
-    packed = np.zeros((kh, quads * 4, padded), np.int8)
-    packed[:, :kw, :channels] = w
-    packed = packed.reshape(kh, quads, 4, padded).transpose(0, 1, 3, 2).reshape(-1)
-    # A zero-weight slot (4j + k >= KW) reads its quad's first tap's column: any byte adds 0 there,
-    # and an in-image one leaves more entries wholly inside the image (no per-tap choice).
-    cols = np.array([ox * sw + 4 * j * dw - left + (k * dw if 4 * j + k < kw else 0)
-                     for ox in range(ow) for j in range(quads) for k in range(4)], np.int64)
     cols = np.where((cols >= 0) & (cols < width), cols * padded, -1)
     inside = (cols.reshape(-1, 4) >= 0).all(axis=1)
     interior_lo = int(np.argmax(inside)) if inside.any() else 0
     interior_hi = interior_lo + int(np.argmin(np.append(inside[interior_lo:], False)))
-    quad_offsets = np.array([ky * dh * ow * entry + j * padded * 4 for ky in range(kh) for j in range(quads)],
-                            np.int64)
-    pixel_offsets = (np.arange(oh, dtype=np.int64)[:, None] * (sh * ow * entry)
-                     + np.arange(ow, dtype=np.int64)[None, :] * entry).reshape(-1)
     init = np.zeros(padded, np.int64)
     init[:channels] = requant.bias.astype(np.int64) + (int(input_offset) - 128) * w.sum(axis=(0, 1))
     init = (((init + (1 << 31)) % _INT32) - (1 << 31)).astype(np.int32)  # modulo 2^32, as int32
@@ -179,7 +202,8 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
     pixels = oh * ow
     rows_per_block = min(BLOCK_ROWS, key=lambda r: (-(-pixels // r) * r, BLOCK_ROWS.index(r)))
     header = [len(cols), len(quad_offsets), pixels, padded, interior_lo, interior_hi, top, int(output_offset),
-              int(activation_min), int(activation_max), mode, rows, ow * entry, oh, ow, rows_per_block]
+              int(activation_min), int(activation_max), mode, rows, row_bytes, oh, ow, rows_per_block, row_step,
+              second]
     # Three flat tables (the kernel's arguments: each array costs the call ~0.2 µs to type-check).
     wide = np.concatenate([np.array(header, np.int64), cols, quad_offsets, pixel_offsets,
                            per_channel(requant.rounding, np.int64, 0, True),
@@ -192,8 +216,8 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
         table.flags.writeable = False
     return VnniDepthwisePlan(
         requant, tuple(int(v) for v in in_hwc), (int(oh), int(ow)), (int(sh), int(sw)), (int(dh), int(dw)),
-        (top, left), (int(kh), int(kw)), int(depth_multiplier), quads, int(rows), 128 - int(input_offset), mode,
-        rows_per_block, wide, words, bytes_, channels, padded)
+        (top, left), (int(kh), int(kw)), int(depth_multiplier), quads, patches, int(rows), 128 - int(input_offset),
+        mode, rows_per_block, wide, words, bytes_, channels, padded)
 
 
 # --- the intrinsics -----------------------------------------------------------------------------
@@ -244,25 +268,29 @@ def _make_quad_row():
                              [16 * (q % 4) + q // 4 for q in range(4 * LANES)])
     flip = ir.Constant(bytes64, [0x80] * (4 * LANES))
 
-    def quad_row(typingctx, src, row_start, inside, columns, pad, q, q_start, interior_lo, interior_hi):
+    def quad_row(typingctx, src, row_start, inside, row_start2, inside2, columns, pad, q, q_start, interior_lo,
+                 interior_hi):
         if not all(isinstance(a, types.Array) for a in (src, columns, pad, q)):
             return None
         if not (src.dtype == pad.dtype == types.int8 and q.dtype == types.uint8 and columns.dtype == types.int64
-                and all(isinstance(v, types.Integer) for v in (row_start, inside, q_start, interior_lo,
-                                                                interior_hi))):
+                and all(isinstance(v, types.Integer) for v in (row_start, inside, row_start2, inside2, q_start,
+                                                                interior_lo, interior_hi))):
             return None
-        sig = types.void(src, row_start, inside, columns, pad, q, q_start, interior_lo, interior_hi)
+        sig = types.void(src, row_start, inside, row_start2, inside2, columns, pad, q, q_start, interior_lo,
+                         interior_hi)
 
         def codegen(context, builder, signature, args):
-            src_a, _, _, columns_a, pad_a, q_a, *_ = _arrays(context, builder, signature, args)
-            row_start_v, inside_v, q_start_v, lo_v, hi_v = (
-                context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 2, 6, 7, 8))
+            src_a, _, _, _, _, columns_a, pad_a, q_a, *_ = _arrays(context, builder, signature, args)
+            row_start_v, inside_v, row_start2_v, inside2_v, q_start_v, lo_v, hi_v = (
+                context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 2, 3, 4, 8, 9, 10))
             src_data = builder.bitcast(src_a.data, i8.as_pointer())
             pad_data = builder.bitcast(pad_a.data, i8.as_pointer())
             q_data = builder.bitcast(q_a.data, i8.as_pointer())
-            row_data = builder.gep(src_data, [row_start_v])
             zero = ir.Constant(i64, 0)
-            row_inside = builder.icmp_signed("!=", inside_v, zero)
+            # Taps k = 0, 1 read the first row, k = 2, 3 the second (the same row for row quads).
+            row_data = [builder.gep(src_data, [row_start_v]), builder.gep(src_data, [row_start2_v])]
+            rows_inside = [builder.icmp_signed("!=", inside_v, zero), builder.icmp_signed("!=", inside2_v, zero)]
+            row_inside = builder.and_(rows_inside[0], rows_inside[1])
             channels = builder.extract_value(pad_a.shape, 0)
             entries = builder.sdiv(builder.extract_value(columns_a.shape, 0), ir.Constant(i64, 4))
             blocks = builder.sdiv(channels, ir.Constant(i64, LANES))
@@ -279,9 +307,9 @@ def _make_quad_row():
                     for k in range(4):
                         col = builder.load(builder.gep(columns_a.data, [builder.add(builder.mul(
                             e, ir.Constant(i64, 4)), ir.Constant(i64, k))]))
-                        source = builder.gep(row_data, [col])
+                        source = builder.gep(row_data[k // 2], [col])
                         if checked:
-                            ok = builder.and_(row_inside, builder.icmp_signed(">=", col, zero))
+                            ok = builder.and_(rows_inside[k // 2], builder.icmp_signed(">=", col, zero))
                             source = builder.select(ok, source, pad_data)
                         sources.append(source)
                     out_row = builder.gep(q_data, [builder.add(q_start_v, builder.mul(e, entry_bytes))])
@@ -483,6 +511,7 @@ def _kernel(src, wide, words, bytes_):
     interior_lo, interior_hi, pad_top = wide[_H_INTERIOR_LO], wide[_H_INTERIOR_HI], wide[_H_PAD_TOP]
     output_offset, act_min, act_max, mode = wide[_H_OUTPUT_OFFSET], wide[_H_ACT_MIN], wide[_H_ACT_MAX], wide[_H_MODE]
     rows, row_bytes, block_rows = wide[_H_QUAD_ROWS], wide[_H_ROW_BYTES], wide[_H_BLOCK_ROWS]
+    row_step, second_row = wide[_H_ROW_STEP], wide[_H_SECOND_ROW]
     at = _HEADER
     columns = wide[at:at + n_columns]
     at += n_columns
@@ -510,10 +539,14 @@ def _kernel(src, wide, words, bytes_):
     plane = n_pixels * channels
     for b in range(batches):
         for py in range(rows):
-            y = py - pad_top
+            y = py * row_step - pad_top
             inside = 0 <= y < height
             row_start = ((b * height + y) * width * channels) if inside else 0
-            _quad_row(flat, row_start, np.int64(inside), columns, pad, q, py * row_bytes, interior_lo, interior_hi)
+            y2 = y + second_row
+            inside2 = 0 <= y2 < height
+            row_start2 = ((b * height + y2) * width * channels) if inside2 else 0
+            _quad_row(flat, row_start, np.int64(inside), row_start2, np.int64(inside2), columns, pad, q,
+                      py * row_bytes, interior_lo, interior_hi)
         for column in range(0, channels, 16):
             if block_rows == 5:
                 _conv_column_5(q, pixel_offsets, quad_offsets, packed, init, multiplier, left_shift, rounding,
