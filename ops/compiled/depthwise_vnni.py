@@ -3,22 +3,37 @@
 requantized there (ops/compiled/depthwise.py's exact int64 form, in the same LLVM IR), one pass
 from the int8 input to the int8 output.
 
-Layout. A filter row's taps kx = 4j .. 4j + 3 form quad j (J = ceil(KW / 4) quads per row; the
-missing taps of the last one get zero weights). Per image, a quad image Q is built once: for every
-row py the quads read ((OH - 1)·sh + (KH - 1)·dh + 1 rows from the top padding on) and every
-(output column ox, quad j), 64 bytes per 16 channels whose byte 4i + k is u = x + 128 of channel i
-at column ox·sw + (4j + k)·dw (padded coordinates): four 16-byte runs interleaved in registers
-(one vpermt2b-style shuffle) and stored. A tap outside the image reads the pad vector, the int8
-zero point in every channel, whose u is zero point + 128. Then for output pixel (oy, ox) and 16
-channels, quad (ky, j) is the single 64-byte load Q[oy·sh + ky·dh, ox, j], multiplied by the packed
-weights (KH·J, OCp, 4) int8 in one vpdpbusd. The quads of a pixel thus cost one load each instead
-of four loads and a shuffle each (a tap run is shuffled once per row it starts, not once per
-output pixel and filter row that reads it). Register blocks of R = 4 output pixels x 16 channels
-run over the image's pixels in (oy, ox) order across row ends (kws's 5-pixel rows fill every
-slot but the image's last block's, which repeats the last pixel, storing the same bytes again).
-Depth multipliers and channel counts that are not a multiple of 16 first get an int8 copy of the
-input with each channel repeated dm times and the zero point in the extra channels (they have
-zero weights); the outputs of the extra channels are dropped.
+Layout. Taps are grouped in quads of four, and a quad image Q is built once per image: 64 bytes
+per (quad position, 16 channels) whose byte 4i + k is u = x + 128 of channel i at the quad's tap
+k, four 16-byte runs interleaved in registers (one vpermt2b) and stored, 64-byte aligned. Then for
+output pixel (oy, ox) and 16 channels, each of its quads is one 64-byte load from Q, multiplied by
+the packed weights (quads, OCp, 4) int8 in one vpdpbusd: a tap run is shuffled once per quad
+position, not once per output pixel and filter row that reads it. Two kinds of quads:
+
+* Row quads (stride 1, and every stride other than 2x2 with dilation 1): a filter row's taps
+  kx = 4j .. 4j + 3 form quad j (J = ceil(KW / 4) per row; slots past KW have zero weights and
+  read the quad's first tap's column, so more positions lie wholly inside the image). Q row py
+  (a padded row: (OH - 1)·sh + (KH - 1)·dh + 1 of them) holds entry (ox, j), columns
+  ox·sw + (4j + k)·dw; pixel (oy, ox) reads rows oy·sh + ky·dh. About one build per output pixel
+  at stride 1, but two at stride 2 (every padded row is built, and each serves one output row
+  or two).
+* 2x2 quads (stride 2x2, dilation 1): Q row R, entry C holds padded rows 2R, 2R + 1 x columns
+  2C, 2C + 1 (k = 2dy + dx), and pixel (oy, ox) reads entries (oy + a, ox + b) for
+  a < ceil(KH / 2), b < ceil(KW / 2) with weights w[2a + dy, 2b + dx] (0 past the kernel): about
+  one build per output pixel, for four dot products instead of three on a 3x3 kernel (measured
+  1.05-1.32x on vww_96's stride-2 layers).
+
+A tap outside the image reads the pad vector, the int8 zero point in every channel, whose u is
+zero point + 128 (positions whose four taps are all inside the image skip that choice). Register
+blocks of R output pixels x 16 channels (R = 3, 4 or 5, whichever wastes the fewest slots: kws's
+25x5 image takes 5) run over the image's pixels in (oy, ox) order across row ends; the image's
+last block repeats its last pixel, storing the same bytes again. The accumulators are requantized
+in registers and stored as int8: no int32 accumulator is stored or reloaded. Depth multipliers
+and channel counts that are not a multiple of 16 first get an int8 copy of the input with each
+channel repeated dm times and the zero point in the extra channels (they have zero weights); the
+outputs of the extra channels are dropped. The kernel takes its constants as three flat tables
+(one per element type; each array argument costs a numba call ~0.2 µs) and allocates its output
+and Q itself: ~6 µs per call where twenty-two arguments and Python-side buffers cost ~15.
 
 Why it equals TFLM byte for byte. TFLM forms, per output, ``int32 acc = bias + Σ w·(x + input_offset)``
 over the taps inside the image, in int32 arithmetic that wraps (modulo 2^32, as the oracle's x86
@@ -41,12 +56,24 @@ The requantization is ops/compiled/depthwise.py's, whose docstring proves the si
 equal to TFLM's two roundings; ``plan`` takes its per-channel constants from that module's plan.
 Per lane, in LLVM IR integer operations with C's / numpy's semantics: a = acc << left (an i32
 shift by 0..31, wrapping as the int32 multiply by 2^left does), p = sext64(a)·sext64(M) (exact:
-|p| <= 2^62), scaled = (p + rounding - (p < -2^30 ? negative_rounding : 0)) >> right_shift (an
-arithmetic i64 shift by 31..62; no overflow: |p| + 2^30 + 2^61 < 2^63), then
-trunc32(scaled) + output_offset as an i32 addition (which wraps exactly as depthwise.py's int64 sum
-truncated to int32: truncation modulo 2^32 commutes with the addition), the clamp to the
-activation bounds (signed i32 compares) and the truncation to int8 of a value already in
--128..127. No float operation anywhere.
+|p| <= 2^62; the even and the odd int32 lanes as two vectors of 8 int64, vpmuldq), scaled =
+(p + rounding - (p < -2^30 ? negative_rounding : 0)) >> right_shift (an arithmetic i64 shift by
+31..62; no overflow: |p| + 2^30 + 2^61 < 2^63), then trunc32(scaled) + output_offset as an i32
+addition (which wraps exactly as depthwise.py's int64 sum truncated to int32: truncation modulo
+2^32 commutes with the addition), the clamp to the activation bounds (signed i32 compares) and the
+truncation to int8 of a value already in -128..127. No float operation anywhere. Two shortcuts,
+chosen by ``plan`` (``mode``) and each forced by the tests:
+
+* bit 0, when act_min >= output_offset and |output_offset| < 2^29 (a fused ReLU / ReLU6, or no
+  activation with the output zero point at -128): the negative rounding is left out. It is
+  nonzero only for e = -shift >= 1, where it subtracts 2^31 when p < -2^30. Without it the
+  numerator p + 2^30 + 2^(30+e) is < 2^(30+e) there, so r' = numerator >> (31 + e) <= 0, and
+  with it r = r' or r' - 1 (2^31 < 2^(31+e)); elsewhere r' = r. Both are >= -2^(31-e) - 1 >=
+  -2^30 - 1 (|p| <= 2^62), so r + output_offset and r' + output_offset do not wrap, and both are
+  <= output_offset <= act_min: both clamp to act_min (then min(act_min, act_max), the same
+  value). So the output byte is the same.
+* bit 1, when the bounds are -128 and 127: the clamp uses constants (LLVM then narrows with one
+  saturating vpmovsdb, which is that clamp and the truncation).
 
 The LLVM intrinsic is x86-only (gemm_u8.vpdpbusd): ``available()`` is gemm_u8's host check
 (numba targets the host, which has AVX512-VNNI and AVX512-BW); else the caller keeps
