@@ -108,12 +108,6 @@ def available() -> bool:
     return gemm_u8.available()
 
 
-def _read_only(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a)
-    a.flags.writeable = False
-    return a
-
-
 @dataclass(frozen=True)
 class VnniDepthwisePlan:
     """The VNNI kernel's layout and its requantization constants (``requant``'s, padded)."""
