@@ -585,9 +585,12 @@ class DepthwiseConv2D(_ConvBase):
     # VNNI_FORCE: None chooses so, True / False force it on (wherever plan applies) / off (tests).
     VNNI_FORCE: bool | None = None
     compiled_vnni = None
-    # int8 layers of 8 output channels (ops/compiled/depthwise_narrow.py: P = 16 / OC pixels per
-    # 16-lane vpdpbusd, the requantization in registers; VNNI + VBMI hosts). NARROW_FORCE: None
-    # takes it for C·dm == 8 unless VNNI_FORCE is set (the other kernels' tests keep their
+    # int8 layers of C·dm = 1, 2, 4, 8 or 16 output channels (ops/compiled/depthwise_narrow.py:
+    # P = 16 / OC pixels per 16-lane vpdpbusd, the requantization in registers; VNNI + VBMI hosts).
+    # Per layer, 1 thread, CPU, batch 64, ns per output depthwise.py -> narrow: vww / person_detect
+    # 48x48x8 3x3/1 1.35-1.38 -> 0.41-0.47 (2.9-3.3x), 96x96x1 dm 8 3x3/2 2.19 -> 0.42 (5.2x);
+    # 1..4 channels, dm 4 or 16: 3-6.5x; 16 channels x dm 1 ties depthwise_vnni, which keeps them.
+    # NARROW_FORCE: None chooses so unless VNNI_FORCE is set (the other kernels' tests keep their
     # paths), True / False force it on (wherever plan applies) / off.
     NARROW_FORCE: bool | None = None
     compiled_narrow = None
@@ -662,7 +665,8 @@ class DepthwiseConv2D(_ConvBase):
             force = self.VNNI_FORCE
             channels = self.out_tensor.shape[3]
             wanted = dm == 1 and channels % 16 == 0 if force is None else force
-            narrow = channels == 8 and force is None if self.NARROW_FORCE is None else self.NARROW_FORCE
+            narrow = (channels in (1, 2, 4, 8) or channels == 16 and dm > 1) and force is None \
+                if self.NARROW_FORCE is None else self.NARROW_FORCE
             if self.kind == "INT8" and narrow and self.compiled_params is not None:
                 # Exact for every accumulator: int32 sums modulo 2^32 (the module's docstring).
                 self.compiled_narrow = compiled_depthwise_narrow.plan(

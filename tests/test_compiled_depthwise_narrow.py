@@ -239,14 +239,16 @@ def test_plan_refusals_and_constants():
 
 
 def test_default_choice_by_shape(monkeypatch):
-    """By default the narrow kernel is planned for 8 output channels (8 x dm 1, 1 x dm 8), not for
-    16 channels (depthwise_vnni's) or 4; nor when a test forces VNNI_FORCE either way (the other
-    compiled depthwise kernels' tests keep their own paths)."""
+    """By default the narrow kernel is planned for 1, 2, 4 or 8 output channels (8 x dm 1, 1 x dm 8,
+    ...) and 16 from a depth multiplier, not for 16 channels x dm 1 (depthwise_vnni's) or 12, 32;
+    nor when a test forces VNNI_FORCE either way (the other compiled depthwise kernels' tests keep
+    their own paths)."""
     def planned(h, c, dm, stride=1):
         return Interpreter.from_bytes(_layer(h, h, c, dm, stride)).kernels[0].compiled_narrow is not None
 
-    assert planned(8, 8, 1) and planned(16, 1, 8, 2) and planned(8, 2, 4)
-    assert not planned(8, 16, 1) and not planned(8, 4, 1) and not planned(8, 1, 16)
+    assert planned(8, 8, 1) and planned(16, 1, 8, 2) and planned(8, 2, 4) and planned(8, 4, 1)
+    assert planned(16, 1, 1) and planned(8, 1, 16) and planned(8, 2, 1)  # (P = 16 pixels need OW >= 16)
+    assert not planned(8, 16, 1) and not planned(8, 12, 1) and not planned(8, 32, 1) and not planned(8, 4, 3)
     for vnni in (True, False):
         monkeypatch.setattr(DepthwiseConv2D, "VNNI_FORCE", vnni)
         assert not planned(8, 8, 1) and not planned(16, 1, 8, 2)
