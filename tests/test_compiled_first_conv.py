@@ -149,27 +149,58 @@ def _plain_first_conv(x, weights, bias, multiplier, shift, input_offset, output_
 
 
 def test_blocks_match_plain_integer_arithmetic():
-    """Every block kind against int64 arithmetic and ops.fixedpoint, without a model: extreme
-    multipliers, left and right shifts, wrapping biases, extreme zero points and weights."""
+    """Every block kind and requantization mode against int64 arithmetic and ops.fixedpoint,
+    without a model: extreme multipliers, left and right shifts, wrapping biases, extreme zero points
+    and weights; activation ranges and offsets with and without the clamp absorbing the negative
+    rounding, and the full int8 range (compared as constants)."""
     rng = np.random.default_rng(11)
     cases = [(3, 8, (3, 3), (2, 2), 40), (1, 16, (5, 5), (1, 1), 20), (3, 4, (3, 3), (1, 2), 50),
              (2, 3, (3, 3), (1, 1), 9), (1, 7, (10, 4), (2, 2), 10), (3, 16, (2, 2), (1, 1), 8),
              (1, 32, (3, 1), (2, 1), 7), (2, 64, (3, 3), (1, 1), 6), (4, 20, (1, 3), (1, 1), 9)]
+    # (output_offset, act_min, act_max): mode 2 (full range), 3 (and the clamp absorbs), 1, 0, 0
+    ranges = [(-5, -128, 127), (-128, -128, 127), (3, 3, 127), (-5, -100, 100), (7, -128, 6)]
+    blocks, modes = set(), set()
     for c, oc, (kh, kw), stride, w in cases:
         h, pt, pl = 11, 1, 2
         oh, ow = (h + pt - kh) // stride[0] + 1, (w + pl - kw) // stride[1] + 1
         weights = rng.choice(np.array([-128, 127, -127, 0, 5]), (kh * kw * c, oc))
-        bias = rng.choice(np.array([-(1 << 31), (1 << 31) - 1, 0, 12345]), oc)
+        bias = rng.choice(np.array([-(1 << 31), (1 << 31) - 1, 0, 12345, -98765]), oc)
         multiplier = rng.choice(np.array([(1 << 30), (1 << 31) - 1, 1 << 30 | 12345]), oc)
-        shift = rng.choice(np.array([-31, -9, 0, 1, 4]), oc)
+        shift = rng.choice(np.array([-31, -9, -1, 0, 1, 4]), oc)
         for zp in (-128, 127, 3):
-            x = rng.choice(np.array([-128, 127, zp]), (2, h, w, c)).astype(np.int8)
-            p = first_conv.plan((h, w, c), (oh, ow), (kh, kw), stride, (1, 1), (pt, pl), -zp, -5, -128, 127, weights,
-                                bias, multiplier, shift)
+            for offset, low, high in ranges:
+                x = rng.choice(np.array([-128, 127, zp, 0]), (2, h, w, c)).astype(np.int8)
+                p = first_conv.plan((h, w, c), (oh, ow), (kh, kw), stride, (1, 1), (pt, pl), -zp, offset, low, high,
+                                    weights, bias, multiplier, shift)
+                got = first_conv.conv(p, x, np.int8)
+                want = _plain_first_conv(x, weights, bias, multiplier, shift, -zp, offset, low, high, (kh, kw),
+                                         stride, (pt, pl), (oh, ow))
+                assert np.array_equal(got, want), (c, oc, kh, kw, stride, zp, offset, low, high, p.block, p.mode)
+                blocks.add(p.block)
+                modes.add(p.mode)
+    assert blocks == set(range(len(first_conv.BLOCKS) + len(first_conv.ROW_CHANNELS))) and modes == {0, 1, 2, 3}
+
+
+def test_the_clamp_absorbs_the_negative_rounding():
+    """MODE_SKIP_NEGATIVE leaves out the negative rounding where activation_min >= output_offset:
+    every int8 input over 16 channels whose biases put the accumulators across the rounding steps
+    of the negative range (and around 0) gives ops.fixedpoint's bytes, for shifts -1..-31 and
+    offsets up to the limit of the proof (|offset| < 2^29)."""
+    rng = np.random.default_rng(12)
+    x = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 256, 1)
+    weights = np.ones((1, 16), np.int64)
+    for shift in (-1, -2, -5, -9, -20, -31):
+        reach = 1 << min(-shift + 4, 31)
+        for offset, low in ((-128, -128), (0, 0), (5, 20), (-(1 << 29) + 1, -128), (100, 120)):
+            bias = np.clip(rng.integers(-reach, reach // 8 + 2, 16), -(1 << 31), (1 << 31) - 1)
+            multiplier = np.full(16, int(rng.integers(1 << 30, 1 << 31)))
+            p = first_conv.plan((1, 256, 1), (1, 256), (1, 1), (1, 1), (1, 1), (0, 0), 0, offset, low, 127, weights,
+                                bias, multiplier, np.full(16, shift))
+            assert p.mode & first_conv.MODE_SKIP_NEGATIVE and p.block >= len(first_conv.BLOCKS)
             got = first_conv.conv(p, x, np.int8)
-            want = _plain_first_conv(x, weights, bias, multiplier, shift, -zp, -5, -128, 127, (kh, kw), stride,
-                                     (pt, pl), (oh, ow))
-            assert np.array_equal(got, want), (c, oc, kh, kw, stride, zp, p.block)
+            want = _plain_first_conv(x, weights, bias, multiplier, np.full(16, shift), 0, offset, low, 127, (1, 1),
+                                     (1, 1), (0, 0), (1, 256))
+            assert np.array_equal(got, want), (shift, offset, low)
 
 
 def test_plan_refuses_what_it_cannot_compute():

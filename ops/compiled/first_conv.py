@@ -87,6 +87,9 @@ _SHARE_4, _SHARE_2, _PLAIN_16, _PLAIN_32, _PLAIN_64 = range(5)
 # Row blocks (block ids len(BLOCKS) + k): 16 pixels of an output row in the lanes, one vector per
 # output channel, for exactly ROW_CHANNELS[k] output channels.
 ROW_CHANNELS = (4, 8, 16)
+# The requantization's two shortcuts (``plan`` proves each where it sets it):
+MODE_SKIP_NEGATIVE = 1  # leave out the negative rounding: the clamp absorbs it
+MODE_SATURATE = 2  # the activation bounds are -128 and 127: compared as constants
 # Bytes a row block's table holds (two 64-byte vectors for vpermi2b): 16 pixels' windows must fit.
 _TABLE = 128
 
@@ -117,7 +120,8 @@ class FirstConvPlan:
     output_offset: int
     activation_min: int
     activation_max: int
-    block: int  # index into BLOCKS
+    mode: int  # MODE_SKIP_NEGATIVE | MODE_SATURATE where they hold
+    block: int  # index into BLOCKS, or len(BLOCKS) + k for the row block of ROW_CHANNELS[k] channels
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -198,6 +202,16 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
     for row, values in enumerate((requant.multiplier, requant.rounding, requant.negative_rounding,
                                   requant.right_shift)):
         consts64[row, valid] = np.asarray(values, np.int64)[source[valid]]
+    if block < len(BLOCKS):  # each 16 lanes' int64 constants in _requantize's order: even lanes, then odd
+        consts64 = consts64.reshape(4, -1, LANES // 2, 2).transpose(0, 1, 3, 2).reshape(4, lanes)
+    # The negative rounding (2^31 where p < -2^30, only for e >= 1) turns r = k into k - 1, and only
+    # when k <= 0 ((p + 2^30 + 2^(30+e)) >> (31+e) with p + 2^30 < 0 is below 1/2); |k| <= 2^30 for
+    # e >= 1, so with |output_offset| < 2^29 neither k + offset nor k - 1 + offset wraps in int32 and
+    # both are <= output_offset <= activation_min: the clamp gives activation_min either way.
+    offset = int(requant.output_offset)
+    mode = MODE_SKIP_NEGATIVE if requant.activation_min >= offset and abs(offset) < (1 << 29) else 0
+    if (requant.activation_min, requant.activation_max) == (-128, 127):
+        mode |= MODE_SATURATE
     assert 31 <= int(consts64[3].min()) and int(consts64[3].max()) <= 62 and 0 <= int(consts32[1].min()) \
         and int(consts32[1].max()) <= 31  # LLVM's shifts are defined for these counts
     runs = np.array(runs, np.int64)
@@ -206,7 +220,7 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
         -int(input_offset) + 128, _read_only(runs), quads, channels, lanes, group, _read_only(packed.astype(np.int8)),
         _read_only(index),
         _read_only(consts32.astype(np.int32)), _read_only(consts64), requant.output_offset, requant.activation_min,
-        requant.activation_max, block)
+        requant.activation_max, mode, block)
 
 
 _vbmi = None
@@ -258,40 +272,70 @@ def _splat(builder, value, count: int):
                                                                                   [0] * count))
 
 
-def _requantize(builder, acc, left, halves, offset, low, high):
+def _requantize(builder, acc, left, halves, offset, low, high, skip_negative: bool, saturate: bool):
     """depthwise.py's requantization of the <16 x i32> accumulators ``acc`` (the module docstring),
     as <16 x i8>: ``left`` <16 x i32>; ``halves`` two (multiplier, rounding, negative rounding,
-    right shift) quadruples of <8 x i64>, lanes 0-7 and 8-15; ``offset``, ``low``, ``high``
-    <16 x i32> splats of output_offset, activation_min, activation_max."""
+    right shift) quadruples of <8 x i64>, the even lanes' (0, 2, .., 14) and the odd lanes'
+    (multipliers in 0..2^31 - 1); ``offset``, ``low``, ``high`` <16 x i32> splats of
+    output_offset, activation_min, activation_max. ``skip_negative``: leave out the negative
+    rounding (plan's MODE_SKIP_NEGATIVE proof); ``saturate``: the activation bounds are -128, 127
+    (compared as constants)."""
     from llvmlite import ir
 
     i32, i64 = ir.IntType(32), ir.IntType(64)
-    half32, vec64 = ir.VectorType(i32, LANES // 2), ir.VectorType(i64, LANES // 2)
-    a = builder.shl(acc, left)  # int32 acc·2^left, wraps
+    vec32, vec64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES // 2)
+    thirty_two = ir.Constant(vec64, [32] * 8)
+    # int32 acc·2^left, wraps; then the even and the odd int32 lanes sign-extended in 8 int64 lanes.
+    a = builder.bitcast(builder.shl(acc, left), vec64)
     parts = []
-    for half, (multiplier, rounding, negative_rounding, right) in enumerate(halves):
-        part = builder.shuffle_vector(a, a, ir.Constant(half32, list(range(8 * half, 8 * half + 8))))
-        product = builder.mul(builder.sext(part, vec64), multiplier)
-        below = builder.icmp_signed("<", product, ir.Constant(vec64, [-(1 << 30)] * 8))
-        negative = builder.select(below, negative_rounding, ir.Constant(vec64, [0] * 8))
-        scaled = builder.ashr(builder.sub(builder.add(product, rounding), negative), right)
-        parts.append(builder.trunc(scaled, half32))
-    value = builder.shuffle_vector(parts[0], parts[1], ir.Constant(ir.VectorType(i32, LANES), list(range(LANES))))
+    for x, (multiplier, rounding, negative_rounding, right) in zip(
+            (builder.ashr(builder.shl(a, thirty_two), thirty_two), builder.ashr(a, thirty_two)), halves):
+        # (The multiplier fits 32 signed bits: the shifts change no value, and let LLVM use vpmuldq.)
+        product = builder.mul(x, builder.ashr(builder.shl(multiplier, thirty_two), thirty_two))  # exact: < 2^62
+        total = builder.add(product, rounding)
+        if not skip_negative:
+            below = builder.icmp_signed("<", product, ir.Constant(vec64, [-(1 << 30)] * 8))
+            total = builder.sub(total, builder.select(below, negative_rounding, ir.Constant(vec64, [0] * 8)))
+        parts.append(builder.bitcast(builder.ashr(total, right), vec32))  # int32(r): the low half of each lane
+    # Lane 2i from the even lanes' results, 2i + 1 from the odd lanes'.
+    value = builder.shuffle_vector(parts[0], parts[1], ir.Constant(
+        vec32, [j // 2 * 2 + (LANES if j % 2 else 0) for j in range(LANES)]))
     value = builder.add(value, offset)  # + output_offset, modulo 2^32
+    if saturate:
+        low, high = ir.Constant(vec32, [-128] * LANES), ir.Constant(vec32, [127] * LANES)
     value = builder.select(builder.icmp_signed("<", value, low), low, value)
     value = builder.select(builder.icmp_signed(">", value, high), high, value)
     return builder.trunc(value, ir.VectorType(ir.IntType(8), LANES))
 
 
+def _tails(builder, mode, emit):
+    """Branch on ``mode`` (i64: bit 0 MODE_SKIP_NEGATIVE, bit 1 MODE_SATURATE) to four copies of
+    ``emit(skip_negative, saturate)`` (the requantization and stores), then continue after them."""
+    from llvmlite import ir
+
+    after = builder.append_basic_block("tail.after")
+    targets = [builder.append_basic_block(f"tail.mode{m}") for m in range(4)]
+    switch = builder.switch(mode, targets[0])
+    for m in range(1, 4):
+        switch.add_case(ir.Constant(mode.type, m), targets[m])
+    for m, target in enumerate(targets):
+        builder.position_at_end(target)
+        emit(bool(m & 1), bool(m & 2))
+        builder.branch(after)
+    builder.position_at_end(after)
+
+
 def _make_block(share: int, vectors: int, rows: int):
     """An intrinsic ``block(image, pixels, runs, quads, weights, consts32, consts64, out, out_rows,
-    column, output_offset, act_min, act_max)``. For vector row r < rows, pixel s < share (pixel
+    column, output_offset, act_min, act_max, mode)``. For vector row r < rows, pixel s < share (pixel
     j = r·share + s) and lanes l of vector v < vectors, lane index i = column + 16·v + l and the
     lane's channel slot k = l // share·... (P = share > 1: lane l of pixel s is l - s·16/P):
         acc = consts32[0, i] + Σ_run Σ_q Σ_{b<4} image[pixels[j] + runs[run] + 4q + b]
                                             · weights[((run·quads + q)·L + i)·4 + b]   (int32, mod 2^32)
-    then requantized with consts32[1, i] and consts64[:, i] (the module docstring) and stored as
+    then requantized with consts32[1, i] and consts64[:, i'] (the module docstring; consts64 holds
+    each 16 lanes' constants in the even-then-odd order ``_requantize`` reads) and stored as
     int8 at out[out_rows[j] + column + 16·v + l] (P = 1) or out[out_rows[j] + l - s·16/P] (P > 1).
+    ``mode``: FirstConvPlan.mode.
     image: flat uint8; weights: flat int8; consts32: flat (2·L) int32; consts64: flat (4·L) int64;
     out: flat int8; pixels, out_rows: (rows·share,) int64; runs: (R,) int64, R >= 1; quads >= 1."""
     from llvmlite import ir
@@ -304,18 +348,18 @@ def _make_block(share: int, vectors: int, rows: int):
     width = LANES // share  # lanes (channels) per pixel
 
     def block(typingctx, image, pixels, runs, quads, weights, consts32, consts64, out, out_rows, column,
-              output_offset, act_min, act_max):
+              output_offset, act_min, act_max, mode):
         arrays = (image, pixels, runs, weights, consts32, consts64, out, out_rows)
         if not all(isinstance(a, types.Array) for a in arrays):
             return None
-        scalars = (quads, column, output_offset, act_min, act_max)
+        scalars = (quads, column, output_offset, act_min, act_max, mode)
         if not (image.dtype == types.uint8 and weights.dtype == types.int8 and out.dtype == types.int8
                 and consts32.dtype == types.int32 and consts64.dtype == types.int64
                 and pixels.dtype == runs.dtype == out_rows.dtype == types.int64
                 and all(isinstance(s, types.Integer) for s in scalars)):
             return None
         sig = types.void(image, pixels, runs, quads, weights, consts32, consts64, out, out_rows, column,
-                         output_offset, act_min, act_max)
+                         output_offset, act_min, act_max, mode)
 
         def codegen(context, builder, signature, args):
             (image_a, pixels_a, runs_a, _, weights_a, c32_a, c64_a, out_a, rows_a) = [
@@ -328,6 +372,7 @@ def _make_block(share: int, vectors: int, rows: int):
 
             quads_v, column_v = scalar(3, types.int64), scalar(9, types.int64)
             offset_v, low_v, high_v = scalar(10, types.int32), scalar(11, types.int32), scalar(12, types.int32)
+            mode_v = scalar(13, types.int64)
             run_count = builder.extract_value(runs_a.shape, 0)
             lanes = builder.extract_value(c64_a.shape, 0)
             lanes = builder.sdiv(lanes, ir.Constant(i64, 4))  # L
@@ -418,15 +463,18 @@ def _make_block(share: int, vectors: int, rows: int):
                 consts.append((left, halves))
             offset, low, high = (_splat(builder, value, LANES) for value in (offset_v, low_v, high_v))
             bytes_type = ir.VectorType(i8, LANES)
-            for r in range(rows):
-                for v in range(vectors):
-                    left, halves = consts[v]
-                    result = _requantize(builder, updated[r * vectors + v], left, halves, offset, low, high)
-                    if share == 1:
-                        row = builder.load(builder.gep(rows_a.data, [ir.Constant(i64, r)]))
-                        address = builder.gep(out_data, [builder.add(row, lane0[v])])
-                        builder.store(result, builder.bitcast(address, bytes_type.as_pointer()), align=1)
-                    else:
+
+            def emit(skip_negative, saturate):
+                for r in range(rows):
+                    for v in range(vectors):
+                        left, halves = consts[v]
+                        result = _requantize(builder, updated[r * vectors + v], left, halves, offset, low, high,
+                                             skip_negative, saturate)
+                        if share == 1:
+                            row = builder.load(builder.gep(rows_a.data, [ir.Constant(i64, r)]))
+                            address = builder.gep(out_data, [builder.add(row, lane0[v])])
+                            builder.store(result, builder.bitcast(address, bytes_type.as_pointer()), align=1)
+                            continue
                         piece_type = ir.VectorType(i8, width)
                         for s in range(share):
                             piece = builder.shuffle_vector(result, result, ir.Constant(
@@ -434,6 +482,8 @@ def _make_block(share: int, vectors: int, rows: int):
                             row = builder.load(builder.gep(rows_a.data, [ir.Constant(i64, r * share + s)]))
                             address = builder.gep(out_data, [row])
                             builder.store(piece, builder.bitcast(address, piece_type.as_pointer()), align=1)
+
+            _tails(builder, mode_v, emit)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -444,7 +494,7 @@ def _make_block(share: int, vectors: int, rows: int):
 
 def _make_row_block(channels: int):
     """An intrinsic ``block(image, base, runs, quads, index, weights, consts32, consts64, out, target,
-    output_offset, act_min, act_max)`` for 16 output pixels of one output row (lane i: pixel i) x
+    output_offset, act_min, act_max, mode)`` for 16 output pixels of one output row (lane i: pixel i) x
     ``channels`` output channels (one vector each). Per run, the 128 bytes from image[base + run
     offset] are the table of vpermi2b; quad q's operand takes table byte index[64q + 4i + b] for lane
     i, byte b (the module's plan: i·sw·C + 4q + b). Channel c's accumulator:
@@ -452,9 +502,9 @@ def _make_row_block(channels: int):
                                          · weights[((run·quads + q)·channels + c)·4 + b]   (int32, mod 2^32)
     then requantized with consts32[1, c] and consts64[:, c] (the module docstring) and stored as
     out[target + i·channels + c] (int8): 16·channels consecutive bytes, one vector store after an
-    in-register transpose. image: flat uint8 with >= 128 readable bytes from every run's start;
-    index: flat (quads·64) uint8; weights: flat int8; consts32: flat (2·channels) int32; consts64:
-    flat (4·channels) int64; runs: (R,) int64, R >= 1; quads >= 1."""
+    in-register transpose (``mode``: FirstConvPlan.mode). image: flat uint8 with >= 128 readable
+    bytes from every run's start; index: flat (quads·64) uint8; weights: flat int8; consts32: flat
+    (2·channels) int32; consts64: flat (4·channels) int64; runs: (R,) int64, R >= 1; quads >= 1."""
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
@@ -465,17 +515,17 @@ def _make_row_block(channels: int):
     table = ir.VectorType(i8, 4 * LANES)
 
     def block(typingctx, image, base, runs, quads, index, weights, consts32, consts64, out, target, output_offset,
-              act_min, act_max):
+              act_min, act_max, mode):
         arrays = (image, runs, index, weights, consts32, consts64, out)
         if not all(isinstance(a, types.Array) for a in arrays):
             return None
-        scalars = (base, quads, target, output_offset, act_min, act_max)
+        scalars = (base, quads, target, output_offset, act_min, act_max, mode)
         if not (image.dtype == index.dtype == types.uint8 and weights.dtype == types.int8
                 and out.dtype == types.int8 and consts32.dtype == types.int32 and consts64.dtype == types.int64
                 and runs.dtype == types.int64 and all(isinstance(s, types.Integer) for s in scalars)):
             return None
         sig = types.void(image, base, runs, quads, index, weights, consts32, consts64, out, target, output_offset,
-                         act_min, act_max)
+                         act_min, act_max, mode)
 
         def codegen(context, builder, signature, args):
             made = [context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
@@ -490,6 +540,7 @@ def _make_row_block(channels: int):
 
             base_v, quads_v, target_v = scalar(1, types.int64), scalar(3, types.int64), scalar(9, types.int64)
             offset_v, low_v, high_v = scalar(10, types.int32), scalar(11, types.int32), scalar(12, types.int32)
+            mode_v = scalar(13, types.int64)
             run_count = builder.extract_value(runs_a.shape, 0)
             image_data = builder.bitcast(image_a.data, i8.as_pointer())
             index_data = builder.bitcast(index_a.data, i8.as_pointer())
@@ -553,23 +604,27 @@ def _make_row_block(channels: int):
 
             builder.position_at_end(done)
             offset, low, high = (_splat(builder, value, LANES) for value in (offset_v, low_v, high_v))
-            results = []
+            lefts, constants = [], []
             for c in range(channels):
-                left = _splat(builder, builder.load(builder.gep(c32, [ir.Constant(i64, channels + c)])), LANES)
-                constants = [_splat(builder, builder.load(builder.gep(c64, [ir.Constant(i64, row * channels + c)])),
-                                    LANES // 2) for row in range(4)]
-                results.append(_requantize(builder, updated[c], left, (constants, constants), offset, low, high))
-            # Concatenate (channel-major: joined[16c + i] = channel c of pixel i), then transpose.
-            while len(results) > 1:
-                size = results[0].type.count
-                results = [builder.shuffle_vector(results[k], results[k + 1], ir.Constant(
-                    ir.VectorType(i32, 2 * size), list(range(2 * size)))) for k in range(0, len(results), 2)]
-            joined = results[0]
-            total = LANES * channels
-            pixel_major = builder.shuffle_vector(joined, joined, ir.Constant(
-                ir.VectorType(i32, total), [(j % channels) * LANES + j // channels for j in range(total)]))
+                lefts.append(_splat(builder, builder.load(builder.gep(c32, [ir.Constant(i64, channels + c)])), LANES))
+                constants.append([_splat(builder, builder.load(builder.gep(c64, [ir.Constant(
+                    i64, row * channels + c)])), LANES // 2) for row in range(4)])
             address = builder.gep(builder.bitcast(out_a.data, i8.as_pointer()), [target_v])
-            builder.store(pixel_major, builder.bitcast(address, ir.VectorType(i8, total).as_pointer()), align=1)
+            total = LANES * channels
+
+            def emit(skip_negative, saturate):
+                results = [_requantize(builder, updated[c], lefts[c], (constants[c], constants[c]), offset, low, high,
+                                       skip_negative, saturate) for c in range(channels)]
+                # Concatenate (channel-major: joined[16c + i] = channel c of pixel i), then transpose.
+                while len(results) > 1:
+                    size = results[0].type.count
+                    results = [builder.shuffle_vector(results[k], results[k + 1], ir.Constant(
+                        ir.VectorType(i32, 2 * size), list(range(2 * size)))) for k in range(0, len(results), 2)]
+                pixel_major = builder.shuffle_vector(results[0], results[0], ir.Constant(
+                    ir.VectorType(i32, total), [(j % channels) * LANES + j // channels for j in range(total)]))
+                builder.store(pixel_major, builder.bitcast(address, ir.VectorType(i8, total).as_pointer()), align=1)
+
+            _tails(builder, mode_v, emit)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -582,7 +637,8 @@ def _make_row_block(channels: int):
 
 @lazy_njit
 def _first_conv_kernel(x, height, width, depth, oh, ow, sh, sw, pt, pl, hp, wp, u, pad_byte, runs, quads, weights,
-                       consts32, consts64, output_offset, act_min, act_max, out, channels, stored, staging, block):
+                       consts32, consts64, output_offset, act_min, act_max, mode, out, channels, stored, staging,
+                       block):
     """Per image: u = x + 128 into the padded buffer ``u`` (its border and slack hold pad_byte,
     written once); per block of output pixels in (oy, ox) order (the last block repeats the last
     pixel: the same bytes written again): the register block's int8 results, straight into ``out``
@@ -632,19 +688,19 @@ def _first_conv_kernel(x, height, width, depth, oh, ow, sh, sw, pt, pl, hp, wp, 
             for column in range(0, stored if share == 1 else 1, step):
                 if block == 0:
                     _block_s4(u, pixels, runs, quads, weights, consts32, consts64, target, out_rows, column,
-                              output_offset, act_min, act_max)
+                              output_offset, act_min, act_max, mode)
                 elif block == 1:
                     _block_s2(u, pixels, runs, quads, weights, consts32, consts64, target, out_rows, column,
-                              output_offset, act_min, act_max)
+                              output_offset, act_min, act_max, mode)
                 elif block == 2:
                     _block_p16(u, pixels, runs, quads, weights, consts32, consts64, target, out_rows, column,
-                               output_offset, act_min, act_max)
+                               output_offset, act_min, act_max, mode)
                 elif block == 3:
                     _block_p32(u, pixels, runs, quads, weights, consts32, consts64, target, out_rows, column,
-                               output_offset, act_min, act_max)
+                               output_offset, act_min, act_max, mode)
                 else:
                     _block_p64(u, pixels, runs, quads, weights, consts32, consts64, target, out_rows, column,
-                               output_offset, act_min, act_max)
+                               output_offset, act_min, act_max, mode)
             if not direct:
                 count = min(per_block, total - first)
                 for j in range(count):
@@ -656,7 +712,7 @@ def _first_conv_kernel(x, height, width, depth, oh, ow, sh, sw, pt, pl, hp, wp, 
 
 @lazy_njit
 def _row_conv_kernel(x, height, width, depth, oh, ow, sh, sw, pt, pl, wp, u, pad_byte, runs, quads, index, weights,
-                     consts32, consts64, output_offset, act_min, act_max, out, channels, block):
+                     consts32, consts64, output_offset, act_min, act_max, mode, out, channels, block):
     """Per image: u = x + 128 into the padded buffer ``u`` (its border and slack hold pad_byte,
     written once); per output row, groups of 16 consecutive output pixels (the last group of a row
     starts at OW - 16: it may write some pixels again, with the same bytes), each one row block
@@ -680,13 +736,13 @@ def _row_conv_kernel(x, height, width, depth, oh, ow, sh, sw, pt, pl, wp, u, pad
                 first = ((b * oh + oy) * ow + ox) * channels
                 if block == 5:
                     _row_4(u, base, runs, quads, index, weights, consts32, consts64, out, first, output_offset,
-                           act_min, act_max)
+                           act_min, act_max, mode)
                 elif block == 6:
                     _row_8(u, base, runs, quads, index, weights, consts32, consts64, out, first, output_offset,
-                           act_min, act_max)
+                           act_min, act_max, mode)
                 else:
                     _row_16(u, base, runs, quads, index, weights, consts32, consts64, out, first, output_offset,
-                            act_min, act_max)
+                            act_min, act_max, mode)
 
 
 def conv(p: FirstConvPlan, x: np.ndarray, out_dtype) -> np.ndarray:
@@ -701,12 +757,12 @@ def conv(p: FirstConvPlan, x: np.ndarray, out_dtype) -> np.ndarray:
         u = np.empty(hp * wp * c + _TABLE, np.uint8)  # slack for the last run's table
         _row_conv_kernel(images, h, w, c, oh, ow, sh, sw, pt, pl, wp, u, p.pad_byte, p.runs, p.quads,
                          p.index.reshape(-1), p.packed.reshape(-1), p.consts32.reshape(-1), p.consts64.reshape(-1),
-                         p.output_offset, p.activation_min, p.activation_max, out, p.channels, p.block)
+                         p.output_offset, p.activation_min, p.activation_max, p.mode, out, p.channels, p.block)
         return out.reshape((images.shape[0], oh, ow, p.channels))
     u = np.empty(hp * wp * c + 4, np.uint8)  # four bytes of slack for the last quad
     share, _, rows = BLOCKS[p.block]
     staging = np.empty(rows * share * p.stored + LANES, np.int8)
     _first_conv_kernel(images, h, w, c, oh, ow, sh, sw, pt, pl, hp, wp, u, p.pad_byte, p.runs, p.quads, p.packed,
                        p.consts32.reshape(-1), p.consts64.reshape(-1), p.output_offset, p.activation_min,
-                       p.activation_max, out, p.channels, p.stored, staging, p.block)
+                       p.activation_max, p.mode, out, p.channels, p.stored, staging, p.block)
     return out.reshape((images.shape[0], oh, ow, p.channels))
