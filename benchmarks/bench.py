@@ -167,8 +167,8 @@ def bench_batched(path: str, rounds: int, peak: GemmPeak, quick: bool) -> dict:
     it = Interpreter.from_file(path)
     macs = model_macs(it)
     big = macs > 100e6
-    ours_candidates = [4, 8, 16] if big else ([16, 64] if quick else [8, 16, 32, 64, 128])
-    theirs_candidates = [1, 4, 16] if big else ([1, 16, 64] if quick else [1, 4, 16, 64, 128])
+    ours_candidates = [4, 8, 16] if big else ([16, 64] if quick else [8, 16, 32, 64, 128, 256])
+    theirs_candidates = [1, 4, 16] if big else ([1, 16, 64] if quick else [1, 4, 16, 64, 128, 256])
     xs = batched_inputs(it, max(ours_candidates + theirs_candidates))
 
     def ours_per_sample(b):
