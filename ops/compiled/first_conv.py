@@ -51,7 +51,15 @@ LLVM's shifts are defined), ``int32(r) + output_offset`` modulo 2^32, clamped to
 range (inside int8, so the int8 truncation keeps it). The per-channel constants are those
 depthwise.plan computes, called for this layer's channels as a 1x1 depthwise layer's (as
 pointwise_small.plan does), so the kernels cannot disagree on them. Every step is an integer
-operation on lanes of the same width as the scalar form: no float anywhere, no fastmath.
+operation on lanes of the same width as the scalar form: no float anywhere, no fastmath. In IR:
+the even and the odd int32 lanes become two vectors of 8 sign-extended int64 (``ashr(shl(a, 32),
+32)`` and ``ashr(a, 32)``; the products are exact, |p| < 2^62), and the two results' low halves
+are interleaved back. Two shortcuts, each chosen by ``plan`` (``mode``) where it changes no byte:
+MODE_SKIP_NEGATIVE leaves out the negative rounding when activation_min >= output_offset and
+|output_offset| < 2^29 (it turns r = k into k - 1 only where k <= 0, and both k + offset and
+k - 1 + offset are then <= output_offset <= activation_min without wrapping: |k| <= 2^30 for
+e >= 1, so both clamp to activation_min); MODE_SATURATE compares with the constants -128, 127 when
+those are the activation bounds (the same comparison, which LLVM lowers to vpmovsdb).
 
 Measured (each layer alone, one thread, CPU time, median of 9, the path it replaces alternating
 with this one in one process, same bytes; ns per output): vww_96 op 0 3x3/2 96x96x3->8 (batch 64,
@@ -658,6 +666,7 @@ def _first_conv_kernel(x, height, width, depth, oh, ow, sh, sw, pt, pl, hp, wp, 
     per_block = rows * share
     direct = stored == channels
     row_bytes = width * depth
+    flip = np.uint8(0x80)
     for j in range(u.size):
         u[j] = pad_byte
     pixels = np.empty(per_block, np.int64)
@@ -669,7 +678,7 @@ def _first_conv_kernel(x, height, width, depth, oh, ow, sh, sw, pt, pl, hp, wp, 
             target = u[((y + pt) * wp + pl) * depth:((y + pt) * wp + pl) * depth + row_bytes]
             source = image[y * row_bytes:(y + 1) * row_bytes]
             for j in range(row_bytes):
-                target[j] = np.uint8(np.int32(source[j]) + 128)
+                target[j] = source[j] ^ flip  # u = x + 128: the int8 byte with its top bit flipped
         oy = 0
         ox = 0
         for first in range(0, total, per_block):
@@ -719,6 +728,7 @@ def _row_conv_kernel(x, height, width, depth, oh, ow, sh, sw, pt, pl, wp, u, pad
     straight into ``out`` (flat, (image, oy, ox, OC))."""
     n_images = x.shape[0]
     row_bytes = width * depth
+    flip = np.uint8(0x80)
     for j in range(u.size):
         u[j] = pad_byte
     for b in range(n_images):
@@ -727,7 +737,7 @@ def _row_conv_kernel(x, height, width, depth, oh, ow, sh, sw, pt, pl, wp, u, pad
             target = u[((y + pt) * wp + pl) * depth:((y + pt) * wp + pl) * depth + row_bytes]
             source = image[y * row_bytes:(y + 1) * row_bytes]
             for j in range(row_bytes):
-                target[j] = np.uint8(np.int32(source[j]) + 128)
+                target[j] = source[j] ^ flip  # u = x + 128: the int8 byte with its top bit flipped
         for oy in range(oh):
             row_base = oy * sh * wp * depth
             for group in range(0, ow, 16):
@@ -750,7 +760,7 @@ def conv(p: FirstConvPlan, x: np.ndarray, out_dtype) -> np.ndarray:
     int8. Callers check ``available()`` first."""
     _intrinsics()
     h, w, c = p.in_hwc
-    images = np.ascontiguousarray(x.reshape((-1, h * w * c)))
+    images = np.ascontiguousarray(x.reshape((-1, h * w * c))).view(np.uint8)  # the kernels read the bytes
     (oh, ow), (sh, sw), (pt, pl), (hp, wp) = p.out_hw, p.stride, p.padding, p.padded_hw
     out = np.empty(images.shape[0] * oh * ow * p.channels, out_dtype)
     if p.block >= len(BLOCKS):
