@@ -293,16 +293,19 @@ class Conv2D(_ConvBase):
     POINTWISE_FORCE: bool | None = None
     # Its plan (int8 input and filter, 1x1, padding 0, groups 1, default numerics), else None.
     compiled_pointwise = None
-    # The compiled first-layer convolution with the requantization fused (ops/compiled/first_conv.py:
-    # u = x + 128 per image into a small padded buffer, byte dot products over whole filter rows, 16
-    # pixels of a row (or 4 / 2 pixels' channels) per 16-lane vector, requantized in registers, int8
-    # stored; AVX512-VNNI + VBMI hosts) replaces the paths below (same COMPILED_MIN_ELEMENTS gate) for int8
+    # The compiled convolution with the requantization fused (ops/compiled/first_conv.py: u = x + 128
+    # per image into a small padded buffer, byte dot products over whole filter rows, 16 pixels of a
+    # row (or 4 / 2 pixels' channels) per 16-lane vector, requantized in registers, int8 stored;
+    # AVX512-VNNI + VBMI hosts) replaces the paths below (same COMPILED_MIN_ELEMENTS gate) for int8
     # layers of at most FIRST_CONV_MAX_IN_DEPTH input channels that the pointwise kernel does not
     # take. Measured (each layer alone, one thread, CPU time, ns per output, path replaced -> this):
-    # vww_96 3x3/2 3->8 1.73 -> 0.56 (3.1x), kws 10x4/2 1->64 1.24 -> 0.54 (2.3x), pretrainedResnet
-    # 3x3 3->16 1.22 -> 0.46 (2.7x), MobileNetV2 3x3/2 3->32 0.95 -> 0.51 (1.85x). FIRST_CONV_FORCE:
-    # None chooses by the threshold, True / False forces it on every eligible layer / off (tests).
-    FIRST_CONV_MAX_IN_DEPTH = 4
+    # first layers: vww_96 3x3/2 3->8 1.73 -> 0.56 (3.1x), kws 10x4/2 1->64 1.24 -> 0.54 (2.3x),
+    # pretrainedResnet 3x3 3->16 1.22 -> 0.46 (2.7x), MobileNetV2 3x3/2 3->32 0.95 -> 0.51 (1.85x);
+    # pretrainedResnet's other 3x3 layers (gemm_u8 + the Requantizer before), 16->16 1.75 -> 1.06,
+    # /2 16->32 1.85 -> 0.89, 32->32 2.40 -> 1.73, /2 32->64 2.57 -> 1.57, 64->64 4.30 -> 3.12
+    # (1.38-2.07x; the whole model 1.6-1.8x per sample). FIRST_CONV_FORCE: None chooses by the
+    # threshold, True / False forces it on every eligible layer / off (tests).
+    FIRST_CONV_MAX_IN_DEPTH = 64
     FIRST_CONV_FORCE: bool | None = None
     # Its plan (int8 input and filter, groups 1, default numerics), else None.
     compiled_first = None
@@ -409,7 +412,8 @@ class Conv2D(_ConvBase):
         # (By default not while a test forces another compiled conv path: those tests keep their kernels.)
         others_forced = (self.SMALL_CONV_FORCE, self.U8_FORCE, self.POINTWISE_FORCE) != (None, None, None)
         wanted = filter_depth <= self.FIRST_CONV_MAX_IN_DEPTH and not others_forced if force is None else force
-        if self.kind == "INT8" and self.groups == 1 and self.numerics == DEFAULT_NUMERICS and wanted:
+        if (self.kind == "INT8" and self.groups == 1 and self.numerics == DEFAULT_NUMERICS and wanted
+                and self.compiled_pointwise is None):
             # Exact for every accumulator: int32 sums modulo 2^32, then TFLM's requantization in
             # depthwise.py's proven form (the module's docstring).
             self.compiled_first = compiled_first_conv.plan(

@@ -82,7 +82,7 @@ def conv_models(draw):
     w = draw(st.integers(1, 12) | st.integers(16, 50))  # rows of >= 16 output pixels take the row blocks
     if padding == "VALID":
         h, w = max(h, (kh - 1) * dilation[0] + 1), max(w, (kw - 1) * dilation[1] + 1)
-    c = draw(st.integers(1, 4) | st.sampled_from([5, 8, 11]))
+    c = draw(st.integers(1, 4) | st.sampled_from([5, 8, 11, 16, 24, 32, 64]))
     oc = draw(st.sampled_from([4, 8, 16, 8, 16]) | st.integers(1, 20) | st.sampled_from([32, 48, 64, 96]))
     zp_in = draw(st.sampled_from([-128, 127, 0, -1]) | st.integers(-128, 127))
     zp_out = draw(st.sampled_from([-128, 127, 0]) | st.integers(-128, 127))
@@ -216,13 +216,16 @@ def test_plan_refuses_what_it_cannot_compute():
 
 def test_default_takes_narrow_int8_inputs_only():
     """By default the path is planned for int8 layers of at most FIRST_CONV_MAX_IN_DEPTH input
-    channels, not for wider ones, not for 16x8, and not while a test forces another conv path."""
+    channels (first layers, and ResNet-style 3x3 layers up to 64), not for wider ones, not for 16x8,
+    not for the unpadded 1x1 layers pointwise_small takes, and not while a test forces another conv
+    path."""
     rng = np.random.default_rng(4)
-    cases = [(dict(c=3, oc=8), True), (dict(c=1, oc=64, kh=10, kw=4, h=12), True), (dict(c=8, oc=16), False),
-             (dict(c=3, oc=8, kind="INT16", bias_kind="INT64"), False)]
+    cases = [(dict(c=3, oc=8), True), (dict(c=1, oc=64, kh=10, kw=4, h=12), True), (dict(c=64, oc=64), True),
+             (dict(c=80, oc=16), False), (dict(c=3, oc=8, kind="INT16", bias_kind="INT64"), False),
+             (dict(c=8, oc=16, kh=1, kw=1, padding="VALID"), False)]
     for params, planned in cases:
-        it = Interpreter.from_bytes(conv_model(rng, **params))
-        assert (it.kernels[0].compiled_first is not None) == planned, params
+        kernel = Interpreter.from_bytes(conv_model(rng, **params)).kernels[0]
+        assert (kernel.compiled_first is not None and kernel.compiled_pointwise is None) == planned, params
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Conv2D, "U8_FORCE", True)
         assert Interpreter.from_bytes(conv_model(rng)).kernels[0].compiled_first is None

@@ -1,6 +1,8 @@
 """Compiled int8 CONV_2D for a network's first layers (few input channels: an RGB or grayscale
 image, or a spectrogram), from the int8 input to the int8 output in one call, the requantization
-done in the registers that accumulated each output.
+done in the registers that accumulated each output. The same kernel serves narrow 3x3 layers
+(16-64 input channels, as in pretrainedResnet), where gemm_u8's separate requantization pass cost
+as much as a third of the layer.
 
 Why: with 1-3 input channels a first layer does little arithmetic per output (27-40 products),
 so what surrounds the products dominated: the int16 / uint8 padded copy of the whole batch, the
@@ -66,7 +68,9 @@ with this one in one process, same bytes; ns per output): vww_96 op 0 3x3/2 96x9
 small_conv + Requantizer) 1.73 -> 0.56 (3.1x, row block of 8 channels); kws_ref_model op 0 10x4/2
 49x10x1->64 (batch 128, gemm_u8 + Requantizer) 1.24 -> 0.54 (2.3x, 4 pixels x 64 channels);
 pretrainedResnet op 0 3x3 32x32x3->16 (batch 128, gemm_u8) 1.22 -> 0.46 (2.7x, row block of 16);
-MobileNetV2-224 3x3/2 224x224x3->32 (batch 4, gemm_u8) 0.95 -> 0.51 (1.85x, 8 pixels x 32).
+MobileNetV2-224 3x3/2 224x224x3->32 (batch 4, gemm_u8) 0.95 -> 0.51 (1.85x, 8 pixels x 32);
+pretrainedResnet's 3x3 layers over 16-64 channels (batch 64, gemm_u8 + Requantizer, pixel blocks)
+1.75-4.30 -> 0.89-3.12 (1.38-2.07x).
 The in-register requantization costs ~0.25-0.3 ns per output of that (int64 lanes, as the
 numba loop's); kws's 4-pixel blocks with 1-channel quads are dominated by it.
 
