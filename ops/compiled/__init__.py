@@ -14,6 +14,7 @@ tests/test_compiled_*.py pin each one to the plain kernels of ``ops.reference`` 
 | gemm_u8 | CONV_2D, int8: byte dot products (AVX512-VNNI ``vpdpbusd``, on hosts that have it) |
 | pointwise_small | CONV_2D 1x1 int8: byte dot products per chunk of pixels, requantized in the same call (VNNI hosts) |
 | first_conv | CONV_2D int8, <= 64 input channels: byte dot products, requantized in registers (VNNI + VBMI) |
+| conv_u8_fused | CONV_2D int8, >= 8 input channels: 16 pixels of a row per vector, requantized in registers (VNNI) |
 | small_conv | CONV_2D: first and narrow layers, whole filter rows as the reduction |
 | gemm | CONV_2D: int16 pair dot products (an LLVM IR intrinsic, ``vpdpwssd`` with VNNI) |
 | depthwise_vnni | DEPTHWISE_CONV_2D, int8: four taps per byte dot product (VNNI hosts) |
