@@ -35,7 +35,7 @@ pytest.importorskip("numba")
 if not compiled.available():
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
-KERNELS = ("gather", "add_int16", "mul_int16")
+KERNELS = ("gather", "add_int16", "mul_int16", "add_int8")
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 SAMPLES = 3
 # (input1, input2, output) shapes: equal, per-channel and per-pixel broadcasts, broadcasts on both
@@ -101,11 +101,13 @@ def build(op, kind, shapes, rng, scales, zero_points, activation, constant2):
     return data, inputs
 
 
-def three_ways(data, inputs):
+def three_ways(data, inputs, formula=False):
     """run_batch with the compiled kernels forced, with them off, and through the reference
-    kernels; plus the compiled kernels' call counts and one run() per sample (compiled)."""
+    kernels; plus the compiled kernels' call counts and one run() per sample (compiled). int8
+    ADD / SUB take the table gather, or with ``formula`` their vector formula (``add_int8``)."""
     copies = [x.copy() for x in inputs]
     with pytest.MonkeyPatch.context() as mp, spying() as calls, use_compiled(True):
+        mp.setattr(elementwise._AddSub, "INT8_FORMULA", formula)
         mp.setattr(elementwise.BinaryKernel, "compiled_elements", -1)
         mp.setattr(elementwise.BinaryKernel, "compiled_elements_int16", -1)
         mp.setattr(elementwise, "TABLE_BUILD_COST", 0)
@@ -361,3 +363,144 @@ def test_numba_is_not_imported_by_loading_or_small_runs():
         "print('numba' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+# --- int8 ADD / SUB by the vector formula (add_int8) ----------------------------------------------
+
+# (input1, input2, output): equal shapes with rows of 16..70 values (tails that are not a multiple of
+# 16), broadcasts that keep both innermost rows contiguous (the formula), and ones that do not (a
+# broadcast innermost axis or rows shorter than 16: the gather).
+FORMULA_SHAPES = [
+    ([2, 5, 5, 16], [2, 5, 5, 16], [2, 5, 5, 16]),
+    ([3, 7, 24], [3, 7, 24], [3, 7, 24]),
+    ([1, 37], [1, 37], [1, 37]),
+    ([4, 3, 70], [4, 1, 70], [4, 3, 70]),
+    ([1, 1, 33], [5, 2, 33], [5, 2, 33]),
+    ([1, 6, 6, 16], [1, 1, 1, 16], [1, 6, 6, 16]),
+    ([6, 6, 16], [6, 6, 1], [6, 6, 16]),
+    ([3, 5], [3, 5], [3, 5]),
+]
+
+
+def formula_applies(data, inputs) -> bool:
+    kernel = Interpreter.from_bytes(data).kernels[0]
+    x2 = inputs[1] if len(inputs) > 1 else np.zeros((1, *kernel.in2.shape), inputs[0].dtype)
+    x1, x2 = kernel.shapes.operands(inputs[0], x2)
+    lay = compiled_elementwise.layout(x1, x2)
+    if lay is None or lay[2][3] != 1 or lay[3][3] != 1 or lay[1][3] < compiled_elementwise.ADD_INT8_LANES:
+        return False
+    p = kernel.params
+    return compiled_elementwise.add_int8_plan(
+        kernel.sign, p.left_shift, (p.input1_offset, p.input1_multiplier, p.input1_shift),
+        (p.input2_offset, p.input2_multiplier, p.input2_shift), p.output_offset, p.output_multiplier,
+        p.output_shift, p.output_activation_min, p.output_activation_max) is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(op=st.sampled_from(["ADD", "SUB"]), shapes=st.sampled_from(FORMULA_SHAPES),
+       seed=st.integers(0, 2 ** 32 - 1), scales=st.tuples(scale_values, scale_values, scale_values),
+       zero_points=st.tuples(int8_zero_points, int8_zero_points, int8_zero_points),
+       activation=st.sampled_from(ACTIVATIONS), constant2=st.booleans())
+def test_int8_add_formula_equals_numpy_and_reference(op, shapes, seed, scales, zero_points, activation, constant2):
+    """int8 ADD / SUB with the vector formula forced: equal to the table lookup and the reference
+    formula; it ran wherever its plan applies, and its check on all 65,536 pairs never refused a
+    plan (so the kernel equals the table for every drawn layer)."""
+    rng = np.random.default_rng(seed)
+    built = build(op, "INT8", shapes, rng, scales, zero_points, activation, constant2)
+    assume(built is not None)
+    data, inputs = built
+    got, numpy_path, reference, single, calls = three_ways(data, inputs, formula=True)
+    what = f"{op} {shapes} scales {scales} zero points {zero_points} {activation}"
+    assert_same(got, numpy_path, what + " (formula vs numpy)")
+    assert_same(got, reference, what + " (formula vs reference)")
+    for i, y in enumerate(single):
+        assert_same(y, got[i], what + f" (run() of sample {i})")
+    if formula_applies(data, inputs):
+        assert calls["add_int8"] > 1, "the formula did not run"  # (one call is the plan's check)
+    else:
+        assert calls["add_int8"] <= 1 and calls["gather"] + calls["add_int8"] > 0
+
+
+def all_pairs():
+    pairs = np.arange(1 << 16)
+    return (pairs >> 8).astype(np.uint8).view(np.int8), (pairs & 0xFF).astype(np.uint8).view(np.int8)
+
+
+def formula_reference(sign, i1, i2, output_offset, output_multiplier, output_shift, lo, hi, x1, x2):
+    def scaled(x, i):
+        return fp.multiply_by_quantized_multiplier(fp.wrap_int32((x.astype(np.int64) + i[0]) << 20), i[1], i[2])
+
+    raw = fp.wrap_int32(scaled(x1, i1) + sign * scaled(x2, i2))
+    out = fp.wrap_int32(fp.multiply_by_quantized_multiplier(raw, output_multiplier, output_shift) + output_offset)
+    return np.clip(out, lo, hi).astype(np.int8)
+
+
+def test_add_int8_kernel_on_every_pair_and_row_length():
+    """The kernel itself on all 65,536 pairs for random layers (both signs, the linear input on
+    either side, zero points at the int8 edges, output shifts 0..31, activation bounds below and
+    above the output offset: every loop variant), in rows of 16..47 values (a last step that
+    overlaps the one before it) at odd starting offsets."""
+    rng = np.random.default_rng(2024)
+    x1, x2 = all_pairs()
+    variants, trials = set(), 0
+    while trials < 120:
+        s = [float(10 ** rng.uniform(-4, 1)) for _ in range(3)]
+        if rng.random() < 0.3:
+            s[1] = s[0]
+        z = [int(rng.choice([-128, 127, 0, int(rng.integers(-128, 128))])) for _ in range(3)]
+        twice = 2 * max(s[0], s[1])
+        m1, sh1 = fp.quantize_multiplier(s[0] / twice)
+        m2, sh2 = fp.quantize_multiplier(s[1] / twice)
+        mo, sho = fp.quantize_multiplier(twice / ((1 << 20) * s[2]))
+        if sho > 0 or sh1 > 0 or sh2 > 0:
+            continue
+        lo, hi = sorted(int(v) for v in rng.choice([-128, 127, z[2], int(rng.integers(-128, 128))], 2))
+        sign = int(rng.choice([1, -1]))
+        plan = compiled_elementwise.add_int8_plan(sign, 20, (-z[0], m1, sh1), (-z[1], m2, sh2), z[2], mo, sho, lo, hi)
+        if plan is None:
+            continue
+        trials += 1
+        variants.add((plan.swap, plan.mode, plan.negative))
+        want = formula_reference(sign, (-z[0], m1, sh1), (-z[1], m2, sh2), z[2], mo, sho, lo, hi, x1, x2)
+        row = int(rng.integers(16, 48))
+        start = int(rng.integers(0, 5))
+        rows = (x1.size - start) // row
+        n = rows * row
+        got = np.empty(n, np.int8)
+        compiled_elementwise.add_int8(plan, x1[start:start + n].copy(), np.array([0, 0, row, 1], np.int64),
+                                      x2[start:start + n].copy(), np.array([0, 0, row, 1], np.int64),
+                                      np.array([1, 1, rows, row], np.int64), got)
+        assert got.tobytes() == want[start:start + n].tobytes(), (sign, z, s, lo, hi)
+    assert {(m, neg) for _, m, neg in variants} == {(m, neg) for m in range(3) for neg in (False, True)}
+
+
+def test_add_int8_plan_refuses_what_it_cannot_compute():
+    """The plan applies to TFLM's ADD parameters and refuses the others: no linear input, a left
+    shift other than 20, output multipliers or shifts outside their ranges, bounds outside int8."""
+    linear, general = (0, 1 << 30, 0), (5, 1518500250, -1)
+    assert compiled_elementwise.add_int8_plan(1, 20, linear, general, 0, 1 << 30, -18, -128, 127) is not None
+    assert compiled_elementwise.add_int8_plan(1, 20, general, general, 0, 1 << 30, -18, -128, 127) is None
+    assert compiled_elementwise.add_int8_plan(1, 15, linear, general, 0, 1 << 30, -18, -128, 127) is None
+    assert compiled_elementwise.add_int8_plan(1, 20, linear, general, 0, 1 << 31, -18, -128, 127) is None
+    assert compiled_elementwise.add_int8_plan(1, 20, linear, general, 0, 1 << 30, 1, -128, 127) is None
+    assert compiled_elementwise.add_int8_plan(1, 20, linear, general, 0, 1 << 30, -18, -129, 127) is None
+    plan = compiled_elementwise.add_int8_plan(1, 20, linear, general, -128, 1 << 30, -18, -128, 127)
+    assert not plan.negative  # the clamp absorbs the negative rounding (activation min >= offset)
+    assert compiled_elementwise.add_int8_plan(1, 20, linear, general, 0, 1 << 30, -18, -128, 127).negative
+
+
+def test_real_add_layers_take_the_formula():
+    """pretrainedResnet's and MobileNetV2's residual ADDs: the plan applies and passes its check
+    on all pairs (skipped without the models)."""
+    import os
+
+    models = "/work/shared/models"
+    names = [("pretrainedResnet_quant.tflite", 3), ("mobilenet_v2_quantized_1x3x224x224.tflite", 10)]
+    if not all(os.path.exists(os.path.join(models, n)) for n, _ in names):
+        pytest.skip("the benchmark models are not here")
+    for name, count in names:
+        it = Interpreter.from_file(os.path.join(models, name))
+        adds = [k for k in it.kernels if k.op_name == "ADD"]
+        assert len(adds) == count
+        for k in adds:
+            assert k._plan_int8() is not False, name
