@@ -451,8 +451,8 @@ class _AddSub(BinaryKernel):
             self.plan_int16(left_shift, ((m1, shift1), (m2, shift2), (m_out, shift_out)),
                             -z1, -z2, zo, act_min, act_max)
 
-    # int8: the formula in vector registers (compiled_elementwise.add_int8), ~0.25 ns per value
-    # against the table gather's ~0.5 (the 64 KB table does not fit L1). None: on hosts with
+    # int8: the formula in vector registers (compiled_elementwise.add_int8), ~0.25-0.35 ns per
+    # value against the table gather's ~0.5 (the 64 KB table does not fit L1). None: on hosts with
     # AVX-512 (where it was measured); True / False: forced (tests).
     INT8_FORMULA: bool | None = None
     _int8_plan = None  # compiled_elementwise.AddInt8Plan, False when it does not apply; None: not yet made
@@ -461,6 +461,16 @@ class _AddSub(BinaryKernel):
         use = self.INT8_FORMULA
         if use is False or (use is None and not compiled_elementwise.vector_host()):
             return None
+        if x1.shape == x2.shape and x1.size >= compiled_elementwise.ADD_INT8_LANES and x1.flags.c_contiguous \
+                and x2.flags.c_contiguous:  # one flat run (residual adds): the short call
+            plan = self._int8_plan
+            if plan is None:
+                plan = self._plan_int8()
+            if plan is False:
+                return None
+            out = np.empty(x1.shape, np.int8)
+            compiled_elementwise.add_int8_flat(plan, x1.reshape(-1), x2.reshape(-1), out.reshape(-1))
+            return out
         lay = compiled_elementwise.layout(x1, x2)
         if lay is None:
             return None

@@ -35,7 +35,7 @@ pytest.importorskip("numba")
 if not compiled.available():
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
-KERNELS = ("gather", "add_int16", "mul_int16", "add_int8")
+KERNELS = ("gather", "add_int16", "mul_int16", "add_int8", "add_int8_flat")
 ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 SAMPLES = 3
 # (input1, input2, output) shapes: equal, per-channel and per-pixel broadcasts, broadcasts on both
@@ -416,7 +416,7 @@ def test_int8_add_formula_equals_numpy_and_reference(op, shapes, seed, scales, z
     for i, y in enumerate(single):
         assert_same(y, got[i], what + f" (run() of sample {i})")
     if formula_applies(data, inputs):
-        assert calls["add_int8"] > 1, "the formula did not run"  # (one call is the plan's check)
+        assert calls["add_int8"] + calls["add_int8_flat"] > 1, "the formula did not run"  # (one: the plan's check)
     else:
         assert calls["add_int8"] <= 1 and calls["gather"] + calls["add_int8"] > 0
 
@@ -438,8 +438,8 @@ def formula_reference(sign, i1, i2, output_offset, output_multiplier, output_shi
 def test_add_int8_kernel_on_every_pair_and_row_length():
     """The kernel itself on all 65,536 pairs for random layers (both signs, the linear input on
     either side, zero points at the int8 edges, output shifts 0..31, activation bounds below and
-    above the output offset: every loop variant), in rows of 16..47 values (a last step that
-    overlaps the one before it) at odd starting offsets."""
+    above the output offset, and the int8 range: every one of the twelve loop variants), in rows of
+    16..47 values (a last step that overlaps the one before it) at odd starting offsets."""
     rng = np.random.default_rng(2024)
     x1, x2 = all_pairs()
     variants, trials = set(), 0
@@ -455,12 +455,14 @@ def test_add_int8_kernel_on_every_pair_and_row_length():
         if sho > 0 or sh1 > 0 or sh2 > 0:
             continue
         lo, hi = sorted(int(v) for v in rng.choice([-128, 127, z[2], int(rng.integers(-128, 128))], 2))
+        if rng.random() < 0.4:
+            lo, hi = -128, 127  # the constant clamp (a saturating narrowing)
         sign = int(rng.choice([1, -1]))
         plan = compiled_elementwise.add_int8_plan(sign, 20, (-z[0], m1, sh1), (-z[1], m2, sh2), z[2], mo, sho, lo, hi)
         if plan is None:
             continue
         trials += 1
-        variants.add((plan.swap, plan.mode, plan.negative))
+        variants.add((plan.mode, plan.negative, (lo, hi) == (-128, 127)))
         want = formula_reference(sign, (-z[0], m1, sh1), (-z[1], m2, sh2), z[2], mo, sho, lo, hi, x1, x2)
         row = int(rng.integers(16, 48))
         start = int(rng.integers(0, 5))
@@ -471,7 +473,7 @@ def test_add_int8_kernel_on_every_pair_and_row_length():
                                       x2[start:start + n].copy(), np.array([0, 0, row, 1], np.int64),
                                       np.array([1, 1, rows, row], np.int64), got)
         assert got.tobytes() == want[start:start + n].tobytes(), (sign, z, s, lo, hi)
-    assert {(m, neg) for _, m, neg in variants} == {(m, neg) for m in range(3) for neg in (False, True)}
+    assert variants == {(m, neg, sat) for m in range(3) for neg in (False, True) for sat in (False, True)}
 
 
 def test_add_int8_plan_refuses_what_it_cannot_compute():

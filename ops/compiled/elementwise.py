@@ -61,10 +61,11 @@ Exactness.
   activation_min either way. The first compiled call of a kernel also runs the plan on all
   65,536 pairs and compares with the table (ops/elementwise.py; a difference would keep the
   gather). LLVM IR integer operations wrap (no nsw/nuw flags), no float operation appears.
-  Measured (1 thread, CPU, median of 9 alternating rounds, gather -> formula, ns/value):
-  pretrainedResnet ops 3/7/11 at batch 128 0.44-0.47 -> 0.25-0.27 (1.71-1.75x); MobileNetV2's
-  ten ADDs at batch 8 0.46-0.67 -> 0.32-0.52 (1.28-1.44x: calls of 20-300 µs, where ~10 µs of
-  fixed cost per call weighs).
+  Measured (1 thread, CPU, median of 9 alternating rounds, eval per call, gather -> formula,
+  ns/value): pretrainedResnet ops 3/7/11 at batch 128 0.52-0.63 -> 0.24-0.27 (2.2-2.35x);
+  MobileNetV2's ten ADDs at batch 8 0.46-0.67 -> 0.29-0.41 (1.60-1.68x: calls of 25-170 µs, where
+  the ~10 µs of Python per call weighs; equal shapes take ``add_int8_flat``, four arguments).
+  About 28 instructions per 16 values; the four multiplies (two vpmulld, two vpmuldq) dominate.
 
 Only a call imports numba (``lazy_njit``): this module is imported by ops/elementwise.py at load
 and ``int16_plan`` runs at prepare, neither of which may pay for numba.
@@ -81,7 +82,8 @@ from .. import fixedpoint as fp
 from . import lazy_njit
 
 __all__ = ["layout", "int16_plan", "gather", "add_int16", "mul_int16", "AddInt8Plan", "add_int8_plan", "add_int8",
-           "ADD_INT8_LANES", "vector_host"]
+           "ADD_INT8_LANES", "vector_host",
+           "add_int8_flat"]
 
 _INT32_MAX = (1 << 31) - 1
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -262,8 +264,9 @@ class AddInt8Plan:
     swap: bool  # the linear input is input2 (the kernel then reads x2 as its first operand)
     mode: int  # index into _MODES: how the two per-input terms combine
     negative: bool  # the output's negative rounding step is applied (not absorbed by the clamp)
-    constants: np.ndarray  # (10,) int64: Q, R, c', n, k, x_lim, K, multiplier, rounding, right;
-    bounds: np.ndarray  # (2,) int64: activation min and max
+    # (14,) int64: Q, R, c', n, k, x_lim, K, output multiplier, rounding, right shift, activation
+    # min and max, mode, negative (the kernel reads them all from this one array).
+    constants: np.ndarray
 
 
 def _per_input_reference(x: np.ndarray, offset: int, multiplier: int, shift: int) -> np.ndarray:
@@ -316,11 +319,10 @@ def add_int8_plan(sign: int, left_shift: int, input1: tuple[int, int, int], inpu
     if abs(rounding) + (1 << 62) + (1 << 31) >= (1 << 63):
         return None
     negative = bool(e_o) and act_min < output_offset
-    constants = np.array([q, r, c, n, k, -off_g, big_k, output_multiplier, rounding, right], np.int64)
+    constants = np.array([q, r, c, n, k, -off_g, big_k, output_multiplier, rounding, right, act_min, act_max, mode,
+                          negative], np.int64)
     constants.flags.writeable = False
-    bounds = np.array([act_min, act_max], np.int64)
-    bounds.flags.writeable = False
-    return AddInt8Plan(swap, mode, negative, constants, bounds)
+    return AddInt8Plan(swap, mode, negative, constants)
 
 
 _add_rows = None
@@ -353,13 +355,13 @@ def _add_intrinsic():
 
 
 def _make_add_rows():
-    """An intrinsic ``rows(xl, start_l, xg, start_g, out, start_out, count, constants, bounds,
-    mode, negative)``: ``count`` (>= 16) outputs of one int8 ADD / SUB, xl the operand whose scaled
+    """An intrinsic ``rows(xl, start_l, xg, start_g, out, start_out, count, constants)``: ``count``
+    (>= 16) outputs of one int8 ADD / SUB (``AddInt8Plan.constants``), xl the operand whose scaled
     value is linear, 16 per step (the last step starts at count - 16 and rewrites some outputs with
     the same bytes). Generic LLVM vector IR: per step two 16-byte loads, ~12 int32 lane operations
     for the two scaled inputs, the output requantization on the even and the odd lanes as two
-    8 x int64 vectors (vpmuldq), a clamp and a 16-byte store. Six copies of the loop (mode x
-    negative rounding), chosen once per call."""
+    8 x int64 vectors (vpmuldq), a clamp and a 16-byte store. Twelve copies of the loop (mode x
+    negative rounding x constant int8 bounds), chosen once per call."""
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
@@ -374,6 +376,7 @@ def _make_add_rows():
     threshold = ir.Constant(h64, [-(1 << 30)] * half)
     negative_rounding = ir.Constant(h64, [1 << 31] * half)
     nineteen = ir.Constant(v32, [19] * lanes)
+    int8_min, int8_max = ir.Constant(v32, [-128] * lanes), ir.Constant(v32, [127] * lanes)
     zeros32 = ir.Constant(v32, [0] * lanes)
 
     def splat(builder, value, vector_type):
@@ -382,19 +385,19 @@ def _make_add_rows():
         return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(i32, vector_type.count),
                                                               [0] * vector_type.count))
 
-    def rows(typingctx, xl, start_l, xg, start_g, out, start_out, count, constants, bounds, mode, negative):
-        arrays = (xl, xg, out, constants, bounds)
+    def rows(typingctx, xl, start_l, xg, start_g, out, start_out, count, constants):
+        arrays = (xl, xg, out, constants)
         if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
             return None
-        if not (xl.dtype == xg.dtype == out.dtype == types.int8 and constants.dtype == bounds.dtype == types.int64):
+        if not (xl.dtype == xg.dtype == out.dtype == types.int8 and constants.dtype == types.int64):
             return None
-        sig = types.void(xl, start_l, xg, start_g, out, start_out, count, constants, bounds, mode, negative)
+        sig = types.void(xl, start_l, xg, start_g, out, start_out, count, constants)
 
         def codegen(context, builder, signature, args):
-            xl_a, xg_a, out_a, c_a, b_a = (context.make_array(signature.args[n])(context, builder, args[n])
-                                           for n in (0, 2, 4, 7, 8))
-            start_l, start_g, start_out, count, mode, negative = (
-                context.cast(builder, args[n], signature.args[n], types.int64) for n in (1, 3, 5, 6, 9, 10))
+            xl_a, xg_a, out_a, c_a = (context.make_array(signature.args[n])(context, builder, args[n])
+                                      for n in (0, 2, 4, 7))
+            start_l, start_g, start_out, count = (
+                context.cast(builder, args[n], signature.args[n], types.int64) for n in (1, 3, 5, 6))
 
             def scalar(array, n):
                 return builder.load(builder.gep(array.data, [ir.Constant(i64, n)]))
@@ -406,7 +409,8 @@ def _make_add_rows():
             # The output multiplier as a sign-extended int32 (so LLVM multiplies with vpmuldq).
             multiplier = builder.sext(splat(builder, builder.trunc(scalar(c_a, 7), i32), h32), h64)
             rounding, right = splat(builder, scalar(c_a, 8), h64), splat(builder, scalar(c_a, 9), h64)
-            act_min, act_max = (splat(builder, builder.trunc(scalar(b_a, n), i32), v32) for n in range(2))
+            act_min, act_max = (splat(builder, builder.trunc(scalar(c_a, n), i32), v32) for n in (10, 11))
+            mode, negative = scalar(c_a, 12), scalar(c_a, 13)
             pointers = [builder.bitcast(a.data, i8.as_pointer()) for a in (xl_a, xg_a, out_a)]
             starts = (start_l, start_g, start_out)
             step = ir.Constant(i64, lanes)
@@ -415,7 +419,7 @@ def _make_add_rows():
             zero = ir.Constant(i64, 0)
             done = builder.append_basic_block("add8.done")
 
-            def emit_loop(combine, with_negative):
+            def emit_loop(combine, with_negative, saturate):
                 entry = builder.block
                 loop = builder.append_basic_block("add8.loop")
                 builder.branch(loop)
@@ -450,26 +454,34 @@ def _make_add_rows():
                     results.append(builder.ashr(scaled, right))
                 value = builder.bitcast(builder.or_(builder.and_(results[0], low_half),
                                                     builder.shl(results[1], thirty_two)), v32)
-                value = builder.select(builder.icmp_signed("<", value, act_min), act_min, value)
-                value = builder.select(builder.icmp_signed(">", value, act_max), act_max, value)
+                low_bound, high_bound = (int8_min, int8_max) if saturate else (act_min, act_max)
+                value = builder.select(builder.icmp_signed("<", value, low_bound), low_bound, value)
+                value = builder.select(builder.icmp_signed(">", value, high_bound), high_bound, value)
                 target = builder.gep(pointers[2], [builder.add(starts[2], i)])
                 builder.store(builder.trunc(value, v8), builder.bitcast(target, v8.as_pointer()), align=1)
                 t_next = builder.add(t, ir.Constant(i64, 1))
                 t.add_incoming(t_next, builder.block)
                 builder.cbranch(builder.icmp_signed("<", t_next, groups), loop, done)
 
-            variants = [builder.append_basic_block(f"add8.variant{v}") for v in range(6)]
-            choose = [builder.append_basic_block(f"add8.mode{v}") for v in range(3)]
+            # One loop per (mode, negative rounding, bounds -128..127) triple: with the int8
+            # bounds the clamp is constant (LLVM narrows with one saturating vpmovsdb).
+            variants = [builder.append_basic_block(f"add8.variant{v}") for v in range(12)]
+            modes = [builder.append_basic_block(f"add8.mode{v}") for v in range(3)]
+            rounding_kinds = [builder.append_basic_block(f"add8.kind{v}") for v in range(6)]
             with_negative = builder.icmp_signed("!=", negative, zero)
-            switch = builder.switch(mode, choose[0])
+            saturate = builder.and_(builder.icmp_signed("==", scalar(c_a, 10), ir.Constant(i64, -128)),
+                                    builder.icmp_signed("==", scalar(c_a, 11), ir.Constant(i64, 127)))
+            switch = builder.switch(mode, modes[0])
             for v in range(3):
-                switch.add_case(ir.Constant(i64, v), choose[v])
-            for v in range(3):
-                builder.position_at_end(choose[v])
-                builder.cbranch(with_negative, variants[2 * v + 1], variants[2 * v])
-            for v in range(6):
+                switch.add_case(ir.Constant(i64, v), modes[v])
+                builder.position_at_end(modes[v])
+                builder.cbranch(with_negative, rounding_kinds[2 * v + 1], rounding_kinds[2 * v])
+                for w in range(2):
+                    builder.position_at_end(rounding_kinds[2 * v + w])
+                    builder.cbranch(saturate, variants[4 * v + 2 * w + 1], variants[4 * v + 2 * w])
+            for v in range(12):
                 builder.position_at_end(variants[v])
-                emit_loop(v // 2, bool(v & 1))
+                emit_loop(v // 4, bool(v & 2), bool(v & 1))
             builder.position_at_end(done)
             return context.get_dummy_value()
 
@@ -480,7 +492,7 @@ def _make_add_rows():
 
 
 @lazy_njit
-def _add_int8(xl, sl, xg, sg, dims, constants, bounds, mode, negative, out):
+def _add_int8(xl, sl, xg, sg, dims, constants, out):
     n0, n1, n2, n3 = dims[0], dims[1], dims[2], dims[3]
     o = 0
     for a in range(n0):
@@ -488,8 +500,13 @@ def _add_int8(xl, sl, xg, sg, dims, constants, bounds, mode, negative, out):
             for c in range(n2):
                 il = a * sl[0] + b * sl[1] + c * sl[2]
                 ig = a * sg[0] + b * sg[1] + c * sg[2]
-                _add_rows(xl, il, xg, ig, out, o, n3, constants, bounds, mode, negative)
+                _add_rows(xl, il, xg, ig, out, o, n3, constants)
                 o += n3
+
+
+@lazy_njit
+def _add_int8_flat(xl, xg, constants, out):
+    _add_rows(xl, 0, xg, 0, out, 0, out.size, constants)
 
 
 def add_int8(plan: AddInt8Plan, x1: np.ndarray, s1, x2: np.ndarray, s2, dims, out: np.ndarray) -> None:
@@ -498,4 +515,13 @@ def add_int8(plan: AddInt8Plan, x1: np.ndarray, s1, x2: np.ndarray, s2, dims, ou
     _add_intrinsic()
     if plan.swap:
         x1, s1, x2, s2 = x2, s2, x1, s1
-    _add_int8(x1, s1, x2, s2, dims, plan.constants, plan.bounds, plan.mode, int(plan.negative), out)
+    _add_int8(x1, s1, x2, s2, dims, plan.constants, out)
+
+
+def add_int8_flat(plan: AddInt8Plan, x1: np.ndarray, x2: np.ndarray, out: np.ndarray) -> None:
+    """int8 ADD / SUB of two equal-shaped flat operands of >= 16 values (one run, the common
+    case: four kernel arguments instead of seven)."""
+    _add_intrinsic()
+    if plan.swap:
+        x1, x2 = x2, x1
+    _add_int8_flat(x1, x2, plan.constants, out)
