@@ -124,3 +124,39 @@ def test_small_pools_keep_the_numpy_path():
         assert not calls
         it.run_batch([np.ones((AveragePool2D.COMPILED_MIN_ELEMENTS // 32, 1, 4, 4, 2), np.int8)])
         assert calls
+
+
+def test_float64_quotient_truncates_as_c_integer_division():
+    """The kernel's division, trunc(fl(a / count)) in float64, equals C's truncating int32
+    division on the extreme and the near-integer quotients (the docstring's proof: fl's error is
+    below 1/count for |a| < 2^53): a at the int32 edges, counts up to 2^31 - 1, a = k·count ± 1."""
+    rng = np.random.default_rng(3)
+    counts = np.concatenate([np.arange(1, 300), rng.integers(1, 2 ** 31 - 1, 3000), [2 ** 31 - 1, 2 ** 30, 3, 7]])
+    k = rng.integers(-2 ** 20, 2 ** 20, counts.size)
+    a = np.concatenate([
+        np.clip(k * counts + rng.integers(-1, 2, counts.size), -2 ** 31, 2 ** 31 - 1),
+        np.full(counts.size, 2 ** 31 - 1), np.full(counts.size, -2 ** 31),
+        rng.integers(-2 ** 31, 2 ** 31, counts.size)])
+    c = np.tile(counts, 4)
+    want = np.where(a >= 0, a // c, -((-a) // c))
+    got = np.trunc(a.astype(np.float64) / c.astype(np.float64)).astype(np.int64)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", ["INT8", "INT16"])
+def test_compiled_global_pools_of_the_benchmark_shapes(kind):
+    """Global pools of the benchmark models' shapes (kws 25x5x64, vww 3x3x256, ResNet 8x8x64) and
+    windows of 1..9 columns (the groups of four taps and their tails), type extremes."""
+    rng = np.random.default_rng(9)
+    info = np.iinfo(np.int8 if kind == "INT8" else np.int16)
+    for h, w, c in [(25, 5, 64), (3, 3, 256), (8, 8, 64), (2, 9, 3), (1, 7, 16), (4, 1, 5)]:
+        b = ModelBuilder()
+        x = b.input("x", [1, h, w, c], kind, scale=0.02, zero_point=0)
+        y = b.tensor("y", [1, 1, 1, c], kind, scale=0.02, zero_point=0)
+        b.op("AVERAGE_POOL_2D", [x], [y], padding="VALID", stride_h=h, stride_w=w, filter_height=h,
+             filter_width=w, fused_activation_function="NONE")
+        b.output(y)
+        values = rng.integers(info.min, info.max, (3, 1, h, w, c), endpoint=True).astype(info.dtype)
+        values[0] = info.max
+        values[1] = info.min
+        check(b.build(), [values])
