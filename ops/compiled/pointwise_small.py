@@ -42,47 +42,43 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import depthwise, gemm_u8, lazy_njit
+from . import depthwise, gemm_u8, lazy_njit, requant_ir
 
 __all__ = ["PointwiseSmallPlan", "plan", "conv", "available"]
-# Accumulators per chunk of pixels (whole register blocks): the chunk's int32 accumulators and the
-# per-channel constants tiled to it stay in L1.
-CHUNK_VALUES = 1024
+LANES = 16
+# Register blocks (pixels R, 16-lane channel vectors V) by OCp: % 64 -> (4, 4), % 32 -> (4, 2), else (4, 1).
+BLOCKS = ((4, 4), (4, 2), (4, 1))
+# Input bytes per chunk of pixels when the output channels take several passes of 16·V: the
+# chunk's input stays in L1 between the passes.
+CHUNK_BYTES = 8192
 _INT32 = 1 << 32
 
 
 @dataclass(frozen=True)
 class PointwiseSmallPlan:
     """A 1x1 int8 CONV_2D (groups 1, padding 0, default numerics): packed weights, the start values
-    of the accumulators, and depthwise.py's fused requantization tiled to one chunk."""
+    of the accumulators, and depthwise.py's per-channel requantization constants (requant_ir)."""
     in_hwc: tuple
     out_hw: tuple
     stride: tuple  # (sh, sw), >= 1
     channels: int  # OC
-    padded_channels: int  # OCp, a multiple of 16
+    padded_channels: int  # OCp, a multiple of 16·V
     quads: int  # ceil(K / 4)
     packed: np.ndarray  # gemm_u8's flat (1, quads, OCp, 4) int8 weights, zeros past K and past OC
     init: np.ndarray  # (OCp,) int32: bias + (input_offset - 128)·Σw per output channel, modulo 2^32
-    block: int  # index into gemm_u8.BLOCKS
-    chunk_pixels: int  # pixels per chunk, a multiple of the block's rows
-    # depthwise.py's fused requantization, per output channel tiled to chunk_pixels·OCp values
-    # (index j holds channel j mod OCp; the padding channels' results are never stored):
-    # scaled = (acc·2^left·M + rounding - [acc·2^left·M < -2^30]·negative_rounding) >> right_shift.
+    block: int  # index into BLOCKS
+    chunk_pixels: int  # pixels per call of the register-block loop
+    # depthwise.py's requantization per output channel (requant_ir's form; OCp lanes, the padding
+    # channels' results are never stored):
+    # scaled = ((acc << left)·M + rounding - [(acc << left)·M < -2^30]·negative_rounding) >> right_shift.
+    left_shift: np.ndarray  # int32, 0..31
     multiplier: np.ndarray  # int32, >= 0
-    left_shift: np.ndarray  # int64
     rounding: np.ndarray  # int64
     negative_rounding: np.ndarray  # int64
     right_shift: np.ndarray  # int64, 31..62
-    left_shifts: bool  # whether any channel shifts left
     output_offset: int
     activation_min: int
     activation_max: int
-
-
-def _read_only(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, copy=True, order="C")
-    a.flags.writeable = False
-    return a
 
 
 def plan(in_hwc, out_hw, kernel_hw, stride, padding, input_offset: int, output_offset: int, activation_min: int,
@@ -113,25 +109,26 @@ def plan(in_hwc, out_hw, kernel_hw, stride, padding, input_offset: int, output_o
                              bias, multiplier, shift)
     if requant is None or requant.wide:
         return None
+    # requant_ir clamps in int32: depthwise.plan has refused bounds outside int32.
+    assert -(1 << 31) <= requant.activation_min and requant.activation_max < (1 << 31)
     padded = packed.padded_channels
-    rows = gemm_u8.BLOCKS[packed.block][0]
-    chunk_pixels = rows * max(1, CHUNK_VALUES // (rows * padded))
+    block = 0 if padded % 64 == 0 else 1 if padded % 32 == 0 else 2
+    rows, vectors = BLOCKS[block]
+    # Several passes over a chunk of pixels when OCp > 16·V; one pass over a whole run otherwise.
+    passes = padded // (LANES * vectors)
+    chunk_pixels = rows * max(1, CHUNK_BYTES // (rows * k)) if passes > 1 else 1 << 40
     # The accumulators start at bias + (input_offset - 128)·Σw: vpdpbusd adds Σ w·(x + 128), so they
     # end at bias + Σ w·(x + input_offset) modulo 2^32, TFLM's int32 accumulator (the docstring).
     init = np.zeros(padded, np.int64)
     init[:channels] = (np.asarray(requant.bias, np.int64) + (int(input_offset) - 128) * filters.sum(axis=0)) % _INT32
     init = (init + (1 << 31)) % _INT32 - (1 << 31)
-    table = np.zeros((5, padded), np.int64)  # the padding channels: all 0 but the shift
-    table[4] = 31
-    for row, values in enumerate((requant.multiplier, requant.left_shift, requant.rounding,
-                                  requant.negative_rounding, requant.right_shift)):
-        table[row, :channels] = values
-    tiled = np.tile(table, chunk_pixels)
+    init = init.astype(np.int32)
+    init.flags.writeable = False
+    left, m, rounding, negative, right = requant_ir.constants_row(requant, channels, padded)
     return PointwiseSmallPlan(
         (h, w, k), (int(oh), int(ow)), (int(sh), int(sw)), channels, padded, packed.quads, packed.packed,
-        _read_only(init.astype(np.int32)), packed.block, chunk_pixels, _read_only(tiled[0].astype(np.int32)),
-        _read_only(tiled[1]), _read_only(tiled[2]), _read_only(tiled[3]), _read_only(tiled[4]),
-        requant.left_shifts, requant.output_offset, requant.activation_min, requant.activation_max)
+        init, block, int(chunk_pixels), left, m, rounding, negative, right,
+        requant.output_offset, requant.activation_min, requant.activation_max)
 
 
 def available() -> bool:
@@ -142,19 +139,152 @@ def available() -> bool:
 
 _ready = False
 _lock = threading.Lock()
-_block_4x4 = _block_8x2 = _block_8x1 = None
+_run_4x4 = _run_4x2 = _run_4x1 = None
 
 
 def _intrinsics():
-    """gemm_u8's register blocks, bound to this module's globals before the kernel compiles."""
-    global _ready, _block_4x4, _block_8x2, _block_8x1
+    """The register-block loops, bound to this module's globals before the kernel compiles."""
+    global _ready, _run_4x4, _run_4x2, _run_4x1
     if _ready:
         return
     with _lock:
         if not _ready:
-            gemm_u8._intrinsics()
-            _block_4x4, _block_8x2, _block_8x1 = gemm_u8._block_4x4, gemm_u8._block_8x2, gemm_u8._block_8x1
+            _run_4x4, _run_4x2, _run_4x1 = [_make_run(r, v) for r, v in BLOCKS]
             _ready = True
+
+
+def _make_run(rows: int, vectors: int):
+    """An intrinsic ``run(x, x_start, x_step, count, out, out_start, weights, init, left, multiplier,
+    rounding, negative_rounding, right_shift, numbers)`` with numbers = (quads, OCp, OC,
+    output_offset, act_min, act_max) int64: for the ``count`` pixels i, input bytes at
+    x_start + i·x_step (K bytes, read as ``quads`` quads; x int8 or uint8, flat), and every output
+    channel oc < OC:
+        acc = init[oc] + Σ_q Σ_{j<4} (x[x_start + i·x_step + 4q + j] ^ 0x80) · weights[(q·OCp + oc)·4 + j]
+    (int32 modulo 2^32, vpdpbusd on the bytes u = x + 128), then requant_ir.requantize with
+    channel oc's constants, the int8 stored at out[out_start + i·OC + oc] (out flat int8).
+    Loop order: per 16·V output channels (their constants loaded once), blocks of ``rows`` pixels
+    (then single pixels), the quads in a loop with the rows·V accumulators in registers, then the
+    requantization in registers and a masked 16-byte store per (pixel, vector)."""
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    i1, i8, i32, i64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+    acc_t = ir.VectorType(i32, LANES)
+    wide_t = ir.VectorType(i64, LANES)
+    bytes16 = ir.VectorType(i8, LANES)
+    mask_t = ir.VectorType(i1, LANES)
+    zeros = ir.Constant(acc_t, [0] * LANES)
+    iota = ir.Constant(ir.VectorType(i64, LANES), list(range(LANES)))
+    flip = ir.Constant(i32, 0x80808080 - (1 << 32))
+
+    def run(typingctx, x, x_start, x_step, count, out, out_start, weights, init, left, multiplier, rounding,
+            negative_rounding, right_shift, numbers):
+        arrays = (x, out, weights, init, left, multiplier, rounding, negative_rounding, right_shift, numbers)
+        if not all(isinstance(a, types.Array) for a in arrays):
+            return None
+        if not (x.dtype in (types.int8, types.uint8) and out.dtype == types.int8 and weights.dtype == types.int8
+                and init.dtype == left.dtype == multiplier.dtype == types.int32
+                and rounding.dtype == negative_rounding.dtype == right_shift.dtype == numbers.dtype == types.int64
+                and all(isinstance(t, types.Integer) for t in (x_start, x_step, count, out_start))):
+            return None
+        sig = types.void(x, x_start, x_step, count, out, out_start, weights, init, left, multiplier, rounding,
+                         negative_rounding, right_shift, numbers)
+
+        def codegen(context, builder, signature, args):
+            arrays = [context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
+                      for t, v in zip(signature.args, args)]
+            scalars = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else None
+                       for t, v in zip(signature.args, args)]
+            x_a, out_a, w_a, init_a, left_a, m_a, rnd_a, neg_a, rsh_a, num_a = (
+                arrays[0], arrays[4], arrays[6], arrays[7], arrays[8], arrays[9], arrays[10], arrays[11],
+                arrays[12], arrays[13])
+            x_start_v, x_step_v, count_v, out_start_v = scalars[1], scalars[2], scalars[3], scalars[5]
+            dot, operand = gemm_u8.vpdpbusd(builder)
+            masked_store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                ir.VoidType(), [bytes16, i8.as_pointer(), i32, mask_t]), "llvm.masked.store.v16i8.p0")
+            number = [builder.load(builder.gep(num_a.data, [ir.Constant(i64, j)])) for j in range(6)]
+            quads, padded, channels = number[:3]
+            offset, act_min, act_max = [
+                _splat(builder, builder.trunc(v, i32)) for v in number[3:]]
+            x_data = builder.bitcast(x_a.data, i8.as_pointer())
+            out_data = builder.bitcast(out_a.data, i8.as_pointer())
+            w_data = builder.bitcast(w_a.data, i8.as_pointer())
+            quad_stride = builder.mul(padded, ir.Constant(i64, 4))
+            accs = [cgutils.alloca_once(builder, acc_t) for _ in range(rows * vectors)]
+
+            def vector_at(array, index, ty, align):
+                address = builder.gep(builder.bitcast(array.data, ty.element.as_pointer()), [index])
+                return builder.load(builder.bitcast(address, ty.as_pointer()), align=align)
+
+            with cgutils.for_range_slice(builder, ir.Constant(i64, 0), padded,
+                                         ir.Constant(i64, LANES * vectors), intp=i64) as (column, _):
+                consts = []
+                for v in range(vectors):
+                    c = builder.add(column, ir.Constant(i64, LANES * v))
+                    remaining = builder.sub(channels, c)
+                    mask = builder.icmp_signed("<", iota, _splat(builder, remaining))
+                    consts.append((c, vector_at(init_a, c, acc_t, 4), vector_at(left_a, c, acc_t, 4),
+                                   vector_at(m_a, c, acc_t, 4), vector_at(rnd_a, c, wide_t, 8),
+                                   vector_at(neg_a, c, wide_t, 8), vector_at(rsh_a, c, wide_t, 8), mask))
+
+                def pixels(first, count_r):
+                    x_at = [builder.add(x_start_v, builder.mul(builder.add(first, ir.Constant(i64, r)), x_step_v))
+                            for r in range(count_r)]
+                    for r in range(count_r):
+                        for v in range(vectors):
+                            builder.store(consts[v][1], accs[r * vectors + v])
+                    with cgutils.for_range(builder, quads, intp=i64) as q_loop:
+                        q = q_loop.index
+                        row = builder.add(builder.mul(q, quad_stride), builder.mul(column, ir.Constant(i64, 4)))
+                        ws = []
+                        for v in range(vectors):
+                            address = builder.gep(w_data, [builder.add(row, ir.Constant(i64, 4 * LANES * v))])
+                            ws.append(builder.load(builder.bitcast(address, operand.as_pointer()), align=1))
+                        q4 = builder.mul(q, ir.Constant(i64, 4))
+                        for r in range(count_r):
+                            address = builder.gep(x_data, [builder.add(x_at[r], q4)])
+                            word = builder.load(builder.bitcast(address, i32.as_pointer()), align=1)
+                            word = builder.xor(word, flip)  # u = x + 128: the top bit of each byte flipped
+                            one = builder.insert_element(ir.Constant(acc_t, None), word, ir.Constant(i32, 0))
+                            spread = builder.shuffle_vector(one, one, zeros)
+                            u = builder.bitcast(spread, operand)
+                            for v in range(vectors):
+                                slot = accs[r * vectors + v]
+                                builder.store(builder.call(dot, [builder.load(slot), u, ws[v]]), slot)
+                    for r in range(count_r):
+                        pixel_out = builder.add(out_start_v, builder.mul(builder.add(first, ir.Constant(i64, r)),
+                                                                         channels))
+                        for v in range(vectors):
+                            c, _, left_v, m_v, rnd_v, neg_v, rsh_v, mask = consts[v]
+                            value = requant_ir.requantize(builder, builder.load(accs[r * vectors + v]), left_v, m_v,
+                                                          rnd_v, neg_v, rsh_v, offset, act_min, act_max)
+                            address = builder.gep(out_data, [builder.add(pixel_out, c)])
+                            builder.call(masked_store, [builder.trunc(value, bytes16), address, ir.Constant(i32, 1),
+                                                        mask])
+
+                whole = builder.mul(builder.sdiv(count_v, ir.Constant(i64, rows)), ir.Constant(i64, rows))
+                with cgutils.for_range_slice(builder, ir.Constant(i64, 0), whole, ir.Constant(i64, rows),
+                                             intp=i64) as (first, _):
+                    pixels(first, rows)
+                with cgutils.for_range_slice(builder, whole, count_v, ir.Constant(i64, 1), intp=i64) as (first, _):
+                    pixels(first, 1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    run.__name__ = f"pointwise_run_{rows}x{vectors}"
+    return intrinsic(run)
+
+
+def _splat(builder, value):
+    """<16 x T> of one scalar."""
+    from llvmlite import ir
+
+    vector = ir.VectorType(value.type, LANES)
+    one = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
 
 
 def conv(p: PointwiseSmallPlan, x: np.ndarray, out_dtype) -> np.ndarray:
@@ -164,80 +294,50 @@ def conv(p: PointwiseSmallPlan, x: np.ndarray, out_dtype) -> np.ndarray:
     h, w, k = p.in_hwc
     images = np.ascontiguousarray(x.reshape((-1, h * w * k)))
     (oh, ow), (sh, sw) = p.out_hw, p.stride
-    out = np.empty((images.shape[0] * oh * ow, p.channels), out_dtype)
-    u = np.empty(h * w * k + 4, np.uint8)
-    acc = np.empty((p.chunk_pixels, p.padded_channels), np.int32)
-    result = np.empty(p.chunk_pixels * p.padded_channels, np.int8)
-    _pointwise_kernel(images, w, k, oh, ow, sh, sw, u, p.quads, p.packed, p.init, acc, result, out, p.multiplier,
-                      p.left_shift, p.rounding, p.negative_rounding, p.right_shift, p.output_offset,
-                      p.activation_min, p.activation_max, p.left_shifts, p.block)
-    return out.reshape((images.shape[0], oh, ow, p.channels))
+    n = images.shape[0]
+    out = np.empty(n * oh * ow * p.channels, out_dtype)
+    flat = images.reshape(-1)
+    if k % 4:  # the last quad reads up to 3 bytes past the last pixel: a copy with 4 bytes of slack
+        source = np.zeros(flat.size + 4, np.int8)
+        source[:flat.size] = flat
+    else:
+        source = flat
+    numbers = np.array([p.quads, p.padded_channels, p.channels, p.output_offset, p.activation_min,
+                        p.activation_max], np.int64)
+    contiguous = (oh, ow) == (h, w) and (sh, sw) == (1, 1)
+    _pointwise_kernel(source, n, h * w * k, w * k, oh, ow, sh * w * k, sw * k, k, contiguous, p.chunk_pixels,
+                      out, p.packed, p.init, p.left_shift, p.multiplier, p.rounding, p.negative_rounding,
+                      p.right_shift, numbers, p.block)
+    return out.reshape((n, oh, ow, p.channels))
 
 
 @lazy_njit
-def _pointwise_kernel(images, width, depth, oh, ow, sh, sw, u, quads, weights, init, acc, result, out, multiplier,
-                      left_shift, rounding, negative_rounding, right_shift, output_offset, act_min, act_max,
-                      left_shifts, block):
-    """Per image: u = x + 128 (bytes, plus 4 bytes of slack the last quad may read against zero
-    weights); per chunk of output pixels: gemm_u8's register blocks form the int32 accumulators
-    (rows x 16·V channels at a time, starting at ``init``), then one flat pass requantizes the
-    chunk (depthwise.py's fused formula) and stores it. Inner loops index by range variables or
-    views taken once per chunk (numba's negative-index handling of a computed index would keep
-    LLVM from vectorising them)."""
-    n_images, plane = images.shape
-    chunk_pixels, padded = acc.shape
-    channels = out.shape[1]
-    total = oh * ow
-    if block == 0:
-        rows, step = 4, 64
-    elif block == 1:
-        rows, step = 8, 32
+def _pointwise_kernel(source, n_images, plane, row_bytes, oh, ow, row_step, pixel_step, depth, contiguous, chunk,
+                      out, weights, init, left, multiplier, rounding, negative_rounding, right_shift, numbers, block):
+    """The runs of output pixels whose inputs are evenly spaced: all pixels of all images at once
+    (stride 1, output = input), else one output row at a time; each in chunks of ``chunk``
+    pixels, through the register-block loop of ``block``."""
+    channels = numbers[2]
+    if contiguous:
+        runs, run_pixels, run_step = 1, n_images * oh * ow, depth
     else:
-        rows, step = 8, 16
-    pixels = np.empty(rows, np.int64)
-    acc_rows = np.empty(rows, np.int64)
-    acc_flat = acc.reshape(chunk_pixels * padded)
-    quad = np.zeros(1, np.int64)  # the one run (1x1) starts at offset 0
-    for j in range(plane, plane + 4):
-        u[j] = 0
-    for b in range(n_images):
-        for j in range(plane):
-            u[j] = np.uint8(np.int32(images[b, j]) + 128)
-        for first in range(0, total, chunk_pixels):
-            count = min(chunk_pixels, total - first)
-            for group in range(0, count, rows):
-                for r in range(rows):
-                    if group + r < count:
-                        pixel = first + group + r
-                        oy = pixel // ow
-                        ox = pixel - oy * ow
-                        pixels[r] = (oy * sh * width + ox * sw) * depth
-                        acc_rows[r] = group + r
-                    else:  # past the chunk's end: the last pixel again (same row, same values)
-                        pixels[r] = pixels[r - 1]
-                        acc_rows[r] = acc_rows[r - 1]
-                for column in range(0, padded, step):
-                    if block == 0:
-                        _block_4x4(u, pixels, quad, quads, weights, init, acc, acc_rows, column)
-                    elif block == 1:
-                        _block_8x2(u, pixels, quad, quads, weights, init, acc, acc_rows, column)
-                    else:
-                        _block_8x1(u, pixels, quad, quads, weights, init, acc, acc_rows, column)
-            values = count * padded
-            if left_shifts:
-                for j in range(values):
-                    acc_flat[j] = np.int32(np.int64(acc_flat[j]) << left_shift[j])  # int32 x·2^left, wraps
-            start = (b * total + first) * channels
-            target = out.reshape(out.size)[start:start + count * channels] if padded == channels else result
-            for j in range(values):
-                # Both roundings in one shift (ops/compiled/depthwise.py's docstring derives it).
-                product = np.int64(acc_flat[j]) * np.int64(multiplier[j])
-                negative = (product < -(1 << 30)) * negative_rounding[j]
-                scaled = (product + rounding[j] - negative) >> right_shift[j]
-                target[j] = min(max(np.int64(np.int32(scaled + output_offset)), act_min), act_max)
-            if padded != channels:
-                for r in range(count):
-                    row = out[b * total + first + r]
-                    source = result[r * padded:r * padded + channels]
-                    for o in range(channels):
-                        row[o] = source[o]
+        runs, run_pixels, run_step = n_images * oh, ow, pixel_step
+    for run in range(runs):
+        if contiguous:
+            start = 0
+        else:
+            b = run // oh
+            start = b * plane + (run - b * oh) * row_step
+        for first in range(0, run_pixels, chunk):
+            count = min(chunk, run_pixels - first)
+            x_start = start + first * run_step
+            out_start = (run * run_pixels + first) * channels
+            if block == 0:
+                _run_4x4(source, x_start, run_step, count, out, out_start, weights, init, left, multiplier, rounding,
+                         negative_rounding, right_shift, numbers)
+            elif block == 1:
+                _run_4x2(source, x_start, run_step, count, out, out_start, weights, init, left, multiplier, rounding,
+                         negative_rounding, right_shift, numbers)
+            else:
+                _run_4x1(source, x_start, run_step, count, out, out_start, weights, init, left, multiplier, rounding,
+                         negative_rounding, right_shift, numbers)
