@@ -321,7 +321,16 @@ def _make_quad_row():
             lo = builder.select(row_inside, lo_v, zero)
             hi = builder.select(row_inside, hi_v, zero)
 
-            def entries_in(start, stop, checked):
+            def build(sources, out_row, channel):
+                runs = [builder.load(builder.bitcast(builder.gep(s, [channel]), run.as_pointer()), align=1)
+                        for s in sources]
+                low = builder.shuffle_vector(runs[0], runs[1], concat)
+                high = builder.shuffle_vector(runs[2], runs[3], concat)
+                u = builder.xor(builder.shuffle_vector(low, high, interleave), flip)
+                address = builder.gep(out_row, [builder.mul(channel, ir.Constant(i64, 4))])
+                builder.store(u, builder.bitcast(address, bytes64.as_pointer()), align=64)
+
+            def entries_in(start, stop, checked, unrolled=0):
                 with cgutils.for_range(builder, stop, start=start) as e_loop:
                     e = e_loop.index
                     sources = []
@@ -334,18 +343,28 @@ def _make_quad_row():
                             source = builder.select(ok, source, pad_data)
                         sources.append(source)
                     out_row = builder.gep(q_data, [builder.add(q_start_v, builder.mul(e, entry_bytes))])
-                    with cgutils.for_range(builder, blocks) as c_loop:
-                        channel = builder.mul(c_loop.index, ir.Constant(i64, LANES))
-                        runs = [builder.load(builder.bitcast(builder.gep(s, [channel]), run.as_pointer()), align=1)
-                                for s in sources]
-                        low = builder.shuffle_vector(runs[0], runs[1], concat)
-                        high = builder.shuffle_vector(runs[2], runs[3], concat)
-                        u = builder.xor(builder.shuffle_vector(low, high, interleave), flip)
-                        address = builder.gep(out_row, [builder.mul(channel, ir.Constant(i64, 4))])
-                        builder.store(u, builder.bitcast(address, bytes64.as_pointer()), align=64)
+                    if unrolled:  # 16, 32 or 64 channels: no loop over channel blocks
+                        for c in range(unrolled):
+                            build(sources, out_row, ir.Constant(i64, LANES * c))
+                    else:
+                        with cgutils.for_range(builder, blocks) as c_loop:
+                            build(sources, out_row, builder.mul(c_loop.index, ir.Constant(i64, LANES)))
 
             entries_in(zero, lo, True)
-            entries_in(lo, hi, False)
+            with builder.if_else(builder.icmp_signed("==", blocks, ir.Constant(i64, 1))) as (then, otherwise):
+                with then:
+                    entries_in(lo, hi, False, unrolled=1)
+                with otherwise:
+                    with builder.if_else(builder.icmp_signed("==", blocks, ir.Constant(i64, 2))) as (then2, other2):
+                        with then2:
+                            entries_in(lo, hi, False, unrolled=2)
+                        with other2:
+                            with builder.if_else(builder.icmp_signed("==", blocks, ir.Constant(i64, 4))) as (then4,
+                                                                                                           other4):
+                                with then4:
+                                    entries_in(lo, hi, False, unrolled=4)
+                                with other4:
+                                    entries_in(lo, hi, False)
             entries_in(hi, entries, True)
             return context.get_dummy_value()
 
