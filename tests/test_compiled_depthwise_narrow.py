@@ -15,6 +15,8 @@ without numba, and where the host lacks AVX512-VNNI / VBMI (the fallback is test
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +313,29 @@ def test_narrow_matches_tflm():
             check_model(data, inputs, label="DEPTHWISE_CONV_2D INT8 narrow")
 
     run_examples(conv_cases(depthwise=True, kind="INT8"), run, fraction=0.5)
+
+
+def test_load_and_prepare_do_not_import_numba():
+    """plan runs on numpy: numba is imported by the first large eval only, never by prepare."""
+    code = """
+import sys, numpy as np
+from interp import Interpreter
+from interp.builder import ModelBuilder
+b = ModelBuilder()
+x = b.input("x", [1, 64, 64, 1], "INT8", scale=0.05, zero_point=2)
+wt = b.constant("w", np.ones((1, 3, 3, 8), np.int8), "INT8", scale=0.01, zero_point=0, quantized_dimension=3)
+y = b.tensor("y", [1, 64, 64, 8], "INT8", scale=0.1, zero_point=0)
+b.op("DEPTHWISE_CONV_2D", [x, wt], [y], padding="SAME", stride_h=1, stride_w=1, depth_multiplier=8)
+b.output(y)
+it = Interpreter.from_bytes(b.build())
+assert it.kernels[0].compiled_narrow is not None
+assert "numba" not in sys.modules, "prepare imported numba"
+it.run([np.zeros((1, 64, 64, 1), np.int8)])
+assert "numba" in sys.modules, "the large eval did not take the compiled path"
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env_path = [p for p in sys.path if p]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([root] + env_path),
+                                 "MICROREF_COMPILED": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
