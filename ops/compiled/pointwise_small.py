@@ -2,35 +2,41 @@
 reference_integer_ops::ConvPerChannel, one call from the int8 input to the int8 output.
 
 Why: a 1x1 convolution over few input channels (vww_96's and person_detect's 48x48x8 -> 16, K = 8)
-does little arithmetic per output, so the passes around the dot products dominate: the float32
-GEMM path converts, multiplies and requantizes in separate numpy passes, and gemm_u8 (0.77x on it)
-writes int32 accumulators that the op's Requantizer reads back. Here each chunk of output pixels
-(CHUNK_VALUES accumulators, L1-sized) gets its accumulators from gemm_u8's register blocks and is
-requantized and stored while still in cache. (A plain numba loop over the output channels per
-pixel measured 0.5-0.6x: LLVM vectorises it for long trip counts, and 16 channels ran in its
-scalar remainder; with a constant 16, the accumulator array's possible aliasing kept it scalar.)
+does little arithmetic per output (two vpdpbusd per 16 outputs), so everything around the dot
+products dominates. Here one LLVM IR loop (a numba intrinsic) runs over a whole run of evenly
+spaced pixels (all pixels of all images at once for stride 1; else one output row): per 16·V
+output channels (their constants loaded once), per register block of R pixels, the R·V vectors of
+16 int32 accumulators stay in registers through the dot products over the input bytes (flipped to
+u = x + 128 as they are loaded: no separate pass), are requantized in registers
+(ops/compiled/requant_ir.py) and stored as 16 int8 each (a masked store past the last channel:
+no padded copy, no int32 accumulators in memory). Measured (one thread, CPU time, batch 64 for
+vww, 128 for person_detect and kws, against the previous version of this module — gemm_u8's
+register blocks into an int32 chunk, then a numba requantization loop — ns per output):
+vww / person 48x48x8->16 0.61-0.65 -> 0.24-0.25 (2.5-2.7x); 24x24x16->32 0.51-0.54 -> 0.27
+(1.9-2.0x); 24x24x32->32 0.61-0.65 -> 0.34-0.35; 12x12x32->64 0.52-0.54 -> 0.33; K = 64..256
+layers 1.25-1.6x; kws_ref_model 25x5x64->64 0.69-0.78 -> 0.47-0.51 (1.4-1.6x).
 
 Why it equals TFLM byte for byte. TFLM forms, per output (b, y, x, oc),
 ``int32 acc = Σ_k filter[oc, k]·(input[k] + input_offset)``, then ``acc += bias[oc]``, every step
 an int32 multiplication or addition. C's int32 arithmetic wraps (two's complement, as on the MCUs
 and x86 where the oracle runs), i.e. it is arithmetic modulo 2^32. The kernel's accumulators start
 at ``init = bias + (input_offset - 128)·Σ_k w`` (computed exactly in int64 at prepare, then taken
-modulo 2^32), and gemm_u8's vpdpbusd adds the exact products w·u of the bytes u = x + 128 (0..255)
-four at a time, modulo 2^32 (gemm_u8's docstring: not the saturating form). So each accumulator is
+modulo 2^32), and vpdpbusd (gemm_u8.vpdpbusd: not the saturating form) adds the exact products
+w·u of the bytes u = x + 128 (0..255; x XOR 0x80, the int8 byte with its top bit flipped) four at
+a time, modulo 2^32. So each accumulator is
     bias + (input_offset - 128)·Σw + Σ w·(x + 128) = bias + Σ w·(x + input_offset)   (mod 2^32),
 the same int32 as TFLM's for EVERY accumulator bound (addition and multiplication modulo 2^32 are
 associative and commutative, as ops/compiled/depthwise.py argues); the tests drive biases near ±2^31
 to pin the wrapping case. (gemm_u8.plan, which packs the weights, also proves
 max_o Σ|w|·128 < 2^31 or refuses; exactness does not rely on it.) Quads of four bytes run past K
-when K is not a multiple of 4: they read the next pixel's bytes (or 4 bytes of zeroed slack)
-against zero weights, adding 0. Output channels are padded to a multiple of 16 with zero weights;
-their results are never stored.
-Then MultiplyByQuantizedMultiplier, + output_offset wrapped to int32, the clamp and the int8 store,
-in exactly ops/compiled/depthwise.py's form: both of TFLM's roundings as one arithmetic shift of
-an int64, ``(acc·2^left·M + rounding - [p < -2^30]·negative_rounding) >> right_shift``, derived
-(and tested against ops.fixedpoint on extreme values) there. The per-channel constants are the ones
-depthwise.plan computes (called with this layer's channels as a 1x1 depthwise layer's), so the two
-kernels cannot disagree on them.
+when K is not a multiple of 4: they read the next pixel's bytes (or, past the last pixel, the
+zeroed slack of a copy of the input that ``conv`` makes for such K) against zero weights, adding 0.
+Output channels are padded to a multiple of 16 with zero weights; their lanes are never stored
+(the store's mask). Then requant_ir.requantize16: MultiplyByQuantizedMultiplier, + output_offset
+wrapped to int32, the clamp, the int8 store, in exactly ops/compiled/depthwise.py's one-shift form
+(requant_ir's docstring proves each IR step equal to it; it needs int8 activation bounds, which
+``plan`` checks). The per-channel constants are the ones depthwise.plan computes (called with this
+layer's channels as a 1x1 depthwise layer's), so the two kernels cannot disagree on them.
 
 vpdpbusd is reached through gemm_u8's intrinsic: AVX512-VNNI hosts only (``available()``); the
 caller keeps its other paths elsewhere. Only eval imports numba: ``plan`` runs at prepare on numpy.
@@ -71,11 +77,10 @@ class PointwiseSmallPlan:
     # depthwise.py's requantization per output channel (requant_ir's form; OCp lanes, the padding
     # channels' results are never stored):
     # scaled = ((acc << left)·M + rounding - [(acc << left)·M < -2^30]·negative_rounding) >> right_shift.
-    left_shift: np.ndarray  # int32, 0..31
-    multiplier: np.ndarray  # int32, >= 0
-    rounding: np.ndarray  # int64
-    negative_rounding: np.ndarray  # int64
-    right_shift: np.ndarray  # int64, 31..62
+    left_shift: np.ndarray  # (OCp,) int32, 0..31
+    # (4, OCp) int64, rows M (>= 0), rounding, negative_rounding, right_shift (31..62), each group of
+    # 16 channels as its 8 even channels, then its 8 odd ones (requant_ir.constants).
+    wide: np.ndarray
     output_offset: int
     activation_min: int
     activation_max: int
@@ -109,8 +114,8 @@ def plan(in_hwc, out_hw, kernel_hw, stride, padding, input_offset: int, output_o
                              bias, multiplier, shift)
     if requant is None or requant.wide:
         return None
-    # requant_ir clamps in int32: depthwise.plan has refused bounds outside int32.
-    assert -(1 << 31) <= requant.activation_min and requant.activation_max < (1 << 31)
+    if not -128 <= requant.activation_min and requant.activation_max <= 127:
+        return None  # requant_ir clamps in int8 (TFLM's int8 activation ranges always are)
     padded = packed.padded_channels
     block = 0 if padded % 64 == 0 else 1 if padded % 32 == 0 else 2
     rows, vectors = BLOCKS[block]
@@ -124,11 +129,11 @@ def plan(in_hwc, out_hw, kernel_hw, stride, padding, input_offset: int, output_o
     init = (init + (1 << 31)) % _INT32 - (1 << 31)
     init = init.astype(np.int32)
     init.flags.writeable = False
-    left, m, rounding, negative, right = requant_ir.constants_row(requant, channels, padded)
+    left, wide = requant_ir.constants(requant, channels, padded)
     return PointwiseSmallPlan(
         (h, w, k), (int(oh), int(ow)), (int(sh), int(sw)), channels, padded, packed.quads, packed.packed,
-        init, block, int(chunk_pixels), left, m, rounding, negative, right,
-        requant.output_offset, requant.activation_min, requant.activation_max)
+        init, block, int(chunk_pixels), left, wide, requant.output_offset, requant.activation_min,
+        requant.activation_max)
 
 
 def available() -> bool:
@@ -172,42 +177,39 @@ def _make_run(rows: int, vectors: int):
 
     i1, i8, i32, i64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
     acc_t = ir.VectorType(i32, LANES)
-    wide_t = ir.VectorType(i64, LANES)
+    half_t = ir.VectorType(i64, LANES // 2)
     bytes16 = ir.VectorType(i8, LANES)
     mask_t = ir.VectorType(i1, LANES)
     zeros = ir.Constant(acc_t, [0] * LANES)
     iota = ir.Constant(ir.VectorType(i64, LANES), list(range(LANES)))
     flip = ir.Constant(i32, 0x80808080 - (1 << 32))
 
-    def run(typingctx, x, x_start, x_step, count, out, out_start, weights, init, left, multiplier, rounding,
-            negative_rounding, right_shift, numbers):
-        arrays = (x, out, weights, init, left, multiplier, rounding, negative_rounding, right_shift, numbers)
+    def run(typingctx, x, x_start, x_step, count, out, out_start, weights, init, left, wide, numbers):
+        arrays = (x, out, weights, init, left, wide, numbers)
         if not all(isinstance(a, types.Array) for a in arrays):
             return None
         if not (x.dtype in (types.int8, types.uint8) and out.dtype == types.int8 and weights.dtype == types.int8
-                and init.dtype == left.dtype == multiplier.dtype == types.int32
-                and rounding.dtype == negative_rounding.dtype == right_shift.dtype == numbers.dtype == types.int64
+                and init.dtype == left.dtype == types.int32 and wide.dtype == numbers.dtype == types.int64
+                and wide.ndim == 2
                 and all(isinstance(t, types.Integer) for t in (x_start, x_step, count, out_start))):
             return None
-        sig = types.void(x, x_start, x_step, count, out, out_start, weights, init, left, multiplier, rounding,
-                         negative_rounding, right_shift, numbers)
+        sig = types.void(x, x_start, x_step, count, out, out_start, weights, init, left, wide, numbers)
 
         def codegen(context, builder, signature, args):
             arrays = [context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
                       for t, v in zip(signature.args, args)]
             scalars = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else None
                        for t, v in zip(signature.args, args)]
-            x_a, out_a, w_a, init_a, left_a, m_a, rnd_a, neg_a, rsh_a, num_a = (
-                arrays[0], arrays[4], arrays[6], arrays[7], arrays[8], arrays[9], arrays[10], arrays[11],
-                arrays[12], arrays[13])
+            x_a, out_a, w_a, init_a, left_a, wide_a, num_a = (arrays[0], arrays[4], arrays[6], arrays[7], arrays[8],
+                                                              arrays[9], arrays[10])
             x_start_v, x_step_v, count_v, out_start_v = scalars[1], scalars[2], scalars[3], scalars[5]
             dot, operand = gemm_u8.vpdpbusd(builder)
             masked_store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
                 ir.VoidType(), [bytes16, i8.as_pointer(), i32, mask_t]), "llvm.masked.store.v16i8.p0")
             number = [builder.load(builder.gep(num_a.data, [ir.Constant(i64, j)])) for j in range(6)]
             quads, padded, channels = number[:3]
-            offset, act_min, act_max = [
-                _splat(builder, builder.trunc(v, i32)) for v in number[3:]]
+            offset = _splat(builder, builder.trunc(number[3], i32))
+            act_min, act_max = [_splat(builder, builder.trunc(v, i8)) for v in number[4:]]
             x_data = builder.bitcast(x_a.data, i8.as_pointer())
             out_data = builder.bitcast(out_a.data, i8.as_pointer())
             w_data = builder.bitcast(w_a.data, i8.as_pointer())
@@ -225,9 +227,11 @@ def _make_run(rows: int, vectors: int):
                     c = builder.add(column, ir.Constant(i64, LANES * v))
                     remaining = builder.sub(channels, c)
                     mask = builder.icmp_signed("<", iota, _splat(builder, remaining))
-                    consts.append((c, vector_at(init_a, c, acc_t, 4), vector_at(left_a, c, acc_t, 4),
-                                   vector_at(m_a, c, acc_t, 4), vector_at(rnd_a, c, wide_t, 8),
-                                   vector_at(neg_a, c, wide_t, 8), vector_at(rsh_a, c, wide_t, 8), mask))
+                    rows_wide = [[vector_at(wide_a, builder.add(builder.mul(ir.Constant(i64, row), padded),
+                                                                builder.add(c, ir.Constant(i64, half * 8))),
+                                            half_t, 8) for half in range(2)] for row in range(4)]
+                    consts.append((c, vector_at(init_a, c, acc_t, 4), vector_at(left_a, c, acc_t, 4), rows_wide,
+                                   mask))
 
                 def pixels(first, count_r):
                     x_at = [builder.add(x_start_v, builder.mul(builder.add(first, ir.Constant(i64, r)), x_step_v))
@@ -257,12 +261,11 @@ def _make_run(rows: int, vectors: int):
                         pixel_out = builder.add(out_start_v, builder.mul(builder.add(first, ir.Constant(i64, r)),
                                                                          channels))
                         for v in range(vectors):
-                            c, _, left_v, m_v, rnd_v, neg_v, rsh_v, mask = consts[v]
-                            value = requant_ir.requantize(builder, builder.load(accs[r * vectors + v]), left_v, m_v,
-                                                          rnd_v, neg_v, rsh_v, offset, act_min, act_max)
+                            c, _, left_v, rows_wide, mask = consts[v]
+                            value = requant_ir.requantize16(builder, builder.load(accs[r * vectors + v]), left_v,
+                                                            *rows_wide, offset, act_min, act_max)
                             address = builder.gep(out_data, [builder.add(pixel_out, c)])
-                            builder.call(masked_store, [builder.trunc(value, bytes16), address, ir.Constant(i32, 1),
-                                                        mask])
+                            builder.call(masked_store, [value, address, ir.Constant(i32, 1), mask])
 
                 whole = builder.mul(builder.sdiv(count_v, ir.Constant(i64, rows)), ir.Constant(i64, rows))
                 with cgutils.for_range_slice(builder, ir.Constant(i64, 0), whole, ir.Constant(i64, rows),
@@ -306,14 +309,13 @@ def conv(p: PointwiseSmallPlan, x: np.ndarray, out_dtype) -> np.ndarray:
                         p.activation_max], np.int64)
     contiguous = (oh, ow) == (h, w) and (sh, sw) == (1, 1)
     _pointwise_kernel(source, n, h * w * k, w * k, oh, ow, sh * w * k, sw * k, k, contiguous, p.chunk_pixels,
-                      out, p.packed, p.init, p.left_shift, p.multiplier, p.rounding, p.negative_rounding,
-                      p.right_shift, numbers, p.block)
+                      out, p.packed, p.init, p.left_shift, p.wide, numbers, p.block)
     return out.reshape((n, oh, ow, p.channels))
 
 
 @lazy_njit
 def _pointwise_kernel(source, n_images, plane, row_bytes, oh, ow, row_step, pixel_step, depth, contiguous, chunk,
-                      out, weights, init, left, multiplier, rounding, negative_rounding, right_shift, numbers, block):
+                      out, weights, init, left, wide, numbers, block):
     """The runs of output pixels whose inputs are evenly spaced: all pixels of all images at once
     (stride 1, output = input), else one output row at a time; each in chunks of ``chunk``
     pixels, through the register-block loop of ``block``."""
@@ -333,11 +335,8 @@ def _pointwise_kernel(source, n_images, plane, row_bytes, oh, ow, row_step, pixe
             x_start = start + first * run_step
             out_start = (run * run_pixels + first) * channels
             if block == 0:
-                _run_4x4(source, x_start, run_step, count, out, out_start, weights, init, left, multiplier, rounding,
-                         negative_rounding, right_shift, numbers)
+                _run_4x4(source, x_start, run_step, count, out, out_start, weights, init, left, wide, numbers)
             elif block == 1:
-                _run_4x2(source, x_start, run_step, count, out, out_start, weights, init, left, multiplier, rounding,
-                         negative_rounding, right_shift, numbers)
+                _run_4x2(source, x_start, run_step, count, out, out_start, weights, init, left, wide, numbers)
             else:
-                _run_4x1(source, x_start, run_step, count, out, out_start, weights, init, left, multiplier, rounding,
-                         negative_rounding, right_shift, numbers)
+                _run_4x1(source, x_start, run_step, count, out, out_start, weights, init, left, wide, numbers)
