@@ -101,9 +101,10 @@ class FusedU8ConvPlan:
     step_offsets: np.ndarray  # (S,) int64: each step's dword offset from a group's first pixel
     weights: np.ndarray  # flat (S·OC) int32: step s, channel o: the four int8 weights of its quad
     channels: int  # OC, a multiple of 16
-    # (OC,) int32: the accumulators' start, bias + (input_offset - 128)·Σw modulo 2^32;
-    # (4, OC) int64: multiplier, rounding, negative rounding, right shift (32..62), depthwise.py's.
-    starts: np.ndarray
+    # (2, OC) int32: the accumulators' start, bias + (input_offset - 128)·Σw modulo 2^32, and the
+    # right shift - 32 (0..30); (4, OC) int64: multiplier, rounding, negative rounding, right shift
+    # (32..62), depthwise.py's (each row in the form the block loads it, broadcast from memory).
+    consts32: np.ndarray
     consts64: np.ndarray
     output_offset: int
     activation_min: int
@@ -179,7 +180,8 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
     return FusedU8ConvPlan(
         (int(h), int(w), int(c)), (int(oh), int(ow)), int(sh), (int(pt), int(pl)), int(hp), int(wp),
         -int(input_offset) + 128, bool(split), _read_only(offsets), _read_only(packed.view(np.int32).reshape(-1)),
-        channels, _read_only(start.astype(np.int32)), _read_only(consts64), offset, requant.activation_min,
+        channels, _read_only(np.stack([start, consts64[3] - 32]).astype(np.int32)), _read_only(consts64),
+        offset, requant.activation_min,
         requant.activation_max, mode)
 
 
@@ -214,15 +216,15 @@ def _requantize_high(builder, acc, multiplier, rounding, negative_rounding, righ
                      skip_negative: bool, saturate: bool):
     """depthwise.py's requantization of <16 x i32> accumulators whose channel's constants are the
     same in every lane, for right shifts s >= 32 (so the left shift max(shift, 0) is 0: s = 31 + e
-    with e = max(-shift, 0) >= 1 means shift < 0). ``multiplier`` <8 x i32> splat (0..2^31 - 1);
+    with e = max(-shift, 0) >= 1 means shift < 0). ``multiplier`` <8 x i64> splat (0..2^31 - 1);
     ``rounding``, ``negative_rounding`` <8 x i64> splats; ``right`` <16 x i32> splat of s - 32;
     ``offset``, ``low``, ``high`` <16 x i32> splats. Returns <16 x i8>.
 
     The even and odd int32 lanes, sign-extended, times M in int64 (exact: |p| < 2^62), plus the
     rounding terms: q = p + rounding - [p < -2^30]·negative_rounding (|q| < 2^63). Then
     r = q >> s = (q >> 32) >> (s - 32) (floor division by 2^32, then by 2^(s-32)), and q >> 32 is
-    the high int32 word of q (|q| < 2^63); r fits int32, so int32(r) = r as in the int64 form. The high words of
-    both halves are interleaved back into 16 lanes and shifted as int32. Then + output_offset
+    the high int32 word of q (|q| < 2^63); r fits int32, so int32(r) = r as in the int64 form.
+    The high words of both halves are interleaved back into 16 lanes and shifted as int32. Then + output_offset
     (int32, wraps), the clamp in TFLM's order and the int8 truncation, as first_conv._requantize."""
     from llvmlite import ir
 
@@ -230,7 +232,9 @@ def _requantize_high(builder, acc, multiplier, rounding, negative_rounding, righ
     vec32, vec64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES // 2)
     thirty_two = ir.Constant(vec64, [32] * 8)
     a = builder.bitcast(acc, vec64)
-    m = builder.sext(multiplier, vec64)
+    # (The multiplier fits 32 signed bits: the shifts change no value, and let LLVM use vpmuldq with
+    # the broadcast from memory.)
+    m = builder.ashr(builder.shl(multiplier, thirty_two), thirty_two)
     parts = []
     for x in (builder.ashr(builder.shl(a, thirty_two), thirty_two), builder.ashr(a, thirty_two)):
         product = builder.mul(x, m)  # exact: |p| < 2^62
@@ -311,8 +315,8 @@ def _make_row_block(split: bool):
     constants of channel column + c (``_requantize_high``; consts64 rows multiplier, rounding,
     negative rounding, right shift) and stored as int8 at out[target + i·stride + column + c].
     image: flat uint32 (four u bytes each); weights: flat int32 (four int8 each); consts32: flat
-    (OCp) int32; consts64: flat (4·OCp) int64; offsets: (S,) int64, S >= 1; ``mode``:
-    FusedU8ConvPlan.mode."""
+    (2·OCp) int32 (starts, right shifts - 32); consts64: flat (4·OCp) int64; offsets: (S,) int64,
+    S >= 1; ``mode``: FusedU8ConvPlan.mode."""
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
@@ -396,13 +400,12 @@ def _make_row_block(split: bool):
             c64_rows = [builder.gep(c64, [builder.mul(lanes, ir.Constant(i64, k))]) for k in range(4)]
 
             def channel_constants(c):
-                """Channel c's multiplier (<8 x i32>), rounding and negative rounding (<8 x i64>) and
-                right shift - 32 (<16 x i32>), loaded where the requantization uses them (hoisted,
-                64 vectors would spill)."""
-                values = [builder.load(builder.gep(row, [ir.Constant(i64, c)])) for row in c64_rows]
-                return (_splat(builder, builder.trunc(values[0], i32), LANES // 2),
-                        _splat(builder, values[1], LANES // 2), _splat(builder, values[2], LANES // 2),
-                        _splat(builder, builder.trunc(builder.sub(values[3], ir.Constant(i64, 32)), i32), LANES))
+                """Channel c's multiplier, rounding and negative rounding (<8 x i64>) and right shift
+                - 32 (<16 x i32>), loaded where the requantization uses them (hoisted, 64 vectors
+                would spill)."""
+                values = [builder.load(builder.gep(row, [ir.Constant(i64, c)])) for row in c64_rows[:3]]
+                right = builder.load(builder.gep(c32, [builder.add(lanes, ir.Constant(i64, c))]))
+                return [_splat(builder, v, LANES // 2) for v in values] + [_splat(builder, right, LANES)]
             out_data = builder.gep(builder.bitcast(out_a.data, i8.as_pointer()), [builder.add(target_v, column_v)])
             piece = ir.VectorType(i8, channels)
 
@@ -468,7 +471,7 @@ def _make_row_block(split: bool):
 
 @lazy_njit
 def _row_kernel(x, height, width, quads, oh, ow, sh, pt, pl, row_width, image, pad_word, offsets, weights,
-                starts, consts64, output_offset, act_min, act_max, mode, out, channels, split):
+                consts32, consts64, output_offset, act_min, act_max, mode, out, channels, split):
     """Per image: its dwords (u = x + 128, four channels each) into ``image`` in the row layout
     (its border holds pad_word, written once); per output row (pair of rows when ``split``),
     groups of 16 output pixels (the last group starts at OW - 16, the last pair at OH - 2: it may
@@ -521,7 +524,7 @@ def _row_kernel(x, height, width, quads, oh, ow, sh, pt, pl, row_width, image, p
                 base = oy * sh * plane
                 target = (b * oh + oy) * 8 * channels
                 for column in range(0, channels, 16):
-                    _row_split(image, base, second, offsets, weights, starts, consts64, out, target, column,
+                    _row_split(image, base, second, offsets, weights, consts32, consts64, out, target, column,
                                channels, output_offset, act_min, act_max, mode)
             continue
         for oy in range(oh):
@@ -530,7 +533,7 @@ def _row_kernel(x, height, width, quads, oh, ow, sh, pt, pl, row_width, image, p
                 base = oy * sh * plane + ox
                 target = ((b * oh + oy) * ow + ox) * channels
                 for column in range(0, channels, 16):
-                    _row(image, base, 0, offsets, weights, starts, consts64, out, target, column, channels,
+                    _row(image, base, 0, offsets, weights, consts32, consts64, out, target, column, channels,
                          output_offset, act_min, act_max, mode)
 
 
@@ -545,6 +548,7 @@ def conv(p: FusedU8ConvPlan, x: np.ndarray, out_dtype=np.int8) -> np.ndarray:
     quads = c // 4
     image = np.empty(p.padded_h * quads * p.row_width, np.uint32)
     _row_kernel(images, h, w, quads, oh, ow, p.stride_h, pt, pl, p.row_width, image,
-                np.uint32(p.pad_byte * 0x01010101), p.step_offsets, p.weights, p.starts, p.consts64.reshape(-1),
-                p.output_offset, p.activation_min, p.activation_max, p.mode, out, p.channels, p.split)
+                np.uint32(p.pad_byte * 0x01010101), p.step_offsets, p.weights, p.consts32.reshape(-1),
+                p.consts64.reshape(-1), p.output_offset, p.activation_min, p.activation_max, p.mode, out, p.channels,
+                p.split)
     return out.reshape((images.shape[0], oh, ow, p.channels))
