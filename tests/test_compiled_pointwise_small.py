@@ -3,12 +3,15 @@
 depthwise.py's one-shift requantization) equals the reference kernel byte for byte, and TFLM itself.
 
 The path is forced (``use_compiled(True)``, ``COMPILED_MIN_ELEMENTS = 0``, ``POINTWISE_FORCE``) on
-random 1x1 models: input depths 1-16 (every quad remainder) and a few wider, output channels 1-64
-(one to four 16-lane vectors, channels padded and not), strides 1-2, SAME / VALID, per-tensor and
+random 1x1 models: input depths 1-16 (every quad remainder: K % 4 != 0 reads a copy with slack)
+and a few wider, output channels 1-64 and a few wider (every register block: 4 pixels x 1, 2 or 4
+vectors of 16 channels, one or several passes over the channels, the masked store of padded
+channels), strides 1-2 (all pixels in one run, or one run per output row), pixel counts ending
+mid-block, chunks of a few pixels (``CHUNK_BYTES`` drawn small), SAME / VALID, per-tensor and
 per-channel scales with extreme multipliers and shifts (left shifts included), zero points over
 the whole int8 range, weights ±127 / -128 everywhere, biases near ±2^31 (the int32 accumulator
-wraps as C's does), activations, model batches, chunks ending mid-block. Skipped without numba or
-off AVX512-VNNI hosts.
+wraps as C's does), activations, model batches. A spy on the kernel records which variant ran.
+Skipped without numba or off AVX512-VNNI hosts.
 """
 from __future__ import annotations
 
@@ -83,13 +86,32 @@ def _inputs(rng, interpreter, zero_point, extremes):
     return values.astype(np.int8)
 
 
-def assert_pointwise_equals_reference(data: bytes, rng, zero_point: int, extremes: bool) -> Conv2D:
+class _Spy:
+    """Wraps pointwise_small._pointwise_kernel: records (block, K % 4 copy, one contiguous run,
+    chunk pixels) per call."""
+
+    def __init__(self, kernel):
+        self.kernel, self.calls = kernel, []
+
+    def __call__(self, source, n_images, plane, row_bytes, oh, ow, row_step, pixel_step, depth, contiguous, chunk,
+                 *rest):
+        self.calls.append((rest[-1], source.size != n_images * plane, bool(contiguous), chunk))
+        return self.kernel(source, n_images, plane, row_bytes, oh, ow, row_step, pixel_step, depth, contiguous, chunk,
+                           *rest)
+
+
+def assert_pointwise_equals_reference(data: bytes, rng, zero_point: int, extremes: bool,
+                                      chunk_bytes: int | None = None) -> Conv2D:
     try:
         reference = Interpreter.from_bytes(data, kernels="reference")
     except (ModelError, UnsupportedOpError):
         assume(False)
     with pytest.MonkeyPatch.context() as mp, use_compiled(True):
         _forced(mp)
+        if chunk_bytes is not None:
+            mp.setattr(pointwise_small, "CHUNK_BYTES", chunk_bytes)
+        spy = _Spy(pointwise_small._pointwise_kernel)
+        mp.setattr(pointwise_small, "_pointwise_kernel", spy)
         fast = Interpreter.from_bytes(data)
         x = _inputs(rng, fast, zero_point, extremes)
         got, want = fast.run_batch([x])[0], reference.run_batch([x])[0]
@@ -99,7 +121,11 @@ def assert_pointwise_equals_reference(data: bytes, rng, zero_point: int, extreme
         f"{np.count_nonzero(got != want)} of {got.size} values differ: compiled {got.ravel()[:8]}, " \
         f"reference {want.ravel()[:8]}"
     assert single.tobytes() == want[0].tobytes()
-    return fast.kernels[0]
+    kernel = fast.kernels[0]
+    if kernel.compiled_pointwise is not None:
+        assert len(spy.calls) == 2  # run_batch and run both took the path
+    kernel.spy_calls = spy.calls
+    return kernel
 
 
 @st.composite
@@ -109,7 +135,7 @@ def pointwise_models(draw):
     padding = draw(st.sampled_from(["SAME", "VALID"]))
     h, w = draw(st.integers(1, 13)), draw(st.integers(1, 11))
     c = draw(st.integers(1, 16) | st.sampled_from([24, 33, 64, 96, 160]))
-    oc = draw(st.integers(1, 64) | st.sampled_from([16, 32, 48, 64]))
+    oc = draw(st.integers(1, 64) | st.sampled_from([16, 32, 48, 64, 96, 128, 144]))
     zp_in = draw(st.sampled_from([-128, 127, 0, -1]) | st.integers(-128, 127))
     zp_out = draw(st.sampled_from([-128, 127, 0]) | st.integers(-128, 127))
     input_scale = float(np.float32(2.0 ** draw(st.floats(-12, 2))))
@@ -127,14 +153,15 @@ def pointwise_models(draw):
                            activation=draw(st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"])),
                            extreme_weights=draw(st.booleans()),
                            bias_wrap=has_bias and bias_bits == 31 and draw(st.booleans()))
-    return data, rng, zp_in, draw(st.booleans())
+    chunk_bytes = draw(st.sampled_from([None, None, 1, 40, 200]))
+    return data, rng, zp_in, draw(st.booleans()), chunk_bytes
 
 
 @settings(max_examples=80, deadline=None)
 @given(case=pointwise_models())
 def test_pointwise_equals_reference(case):
-    model, rng, zp_in, extremes = case
-    kernel = assert_pointwise_equals_reference(model, rng, zp_in, extremes)
+    model, rng, zp_in, extremes, chunk_bytes = case
+    kernel = assert_pointwise_equals_reference(model, rng, zp_in, extremes, chunk_bytes)
     # Every such model is planned (K <= 33 with int8 weights keeps gemm_u8's bound below 2^31).
     assert kernel.compiled_pointwise is not None
 
@@ -210,3 +237,44 @@ def test_pointwise_equals_tflm(case):
         assert it.kernels[0].compiled_pointwise is not None
         x = _inputs(rng, it, params.get("zp_in", 0), case == 2)
         assert ds.check_model(data, [x], label="CONV_2D pointwise compiled").compared
+
+
+def test_every_variant_equals_reference():
+    """Each register block (4 pixels x 4 / 2 / 1 vectors), with one and with several passes over
+    the output channels, in chunks of a few pixels and whole; K % 4 = 0 (read in place) and not (a
+    copy with slack); one run for all pixels (stride 1) and a run per row (stride 2, VALID); pixel
+    counts that end mid-block; padded channels (the masked store). The spy checks the variant ran."""
+    rng = np.random.default_rng(21)
+    cases = [  # (model parameters, chunk bytes, expected (block, copy, contiguous))
+        (dict(h=5, w=7, c=16, oc=128), 64, (0, False, True)),  # 2 passes of 64, chunks of 4 pixels
+        (dict(h=5, w=7, c=12, oc=64), None, (0, False, True)),
+        (dict(h=3, w=9, c=8, oc=96), 40, (1, False, True)),  # 3 passes of 32
+        (dict(h=4, w=5, c=6, oc=32), None, (1, True, True)),
+        (dict(h=6, w=5, c=8, oc=48), 1, (2, False, True)),  # 3 passes of 16, chunks of 4 pixels
+        (dict(h=7, w=7, c=5, oc=20), None, (2, True, True)),  # padded to 32: block 1, last vector masked
+        (dict(h=5, w=6, c=8, oc=40), 40, (2, False, True)),  # 3 passes, the last one's store masked
+        (dict(h=9, w=7, c=3, oc=7, stride=(2, 2), padding="VALID"), None, (2, True, False)),
+        (dict(h=8, w=11, c=32, oc=64, stride=(1, 2), padding="VALID"), None, (0, False, False)),
+        (dict(h=1, w=1, c=4, oc=1), None, (2, False, True)),
+    ]
+    for params, chunk_bytes, expected in cases:
+        data = pointwise_model(rng, batch=2, zp_in=-3, zp_out=5, filter_scales=tuple(rng.uniform(1e-3, 3e-2,
+                               params["oc"])), activation="RELU6", bias_bits=31, bias_wrap=True, **params)
+        kernel = assert_pointwise_equals_reference(data, rng, -3, True, chunk_bytes)
+        p = kernel.compiled_pointwise
+        block, copy, contiguous = expected
+        if params["oc"] == 20:
+            block = 1  # 20 channels pad to 32
+        assert p is not None and {c[:3] for c in kernel.spy_calls} == {(block, copy, contiguous)}, params
+        if chunk_bytes is not None:
+            assert kernel.spy_calls[0][3] < p.out_hw[0] * p.out_hw[1], params  # several chunks per image
+
+
+def test_activation_bounds_outside_int8_are_refused():
+    """requant_ir clamps in int8: bounds outside it (never TFLM's for an int8 output) leave the
+    layer to the other kernels."""
+    args = ((4, 4, 8), (4, 4), (1, 1), (1, 1), (0, 0), 0, 0)
+    rest = (np.ones((8, 16)), None, np.full(16, 1 << 30), np.zeros(16, np.int64))
+    assert pointwise_small.plan(*args, -128, 127, *rest) is not None
+    assert pointwise_small.plan(*args, -129, 127, *rest) is None
+    assert pointwise_small.plan(*args, -128, 128, *rest) is None

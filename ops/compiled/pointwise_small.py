@@ -114,7 +114,7 @@ def plan(in_hwc, out_hw, kernel_hw, stride, padding, input_offset: int, output_o
                              bias, multiplier, shift)
     if requant is None or requant.wide:
         return None
-    if not -128 <= requant.activation_min and requant.activation_max <= 127:
+    if not (-128 <= requant.activation_min and requant.activation_max <= 127):
         return None  # requant_ir clamps in int8 (TFLM's int8 activation ranges always are)
     padded = packed.padded_channels
     block = 0 if padded % 64 == 0 else 1 if padded % 32 == 0 else 2
