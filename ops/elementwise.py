@@ -225,10 +225,59 @@ class BinaryKernel(OpKernel):
                 return y
         return self.lookup(x1, x2)
 
+    # int8 ADD / SUB / MUL: the formula in vector registers (compiled_elementwise.add_int8),
+    # ~0.25-0.35 ns per value against the table gather's ~0.5 (the 64 KB table does not fit L1).
+    # None: on hosts with AVX-512 (where it was measured); True / False: forced (tests).
+    INT8_FORMULA: bool | None = None
+    _int8_plan = None  # compiled_elementwise.AddInt8Plan, False when it does not apply; None: not yet made
+
     def compiled_formula(self, x1: np.ndarray, x2: np.ndarray) -> np.ndarray | None:
-        """A compiled kernel computing the int8 formula itself (ADD / SUB override it); None where
-        it does not apply, and the table gather runs."""
+        use = self.INT8_FORMULA
+        if use is False or (use is None and not compiled_elementwise.vector_host()):
+            return None
+        if x1.shape == x2.shape and x1.size >= compiled_elementwise.ADD_INT8_LANES and x1.flags.c_contiguous \
+                and x2.flags.c_contiguous:  # one flat run (residual adds): the short call
+            plan = self._int8_plan if self._int8_plan is not None else self._plan_int8()
+            if plan is False:
+                return None
+            out = np.empty(x1.shape, np.int8)
+            compiled_elementwise.add_int8_flat(plan, x1.reshape(-1), x2.reshape(-1), out.reshape(-1))
+            return out
+        lay = compiled_elementwise.layout(x1, x2)
+        if lay is None:
+            return None
+        shape, dims, s1, s2 = lay
+        if s1[3] != 1 or s2[3] != 1 or dims[3] < compiled_elementwise.ADD_INT8_LANES:
+            return None  # a broadcast or short innermost row: the gather
+        plan = self._int8_plan if self._int8_plan is not None else self._plan_int8()
+        if plan is False:
+            return None
+        out = np.empty(shape, np.int8)
+        compiled_elementwise.add_int8(plan, x1.reshape(-1), np.array(s1, np.int64), x2.reshape(-1),
+                                      np.array(s2, np.int64), np.array(dims, np.int64), out.reshape(-1))
+        return out
+
+    def int8_formula_plan(self):
+        """The compiled formula's plan (ADD / SUB / MUL override it), None where it does not apply."""
         return None
+
+    def _plan_int8(self):
+        """``int8_formula_plan`` (the default double rounding only), confirmed on all 65,536 input
+        pairs against the table (so the kernel as compiled here, with this layer's constants, is
+        checked whole); False where it does not apply."""
+        plan = False
+        if self.numerics is None or self.numerics.rounding == "double":
+            plan = self.int8_formula_plan() or False
+        if plan is not False:
+            pairs = np.arange(1 << 16, dtype=np.uint16)
+            x1, x2 = (pairs >> 8).astype(np.uint8).view(np.int8), (pairs & 0xFF).astype(np.uint8).view(np.int8)
+            out = np.empty(1 << 16, np.int8)
+            dims, strides = np.array([1, 1, 1, 1 << 16], np.int64), np.array([0, 0, 0, 1], np.int64)
+            compiled_elementwise.add_int8(plan, x1, strides, x2, strides, dims, out)
+            if out.tobytes() != self.table.tobytes():
+                plan = False
+        self._int8_plan = plan
+        return plan
 
     # Calls on more values than these take the compiled kernels of ops/compiled/elementwise.py when
     # they are enabled (ops.compiled): the int8 table gather in one pass, 0.48 ns per value against
@@ -451,63 +500,12 @@ class _AddSub(BinaryKernel):
             self.plan_int16(left_shift, ((m1, shift1), (m2, shift2), (m_out, shift_out)),
                             -z1, -z2, zo, act_min, act_max)
 
-    # int8: the formula in vector registers (compiled_elementwise.add_int8), ~0.25-0.35 ns per
-    # value against the table gather's ~0.5 (the 64 KB table does not fit L1). None: on hosts with
-    # AVX-512 (where it was measured); True / False: forced (tests).
-    INT8_FORMULA: bool | None = None
-    _int8_plan = None  # compiled_elementwise.AddInt8Plan, False when it does not apply; None: not yet made
-
-    def compiled_formula(self, x1: np.ndarray, x2: np.ndarray) -> np.ndarray | None:
-        use = self.INT8_FORMULA
-        if use is False or (use is None and not compiled_elementwise.vector_host()):
-            return None
-        if x1.shape == x2.shape and x1.size >= compiled_elementwise.ADD_INT8_LANES and x1.flags.c_contiguous \
-                and x2.flags.c_contiguous:  # one flat run (residual adds): the short call
-            plan = self._int8_plan
-            if plan is None:
-                plan = self._plan_int8()
-            if plan is False:
-                return None
-            out = np.empty(x1.shape, np.int8)
-            compiled_elementwise.add_int8_flat(plan, x1.reshape(-1), x2.reshape(-1), out.reshape(-1))
-            return out
-        lay = compiled_elementwise.layout(x1, x2)
-        if lay is None:
-            return None
-        shape, dims, s1, s2 = lay
-        if s1[3] != 1 or s2[3] != 1 or dims[3] < compiled_elementwise.ADD_INT8_LANES:
-            return None  # a broadcast or short innermost row: the gather
-        plan = self._int8_plan
-        if plan is None:
-            plan = self._plan_int8()
-        if plan is False:
-            return None
-        out = np.empty(shape, np.int8)
-        compiled_elementwise.add_int8(plan, x1.reshape(-1), np.array(s1, np.int64), x2.reshape(-1),
-                                      np.array(s2, np.int64), np.array(dims, np.int64), out.reshape(-1))
-        return out
-
-    def _plan_int8(self):
-        """``compiled_elementwise.add_int8_plan`` for this kernel (the default double rounding
-        only), confirmed on all 65,536 input pairs against the table (so the kernel as compiled
-        here, with this layer's constants, is checked whole); False where it does not apply."""
+    def int8_formula_plan(self):
         p = self.params
-        plan = False
-        if self.numerics is None or self.numerics.rounding == "double":
-            plan = compiled_elementwise.add_int8_plan(
-                self.sign, p.left_shift, (p.input1_offset, p.input1_multiplier, p.input1_shift),
-                (p.input2_offset, p.input2_multiplier, p.input2_shift), p.output_offset, p.output_multiplier,
-                p.output_shift, p.output_activation_min, p.output_activation_max) or False
-        if plan is not False:
-            pairs = np.arange(1 << 16, dtype=np.uint16)
-            x1, x2 = (pairs >> 8).astype(np.uint8).view(np.int8), (pairs & 0xFF).astype(np.uint8).view(np.int8)
-            out = np.empty(1 << 16, np.int8)
-            dims, strides = np.array([1, 1, 1, 1 << 16], np.int64), np.array([0, 0, 0, 1], np.int64)
-            compiled_elementwise.add_int8(plan, x1, strides, x2, strides, dims, out)
-            if out.tobytes() != self.table.tobytes():
-                plan = False
-        self._int8_plan = plan
-        return plan
+        return compiled_elementwise.add_int8_plan(
+            self.sign, p.left_shift, (p.input1_offset, p.input1_multiplier, p.input1_shift),
+            (p.input2_offset, p.input2_multiplier, p.input2_shift), p.output_offset, p.output_multiplier,
+            p.output_shift, p.output_activation_min, p.output_activation_max)
 
     def compiled_int16(self, x1, s1, x2, s2, dims, out) -> None:
         p = self.params
@@ -623,6 +621,12 @@ class Mul(BinaryKernel):
             self.tabulate_int8()
         else:
             self.plan_int16(0, ((multiplier, shift),), -z1, -z2, zo, act_min, act_max)
+
+    def int8_formula_plan(self):
+        p = self.params
+        return compiled_elementwise.mul_int8_plan(p.input1_offset, p.input2_offset, p.output_offset,
+                                                  p.output_multiplier, p.output_shift, p.output_activation_min,
+                                                  p.output_activation_max)
 
     def compiled_int16(self, x1, s1, x2, s2, dims, out) -> None:
         p = self.params

@@ -104,10 +104,10 @@ def build(op, kind, shapes, rng, scales, zero_points, activation, constant2):
 def three_ways(data, inputs, formula=False):
     """run_batch with the compiled kernels forced, with them off, and through the reference
     kernels; plus the compiled kernels' call counts and one run() per sample (compiled). int8
-    ADD / SUB take the table gather, or with ``formula`` their vector formula (``add_int8``)."""
+    ADD / SUB / MUL take the table gather, or with ``formula`` their vector formula (``add_int8``)."""
     copies = [x.copy() for x in inputs]
     with pytest.MonkeyPatch.context() as mp, spying() as calls, use_compiled(True):
-        mp.setattr(elementwise._AddSub, "INT8_FORMULA", formula)
+        mp.setattr(elementwise.BinaryKernel, "INT8_FORMULA", formula)
         mp.setattr(elementwise.BinaryKernel, "compiled_elements", -1)
         mp.setattr(elementwise.BinaryKernel, "compiled_elements_int16", -1)
         mp.setattr(elementwise, "TABLE_BUILD_COST", 0)
@@ -389,20 +389,16 @@ def formula_applies(data, inputs) -> bool:
     lay = compiled_elementwise.layout(x1, x2)
     if lay is None or lay[2][3] != 1 or lay[3][3] != 1 or lay[1][3] < compiled_elementwise.ADD_INT8_LANES:
         return False
-    p = kernel.params
-    return compiled_elementwise.add_int8_plan(
-        kernel.sign, p.left_shift, (p.input1_offset, p.input1_multiplier, p.input1_shift),
-        (p.input2_offset, p.input2_multiplier, p.input2_shift), p.output_offset, p.output_multiplier,
-        p.output_shift, p.output_activation_min, p.output_activation_max) is not None
+    return kernel.int8_formula_plan() is not None
 
 
 @settings(max_examples=60, deadline=None)
-@given(op=st.sampled_from(["ADD", "SUB"]), shapes=st.sampled_from(FORMULA_SHAPES),
+@given(op=st.sampled_from(["ADD", "SUB", "MUL"]), shapes=st.sampled_from(FORMULA_SHAPES),
        seed=st.integers(0, 2 ** 32 - 1), scales=st.tuples(scale_values, scale_values, scale_values),
        zero_points=st.tuples(int8_zero_points, int8_zero_points, int8_zero_points),
        activation=st.sampled_from(ACTIVATIONS), constant2=st.booleans())
 def test_int8_add_formula_equals_numpy_and_reference(op, shapes, seed, scales, zero_points, activation, constant2):
-    """int8 ADD / SUB with the vector formula forced: equal to the table lookup and the reference
+    """int8 ADD / SUB / MUL with the vector formula forced: equal to the table lookup and the reference
     formula; it ran wherever its plan applies, and its check on all 65,536 pairs never refused a
     plan (so the kernel equals the table for every drawn layer)."""
     rng = np.random.default_rng(seed)
@@ -474,6 +470,34 @@ def test_add_int8_kernel_on_every_pair_and_row_length():
                                       np.array([1, 1, rows, row], np.int64), got)
         assert got.tobytes() == want[start:start + n].tobytes(), (sign, z, s, lo, hi)
     assert variants == {(m, neg, sat) for m in range(3) for neg in (False, True) for sat in (False, True)}
+
+
+def test_mul_int8_kernel_on_every_pair():
+    """int8 MUL through the same kernel (mode 3) on all 65,536 pairs: random scales whose output
+    multipliers shift right (0..31) or left (up to 2^20 x), zero points at the int8 edges, bounds
+    above and below the output offset and the int8 range: equal to MulElementwise's formula."""
+    rng = np.random.default_rng(77)
+    x1, x2 = all_pairs()
+    variants, trials = set(), 0
+    while trials < 80:
+        real = float(10 ** rng.uniform(-9, 6))
+        m, shift = fp.quantize_multiplier(real)
+        z = [int(rng.choice([-128, 127, 0, int(rng.integers(-128, 128))])) for _ in range(3)]
+        lo, hi = sorted(int(v) for v in rng.choice([-128, 127, z[2], int(rng.integers(-128, 128))], 2))
+        if rng.random() < 0.4:
+            lo, hi = -128, 127
+        plan = compiled_elementwise.mul_int8_plan(-z[0], -z[1], z[2], m, shift, lo, hi)
+        if plan is None:
+            continue
+        trials += 1
+        variants.add((plan.negative, (lo, hi) == (-128, 127), shift > 0))
+        product = fp.wrap_int32((x1.astype(np.int64) - z[0]) * (x2.astype(np.int64) - z[1]))
+        want = np.clip(fp.wrap_int32(fp.multiply_by_quantized_multiplier(product, m, shift) + z[2]), lo, hi)
+        got = np.empty(x1.size, np.int8)
+        compiled_elementwise.add_int8_flat(plan, x1, x2, got)
+        assert got.tobytes() == want.astype(np.int8).tobytes(), (real, z, lo, hi)
+    assert {(neg, sat) for neg, sat, _ in variants} == {(n, t) for n in (False, True) for t in (False, True)}
+    assert any(left for _, _, left in variants)
 
 
 def test_add_int8_plan_refuses_what_it_cannot_compute():

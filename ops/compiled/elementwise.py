@@ -1,6 +1,6 @@
 """Compiled elementwise binary ops for large (batched) tensors: the int8 table gather of ADD, SUB,
-MUL and SQUARED_DIFFERENCE in one pass, int8 ADD / SUB's formula in vector registers, and TFLM's
-int16 ADD / SUB / MUL formula per element.
+MUL and SQUARED_DIFFERENCE in one pass, int8 ADD / SUB / MUL's formula in vector registers, and
+TFLM's int16 ADD / SUB / MUL formula per element.
 
 ops/elementwise.py takes these for calls on more than ``BinaryKernel.compiled_elements`` values
 when compiled kernels are enabled; smaller calls and anything ``layout`` cannot express keep the
@@ -67,6 +67,14 @@ Exactness.
   the ~10 µs of Python per call weighs; equal shapes take ``add_int8_flat``, four arguments).
   About 28 instructions per 16 values; the four multiplies (two vpmulld, two vpmuldq) dominate.
 
+* int8 MUL (``mul_int8_plan``, mode 3 of the same kernel): MulElementwise's
+  raw = wrap32((x1 + offset1)·(x2 + offset2)) as int32 lane additions and a multiply, which wrap
+  modulo 2^32 as C's int32 arithmetic on x86 does (numpy's int64 product then wrap32 is the same
+  residue), shifted left by max(shift, 0) & 31 in the lane (wraps, as ops.fixedpoint's int32
+  left shift), then the output step above (offset folded, the same negative-rounding rule; for
+  shift >= 0 the step is (p + 2^30) >> 31 with no negative term). Measured: a 32x32x16 MUL at
+  batch 128, 0.46 -> 0.23 ns/value (2.0x). No benchmark model has an int8 MUL.
+
 Only a call imports numba (``lazy_njit``): this module is imported by ops/elementwise.py at load
 and ``int16_plan`` runs at prepare, neither of which may pay for numba.
 """
@@ -83,7 +91,7 @@ from . import lazy_njit
 
 __all__ = ["layout", "int16_plan", "gather", "add_int16", "mul_int16", "AddInt8Plan", "add_int8_plan", "add_int8",
            "ADD_INT8_LANES", "vector_host",
-           "add_int8_flat"]
+           "add_int8_flat", "mul_int8_plan"]
 
 _INT32_MAX = (1 << 31) - 1
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -284,9 +292,7 @@ def add_int8_plan(sign: int, left_shift: int, input1: tuple[int, int, int], inpu
     step that differs from ops.fixedpoint on any of the 256 bytes or leaves int32, an output
     multiplier outside [0, 2^31) or shift outside -31..0. numpy only (the 256 bytes), no numba."""
     x = np.arange(-128, 128, dtype=np.int64)
-    if left_shift != 20 or not 0 <= output_multiplier <= _INT32_MAX or not -31 <= output_shift <= 0:
-        return None
-    if not -(1 << 24) <= output_offset <= (1 << 24) or not -128 <= act_min <= act_max <= 127:
+    if left_shift != 20 or output_shift > 0:
         return None
     scaled = [_per_input_reference(x, *i) for i in (input1, input2)]
     linear = [bool((s == (x + i[0]) << 19).all()) and abs(i[0]) < (1 << 11) for s, i in zip(scaled, (input1, input2))]
@@ -311,18 +317,46 @@ def add_int8_plan(sign: int, left_shift: int, input1: tuple[int, int, int], inpu
     s_l, s_g = (sign, 1) if swap else (1, sign)
     mode = 0 if s_l > 0 and s_g > 0 else 1 if s_l > 0 else 2
     big_k = int(fp.wrap_int32(np.int64(s_l * (off_l << 19) + s_g * off_g * q)))
-    # The output step (ops/compiled/depthwise.py's one-shift form, the offset folded into the
-    # rounding constant): |p| <= 2^62, so every int64 sum stays below 2^63 when this holds.
-    e_o = -output_shift
-    right = 31 + e_o
-    rounding = (1 << 30) + ((1 << (30 + e_o)) if e_o else 0) + (output_offset << right)
-    if abs(rounding) + (1 << 62) + (1 << 31) >= (1 << 63):
+    step = _output_step(output_offset, output_multiplier, output_shift, act_min, act_max)
+    if step is None or step[0] != 0:
         return None
-    negative = bool(e_o) and act_min < output_offset
+    _, _, rounding, right, negative = step
     constants = np.array([q, r, c, n, k, -off_g, big_k, output_multiplier, rounding, right, act_min, act_max, mode,
                           negative], np.int64)
     constants.flags.writeable = False
     return AddInt8Plan(swap, mode, negative, constants)
+
+
+def _output_step(output_offset: int, output_multiplier: int, output_shift: int, act_min: int,
+                 act_max: int) -> tuple[int, int, int, int, bool] | None:
+    """(left shift, output multiplier, rounding with the output offset folded in, right shift,
+    negative rounding needed) of the output requantization (module docstring), or None where its
+    bounds do not hold."""
+    if not 0 <= output_multiplier <= _INT32_MAX or not -31 <= output_shift or not -128 <= act_min <= act_max <= 127:
+        return None
+    if not -(1 << 24) <= output_offset <= (1 << 24):
+        return None
+    left, e_o = max(output_shift, 0) & 31, max(-output_shift, 0)  # (x86 masks C's shift count)
+    right = 31 + e_o
+    rounding = (1 << 30) + ((1 << (30 + e_o)) if e_o else 0) + (output_offset << right)
+    if abs(rounding) + (1 << 62) + (1 << 31) >= (1 << 63):
+        return None
+    return left, output_multiplier, rounding, right, bool(e_o) and act_min < output_offset
+
+
+def mul_int8_plan(offset1: int, offset2: int, output_offset: int, output_multiplier: int, output_shift: int,
+                  act_min: int, act_max: int) -> AddInt8Plan | None:
+    """The plan for int8 MUL with the default double rounding (mode 3 of the same kernel:
+    raw = wrap32(wrap32((x1 + offset1)·(x2 + offset2)) << left), the int32 lane product and
+    shift wrapping as C's int32 arithmetic does on x86, then the output step), or None."""
+    step = _output_step(output_offset, output_multiplier, output_shift, act_min, act_max)
+    if step is None or not all(-(1 << 31) <= v <= _INT32_MAX for v in (offset1, offset2)):
+        return None
+    left, multiplier, rounding, right, negative = step
+    constants = np.array([offset1, offset2, left, 0, 0, 0, 0, multiplier, rounding, right, act_min, act_max, 3,
+                          negative], np.int64)
+    constants.flags.writeable = False
+    return AddInt8Plan(False, 3, negative, constants)
 
 
 _add_rows = None
@@ -431,17 +465,20 @@ def _make_add_rows():
                 x_l, x_g = (builder.sext(builder.load(builder.bitcast(
                     builder.gep(pointers[j], [builder.add(starts[j], i)]), v8.as_pointer()), align=1), v32)
                     for j in range(2))
-                linear = builder.shl(x_l, nineteen)  # (x + offset)·2^19 without its offset (in K)
-                low = builder.add(builder.mul(x_g, r), c)
-                low = builder.sub(low, builder.select(builder.icmp_signed("<", x_g, x_lim), n_round, zeros32))
-                general = builder.add(builder.mul(x_g, q), builder.ashr(low, k))
-                if combine == 0:
-                    raw = builder.add(linear, general)
-                elif combine == 1:
-                    raw = builder.sub(linear, general)
-                else:
-                    raw = builder.sub(general, linear)
-                raw = builder.add(raw, big_k)
+                if combine == 3:  # MUL: wrap32(wrap32((x1 + offset1)·(x2 + offset2)) << left)
+                    raw = builder.shl(builder.mul(builder.add(x_l, q), builder.add(x_g, r)), c)
+                else:  # ADD / SUB
+                    linear = builder.shl(x_l, nineteen)  # (x + offset)·2^19 without its offset (in K)
+                    low = builder.add(builder.mul(x_g, r), c)
+                    low = builder.sub(low, builder.select(builder.icmp_signed("<", x_g, x_lim), n_round, zeros32))
+                    general = builder.add(builder.mul(x_g, q), builder.ashr(low, k))
+                    if combine == 0:
+                        raw = builder.add(linear, general)
+                    elif combine == 1:
+                        raw = builder.sub(linear, general)
+                    else:
+                        raw = builder.sub(general, linear)
+                    raw = builder.add(raw, big_k)
                 pairs = builder.bitcast(raw, h64)
                 values = (builder.ashr(builder.shl(pairs, thirty_two), thirty_two), builder.ashr(pairs, thirty_two))
                 results = []
@@ -465,21 +502,21 @@ def _make_add_rows():
 
             # One loop per (mode, negative rounding, bounds -128..127) triple: with the int8
             # bounds the clamp is constant (LLVM narrows with one saturating vpmovsdb).
-            variants = [builder.append_basic_block(f"add8.variant{v}") for v in range(12)]
-            modes = [builder.append_basic_block(f"add8.mode{v}") for v in range(3)]
-            rounding_kinds = [builder.append_basic_block(f"add8.kind{v}") for v in range(6)]
+            variants = [builder.append_basic_block(f"add8.variant{v}") for v in range(16)]
+            modes = [builder.append_basic_block(f"add8.mode{v}") for v in range(4)]
+            rounding_kinds = [builder.append_basic_block(f"add8.kind{v}") for v in range(8)]
             with_negative = builder.icmp_signed("!=", negative, zero)
             saturate = builder.and_(builder.icmp_signed("==", scalar(c_a, 10), ir.Constant(i64, -128)),
                                     builder.icmp_signed("==", scalar(c_a, 11), ir.Constant(i64, 127)))
             switch = builder.switch(mode, modes[0])
-            for v in range(3):
+            for v in range(4):
                 switch.add_case(ir.Constant(i64, v), modes[v])
                 builder.position_at_end(modes[v])
                 builder.cbranch(with_negative, rounding_kinds[2 * v + 1], rounding_kinds[2 * v])
                 for w in range(2):
                     builder.position_at_end(rounding_kinds[2 * v + w])
                     builder.cbranch(saturate, variants[4 * v + 2 * w + 1], variants[4 * v + 2 * w])
-            for v in range(12):
+            for v in range(16):
                 builder.position_at_end(variants[v])
                 emit_loop(v // 4, bool(v & 2), bool(v & 1))
             builder.position_at_end(done)
