@@ -101,8 +101,8 @@ class FusedU8ConvPlan:
     step_offsets: np.ndarray  # (S,) int64: each step's dword offset from a group's first pixel
     weights: np.ndarray  # flat (S·OC) int32: step s, channel o: the four int8 weights of its quad
     channels: int  # OC, a multiple of 16
-    # (2, OC) int32: the accumulators' start, bias + (input_offset - 128)·Σw modulo 2^32, and the
-    # right shift - 32 (0..30); (4, OC) int64: multiplier, rounding, negative rounding, right shift
+    # (3, OC) int32: the accumulators' start, bias + (input_offset - 128)·Σw modulo 2^32, the
+    # right shift - 32 (0..30) and the multiplier; (4, OC) int64: multiplier, rounding, negative rounding, right shift
     # (32..62), depthwise.py's (each row in the form the block loads it, broadcast from memory).
     consts32: np.ndarray
     consts64: np.ndarray
@@ -180,7 +180,7 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
     return FusedU8ConvPlan(
         (int(h), int(w), int(c)), (int(oh), int(ow)), int(sh), (int(pt), int(pl)), int(hp), int(wp),
         -int(input_offset) + 128, bool(split), _read_only(offsets), _read_only(packed.view(np.int32).reshape(-1)),
-        channels, _read_only(np.stack([start, consts64[3] - 32]).astype(np.int32)), _read_only(consts64),
+        channels, _read_only(np.stack([start, consts64[3] - 32, consts64[0]]).astype(np.int32)), _read_only(consts64),
         offset, requant.activation_min,
         requant.activation_max, mode)
 
@@ -216,9 +216,9 @@ def _requantize_high(builder, acc, multiplier, rounding, negative_rounding, righ
                      skip_negative: bool, saturate: bool):
     """depthwise.py's requantization of <16 x i32> accumulators whose channel's constants are the
     same in every lane, for right shifts s >= 32 (so the left shift max(shift, 0) is 0: s = 31 + e
-    with e = max(-shift, 0) >= 1 means shift < 0). ``multiplier`` <8 x i64> splat (0..2^31 - 1);
-    ``rounding``, ``negative_rounding`` <8 x i64> splats; ``right`` <16 x i32> splat of s - 32;
-    ``offset``, ``low``, ``high`` <16 x i32> splats. Returns <16 x i8>.
+    with e = max(-shift, 0) >= 1 means shift < 0). ``multiplier`` <8 x i64> whose low halves are the
+    multiplier (0..2^31 - 1); ``rounding``, ``negative_rounding`` <8 x i64> splats; ``right``
+    <16 x i32> splat of s - 32; ``offset``, ``low``, ``high`` <16 x i32> splats. Returns <16 x i8>.
 
     The even and odd int32 lanes, sign-extended, times M in int64 (exact: |p| < 2^62), plus the
     rounding terms: q = p + rounding - [p < -2^30]·negative_rounding (|q| < 2^63). Then
@@ -232,8 +232,8 @@ def _requantize_high(builder, acc, multiplier, rounding, negative_rounding, righ
     vec32, vec64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES // 2)
     thirty_two = ir.Constant(vec64, [32] * 8)
     a = builder.bitcast(acc, vec64)
-    # (The multiplier fits 32 signed bits: the shifts change no value, and let LLVM use vpmuldq with
-    # the broadcast from memory.)
+    # The multiplier sign-extended from its low half (M < 2^31: that is M), in the form LLVM turns
+    # into vpmuldq's operand, which reads only the low halves.
     m = builder.ashr(builder.shl(multiplier, thirty_two), thirty_two)
     parts = []
     for x in (builder.ashr(builder.shl(a, thirty_two), thirty_two), builder.ashr(a, thirty_two)):
@@ -315,7 +315,7 @@ def _make_row_block(split: bool):
     constants of channel column + c (``_requantize_high``; consts64 rows multiplier, rounding,
     negative rounding, right shift) and stored as int8 at out[target + i·stride + column + c].
     image: flat uint32 (four u bytes each); weights: flat int32 (four int8 each); consts32: flat
-    (2·OCp) int32 (starts, right shifts - 32); consts64: flat (4·OCp) int64; offsets: (S,) int64,
+    (3·OCp) int32 (starts, right shifts - 32, multipliers); consts64: flat (4·OCp) int64; offsets: (S,) int64,
     S >= 1; ``mode``: FusedU8ConvPlan.mode."""
     from llvmlite import ir
     from numba import types
@@ -403,9 +403,12 @@ def _make_row_block(split: bool):
                 """Channel c's multiplier, rounding and negative rounding (<8 x i64>) and right shift
                 - 32 (<16 x i32>), loaded where the requantization uses them (hoisted, 64 vectors
                 would spill)."""
-                values = [builder.load(builder.gep(row, [ir.Constant(i64, c)])) for row in c64_rows[:3]]
-                right = builder.load(builder.gep(c32, [builder.add(lanes, ir.Constant(i64, c))]))
-                return [_splat(builder, v, LANES // 2) for v in values] + [_splat(builder, right, LANES)]
+                values = [builder.load(builder.gep(row, [ir.Constant(i64, c)])) for row in c64_rows[1:3]]
+                right, multiplier = (builder.load(builder.gep(c32, [builder.add(builder.mul(lanes, ir.Constant(
+                    i64, k)), ir.Constant(i64, c))])) for k in (1, 2))
+                # The multiplier in both halves of each int64 lane: _requantize_high reads the low one.
+                multiplier = builder.bitcast(_splat(builder, multiplier, LANES), ir.VectorType(i64, LANES // 2))
+                return [multiplier] + [_splat(builder, v, LANES // 2) for v in values] + [_splat(builder, right, LANES)]
             out_data = builder.gep(builder.bitcast(out_a.data, i8.as_pointer()), [builder.add(target_v, column_v)])
             piece = ir.VectorType(i8, channels)
 
