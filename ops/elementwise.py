@@ -272,8 +272,7 @@ class BinaryKernel(OpKernel):
             pairs = np.arange(1 << 16, dtype=np.uint16)
             x1, x2 = (pairs >> 8).astype(np.uint8).view(np.int8), (pairs & 0xFF).astype(np.uint8).view(np.int8)
             out = np.empty(1 << 16, np.int8)
-            dims, strides = np.array([1, 1, 1, 1 << 16], np.int64), np.array([0, 0, 0, 1], np.int64)
-            compiled_elementwise.add_int8(plan, x1, strides, x2, strides, dims, out)
+            compiled_elementwise.add_int8_flat(plan, x1, x2, out)  # (the same rows as add_int8's)
             if out.tobytes() != self.table.tobytes():
                 plan = False
         self._int8_plan = plan
