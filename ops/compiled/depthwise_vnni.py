@@ -24,10 +24,13 @@ position, not once per output pixel and filter row that reads it. Two kinds of q
   1.05-1.32x on vww_96's stride-2 layers).
 
 A tap outside the image reads the pad vector, the int8 zero point in every channel, whose u is
-zero point + 128 (positions whose four taps are all inside the image skip that choice). Register
-blocks of R output pixels x 16 channels (R = 3, 4 or 5, whichever wastes the fewest slots: kws's
-25x5 image takes 5) run over the image's pixels in (oy, ox) order across row ends; the image's
-last block repeats its last pixel, storing the same bytes again. The accumulators are requantized
+zero point + 128 (positions whose four taps are all inside the image skip that choice; builds of
+16, 32 or 64 channels have no loop over channel blocks). Register blocks of R output pixels x 16
+channels (R = 4, or 3 where that idles >10% fewer slots, as on 3x3 images) run over the image's
+pixels in (oy, ox) order across row ends (kws's 5-pixel rows waste no slot but the image's last
+block's, which repeats the last pixel, storing the same bytes again). With the usual ReLU-type
+requantization (``mode`` bit 0 below) a 3x3 kernel's 3 or 4 quads are unrolled, their weights
+loaded once per 16 channels. The accumulators are requantized
 in registers and stored as int8: no int32 accumulator is stored or reloaded. Depth multipliers
 and channel counts that are not a multiple of 16 first get an int8 copy of the input with each
 channel repeated dm times and the zero point in the extra channels (they have zero weights); the
@@ -91,7 +94,9 @@ from . import depthwise, gemm_u8, lazy_njit
 __all__ = ["VnniDepthwisePlan", "plan", "depthwise_conv", "available"]
 
 LANES = 16
-BLOCK_ROWS = (4, 5, 3)
+# Output pixels per register block: 4, or 3 where that leaves >10% fewer slots idle (an image of
+# 3x3 pixels: 9 slots, not 12; measured 1.14x on those layers; 5 for kws's 125 made no difference).
+BLOCK_ROWS = (4, 3)
 # Stride-2 layers (dilation 1) use quads of 2x2 taps (plan's ``patches``); tests turn it off to pin
 # the row quads on them too.
 PATCHES = True  # output pixels per register block: the variants compiled (ties prefer the first)
@@ -124,7 +129,7 @@ class VnniDepthwisePlan:
     quad_rows: int  # rows of Q: (OH - 1)·sh + (KH - 1)·dh + 1 padded rows (patches: OH + ceil(KH / 2) - 1 pairs)
     pad_byte: int  # u of a tap outside the image: zero point + 128 (0..255)
     mode: int  # conv_column's: 1 = the clamp absorbs the negative rounding, 2 = bounds -128, 127
-    rows_per_block: int  # R, output pixels per register block (one of BLOCK_ROWS: the fewest wasted slots)
+    rows_per_block: int  # R, output pixels per register block (one of BLOCK_ROWS)
     # The kernel's tables (read-only), one per element type:
     # int64: _HEADER values (_H_* below), then columns (OW·J·4: input column of tap k of quad j at
     #   output column ox, times OCp; -1 outside the image), quad offsets (KH·J: quad (ky, j)'s byte
@@ -221,7 +226,8 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
         return out
 
     pixels = oh * ow
-    rows_per_block = min(BLOCK_ROWS, key=lambda r: (-(-pixels // r) * r, BLOCK_ROWS.index(r)))
+    slots = [-(-pixels // r) * r for r in BLOCK_ROWS]
+    rows_per_block = BLOCK_ROWS[0] if slots[-1] >= 0.9 * slots[0] else BLOCK_ROWS[-1]
     header = [len(cols), len(quad_offsets), pixels, padded, interior_lo, interior_hi, top, int(output_offset),
               int(activation_min), int(activation_max), mode, rows, row_bytes, oh, ow, rows_per_block, row_step,
               second]
@@ -245,18 +251,16 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
 
 _quad_row = None
 _conv_column = None  # R = 4
-_conv_column_5 = None
 _conv_column_3 = None
 _build_lock = threading.Lock()
 
 
 def _intrinsics():
-    global _quad_row, _conv_column, _conv_column_5, _conv_column_3
+    global _quad_row, _conv_column, _conv_column_3
     if _conv_column is None:
         with _build_lock:
             if _conv_column is None:
                 _quad_row = _make_quad_row()
-                _conv_column_5 = _make_conv_column(5)
                 _conv_column_3 = _make_conv_column(3)
                 _conv_column = _make_conv_column(4)
 
@@ -478,7 +482,14 @@ def _make_conv_column(rows: int):
                 value = builder.select(builder.icmp_signed(">", value, hi), hi, value)
                 return builder.trunc(value, narrow)
 
-            def emit(skip_negative, saturate):
+            def emit(skip_negative, saturate, fixed=0):
+                # fixed > 0: exactly that many quads, their weights and offsets loaded once.
+                fixed_quads = []
+                for g in range(fixed):
+                    g_v = ir.Constant(i64, g)
+                    w_address = builder.gep(w_data, [builder.add(builder.mul(g_v, quad_bytes), column_bytes)])
+                    fixed_quads.append((builder.load(builder.gep(quads_a.data, [g_v])),
+                                        builder.load(builder.bitcast(w_address, operand.as_pointer()), align=1)))
                 with cgutils.for_range(builder, blocks) as block_loop:
                     first = builder.mul(block_loop.index, ir.Constant(i64, rows))
                     pixels, bases = [], []
@@ -488,39 +499,58 @@ def _make_conv_column(rows: int):
                         pixels.append(p)
                         base = builder.load(builder.gep(pixels_a.data, [p]))
                         bases.append(builder.gep(q_data, [builder.add(base, column_bytes)]))
-                    entry = builder.block
-                    loop = builder.append_basic_block("dw.quad")
-                    done = builder.append_basic_block("dw.done")
-                    builder.branch(loop)
+                    if fixed:
+                        updated = [start] * rows
+                        for quad_offset, w in fixed_quads:
+                            updated = [builder.call(dot, [updated[r], builder.load(builder.bitcast(
+                                builder.gep(bases[r], [quad_offset]), operand.as_pointer()), align=1), w])
+                                for r in range(rows)]
+                    else:
+                        entry = builder.block
+                        loop = builder.append_basic_block("dw.quad")
+                        done = builder.append_basic_block("dw.done")
+                        builder.branch(loop)
 
-                    builder.position_at_end(loop)
-                    g = builder.phi(i64)
-                    g.add_incoming(ir.Constant(i64, 0), entry)
-                    sums = []
-                    for _ in range(rows):
-                        phi = builder.phi(accumulator)
-                        phi.add_incoming(start, entry)
-                        sums.append(phi)
-                    quad_offset = builder.load(builder.gep(quads_a.data, [g]))
-                    w_address = builder.gep(w_data, [builder.add(builder.mul(g, quad_bytes), column_bytes)])
-                    w = builder.load(builder.bitcast(w_address, operand.as_pointer()), align=1)
-                    updated = []
-                    for r in range(rows):
-                        u = builder.load(builder.bitcast(builder.gep(bases[r], [quad_offset]),
-                                                         operand.as_pointer()), align=1)
-                        updated.append(builder.call(dot, [sums[r], u, w]))
-                    g_next = builder.add(g, ir.Constant(i64, 1))
-                    g.add_incoming(g_next, loop)
-                    for phi, value in zip(sums, updated):
-                        phi.add_incoming(value, loop)
-                    builder.cbranch(builder.icmp_signed("<", g_next, count), loop, done)
+                        builder.position_at_end(loop)
+                        g = builder.phi(i64)
+                        g.add_incoming(ir.Constant(i64, 0), entry)
+                        sums = []
+                        for _ in range(rows):
+                            phi = builder.phi(accumulator)
+                            phi.add_incoming(start, entry)
+                            sums.append(phi)
+                        quad_offset = builder.load(builder.gep(quads_a.data, [g]))
+                        w_address = builder.gep(w_data, [builder.add(builder.mul(g, quad_bytes), column_bytes)])
+                        w = builder.load(builder.bitcast(w_address, operand.as_pointer()), align=1)
+                        updated = []
+                        for r in range(rows):
+                            u = builder.load(builder.bitcast(builder.gep(bases[r], [quad_offset]),
+                                                             operand.as_pointer()), align=1)
+                            updated.append(builder.call(dot, [sums[r], u, w]))
+                        g_next = builder.add(g, ir.Constant(i64, 1))
+                        g.add_incoming(g_next, loop)
+                        for phi, value in zip(sums, updated):
+                            phi.add_incoming(value, loop)
+                        builder.cbranch(builder.icmp_signed("<", g_next, count), loop, done)
+                        builder.position_at_end(done)
 
-                    builder.position_at_end(done)
                     for r in range(rows):
                         address = builder.gep(out_data, [builder.add(out_start_v, builder.add(
                             builder.mul(pixels[r], width), column_v))])
                         builder.store(requantize(updated[r], skip_negative, saturate),
                                       builder.bitcast(address, narrow.as_pointer()), align=1)
+
+            def emit_by_count(skip_negative, saturate):
+                """3x3 kernels: 3 row quads or 4 2x2 quads, unrolled; else the loop over quads."""
+                with builder.if_else(builder.icmp_signed("==", count, ir.Constant(i64, 3))) as (then, otherwise):
+                    with then:
+                        emit(skip_negative, saturate, 3)
+                    with otherwise:
+                        with builder.if_else(builder.icmp_signed("==", count, ir.Constant(i64, 4))) as (then4, other):
+                            with then4:
+                                emit(skip_negative, saturate, 4)
+                            with other:
+                                emit(skip_negative, saturate)
 
             skip = builder.icmp_signed("!=", builder.and_(mode_v, ir.Constant(i64, 1)), ir.Constant(i64, 0))
             full = builder.icmp_signed("!=", builder.and_(mode_v, ir.Constant(i64, 2)), ir.Constant(i64, 0))
@@ -529,9 +559,9 @@ def _make_conv_column(rows: int):
                     with branch:
                         with builder.if_else(full) as (then2, otherwise2):
                             with then2:
-                                emit(flag, True)
+                                (emit_by_count if flag else emit)(flag, True)
                             with otherwise2:
-                                emit(flag, False)
+                                (emit_by_count if flag else emit)(flag, False)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -588,11 +618,7 @@ def _kernel(src, wide, words, bytes_):
             _quad_row(flat, row_start, np.int64(inside), row_start2, np.int64(inside2), columns, pad, q,
                       py * row_bytes, interior_lo, interior_hi)
         for column in range(0, channels, 16):
-            if block_rows == 5:
-                _conv_column_5(q, pixel_offsets, quad_offsets, packed, init, multiplier, left_shift, rounding,
-                               negative_rounding, right_shift, out_flat, b * plane, column, output_offset, act_min,
-                               act_max, mode)
-            elif block_rows == 3:
+            if block_rows == 3:
                 _conv_column_3(q, pixel_offsets, quad_offsets, packed, init, multiplier, left_shift, rounding,
                                negative_rounding, right_shift, out_flat, b * plane, column, output_offset, act_min,
                                act_max, mode)
