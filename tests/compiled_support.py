@@ -2,6 +2,8 @@
 that a forced compiled path gives the reference kernels' bytes through run_batch and run."""
 from __future__ import annotations
 
+import contextlib
+
 import diff_support as ds
 import numpy as np
 import pytest
@@ -13,6 +15,24 @@ from interp.errors import ModelError, UnsupportedOpError
 from ops.compiled import use_compiled
 
 SAMPLES = 3  # samples per example: run_batch over all of them, run on the first
+
+
+@contextlib.contextmanager
+def counting_calls(module, *names: str):
+    """Inside the block, ``module``'s functions ``names`` count their calls (they still run):
+    yields {name: calls}, so a test can check that the path it forced really ran."""
+    calls = dict.fromkeys(names, 0)
+    with pytest.MonkeyPatch.context() as mp:
+        for name in names:
+            mp.setattr(module, name, _counted(calls, name, getattr(module, name)))
+        yield calls
+
+
+def _counted(calls: dict, name: str, function):
+    def counted(*args):
+        calls[name] += 1
+        return function(*args)
+    return counted
 
 
 def boundary_inputs(rng, interpreter, zero_point: int, extremes: bool, samples: int = SAMPLES) -> np.ndarray:

@@ -15,12 +15,12 @@ one tensor used as both operands works.
 """
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from compiled_support import counting_calls
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -55,19 +55,9 @@ SHAPES = [
 TYPE_EDGES = {"INT8": (-128, 127), "INT16": (-32768, 32767)}
 
 
-@contextlib.contextmanager
 def spying():
     """Counts the calls of each compiled kernel (they still run)."""
-    calls = dict.fromkeys(KERNELS, 0)
-    with pytest.MonkeyPatch.context() as mp:
-        for name in KERNELS:
-            kernel = getattr(compiled_elementwise, name)
-
-            def counted(*args, _name=name, _kernel=kernel):
-                calls[_name] += 1
-                return _kernel(*args)
-            mp.setattr(compiled_elementwise, name, counted)
-        yield calls
+    return counting_calls(compiled_elementwise, *KERNELS)
 
 
 def build(op, kind, shapes, rng, scales, zero_points, activation, constant2):

@@ -9,10 +9,9 @@ forty channels, and a window large enough for TFLM's int32 sum to wrap.
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
+from compiled_support import counting_calls
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,13 +27,8 @@ if not compiled.available():
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 
-@contextlib.contextmanager
 def spying():
-    calls = []
-    kernel = compiled_pooling.average_pool_int
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(compiled_pooling, "average_pool_int", lambda *args: calls.append(1) or kernel(*args))
-        yield calls
+    return counting_calls(compiled_pooling, "average_pool_int")
 
 
 def out_size(padding: str, size: int, filter_size: int, stride: int, rng) -> int:
@@ -59,7 +53,7 @@ def check(data: bytes, inputs: list[np.ndarray]) -> None:
         mp.setattr(AveragePool2D, "COMPILED_MIN_ELEMENTS", 0)
         got = fast.run_batch(inputs)[0]
         single = fast.run([inputs[0][0]])[0]
-    assert calls, "the compiled kernel did not run"
+    assert calls["average_pool_int"], "the compiled kernel did not run"
     with use_compiled(False):
         numpy_got = fast.run_batch(inputs)[0]
     assert got.dtype == want.dtype and got.shape == want.shape
@@ -121,9 +115,9 @@ def test_small_pools_keep_the_numpy_path():
     it = Interpreter.from_bytes(b.build())
     with spying() as calls, use_compiled(True):
         it.run([np.ones((1, 4, 4, 2), np.int8)])
-        assert not calls
+        assert not calls["average_pool_int"]
         it.run_batch([np.ones((AveragePool2D.COMPILED_MIN_ELEMENTS // 32, 1, 4, 4, 2), np.int8)])
-        assert calls
+        assert calls["average_pool_int"]
 
 
 def test_float64_quotient_truncates_as_c_integer_division():

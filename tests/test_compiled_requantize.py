@@ -13,7 +13,6 @@ channel-major layouts, non-contiguous and empty tensors.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from compiled_support import counting_calls
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,19 +41,9 @@ I32_MIN, I32_MAX = fp.INT32_MIN, fp.INT32_MAX
 KERNELS = ("requantize_last_axis", "requantize_channel_major", "finish_single_last_axis", "finish_split_last_axis")
 
 
-@contextlib.contextmanager
 def spying():
     """Counts the calls of each compiled kernel (they still run)."""
-    calls = dict.fromkeys(KERNELS, 0)
-    with pytest.MonkeyPatch.context() as mp:
-        for name in KERNELS:
-            kernel = getattr(compiled_requantize, name)
-
-            def counted(*args, _name=name, _kernel=kernel):
-                calls[_name] += 1
-                return _kernel(*args)
-            mp.setattr(compiled_requantize, name, counted)
-        yield calls
+    return counting_calls(compiled_requantize, *KERNELS)
 
 
 @pytest.fixture

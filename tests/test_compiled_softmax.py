@@ -9,10 +9,9 @@ whose int32 sum wraps, as TFLM's does.
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
+from compiled_support import counting_calls
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -29,13 +28,8 @@ if not compiled.available():
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 
-@contextlib.contextmanager
 def spying():
-    calls = []
-    kernel = compiled_softmax.softmax_int8_rows
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(compiled_softmax, "softmax_int8_rows", lambda *args: calls.append(1) or kernel(*args))
-        yield calls
+    return counting_calls(compiled_softmax, "softmax_int8_rows")
 
 
 def softmax_model(rows: int, depth: int, out_kind: str, input_scale: float, zero_point: int, beta: float) -> bytes:
@@ -52,7 +46,7 @@ def forced(interpreter: Interpreter, x: np.ndarray) -> np.ndarray:
     with spying() as calls, use_compiled(True), pytest.MonkeyPatch.context() as mp:
         mp.setattr(Softmax, "COMPILED_MIN_ROWS", 0)
         got = interpreter.run_batch([x])[0]
-    assert calls, "the compiled kernel did not run"
+    assert calls["softmax_int8_rows"], "the compiled kernel did not run"
     return got
 
 
