@@ -317,7 +317,8 @@ class Conv2D(_ConvBase):
     # its plan takes (input depth a multiple of 4 and >= ROWS_MIN_IN_DEPTH, output channels a
     # multiple of 16, stride_w 1, output rows of >= 16 or 8 pixels). Measured (each layer alone, one
     # thread, CPU time, batch 128, ns per output, first_conv -> this): pretrainedResnet 3x3 16->16
-    # 0.93-0.97 -> 0.85-0.86, 32->32 1.56 -> 1.56, 64->64 3.14 -> 2.94. Input depths of 3-4 stay
+    # 0.90-1.01 -> 0.80-0.92, 32->32 1.53-1.60 -> 1.47-1.59, 64->64 3.06-3.14 -> 2.75-2.94; the
+    # whole model 1.03-1.09x per sample (run_batch(128), one thread). Input depths of 3-4 stay
     # with first_conv's row blocks. ROWS_FORCE: None chooses by the threshold, True / False forces
     # it on every eligible layer / off (tests).
     ROWS_MIN_IN_DEPTH = 8

@@ -54,12 +54,15 @@ constants -128, 127 when those are the activation bounds. Every step is an integ
 float anywhere, no fastmath.
 
 Measured (each layer alone, one thread, CPU time, batch 128, median of 9, alternating in one
-process with the paths it replaces, same bytes; ns per output, gemm_u8 + Requantizer / first_conv's
-pixel blocks / this): pretrainedResnet 3x3 32x32x16->16 (ops 1, 2) 1.75-1.76 / 0.93-0.97 /
-0.85-0.86 (2.05x over gemm_u8, 1.10-1.12x over first_conv); 3x3 16x16x32->32 (op 5) 2.39 / 1.56 /
-1.56; 3x3 8x8x64->64 (op 9, two rows per group) 3.78 / 3.14 / 2.94. Of op 1's 0.85: the products
-~0.61 (2.25 vpdpbusd per output at one per cycle), the per-image layout change ~0.06-0.08, the
-requantization, transpose and stores ~0.14-0.17. (Before the changes that made it so: the layout
+process with the paths it replaces, same bytes, a shared and loaded machine; ns per output,
+gemm_u8 + Requantizer / first_conv's pixel blocks / this): pretrainedResnet 3x3 32x32x16->16
+(ops 1, 2) 1.64-1.85 / 0.90-1.01 / 0.80-0.92 (1.9-2.2x over gemm_u8, 1.10-1.19x over first_conv);
+3x3 16x16x32->32 (op 5) 2.25-2.52 / 1.53-1.60 / 1.47-1.59 (1.00-1.04x over first_conv); 3x3
+8x8x64->64 (op 9, two rows per group) 3.48-3.84 / 3.06-3.14 / 2.75-2.94 (1.07-1.13x); the whole
+model, run_batch(128) on one thread, CPU per sample 0.127 -> 0.117-0.124 ms (1.03-1.09x).
+Of op 1's ~0.82: the products ~0.61 (2.25 vpdpbusd per output at
+one per cycle), the per-image layout change ~0.06-0.08, the requantization, transpose and stores
+~0.14-0.17. (Before the changes that made it so: the layout
 change as a scalar loop 0.11-0.4, the requantization with per-lane constants hoisted out of the
 mode switch 0.28 and LLVM's own byte transpose 0.24. A stride-2 variant, the even dwords of two
 loads per step, lost to first_conv on 3x3/2 32x32x16->32: 1.06-1.14 against 0.93.)
