@@ -62,6 +62,9 @@ person_detect op 1 (the same shape, batch 128) 1.35 -> 0.41 (3.27x), person_dete
 dm 8 3x3/2, batch 128) 2.19 -> 0.42 (5.23x). Of the ~0.4 ns, ~0.09 is the padded copy and ~0.31
 the register blocks (3 vpermb + 3 vpdpbusd + ~18 requantization instructions per 16 outputs).
 Two or four pixel groups per loop iteration (independent accumulators) measured the same as one.
+A later run on a quieter machine: 1.32 -> 0.36 (3.68x), 1.31 -> 0.41 (3.17x), 2.20 -> 0.40 (5.53x).
+Whole models, run_batch(128) on 2 threads, process CPU per sample, without -> with this kernel:
+vww_96 0.133 -> 0.112 ms (1.19x), person_detect 0.165 -> 0.109 ms (1.52x).
 Synthetic 3x3 layers (batch 64): 48x48 with 4, 2, 1 channels 2.13 / 3.21 / 5.29 -> 0.44 / 0.69 /
 0.92, 96x96x1 dm 4 and dm 16 stride 2 4.27 / 1.55 -> 0.66 / 0.37, 48x48x16 dm 1 0.39 (= depthwise_vnni).
 """
