@@ -611,13 +611,11 @@ class DepthwiseConv2D(_ConvBase):
     # The compiled kernel's parameters (int8 and 16x8 with the default numerics), else None.
     compiled_params = None
     # The int8 kernel on VNNI byte dot products (ops/compiled/depthwise_vnni.py: four taps x 16
-    # channels per vpdpbusd, accumulators in registers; AVX512-VNNI hosts only, else
-    # compiled_params' kernel). Per layer, one thread, CPU time, batch 64 (MobileNetV2 8), ns per
-    # output current -> vnni: vww_96 / person_detect 16..256 channels 0.94-1.68 -> 0.57-0.91
-    # (1.42-2.13x), kws 1.30 -> 0.76 (1.71x), MobileNetV2 0.80-1.44 -> 0.62-1.07 (1.31-1.55x); but
-    # 8 channels (half of each 16-lane vector idle) 0.57x and 1 channel x dm 8 0.34x. So taken
-    # for dm == 1 and channels a multiple of 16 (whole models, run_batch(64) on 2 threads, ms per
-    # sample: vww_96 0.320 -> 0.283, kws 0.110 -> 0.096, person_detect 0.334 -> 0.288).
+    # channels per vpdpbusd from a quad image built once per image, accumulators requantized in
+    # registers; AVX512-VNNI hosts only, else compiled_params' kernel). Per layer, one thread, CPU
+    # time, batch 64 (kws / person_detect 128), ns per output, compiled_params' kernel -> vnni:
+    # vww_96 / person_detect 16..256 channels 0.94-1.68 -> 0.26-0.42, kws 1.30 -> 0.28. Taken for
+    # channels a multiple of 16 (8 channels and 1 channel x dm 8: depthwise_narrow below).
     # VNNI_FORCE: None chooses so, True / False force it on (wherever plan applies) / off (tests).
     VNNI_FORCE: bool | None = None
     compiled_vnni = None
