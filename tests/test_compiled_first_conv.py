@@ -30,7 +30,7 @@ from compiled_support import conv_model as shared_conv_model  # noqa: E402
 
 from interp import Interpreter  # noqa: E402
 from ops import fixedpoint as fp  # noqa: E402
-from ops.compiled import first_conv, use_compiled  # noqa: E402
+from ops.compiled import first_conv, lanes_ir, use_compiled  # noqa: E402
 from ops.conv import Conv2D  # noqa: E402
 
 if not first_conv.available():
@@ -196,7 +196,7 @@ def test_the_clamp_absorbs_the_negative_rounding():
             multiplier = np.full(16, int(rng.integers(1 << 30, 1 << 31)))
             p = first_conv.plan((1, 256, 1), (1, 256), (1, 1), (1, 1), (1, 1), (0, 0), 0, offset, low, 127, weights,
                                 bias, multiplier, np.full(16, shift))
-            assert p.mode & first_conv.MODE_SKIP_NEGATIVE and p.block >= len(first_conv.BLOCKS)
+            assert p.mode & lanes_ir.MODE_SKIP_NEGATIVE and p.block >= len(first_conv.BLOCKS)
             got = first_conv.conv(p, x, np.int8)
             want = _plain_first_conv(x, weights, bias, multiplier, np.full(16, shift), 0, offset, low, 127, (1, 1),
                                      (1, 1), (0, 0), (1, 256))

@@ -36,22 +36,12 @@ TFLM's int32 for EVERY accumulator bound (addition and multiplication modulo 2^3
 and commutative, as ops/compiled/depthwise.py argues; the tests drive biases near ±2^31 to pin
 the wrapping case). Lanes repeated at a row's end recompute the same pixels.
 Then MultiplyByQuantizedMultiplier, + output_offset wrapped to int32, the clamp and the int8
-store in ops/compiled/depthwise.py's form (its docstring derives both of TFLM's roundings as one
-arithmetic shift of an int64, its tests check it on extreme values), with its per-channel
-constants (depthwise.plan, called for this layer's channels as a 1x1 depthwise layer's, as
-pointwise_small.plan and first_conv.plan do): ``p = int64(a)·M`` (exact, |p| < 2^62),
-``r = (p + rounding - [p < -2^30]·negative_rounding) >> right_shift``, ``int32(r) + output_offset``
-modulo 2^32, clamped to the activation range (inside int8, so the int8 truncation keeps it).
-``plan`` takes only layers whose right shifts are all >= 32 (e = max(-shift, 0) >= 1, the
-multiplier below 1/2: every real layer's), so no channel shifts left (left = max(shift, 0) = 0)
-and ``_requantize_high`` takes r from the high int32 words of the int64 sums (its docstring).
-first_conv's two shortcuts, each chosen by ``plan`` only where it changes no byte (first_conv's
-docstring): MODE_SKIP_NEGATIVE leaves out the negative rounding when activation_min >=
-output_offset and |output_offset| < 2^29 (the rounding turns r = k into k - 1 only where k <= 0,
-|k| <= 2^30 for e >= 1, and then both k + offset and k - 1 + offset are <= output_offset <=
-activation_min without wrapping: both clamp to activation_min); MODE_SATURATE compares with the
-constants -128, 127 when those are the activation bounds. Every step is an integer operation: no
-float anywhere, no fastmath.
+store: ops/compiled/lanes_ir.requantize_high with depthwise.plan's per-channel constants (called
+for this layer's channels as a 1x1 depthwise layer's, as pointwise_small.plan and first_conv.plan
+do). ``plan`` takes only layers whose right shifts are all >= 32 (e = max(-shift, 0) >= 1, the
+multiplier below 1/2: every real layer's), the precondition under which lanes_ir's docstring
+proves r equal to the high int32 words of the int64 sums shifted by s - 32, and sets lanes_ir's
+MODE_SKIP_NEGATIVE / MODE_SATURATE where its proofs hold. No float anywhere, no fastmath.
 
 Measured (each layer alone, one thread, CPU time, batch 128, median of 9, alternating in one
 process with the paths it replaces, same bytes, a shared and loaded machine; ns per output,
@@ -77,14 +67,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import depthwise, first_conv, gemm_u8, lazy_njit
+from . import depthwise, gemm_u8, lazy_njit
+from .lanes_ir import mode as requantize_mode
+from .lanes_ir import requantize_high, splat, tails
 
 __all__ = ["FusedU8ConvPlan", "plan", "conv", "available"]
 
 LANES = 16
 _INT32 = 1 << 32
-MODE_SKIP_NEGATIVE = first_conv.MODE_SKIP_NEGATIVE
-MODE_SATURATE = first_conv.MODE_SATURATE
 # The per-image transposes of 16 (or 8) pixels' dwords exist for these C/4 (others: a scalar loop).
 TRANSPOSED_QUADS = (2, 4, 8, 16)
 
@@ -112,7 +102,7 @@ class FusedU8ConvPlan:
     output_offset: int
     activation_min: int
     activation_max: int
-    mode: int  # MODE_SKIP_NEGATIVE | MODE_SATURATE where they hold
+    mode: int  # lanes_ir.MODE_SKIP_NEGATIVE | lanes_ir.MODE_SATURATE where they hold
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -161,21 +151,19 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
                                                              requant.negative_rounding, requant.right_shift)])
     # A channel whose multiplier is 0 (a zero scale) has p = 0 and r = rounding >> right_shift = 0
     # whatever its shift (rounding = 2^30 + [e > 0]·2^(30+e) < 2^(31+e)); so do 0 >> 32 with zero
-    # rounding terms, which _requantize_high can take.
+    # rounding terms, which lanes_ir.requantize_high can take.
     dead = consts64[0] == 0
     consts64[1:, dead] = 0
     consts64[3, dead] = 32
     if int(consts64[3].min()) < 32:
-        return None  # e = 0 somewhere: _requantize_high needs right shifts >= 32
+        return None  # e = 0 somewhere: lanes_ir.requantize_high needs right shifts >= 32
     assert int(np.max(np.asarray(requant.left_shift)[~dead], initial=0)) == 0 and int(consts64[3].max()) <= 62
     # The accumulators start at bias + (input_offset - 128)·Σw modulo 2^32 (the docstring).
     start = (np.asarray(requant.bias, np.int64) + (int(input_offset) - 128) * filters.sum(axis=0)) % _INT32
     start = (start + (1 << 31)) % _INT32 - (1 << 31)
-    # first_conv's shortcuts, where they change no byte (the module docstring).
+    # lanes_ir's shortcuts, where they change no byte (its docstring).
     offset = int(requant.output_offset)
-    mode = MODE_SKIP_NEGATIVE if requant.activation_min >= offset and abs(offset) < (1 << 29) else 0
-    if (requant.activation_min, requant.activation_max) == (-128, 127):
-        mode |= MODE_SATURATE
+    mode = requantize_mode(requant.activation_min, requant.activation_max, offset)
     quads = c // 4
     offsets = np.array([(ky * dh * quads + q) * wp + kx * dw for ky in range(kh) for kx in range(kw)
                         for q in range(quads)], np.int64)
@@ -213,48 +201,6 @@ def _intrinsics():
             _t16_2, _t16_4, _t16_8, _t16_16 = [_make_transpose(q, LANES) for q in TRANSPOSED_QUADS]
             _t8_2, _t8_4, _t8_8, _t8_16 = [_make_transpose(q, LANES // 2) for q in TRANSPOSED_QUADS]
             _built = True
-
-
-def _requantize_high(builder, acc, multiplier, rounding, negative_rounding, right, offset, low, high,
-                     skip_negative: bool, saturate: bool):
-    """depthwise.py's requantization of <16 x i32> accumulators whose channel's constants are the
-    same in every lane, for right shifts s >= 32 (so the left shift max(shift, 0) is 0: s = 31 + e
-    with e = max(-shift, 0) >= 1 means shift < 0). ``multiplier`` <8 x i64> whose low halves are the
-    multiplier (0..2^31 - 1); ``rounding``, ``negative_rounding`` <8 x i64> splats; ``right``
-    <16 x i32> splat of s - 32; ``offset``, ``low``, ``high`` <16 x i32> splats. Returns <16 x i8>.
-
-    The even and odd int32 lanes, sign-extended, times M in int64 (exact: |p| < 2^62), plus the
-    rounding terms: q = p + rounding - [p < -2^30]·negative_rounding (|q| < 2^63). Then
-    r = q >> s = (q >> 32) >> (s - 32) (floor division by 2^32, then by 2^(s-32)), and q >> 32 is
-    the high int32 word of q (|q| < 2^63); r fits int32, so int32(r) = r as in the int64 form.
-    The high words of both halves are interleaved back into 16 lanes and shifted as int32. Then + output_offset
-    (int32, wraps), the clamp in TFLM's order and the int8 truncation, as first_conv._requantize."""
-    from llvmlite import ir
-
-    i32, i64 = ir.IntType(32), ir.IntType(64)
-    vec32, vec64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES // 2)
-    thirty_two = ir.Constant(vec64, [32] * 8)
-    a = builder.bitcast(acc, vec64)
-    # The multiplier sign-extended from its low half (M < 2^31: that is M), in the form LLVM turns
-    # into vpmuldq's operand, which reads only the low halves.
-    m = builder.ashr(builder.shl(multiplier, thirty_two), thirty_two)
-    parts = []
-    for x in (builder.ashr(builder.shl(a, thirty_two), thirty_two), builder.ashr(a, thirty_two)):
-        product = builder.mul(x, m)  # exact: |p| < 2^62
-        total = builder.add(product, rounding)
-        if not skip_negative:
-            below = builder.icmp_signed("<", product, ir.Constant(vec64, [-(1 << 30)] * 8))
-            total = builder.sub(total, builder.select(below, negative_rounding, ir.Constant(vec64, [0] * 8)))
-        parts.append(builder.bitcast(total, vec32))
-    # Lane 2i: the even half's lane i high word (element 2i + 1), lane 2i + 1: the odd half's.
-    words = builder.shuffle_vector(parts[0], parts[1], ir.Constant(
-        vec32, [j + 1 if j % 2 == 0 else LANES + j for j in range(LANES)]))
-    value = builder.add(builder.ashr(words, right), offset)  # + output_offset, modulo 2^32
-    if saturate:
-        low, high = ir.Constant(vec32, [-128] * LANES), ir.Constant(vec32, [127] * LANES)
-    value = builder.select(builder.icmp_signed("<", value, low), low, value)
-    value = builder.select(builder.icmp_signed(">", value, high), high, value)
-    return builder.trunc(value, ir.VectorType(ir.IntType(8), LANES))
 
 
 def _make_transpose(quads: int, pixels: int):
@@ -315,7 +261,7 @@ def _make_row_block(split: bool):
         acc_c[i] = consts32[column + c] + Σ_s Σ_{b<4} byte b of image[base + offsets[s] + d(i)]
                                                    · byte b of weights[s·OCp + column + c]   (int32, mod 2^32)
     with d(i) = i, or (split) i for i < 8 and second + i - 8 for i >= 8; then requantized with the
-    constants of channel column + c (``_requantize_high``; consts64 rows multiplier, rounding,
+    constants of channel column + c (``lanes_ir.requantize_high``; consts64 rows multiplier, rounding,
     negative rounding, right shift) and stored as int8 at out[target + i·stride + column + c].
     image: flat uint32 (four u bytes each); weights: flat int32 (four int8 each); consts32: flat
     (3·OCp) int32 (starts, right shifts - 32, multipliers); consts64: flat (4·OCp) int64; offsets: (S,) int64,
@@ -327,7 +273,6 @@ def _make_row_block(split: bool):
     i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
     vec32 = ir.VectorType(i32, LANES)
     channels = LANES
-    _splat = first_conv._splat
 
     def block(typingctx, image, base, second, offsets, weights, consts32, consts64, out, target, column, stride,
               output_offset, act_min, act_max, mode):
@@ -360,7 +305,7 @@ def _make_row_block(split: bool):
             weight_words = builder.gep(builder.bitcast(weights_a.data, i32.as_pointer()), [column_v])
             c32 = builder.gep(builder.bitcast(c32_a.data, i32.as_pointer()), [column_v])
             c64 = builder.gep(builder.bitcast(c64_a.data, i64.as_pointer()), [column_v])
-            starts = [_splat(builder, builder.load(builder.gep(c32, [ir.Constant(i64, c)])), LANES)
+            starts = [splat(builder, builder.load(builder.gep(c32, [ir.Constant(i64, c)])), LANES)
                       for c in range(channels)]
             entry = builder.block
             loop = builder.append_basic_block("row.step")
@@ -389,7 +334,7 @@ def _make_row_block(split: bool):
             updated = []
             for c in range(channels):
                 word = builder.load(builder.gep(row, [ir.Constant(i64, c)]), align=4)
-                w = _splat(builder, word, LANES)
+                w = splat(builder, word, LANES)
                 w = builder.bitcast(w, operand) if operand != vec32 else w
                 updated.append(builder.call(dot, [sums[c], x, w]))
             step_next = builder.add(step, ir.Constant(i64, 1))
@@ -399,7 +344,7 @@ def _make_row_block(split: bool):
             builder.cbranch(builder.icmp_signed("<", step_next, steps), loop, done)
 
             builder.position_at_end(done)
-            offset, low, high = (_splat(builder, value, LANES) for value in (offset_v, low_v, high_v))
+            offset, low, high = (splat(builder, value, LANES) for value in (offset_v, low_v, high_v))
             c64_rows = [builder.gep(c64, [builder.mul(lanes, ir.Constant(i64, k))]) for k in range(4)]
 
             def channel_constants(c):
@@ -409,9 +354,9 @@ def _make_row_block(split: bool):
                 values = [builder.load(builder.gep(row, [ir.Constant(i64, c)])) for row in c64_rows[1:3]]
                 right, multiplier = (builder.load(builder.gep(c32, [builder.add(builder.mul(lanes, ir.Constant(
                     i64, k)), ir.Constant(i64, c))])) for k in (1, 2))
-                # The multiplier in both halves of each int64 lane: _requantize_high reads the low one.
-                multiplier = builder.bitcast(_splat(builder, multiplier, LANES), ir.VectorType(i64, LANES // 2))
-                return [multiplier] + [_splat(builder, v, LANES // 2) for v in values] + [_splat(builder, right, LANES)]
+                # The multiplier in both halves of each int64 lane: lanes_ir.requantize_high reads the low one.
+                multiplier = builder.bitcast(splat(builder, multiplier, LANES), ir.VectorType(i64, LANES // 2))
+                return [multiplier] + [splat(builder, v, LANES // 2) for v in values] + [splat(builder, right, LANES)]
             out_data = builder.gep(builder.bitcast(out_a.data, i8.as_pointer()), [builder.add(target_v, column_v)])
             piece = ir.VectorType(i8, channels)
 
@@ -419,7 +364,7 @@ def _make_row_block(split: bool):
                 results = []
                 for c in range(channels):
                     multiplier, rounding, negative, right = channel_constants(c)
-                    results.append(_requantize_high(builder, updated[c], multiplier, rounding, negative, right, offset,
+                    results.append(requantize_high(builder, updated[c], multiplier, rounding, negative, right, offset,
                                                     low, high, skip_negative, saturate))
                 # In-register transpose to pixel-major bytes: quarters[k] byte 16m + i = channel 4k + m of
                 # pixel i; pixels[j] byte 16p + c = channel c of pixel 4j + p, taken from quarters[c // 4]
@@ -464,7 +409,7 @@ def _make_row_block(split: bool):
                 builder.branch(stored)
                 builder.position_at_end(stored)
 
-            first_conv._tails(builder, mode_v, emit)
+            tails(builder, mode_v, emit)
             return context.get_dummy_value()
 
         return sig, codegen

@@ -44,24 +44,11 @@ TFLM's int32 for EVERY accumulator bound (addition and multiplication modulo 2^3
 and commutative; ops/compiled/depthwise.py and pointwise_small.py make the same argument; the
 tests drive biases near ±2^31 to pin the wrapping case). Padding lanes of the quads and of the
 channels carry zero weights; padding channels are never stored.
-Then MultiplyByQuantizedMultiplier, + output_offset wrapped to int32, the clamp and the int8
-store in exactly ops/compiled/depthwise.py's form (its docstring derives both of TFLM's
-roundings as one arithmetic shift of an int64, and its tests check it on extreme values):
-``a = int32(acc << left)`` (wrapping, left = max(shift, 0) & 31), ``p = int64(a)·M``,
-``r = (p + rounding - [p < -2^30]·negative_rounding) >> right_shift`` (right_shift 31..62, so
-LLVM's shifts are defined), ``int32(r) + output_offset`` modulo 2^32, clamped to the activation
-range (inside int8, so the int8 truncation keeps it). The per-channel constants are those
-depthwise.plan computes, called for this layer's channels as a 1x1 depthwise layer's (as
-pointwise_small.plan does), so the kernels cannot disagree on them. Every step is an integer
-operation on lanes of the same width as the scalar form: no float anywhere, no fastmath. In IR:
-the even and the odd int32 lanes become two vectors of 8 sign-extended int64 (``ashr(shl(a, 32),
-32)`` and ``ashr(a, 32)``; the products are exact, |p| < 2^62), and the two results' low halves
-are interleaved back. Two shortcuts, each chosen by ``plan`` (``mode``) where it changes no byte:
-MODE_SKIP_NEGATIVE leaves out the negative rounding when activation_min >= output_offset and
-|output_offset| < 2^29 (it turns r = k into k - 1 only where k <= 0, and both k + offset and
-k - 1 + offset are then <= output_offset <= activation_min without wrapping: |k| <= 2^30 for
-e >= 1, so both clamp to activation_min); MODE_SATURATE compares with the constants -128, 127 when
-those are the activation bounds (the same comparison, which LLVM lowers to vpmovsdb).
+Then MultiplyByQuantizedMultiplier, + output_offset wrapped to int32, the clamp and the int8 store:
+ops/compiled/lanes_ir.requantize on the register block's lanes (lanes_ir's docstring proves each
+IR step and the two shortcuts ``plan`` chooses, MODE_SKIP_NEGATIVE and MODE_SATURATE), with the
+per-channel constants depthwise.plan computes, called for this layer's channels as a 1x1 depthwise
+layer's (as pointwise_small.plan does), so the kernels cannot disagree on them.
 
 Measured (each layer alone, one thread, CPU time, median of 9, the path it replaces alternating
 with this one in one process, same bytes; ns per output): vww_96 op 0 3x3/2 96x96x3->8 (batch 64,
@@ -86,6 +73,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import depthwise, gemm_u8, lazy_njit
+from .lanes_ir import even_odd_order, requantize, splat, tails
+from .lanes_ir import mode as requantize_mode
 
 __all__ = ["FirstConvPlan", "plan", "conv", "available"]
 
@@ -99,9 +88,8 @@ _SHARE_4, _SHARE_2, _PLAIN_16, _PLAIN_32, _PLAIN_64 = range(5)
 # Row blocks (block ids len(BLOCKS) + k): 16 pixels of an output row in the lanes, one vector per
 # output channel, for exactly ROW_CHANNELS[k] output channels.
 ROW_CHANNELS = (4, 8, 16)
-# The requantization's two shortcuts (``plan`` proves each where it sets it):
-MODE_SKIP_NEGATIVE = 1  # leave out the negative rounding: the clamp absorbs it
-MODE_SATURATE = 2  # the activation bounds are -128 and 127: compared as constants
+# The requantization's two shortcuts (MODE_SKIP_NEGATIVE, MODE_SATURATE: ops/compiled/lanes_ir.py
+# proves each; ``plan`` sets them where they hold).
 # Bytes a row block's table holds (two 64-byte vectors for vpermi2b): 16 pixels' windows must fit.
 _TABLE = 128
 
@@ -132,7 +120,7 @@ class FirstConvPlan:
     output_offset: int
     activation_min: int
     activation_max: int
-    mode: int  # MODE_SKIP_NEGATIVE | MODE_SATURATE where they hold
+    mode: int  # lanes_ir.MODE_SKIP_NEGATIVE | lanes_ir.MODE_SATURATE where they hold
     block: int  # index into BLOCKS, or len(BLOCKS) + k for the row block of ROW_CHANNELS[k] channels
 
 
@@ -214,16 +202,10 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
     for row, values in enumerate((requant.multiplier, requant.rounding, requant.negative_rounding,
                                   requant.right_shift)):
         consts64[row, valid] = np.asarray(values, np.int64)[source[valid]]
-    if block < len(BLOCKS):  # each 16 lanes' int64 constants in _requantize's order: even lanes, then odd
-        consts64 = consts64.reshape(4, -1, LANES // 2, 2).transpose(0, 1, 3, 2).reshape(4, lanes)
-    # The negative rounding (2^31 where p < -2^30, only for e >= 1) turns r = k into k - 1, and only
-    # when k <= 0 ((p + 2^30 + 2^(30+e)) >> (31+e) with p + 2^30 < 0 is below 1/2); |k| <= 2^30 for
-    # e >= 1, so with |output_offset| < 2^29 neither k + offset nor k - 1 + offset wraps in int32 and
-    # both are <= output_offset <= activation_min: the clamp gives activation_min either way.
-    offset = int(requant.output_offset)
-    mode = MODE_SKIP_NEGATIVE if requant.activation_min >= offset and abs(offset) < (1 << 29) else 0
-    if (requant.activation_min, requant.activation_max) == (-128, 127):
-        mode |= MODE_SATURATE
+    if block < len(BLOCKS):  # each 16 lanes' int64 constants in lanes_ir.requantize's order: even lanes, then odd
+        consts64 = even_odd_order(consts64)
+    # lanes_ir's shortcuts where its proofs hold (the clamp absorbs the negative rounding; int8 bounds).
+    mode = requantize_mode(requant.activation_min, requant.activation_max, requant.output_offset)
     assert 31 <= int(consts64[3].min()) and int(consts64[3].max()) <= 62 and 0 <= int(consts32[1].min()) \
         and int(consts32[1].max()) <= 31  # LLVM's shifts are defined for these counts
     runs = np.array(runs, np.int64)
@@ -274,69 +256,6 @@ def _intrinsics():
             _blocks = made + rows
 
 
-def _splat(builder, value, count: int):
-    """<count x T> with every lane ``value`` (an IR value)."""
-    from llvmlite import ir
-
-    vector = ir.VectorType(value.type, count)
-    one = builder.insert_element(ir.Constant(vector, None), value, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(one, ir.Constant(vector, None), ir.Constant(ir.VectorType(ir.IntType(32), count),
-                                                                                  [0] * count))
-
-
-def _requantize(builder, acc, left, halves, offset, low, high, skip_negative: bool, saturate: bool):
-    """depthwise.py's requantization of the <16 x i32> accumulators ``acc`` (the module docstring),
-    as <16 x i8>: ``left`` <16 x i32>; ``halves`` two (multiplier, rounding, negative rounding,
-    right shift) quadruples of <8 x i64>, the even lanes' (0, 2, .., 14) and the odd lanes'
-    (multipliers in 0..2^31 - 1); ``offset``, ``low``, ``high`` <16 x i32> splats of
-    output_offset, activation_min, activation_max. ``skip_negative``: leave out the negative
-    rounding (plan's MODE_SKIP_NEGATIVE proof); ``saturate``: the activation bounds are -128, 127
-    (compared as constants)."""
-    from llvmlite import ir
-
-    i32, i64 = ir.IntType(32), ir.IntType(64)
-    vec32, vec64 = ir.VectorType(i32, LANES), ir.VectorType(i64, LANES // 2)
-    thirty_two = ir.Constant(vec64, [32] * 8)
-    # int32 acc·2^left, wraps; then the even and the odd int32 lanes sign-extended in 8 int64 lanes.
-    a = builder.bitcast(builder.shl(acc, left), vec64)
-    parts = []
-    for x, (multiplier, rounding, negative_rounding, right) in zip(
-            (builder.ashr(builder.shl(a, thirty_two), thirty_two), builder.ashr(a, thirty_two)), halves):
-        # (The multiplier fits 32 signed bits: the shifts change no value, and let LLVM use vpmuldq.)
-        product = builder.mul(x, builder.ashr(builder.shl(multiplier, thirty_two), thirty_two))  # exact: < 2^62
-        total = builder.add(product, rounding)
-        if not skip_negative:
-            below = builder.icmp_signed("<", product, ir.Constant(vec64, [-(1 << 30)] * 8))
-            total = builder.sub(total, builder.select(below, negative_rounding, ir.Constant(vec64, [0] * 8)))
-        parts.append(builder.bitcast(builder.ashr(total, right), vec32))  # int32(r): the low half of each lane
-    # Lane 2i from the even lanes' results, 2i + 1 from the odd lanes'.
-    value = builder.shuffle_vector(parts[0], parts[1], ir.Constant(
-        vec32, [j // 2 * 2 + (LANES if j % 2 else 0) for j in range(LANES)]))
-    value = builder.add(value, offset)  # + output_offset, modulo 2^32
-    if saturate:
-        low, high = ir.Constant(vec32, [-128] * LANES), ir.Constant(vec32, [127] * LANES)
-    value = builder.select(builder.icmp_signed("<", value, low), low, value)
-    value = builder.select(builder.icmp_signed(">", value, high), high, value)
-    return builder.trunc(value, ir.VectorType(ir.IntType(8), LANES))
-
-
-def _tails(builder, mode, emit):
-    """Branch on ``mode`` (i64: bit 0 MODE_SKIP_NEGATIVE, bit 1 MODE_SATURATE) to four copies of
-    ``emit(skip_negative, saturate)`` (the requantization and stores), then continue after them."""
-    from llvmlite import ir
-
-    after = builder.append_basic_block("tail.after")
-    targets = [builder.append_basic_block(f"tail.mode{m}") for m in range(4)]
-    switch = builder.switch(mode, targets[0])
-    for m in range(1, 4):
-        switch.add_case(ir.Constant(mode.type, m), targets[m])
-    for m, target in enumerate(targets):
-        builder.position_at_end(target)
-        emit(bool(m & 1), bool(m & 2))
-        builder.branch(after)
-    builder.position_at_end(after)
-
-
 def _make_block(share: int, vectors: int, rows: int):
     """An intrinsic ``block(image, pixels, runs, quads, weights, consts32, consts64, out, out_rows,
     column, output_offset, act_min, act_max, mode)``. For vector row r < rows, pixel s < share (pixel
@@ -345,7 +264,7 @@ def _make_block(share: int, vectors: int, rows: int):
         acc = consts32[0, i] + Σ_run Σ_q Σ_{b<4} image[pixels[j] + runs[run] + 4q + b]
                                             · weights[((run·quads + q)·L + i)·4 + b]   (int32, mod 2^32)
     then requantized with consts32[1, i] and consts64[:, i'] (the module docstring; consts64 holds
-    each 16 lanes' constants in the even-then-odd order ``_requantize`` reads) and stored as
+    each 16 lanes' constants in the even-then-odd order ``lanes_ir.requantize`` reads) and stored as
     int8 at out[out_rows[j] + column + 16·v + l] (P = 1) or out[out_rows[j] + l - s·16/P] (P > 1).
     ``mode``: FirstConvPlan.mode.
     image: flat uint8; weights: flat int8; consts32: flat (2·L) int32; consts64: flat (4·L) int64;
@@ -473,14 +392,14 @@ def _make_block(share: int, vectors: int, rows: int):
                     halves.append([lane_vector(c64, builder.add(builder.mul(lanes, ir.Constant(i64, row)), first),
                                                vec64) for row in range(4)])
                 consts.append((left, halves))
-            offset, low, high = (_splat(builder, value, LANES) for value in (offset_v, low_v, high_v))
+            offset, low, high = (splat(builder, value, LANES) for value in (offset_v, low_v, high_v))
             bytes_type = ir.VectorType(i8, LANES)
 
             def emit(skip_negative, saturate):
                 for r in range(rows):
                     for v in range(vectors):
                         left, halves = consts[v]
-                        result = _requantize(builder, updated[r * vectors + v], left, halves, offset, low, high,
+                        result = requantize(builder, updated[r * vectors + v], left, halves, offset, low, high,
                                              skip_negative, saturate)
                         if share == 1:
                             row = builder.load(builder.gep(rows_a.data, [ir.Constant(i64, r)]))
@@ -495,7 +414,7 @@ def _make_block(share: int, vectors: int, rows: int):
                             address = builder.gep(out_data, [row])
                             builder.store(piece, builder.bitcast(address, piece_type.as_pointer()), align=1)
 
-            _tails(builder, mode_v, emit)
+            tails(builder, mode_v, emit)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -559,7 +478,7 @@ def _make_row_block(channels: int):
             weight_words = builder.bitcast(weights_a.data, i32.as_pointer())
             c32 = builder.bitcast(c32_a.data, i32.as_pointer())
             c64 = builder.bitcast(c64_a.data, i64.as_pointer())
-            starts = [_splat(builder, builder.load(builder.gep(c32, [ir.Constant(i64, c)])), LANES)
+            starts = [splat(builder, builder.load(builder.gep(c32, [ir.Constant(i64, c)])), LANES)
                       for c in range(channels)]
             entry = builder.block
             run_loop = builder.append_basic_block("row.run")
@@ -599,7 +518,7 @@ def _make_row_block(channels: int):
             updated = []
             for c in range(channels):
                 word = builder.load(builder.gep(weight_words, [builder.add(words, ir.Constant(i64, c))]), align=1)
-                w = builder.bitcast(_splat(builder, word, LANES), operand)
+                w = builder.bitcast(splat(builder, word, LANES), operand)
                 updated.append(builder.call(dot, [sums[c], x, w]))
             q_next = builder.add(q, ir.Constant(i64, 1))
             q.add_incoming(q_next, quad_loop)
@@ -615,17 +534,17 @@ def _make_row_block(channels: int):
             builder.cbranch(builder.icmp_signed("<", run_next, run_count), run_loop, done)
 
             builder.position_at_end(done)
-            offset, low, high = (_splat(builder, value, LANES) for value in (offset_v, low_v, high_v))
+            offset, low, high = (splat(builder, value, LANES) for value in (offset_v, low_v, high_v))
             lefts, constants = [], []
             for c in range(channels):
-                lefts.append(_splat(builder, builder.load(builder.gep(c32, [ir.Constant(i64, channels + c)])), LANES))
-                constants.append([_splat(builder, builder.load(builder.gep(c64, [ir.Constant(
+                lefts.append(splat(builder, builder.load(builder.gep(c32, [ir.Constant(i64, channels + c)])), LANES))
+                constants.append([splat(builder, builder.load(builder.gep(c64, [ir.Constant(
                     i64, row * channels + c)])), LANES // 2) for row in range(4)])
             address = builder.gep(builder.bitcast(out_a.data, i8.as_pointer()), [target_v])
             total = LANES * channels
 
             def emit(skip_negative, saturate):
-                results = [_requantize(builder, updated[c], lefts[c], (constants[c], constants[c]), offset, low, high,
+                results = [requantize(builder, updated[c], lefts[c], (constants[c], constants[c]), offset, low, high,
                                        skip_negative, saturate) for c in range(channels)]
                 # Concatenate (channel-major: joined[16c + i] = channel c of pixel i), then transpose.
                 while len(results) > 1:
@@ -636,7 +555,7 @@ def _make_row_block(channels: int):
                     ir.VectorType(i32, total), [(j % channels) * LANES + j // channels for j in range(total)]))
                 builder.store(pixel_major, builder.bitcast(address, ir.VectorType(i8, total).as_pointer()), align=1)
 
-            _tails(builder, mode_v, emit)
+            tails(builder, mode_v, emit)
             return context.get_dummy_value()
 
         return sig, codegen
