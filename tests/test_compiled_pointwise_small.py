@@ -240,7 +240,8 @@ def test_pointwise_equals_tflm(case):
 
 
 def test_every_variant_equals_reference():
-    """Each register block (4 pixels x 4 / 2 / 1 vectors), with one and with several passes over
+    """Each register block (4 pixels x 4 / 2 / 1 vectors), with the output offset folded into the
+    rounding and without (left shifts, or right shifts too large to fold), with one and several passes over
     the output channels, in chunks of a few pixels and whole; K % 4 = 0 (read in place) and not (a
     copy with slack); one run for all pixels (stride 1) and a run per row (stride 2, VALID); pixel
     counts that end mid-block; padded channels (the masked store). The spy checks the variant ran."""
@@ -257,17 +258,25 @@ def test_every_variant_equals_reference():
         (dict(h=8, w=11, c=32, oc=64, stride=(1, 2), padding="VALID"), None, (0, False, False)),
         (dict(h=1, w=1, c=4, oc=1), None, (2, False, True)),
     ]
-    for params, chunk_bytes, expected in cases:
-        data = pointwise_model(rng, batch=2, zp_in=-3, zp_out=5, filter_scales=tuple(rng.uniform(1e-3, 3e-2,
-                               params["oc"])), activation="RELU6", bias_bits=31, bias_wrap=True, **params)
-        kernel = assert_pointwise_equals_reference(data, rng, -3, True, chunk_bytes)
-        p = kernel.compiled_pointwise
-        block, copy, contiguous = expected
-        if params["oc"] == 20:
-            block = 1  # 20 channels pad to 32
-        assert p is not None and {c[:3] for c in kernel.spy_calls} == {(block, copy, contiguous)}, params
-        if chunk_bytes is not None:
-            assert kernel.spy_calls[0][3] < p.out_hw[0] * p.out_hw[1], params  # several chunks per image
+    # Multipliers below 1 (the offset folded into the rounding: blocks 3-5), above 1 (left shifts:
+    # blocks 0-2), and tiny (2^-29.5: right shifts of 31 + 29, where the folded offset 5·2^60 would
+    # pass 2^62: blocks 0-2).
+    for output_scale, scales, folded in [(0.05, (1e-3, 3e-2), True), (1e-5, (1e-3, 3e-2), False),
+                                         (1.57e5, (0.01, 0.012), False)]:
+        for params, chunk_bytes, expected in cases:
+            data = pointwise_model(rng, batch=2, zp_in=-3, zp_out=5, filter_scales=tuple(rng.uniform(
+                *scales, params["oc"])), activation="RELU6" if folded else "NONE", bias_bits=31, bias_wrap=True,
+                output_scale=output_scale, **params)
+            kernel = assert_pointwise_equals_reference(data, rng, -3, True, chunk_bytes)
+            p = kernel.compiled_pointwise
+            block, copy, contiguous = expected
+            if params["oc"] == 20:
+                block = 1  # 20 channels pad to 32
+            block += 3 * folded
+            assert p is not None and {c[:3] for c in kernel.spy_calls} == {(block, copy, contiguous)}, \
+                (params, output_scale)
+            if chunk_bytes is not None:
+                assert kernel.spy_calls[0][3] < p.out_hw[0] * p.out_hw[1], params  # several chunks per image
 
 
 def test_activation_bounds_outside_int8_are_refused():

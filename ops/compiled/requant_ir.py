@@ -58,7 +58,9 @@ def requantize16(builder, acc, left, multiplier, rounding, negative_rounding, ri
     + offset), act_min), act_max)`` on 16 lanes, narrowed to int8 (the module docstring). ``acc``,
     ``left``, ``offset``: <16 x i32>; ``act_min``, ``act_max``: <16 x i8> (int8 bounds); the
     int64 constants ``multiplier``, ``rounding``, ``negative_rounding``, ``right_shift``: pairs
-    (even lanes, odd lanes) of <8 x i64>, as ``constants`` lays them out. Returns <16 x i8>."""
+    (even lanes, odd lanes) of <8 x i64>, as ``constants`` lays them out. Returns <16 x i8>.
+    ``left=None``: no lane shifts left (the shift by 0 is left out); ``offset=None``: no addition
+    (a caller that has folded the offset into ``rounding``, where it proved that exact)."""
     from llvmlite import ir
 
     i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -67,7 +69,8 @@ def requantize16(builder, acc, left, multiplier, rounding, negative_rounding, ri
     bits32 = ir.Constant(quads, [32] * (LANES // 2))
     low = ir.Constant(quads, [-(1 << 30)] * (LANES // 2))
     none = ir.Constant(quads, [0] * (LANES // 2))
-    shifted = builder.bitcast(builder.shl(acc, left), quads)  # int32 acc·2^left modulo 2^32 (left <= 31)
+    # int32 acc·2^left modulo 2^32 (left <= 31)
+    shifted = builder.bitcast(acc if left is None else builder.shl(acc, left), quads)
     # Qword i holds lanes 2i (low half) and 2i + 1 (high half) (x86 is little-endian): each half
     # sign-extended to int64.
     halves = (builder.ashr(builder.shl(shifted, bits32), bits32), builder.ashr(shifted, bits32))
@@ -80,7 +83,8 @@ def requantize16(builder, acc, left, multiplier, rounding, negative_rounding, ri
     # The low half of each int64 result (the int32 truncation), lanes back in order.
     scaled = builder.shuffle_vector(results[0], results[1], ir.Constant(
         dwords, [(lane // 2) * 2 + (LANES if lane % 2 else 0) for lane in range(LANES)]))
-    value = builder.add(scaled, offset)  # int32(scaled + offset): both truncated, added modulo 2^32
+    # int32(scaled + offset): both truncated, added modulo 2^32
+    value = scaled if offset is None else builder.add(scaled, offset)
     # Saturate to int8 first: clamp(x, lo, hi) = clamp(clamp(x, -128, 127), lo, hi) for int8 bounds
     # lo, hi (the clamp to [-128, 127] is monotone and the identity there), and LLVM narrows the
     # saturated int32 in one instruction (vpmovsdb).
