@@ -36,20 +36,11 @@ accumulator is congruent modulo 2^32 to TFLM's int32 value, i.e. equal to it as 
 EVERY accumulator bound: no bound needs checking, and biases near ±2^31 wrap as C's do. (This is
 ops/compiled/depthwise_vnni.py's argument; only which bytes land in which lane differs.)
 
-The requantization is ops/compiled/depthwise.py's, whose docstring proves its single int64 shift
-equal to TFLM's two roundings, here on the 16 lanes in registers: a = acc·2^left as an int32 shift
-(wraps; left = max(shift, 0) & 31), p = sext(a)·sext(M) in int64 (exact: |p| < 2^62),
-r = (p + rounding - [p < -2^30]·negative_rounding) >> right_shift (arithmetic, right 31..62),
-then TFLM's ``+ output_offset`` truncated to int32, the clamp to [activation_min, activation_max],
-and the int8 store. Every per-channel constant is depthwise.plan's (``requant``), repeated P times
-along the 16 lanes. Where no sum can overflow, the offset is folded into the rounding constant:
-floor(X / 2^r) + off = floor((X + off·2^r) / 2^r) for integers, and |X| = |p + rounding - negative|
-< 2^62 + 2^61 + 2^31, so ``plan`` folds only when |off|·2^r <= 2^60 on every lane (the sum stays
-below 2^63, and the int64 value then truncated to int32 is the same one); otherwise the kernel adds
-it after the shift. The int64 steps run on the even and the odd lanes as two vectors of 8 (the
-int32 lanes sign-extended in place), which is only a different grouping of the same lane-wise
-operations. LLVM IR integer operations are wrapping two's complement (no nsw/nuw flags are
-emitted here) and no float operation appears anywhere.
+The requantization is ops/compiled/lanes_ir.requantize_merged (depthwise.py's one-shift int64
+form on the even and the odd lanes, with or without the left shift, the output offset folded into
+the rounding constant by lanes_ir.fold_offset where its proof allows, else added before the int32
+truncation); lanes_ir's docstring proves each step. Every per-channel constant is depthwise.plan's
+(``requant``), repeated P times along the 16 lanes. No float operation anywhere.
 
 The LLVM intrinsics llvm.x86.avx512.vpdpbusd.512 and llvm.x86.avx512.permvar.qi.512 are
 x86-specific: ``available()`` requires that numba targets the host and the host has AVX512-VNNI,
@@ -75,7 +66,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import depthwise, gemm_u8, lazy_njit
+from . import depthwise, gemm_u8, lanes_ir, lazy_njit
 
 __all__ = ["NarrowDepthwisePlan", "plan", "depthwise_conv", "available"]
 
@@ -178,14 +169,12 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
     init = ((init + (1 << 31)) % _INT32) - (1 << 31)  # modulo 2^32, as int32
     lanes32 = np.stack([_lanes(init, pixels), _lanes(requant.multiplier, pixels),
                         _lanes(requant.left_shift, pixels)]).astype(np.int32)
-    # The output offset folds into the rounding constant, (X >> r) + off = (X + off·2^r) >> r, where
-    # that cannot overflow int64: |X| = |p + rounding - negative| < 2^62 + 2^61 + 2^31, so
-    # |off|·2^r <= 2^60 keeps every sum below 2^63 (else the offset is added after the shift).
-    rounding = requant.rounding
+    # The output offset folded into the rounding constant where lanes_ir's proof allows (else it is
+    # added after the shift).
     off = int(requant.output_offset)
-    fold = all(abs(off) << int(r) <= 1 << 60 for r in requant.right_shift)
-    if fold:
-        rounding = np.array([int(v) + (off << int(r)) for v, r in zip(rounding, requant.right_shift)], np.int64)
+    folded = lanes_ir.fold_offset(requant.rounding, requant.right_shift, off)
+    fold = folded is not None
+    rounding = folded if fold else requant.rounding
     # (rounding, negative rounding, right shift) x (even lanes, odd lanes).
     lanes64 = np.ascontiguousarray(np.stack([_lanes(v, pixels).reshape(LANES // 2, 2).T for v in
                                              (rounding, requant.negative_rounding, requant.right_shift)]), np.int64)
@@ -241,16 +230,7 @@ def _make_row():
     v32, h64 = ir.VectorType(i32, LANES), ir.VectorType(i64, half)
     bytes64, bytes16 = ir.VectorType(i8, WINDOW), ir.VectorType(i8, LANES)
     lane_sets = [ir.Constant(ir.VectorType(i32, half), list(range(h, LANES, 2))) for h in range(2)]
-    threshold = ir.Constant(h64, [-(1 << 30)] * half)
-    zeros = ir.Constant(h64, [0] * half)
-    thirty_two = ir.Constant(h64, [32] * half)
-    low_half = ir.Constant(h64, [0xFFFFFFFF] * half)
-
-    def splat(builder, value, vector_type):
-        undef = ir.Constant(vector_type, ir.Undefined)
-        one = builder.insert_element(undef, value, ir.Constant(i32, 0))
-        return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(i32, vector_type.count),
-                                                              [0] * vector_type.count))
+    splat = lanes_ir.splat
 
     def row(typingctx, image, out, row_base, out_base, offsets, permutation, packed, lanes32, lanes64, scalars):
         arrays = (image, out, offsets, permutation, packed, lanes32, lanes64, scalars)
@@ -285,9 +265,9 @@ def _make_row():
                                                     vector_type.as_pointer()), align=element.width // 8)
 
             in_step, out_step, pixels, width = scalar(0), scalar(1), scalar(2), scalar(3)
-            output_offset = splat(builder, scalar(4), h64)
-            act_min = splat(builder, builder.trunc(scalar(5), i32), v32)
-            act_max = splat(builder, builder.trunc(scalar(6), i32), v32)
+            output_offset = splat(builder, scalar(4), half)
+            act_min = splat(builder, builder.trunc(scalar(5), i32), LANES)
+            act_max = splat(builder, builder.trunc(scalar(6), i32), LANES)
             index = builder.load(builder.bitcast(perm_a.data, bytes64.as_pointer()), align=1)
             init, multiplier, left = (lane_vector(lanes32_a, n, v32, i32) for n in range(3))
             # Per half h (lanes h, h + 2, ...): the multiplier sign-extended, rounding, negative
@@ -301,24 +281,10 @@ def _make_row():
             zero = ir.Constant(i64, 0)
 
             def requantize(acc, shifts_left, add_offset):
-                """depthwise.py's requantization on the 16 lanes (module docstring)."""
-                if shifts_left:
-                    acc = builder.shl(acc, left)  # int32 acc·2^left, wraps (left 0..31)
-                pairs = builder.bitcast(acc, h64)
-                # The even lanes' int32 sign-extended in place, and the odd lanes'.
-                values = (builder.ashr(builder.shl(pairs, thirty_two), thirty_two), builder.ashr(pairs, thirty_two))
-                results = []
-                for h in range(2):
-                    product = builder.mul(values[h], multiplier[h])  # exact in int64 (|p| < 2^62)
-                    negative = builder.select(builder.icmp_signed("<", product, threshold), negative_rounding[h],
-                                              zeros)
-                    scaled = builder.ashr(builder.sub(builder.add(product, rounding[h]), negative), right[h])
-                    # + output_offset (unless folded into the rounding constant), wrapped to int32 below.
-                    results.append(builder.add(scaled, output_offset) if add_offset else scaled)
-                value = builder.bitcast(builder.or_(builder.and_(results[0], low_half),
-                                                    builder.shl(results[1], thirty_two)), v32)
-                value = builder.select(builder.icmp_signed("<", value, act_min), act_min, value)
-                return builder.select(builder.icmp_signed(">", value, act_max), act_max, value)
+                """depthwise.py's requantization on the 16 lanes (lanes_ir.requantize_merged)."""
+                return lanes_ir.requantize_merged(builder, acc, left if shifts_left else None, multiplier, rounding,
+                                                  negative_rounding, right, output_offset if add_offset else None,
+                                                  act_min, act_max)
 
             done = builder.append_basic_block("narrow.done")
 
@@ -359,7 +325,7 @@ def _make_row():
                 builder.position_at_end(finish)
                 value = requantize(updated, shifts_left, add_offset)
                 target = builder.gep(out_data, [builder.add(out_base, builder.mul(ox, out_step))])
-                builder.store(builder.trunc(value, bytes16), builder.bitcast(target, bytes16.as_pointer()), align=1)
+                builder.store(value, builder.bitcast(target, bytes16.as_pointer()), align=1)
                 t_next = builder.add(t, ir.Constant(i64, 1))
                 t.add_incoming(t_next, finish)
                 builder.cbranch(builder.icmp_signed("<", t_next, groups), group_loop, done)

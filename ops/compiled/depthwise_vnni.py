@@ -55,28 +55,10 @@ adds four of them exactly (< 2^17 in magnitude) and adds that to the int32 lane 
 So every accumulator is congruent modulo 2^32 to TFLM's int32 value, i.e. equal to it as an int32,
 for EVERY accumulator bound: no bound needs checking, and biases near ±2^31 wrap as C's do.
 
-The requantization is ops/compiled/depthwise.py's, whose docstring proves the single int64 shift
-equal to TFLM's two roundings; ``plan`` takes its per-channel constants from that module's plan.
-Per lane, in LLVM IR integer operations with C's / numpy's semantics: a = acc << left (an i32
-shift by 0..31, wrapping as the int32 multiply by 2^left does), p = sext64(a)·sext64(M) (exact:
-|p| <= 2^62; the even and the odd int32 lanes as two vectors of 8 int64, vpmuldq), scaled =
-(p + rounding - (p < -2^30 ? negative_rounding : 0)) >> right_shift (an arithmetic i64 shift by
-31..62; no overflow: |p| + 2^30 + 2^61 < 2^63), then trunc32(scaled) + output_offset as an i32
-addition (which wraps exactly as depthwise.py's int64 sum truncated to int32: truncation modulo
-2^32 commutes with the addition), the clamp to the activation bounds (signed i32 compares) and the
-truncation to int8 of a value already in -128..127. No float operation anywhere. Two shortcuts,
-chosen by ``plan`` (``mode``) and each forced by the tests:
-
-* bit 0, when act_min >= output_offset and |output_offset| < 2^29 (a fused ReLU / ReLU6, or no
-  activation with the output zero point at -128): the negative rounding is left out. It is
-  nonzero only for e = -shift >= 1, where it subtracts 2^31 when p < -2^30. Without it the
-  numerator p + 2^30 + 2^(30+e) is < 2^(30+e) there, so r' = numerator >> (31 + e) <= 0, and
-  with it r = r' or r' - 1 (2^31 < 2^(31+e)); elsewhere r' = r. Both are >= -2^(31-e) - 1 >=
-  -2^30 - 1 (|p| <= 2^62), so r + output_offset and r' + output_offset do not wrap, and both are
-  <= output_offset <= act_min: both clamp to act_min (then min(act_min, act_max), the same
-  value). So the output byte is the same.
-* bit 1, when the bounds are -128 and 127: the clamp uses constants (LLVM then narrows with one
-  saturating vpmovsdb, which is that clamp and the truncation).
+The requantization is ops/compiled/lanes_ir.requantize (depthwise.py's exact int64 form on the
+even and the odd lanes, vpmuldq) with depthwise.plan's per-channel constants; lanes_ir's docstring
+proves each IR step and the two shortcuts ``plan`` chooses (``mode``: bit 0 MODE_SKIP_NEGATIVE,
+bit 1 MODE_SATURATE), each forced by the tests. No float operation anywhere.
 
 Measured (one thread, CPU time, batch 64 for vww_96, 128 for person_detect and kws, 8 for
 MobileNetV2; ns per output, the previous kernel -> this one, same process, alternating rounds,
@@ -102,7 +84,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import depthwise, gemm_u8, lazy_njit
+from . import depthwise, gemm_u8, lanes_ir, lazy_njit
 
 __all__ = ["VnniDepthwisePlan", "plan", "depthwise_conv", "available"]
 
@@ -227,16 +209,13 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
     init = (((init + (1 << 31)) % _INT32) - (1 << 31)).astype(np.int32)  # modulo 2^32, as int32
     # The negative rounding (2^31 where p < -2^30, for e >= 1) changes r only from r' = k <= 0 to
     # k - 1 (see the module docstring): when act_min >= output_offset both clamp to act_min.
-    offset = int(output_offset)
-    mode = int(int(activation_min) >= offset and abs(offset) < (1 << 29))
-    mode |= 2 * (int(activation_min) == -128 and int(activation_max) == 127)
+    mode = lanes_ir.mode(activation_min, activation_max, output_offset)
 
     def per_channel(values, dtype, fill, lanes=False):
         out = np.full(padded, fill, dtype)
         out[:channels] = values
-        if lanes:  # (column + 2i for i < 8, then column + 2i + 1) per 16 channels: conv_column's order
-            out = out.reshape(-1, LANES // 2, 2).transpose(0, 2, 1).reshape(-1)
-        return out
+        # lanes: (column + 2i for i < 8, then column + 2i + 1) per 16 channels, conv_column's order
+        return lanes_ir.even_odd_order(out) if lanes else out
 
     pixels = oh * ow
     slots = [-(-pixels // r) * r for r in BLOCK_ROWS]
@@ -413,14 +392,6 @@ def _make_conv_column(rows: int):
     accumulator = ir.VectorType(i32, LANES)
     wide = ir.VectorType(i64, LANES // 2)  # 8 int64: the even or the odd int32 lanes' products
     narrow = ir.VectorType(i8, LANES)
-    lane_order = ir.Constant(ir.VectorType(i32, LANES), [i // 2 * 2 + (LANES if i % 2 else 0) for i in range(LANES)])
-
-    def splat(value, vector):
-        return ir.Constant(vector, [value] * vector.count)
-
-    def splat32(builder, value):
-        one = builder.insert_element(ir.Constant(accumulator, None), value, ir.Constant(i32, 0))
-        return builder.shuffle_vector(one, one, splat(0, ir.VectorType(i32, LANES)))
 
     def conv_column(typingctx, q, pixel_offsets, quad_offsets, weights, init, multiplier, left_shift, rounding,
                     negative_rounding, right_shift, out, out_start, column, output_offset, act_min, act_max, mode):
@@ -455,16 +426,12 @@ def _make_conv_column(rows: int):
 
             start = vector_at(init_a, accumulator, i32)
             left = vector_at(left_a, accumulator, i32)
-            mult = builder.bitcast(vector_at(mult_a, accumulator, i32), wide)
-            thirty_two = splat(32, wide)
-            # The multipliers of the even lanes (low halves) and of the odd lanes, sign-extended.
-            mults = (builder.ashr(builder.shl(mult, thirty_two), thirty_two), builder.ashr(mult, thirty_two))
+            # The multipliers of the even lanes and of the odd lanes, sign-extended.
+            mults = lanes_ir.even_odd(builder, vector_at(mult_a, accumulator, i32))
             roundings = [vector_at(round_a, wide, i64, h * LANES // 2) for h in (0, 1)]
             negatives = [vector_at(neg_a, wide, i64, h * LANES // 2) for h in (0, 1)]
             rights = [vector_at(right_a, wide, i64, h * LANES // 2) for h in (0, 1)]
-            offset, low, high = splat32(builder, offset_v), splat32(builder, low_v), splat32(builder, high_v)
-            threshold = splat(-(1 << 30), wide)
-            zero64 = splat(0, wide)
+            offset, low, high = (lanes_ir.splat(builder, v, LANES) for v in (offset_v, low_v, high_v))
 
             q_data = builder.bitcast(q_a.data, i8.as_pointer())
             w_data = builder.bitcast(weights_a.data, i8.as_pointer())
@@ -477,23 +444,11 @@ def _make_conv_column(rows: int):
             last = builder.sub(total, ir.Constant(i64, 1))
             blocks = builder.sdiv(builder.add(total, ir.Constant(i64, rows - 1)), ir.Constant(i64, rows))
 
+            halves = tuple(zip(mults, roundings, negatives, rights))
+
             def requantize(acc, skip_negative, saturate):
-                a = builder.bitcast(builder.shl(acc, left), wide)  # int32 acc·2^left, modulo 2^32
-                halves = []
-                for h, x in enumerate((builder.ashr(builder.shl(a, thirty_two), thirty_two),
-                                       builder.ashr(a, thirty_two))):
-                    product = builder.mul(x, mults[h])  # exact: |p| <= 2^62
-                    total_ = builder.add(product, roundings[h])
-                    if not skip_negative:
-                        total_ = builder.sub(total_, builder.select(builder.icmp_signed("<", product, threshold),
-                                                                    negatives[h], zero64))
-                    halves.append(builder.bitcast(builder.ashr(total_, rights[h]), accumulator))
-                # Lane 2i from the even products' low halves, lane 2i + 1 from the odd ones'.
-                value = builder.add(builder.shuffle_vector(halves[0], halves[1], lane_order), offset)  # wraps
-                lo, hi = (splat(-128, accumulator), splat(127, accumulator)) if saturate else (low, high)
-                value = builder.select(builder.icmp_signed("<", value, lo), lo, value)
-                value = builder.select(builder.icmp_signed(">", value, hi), hi, value)
-                return builder.trunc(value, narrow)
+                return lanes_ir.requantize(builder, acc, left, halves, offset, low, high, skip_negative, saturate,
+                                           multiplier_in_low_half=False)
 
             def emit(skip_negative, saturate, fixed=0):
                 # fixed > 0: exactly that many quads, their weights and offsets loaded once.
