@@ -10,11 +10,14 @@ output channels (their constants loaded once), per register block of R pixels, t
 u = x + 128 as they are loaded: no separate pass), are requantized in registers
 (ops/compiled/requant_ir.py) and stored as 16 int8 each (a masked store past the last channel:
 no padded copy, no int32 accumulators in memory). Measured (one thread, CPU time, batch 64 for
-vww, 128 for person_detect and kws, against the previous version of this module — gemm_u8's
-register blocks into an int32 chunk, then a numba requantization loop — ns per output):
-vww / person 48x48x8->16 0.61-0.65 -> 0.24-0.25 (2.5-2.7x); 24x24x16->32 0.51-0.54 -> 0.27
-(1.9-2.0x); 24x24x32->32 0.61-0.65 -> 0.34-0.35; 12x12x32->64 0.52-0.54 -> 0.33; K = 64..256
-layers 1.25-1.6x; kws_ref_model 25x5x64->64 0.69-0.78 -> 0.47-0.51 (1.4-1.6x).
+vww, 128 for person_detect and kws, alternating with the previous version of this module —
+gemm_u8's register blocks into an int32 chunk, then a numba requantization loop — ns per output):
+vww / person 48x48x8->16 0.58-0.71 -> 0.21 (2.8-3.3x); 24x24x16->32 0.51-0.59 -> 0.24 (2.1-2.4x);
+24x24x32->32 0.59-0.61 -> 0.33-0.35 (1.7-1.8x); 12x12x32->64 0.52-0.61 -> 0.30-0.32 (1.8-1.9x);
+K = 64..256 1.3-1.7x; kws_ref_model 25x5x64->64 0.72-0.75 -> 0.44-0.47 (1.5-1.7x).
+Not kept: 8 pixels per block for one vector, 6 for two (within noise); the quad loop unrolled
+for a compile-time K = 8 (no gain); the flip as a vector xor / byte add on the broadcast word
+(LLVM 22 did not finish compiling it in minutes: the flip stays a 32-bit xor before the broadcast).
 
 Why it equals TFLM byte for byte. TFLM forms, per output (b, y, x, oc),
 ``int32 acc = Σ_k filter[oc, k]·(input[k] + input_offset)``, then ``acc += bias[oc]``, every step
