@@ -51,7 +51,8 @@ Exactness.
   no lane wraps before it) and the result equal to ops.fixedpoint's t on every byte: an
   exhaustive proof for the layer. TFLM's raw = wrap32(t_1 ± t_2) is then computed modulo 2^32
   (additions and the wrapping x·Q only; offset terms folded into one constant K), which equals
-  it because the lane sums are congruent modulo 2^32. The output step is depthwise.py's
+  it because the lane sums are congruent modulo 2^32. The output step is
+  ops/compiled/lanes_ir.requantize_merged (its docstring proves the IR steps), depthwise.py's
   one-shift int64 form (p = raw·M, |p| <= 2^62, M in [0, 2^31), output shift -31..0) with the
   output offset folded into the rounding constant where |rounding| + 2^62 + 2^31 < 2^63 (the
   plan refuses otherwise), the int64 value truncated to int32 (= TFLM's wrap32(r + offset)),
@@ -87,7 +88,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import fixedpoint as fp
-from . import lazy_njit
+from . import lanes_ir, lazy_njit
 
 __all__ = ["layout", "int16_plan", "gather", "add_int16", "mul_int16", "AddInt8Plan", "add_int8_plan", "add_int8",
            "ADD_INT8_LANES", "vector_host",
@@ -404,20 +405,12 @@ def _make_add_rows():
     lanes, half = ADD_INT8_LANES, ADD_INT8_LANES // 2
     v32, h64, v8, h32 = (ir.VectorType(i32, lanes), ir.VectorType(i64, half), ir.VectorType(i8, lanes),
                          ir.VectorType(i32, half))
-    zeros64 = ir.Constant(h64, [0] * half)
-    thirty_two = ir.Constant(h64, [32] * half)
-    low_half = ir.Constant(h64, [0xFFFFFFFF] * half)
-    threshold = ir.Constant(h64, [-(1 << 30)] * half)
     negative_rounding = ir.Constant(h64, [1 << 31] * half)
     nineteen = ir.Constant(v32, [19] * lanes)
-    int8_min, int8_max = ir.Constant(v32, [-128] * lanes), ir.Constant(v32, [127] * lanes)
     zeros32 = ir.Constant(v32, [0] * lanes)
 
     def splat(builder, value, vector_type):
-        undef = ir.Constant(vector_type, ir.Undefined)
-        one = builder.insert_element(undef, value, ir.Constant(i32, 0))
-        return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(i32, vector_type.count),
-                                                              [0] * vector_type.count))
+        return lanes_ir.splat(builder, value, vector_type.count)
 
     def rows(typingctx, xl, start_l, xg, start_g, out, start_out, count, constants):
         arrays = (xl, xg, out, constants)
@@ -479,23 +472,12 @@ def _make_add_rows():
                     else:
                         raw = builder.sub(general, linear)
                     raw = builder.add(raw, big_k)
-                pairs = builder.bitcast(raw, h64)
-                values = (builder.ashr(builder.shl(pairs, thirty_two), thirty_two), builder.ashr(pairs, thirty_two))
-                results = []
-                for h in range(2):
-                    product = builder.mul(values[h], multiplier)  # exact in int64 (|p| < 2^62)
-                    scaled = builder.add(product, rounding)
-                    if with_negative:
-                        scaled = builder.sub(scaled, builder.select(builder.icmp_signed("<", product, threshold),
-                                                                    negative_rounding, zeros64))
-                    results.append(builder.ashr(scaled, right))
-                value = builder.bitcast(builder.or_(builder.and_(results[0], low_half),
-                                                    builder.shl(results[1], thirty_two)), v32)
-                low_bound, high_bound = (int8_min, int8_max) if saturate else (act_min, act_max)
-                value = builder.select(builder.icmp_signed("<", value, low_bound), low_bound, value)
-                value = builder.select(builder.icmp_signed(">", value, high_bound), high_bound, value)
+                # The output step (lanes_ir.requantize_merged: the offset folded into the rounding).
+                value = lanes_ir.requantize_merged(builder, raw, None, (multiplier,) * 2, (rounding,) * 2,
+                                                   (negative_rounding,) * 2, (right,) * 2, None, act_min, act_max,
+                                                   not with_negative, saturate)
                 target = builder.gep(pointers[2], [builder.add(starts[2], i)])
-                builder.store(builder.trunc(value, v8), builder.bitcast(target, v8.as_pointer()), align=1)
+                builder.store(value, builder.bitcast(target, v8.as_pointer()), align=1)
                 t_next = builder.add(t, ir.Constant(i64, 1))
                 t.add_incoming(t_next, builder.block)
                 builder.cbranch(builder.icmp_signed("<", t_next, groups), loop, done)
