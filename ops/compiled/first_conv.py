@@ -322,66 +322,37 @@ def _make_block(share: int, vectors: int, rows: int):
 
             lane0 = [builder.add(column_v, ir.Constant(i64, LANES * v)) for v in range(vectors)]
             starts = [lane_vector(c32, lane0[v], vec32) for v in range(vectors)]
-            entry = builder.block
-            run_loop = builder.append_basic_block("block.run")
-            quad_loop = builder.append_basic_block("block.quad")
-            run_end = builder.append_basic_block("block.run_end")
-            done = builder.append_basic_block("block.done")
-            builder.branch(run_loop)
+            def run_body(run):
+                run_offset = builder.load(builder.gep(runs_a.data, [run]))
+                run_weights = builder.add(builder.mul(builder.mul(run, quads_v), quad_stride),
+                                          builder.mul(column_v, ir.Constant(i64, 4)))
+                return run_offset, run_weights
 
-            builder.position_at_end(run_loop)
-            run = builder.phi(i64)
-            run.add_incoming(ir.Constant(i64, 0), entry)
-            run_sums = []
-            for k in range(rows * vectors):
-                phi = builder.phi(vec32)
-                phi.add_incoming(starts[k % vectors], entry)
-                run_sums.append(phi)
-            run_offset = builder.load(builder.gep(runs_a.data, [run]))
-            run_weights = builder.add(builder.mul(builder.mul(run, quads_v), quad_stride),
-                                      builder.mul(column_v, ir.Constant(i64, 4)))
-            builder.branch(quad_loop)
-
-            builder.position_at_end(quad_loop)
-            q = builder.phi(i64)
-            q.add_incoming(ir.Constant(i64, 0), run_loop)
-            sums = []
-            for k in range(rows * vectors):
-                phi = builder.phi(vec32)
-                phi.add_incoming(run_sums[k], run_loop)
-                sums.append(phi)
-            weight_row = builder.add(run_weights, builder.mul(q, quad_stride))
-            ws = []
-            for v in range(vectors):
-                address = builder.gep(weight_data, [builder.add(weight_row, ir.Constant(i64, 4 * LANES * v))])
-                ws.append(builder.load(builder.bitcast(address, operand.as_pointer()), align=1))
-            quad_offset = builder.add(run_offset, builder.mul(q, ir.Constant(i64, 4)))
-            updated = []
-            for r in range(rows):
-                words = ir.Constant(ir.VectorType(i32, share), None)
-                for s in range(share):
-                    address = builder.gep(image_data, [builder.add(pixel_base[r * share + s], quad_offset)])
-                    word = builder.load(builder.bitcast(address, i32.as_pointer()), align=1)
-                    words = builder.insert_element(words, word, ir.Constant(i32, s))
-                spread = builder.shuffle_vector(words, words, ir.Constant(
-                    ir.VectorType(i32, LANES), [lane // width for lane in range(LANES)]))
-                x = builder.bitcast(spread, operand) if operand != vec32 else spread
+            def quad_body(state, q, sums):
+                run_offset, run_weights = state
+                weight_row = builder.add(run_weights, builder.mul(q, quad_stride))
+                ws = []
                 for v in range(vectors):
-                    updated.append(builder.call(dot, [sums[r * vectors + v], x, ws[v]]))
-            q_next = builder.add(q, ir.Constant(i64, 1))
-            q.add_incoming(q_next, quad_loop)
-            for phi, value in zip(sums, updated):
-                phi.add_incoming(value, quad_loop)
-            builder.cbranch(builder.icmp_signed("<", q_next, quads_v), quad_loop, run_end)
+                    address = builder.gep(weight_data, [builder.add(weight_row, ir.Constant(i64, 4 * LANES * v))])
+                    ws.append(builder.load(builder.bitcast(address, operand.as_pointer()), align=1))
+                quad_offset = builder.add(run_offset, builder.mul(q, ir.Constant(i64, 4)))
+                updated = []
+                for r in range(rows):
+                    words = ir.Constant(ir.VectorType(i32, share), None)
+                    for s in range(share):
+                        address = builder.gep(image_data, [builder.add(pixel_base[r * share + s], quad_offset)])
+                        word = builder.load(builder.bitcast(address, i32.as_pointer()), align=1)
+                        words = builder.insert_element(words, word, ir.Constant(i32, s))
+                    spread = builder.shuffle_vector(words, words, ir.Constant(
+                        ir.VectorType(i32, LANES), [lane // width for lane in range(LANES)]))
+                    x = builder.bitcast(spread, operand) if operand != vec32 else spread
+                    for v in range(vectors):
+                        updated.append(builder.call(dot, [sums[r * vectors + v], x, ws[v]]))
+                return updated
 
-            builder.position_at_end(run_end)
-            run_next = builder.add(run, ir.Constant(i64, 1))
-            run.add_incoming(run_next, run_end)
-            for phi, value in zip(run_sums, updated):
-                phi.add_incoming(value, run_end)
-            builder.cbranch(builder.icmp_signed("<", run_next, run_count), run_loop, done)
-
-            builder.position_at_end(done)
+            updated = gemm_u8.run_quad_loops(builder, "block", run_count, quads_v,
+                                             [starts[k % vectors] for k in range(rows * vectors)], run_body,
+                                             quad_body)
             # depthwise.py's requantization, lane by lane (the module docstring).
             consts = []
             for v in range(vectors):
@@ -442,7 +413,6 @@ def _make_row_block(channels: int):
     from numba.extending import intrinsic
 
     i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-    vec32 = ir.VectorType(i32, LANES)
     table = ir.VectorType(i8, 4 * LANES)
 
     def block(typingctx, image, base, runs, quads, index, weights, consts32, consts64, out, target, output_offset,
@@ -480,60 +450,30 @@ def _make_row_block(channels: int):
             c64 = builder.bitcast(c64_a.data, i64.as_pointer())
             starts = [splat(builder, builder.load(builder.gep(c32, [ir.Constant(i64, c)])), LANES)
                       for c in range(channels)]
-            entry = builder.block
-            run_loop = builder.append_basic_block("row.run")
-            quad_loop = builder.append_basic_block("row.quad")
-            run_end = builder.append_basic_block("row.run_end")
-            done = builder.append_basic_block("row.done")
-            builder.branch(run_loop)
+            def run_body(run):
+                start = builder.add(base_v, builder.load(builder.gep(runs_a.data, [run])))
+                low_half = builder.load(builder.bitcast(builder.gep(image_data, [start]), table.as_pointer()),
+                                        align=1)
+                high_half = builder.load(builder.bitcast(builder.gep(image_data, [builder.add(
+                    start, ir.Constant(i64, 4 * LANES))]), table.as_pointer()), align=1)
+                run_words = builder.mul(builder.mul(run, quads_v), ir.Constant(i64, channels))
+                return low_half, high_half, run_words
 
-            builder.position_at_end(run_loop)
-            run = builder.phi(i64)
-            run.add_incoming(ir.Constant(i64, 0), entry)
-            run_sums = []
-            for c in range(channels):
-                phi = builder.phi(vec32)
-                phi.add_incoming(starts[c], entry)
-                run_sums.append(phi)
-            start = builder.add(base_v, builder.load(builder.gep(runs_a.data, [run])))
-            low_half = builder.load(builder.bitcast(builder.gep(image_data, [start]), table.as_pointer()), align=1)
-            high_half = builder.load(builder.bitcast(builder.gep(image_data, [builder.add(
-                start, ir.Constant(i64, 4 * LANES))]), table.as_pointer()), align=1)
-            run_words = builder.mul(builder.mul(run, quads_v), ir.Constant(i64, channels))
-            builder.branch(quad_loop)
+            def quad_body(state, q, sums):
+                low_half, high_half, run_words = state
+                selector = builder.load(builder.bitcast(builder.gep(index_data, [builder.mul(
+                    q, ir.Constant(i64, 4 * LANES))]), table.as_pointer()), align=1)
+                x = builder.call(permute, [low_half, selector, high_half])
+                x = builder.bitcast(x, operand) if operand != table else x
+                words = builder.add(run_words, builder.mul(q, ir.Constant(i64, channels)))
+                updated = []
+                for c in range(channels):
+                    word = builder.load(builder.gep(weight_words, [builder.add(words, ir.Constant(i64, c))]), align=1)
+                    w = builder.bitcast(splat(builder, word, LANES), operand)
+                    updated.append(builder.call(dot, [sums[c], x, w]))
+                return updated
 
-            builder.position_at_end(quad_loop)
-            q = builder.phi(i64)
-            q.add_incoming(ir.Constant(i64, 0), run_loop)
-            sums = []
-            for c in range(channels):
-                phi = builder.phi(vec32)
-                phi.add_incoming(run_sums[c], run_loop)
-                sums.append(phi)
-            selector = builder.load(builder.bitcast(builder.gep(index_data, [builder.mul(
-                q, ir.Constant(i64, 4 * LANES))]), table.as_pointer()), align=1)
-            x = builder.call(permute, [low_half, selector, high_half])
-            x = builder.bitcast(x, operand) if operand != table else x
-            words = builder.add(run_words, builder.mul(q, ir.Constant(i64, channels)))
-            updated = []
-            for c in range(channels):
-                word = builder.load(builder.gep(weight_words, [builder.add(words, ir.Constant(i64, c))]), align=1)
-                w = builder.bitcast(splat(builder, word, LANES), operand)
-                updated.append(builder.call(dot, [sums[c], x, w]))
-            q_next = builder.add(q, ir.Constant(i64, 1))
-            q.add_incoming(q_next, quad_loop)
-            for phi, value in zip(sums, updated):
-                phi.add_incoming(value, quad_loop)
-            builder.cbranch(builder.icmp_signed("<", q_next, quads_v), quad_loop, run_end)
-
-            builder.position_at_end(run_end)
-            run_next = builder.add(run, ir.Constant(i64, 1))
-            run.add_incoming(run_next, run_end)
-            for phi, value in zip(run_sums, updated):
-                phi.add_incoming(value, run_end)
-            builder.cbranch(builder.icmp_signed("<", run_next, run_count), run_loop, done)
-
-            builder.position_at_end(done)
+            updated = gemm_u8.run_quad_loops(builder, "row", run_count, quads_v, starts, run_body, quad_body)
             offset, low, high = (splat(builder, value, LANES) for value in (offset_v, low_v, high_v))
             lefts, constants = [], []
             for c in range(channels):

@@ -177,6 +177,59 @@ def vpdpbusd(builder):
     return dot, operand
 
 
+def run_quad_loops(builder, name: str, run_count, quad_count, starts, run_body, quad_body):
+    """IR for the reduction of the register blocks here and in first_conv: for run < run_count,
+    ``state = run_body(run)``, then for q < quad_count, ``sums = quad_body(state, q, sums)``, the
+    accumulators (vector phis, starting at ``starts``) carried through both loops. Both loops test
+    at the bottom: the counts (i64 values) must be >= 1. Returns the final accumulators, the builder
+    positioned after the loops (block ``name.done``)."""
+    from llvmlite import ir
+
+    i64 = ir.IntType(64)
+    entry = builder.block
+    run_loop = builder.append_basic_block(f"{name}.run")
+    quad_loop = builder.append_basic_block(f"{name}.quad")
+    run_end = builder.append_basic_block(f"{name}.run_end")
+    done = builder.append_basic_block(f"{name}.done")
+    builder.branch(run_loop)
+
+    builder.position_at_end(run_loop)
+    run = builder.phi(i64)
+    run.add_incoming(ir.Constant(i64, 0), entry)
+    run_sums = []
+    for start in starts:
+        phi = builder.phi(start.type)
+        phi.add_incoming(start, entry)
+        run_sums.append(phi)
+    state = run_body(run)
+    builder.branch(quad_loop)
+
+    builder.position_at_end(quad_loop)
+    q = builder.phi(i64)
+    q.add_incoming(ir.Constant(i64, 0), run_loop)
+    sums = []
+    for run_sum in run_sums:
+        phi = builder.phi(run_sum.type)
+        phi.add_incoming(run_sum, run_loop)
+        sums.append(phi)
+    updated = quad_body(state, q, sums)
+    q_next = builder.add(q, ir.Constant(i64, 1))
+    q.add_incoming(q_next, quad_loop)
+    for phi, value in zip(sums, updated):
+        phi.add_incoming(value, quad_loop)
+    builder.cbranch(builder.icmp_signed("<", q_next, quad_count), quad_loop, run_end)
+
+    builder.position_at_end(run_end)
+    run_next = builder.add(run, ir.Constant(i64, 1))
+    run.add_incoming(run_next, run_end)
+    for phi, value in zip(run_sums, updated):
+        phi.add_incoming(value, run_end)
+    builder.cbranch(builder.icmp_signed("<", run_next, run_count), run_loop, done)
+
+    builder.position_at_end(done)
+    return updated
+
+
 def _make_block(rows: int, vectors: int):
     """An intrinsic ``block(image, pixels, runs, quads, weights, init, acc, acc_rows, column)``:
     for r < rows and output channels oc in column .. column + 16·vectors,
@@ -225,63 +278,33 @@ def _make_block(rows: int, vectors: int):
             starts = [builder.load(builder.bitcast(builder.gep(init_data, [builder.add(
                 column_v, ir.Constant(i64, LANES * v))]), accumulator.as_pointer()), align=4)
                 for v in range(vectors)]
-            entry = builder.block
-            run_loop = builder.append_basic_block("block.run")
-            quad_loop = builder.append_basic_block("block.quad")
-            run_end = builder.append_basic_block("block.run_end")
-            done = builder.append_basic_block("block.done")
-            builder.branch(run_loop)
+            def run_body(run):
+                run_offset = builder.load(builder.gep(runs_a.data, [run]))
+                run_weights = builder.add(builder.mul(builder.mul(run, quads_v), quad_stride),
+                                          builder.mul(column_v, ir.Constant(i64, 4)))
+                return run_offset, run_weights
 
-            builder.position_at_end(run_loop)
-            run = builder.phi(i64)
-            run.add_incoming(ir.Constant(i64, 0), entry)
-            run_sums = []
-            for k in range(rows * vectors):
-                phi = builder.phi(accumulator)
-                phi.add_incoming(starts[k % vectors], entry)
-                run_sums.append(phi)
-            run_offset = builder.load(builder.gep(runs_a.data, [run]))
-            run_weights = builder.add(builder.mul(builder.mul(run, quads_v), quad_stride),
-                                      builder.mul(column_v, ir.Constant(i64, 4)))
-            builder.branch(quad_loop)
-
-            builder.position_at_end(quad_loop)
-            q = builder.phi(i64)
-            q.add_incoming(ir.Constant(i64, 0), run_loop)
-            sums = []
-            for k in range(rows * vectors):
-                phi = builder.phi(accumulator)
-                phi.add_incoming(run_sums[k], run_loop)
-                sums.append(phi)
-            weight_row = builder.add(run_weights, builder.mul(q, quad_stride))
-            ws = []
-            for v in range(vectors):
-                address = builder.gep(weight_data, [builder.add(weight_row, ir.Constant(i64, 4 * LANES * v))])
-                ws.append(builder.load(builder.bitcast(address, operand.as_pointer()), align=1))
-            quad_offset = builder.add(run_offset, builder.mul(q, ir.Constant(i64, 4)))
-            updated = []
-            for r in range(rows):
-                address = builder.gep(image_data, [builder.add(pixel_base[r], quad_offset)])
-                word = builder.load(builder.bitcast(address, i32.as_pointer()), align=1)
-                one = builder.insert_element(ir.Constant(accumulator, None), word, ir.Constant(i32, 0))
-                spread = builder.shuffle_vector(one, one, zeros)
-                x = builder.bitcast(spread, operand) if byte_form else spread
+            def quad_body(state, q, sums):
+                run_offset, run_weights = state
+                weight_row = builder.add(run_weights, builder.mul(q, quad_stride))
+                ws = []
                 for v in range(vectors):
-                    updated.append(builder.call(dot, [sums[r * vectors + v], x, ws[v]]))
-            q_next = builder.add(q, ir.Constant(i64, 1))
-            q.add_incoming(q_next, quad_loop)
-            for phi, value in zip(sums, updated):
-                phi.add_incoming(value, quad_loop)
-            builder.cbranch(builder.icmp_signed("<", q_next, quads_v), quad_loop, run_end)
+                    address = builder.gep(weight_data, [builder.add(weight_row, ir.Constant(i64, 4 * LANES * v))])
+                    ws.append(builder.load(builder.bitcast(address, operand.as_pointer()), align=1))
+                quad_offset = builder.add(run_offset, builder.mul(q, ir.Constant(i64, 4)))
+                updated = []
+                for r in range(rows):
+                    address = builder.gep(image_data, [builder.add(pixel_base[r], quad_offset)])
+                    word = builder.load(builder.bitcast(address, i32.as_pointer()), align=1)
+                    one = builder.insert_element(ir.Constant(accumulator, None), word, ir.Constant(i32, 0))
+                    spread = builder.shuffle_vector(one, one, zeros)
+                    x = builder.bitcast(spread, operand) if byte_form else spread
+                    for v in range(vectors):
+                        updated.append(builder.call(dot, [sums[r * vectors + v], x, ws[v]]))
+                return updated
 
-            builder.position_at_end(run_end)
-            run_next = builder.add(run, ir.Constant(i64, 1))
-            run.add_incoming(run_next, run_end)
-            for phi, value in zip(run_sums, updated):
-                phi.add_incoming(value, run_end)
-            builder.cbranch(builder.icmp_signed("<", run_next, run_count), run_loop, done)
-
-            builder.position_at_end(done)
+            updated = run_quad_loops(builder, "block", run_count, quads_v,
+                                     [starts[k % vectors] for k in range(rows * vectors)], run_body, quad_body)
             acc_data = builder.bitcast(acc_a.data, i32.as_pointer())
             for r in range(rows):
                 row = builder.load(builder.gep(rows_a.data, [ir.Constant(i64, r)]))
