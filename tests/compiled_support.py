@@ -3,11 +3,15 @@ that a forced compiled path gives the reference kernels' bytes through run_batch
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 
 import diff_support as ds
 import numpy as np
 import pytest
 from hypothesis import assume
+from hypothesis import strategies as st
 
 from interp import Interpreter
 from interp.builder import ModelBuilder
@@ -72,6 +76,46 @@ def assert_forced_equals_reference(data: bytes, rng, zero_point: int, extremes: 
     return fast.kernels[0]
 
 
+def assert_fallback_equals_reference(monkeypatch, data: bytes, x: np.ndarray, force, module, fallback,
+                                     function: str = "depthwise_conv"):
+    """With ``module.available()`` False (a host without its instructions) and the path forced
+    (``force(monkeypatch)``), ``module.<function>`` never runs, ``fallback.<function>`` does, and
+    run_batch gives the reference kernels' bytes."""
+    want = Interpreter.from_bytes(data, kernels="reference").run_batch([x])[0]
+    calls = []
+    with use_compiled(True):
+        force(monkeypatch)
+        monkeypatch.setattr(module, "available", lambda: False)
+        monkeypatch.setattr(module, function, lambda *a: pytest.fail(f"{module.__name__} ran"))
+        original = getattr(fallback, function)
+        monkeypatch.setattr(fallback, function, lambda *a: calls.append(1) or original(*a))
+        got = Interpreter.from_bytes(data).run_batch([x])[0]
+    assert calls and got.tobytes() == want.tobytes()
+
+
+def assert_runs_in_fresh_process(code: str):
+    """``code`` (which asserts, e.g., that prepare does not import numba) succeeds in a new Python
+    process with the project on its path and compiled kernels on."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env_path = [p for p in sys.path if p]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([root] + env_path),
+                                 "MICROREF_COMPILED": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def assert_forced_matches_tflm(data: bytes, rng, zero_point: int, extremes: bool, force, planned: str, label: str):
+    """With ``force(monkeypatch)`` applied, operator 0 plans its compiled path (its attribute
+    ``planned`` is set) and run_batch / run give TFLM's bytes (diff_support.check_model)."""
+    ds.require_oracle()
+    with pytest.MonkeyPatch.context() as mp, use_compiled(True):
+        force(mp)
+        it = Interpreter.from_bytes(data)
+        assert getattr(it.kernels[0], planned) is not None
+        x = boundary_inputs(rng, it, zero_point, extremes)
+        assert ds.check_model(data, [x], label=label).compared
+
+
 def conv_model(rng, *, kind="INT8", batch=1, h=6, w=6, c=4, oc=16, kh=3, kw=3, stride=(1, 1), dilation=(1, 1),
                padding="SAME", zp_in=0, zp_out=0, input_scale=0.02, output_scale=0.05, filter_scales=(0.01,),
                bias_kind="INT32", bias_bits=16, activation="NONE", extreme_weights=False, bias_wrap=False) -> bytes:
@@ -108,6 +152,31 @@ def conv_model(rng, *, kind="INT8", batch=1, h=6, w=6, c=4, oc=16, kh=3, kw=3, s
          dilation_h_factor=dilation[0], dilation_w_factor=dilation[1], fused_activation_function=activation)
     b.output(y)
     return b.build()
+
+
+def draw_conv_numerics(draw, oc: int, io: str = "INT8", output_exponents=(-14, 10), filter_exponents=None) -> dict:
+    """Hypothesis draws of a quantized CONV_2D's numerics, as ``conv_model``'s keyword arguments:
+    zero points (int8: the ends, 0, -1 or any; int16: 0), input and output scales 2^e (output
+    e from ``output_exponents``), one or ``oc`` filter scales 2^e (e from ``filter_exponents``,
+    default -30..0 and its ends), no bias or an int32 (int16: int64) one of up to 31 bits or at the
+    ±2^31 ends that wrap the accumulator, the batch (1, 2), the fused activation and extreme weights."""
+    int16 = io == "INT16"
+    zp_in = 0 if int16 else draw(st.sampled_from([-128, 127, 0, -1]) | st.integers(-128, 127))
+    zp_out = 0 if int16 else draw(st.sampled_from([-128, 127, 0]) | st.integers(-128, 127))
+    input_scale = float(np.float32(2.0 ** draw(st.floats(-12, 2))))
+    output_scale = float(np.float32(2.0 ** draw(st.floats(*output_exponents))))
+    n_scales = oc if draw(st.booleans()) else 1
+    if filter_exponents is None:
+        filter_exponents = st.floats(-30, 0) | st.sampled_from([-30.0, -9.0, 0.0])
+    exponents = draw(st.lists(filter_exponents, min_size=n_scales, max_size=n_scales))
+    bias_kind = draw(st.sampled_from([None, "INT64", "INT32"] if int16 else [None, "INT32", "INT32"]))
+    bias_bits = draw(st.sampled_from([0, 12, 20, 31]) | st.integers(0, 31))
+    return dict(batch=draw(st.integers(1, 2)), zp_in=zp_in, zp_out=zp_out, input_scale=input_scale,
+                output_scale=output_scale, filter_scales=[float(np.float32(2.0 ** e)) for e in exponents],
+                bias_kind=bias_kind, bias_bits=bias_bits,
+                activation=draw(st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"])),
+                extreme_weights=draw(st.booleans()),
+                bias_wrap=bias_kind == "INT32" and bias_bits == 31 and draw(st.booleans()))
 
 
 def bound_model(depth_channels: int, output_channels: int) -> bytes:

@@ -24,7 +24,11 @@ if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no",
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 import diff_support as ds  # noqa: E402
-from compiled_support import assert_forced_equals_reference, boundary_inputs
+from compiled_support import (
+    assert_forced_equals_reference,
+    boundary_inputs,
+    draw_conv_numerics,  # noqa: E402
+)
 from compiled_support import conv_model as shared_conv_model  # noqa: E402,F401
 
 from interp import Interpreter, ModelError  # noqa: E402
@@ -68,23 +72,10 @@ def conv_models(draw):
         h, w = max(h, (kh - 1) * dilation[0] + 1), max(w, (kw - 1) * dilation[1] + 1)
     c = draw(st.integers(1, 9) | st.sampled_from([16, 24, 32, 33, 64]))
     oc = draw(st.integers(1, 20) | st.sampled_from([24, 32, 48, 64, 80, 128]))
-    zp_in = draw(st.sampled_from([-128, 127, 0, -1]) | st.integers(-128, 127))
-    zp_out = draw(st.sampled_from([-128, 127, 0]) | st.integers(-128, 127))
-    input_scale = float(np.float32(2.0 ** draw(st.floats(-12, 2))))
-    output_scale = float(np.float32(2.0 ** draw(st.floats(-14, 10))))
-    n_scales = oc if draw(st.booleans()) else 1
-    exponents = draw(st.lists(st.floats(-30, 0) | st.sampled_from([-30.0, -9.0, 0.0]), min_size=n_scales,
-                              max_size=n_scales))
-    bias_kind = draw(st.sampled_from([None, "INT32", "INT32"]))
-    bias_bits = draw(st.sampled_from([0, 12, 20, 31]) | st.integers(0, 31))
-    data = conv_model(rng, batch=draw(st.integers(1, 2)), h=h, w=w, c=c, oc=oc, kh=kh, kw=kw,
-                      stride=stride, dilation=dilation, padding=padding, zp_in=zp_in, zp_out=zp_out,
-                      input_scale=input_scale, output_scale=output_scale,
-                      filter_scales=[float(np.float32(2.0 ** e)) for e in exponents], bias_kind=bias_kind,
-                      bias_bits=bias_bits, activation=draw(st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"])),
-                      extreme_weights=draw(st.booleans()),
-                      bias_wrap=bias_kind == "INT32" and bias_bits == 31 and draw(st.booleans()))
-    return data, rng, zp_in, draw(st.booleans())
+    numerics = draw_conv_numerics(draw, oc)
+    data = conv_model(rng, h=h, w=w, c=c, oc=oc, kh=kh, kw=kw, stride=stride, dilation=dilation, padding=padding,
+                      **numerics)
+    return data, rng, numerics["zp_in"], draw(st.booleans())
 
 
 @needs_vnni

@@ -25,7 +25,11 @@ if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no",
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 import diff_support as ds  # noqa: E402
-from compiled_support import assert_forced_equals_reference, boundary_inputs  # noqa: E402
+from compiled_support import (  # noqa: E402
+    assert_forced_equals_reference,
+    boundary_inputs,
+    draw_conv_numerics,  # noqa: E402
+)
 from compiled_support import conv_model as shared_conv_model  # noqa: E402
 
 from interp import Interpreter  # noqa: E402
@@ -82,23 +86,11 @@ def conv_models(draw):
         h = max(h, (kh - 1) * dilation[0] + 2)
     c = draw(st.sampled_from([4, 8, 16, 32, 64, 12]))
     oc = draw(st.sampled_from([16, 32, 16, 48, 64, 96]))
-    zp_in = draw(st.sampled_from([-128, 127, 0, -1]) | st.integers(-128, 127))
-    zp_out = draw(st.sampled_from([-128, 127, 0]) | st.integers(-128, 127))
-    input_scale = float(np.float32(2.0 ** draw(st.floats(-12, 2))))
-    output_scale = float(np.float32(2.0 ** draw(st.floats(-4, 10))))
-    n_scales = oc if draw(st.booleans()) else 1
-    exponents = draw(st.lists(st.floats(-30, -12) | st.sampled_from([-30.0, -9.0, -14.0]), min_size=n_scales,
-                              max_size=n_scales))
-    bias_kind = draw(st.sampled_from([None, "INT32", "INT32"]))
-    bias_bits = draw(st.sampled_from([0, 12, 20, 31]) | st.integers(0, 31))
-    data = conv_model(rng, batch=draw(st.integers(1, 2)), h=h, w=w, c=c, oc=oc, kh=kh, kw=kw,
-                      stride=stride, dilation=dilation, padding=padding, zp_in=zp_in, zp_out=zp_out,
-                      input_scale=input_scale, output_scale=output_scale,
-                      filter_scales=[float(np.float32(2.0 ** e)) for e in exponents], bias_kind=bias_kind,
-                      bias_bits=bias_bits, activation=draw(st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"])),
-                      extreme_weights=draw(st.booleans()),
-                      bias_wrap=bias_kind == "INT32" and bias_bits == 31 and draw(st.booleans()))
-    return data, rng, zp_in, draw(st.booleans())
+    numerics = draw_conv_numerics(draw, oc, output_exponents=(-4, 10),
+                                  filter_exponents=st.floats(-30, -12) | st.sampled_from([-30.0, -9.0, -14.0]))
+    data = conv_model(rng, h=h, w=w, c=c, oc=oc, kh=kh, kw=kw, stride=stride, dilation=dilation, padding=padding,
+                      **numerics)
+    return data, rng, numerics["zp_in"], draw(st.booleans())
 
 
 @settings(max_examples=100, deadline=None)

@@ -12,8 +12,6 @@ accumulators. Skipped without numba.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,7 +22,12 @@ pytest.importorskip("numba")
 if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
-from compiled_support import SAMPLES, assert_forced_equals_reference, boundary_inputs  # noqa: E402,F401
+from compiled_support import (  # noqa: E402,F401
+    SAMPLES,
+    assert_forced_equals_reference,
+    assert_runs_in_fresh_process,  # noqa: E402
+    boundary_inputs,
+)
 
 from interp import Interpreter  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
@@ -278,12 +281,7 @@ assert "numba" not in sys.modules, "prepare imported numba"
 it.run([np.zeros((1, 64, 64, 16), np.int8)])
 assert "numba" in sys.modules, "the large eval did not take the compiled path"
 """
-    env_path = [p for p in sys.path if p]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join([root] + env_path),
-                                 "MICROREF_COMPILED": "1"}, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert_runs_in_fresh_process(code)
 
 
 # ------------------------------------------------------------------ against TFLM itself

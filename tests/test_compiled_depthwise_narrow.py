@@ -15,8 +15,6 @@ without numba, and where the host lacks AVX512-VNNI / VBMI (the fallback is test
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +26,11 @@ pytest.importorskip("numba")
 if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
-from compiled_support import assert_forced_equals_reference  # noqa: E402
+from compiled_support import (  # noqa: E402
+    assert_fallback_equals_reference,
+    assert_forced_equals_reference,
+    assert_runs_in_fresh_process,  # noqa: E402
+)
 
 from interp import Interpreter  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
@@ -258,18 +260,9 @@ def test_default_choice_by_shape(monkeypatch):
 
 def test_host_without_vbmi_falls_back(monkeypatch):
     """Without the host features (available() False) ops/compiled/depthwise.py runs, same bytes."""
-    data = _layer(8, 8, 8, 1, 1)
     x = np.random.default_rng(3).integers(-128, 128, (2, 1, 8, 8, 8)).astype(np.int8)
-    want = Interpreter.from_bytes(data, kernels="reference").run_batch([x])[0]
-    calls = []
-    with use_compiled(True):
-        _forced(monkeypatch)
-        monkeypatch.setattr(depthwise_narrow, "available", lambda: False)
-        monkeypatch.setattr(depthwise_narrow, "depthwise_conv", lambda *a: pytest.fail("the narrow path ran"))
-        original = compiled_depthwise.depthwise_conv
-        monkeypatch.setattr(compiled_depthwise, "depthwise_conv", lambda *a: calls.append(1) or original(*a))
-        got = Interpreter.from_bytes(data).run_batch([x])[0]
-    assert calls and got.tobytes() == want.tobytes()
+    assert_fallback_equals_reference(monkeypatch, _layer(8, 8, 8, 1, 1), x, _forced, depthwise_narrow,
+                                     compiled_depthwise)
 
 
 @needs_host
@@ -333,9 +326,4 @@ assert "numba" not in sys.modules, "prepare imported numba"
 it.run([np.zeros((1, 64, 64, 1), np.int8)])
 assert "numba" in sys.modules, "the large eval did not take the compiled path"
 """
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env_path = [p for p in sys.path if p]
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join([root] + env_path),
-                                 "MICROREF_COMPILED": "1"}, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert_runs_in_fresh_process(code)

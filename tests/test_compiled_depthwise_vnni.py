@@ -22,7 +22,7 @@ pytest.importorskip("numba")
 if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
-from compiled_support import assert_forced_equals_reference  # noqa: E402
+from compiled_support import assert_fallback_equals_reference, assert_forced_equals_reference  # noqa: E402
 from test_compiled_depthwise import _output_size, depthwise_models  # noqa: E402
 
 from interp import Interpreter  # noqa: E402
@@ -222,18 +222,8 @@ def test_default_choice_by_shape():
 
 def test_host_without_vnni_falls_back(monkeypatch):
     """Without AVX512-VNNI (gemm_u8's host check) ops/compiled/depthwise.py runs, same bytes."""
-    data = _layer(32)
     x = np.random.default_rng(3).integers(-128, 128, (2, 1, 8, 8, 32)).astype(np.int8)
-    want = Interpreter.from_bytes(data, kernels="reference").run_batch([x])[0]
-    calls = []
-    with use_compiled(True):
-        _forced(monkeypatch)
-        monkeypatch.setattr(depthwise_vnni, "available", lambda: False)
-        monkeypatch.setattr(depthwise_vnni, "depthwise_conv", lambda *a: pytest.fail("the VNNI path ran"))
-        original = compiled_depthwise.depthwise_conv
-        monkeypatch.setattr(compiled_depthwise, "depthwise_conv", lambda *a: calls.append(1) or original(*a))
-        got = Interpreter.from_bytes(data).run_batch([x])[0]
-    assert calls and got.tobytes() == want.tobytes()
+    assert_fallback_equals_reference(monkeypatch, _layer(32), x, _forced, depthwise_vnni, compiled_depthwise)
 
 
 @needs_vnni

@@ -25,12 +25,16 @@ if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no",
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 import diff_support as ds  # noqa: E402
-from compiled_support import assert_forced_equals_reference, boundary_inputs  # noqa: E402
+from compiled_support import (  # noqa: E402
+    assert_forced_equals_reference,
+    assert_forced_matches_tflm,
+    draw_conv_numerics,  # noqa: E402
+)
 from compiled_support import conv_model as shared_conv_model  # noqa: E402
 
 from interp import Interpreter  # noqa: E402
 from ops import fixedpoint as fp  # noqa: E402
-from ops.compiled import first_conv, lanes_ir, use_compiled  # noqa: E402
+from ops.compiled import first_conv, lanes_ir  # noqa: E402
 from ops.conv import Conv2D  # noqa: E402
 
 if not first_conv.available():
@@ -84,23 +88,10 @@ def conv_models(draw):
         h, w = max(h, (kh - 1) * dilation[0] + 1), max(w, (kw - 1) * dilation[1] + 1)
     c = draw(st.integers(1, 4) | st.sampled_from([5, 8, 11, 16, 24, 32, 64]))
     oc = draw(st.sampled_from([4, 8, 16, 8, 16]) | st.integers(1, 20) | st.sampled_from([32, 48, 64, 96]))
-    zp_in = draw(st.sampled_from([-128, 127, 0, -1]) | st.integers(-128, 127))
-    zp_out = draw(st.sampled_from([-128, 127, 0]) | st.integers(-128, 127))
-    input_scale = float(np.float32(2.0 ** draw(st.floats(-12, 2))))
-    output_scale = float(np.float32(2.0 ** draw(st.floats(-14, 10))))
-    n_scales = oc if draw(st.booleans()) else 1
-    exponents = draw(st.lists(st.floats(-30, 0) | st.sampled_from([-30.0, -9.0, 0.0]), min_size=n_scales,
-                              max_size=n_scales))
-    bias_kind = draw(st.sampled_from([None, "INT32", "INT32"]))
-    bias_bits = draw(st.sampled_from([0, 12, 20, 31]) | st.integers(0, 31))
-    data = conv_model(rng, batch=draw(st.integers(1, 2)), h=h, w=w, c=c, oc=oc, kh=kh, kw=kw,
-                      stride=stride, dilation=dilation, padding=padding, zp_in=zp_in, zp_out=zp_out,
-                      input_scale=input_scale, output_scale=output_scale,
-                      filter_scales=[float(np.float32(2.0 ** e)) for e in exponents], bias_kind=bias_kind,
-                      bias_bits=bias_bits, activation=draw(st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"])),
-                      extreme_weights=draw(st.booleans()),
-                      bias_wrap=bias_kind == "INT32" and bias_bits == 31 and draw(st.booleans()))
-    return data, rng, zp_in, draw(st.booleans())
+    numerics = draw_conv_numerics(draw, oc)
+    data = conv_model(rng, h=h, w=w, c=c, oc=oc, kh=kh, kw=kw, stride=stride, dilation=dilation, padding=padding,
+                      **numerics)
+    return data, rng, numerics["zp_in"], draw(st.booleans())
 
 
 @settings(max_examples=120, deadline=None)
@@ -242,12 +233,7 @@ def test_first_conv_equals_tflm(case):
               dict(h=20, w=20, c=3, oc=16, filter_scales=tuple(rng.uniform(1e-4, 3e-2, 16)), bias_wrap=True,
                    bias_bits=31, extreme_weights=True),
               dict(h=9, w=7, c=2, oc=5, kh=2, kw=3, dilation=(2, 2), padding="VALID", activation="RELU")][case]
-    data = conv_model(rng, batch=1, **params)
     calls = []
-    with pytest.MonkeyPatch.context() as mp, use_compiled(True):
-        _forcer(calls)(mp)
-        it = Interpreter.from_bytes(data)
-        assert it.kernels[0].compiled_first is not None
-        x = boundary_inputs(rng, it, params.get("zp_in", 0), case == 2)
-        assert ds.check_model(data, [x], label="CONV_2D compiled first layer").compared
+    assert_forced_matches_tflm(conv_model(rng, batch=1, **params), rng, params.get("zp_in", 0), case == 2,
+                               _forcer(calls), "compiled_first", "CONV_2D compiled first layer")
     assert calls

@@ -22,7 +22,12 @@ if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no",
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 import diff_support as ds  # noqa: E402
-from compiled_support import assert_forced_equals_reference, bound_model, boundary_inputs
+from compiled_support import (
+    assert_forced_equals_reference,
+    bound_model,
+    boundary_inputs,
+    draw_conv_numerics,  # noqa: E402
+)
 from compiled_support import conv_model as shared_conv_model  # noqa: E402,F401
 
 from interp import Interpreter  # noqa: E402
@@ -64,24 +69,10 @@ def conv_models(draw, kind):
         h, w = max(h, (kh - 1) * dilation[0] + 1), max(w, (kw - 1) * dilation[1] + 1)
     c = draw(st.sampled_from([1, 2, 3, 5, 8, 16, 33]))
     oc = draw(st.sampled_from([1, 3, 8, 16, 17, 32, 40, 64, 80]))
-    io = "INT16" if kind == "INT16" else "INT8"
-    zp_in = 0 if io == "INT16" else draw(st.sampled_from([-128, 127, 0, -1]) | st.integers(-128, 127))
-    zp_out = 0 if io == "INT16" else draw(st.sampled_from([-128, 127, 0]) | st.integers(-128, 127))
-    input_scale = float(np.float32(2.0 ** draw(st.floats(-12, 2))))
-    output_scale = float(np.float32(2.0 ** draw(st.floats(-14, 10))))
-    n_scales = oc if draw(st.booleans()) else 1
-    exponents = draw(st.lists(st.floats(-30, 0) | st.sampled_from([-30.0, -9.0, 0.0]), min_size=n_scales,
-                              max_size=n_scales))
-    bias_kind = draw(st.sampled_from([None, "INT64", "INT32"] if io == "INT16" else [None, "INT32", "INT32"]))
-    bias_bits = draw(st.sampled_from([0, 12, 20, 31]) | st.integers(0, 31))
-    data = conv_model(rng, kind=kind, batch=draw(st.integers(1, 2)), h=h, w=w, c=c, oc=oc, kh=kh, kw=kw,
-                      stride=stride, dilation=dilation, padding=padding, zp_in=zp_in, zp_out=zp_out,
-                      input_scale=input_scale, output_scale=output_scale,
-                      filter_scales=[float(np.float32(2.0 ** e)) for e in exponents], bias_kind=bias_kind,
-                      bias_bits=bias_bits, activation=draw(st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"])),
-                      extreme_weights=draw(st.booleans()),
-                      bias_wrap=bias_kind == "INT32" and bias_bits == 31 and draw(st.booleans()))
-    return data, rng, zp_in, draw(st.booleans())
+    numerics = draw_conv_numerics(draw, oc, "INT16" if kind == "INT16" else "INT8")
+    data = conv_model(rng, kind=kind, h=h, w=w, c=c, oc=oc, kh=kh, kw=kw, stride=stride, dilation=dilation,
+                      padding=padding, **numerics)
+    return data, rng, numerics["zp_in"], draw(st.booleans())
 
 
 @pytest.mark.parametrize("kind", ["INT8", "INT4", "INT16"])
