@@ -322,37 +322,19 @@ def _make_block(share: int, vectors: int, rows: int):
 
             lane0 = [builder.add(column_v, ir.Constant(i64, LANES * v)) for v in range(vectors)]
             starts = [lane_vector(c32, lane0[v], vec32) for v in range(vectors)]
-            def run_body(run):
-                run_offset = builder.load(builder.gep(runs_a.data, [run]))
-                run_weights = builder.add(builder.mul(builder.mul(run, quads_v), quad_stride),
-                                          builder.mul(column_v, ir.Constant(i64, 4)))
-                return run_offset, run_weights
 
-            def quad_body(state, q, sums):
-                run_offset, run_weights = state
-                weight_row = builder.add(run_weights, builder.mul(q, quad_stride))
-                ws = []
-                for v in range(vectors):
-                    address = builder.gep(weight_data, [builder.add(weight_row, ir.Constant(i64, 4 * LANES * v))])
-                    ws.append(builder.load(builder.bitcast(address, operand.as_pointer()), align=1))
-                quad_offset = builder.add(run_offset, builder.mul(q, ir.Constant(i64, 4)))
-                updated = []
-                for r in range(rows):
-                    words = ir.Constant(ir.VectorType(i32, share), None)
-                    for s in range(share):
-                        address = builder.gep(image_data, [builder.add(pixel_base[r * share + s], quad_offset)])
-                        word = builder.load(builder.bitcast(address, i32.as_pointer()), align=1)
-                        words = builder.insert_element(words, word, ir.Constant(i32, s))
-                    spread = builder.shuffle_vector(words, words, ir.Constant(
-                        ir.VectorType(i32, LANES), [lane // width for lane in range(LANES)]))
-                    x = builder.bitcast(spread, operand) if operand != vec32 else spread
-                    for v in range(vectors):
-                        updated.append(builder.call(dot, [sums[r * vectors + v], x, ws[v]]))
-                return updated
+            def row_operand(r, quad_offset):  # the quads of vector row r's `share` pixels, each in 16 / share lanes
+                words = ir.Constant(ir.VectorType(i32, share), None)
+                for s in range(share):
+                    address = builder.gep(image_data, [builder.add(pixel_base[r * share + s], quad_offset)])
+                    word = builder.load(builder.bitcast(address, i32.as_pointer()), align=1)
+                    words = builder.insert_element(words, word, ir.Constant(i32, s))
+                spread = builder.shuffle_vector(words, words, ir.Constant(
+                    ir.VectorType(i32, LANES), [lane // width for lane in range(LANES)]))
+                return builder.bitcast(spread, operand) if operand != vec32 else spread
 
-            updated = gemm_u8.run_quad_loops(builder, "block", run_count, quads_v,
-                                             [starts[k % vectors] for k in range(rows * vectors)], run_body,
-                                             quad_body)
+            updated = gemm_u8.pixel_block_reduction(builder, runs_a, run_count, quads_v, quad_stride, column_v,
+                                                    weight_data, operand, dot, starts, rows, row_operand)
             # depthwise.py's requantization, lane by lane (the module docstring).
             consts = []
             for v in range(vectors):
@@ -450,6 +432,7 @@ def _make_row_block(channels: int):
             c64 = builder.bitcast(c64_a.data, i64.as_pointer())
             starts = [splat(builder, builder.load(builder.gep(c32, [ir.Constant(i64, c)])), LANES)
                       for c in range(channels)]
+
             def run_body(run):
                 start = builder.add(base_v, builder.load(builder.gep(runs_a.data, [run])))
                 low_half = builder.load(builder.bitcast(builder.gep(image_data, [start]), table.as_pointer()),

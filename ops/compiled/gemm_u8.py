@@ -230,6 +230,44 @@ def run_quad_loops(builder, name: str, run_count, quad_count, starts, run_body, 
     return updated
 
 
+def pixel_block_reduction(builder, runs, run_count, quads, quad_stride, column, weight_data, operand, dot, starts,
+                          rows: int, row_operand):
+    """``run_quad_loops`` for a register block of ``rows`` operands x V = len(starts) weight vectors
+    (the accumulator k = r·V + v starts at starts[v]): per run, its byte offset in the image
+    (``runs``, an i64 array) and its first weight row; per quad q, the V weight vectors at
+    weight_data[(run·quads + q)·quad_stride + 4·column + 64·v] (int8 bytes) and, per row r, the
+    operand ``row_operand(r, run offset + 4q)``, each row times each weight vector in one ``dot``
+    (vpdpbusd). Returns the R·V accumulators."""
+    from llvmlite import ir
+
+    i64 = ir.IntType(64)
+    vectors = len(starts)
+
+    def run_body(run):
+        run_offset = builder.load(builder.gep(runs.data, [run]))
+        run_weights = builder.add(builder.mul(builder.mul(run, quads), quad_stride),
+                                  builder.mul(column, ir.Constant(i64, 4)))
+        return run_offset, run_weights
+
+    def quad_body(state, q, sums):
+        run_offset, run_weights = state
+        weight_row = builder.add(run_weights, builder.mul(q, quad_stride))
+        ws = []
+        for v in range(vectors):
+            address = builder.gep(weight_data, [builder.add(weight_row, ir.Constant(i64, 4 * LANES * v))])
+            ws.append(builder.load(builder.bitcast(address, operand.as_pointer()), align=1))
+        quad_offset = builder.add(run_offset, builder.mul(q, ir.Constant(i64, 4)))
+        updated = []
+        for r in range(rows):
+            x = row_operand(r, quad_offset)
+            for v in range(vectors):
+                updated.append(builder.call(dot, [sums[r * vectors + v], x, ws[v]]))
+        return updated
+
+    return run_quad_loops(builder, "block", run_count, quads, [starts[k % vectors] for k in range(rows * vectors)],
+                          run_body, quad_body)
+
+
 def _make_block(rows: int, vectors: int):
     """An intrinsic ``block(image, pixels, runs, quads, weights, init, acc, acc_rows, column)``:
     for r < rows and output channels oc in column .. column + 16·vectors,
@@ -278,33 +316,16 @@ def _make_block(rows: int, vectors: int):
             starts = [builder.load(builder.bitcast(builder.gep(init_data, [builder.add(
                 column_v, ir.Constant(i64, LANES * v))]), accumulator.as_pointer()), align=4)
                 for v in range(vectors)]
-            def run_body(run):
-                run_offset = builder.load(builder.gep(runs_a.data, [run]))
-                run_weights = builder.add(builder.mul(builder.mul(run, quads_v), quad_stride),
-                                          builder.mul(column_v, ir.Constant(i64, 4)))
-                return run_offset, run_weights
 
-            def quad_body(state, q, sums):
-                run_offset, run_weights = state
-                weight_row = builder.add(run_weights, builder.mul(q, quad_stride))
-                ws = []
-                for v in range(vectors):
-                    address = builder.gep(weight_data, [builder.add(weight_row, ir.Constant(i64, 4 * LANES * v))])
-                    ws.append(builder.load(builder.bitcast(address, operand.as_pointer()), align=1))
-                quad_offset = builder.add(run_offset, builder.mul(q, ir.Constant(i64, 4)))
-                updated = []
-                for r in range(rows):
-                    address = builder.gep(image_data, [builder.add(pixel_base[r], quad_offset)])
-                    word = builder.load(builder.bitcast(address, i32.as_pointer()), align=1)
-                    one = builder.insert_element(ir.Constant(accumulator, None), word, ir.Constant(i32, 0))
-                    spread = builder.shuffle_vector(one, one, zeros)
-                    x = builder.bitcast(spread, operand) if byte_form else spread
-                    for v in range(vectors):
-                        updated.append(builder.call(dot, [sums[r * vectors + v], x, ws[v]]))
-                return updated
+            def row_operand(r, quad_offset):  # pixel r's quad in all 16 lanes
+                address = builder.gep(image_data, [builder.add(pixel_base[r], quad_offset)])
+                word = builder.load(builder.bitcast(address, i32.as_pointer()), align=1)
+                one = builder.insert_element(ir.Constant(accumulator, None), word, ir.Constant(i32, 0))
+                spread = builder.shuffle_vector(one, one, zeros)
+                return builder.bitcast(spread, operand) if byte_form else spread
 
-            updated = run_quad_loops(builder, "block", run_count, quads_v,
-                                     [starts[k % vectors] for k in range(rows * vectors)], run_body, quad_body)
+            updated = pixel_block_reduction(builder, runs_a, run_count, quads_v, quad_stride, column_v, weight_data,
+                                            operand, dot, starts, rows, row_operand)
             acc_data = builder.bitcast(acc_a.data, i32.as_pointer())
             for r in range(rows):
                 row = builder.load(builder.gep(rows_a.data, [ir.Constant(i64, r)]))
