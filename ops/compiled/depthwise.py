@@ -105,6 +105,20 @@ class CompiledDepthwiseParams:
     phases_dtype: type
 
 
+@dataclass(frozen=True)
+class DepthwiseLayer:
+    """The layer every compiled int8 depthwise plan records (depthwise_vnni's and depthwise_narrow's
+    plans extend it with their layouts): this module's per-channel constants and the geometry."""
+    requant: CompiledDepthwiseParams  # this module's per-channel constants (``plan``)
+    in_hwc: tuple
+    out_hw: tuple
+    stride: tuple
+    dilation: tuple
+    padding: tuple  # (top, left), may be negative
+    kernel_hw: tuple
+    depth_multiplier: int
+
+
 def _geometry(in_hwc, out_hw, kernel_hw, stride, dilation):
     """(padded rows, phase columns) of the padded image every tap reads."""
     (oh, ow), (kh, kw) = out_hw, kernel_hw

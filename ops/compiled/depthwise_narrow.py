@@ -76,16 +76,8 @@ _INT32 = 1 << 32
 
 
 @dataclass(frozen=True)
-class NarrowDepthwisePlan:
+class NarrowDepthwisePlan(depthwise.DepthwiseLayer):
     """The narrow kernel's layout and its per-lane constants (depthwise.plan's, repeated P times)."""
-    requant: depthwise.CompiledDepthwiseParams  # ops/compiled/depthwise.py's per-channel constants
-    in_hwc: tuple
-    out_hw: tuple
-    stride: tuple
-    dilation: tuple
-    padding: tuple  # (top, left), may be negative
-    kernel_hw: tuple
-    depth_multiplier: int
     pixels_per_vector: int  # P = 16 / OC
     padded_hw: tuple  # (Hp, Wp): every row and column a real tap reads
     pad_byte: int  # u of a tap outside the image: zero point + 128 (0..255)
@@ -104,18 +96,7 @@ class NarrowDepthwisePlan:
 
 def available() -> bool:
     """The host runs vpdpbusd and vpermb and numba compiles for it (imports numba: eval time only)."""
-    global _vbmi
-    if _vbmi is None:
-        try:
-            from llvmlite import binding
-
-            _vbmi = bool(binding.get_host_cpu_features().get("avx512vbmi"))
-        except Exception:  # pragma: no cover - llvmlite without host queries
-            _vbmi = False
-    return gemm_u8.available() and _vbmi
-
-
-_vbmi = None
+    return gemm_u8.vbmi_available()
 
 
 def _lanes(values, pixels: int) -> np.ndarray:

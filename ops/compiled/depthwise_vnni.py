@@ -109,16 +109,8 @@ def available() -> bool:
 
 
 @dataclass(frozen=True)
-class VnniDepthwisePlan:
+class VnniDepthwisePlan(depthwise.DepthwiseLayer):
     """The VNNI kernel's layout and its requantization constants (``requant``'s, padded)."""
-    requant: depthwise.CompiledDepthwiseParams  # ops/compiled/depthwise.py's per-channel constants
-    in_hwc: tuple
-    out_hw: tuple
-    stride: tuple
-    dilation: tuple
-    padding: tuple  # (top, left), may be negative
-    kernel_hw: tuple
-    depth_multiplier: int
     quads_per_row: int  # J = ceil(KW / 4)
     patches: bool  # quads of 2x2 taps (stride 2), else of 4 taps of a filter row
     quad_rows: int  # rows of Q: (OH - 1)·sh + (KH - 1)·dh + 1 padded rows (patches: OH + ceil(KH / 2) - 1 pairs)

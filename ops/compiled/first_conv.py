@@ -217,23 +217,10 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
         requant.activation_max, mode, block)
 
 
-_vbmi = None
-
-
 def available() -> bool:
     """gemm_u8's intrinsic is there (numba targets the host and the host has AVX512-VNNI) and the
     host has AVX512-VBMI (the row blocks' vpermi2b). Imports numba: eval time only."""
-    global _vbmi
-    if not gemm_u8.available():
-        return False
-    if _vbmi is None:
-        try:
-            from llvmlite import binding
-
-            _vbmi = bool(binding.get_host_cpu_features().get("avx512vbmi"))
-        except Exception:  # pragma: no cover - llvmlite without host queries
-            _vbmi = False
-    return _vbmi
+    return gemm_u8.vbmi_available()
 
 
 # --- the intrinsic ------------------------------------------------------------------------------

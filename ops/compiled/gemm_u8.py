@@ -151,6 +151,25 @@ def available() -> bool:
     return _available
 
 
+_vbmi = None
+
+
+def vbmi_available() -> bool:
+    """``available()`` and the host also has AVX512-VBMI (vpermb, vpermi2b: the byte permutations
+    of first_conv's row blocks and depthwise_narrow). Imports numba: eval time only."""
+    global _vbmi
+    if not available():
+        return False
+    if _vbmi is None:
+        try:
+            from llvmlite import binding
+
+            _vbmi = bool(binding.get_host_cpu_features().get("avx512vbmi"))
+        except Exception:  # pragma: no cover - llvmlite without host queries
+            _vbmi = False
+    return _vbmi
+
+
 def _intrinsics():
     global _blocks, _block_4x4, _block_8x2, _block_8x1
     if _blocks is not None:
