@@ -161,13 +161,7 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
         return None
     if not -128 <= requant.activation_min <= requant.activation_max <= 127:
         return None  # (TFLM's int8 activation range always is)
-    if dw == 1:  # a filter row's KW·C bytes are consecutive
-        run = kw * c
-        runs = [ky * dh * wp * c for ky in range(kh)]
-    else:
-        run = c
-        runs = [(ky * dh * wp + kx * dw) * c for ky in range(kh) for kx in range(kw)]
-    quads = -(-run // 4)
+    runs, run, quads = gemm_u8.filter_runs((kh, kw), (dh, dw), wp, c)
     if channels in ROW_CHANNELS and ow >= LANES and 15 * sw * c + 4 * quads <= _TABLE:
         block, group = len(BLOCKS) + ROW_CHANNELS.index(channels), channels
     elif channels <= 4:

@@ -96,13 +96,7 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, pad_value: int, w
     if bound >= _INT32_LIMIT:
         return None
     hp, wp, _ = geometry.padded_hwc
-    if dw == 1:  # a filter row's KW·C bytes are consecutive
-        run = kw * c
-        runs = [ky * dh * wp * c for ky in range(kh)]
-    else:
-        run = c
-        runs = [(ky * dh * wp + kx * dw) * c for ky in range(kh) for kx in range(kw)]
-    quads = -(-run // 4)
+    runs, run, quads = filter_runs((kh, kw), (dh, dw), wp, c)
     padded = -(-channels // LANES) * LANES
     block = 0 if padded % 64 == 0 else 1 if padded % 32 == 0 else 2
     packed = np.zeros((len(runs), 4 * quads, padded), np.int8)
@@ -118,6 +112,19 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, pad_value: int, w
     runs.flags.writeable = False
     return U8ConvPlan(geometry.in_hwc, geometry.out_hw, geometry.stride, geometry.padding, int(pad_value) + 128,
                       (hp, wp), runs, quads, packed, init, channels, padded, block, bound)
+
+
+def filter_runs(kernel_hw, dilation, padded_width: int, depth: int) -> tuple[list, int, int]:
+    """The reduction's runs in TFLM's (ky, kx) order: each run's byte offset in a padded (Hp, Wp, C)
+    image relative to the output pixel's window, a run's length in bytes and the quads of four
+    bytes it spans. With dilation_w 1 a filter row's KW·C bytes are consecutive (one run per filter
+    row), else each tap's C channels are a run."""
+    (kh, kw), (dh, dw), wp, c = kernel_hw, dilation, padded_width, depth
+    if dw == 1:
+        runs, run = [ky * dh * wp * c for ky in range(kh)], kw * c
+    else:
+        runs, run = [(ky * dh * wp + kx * dw) * c for ky in range(kh) for kx in range(kw)], c
+    return runs, run, -(-run // 4)
 
 
 def buffer_shape(p: U8ConvPlan, images: int) -> tuple:
