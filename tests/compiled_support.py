@@ -116,6 +116,23 @@ def assert_forced_matches_tflm(data: bytes, rng, zero_point: int, extremes: bool
         assert ds.check_model(data, [x], label=label).compared
 
 
+def check_diff_conv_cases(force, label: str, kind: str = "INT8", depthwise: bool = True, fraction: float = 0.5):
+    """test_diff_conv's cases (``conv_cases``) with ``force(monkeypatch)`` applied, run_batch and run
+    against TFLM (diff_support.check_model)."""
+    from test_diff_conv import build_conv, conv_cases
+
+    ds.require_oracle()
+
+    def run(case):
+        ds.note_case(**case)
+        data, inputs = build_conv(case, depthwise=depthwise)
+        with pytest.MonkeyPatch.context() as mp, use_compiled(True):
+            force(mp)
+            ds.check_model(data, inputs, label=label)
+
+    ds.run_examples(conv_cases(depthwise=depthwise, kind=kind), run, fraction=fraction)
+
+
 def conv_model(rng, *, kind="INT8", batch=1, h=6, w=6, c=4, oc=16, kh=3, kw=3, stride=(1, 1), dilation=(1, 1),
                padding="SAME", zp_in=0, zp_out=0, input_scale=0.02, output_scale=0.05, filter_scales=(0.01,),
                bias_kind="INT32", bias_bits=16, activation="NONE", extreme_weights=False, bias_wrap=False) -> bytes:

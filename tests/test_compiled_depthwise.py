@@ -27,6 +27,7 @@ from compiled_support import (  # noqa: E402,F401
     assert_forced_equals_reference,
     assert_runs_in_fresh_process,  # noqa: E402
     boundary_inputs,
+    check_diff_conv_cases,
 )
 
 from interp import Interpreter  # noqa: E402
@@ -289,17 +290,8 @@ assert "numba" in sys.modules, "the large eval did not take the compiled path"
 def test_compiled_depthwise_matches_tflm(kind):
     """test_diff_conv's depthwise cases (zero strides and dilations included: those keep the numpy
     kernel) with the compiled path forced, run_batch and run against TFLM."""
-    from diff_support import check_model, note_case, require_oracle, run_examples
-    from test_diff_conv import build_conv, conv_cases
+    def force(mp):
+        mp.setattr(DepthwiseConv2D, "COMPILED_MIN_ELEMENTS", 0)
+        mp.setattr(DepthwiseConv2D, "VNNI_FORCE", False)
 
-    require_oracle()
-
-    def run(case):
-        note_case(**case)
-        data, inputs = build_conv(case, depthwise=True)
-        with pytest.MonkeyPatch.context() as mp, use_compiled(True):
-            mp.setattr(DepthwiseConv2D, "COMPILED_MIN_ELEMENTS", 0)
-            mp.setattr(DepthwiseConv2D, "VNNI_FORCE", False)
-            check_model(data, inputs, label=f"DEPTHWISE_CONV_2D {kind} compiled")
-
-    run_examples(conv_cases(depthwise=True, kind=kind), run, fraction=0.5)
+    check_diff_conv_cases(force, f"DEPTHWISE_CONV_2D {kind} compiled", kind)

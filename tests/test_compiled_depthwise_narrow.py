@@ -30,6 +30,7 @@ from compiled_support import (  # noqa: E402
     assert_fallback_equals_reference,
     assert_forced_equals_reference,
     assert_runs_in_fresh_process,  # noqa: E402
+    check_diff_conv_cases,
 )
 
 from interp import Interpreter  # noqa: E402
@@ -293,19 +294,7 @@ def test_real_model_layers_equal_reference(name, op):
 def test_narrow_matches_tflm():
     """test_diff_conv's int8 depthwise cases with the narrow path forced (where it applies),
     run_batch and run against TFLM."""
-    from diff_support import check_model, note_case, require_oracle, run_examples
-    from test_diff_conv import build_conv, conv_cases
-
-    require_oracle()
-
-    def run(case):
-        note_case(**case)
-        data, inputs = build_conv(case, depthwise=True)
-        with pytest.MonkeyPatch.context() as mp, use_compiled(True):
-            _forced(mp)
-            check_model(data, inputs, label="DEPTHWISE_CONV_2D INT8 narrow")
-
-    run_examples(conv_cases(depthwise=True, kind="INT8"), run, fraction=0.5)
+    check_diff_conv_cases(_forced, "DEPTHWISE_CONV_2D INT8 narrow")
 
 
 def test_load_and_prepare_do_not_import_numba():

@@ -22,13 +22,17 @@ pytest.importorskip("numba")
 if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
-from compiled_support import assert_fallback_equals_reference, assert_forced_equals_reference  # noqa: E402
+from compiled_support import (  # noqa: E402
+    assert_fallback_equals_reference,
+    assert_forced_equals_reference,
+    check_diff_conv_cases,  # noqa: E402
+)
 from test_compiled_depthwise import _output_size, depthwise_models  # noqa: E402
 
 from interp import Interpreter  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
 from ops.compiled import depthwise as compiled_depthwise  # noqa: E402
-from ops.compiled import depthwise_vnni, use_compiled  # noqa: E402
+from ops.compiled import depthwise_vnni  # noqa: E402
 from ops.conv import DepthwiseConv2D  # noqa: E402
 
 needs_vnni = pytest.mark.skipif(not depthwise_vnni.available(), reason="the host has no AVX512-VNNI (or numba "
@@ -229,16 +233,4 @@ def test_host_without_vnni_falls_back(monkeypatch):
 @needs_vnni
 def test_vnni_matches_tflm():
     """test_diff_conv's int8 depthwise cases with the VNNI path forced, run_batch and run against TFLM."""
-    from diff_support import check_model, note_case, require_oracle, run_examples
-    from test_diff_conv import build_conv, conv_cases
-
-    require_oracle()
-
-    def run(case):
-        note_case(**case)
-        data, inputs = build_conv(case, depthwise=True)
-        with pytest.MonkeyPatch.context() as mp, use_compiled(True):
-            _forced(mp)
-            check_model(data, inputs, label="DEPTHWISE_CONV_2D INT8 vnni")
-
-    run_examples(conv_cases(depthwise=True, kind="INT8"), run, fraction=0.5)
+    check_diff_conv_cases(_forced, "DEPTHWISE_CONV_2D INT8 vnni")
