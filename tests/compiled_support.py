@@ -104,6 +104,29 @@ def assert_runs_in_fresh_process(code: str):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def assert_depthwise_prepare_skips_numba(channels: int, depth_multiplier: int, planned: str):
+    """In a fresh process: from_bytes + prepare of a 64x64 3x3 int8 DEPTHWISE_CONV_2D with ``channels``
+    input channels plans its compiled path (the kernel's attribute ``planned``) without importing
+    numba, and its first eval (large enough) imports it."""
+    out = channels * depth_multiplier
+    assert_runs_in_fresh_process(f"""
+import sys, numpy as np
+from interp import Interpreter
+from interp.builder import ModelBuilder
+b = ModelBuilder()
+x = b.input("x", [1, 64, 64, {channels}], "INT8", scale=0.05, zero_point=2)
+wt = b.constant("w", np.ones((1, 3, 3, {out}), np.int8), "INT8", scale=0.01, zero_point=0, quantized_dimension=3)
+y = b.tensor("y", [1, 64, 64, {out}], "INT8", scale=0.1, zero_point=0)
+b.op("DEPTHWISE_CONV_2D", [x, wt], [y], padding="SAME", stride_h=1, stride_w=1, depth_multiplier={depth_multiplier})
+b.output(y)
+it = Interpreter.from_bytes(b.build())
+assert it.kernels[0].{planned} is not None
+assert "numba" not in sys.modules, "prepare imported numba"
+it.run([np.zeros((1, 64, 64, {channels}), np.int8)])
+assert "numba" in sys.modules, "the large eval did not take the compiled path"
+""")
+
+
 def assert_forced_matches_tflm(data: bytes, rng, zero_point: int, extremes: bool, force, planned: str, label: str):
     """With ``force(monkeypatch)`` applied, operator 0 plans its compiled path (its attribute
     ``planned`` is set) and run_batch / run give TFLM's bytes (diff_support.check_model)."""

@@ -27,9 +27,9 @@ if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no",
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 from compiled_support import (  # noqa: E402
+    assert_depthwise_prepare_skips_numba,  # noqa: E402
     assert_fallback_equals_reference,
     assert_forced_equals_reference,
-    assert_runs_in_fresh_process,  # noqa: E402
     check_diff_conv_cases,
 )
 
@@ -299,20 +299,4 @@ def test_narrow_matches_tflm():
 
 def test_load_and_prepare_do_not_import_numba():
     """plan runs on numpy: numba is imported by the first large eval only, never by prepare."""
-    code = """
-import sys, numpy as np
-from interp import Interpreter
-from interp.builder import ModelBuilder
-b = ModelBuilder()
-x = b.input("x", [1, 64, 64, 1], "INT8", scale=0.05, zero_point=2)
-wt = b.constant("w", np.ones((1, 3, 3, 8), np.int8), "INT8", scale=0.01, zero_point=0, quantized_dimension=3)
-y = b.tensor("y", [1, 64, 64, 8], "INT8", scale=0.1, zero_point=0)
-b.op("DEPTHWISE_CONV_2D", [x, wt], [y], padding="SAME", stride_h=1, stride_w=1, depth_multiplier=8)
-b.output(y)
-it = Interpreter.from_bytes(b.build())
-assert it.kernels[0].compiled_narrow is not None
-assert "numba" not in sys.modules, "prepare imported numba"
-it.run([np.zeros((1, 64, 64, 1), np.int8)])
-assert "numba" in sys.modules, "the large eval did not take the compiled path"
-"""
-    assert_runs_in_fresh_process(code)
+    assert_depthwise_prepare_skips_numba(1, 8, "compiled_narrow")
