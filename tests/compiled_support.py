@@ -21,6 +21,15 @@ from ops.compiled import use_compiled
 SAMPLES = 3  # samples per example: run_batch over all of them, run on the first
 
 
+def skip_unless_compiled():
+    """Skip the calling test module where numba is missing (CI runs once without it) or
+    MICROREF_COMPILED turns the compiled kernels off. Call it at module level, before importing
+    what needs numba."""
+    pytest.importorskip("numba")
+    if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
+        pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
+
+
 @contextlib.contextmanager
 def counting_calls(module, *names: str):
     """Inside the block, ``module``'s functions ``names`` count their calls (they still run):

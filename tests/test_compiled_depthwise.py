@@ -11,20 +11,17 @@ accumulators. Skipped without numba.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
+from compiled_support import skip_unless_compiled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("numba")
-if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
-    pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
+skip_unless_compiled()
 
 from compiled_support import (  # noqa: E402,F401
     SAMPLES,
-    assert_depthwise_prepare_skips_numba,  # noqa: E402
+    assert_depthwise_prepare_skips_numba,
     assert_forced_equals_reference,
     boundary_inputs,
     check_diff_conv_cases,

@@ -11,21 +11,18 @@ A host without VNNI falls back to ops/compiled/depthwise.py. Skipped without num
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
+from compiled_support import skip_unless_compiled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("numba")
-if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
-    pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
+skip_unless_compiled()
 
 from compiled_support import (  # noqa: E402
     assert_fallback_equals_reference,
     assert_forced_equals_reference,
-    check_diff_conv_cases,  # noqa: E402
+    check_diff_conv_cases,
 )
 from test_compiled_depthwise import _output_size, depthwise_models  # noqa: E402
 

@@ -10,23 +10,20 @@ just over are refused (and still equal). A few cases run against TFLM. Skipped w
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
+from compiled_support import skip_unless_compiled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("numba")
-if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
-    pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
+skip_unless_compiled()
 
 import diff_support as ds  # noqa: E402
-from compiled_support import (
+from compiled_support import (  # noqa: E402
     assert_forced_equals_reference,
     bound_model,
     boundary_inputs,
-    draw_conv_numerics,  # noqa: E402
+    draw_conv_numerics,
 )
 from compiled_support import conv_model as shared_conv_model  # noqa: E402,F401
 

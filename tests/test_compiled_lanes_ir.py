@@ -7,14 +7,11 @@ offsets at the int32 ends and at the boundaries of the shortcuts (MODE_SKIP_NEGA
 mode the plan helper allows (through ``tails``). No model, no TFLM."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
+from compiled_support import skip_unless_compiled
 
-pytest.importorskip("numba")
-if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no", "false"):
-    pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
+skip_unless_compiled()
 
 from ops import fixedpoint as fp  # noqa: E402
 from ops.compiled import depthwise, lanes_ir  # noqa: E402
