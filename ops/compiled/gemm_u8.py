@@ -219,38 +219,35 @@ def run_quad_loops(builder, name: str, run_count, quad_count, starts, run_body, 
     done = builder.append_basic_block(f"{name}.done")
     builder.branch(run_loop)
 
+    def head(values, before):
+        """The loop's counter and carried values as phis, entered from ``before`` at 0 / ``values``."""
+        phis = []
+        for value in [ir.Constant(i64, 0)] + list(values):
+            phi = builder.phi(value.type)
+            phi.add_incoming(value, before)
+            phis.append(phi)
+        return phis[0], phis[1:]
+
+    def latch(counter, phis, values, count, loop, after):
+        """Back edge from the current block: counter + 1 and ``values`` into the phis; on while < count."""
+        following = builder.add(counter, ir.Constant(i64, 1))
+        counter.add_incoming(following, builder.block)
+        for phi, value in zip(phis, values):
+            phi.add_incoming(value, builder.block)
+        builder.cbranch(builder.icmp_signed("<", following, count), loop, after)
+
     builder.position_at_end(run_loop)
-    run = builder.phi(i64)
-    run.add_incoming(ir.Constant(i64, 0), entry)
-    run_sums = []
-    for start in starts:
-        phi = builder.phi(start.type)
-        phi.add_incoming(start, entry)
-        run_sums.append(phi)
+    run, run_sums = head(starts, entry)
     state = run_body(run)
     builder.branch(quad_loop)
 
     builder.position_at_end(quad_loop)
-    q = builder.phi(i64)
-    q.add_incoming(ir.Constant(i64, 0), run_loop)
-    sums = []
-    for run_sum in run_sums:
-        phi = builder.phi(run_sum.type)
-        phi.add_incoming(run_sum, run_loop)
-        sums.append(phi)
+    q, sums = head(run_sums, run_loop)
     updated = quad_body(state, q, sums)
-    q_next = builder.add(q, ir.Constant(i64, 1))
-    q.add_incoming(q_next, quad_loop)
-    for phi, value in zip(sums, updated):
-        phi.add_incoming(value, quad_loop)
-    builder.cbranch(builder.icmp_signed("<", q_next, quad_count), quad_loop, run_end)
+    latch(q, sums, updated, quad_count, quad_loop, run_end)
 
     builder.position_at_end(run_end)
-    run_next = builder.add(run, ir.Constant(i64, 1))
-    run.add_incoming(run_next, run_end)
-    for phi, value in zip(run_sums, updated):
-        phi.add_incoming(value, run_end)
-    builder.cbranch(builder.icmp_signed("<", run_next, run_count), run_loop, done)
+    latch(run, run_sums, updated, run_count, run_loop, done)
 
     builder.position_at_end(done)
     return updated
