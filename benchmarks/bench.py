@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from interp import Interpreter, limited_blas_threads  # noqa: E402
+from interp import Interpreter, batch_tuning, limited_blas_threads  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
 from interp.runtime.inputs import random_inputs  # noqa: E402
 from interp.tools.profile import model_macs  # noqa: E402
@@ -398,5 +398,7 @@ def main():
 
 
 if __name__ == "__main__":
-    with limited_blas_threads():  # microref's products are small blocks: BLAS threads only add overhead
+    # microref's products are small blocks: BLAS threads only add overhead; and freed activations
+    # are kept for the next call instead of page-faulted in again (interp.runtime.blas).
+    with batch_tuning():
         main()

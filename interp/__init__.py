@@ -21,8 +21,8 @@ from .errors import InputError, InvokeError, MicrorefError, ModelError, TensorLo
 from .model import Model, Operator, Quantization, Subgraph, Tensor, load_model, verify
 
 __all__ = ["InputError", "Interpreter", "InvokeError", "MicrorefError", "Model", "ModelError", "Operator",
-           "Quantization", "Subgraph", "Tensor", "TensorLookupError", "UnsupportedOpError", "dequantize",
-           "limited_blas_threads", "load_model", "quantize", "verify"]
+           "Quantization", "Subgraph", "Tensor", "TensorLookupError", "UnsupportedOpError", "batch_tuning",
+           "dequantize", "limited_blas_threads", "load_model", "quantize", "retained_heap", "verify"]
 __version__ = "0.1.0"
 
 
@@ -33,7 +33,7 @@ def __getattr__(name: str):
     if name in ("quantize", "dequantize"):
         from . import quantization
         return getattr(quantization, name)
-    if name == "limited_blas_threads":
-        from .runtime.blas import limited_blas_threads
-        return limited_blas_threads
+    if name in ("limited_blas_threads", "retained_heap", "batch_tuning"):
+        from .runtime import blas
+        return getattr(blas, name)
     raise AttributeError(f"module 'interp' has no attribute {name!r}")

@@ -1,14 +1,17 @@
 """A library call leaves the caller's process as it found it (issue 13): BLAS threads, worker
 threads, numpy's settings; and one Interpreter shared by 8 threads gives the serial bytes."""
+import platform
+import resource
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pytest
 from threadpoolctl import threadpool_info
 
-from interp import Interpreter, limited_blas_threads
+from interp import Interpreter, batch_tuning, limited_blas_threads, retained_heap
 from interp.runtime.inputs import random_inputs
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "models"
@@ -33,6 +36,40 @@ def test_running_a_model_leaves_blas_threads_and_worker_threads_as_they_were():
 def test_limited_blas_threads_applies_inside_the_block_only():
     before = _blas_threads()
     with limited_blas_threads(1):
+        assert all(n == 1 for _, n in _blas_threads())
+    assert _blas_threads() == before
+
+
+def _page_faults_of_fresh_arrays(rounds: int = 6, size: int = 48 << 20) -> int:
+    """Minor page faults of allocating, filling and freeing a 48 MB array ``rounds`` times (above
+    the 32 MB glibc's dynamic mmap threshold reaches: each array is fresh pages by default)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(rounds):
+        a = np.empty(size, np.uint8)
+        a.fill(1)
+        del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                    reason="retained_heap tunes glibc's malloc; elsewhere it does nothing")
+def test_retained_heap_reuses_freed_memory_inside_the_block_only():
+    outside = _page_faults_of_fresh_arrays()
+    with retained_heap():
+        _page_faults_of_fresh_arrays(1)  # the first array's pages are new in any case
+        inside = _page_faults_of_fresh_arrays()
+        with retained_heap():  # nested: the inner exit does not restore
+            pass
+        inside_after_nested = _page_faults_of_fresh_arrays()
+    after = _page_faults_of_fresh_arrays()
+    assert inside * 4 < outside, (inside, outside)
+    assert inside_after_nested * 4 < outside, (inside_after_nested, outside)
+    assert after * 2 > outside, (after, outside)  # glibc's thresholds again: fresh pages per array
+
+
+def test_batch_tuning_limits_blas_threads_inside_the_block_only():
+    before = _blas_threads()
+    with batch_tuning():
         assert all(n == 1 for _, n in _blas_threads())
     assert _blas_threads() == before
 

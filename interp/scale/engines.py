@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MicrorefError, printable
-from ..runtime import Interpreter, limited_blas_threads
+from ..runtime import Interpreter, batch_tuning
+from ..runtime.blas import retain_heap_for_process
 from .data import MissingPackage, to_model_inputs
 
 ENGINES = ("local", "ray")
@@ -201,7 +202,8 @@ _PROCESS_CONTEXT: Any = None
 def _init_process(context: Any) -> None:
     global _PROCESS_CONTEXT
     from threadpoolctl import threadpool_limits
-    threadpool_limits(limits=1, user_api="blas")  # this process is one worker: BLAS on one thread
+    threadpool_limits(limits=1, user_api="blas")  # this process is one worker: BLAS on one thread,
+    retain_heap_for_process()  # and freed activations kept for its next chunk
     _PROCESS_CONTEXT = context
 
 
@@ -235,7 +237,7 @@ def map_ordered(fn: Callable[[Any, Any], Any], items: Iterable, *, context: Any 
 
 
 def _map_here(fn, items, context):
-    with limited_blas_threads():
+    with batch_tuning():
         for item in items:
             yield fn(context, item)
 
@@ -292,7 +294,7 @@ def run_local(job: Job, chunks: Iterable[tuple[int, list[np.ndarray]]], workers:
     """(start, result) per chunk, in order: in this process (workers == 1) or in worker processes."""
     if workers <= 1:
         worker = Worker(job, it)  # this process's own, not cached: it ends with the evaluation
-        with limited_blas_threads():
+        with batch_tuning():
             for start, arrays in chunks:
                 yield start, worker.run(arrays)
         return

@@ -23,7 +23,7 @@ import traceback
 import ops  # noqa: F401  (importing the package registers every kernel)
 
 from ..errors import InputError, MicrorefError, UnsupportedOpError, printable
-from ..runtime import limited_blas_threads
+from ..runtime import batch_tuning
 from .cli_io import (  # noqa: F401
     EXIT_DIFFERS,
     EXIT_INPUT,
@@ -234,8 +234,9 @@ def main(argv=None) -> int:
     stdout = sys.stdout
     sys.stdout = _EscapingStream(stdout)
     try:
-        # The command owns its process: BLAS on one thread for its duration (interp.runtime.blas).
-        with limited_blas_threads():
+        # The command owns its process: BLAS on one thread and freed memory kept for its duration
+        # (interp.runtime.blas).
+        with batch_tuning():
             return args.func(args)
     except MicrorefError as e:
         if args.debug:
