@@ -68,13 +68,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import depthwise, gemm_u8, lazy_njit
+from .depthwise import read_only
 from .lanes_ir import mode as requantize_mode
 from .lanes_ir import requantize_high, splat, tails
 
 __all__ = ["FusedU8ConvPlan", "plan", "conv", "available"]
 
 LANES = 16
-_INT32 = 1 << 32
 # The per-image transposes of 16 (or 8) pixels' dwords exist for these C/4 (others: a scalar loop).
 TRANSPOSED_QUADS = (2, 4, 8, 16)
 
@@ -103,12 +103,6 @@ class FusedU8ConvPlan:
     activation_min: int
     activation_max: int
     mode: int  # lanes_ir.MODE_SKIP_NEGATIVE | lanes_ir.MODE_SATURATE where they hold
-
-
-def _read_only(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, copy=True, order="C")
-    a.flags.writeable = False
-    return a
 
 
 def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int, output_offset: int,
@@ -140,13 +134,10 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
     if hp * wp * c > 4 * (h * w * c + oh * ow * kh * kw * c) + 4096:
         return None  # strides or dilations reaching far past the image: a huge padded buffer
     channels = filters.shape[1]
-    requant = depthwise.plan("INT8", (1, 1, channels), (1, 1), (1, 1), (1, 1), (0, 0), 1, input_offset,
-                             output_offset, activation_min, activation_max, np.zeros((1, 1, channels), np.int64),
-                             bias, multiplier, shift)
-    if requant is None or requant.wide:
+    requant = depthwise.plan_channels(channels, input_offset, output_offset, activation_min, activation_max, bias,
+                                      multiplier, shift)
+    if requant is None:
         return None
-    if not -128 <= requant.activation_min <= requant.activation_max <= 127:
-        return None  # (TFLM's int8 activation range always is)
     consts64 = np.stack([np.asarray(v, np.int64) for v in (requant.multiplier, requant.rounding,
                                                              requant.negative_rounding, requant.right_shift)])
     # A channel whose multiplier is 0 (a zero scale) has p = 0 and r = rounding >> right_shift = 0
@@ -159,8 +150,7 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
         return None  # e = 0 somewhere: lanes_ir.requantize_high needs right shifts >= 32
     assert int(np.max(np.asarray(requant.left_shift)[~dead], initial=0)) == 0 and int(consts64[3].max()) <= 62
     # The accumulators start at bias + (input_offset - 128)·Σw modulo 2^32 (the docstring).
-    start = (np.asarray(requant.bias, np.int64) + (int(input_offset) - 128) * filters.sum(axis=0)) % _INT32
-    start = (start + (1 << 31)) % _INT32 - (1 << 31)
+    start = gemm_u8.u8_start(requant.bias, input_offset, filters.sum(axis=0))
     # lanes_ir's shortcuts, where they change no byte (its docstring).
     offset = int(requant.output_offset)
     mode = requantize_mode(requant.activation_min, requant.activation_max, offset)
@@ -170,8 +160,8 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
     packed = np.ascontiguousarray(filters.reshape(kh * kw * quads, 4, channels).transpose(0, 2, 1)).astype(np.int8)
     return FusedU8ConvPlan(
         (int(h), int(w), int(c)), (int(oh), int(ow)), int(sh), (int(pt), int(pl)), int(hp), int(wp),
-        -int(input_offset) + 128, bool(split), _read_only(offsets), _read_only(packed.view(np.int32).reshape(-1)),
-        channels, _read_only(np.stack([start, consts64[3] - 32, consts64[0]]).astype(np.int32)), _read_only(consts64),
+        -int(input_offset) + 128, bool(split), read_only(offsets), read_only(packed.view(np.int32).reshape(-1)),
+        channels, read_only(np.stack([start, consts64[3] - 32, consts64[0]]).astype(np.int32)), read_only(consts64),
         offset, requant.activation_min,
         requant.activation_max, mode)
 

@@ -55,7 +55,7 @@ __all__ = ["CompiledDepthwiseParams", "plan", "depthwise_conv"]
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
-def _read_only(a: np.ndarray) -> np.ndarray:
+def read_only(a: np.ndarray) -> np.ndarray:
     """A C-contiguous read-only copy (rows of a table become arrays of their own)."""
     a = np.ascontiguousarray(a) if a.flags.c_contiguous and a.base is None else a.copy()
     a.flags.writeable = False
@@ -193,13 +193,26 @@ def plan(kind: str, in_hwc, out_hw, stride, dilation, padding, depth_multiplier:
         dilation_width_factor=int(dw), padding_top=int(padding[0]), padding_left=int(padding[1]),
         depth_multiplier=int(depth_multiplier), input_offset=int(input_offset), output_offset=int(output_offset),
         activation_min=int(activation_min), activation_max=int(activation_max),
-        weights=_read_only(filters.reshape(kh * kw, channels).astype(np.int32)),
-        tap_row=_read_only(taps[0]), tap_phase=_read_only(taps[1]), tap_start=_read_only(taps[2]),
-        bias=_read_only(table[0] if wide else table[0].astype(np.int32)),
-        multiplier=_read_only(table[1].astype(np.int32)), left_shift=_read_only(table[2]),
-        left_shifts=bool(table[2].any()), rounding=_read_only(table[3]), negative_rounding=_read_only(table[4]),
-        right_shift=_read_only(table[5]), wide=wide, phases_shape=(rows, sw, columns, channels),
+        weights=read_only(filters.reshape(kh * kw, channels).astype(np.int32)),
+        tap_row=read_only(taps[0]), tap_phase=read_only(taps[1]), tap_start=read_only(taps[2]),
+        bias=read_only(table[0] if wide else table[0].astype(np.int32)),
+        multiplier=read_only(table[1].astype(np.int32)), left_shift=read_only(table[2]),
+        left_shifts=bool(table[2].any()), rounding=read_only(table[3]), negative_rounding=read_only(table[4]),
+        right_shift=read_only(table[5]), wide=wide, phases_shape=(rows, sw, columns, channels),
         phases_dtype=phases_dtype)
+
+
+def plan_channels(channels: int, input_offset: int, output_offset: int, activation_min: int, activation_max: int,
+                  bias, multiplier, shift) -> CompiledDepthwiseParams | None:
+    """``plan``'s int8 per-channel requantization constants for ``channels`` output channels, as a
+    1x1 depthwise layer's (what the fused int8 CONV_2D kernels requantize with, so no kernel can
+    disagree on them), or None where ``plan`` refuses them or the activation range is not inside
+    int8 (TFLM's int8 range always is)."""
+    requant = plan("INT8", (1, 1, channels), (1, 1), (1, 1), (1, 1), (0, 0), 1, input_offset, output_offset,
+                   activation_min, activation_max, np.zeros((1, 1, channels), np.int64), bias, multiplier, shift)
+    if requant is None or requant.wide or not -128 <= requant.activation_min <= requant.activation_max <= 127:
+        return None
+    return requant
 
 
 def depthwise_conv(p: CompiledDepthwiseParams, x: np.ndarray, output_hw, out_dtype) -> np.ndarray:

@@ -72,7 +72,6 @@ __all__ = ["NarrowDepthwisePlan", "plan", "depthwise_conv", "available"]
 
 LANES = 16
 WINDOW = 64  # bytes one quad's load reads (the permutation's source)
-_INT32 = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -146,8 +145,7 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
     permutation[:, min(kw, 4):] = 0
     assert int(permutation.max()) < WINDOW
     offsets = np.array([(ky * dh * wp + 4 * j * dw) * c for ky in range(kh) for j in range(quads)], np.int64)
-    init = requant.bias.astype(np.int64) + (int(input_offset) - 128) * w.sum(axis=(0, 1))
-    init = ((init + (1 << 31)) % _INT32) - (1 << 31)  # modulo 2^32, as int32
+    init = gemm_u8.u8_start(requant.bias, input_offset, w.sum(axis=(0, 1)))  # modulo 2^32, as int32
     lanes32 = np.stack([_lanes(init, pixels), _lanes(requant.multiplier, pixels),
                         _lanes(requant.left_shift, pixels)]).astype(np.int32)
     # The output offset folded into the rounding constant where lanes_ir's proof allows (else it is

@@ -100,7 +100,6 @@ PATCHES = True  # output pixels per register block: the variants compiled (ties 
  _H_ACT_MIN, _H_ACT_MAX, _H_MODE, _H_QUAD_ROWS, _H_ROW_BYTES, _H_OUT_HEIGHT, _H_OUT_WIDTH, _H_BLOCK_ROWS,
  _H_ROW_STEP, _H_SECOND_ROW) = range(18)
 _HEADER = 18
-_INT32 = 1 << 32
 
 
 def available() -> bool:
@@ -196,9 +195,8 @@ def plan(in_hwc, out_hw, stride, dilation, padding, depth_multiplier: int, input
     inside = (cols.reshape(-1, 4) >= 0).all(axis=1)
     interior_lo = int(np.argmax(inside)) if inside.any() else 0
     interior_hi = interior_lo + int(np.argmin(np.append(inside[interior_lo:], False)))
-    init = np.zeros(padded, np.int64)
-    init[:channels] = requant.bias.astype(np.int64) + (int(input_offset) - 128) * w.sum(axis=(0, 1))
-    init = (((init + (1 << 31)) % _INT32) - (1 << 31)).astype(np.int32)  # modulo 2^32, as int32
+    init = np.zeros(padded, np.int32)  # modulo 2^32, as int32; 0 in the padding
+    init[:channels] = gemm_u8.u8_start(requant.bias, input_offset, w.sum(axis=(0, 1)))
     # The negative rounding (2^31 where p < -2^30, for e >= 1) changes r only from r' = k <= 0 to
     # k - 1 (see the module docstring): when act_min >= output_offset both clamp to act_min.
     mode = lanes_ir.mode(activation_min, activation_max, output_offset)

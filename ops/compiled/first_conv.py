@@ -73,13 +73,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import depthwise, gemm_u8, lazy_njit
+from .depthwise import read_only
 from .lanes_ir import even_odd_order, requantize, splat, tails
 from .lanes_ir import mode as requantize_mode
 
 __all__ = ["FirstConvPlan", "plan", "conv", "available"]
 
 LANES = 16
-_INT32 = 1 << 32
 # Register blocks (pixels per vector P, channel vectors V, vector rows R): a block covers R·P
 # pixels x 16·V/P output channels. P > 1 for at most 16/P output channels (all of them in one
 # block); P = 1: by OCp (a multiple of 16), % 64 -> V = 4, % 32 -> V = 2, else V = 1.
@@ -124,12 +124,6 @@ class FirstConvPlan:
     block: int  # index into BLOCKS, or len(BLOCKS) + k for the row block of ROW_CHANNELS[k] channels
 
 
-def _read_only(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, copy=True, order="C")
-    a.flags.writeable = False
-    return a
-
-
 def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int, output_offset: int,
          activation_min: int, activation_max: int, weights: np.ndarray, bias, multiplier,
          shift) -> FirstConvPlan | None:
@@ -154,13 +148,10 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
     if hp * wp * c > 4 * (h * w * c + oh * ow * kh * kw * c) + 4096:
         return None  # strides or dilations reaching far past the image: a huge padded buffer
     channels = filters.shape[1]
-    requant = depthwise.plan("INT8", (1, 1, channels), (1, 1), (1, 1), (1, 1), (0, 0), 1, input_offset,
-                             output_offset, activation_min, activation_max, np.zeros((1, 1, channels), np.int64),
-                             bias, multiplier, shift)
-    if requant is None or requant.wide:
+    requant = depthwise.plan_channels(channels, input_offset, output_offset, activation_min, activation_max, bias,
+                                      multiplier, shift)
+    if requant is None:
         return None
-    if not -128 <= requant.activation_min <= requant.activation_max <= 127:
-        return None  # (TFLM's int8 activation range always is)
     runs, run, quads = gemm_u8.filter_runs((kh, kw), (dh, dw), wp, c)
     if channels in ROW_CHANNELS and ow >= LANES and 15 * sw * c + 4 * quads <= _TABLE:
         block, group = len(BLOCKS) + ROW_CHANNELS.index(channels), channels
@@ -186,8 +177,7 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
     by_run[:, :, ~valid] = 0
     packed = np.ascontiguousarray(by_run.reshape(len(runs), quads, 4, lanes).transpose(0, 1, 3, 2))
     # The accumulators start at bias + (input_offset - 128)·Σw modulo 2^32 (the docstring).
-    start = (np.asarray(requant.bias, np.int64) + (int(input_offset) - 128) * filters.sum(axis=0)) % _INT32
-    start = (start + (1 << 31)) % _INT32 - (1 << 31)
+    start = gemm_u8.u8_start(requant.bias, input_offset, filters.sum(axis=0))
     consts32 = np.zeros((2, lanes), np.int64)
     consts64 = np.zeros((4, lanes), np.int64)
     consts64[3] = 31
@@ -205,9 +195,9 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, input_offset: int
     runs = np.array(runs, np.int64)
     return FirstConvPlan(
         (int(h), int(w), int(c)), (int(oh), int(ow)), (int(sh), int(sw)), (int(pt), int(pl)), (int(hp), int(wp)),
-        -int(input_offset) + 128, _read_only(runs), quads, channels, lanes, group, _read_only(packed.astype(np.int8)),
-        _read_only(index),
-        _read_only(consts32.astype(np.int32)), _read_only(consts64), requant.output_offset, requant.activation_min,
+        -int(input_offset) + 128, read_only(runs), quads, channels, lanes, group, read_only(packed.astype(np.int8)),
+        read_only(index),
+        read_only(consts32.astype(np.int32)), read_only(consts64), requant.output_offset, requant.activation_min,
         requant.activation_max, mode, block)
 
 

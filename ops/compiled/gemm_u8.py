@@ -114,6 +114,13 @@ def plan(in_hwc, out_hw, kernel_hw, stride, dilation, padding, pad_value: int, w
                       (hp, wp), runs, quads, packed, init, channels, padded, block, bound)
 
 
+def u8_start(bias, input_offset: int, weight_sums) -> np.ndarray:
+    """The accumulators' start when the bytes u = x + 128 are multiplied (the identity above):
+    bias + (input_offset - 128)·Σw, exact in int64, then modulo 2^32 as an int32 value (int64)."""
+    start = np.asarray(bias, np.int64) + (int(input_offset) - 128) * np.asarray(weight_sums, np.int64)
+    return (start + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
 def filter_runs(kernel_hw, dilation, padded_width: int, depth: int) -> tuple[list, int, int]:
     """The reduction's runs in TFLM's (ky, kx) order: each run's byte offset in a padded (Hp, Wp, C)
     image relative to the output pixel's window, a run's length in bytes and the quads of four
