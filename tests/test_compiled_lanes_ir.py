@@ -79,6 +79,11 @@ def _build(kind: str, flag: bool = False, other: bool = False):
                     halves = [(multiplier[h], wide[1][h], wide[2][h], wide[3][h]) for h in range(2)]
                     value = lanes_ir.requantize(builder, acc_v, left, halves, offset, low, high, skip_negative,
                                                 saturate, multiplier_in_low_half=flag)
+                elif kind == "requantize_int8":  # flag: no left shift; other: the offset folded
+                    halves = [(wide[0][h], wide[6 if other else 1][h], wide[2][h], wide[3][h]) for h in range(2)]
+                    value = lanes_ir.requantize(builder, acc_v, None if flag else left, halves,
+                                                None if other else offset, builder.trunc(low, v8),
+                                                builder.trunc(high, v8), skip_negative, saturate, int8_bounds=True)
                 elif kind == "merged":  # flag: with the left shift; other: the offset folded
                     value = lanes_ir.requantize_merged(
                         builder, acc_v, left if flag else None, wide[5], wide[6] if other else wide[1], wide[2],
@@ -164,6 +169,23 @@ def test_requantize_merged_offset_added(with_left):
         for mode in _modes(lanes_ir.mode(lo, hi, offset)):
             got = run("merged", acc, multiplier, shift, offset, lo, hi, mode, with_left)
             assert np.array_equal(got, want), (offset, lo, hi, mode)
+
+
+@pytest.mark.parametrize("no_left", [False, True])
+def test_requantize_int8_bounds(no_left):
+    """``requantize`` with clamp_int8's bounds (int8 vectors), with and without the left shift
+    (shifts <= 0 only), the offset added (every BOUNDS entry, inverted bounds too) or folded."""
+    acc, multiplier, shift = _grid(range(-31, 1) if no_left else range(-31, 32))
+    for offset, lo, hi in BOUNDS + [(3, 100, -100)]:
+        want = reference(acc, multiplier, shift, offset, lo, hi)
+        for mode in _modes(lanes_ir.mode(lo, hi, offset)):
+            got = run("requantize_int8", acc, multiplier, shift, offset, lo, hi, mode, no_left)
+            assert np.array_equal(got, want), (offset, lo, hi, mode)
+    for offset, first_shift in ((0, -31), (-128, -22), (127, -22)):
+        acc, multiplier, shift = _grid(range(first_shift, 1) if no_left else range(first_shift, 32))
+        want = reference(acc, multiplier, shift, offset, -128, 127)
+        got = run("requantize_int8", acc, multiplier, shift, offset, -128, 127, 0, no_left, True)
+        assert np.array_equal(got, want), offset
 
 
 def test_requantize_merged_offset_folded():

@@ -235,22 +235,29 @@ def tails(builder, mode_value, emit):
 
 
 def requantize(builder, acc, left, halves, offset, low, high, skip_negative: bool = False, saturate: bool = False,
-               multiplier_in_low_half: bool = True):
+               multiplier_in_low_half: bool = True, int8_bounds: bool = False):
     """The <16 x i32> accumulators ``acc`` requantized to <16 x i8> (the module docstring's formula,
     the results put back by ``interleave_low``, the offset added in int32). ``left`` <16 x i32>
-    (0..31); ``halves``: the even lanes' and the odd lanes' (multiplier, rounding,
-    negative_rounding, right_shift) as <8 x i64> (right shifts 31..62); ``multiplier_in_low_half``:
-    the multiplier words carry M in their low int32 half (sign-extended here), else they are M
-    already; ``offset``, ``low``, ``high``: <16 x i32> output_offset, act_min, act_max (inside int8).
+    (0..31), or None where no lane shifts left; ``halves``: the even lanes' and the odd lanes'
+    (multiplier, rounding, negative_rounding, right_shift) as <8 x i64> (right shifts 31..62);
+    ``multiplier_in_low_half``: the multiplier words carry M in their low int32 half (sign-extended
+    here), else they are M already; ``offset``: <16 x i32> output_offset, or None where the plan
+    folded it into the roundings (``fold_offset``); ``low``, ``high``: act_min, act_max (inside
+    int8) as <16 x i32>, or with ``int8_bounds`` as <16 x i8> for ``clamp_int8``.
     ``skip_negative`` / ``saturate``: MODE_SKIP_NEGATIVE / MODE_SATURATE where the plan proved them."""
+    if left is not None:
+        acc = builder.shl(acc, left)  # int32 acc·2^left, wraps (left 0..31)
     parts = []
-    for x, (multiplier, rounding, negative_rounding, right) in zip(even_odd(builder, builder.shl(acc, left)),
-                                                                  halves):
+    for x, (multiplier, rounding, negative_rounding, right) in zip(even_odd(builder, acc), halves):
         if multiplier_in_low_half:
             multiplier = sign_extend_low(builder, multiplier)
         total = rounded(builder, x, multiplier, rounding, negative_rounding, skip_negative)
         parts.append(builder.ashr(total, right))
-    value = builder.add(interleave_low(builder, *parts), offset)  # + output_offset, modulo 2^32
+    value = interleave_low(builder, *parts)
+    if offset is not None:
+        value = builder.add(value, offset)  # + output_offset, modulo 2^32
+    if int8_bounds:
+        return clamp_int8(builder, value, low, high)
     return _narrow(builder, clamp(builder, value, low, high, saturate))
 
 
