@@ -278,8 +278,7 @@ def _make_row_block(split: bool):
                          output_offset, act_min, act_max, mode)
 
         def codegen(context, builder, signature, args):
-            made = [context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
-                    for t, v in zip(signature.args, args)]
+            made = gemm_u8.array_arguments(context, builder, signature, args)
             image_a, offsets_a, weights_a, c32_a, c64_a, out_a = (made[k] for k in (0, 3, 4, 5, 6, 7))
             dot, operand = gemm_u8.vpdpbusd(builder)
 

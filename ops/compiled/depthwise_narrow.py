@@ -222,9 +222,8 @@ def _make_row():
         sig = types.void(image, out, row_base, out_base, offsets, permutation, packed, lanes32, lanes64, scalars)
 
         def codegen(context, builder, signature, args):
-            (image_a, out_a, _, _, offsets_a, perm_a, packed_a, lanes32_a, lanes64_a, scalars_a) = [
-                context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
-                for t, v in zip(signature.args, args)]
+            (image_a, out_a, _, _, offsets_a, perm_a, packed_a, lanes32_a, lanes64_a, scalars_a) = \
+                gemm_u8.array_arguments(context, builder, signature, args)
             dot, operand = gemm_u8.vpdpbusd(builder)
             permute = cgutils.get_or_insert_function(builder.module, ir.FunctionType(bytes64, [bytes64, bytes64]),
                                                      "llvm.x86.avx512.permvar.qi.512")

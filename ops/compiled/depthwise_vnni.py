@@ -247,13 +247,6 @@ def _intrinsics():
                 _conv_column = _make_conv_column(4)
 
 
-def _arrays(context, builder, signature, args):
-    from numba import types
-
-    return [context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
-            for t, v in zip(signature.args, args)]
-
-
 def _make_quad_row():
     """An intrinsic ``quad_row(src, row_start, inside, columns, pad, q, q_start, interior_lo,
     interior_hi)``: one row of the quad image. For each entry e < len(columns) / 4 (an (output
@@ -287,7 +280,7 @@ def _make_quad_row():
                          interior_hi)
 
         def codegen(context, builder, signature, args):
-            src_a, _, _, _, _, columns_a, pad_a, q_a, *_ = _arrays(context, builder, signature, args)
+            src_a, _, _, _, _, columns_a, pad_a, q_a, *_ = gemm_u8.array_arguments(context, builder, signature, args)
             row_start_v, inside_v, row_start2_v, inside2_v, q_start_v, lo_v, hi_v = (
                 context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 2, 3, 4, 8, 9, 10))
             src_data = builder.bitcast(src_a.data, i8.as_pointer())
@@ -402,7 +395,7 @@ def _make_conv_column(rows: int):
 
         def codegen(context, builder, signature, args):
             (q_a, pixels_a, quads_a, weights_a, init_a, mult_a, left_a, round_a, neg_a, right_a, out_a,
-             *_) = _arrays(context, builder, signature, args)
+             *_) = gemm_u8.array_arguments(context, builder, signature, args)
             out_start_v, column_v, mode_v = (context.cast(builder, args[i], signature.args[i], types.int64)
                                              for i in (11, 12, 16))
             offset_v, low_v, high_v = (context.cast(builder, args[i], signature.args[i], types.int32)

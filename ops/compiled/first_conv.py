@@ -264,9 +264,8 @@ def _make_block(share: int, vectors: int, rows: int):
                          output_offset, act_min, act_max, mode)
 
         def codegen(context, builder, signature, args):
-            (image_a, pixels_a, runs_a, _, weights_a, c32_a, c64_a, out_a, rows_a) = [
-                context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
-                for t, v in zip(signature.args[:9], args[:9])]
+            (image_a, pixels_a, runs_a, _, weights_a, c32_a, c64_a, out_a, rows_a) = gemm_u8.array_arguments(
+                context, builder, signature, args)[:9]
             dot, operand = gemm_u8.vpdpbusd(builder)
 
             def scalar(index, kind):
@@ -382,8 +381,7 @@ def _make_row_block(channels: int):
                          act_min, act_max, mode)
 
         def codegen(context, builder, signature, args):
-            made = [context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
-                    for t, v in zip(signature.args, args)]
+            made = gemm_u8.array_arguments(context, builder, signature, args)
             image_a, runs_a, index_a, weights_a, c32_a, c64_a, out_a = (made[k] for k in (0, 2, 4, 5, 6, 7, 8))
             dot, operand = gemm_u8.vpdpbusd(builder)
             permute = cgutils.get_or_insert_function(builder.module, ir.FunctionType(

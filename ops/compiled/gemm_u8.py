@@ -195,6 +195,14 @@ def _intrinsics():
             _blocks = made
 
 
+def array_arguments(context, builder, signature, args) -> list:
+    """An intrinsic's arguments as numba array structures (``.data``, ``.shape``), None for scalars."""
+    from numba import types
+
+    return [context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
+            for t, v in zip(signature.args, args)]
+
+
 def vpdpbusd(builder):
     """``(dot, operand)``: the declaration of llvm.x86.avx512.vpdpbusd.512 in the builder's module,
     ``dot(acc, u, w)`` with acc <16 x i32> and the byte operands of type ``operand`` (LLVM 22's
@@ -329,9 +337,8 @@ def _make_block(rows: int, vectors: int):
         sig = types.void(image, pixels, runs, quads, weights, init, acc, acc_rows, column)
 
         def codegen(context, builder, signature, args):
-            (image_a, pixels_a, runs_a, _, weights_a, init_a, acc_a, rows_a, _) = [
-                context.make_array(t)(context, builder, v) if isinstance(t, types.Array) else None
-                for t, v in zip(signature.args, args)]
+            (image_a, pixels_a, runs_a, _, weights_a, init_a, acc_a, rows_a, _) = array_arguments(
+                context, builder, signature, args)
             dot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
                 accumulator, [accumulator, operand, operand]), "llvm.x86.avx512.vpdpbusd.512")
             quads_v = context.cast(builder, args[3], signature.args[3], types.int64)
