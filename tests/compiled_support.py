@@ -228,6 +228,44 @@ def draw_conv_numerics(draw, oc: int, io: str = "INT8", output_exponents=(-14, 1
                 bias_wrap=bias_kind == "INT32" and bias_bits == 31 and draw(st.booleans()))
 
 
+def depthwise_model(rng, *, kind="INT8", filter_type=None, batch=1, h=6, w=6, c=4, dm=1, kh=3, kw=3, stride=(1, 1),
+                    dilation=(1, 1), padding="SAME", zp_in=0, zp_out=0, input_scale=0.02, output_scale=0.05,
+                    filter_scales=(0.01,), bias_kind="INT32", bias_bits=16, activation="NONE", extreme_weights=False,
+                    bias_wrap=False) -> bytes:
+    """A one-op DEPTHWISE_CONV_2D model of C·dm output channels, as ``conv_model``: ``kind`` INT8 or
+    INT16 (16x8) activations, int8 or int4 filters (``filter_type``, default int4 for kind INT4),
+    random weights or only the type's ends, a bias of ``bias_bits`` bits or ±2^31 ends (``bias_wrap``)."""
+    io = "INT16" if kind == "INT16" else "INT8"
+    filter_type = filter_type or ("INT4" if kind == "INT4" else "INT8")
+    per_channel = len(filter_scales) > 1
+    oc = c * dm
+    oh = ds.window_output_size(padding, h, kh, stride[0], dilation[0])
+    ow = ds.window_output_size(padding, w, kw, stride[1], dilation[1])
+    b = ModelBuilder()
+    x = b.input("x", [batch, h, w, c], io, scale=input_scale, zero_point=zp_in)
+    lo, hi = (-8, 7) if filter_type == "INT4" else (-128, 127)
+    weights = rng.integers(lo, hi, (1, kh, kw, oc), endpoint=True).astype(np.int8)
+    if extreme_weights:  # the largest |w| everywhere: the largest accumulators
+        weights = np.where(rng.integers(0, 2, weights.shape) == 1, lo, hi).astype(np.int8)
+    wt = b.constant("w", weights, filter_type, scale=list(filter_scales) if per_channel else filter_scales[0],
+                    zero_point=0, quantized_dimension=3)
+    inputs = [x, wt]
+    if bias_kind is not None:
+        top = 2 ** bias_bits - 1
+        values = rng.integers(-top - 1, top, oc, endpoint=True, dtype=np.int64)
+        if bias_wrap:
+            values = np.where(rng.integers(0, 2, oc) == 1, (1 << 31) - 1, -(1 << 31))
+        inputs.append(b.constant("b", values.astype(bias_kind.lower()), bias_kind,
+                                 scale=[input_scale * s for s in filter_scales] if per_channel
+                                 else input_scale * filter_scales[0], zero_point=0))
+    y = b.tensor("y", [batch, oh, ow, oc], io, scale=output_scale, zero_point=zp_out)
+    b.op("DEPTHWISE_CONV_2D", inputs, [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
+         dilation_h_factor=dilation[0], dilation_w_factor=dilation[1], depth_multiplier=dm,
+         fused_activation_function=activation)
+    b.output(y)
+    return b.build()
+
+
 def bound_model(depth_channels: int, output_channels: int) -> bytes:
     """A 16x8 1x1 CONV_2D with |w| = 128 everywhere: its accumulator bound is exactly
     Σ|w|·32768 = depth_channels·2^22, so depth 511 stays below 2^31 and 512 reaches it."""

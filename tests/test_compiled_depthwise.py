@@ -25,6 +25,7 @@ from compiled_support import (  # noqa: E402,F401
     assert_forced_equals_reference,
     boundary_inputs,
     check_diff_conv_cases,
+    depthwise_model,
 )
 
 from interp import Interpreter  # noqa: E402
@@ -36,10 +37,6 @@ from ops.conv import DepthwiseConv2D  # noqa: E402
 
 seeds = st.integers(0, 2 ** 32 - 1)
 
-
-def _output_size(padding, size, kernel, stride, dilation):
-    effective = (kernel - 1) * dilation + 1
-    return -(-size // stride) if padding == "SAME" else (size - effective + stride) // stride
 
 
 def _forced(mp):
@@ -66,8 +63,6 @@ def depthwise_models(draw, kind, kernel=None):
     dm = draw(st.sampled_from([1, 1, 2, 3, 4]))
     batch = draw(st.integers(1, 2))
     out_c = channels * dm
-    oh, ow = (_output_size(padding, h, kh, stride[0], dilation[0]), _output_size(padding, w, kw, stride[1],
-                                                                                 dilation[1]))
     io = "INT16" if kind == "INT16" else "INT8"
     zp_in = 0 if io == "INT16" else draw(st.sampled_from([-128, 127, 0, -1]) | st.integers(-128, 127))
     zp_out = 0 if io == "INT16" else draw(st.sampled_from([-128, 127, 0]) | st.integers(-128, 127))
@@ -79,36 +74,18 @@ def depthwise_models(draw, kind, kernel=None):
     n_scales = out_c if per_channel else 1
     exponents = draw(st.lists(st.floats(-30, 0) | st.sampled_from([-30.0, -9.0, 0.0]), min_size=n_scales,
                               max_size=n_scales))
-    filter_scales = [float(np.float32(2.0 ** e)) for e in exponents]
     bias_kind = draw(st.sampled_from([None, "INT64"] if io == "INT16" else [None, "INT32", "INT32"]))
     bias_bits = draw(st.sampled_from([0, 12, 20, 31]) | st.integers(0, 31))
     if io == "INT16":
         bias_bits = draw(st.sampled_from([0, 20, 40, 47]))
-    activation = draw(st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"]))
-    filter_type = "INT4" if kind == "INT4" else "INT8"
-    b = ModelBuilder()
-    x = b.input("x", [batch, h, w, channels], io, scale=input_scale, zero_point=zp_in)
-    lo, hi = (-8, 7) if filter_type == "INT4" else (-128, 127)
-    weights = rng.integers(lo, hi, (1, kh, kw, out_c), endpoint=True).astype(np.int8)
-    if draw(st.booleans()):  # the largest |w| everywhere: the largest accumulators
-        weights = np.where(rng.integers(0, 2, weights.shape) == 1, lo, hi).astype(np.int8)
-    wt = b.constant("w", weights, filter_type, scale=filter_scales if per_channel else filter_scales[0],
-                    zero_point=0, quantized_dimension=3)
-    inputs = [x, wt]
-    if bias_kind is not None:
-        top = 2 ** bias_bits - 1
-        values = rng.integers(-top - 1, top, out_c, endpoint=True, dtype=np.int64)
-        if bias_bits == 31 and draw(st.booleans()):
-            values = np.where(rng.integers(0, 2, out_c) == 1, (1 << 31) - 1, -(1 << 31))  # the wrap
-        inputs.append(b.constant("b", values.astype(bias_kind.lower()), bias_kind,
-                                 scale=[input_scale * s for s in filter_scales] if per_channel
-                                 else input_scale * filter_scales[0], zero_point=0))
-    y = b.tensor("y", [batch, oh, ow, out_c], io, scale=output_scale, zero_point=zp_out)
-    b.op("DEPTHWISE_CONV_2D", inputs, [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
-         dilation_h_factor=dilation[0], dilation_w_factor=dilation[1], depth_multiplier=dm,
-         fused_activation_function=activation)
-    b.output(y)
-    return b.build(), rng, zp_in, draw(st.booleans())
+    data = depthwise_model(rng, kind=kind, batch=batch, h=h, w=w, c=channels, dm=dm, kh=kh, kw=kw, stride=stride,
+                           dilation=dilation, padding=padding, zp_in=zp_in, zp_out=zp_out, input_scale=input_scale,
+                           output_scale=output_scale, filter_scales=[float(np.float32(2.0 ** e)) for e in exponents],
+                           bias_kind=bias_kind, bias_bits=bias_bits,
+                           activation=draw(st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"])),
+                           extreme_weights=draw(st.booleans()),
+                           bias_wrap=bias_kind is not None and bias_bits == 31 and draw(st.booleans()))
+    return data, rng, zp_in, draw(st.booleans())
 
 
 @pytest.mark.parametrize("kind", ["INT8", "INT4", "INT16"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import diff_support as ds
 import numpy as np
 import pytest
 from compiled_support import skip_unless_compiled
@@ -29,6 +30,7 @@ from compiled_support import (  # noqa: E402
     assert_fallback_equals_reference,
     assert_forced_equals_reference,
     check_diff_conv_cases,
+    depthwise_model,
 )
 
 from interp import Interpreter  # noqa: E402
@@ -41,10 +43,6 @@ needs_host = pytest.mark.skipif(not depthwise_narrow.available(), reason="the ho
                                 "(or numba does not target the host)")
 MODELS = Path("/work/shared/models")
 
-
-def _output_size(padding, size, kernel, stride, dilation):
-    effective = (kernel - 1) * dilation + 1
-    return -(-size // stride) if padding == "SAME" else (size - effective + stride) // stride
 
 
 def _forced(mp, on=True):
@@ -82,7 +80,6 @@ def narrow_models(draw, kernel=None):
     c, dm = draw(st.sampled_from(SPLITS))
     batch = draw(st.integers(1, 2))
     oc = c * dm
-    oh, ow = _output_size(padding, h, kh, stride[0], dilation[0]), _output_size(padding, w, kw, stride[1], dilation[1])
     zp_in = draw(st.sampled_from([-128, 127, 0, -1]) | st.integers(-128, 127))
     zp_out = draw(st.sampled_from([-128, 127, 0]) | st.integers(-128, 127))
     # Real multipliers input·filter/output from about 2^-40 (shift -31) up to 2^8 (left shifts).
@@ -91,31 +88,19 @@ def narrow_models(draw, kernel=None):
     per_channel = draw(st.booleans())
     exponents = draw(st.lists(st.floats(-30, 0) | st.sampled_from([-30.0, -9.0, 0.0]), min_size=oc if per_channel
                               else 1, max_size=oc if per_channel else 1))
-    filter_scales = [float(np.float32(2.0 ** e)) for e in exponents]
-    filter_type = draw(st.sampled_from(["INT8", "INT8", "INT4"]))
-    lo, hi = (-8, 7) if filter_type == "INT4" else (-128, 127)
-    b = ModelBuilder()
-    x = b.input("x", [batch, h, w, c], "INT8", scale=input_scale, zero_point=zp_in)
-    weights = rng.integers(lo, hi, (1, kh, kw, oc), endpoint=True).astype(np.int8)
-    if draw(st.booleans()):  # the largest |w| everywhere: the largest accumulators
-        weights = np.where(rng.integers(0, 2, weights.shape) == 1, lo, hi).astype(np.int8)
-    wt = b.constant("w", weights, filter_type, scale=filter_scales if per_channel else filter_scales[0],
-                    zero_point=0, quantized_dimension=3)
-    inputs = [x, wt]
-    if draw(st.booleans()):
-        bits = draw(st.sampled_from([0, 12, 20, 31]) | st.integers(0, 31))
-        values = rng.integers(-(1 << bits), (1 << bits) - 1, oc, endpoint=True, dtype=np.int64)
-        if bits == 31 and draw(st.booleans()):
-            values = np.where(rng.integers(0, 2, oc) == 1, (1 << 31) - 1, -(1 << 31))  # the wrap
-        inputs.append(b.constant("b", values.astype(np.int32), "INT32", scale=[input_scale * s for s in filter_scales]
-                                 if per_channel else input_scale * filter_scales[0], zero_point=0))
-    y = b.tensor("y", [batch, oh, ow, oc], "INT8", scale=output_scale, zero_point=zp_out)
-    b.op("DEPTHWISE_CONV_2D", inputs, [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
-         dilation_h_factor=dilation[0], dilation_w_factor=dilation[1], depth_multiplier=dm,
-         fused_activation_function=draw(st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"])))
-    b.output(y)
+    bias_kind = draw(st.sampled_from([None, "INT32"]))
+    bias_bits = draw(st.sampled_from([0, 12, 20, 31]) | st.integers(0, 31))
+    data = depthwise_model(rng, filter_type=draw(st.sampled_from(["INT8", "INT8", "INT4"])), batch=batch, h=h, w=w,
+                           c=c, dm=dm, kh=kh, kw=kw, stride=stride, dilation=dilation, padding=padding, zp_in=zp_in,
+                           zp_out=zp_out, input_scale=input_scale, output_scale=output_scale,
+                           filter_scales=[float(np.float32(2.0 ** e)) for e in exponents], bias_kind=bias_kind,
+                           bias_bits=bias_bits, activation=draw(st.sampled_from(["NONE", "RELU", "RELU6",
+                                                                                 "RELU_N1_TO_1"])),
+                           extreme_weights=draw(st.booleans()),
+                           bias_wrap=bias_kind is not None and bias_bits == 31 and draw(st.booleans()))
+    ow = ds.window_output_size(padding, w, kw, stride[1], dilation[1])
     applies = expected_to_apply(c, dm, (kh, kw), stride, dilation, ow)
-    return b.build(), rng, zp_in, draw(st.booleans()), applies
+    return data, rng, zp_in, draw(st.booleans()), applies
 
 
 def assert_narrow_equals_reference(data: bytes, rng, zero_point: int, extremes: bool, applies: bool = True):
@@ -158,7 +143,8 @@ def _layer(h, w, c, dm, stride, zp_in=-3, zp_out=1, kernel_hw=(3, 3), rng=None, 
     if extreme:
         bias = np.where(rng.integers(0, 2, oc) == 1, (1 << 31) - 1, -(1 << 31)).astype(np.int32)
     bt = b.constant("b", bias, "INT32", scale=[0.02 * s for s in scales], zero_point=0)
-    oh, ow = (_output_size(padding, h, kernel_hw[0], stride, 1), _output_size(padding, w, kernel_hw[1], stride, 1))
+    oh = ds.window_output_size(padding, h, kernel_hw[0], stride, 1)
+    ow = ds.window_output_size(padding, w, kernel_hw[1], stride, 1)
     y = b.tensor("y", [batch, oh, ow, oc], "INT8", scale=0.05, zero_point=zp_out)
     b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [y], padding=padding, stride_h=stride, stride_w=stride,
          depth_multiplier=dm, fused_activation_function="RELU6" if not extreme else "NONE")

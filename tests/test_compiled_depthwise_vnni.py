@@ -11,6 +11,7 @@ A host without VNNI falls back to ops/compiled/depthwise.py. Skipped without num
 """
 from __future__ import annotations
 
+import diff_support as ds
 import numpy as np
 import pytest
 from compiled_support import skip_unless_compiled
@@ -24,7 +25,7 @@ from compiled_support import (  # noqa: E402
     assert_forced_equals_reference,
     check_diff_conv_cases,
 )
-from test_compiled_depthwise import _output_size, depthwise_models  # noqa: E402
+from test_compiled_depthwise import depthwise_models  # noqa: E402
 
 from interp import Interpreter  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
@@ -111,8 +112,8 @@ def _stride_model(rng, h, w, c, kernel_hw, stride, padding, zp_in, zp_out, activ
     bias = rng.integers(-(1 << 31), 1 << 31, oc, dtype=np.int64)
     bias[::2] = np.where(rng.integers(0, 2, bias[::2].shape) == 1, (1 << 31) - 1, -(1 << 31))
     bt = b.constant("b", bias.astype(np.int32), "INT32", scale=[0.02 * s for s in scales], zero_point=0)
-    oh = _output_size(padding, h, kernel_hw[0], stride[0], dilation[0])
-    ow = _output_size(padding, w, kernel_hw[1], stride[1], dilation[1])
+    oh = ds.window_output_size(padding, h, kernel_hw[0], stride[0], dilation[0])
+    ow = ds.window_output_size(padding, w, kernel_hw[1], stride[1], dilation[1])
     y = b.tensor("y", [2, oh, ow, oc], "INT8", scale=output_scale, zero_point=zp_out)
     b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
          depth_multiplier=dm, dilation_h_factor=dilation[0], dilation_w_factor=dilation[1],
