@@ -165,6 +165,32 @@ def check_diff_conv_cases(force, label: str, kind: str = "INT8", depthwise: bool
     ds.run_examples(conv_cases(depthwise=depthwise, kind=kind), run, fraction=fraction)
 
 
+def _filter_and_bias(b, rng, shape, quantized_dimension: int, filter_type: str, filter_scales, input_scale: float,
+                     extreme_weights, bias_kind, bias_bits: int, bias_wrap: bool) -> list:
+    """The filter constant of ``shape`` (random, only the type's ends with ``extreme_weights=True``,
+    or only the values of a tuple) and the bias of the output channels (the filter's quantized
+    dimension), of ``bias_bits`` bits or the ±2^31 ends (``bias_wrap``), or none."""
+    per_channel = len(filter_scales) > 1
+    oc = shape[quantized_dimension]
+    lo, hi = (-8, 7) if filter_type == "INT4" else (-128, 127)
+    weights = rng.integers(lo, hi, shape, endpoint=True).astype(np.int8)
+    if isinstance(extreme_weights, tuple):
+        weights = rng.choice(np.array(extreme_weights, np.int8), weights.shape)
+    elif extreme_weights:  # the largest |w| everywhere: the largest accumulators
+        weights = np.where(rng.integers(0, 2, weights.shape) == 1, lo, hi).astype(np.int8)
+    constants = [b.constant("w", weights, filter_type, scale=list(filter_scales) if per_channel else filter_scales[0],
+                            zero_point=0, quantized_dimension=quantized_dimension)]
+    if bias_kind is not None:
+        top = 2 ** bias_bits - 1
+        values = rng.integers(-top - 1, top, oc, endpoint=True, dtype=np.int64)
+        if bias_wrap:
+            values = np.where(rng.integers(0, 2, oc) == 1, (1 << 31) - 1, -(1 << 31))
+        constants.append(b.constant("b", values.astype(bias_kind.lower()), bias_kind,
+                                    scale=[input_scale * s for s in filter_scales] if per_channel
+                                    else input_scale * filter_scales[0], zero_point=0))
+    return constants
+
+
 def conv_model(rng, *, kind="INT8", batch=1, h=6, w=6, c=4, oc=16, kh=3, kw=3, stride=(1, 1), dilation=(1, 1),
                padding="SAME", zp_in=0, zp_out=0, input_scale=0.02, output_scale=0.05, filter_scales=(0.01,),
                bias_kind="INT32", bias_bits=16, activation="NONE", extreme_weights=False, bias_wrap=False) -> bytes:
@@ -174,28 +200,12 @@ def conv_model(rng, *, kind="INT8", batch=1, h=6, w=6, c=4, oc=16, kh=3, kw=3, s
     (``bias_wrap``) that make the int32 accumulator wrap."""
     io = "INT16" if kind == "INT16" else "INT8"
     filter_type = "INT4" if kind == "INT4" else "INT8"
-    per_channel = len(filter_scales) > 1
     oh = ds.window_output_size(padding, h, kh, stride[0], dilation[0])
     ow = ds.window_output_size(padding, w, kw, stride[1], dilation[1])
     b = ModelBuilder()
     x = b.input("x", [batch, h, w, c], io, scale=input_scale, zero_point=zp_in)
-    lo, hi = (-8, 7) if filter_type == "INT4" else (-128, 127)
-    weights = rng.integers(lo, hi, (oc, kh, kw, c), endpoint=True).astype(np.int8)
-    if isinstance(extreme_weights, tuple):
-        weights = rng.choice(np.array(extreme_weights, np.int8), weights.shape)
-    elif extreme_weights:
-        weights = np.where(rng.integers(0, 2, weights.shape) == 1, lo, hi).astype(np.int8)
-    wt = b.constant("w", weights, filter_type, scale=list(filter_scales) if per_channel else filter_scales[0],
-                    zero_point=0, quantized_dimension=0)
-    inputs = [x, wt]
-    if bias_kind is not None:
-        top = 2 ** bias_bits - 1
-        values = rng.integers(-top - 1, top, oc, endpoint=True, dtype=np.int64)
-        if bias_wrap:
-            values = np.where(rng.integers(0, 2, oc) == 1, (1 << 31) - 1, -(1 << 31))
-        inputs.append(b.constant("b", values.astype(bias_kind.lower()), bias_kind,
-                                 scale=[input_scale * s for s in filter_scales] if per_channel
-                                 else input_scale * filter_scales[0], zero_point=0))
+    inputs = [x] + _filter_and_bias(b, rng, (oc, kh, kw, c), 0, filter_type, filter_scales, input_scale,
+                                    extreme_weights, bias_kind, bias_bits, bias_wrap)
     y = b.tensor("y", [batch, oh, ow, oc], io, scale=output_scale, zero_point=zp_out)
     b.op("CONV_2D", inputs, [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
          dilation_h_factor=dilation[0], dilation_w_factor=dilation[1], fused_activation_function=activation)
@@ -237,27 +247,13 @@ def depthwise_model(rng, *, kind="INT8", filter_type=None, batch=1, h=6, w=6, c=
     random weights or only the type's ends, a bias of ``bias_bits`` bits or ±2^31 ends (``bias_wrap``)."""
     io = "INT16" if kind == "INT16" else "INT8"
     filter_type = filter_type or ("INT4" if kind == "INT4" else "INT8")
-    per_channel = len(filter_scales) > 1
     oc = c * dm
     oh = ds.window_output_size(padding, h, kh, stride[0], dilation[0])
     ow = ds.window_output_size(padding, w, kw, stride[1], dilation[1])
     b = ModelBuilder()
     x = b.input("x", [batch, h, w, c], io, scale=input_scale, zero_point=zp_in)
-    lo, hi = (-8, 7) if filter_type == "INT4" else (-128, 127)
-    weights = rng.integers(lo, hi, (1, kh, kw, oc), endpoint=True).astype(np.int8)
-    if extreme_weights:  # the largest |w| everywhere: the largest accumulators
-        weights = np.where(rng.integers(0, 2, weights.shape) == 1, lo, hi).astype(np.int8)
-    wt = b.constant("w", weights, filter_type, scale=list(filter_scales) if per_channel else filter_scales[0],
-                    zero_point=0, quantized_dimension=3)
-    inputs = [x, wt]
-    if bias_kind is not None:
-        top = 2 ** bias_bits - 1
-        values = rng.integers(-top - 1, top, oc, endpoint=True, dtype=np.int64)
-        if bias_wrap:
-            values = np.where(rng.integers(0, 2, oc) == 1, (1 << 31) - 1, -(1 << 31))
-        inputs.append(b.constant("b", values.astype(bias_kind.lower()), bias_kind,
-                                 scale=[input_scale * s for s in filter_scales] if per_channel
-                                 else input_scale * filter_scales[0], zero_point=0))
+    inputs = [x] + _filter_and_bias(b, rng, (1, kh, kw, oc), 3, filter_type, filter_scales, input_scale,
+                                    extreme_weights, bias_kind, bias_bits, bias_wrap)
     y = b.tensor("y", [batch, oh, ow, oc], io, scale=output_scale, zero_point=zp_out)
     b.op("DEPTHWISE_CONV_2D", inputs, [y], padding=padding, stride_h=stride[0], stride_w=stride[1],
          dilation_h_factor=dilation[0], dilation_w_factor=dilation[1], depth_multiplier=dm,
