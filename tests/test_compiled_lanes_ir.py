@@ -34,12 +34,13 @@ def _modes(allowed: int):
     return sorted({m & allowed for m in range(4)})
 
 
-def _build(kind: str, flag: bool = False, other: bool = False):
+def _build(kind: str, flag: bool = False, other: bool = False, first: bool = False):
     """njit ``apply(acc, c32, c64, out, mode)`` running one lanes_ir block per group of 16 lanes,
     its variants chosen by ``mode`` through lanes_ir.tails. c32 rows: left shift, output offset,
     act_min, act_max, right shift - 32; c64 rows (even-odd order): multiplier with junk in the high
-    half, rounding, negative rounding, right shift, output offset, multiplier, folded rounding."""
-    key = (kind, flag, other)
+    half, rounding, negative rounding, right shift, output offset, multiplier, folded rounding.
+    ``first``: ``negative_first`` (the emission order)."""
+    key = (kind, flag, other, first)
     if key in _built:
         return _built[key]
     import numba
@@ -78,7 +79,7 @@ def _build(kind: str, flag: bool = False, other: bool = False):
                     multiplier = wide[0] if flag else wide[5]
                     halves = [(multiplier[h], wide[1][h], wide[2][h], wide[3][h]) for h in range(2)]
                     value = lanes_ir.requantize(builder, acc_v, left, halves, offset, low, high, skip_negative,
-                                                saturate, multiplier_in_low_half=flag)
+                                                saturate, multiplier_in_low_half=flag, negative_first=first)
                 elif kind == "requantize_int8":  # flag: no left shift; other: the offset folded
                     halves = [(wide[0][h], wide[6 if other else 1][h], wide[2][h], wide[3][h]) for h in range(2)]
                     value = lanes_ir.requantize(builder, acc_v, None if flag else left, halves,
@@ -87,7 +88,7 @@ def _build(kind: str, flag: bool = False, other: bool = False):
                 elif kind == "merged":  # flag: with the left shift; other: the offset folded
                     value = lanes_ir.requantize_merged(
                         builder, acc_v, left if flag else None, wide[5], wide[6] if other else wide[1], wide[2],
-                        wide[3], None if other else wide[4][0], low, high, skip_negative, saturate)
+                        wide[3], None if other else wide[4][0], low, high, skip_negative, saturate, first)
                 elif kind == "high":  # the same constants in a group's lanes
                     value = lanes_ir.requantize_high(builder, acc_v, wide[0][0], wide[1][0], wide[2][0], right32,
                                                      offset, low, high, skip_negative, saturate)
@@ -126,11 +127,11 @@ def _tables(acc, multiplier, shift, offset, act_min, act_max):
     return np.ascontiguousarray(c32), lanes_ir.even_odd_order(c64)
 
 
-def run(kind, acc, multiplier, shift, offset, act_min, act_max, mode, flag=False, other=False):
+def run(kind, acc, multiplier, shift, offset, act_min, act_max, mode, flag=False, other=False, first=False):
     acc = np.ascontiguousarray(acc, np.int32)
     c32, c64 = _tables(acc, multiplier, shift, offset, act_min, act_max)
     out = np.empty(acc.size, np.int8)
-    _build(kind, flag, other)(acc, c32, c64, out, mode)
+    _build(kind, flag, other, first)(acc, c32, c64, out, mode)
     return out
 
 
@@ -150,24 +151,24 @@ def _grid(shifts, per_group: bool = False):
     return acc.reshape(-1), multiplier.reshape(-1), shift.reshape(-1)
 
 
-@pytest.mark.parametrize("low_half", [True, False])
-def test_requantize_every_shift_and_mode(low_half):
+@pytest.mark.parametrize("low_half, first", [(True, False), (False, False), (True, True)])
+def test_requantize_every_shift_and_mode(low_half, first):
     acc, multiplier, shift = _grid(range(-31, 32))
     for offset, lo, hi in BOUNDS:
         want = reference(acc, multiplier, shift, offset, lo, hi)
         for mode in _modes(lanes_ir.mode(lo, hi, offset)):
-            got = run("requantize", acc, multiplier, shift, offset, lo, hi, mode, low_half)
+            got = run("requantize", acc, multiplier, shift, offset, lo, hi, mode, low_half, first=first)
             assert np.array_equal(got, want), (offset, lo, hi, mode, np.flatnonzero(got != want)[:5])
 
 
-@pytest.mark.parametrize("with_left", [True, False])
-def test_requantize_merged_offset_added(with_left):
+@pytest.mark.parametrize("with_left, first", [(True, False), (False, False), (True, True)])
+def test_requantize_merged_offset_added(with_left, first):
     """The offset added to the int64 results; without the left shift only where every lane's is 0."""
     acc, multiplier, shift = _grid(range(-31, 32) if with_left else range(-31, 1))
     for offset, lo, hi in BOUNDS:
         want = reference(acc, multiplier, shift, offset, lo, hi)
         for mode in _modes(lanes_ir.mode(lo, hi, offset)):
-            got = run("merged", acc, multiplier, shift, offset, lo, hi, mode, with_left)
+            got = run("merged", acc, multiplier, shift, offset, lo, hi, mode, with_left, first=first)
             assert np.array_equal(got, want), (offset, lo, hi, mode)
 
 

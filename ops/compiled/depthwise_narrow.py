@@ -262,7 +262,7 @@ def _make_row():
                 """depthwise.py's requantization on the 16 lanes (lanes_ir.requantize_merged)."""
                 return lanes_ir.requantize_merged(builder, acc, left if shifts_left else None, multiplier, rounding,
                                                   negative_rounding, right, output_offset if add_offset else None,
-                                                  act_min, act_max)
+                                                  act_min, act_max, negative_first=True)
 
             done = builder.append_basic_block("narrow.done")
 

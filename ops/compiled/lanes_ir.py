@@ -150,18 +150,25 @@ def even_odd(builder, acc):
     return sign_extend_low(builder, words), builder.ashr(words, ir.Constant(words.type, [32] * HALF))
 
 
-def rounded(builder, x, multiplier, rounding, negative_rounding, skip_negative: bool):
+def rounded(builder, x, multiplier, rounding, negative_rounding, skip_negative: bool, negative_first: bool = False):
     """<8 x i64> q = x·M + rounding - [x·M < -2^30]·negative_rounding (x, M sign-extended int32:
-    the product is exact); ``skip_negative``: without the last term (MODE_SKIP_NEGATIVE)."""
+    the product is exact); ``skip_negative``: without the last term (MODE_SKIP_NEGATIVE).
+    ``negative_first`` changes only the order the instructions are emitted in (the negative term
+    before the sum: the same values), which LLVM's scheduler follows; each kernel keeps the order
+    its speed was measured with, so the machine code it compiles to is the one measured."""
     from llvmlite import ir
 
     product = builder.mul(x, multiplier)  # exact: |p| < 2^62
-    total = builder.add(product, rounding)
-    if not skip_negative:
-        vector = product.type
+    if skip_negative:
+        return builder.add(product, rounding)
+    vector = product.type
+    if negative_first:
         below = builder.icmp_signed("<", product, ir.Constant(vector, [_THRESHOLD] * vector.count))
-        total = builder.sub(total, builder.select(below, negative_rounding, ir.Constant(vector, [0] * vector.count)))
-    return total
+        negative = builder.select(below, negative_rounding, ir.Constant(vector, [0] * vector.count))
+        return builder.sub(builder.add(product, rounding), negative)
+    total = builder.add(product, rounding)
+    below = builder.icmp_signed("<", product, ir.Constant(vector, [_THRESHOLD] * vector.count))
+    return builder.sub(total, builder.select(below, negative_rounding, ir.Constant(vector, [0] * vector.count)))
 
 
 def interleave_low(builder, even, odd):
@@ -235,7 +242,7 @@ def tails(builder, mode_value, emit):
 
 
 def requantize(builder, acc, left, halves, offset, low, high, skip_negative: bool = False, saturate: bool = False,
-               multiplier_in_low_half: bool = True, int8_bounds: bool = False):
+               multiplier_in_low_half: bool = True, int8_bounds: bool = False, negative_first: bool = False):
     """The <16 x i32> accumulators ``acc`` requantized to <16 x i8> (the module docstring's formula,
     the results put back by ``interleave_low``, the offset added in int32). ``left`` <16 x i32>
     (0..31), or None where no lane shifts left; ``halves``: the even lanes' and the odd lanes'
@@ -244,14 +251,15 @@ def requantize(builder, acc, left, halves, offset, low, high, skip_negative: boo
     here), else they are M already; ``offset``: <16 x i32> output_offset, or None where the plan
     folded it into the roundings (``fold_offset``); ``low``, ``high``: act_min, act_max (inside
     int8) as <16 x i32>, or with ``int8_bounds`` as <16 x i8> for ``clamp_int8``.
-    ``skip_negative`` / ``saturate``: MODE_SKIP_NEGATIVE / MODE_SATURATE where the plan proved them."""
+    ``skip_negative`` / ``saturate``: MODE_SKIP_NEGATIVE / MODE_SATURATE where the plan proved them;
+    ``negative_first``: ``rounded``'s emission order."""
     if left is not None:
         acc = builder.shl(acc, left)  # int32 acc·2^left, wraps (left 0..31)
     parts = []
     for x, (multiplier, rounding, negative_rounding, right) in zip(even_odd(builder, acc), halves):
         if multiplier_in_low_half:
             multiplier = sign_extend_low(builder, multiplier)
-        total = rounded(builder, x, multiplier, rounding, negative_rounding, skip_negative)
+        total = rounded(builder, x, multiplier, rounding, negative_rounding, skip_negative, negative_first)
         parts.append(builder.ashr(total, right))
     value = interleave_low(builder, *parts)
     if offset is not None:
@@ -262,17 +270,18 @@ def requantize(builder, acc, left, halves, offset, low, high, skip_negative: boo
 
 
 def requantize_merged(builder, acc, left, multipliers, roundings, negative_roundings, rights, offset, low, high,
-                      skip_negative: bool = False, saturate: bool = False):
+                      skip_negative: bool = False, saturate: bool = False, negative_first: bool = False):
     """``requantize`` with the results merged back by ``merge_low`` and the output offset added to
     the int64 results before the truncation (``offset`` <8 x i64>), or folded into ``roundings``
     by the plan (``offset`` None: ``fold_offset``). ``left`` None: no left shift (every lane's is 0);
     multipliers, roundings, negative_roundings, rights: (even, odd) pairs of <8 x i64>, the
-    multipliers sign-extended already. Returns <16 x i8>."""
+    multipliers sign-extended already; ``negative_first``: ``rounded``'s emission order. Returns <16 x i8>."""
     if left is not None:
         acc = builder.shl(acc, left)  # int32 acc·2^left, wraps (left 0..31)
     results = []
     for h, x in enumerate(even_odd(builder, acc)):
-        total = rounded(builder, x, multipliers[h], roundings[h], negative_roundings[h], skip_negative)
+        total = rounded(builder, x, multipliers[h], roundings[h], negative_roundings[h], skip_negative,
+                        negative_first)
         scaled = builder.ashr(total, rights[h])
         results.append(builder.add(scaled, offset) if offset is not None else scaled)
     return _narrow(builder, clamp(builder, merge_low(builder, *results), low, high, saturate))
