@@ -243,3 +243,20 @@ def test_plan_helpers():
     order = lanes_ir.even_odd_order(np.arange(32).reshape(1, 32))[0]
     assert order.tolist() == (list(range(0, 16, 2)) + list(range(1, 16, 2)) + list(range(16, 32, 2))
                               + list(range(17, 32, 2)))
+
+
+def test_channel_constants_layout():
+    """channel_constants: each group of 16 channels as its 8 even channels, then its 8 odd ones;
+    padding lanes M = 0, right shift 31, left shift 0; read-only."""
+    n = 20
+    requant = depthwise.plan("INT8", (1, 1, n), (1, 1), (1, 1), (1, 1), (0, 0), 1, 0, 0, -128, 127,
+                             np.zeros((1, 1, n), np.int64), None, np.arange(n) + 1000, np.arange(n) % 40 - 31)
+    left, wide = lanes_ir.channel_constants(requant, n, 32)
+    order = np.concatenate([np.arange(0, 16, 2), np.arange(1, 16, 2), 16 + np.arange(0, 16, 2),
+                            16 + np.arange(1, 16, 2)])
+    for row, values, fill in ((0, requant.multiplier, 0), (1, requant.rounding, 0),
+                              (2, requant.negative_rounding, 0), (3, requant.right_shift, 31)):
+        padded = np.concatenate([np.asarray(values, np.int64), np.full(12, fill, np.int64)])
+        assert np.array_equal(wide[row], padded[order]), row
+    assert np.array_equal(left[:n], requant.left_shift) and not left[n:].any()
+    assert not left.flags.writeable and not wide.flags.writeable

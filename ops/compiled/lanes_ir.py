@@ -78,8 +78,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["LANES", "HALF", "MODE_SKIP_NEGATIVE", "MODE_SATURATE", "mode", "fold_offset", "even_odd_order",
-           "splat", "even_odd", "sign_extend_low", "rounded", "interleave_low", "merge_low", "clamp",
-           "clamp_int8", "tails", "requantize", "requantize_merged", "requantize_high"]
+           "channel_constants", "splat", "even_odd", "sign_extend_low", "rounded", "interleave_low", "merge_low",
+           "clamp", "clamp_int8", "tails", "requantize", "requantize_merged", "requantize_high"]
 
 LANES = 16
 HALF = LANES // 2
@@ -114,6 +114,26 @@ def even_odd_order(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values)
     shape = values.shape
     return np.ascontiguousarray(values.reshape(shape[:-1] + (-1, HALF, 2)).swapaxes(-1, -2).reshape(shape))
+
+
+def channel_constants(requant, channels: int, padded: int):
+    """depthwise.plan's per-channel constants (a CompiledDepthwiseParams for ``channels`` int8
+    channels) padded to ``padded`` lanes (a multiple of 16) with M = 0 (those results are never
+    stored), for ``requantize`` with per-lane constants: ``left`` (padded,) int32; ``wide`` (4,
+    padded) int64, rows multiplier, rounding, negative_rounding, right_shift (31 in the padding), in
+    ``even_odd_order``. Both read-only."""
+    assert padded % LANES == 0 and padded >= channels
+    left = np.zeros(padded, np.int32)
+    left[:channels] = requant.left_shift
+    wide = np.zeros((4, padded), np.int64)
+    wide[3] = 31
+    for row, values in enumerate((requant.multiplier, requant.rounding, requant.negative_rounding,
+                                  requant.right_shift)):
+        wide[row, :channels] = values
+    wide = even_odd_order(wide)
+    left.flags.writeable = False
+    wide.flags.writeable = False
+    return left, wide
 
 
 # --- IR blocks (llvmlite, codegen time) ---------------------------------------------------------
