@@ -60,9 +60,10 @@ The shortcuts, each chosen by a kernel's plan only where it changes no output by
   before the truncation: int32(r + off) either way.)
 * The high word (``requantize_high``, for right shifts s >= 32 only: e >= 1, so shift < 0 and the
   left shift max(shift, 0) is 0): r = q >> s = (q >> 32) >> (s - 32) (floor division by 2^32,
-  then by 2^(s - 32)), and q >> 32 is the high int32 word of q (|q| < 2^63); r fits int32
-  (|r| <= 2^31 for s >= 32), so the int32 arithmetic shift of the high words by s - 32 gives
-  int32(r) = r as the int64 form does. The plan must guarantee s >= 32 on every lane.
+  then by 2^(s - 32)), and q >> 32 lies in [-2^31, 2^31) (|q| < 2^63), so it is exactly the high
+  int32 word of q; the int32 arithmetic shift of the high words by s - 32 (0..30: defined) is then
+  r itself, which fits int32, so int32(r) = r as in the int64 form. The plan must guarantee
+  32 <= s <= 62 on every lane.
 * ``clamp_int8`` (requant_ir's order): first to [-128, 127] in int32 and ``trunc`` to i8 (one
   vpmovsdb), then max with act_min and min with act_max in int8. For int8 bounds lo, hi this is
   TFLM's min(max(v, lo), hi) of the int32 v, with c the clamp to [-128, 127]: if v < -128,
