@@ -577,10 +577,16 @@ class Interpreter:
         if workers > 1 and not keep:
             bounds = np.linspace(0, n, workers + 1).astype(int)
             parts = [[a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
-            # A pool per call, shut down before returning: no threads outlive the call.
-            with ThreadPoolExecutor(workers, thread_name_prefix="microref") as pool:
-                envs = list(pool.map(
-                    lambda part: self._execute(part, len(part[0]), False, self._fresh_state(len(part[0]))), parts))
+
+            def run_part(part):
+                return self._execute(part, len(part[0]), False, self._fresh_state(len(part[0])))
+
+            # A pool per call, shut down before returning: no threads outlive the call. The calling
+            # thread runs the first part itself instead of waiting (one thread fewer to start:
+            # ~0.1 ms of a 5 ms call of kws at batch 256 on 2 cores).
+            with ThreadPoolExecutor(workers - 1, thread_name_prefix="microref") as pool:
+                others = [pool.submit(run_part, part) for part in parts[1:]]
+                envs = [run_part(parts[0])] + [f.result() for f in others]
             self._kept = None
             outputs = [np.concatenate([self._output_value(0, env, ti, len(part[0])) for env, part in zip(envs, parts)])
                        for ti in self.subgraph.outputs]
