@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import common
+from . import common, compiled
 from . import fixedpoint as fp
 from .c_semantics import float_sequential_sum_of_products
 from .common import (
@@ -16,14 +16,17 @@ from .common import (
     quantize_channel_multipliers,
     real_multiplier,
 )
+from .compiled import pointwise_small as compiled_pointwise
 from .params import FullyConnectedParams, QuantizedOutput, frozen_array, params_as_dict
 from .parse_checks import check_parsed_options
 from .reference import fully_connected
-from .registry import OpKernel, PrepareContext, register
+from .registry import DEFAULT_NUMERICS, OpKernel, PrepareContext, register
 
 
 @register("FULLY_CONNECTED")
 class FullyConnected(OpKernel):
+    # Outputs per call from which the compiled int8 path runs (compiled_pointwise, VNNI hosts).
+    COMPILED_MIN_ELEMENTS = 1024
     # (K+1, C) float64 weights with the requantization folded in, the offset as a last row, for
     # small products (see prepare_fast); ``one_row`` is [0..0, 1], the product's left operand
     # for one row, copied per call.
@@ -154,6 +157,16 @@ class FullyConnected(OpKernel):
         # it exact in any summation order), so one product replaces the conversion, the product,
         # the scaling and the offset. (The ones column costs less than adding the offset row after
         # the product: a ufunc call on a few values costs more than the product itself.)
+        # int8 products of many rows (a batched classifier head) as a 1x1 convolution over one-pixel
+        # images: ops/compiled/pointwise_small.py, exact for every accumulator (TFLM's int32 sums
+        # modulo 2^32, then its requantization; the module's proof). Its weights are int8, so not
+        # with a filter zero point (per-tensor weight_offset != 0: w + offset may leave int8).
+        self.compiled_pointwise = None
+        if self.kind == "INT8" and weight_offset == 0 and self.numerics == DEFAULT_NUMERICS:
+            self.compiled_pointwise = compiled_pointwise.plan(
+                (1, 1, self.accum_depth), (1, 1), (1, 1), (1, 1), (0, 0), self.input_offset, self.output_offset,
+                self.act_min, self.act_max, w_eff.T, self.bias, np.broadcast_to(self.multiplier, self.output_depth),
+                np.broadcast_to(self.shift, self.output_depth))
         self.scaled = self.one_row = None
         if self.requantizer.use_float and not self.int64_accumulator:
             self.scaled = self.requantizer.scaled_weights(self.weights_t)
@@ -165,6 +178,11 @@ class FullyConnected(OpKernel):
         n = x.shape[0]
         rows = x.reshape(-1, self.accum_depth)
         m = rows.shape[0]
+        if (self.compiled_pointwise is not None and m * self.output_depth >= self.COMPILED_MIN_ELEMENTS
+                and compiled.enabled() and compiled_pointwise.available()):
+            y = compiled_pointwise.conv(self.compiled_pointwise, rows.reshape(m, 1, 1, self.accum_depth),
+                                        self.out_tensor.dtype)
+            return [y.reshape((n,) + self.out_tensor.shape)]
         if self.scaled is not None and m * self.output_depth <= Requantizer.small_elements:
             # [rows, 1] in float64 (exact: the rows are int8 or int16), a fresh array per call.
             if m == 1:
