@@ -27,6 +27,7 @@ from .registry import DEFAULT_NUMERICS, OpKernel, PrepareContext, register
 class FullyConnected(OpKernel):
     # Outputs per call from which the compiled int8 path runs (compiled_pointwise, VNNI hosts).
     COMPILED_MIN_ELEMENTS = 1024
+    compiled_pointwise = None  # its plan (prepare_fast), for int8 layers it applies to
     # (K+1, C) float64 weights with the requantization folded in, the offset as a last row, for
     # small products (see prepare_fast); ``one_row`` is [0..0, 1], the product's left operand
     # for one row, copied per call.
