@@ -307,6 +307,11 @@ class Conv2D(_ConvBase):
     # (1.38-2.07x; the whole model 1.6-1.8x per sample). FIRST_CONV_FORCE: None chooses by the
     # threshold, True / False forces it on every eligible layer / off (tests).
     FIRST_CONV_MAX_IN_DEPTH = 64
+    # By default the register-block plans (pointwise_small, first_conv, conv_u8_fused) are made in
+    # prepare only for layers of at least this many outputs per sample: each plan costs ~0.2 ms,
+    # which every fuzzing example of a one-op model paid (CONV_2D 8x8x3->4: 0.40 -> 0.60 ms), and a
+    # smaller layer reaches COMPILED_MIN_ELEMENTS only at batches of dozens of samples.
+    PLAN_MIN_OUTPUTS = 1024
     FIRST_CONV_FORCE: bool | None = None
     # Its plan (int8 input and filter, groups 1, default numerics), else None.
     compiled_first = None
@@ -414,7 +419,8 @@ class Conv2D(_ConvBase):
                 assert self.compiled_u8.bound < (1 << 31)
         self.compiled_pointwise = None
         force = self.POINTWISE_FORCE
-        wanted = filter_depth <= self.POINTWISE_MAX_DEPTH if force is None else force
+        wanted = (filter_depth <= self.POINTWISE_MAX_DEPTH
+                  and self.out_tensor.size >= self.PLAN_MIN_OUTPUTS) if force is None else force
         if (self.kind == "INT8" and self.groups == 1 and self.numerics == DEFAULT_NUMERICS and wanted
                 and self.kernel_hw == (1, 1)):
             # Exact for every accumulator: int32 sums modulo 2^32, then TFLM's requantization in
@@ -427,7 +433,8 @@ class Conv2D(_ConvBase):
         force = self.FIRST_CONV_FORCE
         # (By default not while a test forces another compiled conv path: those tests keep their kernels.)
         others_forced = (self.SMALL_CONV_FORCE, self.U8_FORCE, self.POINTWISE_FORCE) != (None, None, None)
-        wanted = filter_depth <= self.FIRST_CONV_MAX_IN_DEPTH and not others_forced if force is None else force
+        wanted = (filter_depth <= self.FIRST_CONV_MAX_IN_DEPTH and not others_forced
+                  and self.out_tensor.size >= self.PLAN_MIN_OUTPUTS) if force is None else force
         if (self.kind == "INT8" and self.groups == 1 and self.numerics == DEFAULT_NUMERICS and wanted
                 and self.compiled_pointwise is None):
             # Exact for every accumulator: int32 sums modulo 2^32, then TFLM's requantization in
@@ -439,7 +446,8 @@ class Conv2D(_ConvBase):
         self.compiled_rows = None
         force = self.ROWS_FORCE
         others_forced = others_forced or self.FIRST_CONV_FORCE is not None
-        wanted = filter_depth >= self.ROWS_MIN_IN_DEPTH and not others_forced if force is None else force
+        wanted = (filter_depth >= self.ROWS_MIN_IN_DEPTH and not others_forced
+                  and self.out_tensor.size >= self.PLAN_MIN_OUTPUTS) if force is None else force
         if (self.kind == "INT8" and self.groups == 1 and self.numerics == DEFAULT_NUMERICS and wanted
                 and self.compiled_pointwise is None):
             # Exact for every accumulator: int32 sums modulo 2^32, then TFLM's requantization in

@@ -28,6 +28,7 @@ class FullyConnected(OpKernel):
     # Outputs per call from which the compiled int8 path runs (compiled_pointwise, VNNI hosts).
     COMPILED_MIN_ELEMENTS = 1024
     compiled_pointwise = None  # its plan (prepare_fast), for int8 layers it applies to
+    PLAN_MIN_WEIGHTS = 4096
     # (K+1, C) float64 weights with the requantization folded in, the offset as a last row, for
     # small products (see prepare_fast); ``one_row`` is [0..0, 1], the product's left operand
     # for one row, copied per call.
@@ -163,7 +164,10 @@ class FullyConnected(OpKernel):
         # modulo 2^32, then its requantization; the module's proof). Its weights are int8, so not
         # with a filter zero point (per-tensor weight_offset != 0: w + offset may leave int8).
         self.compiled_pointwise = None
-        if self.kind == "INT8" and weight_offset == 0 and self.numerics == DEFAULT_NUMERICS:
+        # (Only for weights of at least PLAN_MIN_WEIGHTS values: the plan costs ~0.2 ms of prepare,
+        # which a fuzzing example's small layer would pay for nothing.)
+        if (self.kind == "INT8" and weight_offset == 0 and self.numerics == DEFAULT_NUMERICS
+                and self.accum_depth * self.output_depth >= self.PLAN_MIN_WEIGHTS):
             self.compiled_pointwise = compiled_pointwise.plan(
                 (1, 1, self.accum_depth), (1, 1), (1, 1), (1, 1), (0, 0), self.input_offset, self.output_offset,
                 self.act_min, self.act_max, w_eff.T, self.bias, np.broadcast_to(self.multiplier, self.output_depth),

@@ -211,9 +211,13 @@ def test_default_takes_narrow_int8_inputs_only():
     cases = [(dict(c=3, oc=8), True), (dict(c=1, oc=64, kh=10, kw=4, h=12), True), (dict(c=64, oc=64), True),
              (dict(c=80, oc=16), False), (dict(c=3, oc=8, kind="INT16", bias_kind="INT64"), False),
              (dict(c=8, oc=16, kh=1, kw=1, padding="VALID"), False)]
-    for params, planned in cases:
-        kernel = Interpreter.from_bytes(conv_model(rng, **params)).kernels[0]
-        assert (kernel.compiled_first is not None and kernel.compiled_pointwise is None) == planned, params
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Conv2D, "PLAN_MIN_OUTPUTS", 0)  # these small layers stand for large ones
+        for params, planned in cases:
+            kernel = Interpreter.from_bytes(conv_model(rng, **params)).kernels[0]
+            assert (kernel.compiled_first is not None and kernel.compiled_pointwise is None) == planned, params
+    # A layer of fewer outputs per sample than PLAN_MIN_OUTPUTS (a fuzzing example's) is not planned.
+    assert Interpreter.from_bytes(conv_model(rng, c=3, oc=8)).kernels[0].compiled_first is None
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Conv2D, "U8_FORCE", True)
         assert Interpreter.from_bytes(conv_model(rng)).kernels[0].compiled_first is None

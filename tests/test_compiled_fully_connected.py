@@ -32,7 +32,9 @@ def forced_equals_reference(data: bytes, inputs: list[np.ndarray]) -> bool:
     """Whether prepare planned the compiled path; asserts its bytes equal the reference kernel's."""
     try:
         reference = Interpreter.from_bytes(data, kernels="reference")
-        fast = Interpreter.from_bytes(data)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(FullyConnected, "PLAN_MIN_WEIGHTS", 0)  # small drawn layers planned too
+            fast = Interpreter.from_bytes(data)
     except (ModelError, UnsupportedOpError):
         assume(False)
     planned = fast.kernels[0].compiled_pointwise is not None
@@ -92,11 +94,21 @@ def test_compiled_fully_connected_equals_reference_on_classifier_heads(seed, per
     assert forced_equals_reference(b.build(), [xs])
 
 
+def test_small_fully_connected_layers_are_not_planned_by_default():
+    """A fuzzing example's FC layer does not pay for the compiled plan in prepare."""
+    model, _ = build_fc(dict(kind="INT8", input_shape=[2, 16], units=8, rows=2, keep_num_dims=False, activation=0,
+                             seed=1, style="uniform", omitted_bias_slot=False, per_channel=False, input_scale=0.1,
+                             output_scale=0.2, weight_scales=[0.01], weight_zp=0, input_zp=0, output_zp=0,
+                             bias=None, bias_bits=0, bias_scale_factor=1.0))
+    assert Interpreter.from_bytes(model).kernels[0].compiled_pointwise is None
+
+
 def test_compiled_fully_connected_matches_tflm():
     """TFLM's own outputs with the compiled path forced on every drawn int8 layer."""
     def run_case(case):
         model, inputs = build_fc(case)
         with use_compiled(True), pytest.MonkeyPatch.context() as mp:
             mp.setattr(FullyConnected, "COMPILED_MIN_ELEMENTS", 0)
+            mp.setattr(FullyConnected, "PLAN_MIN_WEIGHTS", 0)
             record(check_model(model, inputs, label="FULLY_CONNECTED INT8 compiled"), "FULLY_CONNECTED INT8 compiled")
     run_examples(fc_cases("INT8"), run_case, fraction=0.3)

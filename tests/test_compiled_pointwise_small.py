@@ -184,10 +184,15 @@ def test_default_threshold_and_forcing():
     rng = np.random.default_rng(4)
     cases = [(dict(c=8, oc=16), True), (dict(c=16, oc=32), True), (dict(c=17, oc=8), True),
              (dict(c=96, oc=24), True), (dict(c=3, oc=4, stride=(2, 2)), True)]
-    for params, planned in cases:
-        it = Interpreter.from_bytes(pointwise_model(rng, **params))
-        assert (it.kernels[0].compiled_pointwise is not None) == planned, params
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Conv2D, "PLAN_MIN_OUTPUTS", 0)  # these small layers stand for large ones
+        for params, planned in cases:
+            it = Interpreter.from_bytes(pointwise_model(rng, **params))
+            assert (it.kernels[0].compiled_pointwise is not None) == planned, params
+    # A layer of fewer outputs per sample than PLAN_MIN_OUTPUTS (a fuzzing example's) is not planned.
+    assert Interpreter.from_bytes(pointwise_model(rng, c=8, oc=16)).kernels[0].compiled_pointwise is None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Conv2D, "PLAN_MIN_OUTPUTS", 0)
         mp.setattr(Conv2D, "POINTWISE_MAX_DEPTH", 16)
         assert Interpreter.from_bytes(pointwise_model(rng, c=17, oc=8)).kernels[0].compiled_pointwise is None
     with pytest.MonkeyPatch.context() as mp:
