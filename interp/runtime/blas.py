@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import platform
 import threading
 
@@ -38,7 +39,8 @@ __all__ = ["limited_blas_threads", "retained_heap", "retain_heap_for_process", "
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _DEFAULT_THRESHOLD = 128 * 1024
-# The largest mmap threshold glibc accepts (HEAP_MAX_SIZE / 2 on 64-bit); larger values are refused.
+# The fallback where a glibc refuses _KEEP_FREED as the mmap threshold (some cap it at
+# HEAP_MAX_SIZE / 2, 32 MiB on 64-bit).
 _MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
 _KEEP_FREED = 1 << 30
 
@@ -53,8 +55,10 @@ def limited_blas_threads(limit: int = 1):
         yield
 
 
+@functools.cache
 def _mallopt():
-    """glibc's mallopt, or None (another C library: musl, macOS, Windows)."""
+    """glibc's mallopt, or None (another C library: musl, macOS, Windows). Cached: libc_ver()
+    reads the Python executable."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
