@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("numba")
@@ -27,10 +27,10 @@ if os.environ.get("MICROREF_COMPILED", "").strip().lower() in ("0", "off", "no",
     pytest.skip("compiled kernels are turned off (MICROREF_COMPILED)", allow_module_level=True)
 
 import diff_support as ds  # noqa: E402
+from compiled_support import assert_forced_equals_reference, boundary_inputs  # noqa: E402
 
-from interp import Interpreter, ModelError  # noqa: E402
+from interp import Interpreter  # noqa: E402
 from interp.builder import ModelBuilder  # noqa: E402
-from interp.errors import UnsupportedOpError  # noqa: E402
 from ops import fixedpoint as fp  # noqa: E402
 from ops.compiled import pointwise_small, use_compiled  # noqa: E402
 from ops.conv import Conv2D  # noqa: E402
@@ -38,7 +38,6 @@ from ops.conv import Conv2D  # noqa: E402
 if not pointwise_small.available():
     pytest.skip("the host has no AVX512-VNNI (or numba does not target it)", allow_module_level=True)
 
-SAMPLES = 3
 seeds = st.integers(0, 2 ** 32 - 1)
 
 
@@ -76,16 +75,6 @@ def pointwise_model(rng, *, batch=1, h=6, w=6, c=8, oc=16, stride=(1, 1), paddin
     return b.build()
 
 
-def _inputs(rng, interpreter, zero_point, extremes):
-    d = interpreter.input_details[0]
-    shape = (SAMPLES,) + tuple(int(s) for s in d["shape"])
-    if extremes:  # the ends of the range and the zero point: the largest |x - zp|
-        values = rng.choice(np.array([-128, -127, 127, zero_point]), shape)
-    else:
-        values = rng.integers(-128, 127, shape, endpoint=True)
-    return values.astype(np.int8)
-
-
 class _Spy:
     """Wraps pointwise_small._pointwise_kernel: records (block, K % 4 copy, one contiguous run,
     chunk pixels) per call."""
@@ -102,26 +91,15 @@ class _Spy:
 
 def assert_pointwise_equals_reference(data: bytes, rng, zero_point: int, extremes: bool,
                                       chunk_bytes: int | None = None) -> Conv2D:
-    try:
-        reference = Interpreter.from_bytes(data, kernels="reference")
-    except (ModelError, UnsupportedOpError):
-        assume(False)
-    with pytest.MonkeyPatch.context() as mp, use_compiled(True):
+    spy = _Spy(pointwise_small._pointwise_kernel)
+
+    def force(mp):
         _forced(mp)
         if chunk_bytes is not None:
             mp.setattr(pointwise_small, "CHUNK_BYTES", chunk_bytes)
-        spy = _Spy(pointwise_small._pointwise_kernel)
         mp.setattr(pointwise_small, "_pointwise_kernel", spy)
-        fast = Interpreter.from_bytes(data)
-        x = _inputs(rng, fast, zero_point, extremes)
-        got, want = fast.run_batch([x])[0], reference.run_batch([x])[0]
-        single = fast.run([x[0]])[0]
-    assert got.dtype == want.dtype and got.shape == want.shape
-    assert got.tobytes() == want.tobytes(), \
-        f"{np.count_nonzero(got != want)} of {got.size} values differ: compiled {got.ravel()[:8]}, " \
-        f"reference {want.ravel()[:8]}"
-    assert single.tobytes() == want[0].tobytes()
-    kernel = fast.kernels[0]
+
+    kernel = assert_forced_equals_reference(data, rng, zero_point, extremes, force)
     if kernel.compiled_pointwise is not None:
         assert len(spy.calls) == 2  # run_batch and run both took the path
     kernel.spy_calls = spy.calls
@@ -240,7 +218,7 @@ def test_pointwise_equals_tflm(case):
         _forced(mp)
         it = Interpreter.from_bytes(data)
         assert it.kernels[0].compiled_pointwise is not None
-        x = _inputs(rng, it, params.get("zp_in", 0), case == 2)
+        x = boundary_inputs(rng, it, params.get("zp_in", 0), case == 2)
         assert ds.check_model(data, [x], label="CONV_2D pointwise compiled").compared
 
 
